@@ -1,0 +1,85 @@
+"""poptune: Population Based Training and hyperparameter optimization.
+
+A SHERPA script runs unchanged with ``import poptune as sherpa``::
+
+    import poptune as sherpa
+
+    parameters = [sherpa.Continuous("learning_rate", [1e-4, 1e-2], "log")]
+    algorithm = sherpa.algorithms.PopulationBasedTraining(num_generations=5, population_size=5)
+    study = sherpa.Study(parameters, algorithm, lower_is_better=False, seed=0)
+    for trial in study:
+        ...  # train from trial.load_from, save to trial.save_to
+        study.add_observation(trial, objective=accuracy, iteration=trial.generation)
+        study.finalize(trial)
+    print(study.get_best_result())
+
+The library logs through the ``poptune`` logger and never configures logging itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from poptune import algorithms
+from poptune.algorithms import StoppingRule
+from poptune.exceptions import (
+    ConfigurationError,
+    DuplicateIterationError,
+    InvalidObservationError,
+    InvalidParameterError,
+    InvalidStatusError,
+    NoObservationsError,
+    PoptuneError,
+    StorageError,
+    StudyMismatchError,
+    StudyNotFoundError,
+    TrialFinishedError,
+    UnknownTrialError,
+)
+from poptune.history import History
+from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
+from poptune.storage import MemoryStorage, Storage
+from poptune.study import Study
+from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
+
+__version__ = "0.1.0"
+
+#: Module-level generator (SHERPA's ``sherpa.rng``): a study created without ``seed=``
+#: draws its seed from it, so ``poptune.rng.seed(0)`` makes a script reproducible.
+rng: np.random.RandomState = np.random.RandomState()
+
+logging.getLogger("poptune").addHandler(logging.NullHandler())
+
+__all__ = [
+    "AlgorithmState",
+    "Choice",
+    "ConfigurationError",
+    "Continuous",
+    "Discrete",
+    "DuplicateIterationError",
+    "History",
+    "InvalidObservationError",
+    "InvalidParameterError",
+    "InvalidStatusError",
+    "MemoryStorage",
+    "NoObservationsError",
+    "Observation",
+    "Ordinal",
+    "Parameter",
+    "PoptuneError",
+    "StoppingRule",
+    "Storage",
+    "StorageError",
+    "Study",
+    "StudyMismatchError",
+    "StudyNotFoundError",
+    "Trial",
+    "TrialFinishedError",
+    "TrialStatus",
+    "UnknownTrialError",
+    "__version__",
+    "algorithms",
+    "rng",
+]

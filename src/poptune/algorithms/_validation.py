@@ -1,0 +1,38 @@
+"""Argument checks shared by the algorithms (one message format everywhere)."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from poptune.exceptions import ConfigurationError
+
+
+def check_int(owner: str, name: str, value: Any, minimum: int, allow_none: bool = False) -> Any:
+    """Return ``value`` as an int >= ``minimum`` (or None when allowed), else raise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        extra = " or None" if allow_none else ""
+        raise ConfigurationError(
+            f"{owner}: {name} must be an int >= {minimum}{extra}, got {value!r}"
+        )
+    return int(value)
+
+
+def check_fraction(
+    owner: str, name: str, value: Any, low: float, high: float, low_open: bool = False
+) -> float:
+    """Return ``value`` as a float in [low, high] (or (low, high]), else raise."""
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and (low < value if low_open else low <= value)
+        and value <= high
+    )
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigurationError(
+            f"{owner}: {name} must be a number in {bracket}{low}, {high}], got {value!r}"
+        )
+    return float(value)

@@ -1,0 +1,56 @@
+"""Iterate over given configurations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from poptune.algorithms.base import Algorithm, SuggestResult
+from poptune.exceptions import ConfigurationError
+from poptune.history import History
+from poptune.trial import AlgorithmState
+
+__all__ = ["Iterate"]
+
+
+class Iterate(Algorithm):
+    """Suggest the given parameter dicts in order, then DONE.
+
+    Args:
+        hp_iter: an iterable of dicts; each must give a value for every study parameter
+            (checked when the study is created).
+
+    Raises:
+        ConfigurationError: an element is not a dict, or misses a study parameter.
+    """
+
+    def __init__(self, hp_iter: Iterable[Mapping[str, Any]]) -> None:
+        configs = list(hp_iter)
+        for i, config in enumerate(configs):
+            if not isinstance(config, Mapping):
+                raise ConfigurationError(
+                    f"Iterate: element {i} of hp_iter must be a dict, got {config!r}"
+                )
+        self.hp_iter = [dict(c) for c in configs]
+
+    def setup(self, parameters, lower_is_better):  # type: ignore[no-untyped-def]
+        super().setup(parameters, lower_is_better)
+        for i, config in enumerate(self.hp_iter):
+            for p in parameters:
+                if p.name not in config:
+                    raise ConfigurationError(
+                        f"Iterate: element {i} of hp_iter ({config!r}) has no value for "
+                        f"parameter {p.name!r}"
+                    )
+
+    def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
+        i = history.state.get("i", 0)
+        if i >= len(self.hp_iter):
+            return AlgorithmState.DONE
+        history.state["i"] = i + 1
+        return dict(self.hp_iter[i])
+
+    def get_config(self) -> dict[str, Any]:
+        return {"hp_iter": self.hp_iter}

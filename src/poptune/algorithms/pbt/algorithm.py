@@ -1,0 +1,250 @@
+"""Population Based Training, synchronous (SHERPA's generations)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from poptune.algorithms._validation import check_fraction, check_int
+from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
+from poptune.algorithms.pbt.exploit import truncation_selection
+from poptune.algorithms.pbt.explore import explore
+from poptune.exceptions import ConfigurationError
+from poptune.history import History
+from poptune.parameters import Choice, Ordinal, Parameter
+from poptune.trial import AlgorithmState, Trial
+
+__all__ = ["PopulationBasedTraining"]
+
+logger = logging.getLogger("poptune.pbt")
+
+_RANK_BY = ("last", "best")
+
+
+class PopulationBasedTraining(Algorithm):
+    """Population Based Training (Jaderberg et al. 2017) in synchronous generations.
+
+    Generation 1 is ``population_size`` random configurations. When every trial of
+    generation g has finished, generation g + 1 is planned at once:
+
+    * members are ranked by objective (``rank_by='last'``: the last reported value, the
+      performance of the model being handed on; ``'best'``: the best value the trial
+      reported, SHERPA's rule);
+    * the bottom ``quantile_fraction`` (at least 1 member, at most half) and every member whose
+      trial FAILED or was STOPPED are *exploited*: they copy the weights (``load_from``) and
+      hyperparameters of a member drawn from the top ``quantile_fraction``, which are then
+      *explored* (see :mod:`poptune.algorithms.pbt.explore`);
+    * the other members continue from their own checkpoint with unchanged hyperparameters.
+
+    While generation g has trials running, the algorithm answers ``WAIT`` (SHERPA handed out
+    generation g + 1 too early). After ``num_generations`` generations it answers ``DONE``.
+
+    Every trial's ``parameters`` carry SHERPA's keys ``generation`` (1, 2, ...),
+    ``load_from`` ('' for a fresh model, else the trial id whose checkpoint to load),
+    ``save_to`` (the trial's own id, as a str) and ``lineage`` (ancestor ids, each followed by
+    a comma). ``trial.member``, ``trial.parent`` and ``trial.explore`` give the population
+    slot, the trial whose checkpoint is loaded and the explore record.
+
+    Args:
+        num_generations: generations to run (>= 1).
+        population_size: members per generation (>= 2).
+        parameter_range: ``{name: [low, high]}`` (numbers) or ``{name: [values]}``
+            (Choice/Ordinal) that explore may reach; default: each parameter's own range.
+        perturbation_factors: factors a number is multiplied by when explored.
+        quantile_fraction: share of the population in the bottom (replaced) and top (donor)
+            quantiles, in (0, 0.5]; 0.2 as in SHERPA and the paper.
+        resample_probability: probability that explore redraws a parameter from its prior
+            instead of perturbing it (the paper's *resample*); 0 as in SHERPA.
+        rank_by: ``'last'`` (default) or ``'best'``.
+
+    Raises:
+        ConfigurationError: any argument outside the ranges above, or a ``parameter_range``
+            naming a parameter the study does not have (checked when the study is created).
+    """
+
+    reserved_keys = ("generation", "load_from", "save_to", "lineage")
+
+    def __init__(
+        self,
+        num_generations: int,
+        population_size: int = 20,
+        parameter_range: Mapping[str, Sequence[Any]] | None = None,
+        perturbation_factors: Sequence[float] = (0.8, 1.2),
+        *,
+        quantile_fraction: float = 0.2,
+        resample_probability: float = 0.0,
+        rank_by: str = "last",
+    ) -> None:
+        owner = "PopulationBasedTraining"
+        self.num_generations = check_int(owner, "num_generations", num_generations, 1)
+        self.population_size = check_int(owner, "population_size", population_size, 2)
+        if (
+            isinstance(perturbation_factors, (str, bytes))
+            or not isinstance(perturbation_factors, Sequence)
+            or not perturbation_factors
+        ):
+            raise ConfigurationError(
+                f"{owner}: perturbation_factors must be a non-empty sequence of numbers > 0, "
+                f"got {perturbation_factors!r}"
+            )
+        for f in perturbation_factors:
+            if (
+                isinstance(f, bool)
+                or not isinstance(f, numbers.Real)
+                or not (math.isfinite(f) and f > 0)
+            ):
+                raise ConfigurationError(
+                    f"{owner}: perturbation_factors must be numbers > 0, got {f!r} in "
+                    f"{tuple(perturbation_factors)!r}"
+                )
+        self.perturbation_factors = tuple(float(f) for f in perturbation_factors)
+        self.quantile_fraction = check_fraction(
+            owner, "quantile_fraction", quantile_fraction, 0.0, 0.5, low_open=True
+        )
+        self.resample_probability = check_fraction(
+            owner, "resample_probability", resample_probability, 0.0, 1.0
+        )
+        if rank_by not in _RANK_BY:
+            raise ConfigurationError(f"{owner}: rank_by must be 'last' or 'best', got {rank_by!r}")
+        self.rank_by = rank_by
+        if parameter_range is None:
+            parameter_range = {}
+        if not isinstance(parameter_range, Mapping):
+            raise ConfigurationError(
+                f"{owner}: parameter_range must be a dict name -> range, got {parameter_range!r}"
+            )
+        self.parameter_range = {k: list(v) for k, v in parameter_range.items()}
+
+    # -- configuration -------------------------------------------------------------------
+    def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
+        super().setup(parameters, lower_is_better)
+        by_name = {p.name: p for p in parameters}
+        for name, allowed in self.parameter_range.items():
+            p = by_name.get(name)
+            if p is None:
+                raise ConfigurationError(
+                    f"PopulationBasedTraining: parameter_range names {name!r}, which is not a "
+                    f"parameter of the study (parameters: {sorted(by_name)})"
+                )
+            if isinstance(p, (Choice, Ordinal)):
+                bad = [v for v in allowed if not p.contains(v)]
+                if not allowed or bad:
+                    raise ConfigurationError(
+                        f"PopulationBasedTraining: parameter_range[{name!r}] must be a non-empty "
+                        f"list of values of {p.range!r}, got {allowed!r}"
+                    )
+                continue
+            ok = (
+                len(allowed) == 2
+                and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in allowed)
+                and allowed[0] < allowed[1]
+                and (p.scale != "log" or allowed[0] > 0)
+            )
+            if not ok:
+                raise ConfigurationError(
+                    f"PopulationBasedTraining: parameter_range[{name!r}] must be [low, high] with "
+                    f"low < high{' and low > 0 (log scale)' if p.scale == 'log' else ''}, "
+                    f"got {allowed!r}"
+                )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "num_generations": self.num_generations,
+            "population_size": self.population_size,
+            "parameter_range": self.parameter_range,
+            "perturbation_factors": list(self.perturbation_factors),
+            "quantile_fraction": self.quantile_fraction,
+            "resample_probability": self.resample_probability,
+            "rank_by": self.rank_by,
+        }
+
+    # -- decisions -----------------------------------------------------------------------
+    def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
+        state = history.state
+        if state.get("done"):
+            return AlgorithmState.DONE
+        generation = state.get("generation", 1)
+        members = history.generation(generation)
+        n = self.population_size
+        if len(members) >= n:
+            if generation >= self.num_generations:
+                return AlgorithmState.DONE
+            if any(not t.is_finished for t in members):
+                return AlgorithmState.WAIT
+            plan = self._plan(history, members, generation + 1, rng)
+            if plan is None:
+                state["done"] = True
+                return AlgorithmState.DONE
+            generation += 1
+            state["generation"] = generation
+            state["plan"] = plan
+            members = []
+        slot = len(members)
+        save_to = str(history.next_trial_id)
+        if generation == 1:
+            config = {p.name: p.sample(rng) for p in history.parameters}
+            config.update(generation=1, load_from="", save_to=save_to, lineage="")
+            return Suggestion(config, {"member": slot})
+        entry = state["plan"][slot]
+        config = dict(entry["parameters"])
+        config["save_to"] = save_to
+        return Suggestion(config, dict(entry["meta"]))
+
+    def _plan(
+        self, history: History, members: list[Trial], generation: int, rng: np.random.Generator
+    ) -> list[dict[str, Any]] | None:
+        """Plan every slot of ``generation`` from the finished previous generation."""
+        survivors, pairs = truncation_selection(
+            members, history.lower_is_better, self.rank_by, self.quantile_fraction, rng
+        )
+        if not survivors:
+            logger.error(
+                "PBT: no member of generation %d completed (statuses: %s); stopping the study",
+                generation - 1,
+                sorted({t.status.value for t in members}),
+            )
+            return None
+        plan: list[dict[str, Any]] = []
+        for trial in survivors:
+            plan.append(
+                self._entry(history, trial, trial, generation, history.hyperparameters(trial), "")
+            )
+        for replaced, donor in pairs:
+            config, records = explore(
+                history.hyperparameters(donor),
+                history.parameters,
+                rng,
+                self.perturbation_factors,
+                self.resample_probability,
+                self.parameter_range,
+            )
+            plan.append(
+                self._entry(history, replaced, donor, generation, config, "; ".join(records))
+            )
+        return plan
+
+    @staticmethod
+    def _entry(
+        history: History,
+        member_trial: Trial,
+        donor: Trial,
+        generation: int,
+        config: dict[str, Any],
+        explore_record: str,
+    ) -> dict[str, Any]:
+        parameters = dict(config)
+        parameters.update(
+            generation=generation,
+            load_from=str(donor.save_to if donor.save_to is not None else donor.id),
+            lineage=f"{donor.lineage or ''}{donor.id},",
+        )
+        meta: dict[str, Any] = {"member": member_trial.member, "parent": donor.id}
+        if explore_record:
+            meta["explore"] = explore_record
+            meta["replaced"] = member_trial.id
+        return {"parameters": parameters, "meta": meta}

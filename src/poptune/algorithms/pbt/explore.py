@@ -1,0 +1,131 @@
+"""Explore: perturb a copied configuration, with a human-readable record of each change.
+
+Rules, per parameter type (a factor is drawn uniformly from ``perturbation_factors``):
+
+* With probability ``resample_probability`` any parameter is redrawn from its own prior
+  (its range and scale), as in the paper: ``lr: 0.0034 -> 0.0091 (resampled)``.
+* ``Continuous``: a value other than 0 is multiplied by the factor (the sign is kept, the
+  magnitude scales). A value of exactly 0 cannot be scaled, so it moves by
+  ``(factor - 1) x 10%`` of the allowed range's width. Then clipped to ``parameter_range``
+  (or the parameter's own range): ``lr: 0.0034 -> 0.0041 (x1.2)``.
+* ``Discrete``: the same, then *rounded* (SHERPA truncated, so 1 x 1.2 stayed 1 forever and
+  values drifted down). If rounding would leave the value unchanged, it moves by one in the
+  factor's direction, so every perturbation with a factor other than 1 changes the value
+  unless a bound stops it. Then clipped.
+* ``Ordinal``: one step up the list for a factor > 1, down for a factor < 1 (``(+1)``),
+  reflected at the ends so the value still changes.
+* ``Choice``: resampled uniformly among the allowed values (never multiplied).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
+
+__all__ = ["explore", "format_value"]
+
+
+def format_value(value: Any) -> str:
+    """Compact text for explore records: ``0.003391``, ``32``, ``'relu'``."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _pick(values: Sequence[Any], rng: np.random.Generator) -> Any:
+    return values[min(int(rng.random() * len(values)), len(values) - 1)]
+
+
+def _bounds(parameter: Parameter, allowed: Any) -> tuple[float, float]:
+    if allowed is None:
+        return parameter.low, parameter.high  # type: ignore[attr-defined]
+    return float(allowed[0]), float(allowed[1])
+
+
+def _scale_number(value: float, factor: float, low: float, high: float) -> float:
+    if value == 0:
+        return (factor - 1.0) * 0.1 * (high - low)
+    return value * factor
+
+
+def explore(
+    config: Mapping[str, Any],
+    parameters: Sequence[Parameter],
+    rng: np.random.Generator,
+    perturbation_factors: Sequence[float],
+    resample_probability: float = 0.0,
+    parameter_range: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Return a perturbed copy of ``config`` and one record line per parameter.
+
+    Args:
+        config: the donor's values of the study parameters.
+        parameters: the study parameters (their types decide the rule).
+        rng: the suggestion's generator.
+        perturbation_factors: factors to draw from, e.g. ``(0.8, 1.2)``.
+        resample_probability: chance of redrawing a parameter from its prior instead.
+        parameter_range: ``{name: [low, high]}`` (numbers) or ``{name: [values]}``
+            (Choice/Ordinal) limiting where explore may go; default: the parameter's range.
+    """
+    ranges = parameter_range or {}
+    out = dict(config)
+    records: list[str] = []
+    for p in parameters:
+        name = p.name
+        if name not in config:
+            continue
+        old = config[name]
+        allowed = ranges.get(name)
+        if resample_probability > 0 and rng.random() < resample_probability:
+            new = p.sample(rng)
+            if allowed is not None and isinstance(p, (Choice, Ordinal)):
+                new = _pick(allowed, rng)
+            out[name] = new
+            records.append(f"{name}: {format_value(old)} -> {format_value(new)} (resampled)")
+            continue
+        factor = float(_pick(perturbation_factors, rng))
+        if isinstance(p, Choice):
+            values = list(allowed) if allowed is not None else p.range
+            new = _pick(values, rng)
+            note = "resampled"
+        elif isinstance(p, Ordinal):
+            values = list(allowed) if allowed is not None else p.range
+            step = 0 if factor == 1 else (1 if factor > 1 else -1)
+            if old in values:
+                i = values.index(old)
+                j = i + step
+                if not 0 <= j < len(values):  # reflect at the ends
+                    j = i - step if 0 <= i - step < len(values) else i
+                new = values[j]
+                note = f"{j - i:+d}"
+            else:  # outside the allowed values: start again inside them
+                new = _pick(values, rng)
+                note = "resampled"
+        elif isinstance(p, Discrete):
+            low, high = _bounds(p, allowed)
+            target = _scale_number(float(old), factor, low, high)
+            candidate = int(round(target))
+            if candidate == old and factor != 1:
+                candidate = old + (1 if factor > 1 else -1)
+            new = p.clip(candidate, (low, high))
+            note = f"x{factor:g}" + (", clipped" if new != candidate else "")
+        elif isinstance(p, Continuous):
+            low, high = _bounds(p, allowed)
+            target = _scale_number(float(old), factor, low, high)
+            new = min(max(target, low), high)
+            note = f"x{factor:g}" + (", clipped" if new != target else "")
+        else:  # a user-defined Parameter subclass: resample it
+            new = p.sample(rng)
+            note = "resampled"
+        if isinstance(new, float) and not math.isfinite(new):  # pragma: no cover - defensive
+            new = old
+        out[name] = new
+        records.append(f"{name}: {format_value(old)} -> {format_value(new)} ({note})")
+    return out, records

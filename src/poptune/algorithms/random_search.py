@@ -1,0 +1,41 @@
+"""Random search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from poptune.algorithms._validation import check_int
+from poptune.algorithms.base import Algorithm, SuggestResult
+from poptune.history import History
+from poptune.trial import AlgorithmState
+
+__all__ = ["RandomSearch"]
+
+
+class RandomSearch(Algorithm):
+    """Independent random samples of every parameter.
+
+    Args:
+        max_num_trials: DONE after this many suggestions; None (default) never ends.
+
+    Raises:
+        ConfigurationError: ``max_num_trials`` is not a positive int or None.
+    """
+
+    def __init__(self, max_num_trials: int | None = None) -> None:
+        self.max_num_trials = check_int(
+            "RandomSearch", "max_num_trials", max_num_trials, 1, allow_none=True
+        )
+
+    def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
+        state = history.state
+        n = state.get("n", 0)
+        if self.max_num_trials is not None and n >= self.max_num_trials:
+            return AlgorithmState.DONE
+        state["n"] = n + 1
+        return {p.name: p.sample(rng) for p in history.parameters}
+
+    def get_config(self) -> dict[str, Any]:
+        return {"max_num_trials": self.max_num_trials}

@@ -1,0 +1,96 @@
+"""Every error a user of poptune can cause.
+
+All of them derive from :class:`PoptuneError`, and each also derives from the built-in
+exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError``), so
+``except ValueError`` written for SHERPA keeps working::
+
+    PoptuneError
+    ├── InvalidParameterError (ValueError)     a parameter definition or value is not valid
+    ├── InvalidObservationError (ValueError)   an objective, iteration or context is not valid
+    │   └── DuplicateIterationError            the trial already has that iteration
+    ├── InvalidStatusError (ValueError)        a status that is not COMPLETED / FAILED / STOPPED
+    ├── UnknownTrialError (KeyError)           no trial with that id in the study
+    ├── TrialFinishedError (ValueError)        the trial was already finalized
+    ├── NoObservationsError (ValueError)       COMPLETED without any observation
+    ├── StudyMismatchError (ValueError)        a saved or shared study differs from this one
+    ├── StudyNotFoundError (KeyError)          no study with that name or at that path
+    ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
+    └── StorageError                           the storage failed (I/O, serialization)
+
+Messages name the bad value and what would have been accepted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DuplicateIterationError",
+    "InvalidObservationError",
+    "InvalidParameterError",
+    "InvalidStatusError",
+    "NoObservationsError",
+    "PoptuneError",
+    "StorageError",
+    "StudyMismatchError",
+    "StudyNotFoundError",
+    "TrialFinishedError",
+    "UnknownTrialError",
+]
+
+
+class PoptuneError(Exception):
+    """Base class of every error raised by poptune on purpose."""
+
+
+class InvalidParameterError(PoptuneError, ValueError):
+    """A parameter definition (name, range, scale) or a parameter value is not valid."""
+
+
+class InvalidObservationError(PoptuneError, ValueError):
+    """An observation's objective, iteration or context is not valid.
+
+    Raised for NaN, infinite or non-numeric objectives, non-integer iterations and context
+    values that cannot be stored. Nothing is recorded when it is raised.
+    """
+
+
+class DuplicateIterationError(InvalidObservationError):
+    """The trial already has an observation at this iteration."""
+
+
+class InvalidStatusError(PoptuneError, ValueError):
+    """A trial status that is not one of COMPLETED, FAILED or STOPPED was given to finalize."""
+
+
+class UnknownTrialError(PoptuneError, KeyError):
+    """The study has no trial with this id."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class TrialFinishedError(PoptuneError, ValueError):
+    """The trial was already finalized; it takes no more observations or status changes."""
+
+
+class NoObservationsError(PoptuneError, ValueError):
+    """A trial cannot be finalized as COMPLETED without at least one observation."""
+
+
+class StudyMismatchError(PoptuneError, ValueError):
+    """A saved or shared study does not match the parameters or algorithm asked for."""
+
+
+class StudyNotFoundError(PoptuneError, KeyError):
+    """No study with this name exists in the storage, or no saved study at this path."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigurationError(PoptuneError, ValueError):
+    """An argument of :class:`~poptune.Study` or of an algorithm is not valid."""
+
+
+class StorageError(PoptuneError):
+    """The storage could not complete an operation (I/O error, value that cannot be stored)."""

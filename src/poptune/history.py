@@ -1,0 +1,165 @@
+"""History: the read view of a study that algorithms and stopping rules receive.
+
+It is synced incrementally from the storage (only trials changed since the last sync are
+re-indexed), so a suggestion costs the same at trial 10 and at trial 100,000. Algorithms
+never see a pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from poptune.parameters import Parameter
+from poptune.storage.base import Storage
+from poptune.trial import _FINISHED, Trial, TrialStatus
+
+__all__ = ["History"]
+
+
+class History:
+    """Trials of a study with the indexes algorithms need.
+
+    Attributes:
+        parameters: the study's parameters, in the order given.
+        lower_is_better: direction of the objective.
+        state: the algorithm's JSON state; an algorithm may read and change it while it
+            makes a suggestion (the study stores it in the same transaction).
+        next_trial_id: the id the suggestion being made will get.
+    """
+
+    __slots__ = (
+        "_by_generation",
+        "_completed",
+        "_indexed",
+        "_trials",
+        "_unfinished",
+        "lower_is_better",
+        "next_trial_id",
+        "parameter_names",
+        "parameters",
+        "state",
+        "version",
+    )
+
+    def __init__(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
+        self.parameters = list(parameters)
+        self.parameter_names = [p.name for p in self.parameters]
+        self.lower_is_better = lower_is_better
+        self.state: dict[str, Any] = {}
+        self.next_trial_id = 1
+        self.version = 0
+        self._trials: dict[int, Trial] = {}
+        self._indexed: dict[int, TrialStatus] = {}
+        self._unfinished: dict[int, Trial] = {}
+        self._completed: list[Trial] = []
+        self._by_generation: dict[int, list[Trial]] = {}
+
+    # -- syncing ---------------------------------------------------------------------------
+    def sync(self, storage: Storage, study_id: int) -> None:
+        """Pull the trials changed since the last sync and update the indexes."""
+        changed, version = storage.changes_since(study_id, self.version)
+        if changed:
+            for trial in changed:
+                self._index(trial)
+        self.version = version
+        self.next_trial_id = len(self._trials) + 1
+
+    def _index(self, trial: Trial) -> None:
+        tid = trial.id
+        previous = self._indexed.get(tid)
+        if previous is None:
+            generation = trial.parameters.get("generation")
+            if generation is not None:
+                self._by_generation.setdefault(generation, []).append(trial)
+        else:
+            old = self._trials[tid]
+            if old is not trial:  # a fresh copy from a database storage
+                gen = self._by_generation.get(trial.parameters.get("generation"))
+                if gen is not None:
+                    gen[:] = [trial if t.id == tid else t for t in gen]
+                if previous is TrialStatus.COMPLETED:
+                    self._completed[:] = [trial if t.id == tid else t for t in self._completed]
+        self._trials[tid] = trial
+        status = trial.status
+        if status is previous:
+            if tid in self._unfinished:
+                self._unfinished[tid] = trial
+            return
+        self._indexed[tid] = status
+        if status in _FINISHED:
+            self._unfinished.pop(tid, None)
+            if status is TrialStatus.COMPLETED:
+                self._completed.append(trial)
+        else:
+            self._unfinished[tid] = trial
+
+    # -- questions -------------------------------------------------------------------------
+    @property
+    def n_trials(self) -> int:
+        """Number of trials in the study (all statuses)."""
+        return len(self._trials)
+
+    def __len__(self) -> int:
+        return len(self._trials)
+
+    def __iter__(self) -> Iterator[Trial]:
+        """All trials in id order."""
+        return iter(self._trials.values())
+
+    def __getitem__(self, trial_id: int) -> Trial:
+        return self._trials[trial_id]
+
+    def get(self, trial_id: int) -> Trial | None:
+        return self._trials.get(trial_id)
+
+    @property
+    def trials(self) -> list[Trial]:
+        """All trials in id order (a new list)."""
+        return list(self._trials.values())
+
+    @property
+    def completed(self) -> list[Trial]:
+        """COMPLETED trials in the order they were finalized (a new list)."""
+        return list(self._completed)
+
+    @property
+    def n_completed(self) -> int:
+        return len(self._completed)
+
+    @property
+    def unfinished(self) -> list[Trial]:
+        """QUEUED and RUNNING trials in id order (a new list)."""
+        return sorted(self._unfinished.values(), key=lambda t: t.id)
+
+    @property
+    def n_unfinished(self) -> int:
+        return len(self._unfinished)
+
+    def generation(self, generation: int) -> list[Trial]:
+        """Trials whose ``generation`` parameter is ``generation``, in id order."""
+        return self._by_generation.get(generation, [])
+
+    @property
+    def generations(self) -> list[int]:
+        """Generation numbers that have at least one trial, ascending."""
+        return sorted(self._by_generation)
+
+    def hyperparameters(self, trial: Trial) -> dict[str, Any]:
+        """The study parameters of ``trial`` (without algorithm bookkeeping keys)."""
+        params = trial.parameters
+        return {name: params[name] for name in self.parameter_names if name in params}
+
+    def best_trial(self) -> Trial | None:
+        """The COMPLETED trial holding the best single observation, or None."""
+        best: Trial | None = None
+        best_value = 0.0
+        lower = self.lower_is_better
+        for trial in self._completed:
+            obs = trial.best_observation(lower)
+            if obs is None:
+                continue
+            value = obs.objective
+            if best is None or (value < best_value if lower else value > best_value):
+                best, best_value = trial, value
+        return best

@@ -1,0 +1,88 @@
+"""The SHERPA-shaped results table and best result, built on demand in one place.
+
+Columns, in order: ``Trial-ID``, ``Status``, ``Iteration``, the trials' parameter keys sorted,
+``Objective``, the context keys sorted. One ``INTERMEDIATE`` row per observation, and for each
+finalized trial one row with its final status carrying its best objective (and that
+observation's context) with ``Iteration`` set to the trial's highest iteration. A trial
+finalized as FAILED or STOPPED without any observation gets a final row with ``Iteration`` 0
+and a NaN ``Objective``. Rows are in the order the events happened.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from poptune.trial import _FINISHED, Trial
+
+__all__ = ["RESERVED_COLUMNS", "best_result", "results_dataframe"]
+
+RESERVED_COLUMNS = ("Trial-ID", "Status", "Iteration", "Objective")
+
+
+def results_dataframe(trials: Iterable[Trial], lower_is_better: bool) -> pd.DataFrame:
+    """Build the results DataFrame (see the module docstring)."""
+    rows: list[tuple[int, int, str, int, dict[str, Any], float, dict[str, Any]]] = []
+    param_keys: set[str] = set()
+    context_keys: set[str] = set()
+    for trial in trials:
+        params = trial.parameters
+        param_keys.update(params)
+        tid = trial.id
+        for obs in trial.observations.values():
+            rows.append(
+                (obs.seq, tid, "INTERMEDIATE", obs.iteration, params, obs.objective, obs.context)
+            )
+            if obs.context:
+                context_keys.update(obs.context)
+        if trial.status in _FINISHED:
+            best = trial.best_observation(lower_is_better)
+            if best is None:
+                rows.append((trial.finished_seq, tid, trial.status.value, 0, params, math.nan, {}))
+            else:
+                rows.append(
+                    (
+                        trial.finished_seq,
+                        tid,
+                        trial.status.value,
+                        max(trial.observations),
+                        params,
+                        best.objective,
+                        best.context,
+                    )
+                )
+    rows.sort(key=lambda r: r[0])
+    params_sorted = sorted(param_keys)
+    context_sorted = sorted(context_keys)
+    columns: dict[str, list[Any]] = {
+        "Trial-ID": [r[1] for r in rows],
+        "Status": [r[2] for r in rows],
+        "Iteration": [r[3] for r in rows],
+    }
+    for key in params_sorted:
+        columns[key] = [r[4].get(key) for r in rows]
+    columns["Objective"] = [r[5] for r in rows]
+    for key in context_sorted:
+        columns[key] = [r[6].get(key) for r in rows]
+    frame = pd.DataFrame(columns)
+    frame["Objective"] = frame["Objective"].astype(float)
+    return frame
+
+
+def best_result(trial: Trial | None, lower_is_better: bool) -> dict[str, Any]:
+    """The best observation of ``trial`` as a flat dict, ``{}`` for None.
+
+    Keys: ``Trial-ID``, ``Iteration``, every key of ``trial.parameters``, ``Objective`` and the
+    observation's context keys.
+    """
+    obs = None if trial is None else trial.best_observation(lower_is_better)
+    if trial is None or obs is None:
+        return {}
+    out: dict[str, Any] = {"Trial-ID": trial.id, "Iteration": obs.iteration}
+    out.update(trial.parameters)
+    out["Objective"] = obs.objective
+    out.update(obs.context)
+    return out

@@ -1,0 +1,138 @@
+"""The storage contract.
+
+A storage keeps studies: their configuration, their trials with observations, and the
+algorithm's JSON state. It is deliberately narrow so that an in-memory dict, an SQLite file
+and a PostgreSQL server can all implement it.
+
+Contract, for every implementation:
+
+* **Study lock.** ``transaction(study_id)`` is a context manager that holds the study's lock
+  (re-entrant within one thread). :class:`~poptune.Study` computes a suggestion and records it
+  inside one transaction, so two workers never receive the same slot. Every mutating method
+  may also be called outside a transaction; it then takes the lock for itself.
+* **Dense ids.** Trial ids are 1, 2, 3, ... per study. ``insert_trial`` takes the id the caller
+  computed from a history synced inside the transaction and rejects any other.
+* **Versions.** Every change to a study bumps its version. ``changes_since(study_id, v)``
+  returns the trials changed after version ``v`` and the current version, so a reader's cost
+  is proportional to what changed, not to the size of the study.
+* **Authoritative checks.** ``add_observation`` and ``finish_trial`` enforce the rules that
+  depend on shared state (unknown trial, finished trial, duplicate iteration, COMPLETED
+  without observations) and raise the matching :mod:`poptune.exceptions` error without
+  changing anything.
+* **Returned objects** are owned by the storage for :class:`MemoryStorage` (no copies, for
+  speed) and are fresh copies for database storages. Callers must treat them as read-only and
+  change them only through the storage's methods.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+from poptune.trial import Observation, Trial, TrialStatus
+
+__all__ = ["Storage"]
+
+
+class Storage(abc.ABC):
+    """Abstract base class of study storages. See the module docstring for the contract."""
+
+    #: Whether values must be JSON (True for database storages).
+    requires_json: bool = False
+
+    # -- studies -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_study(self, name: str, config: Mapping[str, Any]) -> int:
+        """Create a study and return its id.
+
+        Raises:
+            StudyMismatchError: a study with this name already exists (use
+                :meth:`get_study_id` to join it).
+        """
+
+    @abc.abstractmethod
+    def get_study_id(self, name: str) -> int:
+        """Id of the study named ``name``.
+
+        Raises:
+            StudyNotFoundError: no such study.
+        """
+
+    @abc.abstractmethod
+    def get_study_config(self, study_id: int) -> dict[str, Any]:
+        """The configuration the study was created with."""
+
+    @abc.abstractmethod
+    def list_studies(self) -> list[str]:
+        """Names of all studies, oldest first."""
+
+    @abc.abstractmethod
+    def delete_study(self, name: str) -> None:
+        """Delete a study and everything in it.
+
+        Raises:
+            StudyNotFoundError: no such study.
+        """
+
+    # -- locking ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def transaction(self, study_id: int) -> AbstractContextManager[None]:
+        """Hold the study's lock for the duration of the ``with`` block (re-entrant)."""
+
+    # -- trials ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def insert_trial(self, study_id: int, trial: Trial) -> Trial:
+        """Store a new trial whose ``id`` is the next dense id; return the stored trial.
+
+        Raises:
+            StorageError: ``trial.id`` is not the next id.
+        """
+
+    @abc.abstractmethod
+    def claim_queued_trial(self, study_id: int) -> Trial | None:
+        """Move the oldest QUEUED trial to RUNNING and return it, or None if there is none."""
+
+    @abc.abstractmethod
+    def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
+        """Record an observation (its ``seq`` is set here).
+
+        Raises:
+            UnknownTrialError, TrialFinishedError, DuplicateIterationError.
+        """
+
+    @abc.abstractmethod
+    def finish_trial(self, study_id: int, trial_id: int, status: TrialStatus) -> None:
+        """Give a running trial its final status.
+
+        Raises:
+            UnknownTrialError, TrialFinishedError, NoObservationsError (COMPLETED without
+            observations).
+        """
+
+    @abc.abstractmethod
+    def request_stop(self, study_id: int, trial_id: int) -> None:
+        """Ask the trial's worker to stop it (``should_trial_stop`` then answers True)."""
+
+    @abc.abstractmethod
+    def get_trial(self, study_id: int, trial_id: int) -> Trial:
+        """One trial. Raises UnknownTrialError."""
+
+    @abc.abstractmethod
+    def changes_since(self, study_id: int, version: int) -> tuple[list[Trial], int]:
+        """Trials changed after ``version`` (each once, by id) and the current version."""
+
+    def iter_trials(self, study_id: int) -> Iterator[Trial]:
+        """All trials of the study in id order."""
+        trials, _ = self.changes_since(study_id, 0)
+        return iter(sorted(trials, key=lambda t: t.id))
+
+    # -- algorithm state -------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_algorithm_state(self, study_id: int) -> dict[str, Any]:
+        """The algorithm's JSON state (``{}`` for a new study)."""
+
+    @abc.abstractmethod
+    def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
+        """Replace the algorithm's JSON state."""

@@ -1,0 +1,189 @@
+"""In-memory storage: the default for a study that lives in one process."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+from poptune.exceptions import (
+    DuplicateIterationError,
+    NoObservationsError,
+    StorageError,
+    StudyMismatchError,
+    StudyNotFoundError,
+    TrialFinishedError,
+    UnknownTrialError,
+)
+from poptune.storage.base import Storage
+from poptune.trial import _FINISHED, Observation, Trial, TrialStatus
+
+__all__ = ["MemoryStorage"]
+
+
+class _MemoryStudy:
+    __slots__ = ("changelog", "config", "lock", "name", "queue", "seq", "state", "trials")
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        self.name = name
+        self.config = dict(config)
+        self.trials: list[Trial] = []
+        self.changelog: list[int] = []  # trial id per change; version = len(changelog)
+        self.queue: deque[int] = deque()
+        self.seq = 0
+        self.state: dict[str, Any] = {}
+        self.lock = threading.RLock()
+
+
+class MemoryStorage(Storage):
+    """Studies kept in this process's memory; thread-safe; gone when the process exits.
+
+    One instance can hold several studies and can be shared by several :class:`~poptune.Study`
+    objects in different threads of one process.
+    """
+
+    def __init__(self) -> None:
+        self._studies: list[_MemoryStudy] = []
+        self._by_name: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- studies -------------------------------------------------------------------------
+    def create_study(self, name: str, config: Mapping[str, Any]) -> int:
+        with self._lock:
+            if name in self._by_name:
+                raise StudyMismatchError(f"a study named {name!r} already exists in this storage")
+            self._studies.append(_MemoryStudy(name, config))
+            self._by_name[name] = len(self._studies) - 1
+            return len(self._studies) - 1
+
+    def get_study_id(self, name: str) -> int:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise StudyNotFoundError(f"no study named {name!r} in this storage") from None
+
+    def _study(self, study_id: int) -> _MemoryStudy:
+        try:
+            study = self._studies[study_id]
+        except (IndexError, TypeError):
+            study = None
+        if study is None:
+            raise StudyNotFoundError(f"no study with id {study_id!r} in this storage")
+        return study
+
+    def get_study_config(self, study_id: int) -> dict[str, Any]:
+        return dict(self._study(study_id).config)
+
+    def list_studies(self) -> list[str]:
+        return [s.name for s in self._studies if s is not None]
+
+    def delete_study(self, name: str) -> None:
+        with self._lock:
+            study_id = self.get_study_id(name)
+            self._studies[study_id] = None  # type: ignore[call-overload]
+            del self._by_name[name]
+
+    def transaction(self, study_id: int) -> AbstractContextManager[None]:
+        return self._study(study_id).lock  # type: ignore[return-value]
+
+    # -- trials ----------------------------------------------------------------------------
+    def insert_trial(self, study_id: int, trial: Trial) -> Trial:
+        study = self._study(study_id)
+        with study.lock:
+            if trial.id != len(study.trials) + 1:
+                raise StorageError(
+                    f"trial id {trial.id} is not the next id {len(study.trials) + 1} "
+                    f"of study {study.name!r}"
+                )
+            study.trials.append(trial)
+            study.changelog.append(trial.id)
+            if trial.status is TrialStatus.QUEUED:
+                study.queue.append(trial.id)
+            # Restored trials carry their own sequence numbers.
+            if trial.observations or trial.finished_seq:
+                top = max([o.seq for o in trial.observations.values()] + [trial.finished_seq])
+                study.seq = max(study.seq, top)
+            return trial
+
+    def claim_queued_trial(self, study_id: int) -> Trial | None:
+        study = self._study(study_id)
+        with study.lock:
+            while study.queue:
+                trial = study.trials[study.queue.popleft() - 1]
+                if trial.status is TrialStatus.QUEUED:
+                    trial.status = TrialStatus.RUNNING
+                    study.changelog.append(trial.id)
+                    return trial
+            return None
+
+    def _running(self, study: _MemoryStudy, trial_id: int) -> Trial:
+        if type(trial_id) is not int or not 0 < trial_id <= len(study.trials):
+            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study.name!r}")
+        trial = study.trials[trial_id - 1]
+        if trial.status in _FINISHED:
+            raise TrialFinishedError(
+                f"trial {trial_id} was already finalized with status {trial.status.value}"
+            )
+        return trial
+
+    def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
+        study = self._study(study_id)
+        with study.lock:
+            trial = self._running(study, trial_id)
+            if observation.iteration in trial.observations:
+                raise DuplicateIterationError(
+                    f"trial {trial_id} already has an observation at iteration "
+                    f"{observation.iteration}"
+                )
+            study.seq += 1
+            trial.observations[observation.iteration] = Observation(
+                observation.iteration, observation.objective, observation.context, study.seq
+            )
+            study.changelog.append(trial_id)
+
+    def finish_trial(self, study_id: int, trial_id: int, status: TrialStatus) -> None:
+        study = self._study(study_id)
+        with study.lock:
+            trial = self._running(study, trial_id)
+            if status is TrialStatus.COMPLETED and not trial.observations:
+                raise NoObservationsError(
+                    f"trial {trial_id} has no observation: call add_observation() before "
+                    "finalizing it as COMPLETED, or finalize it as FAILED"
+                )
+            study.seq += 1
+            trial.finished_seq = study.seq
+            trial.status = status
+            study.changelog.append(trial_id)
+
+    def request_stop(self, study_id: int, trial_id: int) -> None:
+        study = self._study(study_id)
+        with study.lock:
+            trial = self._running(study, trial_id)
+            trial.stop_requested = True
+            study.changelog.append(trial_id)
+
+    def get_trial(self, study_id: int, trial_id: int) -> Trial:
+        study = self._study(study_id)
+        if type(trial_id) is not int or not 0 < trial_id <= len(study.trials):
+            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study.name!r}")
+        return study.trials[trial_id - 1]
+
+    def changes_since(self, study_id: int, version: int) -> tuple[list[Trial], int]:
+        study = self._study(study_id)
+        with study.lock:
+            log = study.changelog
+            if version >= len(log):
+                return [], len(log)
+            trials = study.trials
+            if version == 0:
+                return list(trials), len(log)
+            return [trials[i - 1] for i in dict.fromkeys(log[version:])], len(log)
+
+    # -- algorithm state -------------------------------------------------------------------
+    def get_algorithm_state(self, study_id: int) -> dict[str, Any]:
+        return self._study(study_id).state
+
+    def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
+        self._study(study_id).state = state

@@ -1,0 +1,237 @@
+"""Trials, their status and their observations.
+
+A :class:`Trial` is one training run with fixed hyperparameters. For Population Based
+Training a trial is one *segment* of one population member: it may start from another
+trial's checkpoint (``load_from``) and its own checkpoint goes to ``save_to``.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+__all__ = ["AlgorithmState", "Observation", "Trial", "TrialStatus"]
+
+
+class TrialStatus(str, enum.Enum):
+    """Status of a trial, and the ``Status`` column of the results table.
+
+    SHERPA's four values are there: ``INTERMEDIATE`` marks a row of the results table that
+    holds an observation of a trial that is still running; ``COMPLETED``, ``FAILED`` and
+    ``STOPPED`` are the final statuses given to :meth:`~poptune.Study.finalize`. poptune adds
+    ``QUEUED`` (made, not yet handed out) and ``RUNNING`` (handed out, not finalized).
+
+    Members compare equal to their names, so ``status == 'COMPLETED'`` works.
+    """
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    INTERMEDIATE = "INTERMEDIATE"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_finished(self) -> bool:
+        """True for COMPLETED, FAILED and STOPPED."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.STOPPED})
+FINAL_STATUSES: tuple[TrialStatus, ...] = (
+    TrialStatus.COMPLETED,
+    TrialStatus.FAILED,
+    TrialStatus.STOPPED,
+)
+
+
+class AlgorithmState(str, enum.Enum):
+    """What an algorithm answers when it has no trial to offer.
+
+    ``WAIT``: a trial may come once running trials finish (e.g. a PBT generation is not
+    complete). ``DONE``: the algorithm will never suggest another trial.
+    """
+
+    DONE = "DONE"
+    WAIT = "WAIT"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Observation(NamedTuple):
+    """One reported value of the objective (an immutable tuple).
+
+    Attributes:
+        iteration: the step at which it was measured (an int, e.g. the epoch).
+        objective: a finite float.
+        context: extra metrics (``{'loss': 0.2}``), str keys and scalar values.
+        seq: position of this event in the study's history (orders the results table);
+            set by the storage.
+    """
+
+    iteration: int
+    objective: float
+    context: dict[str, Any] = {}  # never mutated: the storage stores a fresh dict
+    seq: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "objective": self.objective,
+            "context": self.context,
+            "seq": self.seq,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Observation:
+        return cls(d["iteration"], d["objective"], d.get("context") or {}, d.get("seq", 0))
+
+
+class Trial:
+    """One trial: an id, its parameters and what was observed.
+
+    ``trial.parameters`` is SHERPA's dict: the hyperparameters plus, for algorithms that
+    manage checkpoints, their bookkeeping keys (PBT: ``generation``, ``load_from``,
+    ``save_to``, ``lineage``). The same bookkeeping is available as typed attributes.
+
+    Users create trials only to queue them with :meth:`~poptune.Study.add_trial`
+    (``Trial(id=..., parameters={...})``; the study gives it a fresh id).
+
+    Attributes:
+        id: 1, 2, 3, ... dense within a study.
+        parameters: the dict the training code reads.
+        status: a :class:`TrialStatus`.
+        observations: ``{iteration: Observation}`` in the order they were reported.
+        meta: algorithm bookkeeping that is not a parameter (``member``, ``parent``,
+            ``explore``, ...). JSON values only.
+    """
+
+    __slots__ = (
+        "finished_seq",
+        "id",
+        "meta",
+        "observations",
+        "parameters",
+        "status",
+        "stop_requested",
+    )
+
+    def __init__(
+        self,
+        id: int,  # noqa: A002 - SHERPA's keyword
+        parameters: Mapping[str, Any],
+        status: TrialStatus = TrialStatus.RUNNING,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.parameters: dict[str, Any] = dict(parameters)
+        self.status = TrialStatus(status)
+        self.meta: dict[str, Any] = dict(meta) if meta else {}
+        self.observations: dict[int, Observation] = {}
+        self.finished_seq = 0
+        self.stop_requested = False
+
+    # -- PBT bookkeeping, typed ---------------------------------------------------------
+    @property
+    def generation(self) -> int | None:
+        """PBT generation (1, 2, ...), or None for trials not made by PBT."""
+        return self.parameters.get("generation")
+
+    @property
+    def load_from(self) -> str | None:
+        """Checkpoint name to load before training ('' for a fresh model), or None."""
+        return self.parameters.get("load_from")
+
+    @property
+    def save_to(self) -> str | None:
+        """Checkpoint name to save to after training (the trial id as a str), or None."""
+        return self.parameters.get("save_to")
+
+    @property
+    def lineage(self) -> str | None:
+        """Ancestor trial ids, each followed by a comma (``'1,6,12,'``); '' for founders."""
+        return self.parameters.get("lineage")
+
+    @property
+    def parent(self) -> int | None:
+        """Id of the trial whose checkpoint this trial starts from, or None."""
+        return self.meta.get("parent")
+
+    @property
+    def member(self) -> int | None:
+        """Index of the PBT population member (0-based) this trial trains, or None."""
+        return self.meta.get("member")
+
+    @property
+    def explore(self) -> str:
+        """What explore changed, e.g. ``'learning_rate: 0.003391 -> 0.004069 (x1.2)'``.
+
+        Empty for trials that were not explored.
+        """
+        return self.meta.get("explore", "")
+
+    @property
+    def ancestors(self) -> list[int]:
+        """The lineage as a list of ids, oldest first."""
+        lineage = self.lineage
+        return [int(x) for x in lineage.split(",") if x] if lineage else []
+
+    # -- observations -------------------------------------------------------------------
+    @property
+    def is_finished(self) -> bool:
+        return self.status in _FINISHED
+
+    @property
+    def last_observation(self) -> Observation | None:
+        """The observation with the highest iteration, or None."""
+        if not self.observations:
+            return None
+        return self.observations[max(self.observations)]
+
+    def best_observation(self, lower_is_better: bool) -> Observation | None:
+        """The observation with the best objective (first one on ties), or None."""
+        best: Observation | None = None
+        for obs in self.observations.values():
+            if best is None or (
+                obs.objective < best.objective
+                if lower_is_better
+                else obs.objective > best.objective
+            ):
+                best = obs
+        return best
+
+    def score(self, lower_is_better: bool, rank_by: str = "last") -> float:
+        """Objective used to rank this trial: the last or the best one; NaN if none."""
+        obs = self.last_observation if rank_by == "last" else self.best_observation(lower_is_better)
+        return math.nan if obs is None else obs.objective
+
+    # -- serialization ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "parameters": self.parameters,
+            "status": self.status.value,
+            "meta": self.meta,
+            "observations": [o.to_dict() for o in self.observations.values()],
+            "finished_seq": self.finished_seq,
+            "stop_requested": self.stop_requested,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Trial:
+        trial = cls(d["id"], d["parameters"], TrialStatus(d["status"]), d.get("meta"))
+        for od in d.get("observations", ()):
+            obs = Observation.from_dict(od)
+            trial.observations[obs.iteration] = obs
+        trial.finished_seq = d.get("finished_seq", 0)
+        trial.stop_requested = bool(d.get("stop_requested", False))
+        return trial
+
+    def __repr__(self) -> str:
+        return f"Trial(id={self.id}, status={self.status.value}, parameters={self.parameters!r})"
