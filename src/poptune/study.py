@@ -541,7 +541,7 @@ class Study:
                     },
                     allow_nan=False,
                 )
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError) as exc:  # InvalidParameterError is a ValueError
                 raise StorageError(f"cannot save study {self.name!r} as JSON: {exc}") from None
             frame = results_dataframe(history, self.lower_is_better)
         _write_atomic(target / "study.json", payload)

@@ -1,0 +1,78 @@
+import poptune
+import poptune.algorithms
+
+
+def test_public_names_are_pinned():
+    assert sorted(poptune.__all__) == [
+        "AlgorithmState",
+        "Choice",
+        "ConfigurationError",
+        "Continuous",
+        "Discrete",
+        "DuplicateIterationError",
+        "History",
+        "InvalidObservationError",
+        "InvalidParameterError",
+        "InvalidStatusError",
+        "MemoryStorage",
+        "NoObservationsError",
+        "Observation",
+        "Ordinal",
+        "Parameter",
+        "PoptuneError",
+        "StoppingRule",
+        "Storage",
+        "StorageError",
+        "Study",
+        "StudyMismatchError",
+        "StudyNotFoundError",
+        "Trial",
+        "TrialFinishedError",
+        "TrialStatus",
+        "UnknownTrialError",
+        "__version__",
+        "algorithms",
+        "rng",
+    ]
+    for name in poptune.__all__:
+        assert hasattr(poptune, name), name
+
+
+def test_algorithm_names_are_pinned():
+    assert sorted(poptune.algorithms.__all__) == [
+        "Algorithm",
+        "GridSearch",
+        "Iterate",
+        "PopulationBasedTraining",
+        "RandomSearch",
+        "StoppingRule",
+        "Suggestion",
+        "algorithm_from_config",
+    ]
+    for name in poptune.algorithms.__all__:
+        assert hasattr(poptune.algorithms, name), name
+
+
+def test_every_user_error_is_a_poptune_error_and_a_builtin():
+    errors = [getattr(poptune, n) for n in poptune.__all__ if n.endswith("Error")]
+    assert poptune.PoptuneError in errors
+    for err in errors:
+        assert issubclass(err, poptune.PoptuneError)
+        if err not in (poptune.PoptuneError, poptune.StorageError):
+            assert issubclass(err, (ValueError, KeyError, TypeError)), err
+
+
+def test_importing_does_not_configure_logging():
+    import logging
+
+    assert logging.getLogger().handlers == [] or all(
+        type(h).__module__.startswith("_pytest") for h in logging.getLogger().handlers
+    )
+    handlers = logging.getLogger("poptune").handlers
+    assert [type(h) for h in handlers] == [logging.NullHandler]
+
+
+def test_py_typed_marker_ships():
+    from importlib.resources import files
+
+    assert files("poptune").joinpath("py.typed").is_file()
