@@ -127,3 +127,16 @@ def test_torch_example_small_run(tmp_path):
     assert (tmp_path / "models" / best["save_to"]).is_file()
     assert (tmp_path / "results.csv").is_file() and (tmp_path / "study.json").is_file()
     assert (tmp_path / "pbt_lineage.png").stat().st_size > 0
+
+
+def test_numpy_example_skips_figure_without_matplotlib(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn", reason="the examples load scikit-learn's digits data set")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes matplotlib unimportable
+    module = load_example("pbt_digits_numpy")
+    study = module.main(
+        ["--output-dir", str(tmp_path), "--population-size", "2", "--generations", "1", "--quiet"]
+    )
+    assert len(study.trials) == 2
+    assert "skipping the lineage figure" in capsys.readouterr().out
+    assert not (tmp_path / "pbt_lineage.png").exists()
+    assert (tmp_path / "results.csv").is_file()

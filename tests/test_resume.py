@@ -166,3 +166,19 @@ def test_load_with_a_different_algorithm_extends_pbt(tmp_path):
         step(resumed, trial)
         more.append(trial)
     assert [t.generation for t in more] == [5] * 5 + [6] * 5
+
+
+def test_read_results_keeps_pbt_columns_as_text(tmp_path):
+    from poptune.results import read_results
+
+    study = pbt_study()
+    for trial in study:
+        step(study, trial)
+    study.save(tmp_path)
+    frame = read_results(tmp_path / "results.csv")
+    df = study.results
+    assert frame["load_from"].tolist() == df["load_from"].tolist()
+    assert frame["lineage"].tolist() == df["lineage"].tolist()
+    assert frame["save_to"].tolist() == df["save_to"].tolist()
+    assert frame["Objective"].tolist() == pytest.approx(df["Objective"].tolist())
+    assert frame["batch"].dtype.kind == "i"

@@ -11,6 +11,7 @@ and a NaN ``Objective``. Rows are in the order the events happened.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from poptune.trial import _FINISHED, Trial
 
-__all__ = ["RESERVED_COLUMNS", "best_result", "results_dataframe"]
+__all__ = ["RESERVED_COLUMNS", "best_result", "read_results", "results_dataframe"]
 
 RESERVED_COLUMNS = ("Trial-ID", "Status", "Iteration", "Objective")
 
@@ -86,3 +87,17 @@ def best_result(trial: Trial | None, lower_is_better: bool) -> dict[str, Any]:
     out["Objective"] = obs.objective
     out.update(obs.context)
     return out
+
+
+def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``results.csv`` written by :meth:`~poptune.Study.save` back with its types.
+
+    A plain ``pd.read_csv`` turns the empty ``load_from`` and ``lineage`` of PBT founders into
+    NaN and then ``load_from`` into floats (``17.0``); here they stay str (``''``, ``'17'``).
+    """
+    text_columns = ("load_from", "save_to", "lineage")
+    frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+    for column in text_columns:
+        if column in frame:
+            frame[column] = frame[column].fillna("")
+    return frame

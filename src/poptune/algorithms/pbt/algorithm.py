@@ -192,7 +192,8 @@ class PopulationBasedTraining(Algorithm):
             return Suggestion(config, {"member": slot})
         entry = state["plan"][slot]
         config = dict(entry["parameters"])
-        config["save_to"] = save_to
+        lineage = config.pop("lineage")
+        config.update(save_to=save_to, lineage=lineage)  # the same key order as generation 1
         return Suggestion(config, dict(entry["meta"]))
 
     def _plan(
