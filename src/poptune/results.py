@@ -22,6 +22,7 @@ from poptune.trial import _FINISHED, Trial
 __all__ = ["RESERVED_COLUMNS", "best_result", "read_results", "results_dataframe"]
 
 RESERVED_COLUMNS = ("Trial-ID", "Status", "Iteration", "Objective")
+_EMPTY: dict[str, Any] = {}
 
 
 def results_dataframe(trials: Iterable[Trial], lower_is_better: bool) -> pd.DataFrame:
@@ -33,28 +34,19 @@ def results_dataframe(trials: Iterable[Trial], lower_is_better: bool) -> pd.Data
         params = trial.parameters
         param_keys.update(params)
         tid = trial.id
-        for obs in trial.observations.values():
-            rows.append(
-                (obs.seq, tid, "INTERMEDIATE", obs.iteration, params, obs.objective, obs.context)
-            )
-            if obs.context:
-                context_keys.update(obs.context)
+        for it, (objective, items, seq) in trial._obs.items():
+            context = dict(items) if items else _EMPTY
+            rows.append((seq, tid, "INTERMEDIATE", it, params, objective, context))
+            if items:
+                context_keys.update(context)
         if trial.status in _FINISHED:
             best = trial.best_observation(lower_is_better)
             if best is None:
-                rows.append((trial.finished_seq, tid, trial.status.value, 0, params, math.nan, {}))
+                rows.append((trial.finished_seq, tid, trial.status.value, 0, params, math.nan,
+                             _EMPTY))  # fmt: skip
             else:
-                rows.append(
-                    (
-                        trial.finished_seq,
-                        tid,
-                        trial.status.value,
-                        max(trial.observations),
-                        params,
-                        best.objective,
-                        best.context,
-                    )
-                )
+                rows.append((trial.finished_seq, tid, trial.status.value, max(trial._obs), params,
+                             best.objective, best.context))  # fmt: skip
     rows.sort(key=lambda r: r[0])
     params_sorted = sorted(param_keys)
     context_sorted = sorted(context_keys)

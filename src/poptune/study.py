@@ -605,8 +605,7 @@ class Study:
         storage, sid = study._storage, study._study_id
         trials = [Trial.from_dict(record) for record in data["trials"]]
         last_seq = max(
-            [t.finished_seq for t in trials]
-            + [o.seq for t in trials for o in t.observations.values()],
+            [t.finished_seq for t in trials] + [rec[2] for t in trials for rec in t._obs.values()],
             default=0,
         )
         interrupted = []

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["AlgorithmState", "Observation", "Trial", "TrialStatus"]
+__all__ = ["AlgorithmState", "Observation", "ObservationMap", "Trial", "TrialStatus"]
 
 
 class TrialStatus(str, enum.Enum):
@@ -93,6 +93,10 @@ class Observation(NamedTuple):
         return cls(d["iteration"], d["objective"], d.get("context") or {}, d.get("seq", 0))
 
 
+#: How a trial stores one observation: (objective, context items or None, seq).
+_Record = tuple[float, "tuple[tuple[str, Any], ...] | None", int]
+
+
 class Trial:
     """One trial: an id, its parameters and what was observed.
 
@@ -113,10 +117,10 @@ class Trial:
     """
 
     __slots__ = (
+        "_obs",
         "finished_seq",
         "id",
         "meta",
-        "observations",
         "parameters",
         "status",
         "stop_requested",
@@ -133,7 +137,10 @@ class Trial:
         self.parameters: dict[str, Any] = dict(parameters)
         self.status = TrialStatus(status)
         self.meta: dict[str, Any] = dict(meta) if meta else {}
-        self.observations: dict[int, Observation] = {}
+        # iteration -> (objective, context items or None, seq): plain tuples of atoms, which
+        # the cyclic garbage collector stops tracking (a dict inside would keep them tracked),
+        # so a study of 100k trials costs it one object per trial (benchmarks/overhead.py).
+        self._obs: dict[int, _Record] = {}
         self.finished_seq = 0
         self.stop_requested = False
 
@@ -188,28 +195,45 @@ class Trial:
         return self.status in _FINISHED
 
     @property
+    def observations(self) -> ObservationMap:
+        """``{iteration: Observation}`` in the order reported (a read-only view)."""
+        return ObservationMap(self._obs)
+
+    @property
     def last_observation(self) -> Observation | None:
         """The observation with the highest iteration, or None."""
-        if not self.observations:
+        if not self._obs:
             return None
-        return self.observations[max(self.observations)]
+        it = max(self._obs)
+        return _observation(it, self._obs[it])
+
+    def _best_iteration(self, lower_is_better: bool) -> int | None:
+        best_it: int | None = None
+        best = 0.0
+        for it, (objective, _, _) in self._obs.items():
+            if best_it is None or (objective < best if lower_is_better else objective > best):
+                best_it, best = it, objective
+        return best_it
 
     def best_observation(self, lower_is_better: bool) -> Observation | None:
         """The observation with the best objective (first one on ties), or None."""
-        best: Observation | None = None
-        for obs in self.observations.values():
-            if best is None or (
-                obs.objective < best.objective
-                if lower_is_better
-                else obs.objective > best.objective
-            ):
-                best = obs
-        return best
+        it = self._best_iteration(lower_is_better)
+        return None if it is None else _observation(it, self._obs[it])
 
     def score(self, lower_is_better: bool, rank_by: str = "last") -> float:
         """Objective used to rank this trial: the last or the best one; NaN if none."""
-        obs = self.last_observation if rank_by == "last" else self.best_observation(lower_is_better)
-        return math.nan if obs is None else obs.objective
+        if not self._obs:
+            return math.nan
+        it = max(self._obs) if rank_by == "last" else self._best_iteration(lower_is_better)
+        return self._obs[it][0]  # type: ignore[index]
+
+    def _record(self, observation: Observation) -> None:
+        """Store an observation (storages call this; users call Study.add_observation)."""
+        self._obs[observation.iteration] = (
+            observation.objective,
+            tuple(observation.context.items()) if observation.context else None,
+            observation.seq,
+        )
 
     # -- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -227,11 +251,39 @@ class Trial:
     def from_dict(cls, d: Mapping[str, Any]) -> Trial:
         trial = cls(d["id"], d["parameters"], TrialStatus(d["status"]), d.get("meta"))
         for od in d.get("observations", ()):
-            obs = Observation.from_dict(od)
-            trial.observations[obs.iteration] = obs
+            trial._record(Observation.from_dict(od))
         trial.finished_seq = d.get("finished_seq", 0)
         trial.stop_requested = bool(d.get("stop_requested", False))
         return trial
 
     def __repr__(self) -> str:
         return f"Trial(id={self.id}, status={self.status.value}, parameters={self.parameters!r})"
+
+
+def _observation(iteration: int, record: _Record) -> Observation:
+    objective, context, seq = record
+    return Observation(iteration, objective, dict(context) if context else {}, seq)
+
+
+class ObservationMap(Mapping[int, Observation]):
+    """Read-only ``{iteration: Observation}`` view of a trial's observations."""
+
+    __slots__ = ("_obs",)
+
+    def __init__(self, records: dict[int, _Record]) -> None:
+        self._obs = records
+
+    def __getitem__(self, iteration: int) -> Observation:
+        return _observation(iteration, self._obs[iteration])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._obs)
+
+    def __len__(self) -> int:
+        return len(self._obs)
+
+    def __contains__(self, iteration: object) -> bool:
+        return iteration in self._obs
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))

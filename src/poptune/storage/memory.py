@@ -102,8 +102,8 @@ class MemoryStorage(Storage):
             if trial.status is TrialStatus.QUEUED:
                 study.queue.append(trial.id)
             # Restored trials carry their own sequence numbers.
-            if trial.observations or trial.finished_seq:
-                top = max([o.seq for o in trial.observations.values()] + [trial.finished_seq])
+            if trial._obs or trial.finished_seq:
+                top = max([rec[2] for rec in trial._obs.values()] + [trial.finished_seq])
                 study.seq = max(study.seq, top)
             return trial
 
@@ -132,22 +132,20 @@ class MemoryStorage(Storage):
         study = self._study(study_id)
         with study.lock:
             trial = self._running(study, trial_id)
-            if observation.iteration in trial.observations:
+            if observation.iteration in trial._obs:
                 raise DuplicateIterationError(
                     f"trial {trial_id} already has an observation at iteration "
                     f"{observation.iteration}"
                 )
             study.seq += 1
-            trial.observations[observation.iteration] = Observation(
-                observation.iteration, observation.objective, observation.context, study.seq
-            )
+            trial._record(observation._replace(seq=study.seq))
             study.changelog.append(trial_id)
 
     def finish_trial(self, study_id: int, trial_id: int, status: TrialStatus) -> None:
         study = self._study(study_id)
         with study.lock:
             trial = self._running(study, trial_id)
-            if status is TrialStatus.COMPLETED and not trial.observations:
+            if status is TrialStatus.COMPLETED and not trial._obs:
                 raise NoObservationsError(
                     f"trial {trial_id} has no observation: call add_observation() before "
                     "finalizing it as COMPLETED, or finalize it as FAILED"
