@@ -20,6 +20,7 @@ def test_public_names_are_pinned():
         "Ordinal",
         "Parameter",
         "PoptuneError",
+        "ReadOnlyStudyError",
         "StoppingRule",
         "Storage",
         "StorageError",
@@ -32,6 +33,7 @@ def test_public_names_are_pinned():
         "UnknownTrialError",
         "__version__",
         "algorithms",
+        "load_study",
         "rng",
     ]
     for name in poptune.__all__:
@@ -58,7 +60,7 @@ def test_every_user_error_is_a_poptune_error_and_a_builtin():
     assert poptune.PoptuneError in errors
     for err in errors:
         assert issubclass(err, poptune.PoptuneError)
-        if err not in (poptune.PoptuneError, poptune.StorageError):
+        if err not in (poptune.PoptuneError, poptune.StorageError, poptune.ReadOnlyStudyError):
             assert issubclass(err, (ValueError, KeyError, TypeError)), err
 
 

@@ -21,13 +21,21 @@ from poptune import (
     algorithms,
 )
 from poptune.history import History
+from poptune.storage.sql import SQLStorage
+
+from .conftest import make_url
 
 CONFIG = {"parameters": [], "algorithm": {"type": "RandomSearch"}, "lower_is_better": True}
 
 
-@pytest.fixture(params=["memory"])
-def storage(request):
-    return MemoryStorage()
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def storage(request, tmp_path):
+    if request.param == "memory":
+        yield MemoryStorage()
+        return
+    sql = SQLStorage(make_url(request.param, tmp_path))
+    yield sql
+    sql.close()
 
 
 def test_studies_create_find_list_delete(storage):

@@ -89,7 +89,9 @@ def test_reserved_parameter_names_rejected():
         ({"seed": 1.5}, "seed must be an int >= 0"),
         ({"stopping_rule": 3}, "stopping_rule must be"),
         ({"study_name": ""}, "study_name"),
-        ({"storage": "redis://x"}, "unknown storage 'redis://x'"),
+        ({"storage": "redis://x"}, "unsupported database .redis."),
+        ({"storage": "runs.db"}, "unknown storage .runs.db."),
+        ({"storage": 3}, "unknown storage 3"),
     ],
 )
 def test_bad_study_arguments(kwargs, fragment):

@@ -32,6 +32,7 @@ from poptune.exceptions import (
     InvalidStatusError,
     NoObservationsError,
     PoptuneError,
+    ReadOnlyStudyError,
     StorageError,
     StudyMismatchError,
     StudyNotFoundError,
@@ -41,7 +42,7 @@ from poptune.exceptions import (
 from poptune.history import History
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
 from poptune.storage import MemoryStorage, Storage
-from poptune.study import Study
+from poptune.study import Study, load_study
 from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
 
 __version__ = "0.1.0"
@@ -69,6 +70,7 @@ __all__ = [
     "Ordinal",
     "Parameter",
     "PoptuneError",
+    "ReadOnlyStudyError",
     "StoppingRule",
     "Storage",
     "StorageError",
@@ -81,5 +83,6 @@ __all__ = [
     "UnknownTrialError",
     "__version__",
     "algorithms",
+    "load_study",
     "rng",
 ]

@@ -14,6 +14,7 @@ exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError`
     ├── NoObservationsError (ValueError)       COMPLETED without any observation
     ├── StudyMismatchError (ValueError)        a saved or shared study differs from this one
     ├── StudyNotFoundError (KeyError)          no study with that name or at that path
+    ├── ReadOnlyStudyError                     a study opened with load_study() was asked to change
     ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
     └── StorageError                           the storage failed (I/O, serialization)
 
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidStatusError",
     "NoObservationsError",
     "PoptuneError",
+    "ReadOnlyStudyError",
     "StorageError",
     "StudyMismatchError",
     "StudyNotFoundError",
@@ -86,6 +88,10 @@ class StudyNotFoundError(PoptuneError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ReadOnlyStudyError(PoptuneError):
+    """The study was opened read-only (:func:`poptune.load_study`) and cannot be changed."""
 
 
 class ConfigurationError(PoptuneError, ValueError):

@@ -14,6 +14,7 @@ import numbers
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ from poptune.exceptions import (
     InvalidObservationError,
     InvalidParameterError,
     InvalidStatusError,
+    ReadOnlyStudyError,
     StorageError,
     StudyMismatchError,
     StudyNotFoundError,
@@ -170,18 +172,12 @@ class Study:
             (*RESERVED_COLUMNS, *algorithm.reserved_keys, *(p.name for p in self.parameters))
         )
         config = self._config(strict=self._storage.requires_json, seed=seed)
-        try:
-            self._study_id = self._storage.get_study_id(self.name)
-        except StudyNotFoundError:
-            self.seed = int(seed) if seed is not None else _default_seed()
-            config["seed"] = self.seed
-            self._study_id = self._storage.create_study(self.name, config)
-        else:
-            stored = self._storage.get_study_config(self._study_id)
-            self._check_same(stored, config)
-            self.seed = int(stored["seed"])
+        self._study_id = self._create_or_join(config, seed)
         self._rng = SuggestionRNG(self.seed)
         self._history = History(self.parameters, self.lower_is_better)
+        # Guards the History: taken before the storage lock, never after it.
+        self._lock = threading.RLock()
+        self._read_only = False
         if dashboard_port is not None and not disable_dashboard:
             logger.warning(
                 "poptune: the web dashboard is not part of this version; "
@@ -190,6 +186,13 @@ class Study:
             )
 
     # -- construction helpers ------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise ReadOnlyStudyError(
+                f"study {self.name!r} was opened read-only with load_study(); open it with "
+                "Study(..., storage=..., study_name=...) to add trials or observations"
+            )
+
     @staticmethod
     def _check_parameters(parameters: Sequence[Parameter]) -> list[Parameter]:
         if isinstance(parameters, Parameter) or not isinstance(parameters, Sequence):
@@ -232,6 +235,23 @@ class Study:
             "seed": seed,
         }
 
+    def _create_or_join(self, config: dict[str, Any], seed: int | None) -> int:
+        storage = self._storage
+        for _ in range(2):  # another process may create it between our look and our insert
+            try:
+                study_id = storage.get_study_id(self.name)
+            except StudyNotFoundError:
+                self.seed = int(seed) if seed is not None else _default_seed()
+                try:
+                    return storage.create_study(self.name, {**config, "seed": self.seed})
+                except StudyMismatchError:
+                    continue
+            stored = storage.get_study_config(study_id)
+            self._check_same(stored, config)
+            self.seed = int(stored["seed"])
+            return study_id
+        raise StudyMismatchError(f"study {self.name!r} could not be created nor found")
+
     def _check_same(self, stored: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         for key in ("parameters", "algorithm", "lower_is_better"):
             if json.dumps(stored.get(key), sort_keys=True, default=repr) != json.dumps(
@@ -254,41 +274,44 @@ class Study:
         Trials queued with :meth:`add_trial` come first. The suggestion is computed and
         recorded in one storage transaction holding the study lock.
         """
+        self._check_writable()
         storage, sid, history = self._storage, self._study_id, self._history
-        with storage.transaction(sid):
-            history.sync(storage, sid)
-            queued = storage.claim_queued_trial(sid)
-            if queued is not None:
+        with self._lock:
+            with storage.transaction(sid):
                 history.sync(storage, sid)
-                return queued
-            history.state = storage.get_algorithm_state(sid)
-            number = history.next_trial_id
-            result = self.algorithm.suggest(history, self._rng.at(number))
-            if result is None or result is AlgorithmState.DONE:
-                return AlgorithmState.DONE
-            if result is AlgorithmState.WAIT:
-                return AlgorithmState.WAIT
-            if type(result) is Suggestion:
-                params, meta = result.parameters, result.meta
-            elif isinstance(result, dict):
-                params, meta = result, None
-            elif isinstance(result, Suggestion):
-                params, meta = result.parameters, result.meta
-            else:
-                raise ConfigurationError(
-                    f"{type(self.algorithm).__name__}.suggest returned {result!r}; expected a "
-                    "dict, a Suggestion, AlgorithmState.WAIT or AlgorithmState.DONE"
-                )
-            for name in history.parameter_names:
-                if name not in params:
-                    raise ConfigurationError(
-                        f"{type(self.algorithm).__name__}.suggest gave no value for "
-                        f"parameter {name!r}: {params!r}"
-                    )
-            trial = storage.insert_trial(sid, Trial(number, params, TrialStatus.RUNNING, meta))
-            storage.set_algorithm_state(sid, history.state)
+                trial = storage.claim_queued_trial(sid)
+                if trial is None:
+                    history.state = storage.get_algorithm_state(sid)
+                    number = history.next_trial_id
+                    result = self.algorithm.suggest(history, self._rng.at(number))
+                    if result is None or result is AlgorithmState.DONE:
+                        return AlgorithmState.DONE
+                    if result is AlgorithmState.WAIT:
+                        return AlgorithmState.WAIT
+                    params, meta = self._unpack(result)
+                    trial = Trial(number, params, TrialStatus.RUNNING, meta)
+                    storage.insert_trial(sid, trial)
+                    storage.set_algorithm_state(sid, history.state)
             history.sync(storage, sid)
             return trial
+
+    def _unpack(self, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if isinstance(result, Suggestion):
+            params, meta = result.parameters, result.meta
+        elif isinstance(result, dict):
+            params, meta = result, None
+        else:
+            raise ConfigurationError(
+                f"{type(self.algorithm).__name__}.suggest returned {result!r}; expected a "
+                "dict, a Suggestion, AlgorithmState.WAIT or AlgorithmState.DONE"
+            )
+        for name in self._history.parameter_names:
+            if name not in params:
+                raise ConfigurationError(
+                    f"{type(self.algorithm).__name__}.suggest gave no value for "
+                    f"parameter {name!r}: {params!r}"
+                )
+        return params, meta
 
     def __iter__(self) -> Iterator[Trial]:
         """Yield trials until the algorithm is DONE.
@@ -335,6 +358,7 @@ class Study:
             InvalidParameterError: a study parameter is missing or has a value outside its
                 range.
         """
+        self._check_writable()
         params = dict(trial.parameters if isinstance(trial, Trial) else trial)
         for p in self.parameters:
             if p.name not in params:
@@ -343,14 +367,15 @@ class Study:
                 )
             params[p.name] = p.validate_value(params[p.name])
         storage, sid = self._storage, self._study_id
-        with storage.transaction(sid):
+        with self._lock:
+            with storage.transaction(sid):
+                self._history.sync(storage, sid)
+                queued = Trial(
+                    self._history.next_trial_id, params, TrialStatus.QUEUED, {"source": "add_trial"}
+                )
+                storage.insert_trial(sid, queued)
             self._history.sync(storage, sid)
-            queued = Trial(
-                self._history.next_trial_id, params, TrialStatus.QUEUED, {"source": "add_trial"}
-            )
-            stored = storage.insert_trial(sid, queued)
-            self._history.sync(storage, sid)
-            return stored
+            return queued
 
     # -- reporting -----------------------------------------------------------------------
     def _trial_id(self, trial: Trial | int) -> int:
@@ -391,6 +416,7 @@ class Study:
 
         Nothing is recorded when an error is raised.
         """
+        self._check_writable()
         tid = self._trial_id(trial)
         value = _objective(objective, tid)
         it = _iteration(iteration, tid)
@@ -436,6 +462,7 @@ class Study:
             NoObservationsError: COMPLETED without an observation.
             UnknownTrialError, TrialFinishedError.
         """
+        self._check_writable()
         tid = self._trial_id(trial)
         final = _FINAL.get(status.value if isinstance(status, TrialStatus) else status)  # type: ignore[arg-type]
         if final is None:
@@ -448,9 +475,8 @@ class Study:
     def should_trial_stop(self, trial: Trial | int) -> bool:
         """True if a stop was requested for the trial or the stopping rule says so."""
         tid = self._trial_id(trial)
-        storage, sid = self._storage, self._study_id
-        with storage.transaction(sid):
-            self._history.sync(storage, sid)
+        with self._lock:
+            self._history.sync(self._storage, self._study_id)
             current = self._history.get(tid)
             if current is None:
                 raise UnknownTrialError(f"trial {tid!r} does not exist in study {self.name!r}")
@@ -462,15 +488,15 @@ class Study:
 
     def request_stop(self, trial: Trial | int) -> None:
         """Ask that a running trial stop: :meth:`should_trial_stop` then answers True."""
+        self._check_writable()
         self._storage.request_stop(self._study_id, self._trial_id(trial))
 
     # -- questions -----------------------------------------------------------------------
     @property
     def history(self) -> History:
         """The study's :class:`~poptune.history.History`, synced now."""
-        storage, sid = self._storage, self._study_id
-        with storage.transaction(sid):
-            self._history.sync(storage, sid)
+        with self._lock:
+            self._history.sync(self._storage, self._study_id)
         return self._history
 
     @property
@@ -527,7 +553,7 @@ class Study:
             )
         target.mkdir(parents=True, exist_ok=True)
         storage, sid = self._storage, self._study_id
-        with storage.transaction(sid):
+        with self._lock:
             history = self.history
             try:
                 payload = json.dumps(
@@ -640,3 +666,45 @@ def _write_atomic(path: Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+class _StoredAlgorithm(Algorithm):
+    """Stands in for an algorithm that cannot be rebuilt here (a read-only study needs none)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._stored = dict(config)
+
+    def to_config(self) -> dict[str, Any]:
+        return dict(self._stored)
+
+    def suggest(self, history: History, rng: np.random.Generator) -> AlgorithmState:
+        raise ReadOnlyStudyError("this study's algorithm is not available in this process")
+
+
+def load_study(storage: Storage | str, study_name: str) -> Study:
+    """Open a stored study read-only, for analysis (results, best result, trials).
+
+    Args:
+        storage: a database URL (``sqlite:///runs.db``, ``postgresql://...``) or a storage.
+        study_name: the study's name.
+
+    Raises:
+        StudyNotFoundError: no study of that name in the storage.
+        StorageError, ConfigurationError: the storage cannot be opened.
+    """
+    store = get_storage(storage)
+    config = store.get_study_config(store.get_study_id(study_name))
+    parameters = [Parameter.from_dict(d) for d in config["parameters"]]
+    try:
+        algorithm: Algorithm = algorithm_from_config(config["algorithm"])
+    except ConfigurationError:  # e.g. a custom algorithm that is not importable here
+        algorithm = _StoredAlgorithm(config["algorithm"])
+    study = Study(
+        parameters,
+        algorithm,
+        config["lower_is_better"],
+        storage=store,
+        study_name=study_name,
+    )
+    study._read_only = True
+    return study

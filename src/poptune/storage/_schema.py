@@ -1,0 +1,135 @@
+"""The SQL schema and its migrations.
+
+The schema version lives in ``poptune_meta`` (key ``schema_version``). A database is brought
+to :data:`SCHEMA_VERSION` by running, in order, every migration step above its version, in
+one transaction that holds a lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL an advisory lock),
+so several processes opening a new database at once migrate it once.
+
+Each step is written against the tables *as they were* at that version, never against the
+current :data:`METADATA`, so old steps keep working after the schema moves on.
+
+Versions:
+
+1. studies, trials, observations, meta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+METADATA = sa.MetaData()
+
+studies = sa.Table(
+    "poptune_studies",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(512), nullable=False, unique=True),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("n_trials", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sqlite_autoincrement=True,  # never reuse a deleted study's id
+)
+
+trials = sa.Table(
+    "poptune_trials",
+    METADATA,
+    sa.Column(
+        "study_id",
+        sa.Integer,
+        sa.ForeignKey("poptune_studies.study_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),  # fmt: skip
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False),
+    sa.Column("meta", sa.Text, nullable=False),
+    sa.Column("stop_requested", sa.Boolean, nullable=False),
+    sa.Column("finished_seq", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Index("ix_poptune_trials_version", "study_id", "version"),
+    sa.Index("ix_poptune_trials_status", "study_id", "status"),
+)
+
+observations = sa.Table(
+    "poptune_observations",
+    METADATA,
+    sa.Column("study_id", sa.Integer, primary_key=True),
+    sa.Column("trial_id", sa.Integer, primary_key=True),
+    sa.Column("iteration", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("objective", sa.Double, nullable=False),
+    sa.Column("context", sa.Text, nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["study_id", "trial_id"],
+        ["poptune_trials.study_id", "poptune_trials.trial_id"],
+        ondelete="CASCADE",
+    ),
+    sa.Index("ix_poptune_observations_seq", "study_id", "seq"),
+)
+
+meta = sa.Table(
+    "poptune_meta",
+    METADATA,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def _v1(conn: sa.Connection) -> None:
+    """Version 1: meta, studies, trials, observations (as first released; frozen)."""
+    m = sa.MetaData()
+    sa.Table("poptune_meta", m, sa.Column("key", sa.String(64), primary_key=True),
+             sa.Column("value", sa.Text, nullable=False))  # fmt: skip
+    sa.Table(
+        "poptune_studies", m,
+        sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(512), nullable=False, unique=True),
+        sa.Column("config", sa.Text, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+        sa.Column("n_trials", sa.Integer, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sqlite_autoincrement=True,
+    )  # fmt: skip
+    sa.Table(
+        "poptune_trials", m,
+        sa.Column("study_id", sa.Integer, sa.ForeignKey("poptune_studies.study_id",
+                  ondelete="CASCADE"), primary_key=True),
+        sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("parameters", sa.Text, nullable=False),
+        sa.Column("meta", sa.Text, nullable=False),
+        sa.Column("stop_requested", sa.Boolean, nullable=False),
+        sa.Column("finished_seq", sa.BigInteger, nullable=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("finished_at", sa.Double, nullable=True),
+        sa.Index("ix_poptune_trials_version", "study_id", "version"),
+        sa.Index("ix_poptune_trials_status", "study_id", "status"),
+    )  # fmt: skip
+    sa.Table(
+        "poptune_observations", m,
+        sa.Column("study_id", sa.Integer, primary_key=True),
+        sa.Column("trial_id", sa.Integer, primary_key=True),
+        sa.Column("iteration", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("objective", sa.Double, nullable=False),
+        sa.Column("context", sa.Text, nullable=True),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.ForeignKeyConstraint(["study_id", "trial_id"],
+                                ["poptune_trials.study_id", "poptune_trials.trial_id"],
+                                ondelete="CASCADE"),
+        sa.Index("ix_poptune_observations_seq", "study_id", "seq"),
+    )  # fmt: skip
+    m.create_all(conn)
+
+
+#: ``MIGRATIONS[v]`` brings a database from version ``v - 1`` to ``v``.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1}
