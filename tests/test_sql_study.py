@@ -73,7 +73,8 @@ def test_a_second_process_sees_everything_and_continues(db_url, tmp_path):
     """Half the run in a child process that exits, the rest here: as if uninterrupted."""
     reference = run_all(Study(PARAMS, pbt(), False, seed=3))
     script = tmp_path / "half.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import math, poptune as pt
         from poptune import Continuous, Discrete, algorithms
         PARAMS = [Continuous("learning_rate", [1e-4, 1e-2], "log"), Discrete("batch", [8, 64])]
@@ -87,7 +88,8 @@ def test_a_second_process_sees_everything_and_continues(db_url, tmp_path):
             study.finalize(trial)
             if n == 8:
                 break
-    """))
+    """)
+    )
     subprocess.run([sys.executable, str(script)], check=True, timeout=120)
     resumed = Study(PARAMS, pbt(), False, storage=db_url, study_name="shared")
     assert resumed.seed == 3 and len(resumed.trials) == 8

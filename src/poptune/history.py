@@ -56,9 +56,10 @@ class History:
         self._by_generation: dict[int, list[Trial]] = {}
 
     # -- syncing ---------------------------------------------------------------------------
-    def sync(self, storage: Storage, study_id: int) -> None:
-        """Pull the trials changed since the last sync and update the indexes."""
-        changed, version = storage.changes_since(study_id, self.version)
+    def sync(self, storage: Storage, study_id: int, refresh: bool = True) -> None:
+        """Pull the trials changed since the last sync and update the indexes
+        (``refresh=False``: only this process's own changes, without a database read)."""
+        changed, version = storage.changes_since(study_id, self.version, refresh)
         if changed:
             for trial in changed:
                 self._index(trial)

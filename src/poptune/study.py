@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import numbers
 import os
+import socket
 import sys
-import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from poptune._checks import check_context, check_iteration, check_objective
 from poptune._config import object_from_config
+from poptune._heartbeat import Heartbeat
 from poptune._rng import SuggestionRNG
+from poptune._saved import read_saved, saved_trials, write_saved
 from poptune.algorithms.base import Algorithm, Suggestion, algorithm_from_config
 from poptune.exceptions import (
     ConfigurationError,
@@ -54,46 +57,11 @@ _FINAL = {
     "FAILED": TrialStatus.FAILED,
     "STOPPED": TrialStatus.STOPPED,
 }
-_SAVE_FORMAT = "poptune.study"
-_SAVE_VERSION = 1
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def _default_seed() -> int:
     """A seed drawn from the module-level ``poptune.rng`` (seed it for reproducibility)."""
     return int(sys.modules["poptune"].rng.randint(0, 2**31 - 1))
-
-
-def _objective(value: Any, trial_id: int) -> float:
-    if type(value) is not float:
-        if hasattr(value, "item") and not isinstance(value, numbers.Real):
-            try:  # numpy 0-d arrays, torch scalar tensors
-                value = value.item()
-            except (TypeError, ValueError, RuntimeError):
-                pass
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise InvalidObservationError(
-                f"trial {trial_id}: objective must be a finite number, got {value!r} "
-                f"of type {type(value).__name__}"
-            )
-        value = float(value)
-    if not math.isfinite(value):
-        raise InvalidObservationError(
-            f"trial {trial_id}: objective must be a finite number, got {value!r}; "
-            "finalize the trial as FAILED if training diverged"
-        )
-    return value
-
-
-def _iteration(value: Any, trial_id: int) -> int:
-    if type(value) is int:
-        return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidObservationError(
-            f"trial {trial_id}: iteration must be an int, got {value!r} of type "
-            f"{type(value).__name__}"
-        )
-    return int(value)
 
 
 class Study:
@@ -117,6 +85,15 @@ class Study:
             :class:`~poptune.storage.Storage`.
         study_name: name of the study in the storage. If a study of that name exists there,
             this object joins it (parameters, algorithm and direction must match).
+        heartbeat_interval: seconds between the heartbeats a worker writes for the trials it
+            runs, on storages shared by processes (SQL); None turns heartbeats off.
+            Default 10.
+        grace_period: seconds without a heartbeat after which a RUNNING trial is marked
+            FAILED by whichever worker notices (its worker died). Default 4 x
+            ``heartbeat_interval``; must exceed it.
+        retry_failed_trials: how many times a trial whose worker died is queued again (a
+            new trial with the same parameters, ``meta['retry_of']`` naming the old one).
+            Default 0: PBT replaces such a member by exploiting instead.
 
     Raises:
         InvalidParameterError: duplicate or reserved parameter names.
@@ -138,6 +115,9 @@ class Study:
         seed: int | None = None,
         storage: Storage | str | None = None,
         study_name: str | None = None,
+        heartbeat_interval: float | None = 10.0,
+        grace_period: float | None = None,
+        retry_failed_trials: int = 0,
     ) -> None:
         self.parameters = self._check_parameters(parameters)
         if not isinstance(algorithm, Algorithm):
@@ -158,6 +138,31 @@ class Study:
             raise ConfigurationError(f"seed must be an int >= 0 or None, got {seed!r}")
         if study_name is not None and (not isinstance(study_name, str) or not study_name):
             raise ConfigurationError(f"study_name must be a non-empty str, got {study_name!r}")
+        for label, value in (("heartbeat_interval", heartbeat_interval),
+                             ("grace_period", grace_period)):  # fmt: skip
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
+            ):
+                raise ConfigurationError(f"{label} must be a number > 0 or None, got {value!r}")
+        if grace_period is None and heartbeat_interval is not None:
+            grace_period = 4.0 * heartbeat_interval
+        if (
+            heartbeat_interval is not None
+            and grace_period is not None
+            and (grace_period <= heartbeat_interval)
+        ):
+            raise ConfigurationError(
+                f"grace_period ({grace_period!r} s) must be longer than heartbeat_interval "
+                f"({heartbeat_interval!r} s)"
+            )
+        if (
+            isinstance(retry_failed_trials, bool)
+            or not isinstance(retry_failed_trials, numbers.Integral)
+            or retry_failed_trials < 0
+        ):
+            raise ConfigurationError(
+                f"retry_failed_trials must be an int >= 0, got {retry_failed_trials!r}"
+            )
         self.algorithm = algorithm
         self.lower_is_better = bool(lower_is_better)
         self.stopping_rule = stopping_rule
@@ -178,6 +183,17 @@ class Study:
         # Guards the History: taken before the storage lock, never after it.
         self._lock = threading.RLock()
         self._read_only = False
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.retry_failed_trials = int(retry_failed_trials)
+        self._heartbeat: Heartbeat | None = None
+        self._grace: float | None = None
+        self._next_reap = 0.0
+        if self._storage.supports_heartbeat and heartbeat_interval is not None:
+            self._heartbeat = Heartbeat(
+                self._storage, self._study_id, self.worker_id, float(heartbeat_interval)
+            )
+            weakref.finalize(self, self._heartbeat.stop)
+            self._grace = float(grace_period)  # type: ignore[arg-type]
         if dashboard_port is not None and not disable_dashboard:
             logger.warning(
                 "poptune: the web dashboard is not part of this version; "
@@ -277,9 +293,10 @@ class Study:
         self._check_writable()
         storage, sid, history = self._storage, self._study_id, self._history
         with self._lock:
+            self._reap()
             with storage.transaction(sid):
                 history.sync(storage, sid)
-                trial = storage.claim_queued_trial(sid)
+                trial = storage.claim_queued_trial(sid, self.worker_id)
                 if trial is None:
                     history.state = storage.get_algorithm_state(sid)
                     number = history.next_trial_id
@@ -290,10 +307,51 @@ class Study:
                         return AlgorithmState.WAIT
                     params, meta = self._unpack(result)
                     trial = Trial(number, params, TrialStatus.RUNNING, meta)
-                    storage.insert_trial(sid, trial)
+                    storage.insert_trial(sid, trial, self.worker_id)
                     storage.set_algorithm_state(sid, history.state)
-            history.sync(storage, sid)
+            history.sync(storage, sid, refresh=False)
+            if self._heartbeat is not None:
+                self._heartbeat.start()
             return trial
+
+    def _reap(self) -> None:
+        """Fail (and maybe re-queue) trials whose worker stopped beating; at most once per
+        heartbeat interval."""
+        if self._grace is None or self._heartbeat is None:
+            return
+        now = time.monotonic()
+        if now < self._next_reap:
+            return
+        self._next_reap = now + self._heartbeat.interval
+        storage, sid = self._storage, self._study_id
+        retried: list[int] = []
+        with storage.transaction(sid):
+            failed = storage.fail_stale_trials(sid, self._grace)
+            if failed and self.retry_failed_trials:
+                self._history.sync(storage, sid)
+                next_id = self._history.next_trial_id
+                for tid in failed:
+                    old = storage.get_trial(sid, tid)
+                    attempt = int(old.meta.get("attempt", 1))
+                    if attempt > self.retry_failed_trials:
+                        continue
+                    params = dict(old.parameters)
+                    if params.get("save_to") == str(old.id):
+                        params["save_to"] = str(next_id)
+                    meta = {**old.meta, "retry_of": old.id, "attempt": attempt + 1}
+                    meta.pop("heartbeat_lost", None)
+                    storage.insert_trial(sid, Trial(next_id, params, TrialStatus.QUEUED, meta))
+                    retried.append(next_id)
+                    next_id += 1
+        if failed:
+            logger.warning(
+                "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %.0f s) "
+                "and were marked FAILED%s",
+                failed,
+                self.name,
+                self._grace,
+                f"; queued again as {retried}" if retried else "",
+            )
 
     def _unpack(self, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if isinstance(result, Suggestion):
@@ -418,41 +476,10 @@ class Study:
         """
         self._check_writable()
         tid = self._trial_id(trial)
-        value = _objective(objective, tid)
-        it = _iteration(iteration, tid)
-        ctx = self._context(context, tid) if context else None
+        value = check_objective(objective, tid)
+        it = check_iteration(iteration, tid)
+        ctx = check_context(context, tid, self._reserved_context) if context else None
         self._storage.add_observation(self._study_id, tid, Observation(it, value, ctx or {}))
-
-    def _context(self, context: Mapping[str, Any], trial_id: int) -> dict[str, Any]:
-        if not isinstance(context, Mapping):
-            raise InvalidObservationError(
-                f"trial {trial_id}: context must be a dict, got {context!r}"
-            )
-        out: dict[str, Any] = {}
-        for key, value in context.items():
-            if not isinstance(key, str):
-                raise InvalidObservationError(
-                    f"trial {trial_id}: context keys must be str, got {key!r}"
-                )
-            if key in self._reserved_context:
-                raise InvalidObservationError(
-                    f"trial {trial_id}: context key {key!r} is a parameter name or a results "
-                    "column; choose another name"
-                )
-            if type(value) not in _SCALARS:
-                if isinstance(value, np.generic) or getattr(value, "ndim", None) == 0:
-                    value = value.item()  # numpy scalars, 0-d arrays, scalar tensors
-                elif isinstance(value, float):
-                    value = float(value)
-                elif isinstance(value, int) and not isinstance(value, bool):
-                    value = int(value)
-                if type(value) not in _SCALARS:
-                    raise InvalidObservationError(
-                        f"trial {trial_id}: context[{key!r}] must be a str, number, bool or "
-                        f"None, got {value!r} of type {type(value).__name__}"
-                    )
-            out[key] = value
-        return out
 
     def finalize(self, trial: Trial | int, status: TrialStatus | str = "COMPLETED") -> None:
         """Give a trial its final status: ``'COMPLETED'`` (default), ``'FAILED'`` or ``'STOPPED'``.
@@ -551,28 +578,20 @@ class Study:
             raise ConfigurationError(
                 "save() needs a directory: pass output_dir here or to Study(...)"
             )
-        target.mkdir(parents=True, exist_ok=True)
-        storage, sid = self._storage, self._study_id
+        try:
+            config = self._config(strict=True, seed=self.seed)
+        except InvalidParameterError as exc:
+            raise StorageError(f"cannot save study {self.name!r} as JSON: {exc}") from None
         with self._lock:
             history = self.history
-            try:
-                payload = json.dumps(
-                    {
-                        "format": _SAVE_FORMAT,
-                        "version": _SAVE_VERSION,
-                        "name": self.name,
-                        "config": self._config(strict=True, seed=self.seed),
-                        "algorithm_state": storage.get_algorithm_state(sid),
-                        "trials": [t.to_dict() for t in history],
-                    },
-                    allow_nan=False,
-                )
-            except (TypeError, ValueError) as exc:  # InvalidParameterError is a ValueError
-                raise StorageError(f"cannot save study {self.name!r} as JSON: {exc}") from None
-            frame = results_dataframe(history, self.lower_is_better)
-        _write_atomic(target / "study.json", payload)
-        _write_atomic(target / "results.csv", frame.to_csv(index=False))
-        return target
+            return write_saved(
+                target,
+                name=self.name,
+                config=config,
+                algorithm_state=self._storage.get_algorithm_state(self._study_id),
+                trials=history,
+                results=results_dataframe(history, self.lower_is_better),
+            )
 
     @classmethod
     def load(
@@ -598,22 +617,7 @@ class Study:
             StudyNotFoundError: no saved study at ``path``.
             StudyMismatchError: the file is not a poptune study or has a newer format.
         """
-        file = Path(path)
-        if file.is_dir():
-            file = file / "study.json"
-        if not file.is_file():
-            raise StudyNotFoundError(f"no saved study at {str(path)!r} (looked for {file})")
-        try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError) as exc:
-            raise StudyMismatchError(f"{file} is not a readable poptune study: {exc}") from None
-        if not isinstance(data, dict) or data.get("format") != _SAVE_FORMAT:
-            raise StudyMismatchError(f"{file} is not a poptune study file")
-        if data.get("version", 0) > _SAVE_VERSION:
-            raise StudyMismatchError(
-                f"{file} has format version {data['version']}; this poptune reads up to "
-                f"{_SAVE_VERSION}: upgrade poptune"
-            )
+        file, data = read_saved(path)
         config = data["config"]
         if algorithm is None:
             algorithm = algorithm_from_config(config["algorithm"])
@@ -629,23 +633,12 @@ class Study:
             study_name=data.get("name"),
         )
         storage, sid = study._storage, study._study_id
-        trials = [Trial.from_dict(record) for record in data["trials"]]
-        last_seq = max(
-            [t.finished_seq for t in trials] + [rec[2] for t in trials for rec in t._obs.values()],
-            default=0,
-        )
-        interrupted = []
+        trials, interrupted = saved_trials(data)
         with storage.transaction(sid):
             for trial in trials:
-                if trial.status is TrialStatus.RUNNING:
-                    interrupted.append(trial.id)
-                    last_seq += 1
-                    trial.status = TrialStatus.FAILED
-                    trial.finished_seq = last_seq
-                    trial.meta["interrupted"] = True
                 storage.insert_trial(sid, trial)
             storage.set_algorithm_state(sid, data.get("algorithm_state") or {})
-            study._history.sync(storage, sid)
+        study._history.sync(storage, sid)
         if interrupted:
             logger.warning(
                 "poptune: trial(s) %s were running when study %r was saved; marked FAILED",
@@ -653,19 +646,6 @@ class Study:
                 study.name,
             )
         return study
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class _StoredAlgorithm(Algorithm):

@@ -11,6 +11,8 @@ current :data:`METADATA`, so old steps keep working after the schema moves on.
 Versions:
 
 1. studies, trials, observations, meta.
+2. trials.heartbeat (database time of the worker's last sign of life, seconds since the epoch)
+   and trials.worker (who runs the trial), for detecting dead workers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 METADATA = sa.MetaData()
 
@@ -54,6 +56,8 @@ trials = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("heartbeat", sa.Double, nullable=True),
+    sa.Column("worker", sa.String(128), nullable=True),
     sa.Index("ix_poptune_trials_version", "study_id", "version"),
     sa.Index("ix_poptune_trials_status", "study_id", "status"),
 )
@@ -131,5 +135,12 @@ def _v1(conn: sa.Connection) -> None:
     m.create_all(conn)
 
 
+def _v2(conn: sa.Connection) -> None:
+    """Version 2: heartbeats. Existing running trials get no heartbeat (never reaped)."""
+    double = sa.Double().compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE poptune_trials ADD COLUMN heartbeat {double}")
+    conn.exec_driver_sql("ALTER TABLE poptune_trials ADD COLUMN worker VARCHAR(128)")
+
+
 #: ``MIGRATIONS[v]`` brings a database from version ``v - 1`` to ``v``.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1, 2: _v2}

@@ -83,16 +83,18 @@ class Storage(abc.ABC):
 
     # -- trials ----------------------------------------------------------------------------
     @abc.abstractmethod
-    def insert_trial(self, study_id: int, trial: Trial) -> Trial:
+    def insert_trial(self, study_id: int, trial: Trial, worker: str | None = None) -> Trial:
         """Store a new trial whose ``id`` is the next dense id; return the stored trial.
+
+        A RUNNING trial is recorded as run by ``worker`` (see :meth:`heartbeat`).
 
         Raises:
             StorageError: ``trial.id`` is not the next id.
         """
 
     @abc.abstractmethod
-    def claim_queued_trial(self, study_id: int) -> Trial | None:
-        """Move the oldest QUEUED trial to RUNNING and return it, or None if there is none."""
+    def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
+        """Move the oldest QUEUED trial to RUNNING (run by ``worker``) and return it, or None."""
 
     @abc.abstractmethod
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
@@ -120,13 +122,34 @@ class Storage(abc.ABC):
         """One trial. Raises UnknownTrialError."""
 
     @abc.abstractmethod
-    def changes_since(self, study_id: int, version: int) -> tuple[list[Trial], int]:
-        """Trials changed after ``version`` (each once, by id) and the current version."""
+    def changes_since(
+        self, study_id: int, version: int, refresh: bool = True
+    ) -> tuple[list[Trial], int]:
+        """Trials changed after ``version`` (each once, by id) and the current version.
+
+        ``version`` counts this storage object's view of the study (0: nothing seen yet).
+        ``refresh=False`` skips asking the database for other processes' changes (used right
+        after this process's own write, whose effect is already known).
+        """
 
     def iter_trials(self, study_id: int) -> Iterator[Trial]:
         """All trials of the study in id order."""
         trials, _ = self.changes_since(study_id, 0)
         return iter(sorted(trials, key=lambda t: t.id))
+
+    # -- liveness --------------------------------------------------------------------------
+    #: Whether :meth:`heartbeat` and :meth:`fail_stale_trials` do anything (a storage shared
+    #: by processes); in one process a dead worker takes the whole study with it.
+    supports_heartbeat: bool = False
+
+    def heartbeat(self, study_id: int, worker: str) -> int:
+        """Record that ``worker`` is alive; return how many RUNNING trials it runs."""
+        return 0
+
+    def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
+        """Mark FAILED every RUNNING trial whose worker's last heartbeat is older than
+        ``grace_period`` seconds (by the storage's clock); return their ids."""
+        return []
 
     # -- algorithm state -------------------------------------------------------------------
     @abc.abstractmethod

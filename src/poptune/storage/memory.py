@@ -89,7 +89,7 @@ class MemoryStorage(Storage):
         return self._study(study_id).lock  # type: ignore[return-value]
 
     # -- trials ----------------------------------------------------------------------------
-    def insert_trial(self, study_id: int, trial: Trial) -> Trial:
+    def insert_trial(self, study_id: int, trial: Trial, worker: str | None = None) -> Trial:
         study = self._study(study_id)
         with study.lock:
             if trial.id != len(study.trials) + 1:
@@ -107,7 +107,7 @@ class MemoryStorage(Storage):
                 study.seq = max(study.seq, top)
             return trial
 
-    def claim_queued_trial(self, study_id: int) -> Trial | None:
+    def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
         study = self._study(study_id)
         with study.lock:
             while study.queue:
@@ -168,7 +168,9 @@ class MemoryStorage(Storage):
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study.name!r}")
         return study.trials[trial_id - 1]
 
-    def changes_since(self, study_id: int, version: int) -> tuple[list[Trial], int]:
+    def changes_since(
+        self, study_id: int, version: int, refresh: bool = True
+    ) -> tuple[list[Trial], int]:
         study = self._study(study_id)
         with study.lock:
             log = study.changelog

@@ -65,29 +65,69 @@ _SEL_OBS = sa.text(
     "SELECT trial_id, iteration, objective, context, seq FROM poptune_observations "
     "WHERE study_id = :sid AND seq > :lo AND seq <= :hi ORDER BY seq"
 )
-_INS_TRIAL = sa.text(
+_INS_TRIAL = (
     "INSERT INTO poptune_trials (study_id, trial_id, status, parameters, meta, stop_requested, "
-    "finished_seq, version, created_at, finished_at) VALUES (:sid, :tid, :status, :params, "
-    ":meta, :stop, :fseq, :v, :now, :fat)"
+    "finished_seq, version, created_at, finished_at, heartbeat, worker) VALUES (:sid, :tid, "
+    ":status, :params, :meta, :stop, :fseq, :v, :now, :fat, {now}, :worker)"
 )
 _INS_OBS = sa.text(
     "INSERT INTO poptune_observations (study_id, trial_id, iteration, objective, context, seq) "
     "VALUES (:sid, :tid, :it, :obj, :ctx, :seq)"
 )
-_TRIAL_STATE = sa.text(
-    "SELECT status, EXISTS (SELECT 1 FROM poptune_observations o WHERE o.study_id = :sid "
-    "AND o.trial_id = :tid) AS has_obs FROM poptune_trials WHERE study_id = :sid "
-    "AND trial_id = :tid"
+_TRIAL_STATUS = sa.text(
+    "SELECT status FROM poptune_trials WHERE study_id = :sid AND trial_id = :tid"
 )
-_TOUCH = sa.text("UPDATE poptune_trials SET version = :v WHERE study_id = :sid AND trial_id = :tid")
+_INS_OBS_RUNNING = sa.text(
+    "INSERT INTO poptune_observations (study_id, trial_id, iteration, objective, context, seq) "
+    "SELECT study_id, trial_id, CAST(:it AS BIGINT), CAST(:obj AS DOUBLE PRECISION), "
+    "CAST(:ctx AS TEXT), CAST(:seq AS BIGINT) FROM poptune_trials "
+    "WHERE study_id = :sid AND trial_id = :tid AND status IN ('QUEUED', 'RUNNING')"
+)
 _FINISH = sa.text(
     "UPDATE poptune_trials SET status = :status, finished_seq = :v, finished_at = :now, "
-    "version = :v WHERE study_id = :sid AND trial_id = :tid"
+    "version = :v WHERE study_id = :sid AND trial_id = :tid AND status IN ('QUEUED', 'RUNNING') "
+    "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
+    "WHERE o.study_id = :sid AND o.trial_id = :tid))"
 )
-_CLAIM = sa.text(
-    "UPDATE poptune_trials SET status = 'RUNNING', version = :v "
-    "WHERE study_id = :sid AND trial_id = :tid AND status = 'QUEUED'"
+# PostgreSQL: an observation or a final status in one statement (one round trip) that takes
+# the study lock, numbers the change and writes it; autocommit makes it its own transaction.
+_PG_ADD_OBS = sa.text(
+    "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
+    "RETURNING version) INSERT INTO poptune_observations (study_id, trial_id, iteration, "
+    "objective, context, seq) SELECT t.study_id, t.trial_id, CAST(:it AS BIGINT), "
+    "CAST(:obj AS DOUBLE PRECISION), CAST(:ctx AS TEXT), v.version FROM poptune_trials t, v "
+    "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
+    "RETURNING seq"
 )
+_PG_FINISH = sa.text(
+    "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
+    "RETURNING version) UPDATE poptune_trials t SET status = :status, "
+    "finished_seq = v.version, finished_at = :now, version = v.version FROM v "
+    "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
+    "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
+    "WHERE o.study_id = :sid AND o.trial_id = :tid)) RETURNING v.version"
+)
+_CLAIM = (
+    "UPDATE poptune_trials SET status = 'RUNNING', version = :v, heartbeat = {now}, "
+    "worker = :worker WHERE study_id = :sid AND trial_id = :tid AND status = 'QUEUED'"
+)
+_HEARTBEAT = (
+    "UPDATE poptune_trials SET heartbeat = {now} "
+    "WHERE study_id = :sid AND worker = :worker AND status = 'RUNNING'"
+)
+_STALE = (
+    "SELECT trial_id, meta FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
+    "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace ORDER BY trial_id"
+)
+_FAIL_STALE = sa.text(
+    "UPDATE poptune_trials SET status = 'FAILED', meta = :meta, finished_seq = :v, "
+    "finished_at = :now, version = :v WHERE study_id = :sid AND trial_id = :tid"
+)
+#: The database's clock, in seconds since the epoch (heartbeats use one clock for all workers).
+_NOW_SQL = {
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())",
+}
 _STOP = sa.text(
     "UPDATE poptune_trials SET stop_requested = :yes, version = :v "
     "WHERE study_id = :sid AND trial_id = :tid"
@@ -176,6 +216,7 @@ class SQLStorage(Storage):
     """
 
     requires_json = True
+    supports_heartbeat = True
 
     def __init__(self, url: str, engine_kwargs: Mapping[str, Any] | None = None) -> None:
         self.url = url
@@ -219,6 +260,11 @@ class SQLStorage(Storage):
             ) from None
         if self._sqlite:
             sa.event.listen(self._engine, "connect", _sqlite_on_connect)
+        now = _NOW_SQL["sqlite" if self._sqlite else "postgresql"]
+        self._ins_trial = sa.text(_INS_TRIAL.format(now=now))
+        self._claim = sa.text(_CLAIM.format(now=now))
+        self._heartbeat = sa.text(_HEARTBEAT.format(now=now))
+        self._stale = sa.text(_STALE.format(now=now))
         # Close the pooled connections when this storage is dropped (or at exit).
         self._finalizer = weakref.finalize(self, self._engine.dispose)
         self._local = threading.local()
@@ -411,6 +457,11 @@ class SQLStorage(Storage):
                 self._apply_rows(tx.conn, study_id, mirror, upto)
             return mirror
         with self._connection() as conn:
+            row = conn.execute(_STUDY_VERSION, {"sid": study_id}).first()
+            if row is None:
+                raise StudyNotFoundError(f"no study with id {study_id!r} in {safe_url(self.url)}")
+            if row[0] == mirror.db_version:  # nothing new: one round trip
+                return mirror
             self._begin(conn, write=False)
             try:
                 row = conn.execute(_STUDY_VERSION, {"sid": study_id}).first()
@@ -449,14 +500,17 @@ class SQLStorage(Storage):
                 tuple(json.loads(context).items()) if context else None,
                 seq,
             )
-        for row in rows:
-            mirror.touch(trials[row[0]])
+        for tid in dict.fromkeys([r[0] for r in rows] + [r[0] for r in obs_rows]):
+            mirror.touch(trials[tid])
         mirror.db_version = upto
 
     # -- trials ---------------------------------------------------------------------------------
-    def changes_since(self, study_id: int, version: int) -> tuple[list[Trial], int]:
+    def changes_since(
+        self, study_id: int, version: int, refresh: bool = True
+    ) -> tuple[list[Trial], int]:
         with self._mirror_lock:
-            return self._pull(study_id).since(version)
+            mirror = self._pull(study_id) if refresh else self._mirror(study_id)
+            return mirror.since(version)
 
     def get_trial(self, study_id: int, trial_id: int) -> Trial:
         with self._mirror_lock:
@@ -465,7 +519,7 @@ class SQLStorage(Storage):
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
         return trial
 
-    def insert_trial(self, study_id: int, trial: Trial) -> Trial:
+    def insert_trial(self, study_id: int, trial: Trial, worker: str | None = None) -> Trial:
         params = _dumps(trial.parameters, f"trial {trial.id}'s parameters")
         meta = _dumps(trial.meta, f"trial {trial.id}'s metadata")
         with self.transaction(study_id):
@@ -478,10 +532,11 @@ class SQLStorage(Storage):
             finished = trial.status in _FINISHED
             v = tx.version
             tx.conn.execute(
-                _INS_TRIAL,
+                self._ins_trial,
                 {"sid": study_id, "tid": trial.id, "status": trial.status.value, "params": params,
                  "meta": meta, "stop": trial.stop_requested, "fseq": v if finished else 0,
-                 "v": v, "now": now, "fat": now if finished else None},
+                 "v": v, "now": now, "fat": now if finished else None,
+                 "worker": worker if trial.status is TrialStatus.RUNNING else None},
             )  # fmt: skip
             for it, (objective, items, _seq) in trial._obs.items():
                 tx.conn.execute(
@@ -501,14 +556,17 @@ class SQLStorage(Storage):
             tx.after.append(apply)
         return trial
 
-    def claim_queued_trial(self, study_id: int) -> Trial | None:
+    def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
         with self.transaction(study_id):
             tx = self._current(study_id)
             with self._mirror_lock:
                 mirror = self._pull(study_id)
                 queued = sorted(mirror.queued)
             for tid in queued:
-                if tx.conn.execute(_CLAIM, {"v": tx.version, "sid": study_id, "tid": tid}).rowcount:
+                claimed = tx.conn.execute(
+                    self._claim, {"v": tx.version, "sid": study_id, "tid": tid, "worker": worker}
+                ).rowcount
+                if claimed:
                     trial = mirror.trials[tid]
 
                     def apply(m: _Mirror, trial: Trial = trial) -> None:
@@ -519,35 +577,71 @@ class SQLStorage(Storage):
                     return trial
         return None
 
-    def _check_running(self, tx: _Tx, trial_id: int) -> bool:
-        """Raise unless the trial exists and is running; return whether it has observations."""
+    def _diagnose(self, study_id: int, trial_id: int) -> None:
+        """After a guarded write changed nothing: raise why, if the trial is unknown or
+        finished (outside a transaction)."""
+        with self._connection() as conn:
+            self._check_running(conn, study_id, trial_id)
+
+    def _check_running(self, conn: sa.Connection, study_id: int, trial_id: int) -> None:
+        """Raise unless the trial exists and is not finished."""
         if type(trial_id) is not int:
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {tx.sid}")
-        row = tx.conn.execute(_TRIAL_STATE, {"sid": tx.sid, "tid": trial_id}).first()
+            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
+        row = conn.execute(_TRIAL_STATUS, {"sid": study_id, "tid": trial_id}).first()
         if row is None:
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {tx.sid}")
+            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
         if _STATUS[row[0]] in _FINISHED:
             raise TrialFinishedError(f"trial {trial_id} was already finalized with status {row[0]}")
-        return bool(row[1])
+
+    def _after_write(self, study_id: int, version: int, apply: Any) -> None:
+        """Apply a committed single-statement write to the mirror."""
+        with self._mirror_lock:
+            mirror = self._mirror(study_id)
+            apply(mirror)
+            if mirror.db_version == version - 1:
+                mirror.db_version = version
 
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
         context = _dumps_context(observation.context)
-        with self.transaction(study_id):
-            tx = self._current(study_id)
-            self._check_running(tx, trial_id)
-            v = tx.version
+        if not self._sqlite and self._tx(study_id) is None:
+            params = {"sid": study_id, "tid": trial_id, "it": observation.iteration,
+                      "obj": observation.objective, "ctx": context}  # fmt: skip
             try:
-                tx.conn.execute(
-                    _INS_OBS,
-                    {"sid": study_id, "tid": trial_id, "it": observation.iteration,
-                     "obj": observation.objective, "ctx": context, "seq": v},
-                )  # fmt: skip
+                with self._connection() as conn:
+                    row = conn.execute(_PG_ADD_OBS, params).first()
             except sa.exc.IntegrityError:
                 raise DuplicateIterationError(
                     f"trial {trial_id} already has an observation at iteration "
                     f"{observation.iteration}"
                 ) from None
-            tx.conn.execute(_TOUCH, {"v": v, "sid": study_id, "tid": trial_id})
+            if row is None:
+                self._diagnose(study_id, trial_id)
+            recorded = observation._replace(seq=row[0])  # type: ignore[index]
+
+            def apply_one(mirror: _Mirror) -> None:
+                trial = mirror.trials.get(trial_id)
+                if trial is not None:
+                    trial._record(recorded)
+                    mirror.touch(trial)
+
+            self._after_write(study_id, row[0], apply_one)  # type: ignore[index]
+            return
+        with self.transaction(study_id):
+            tx = self._current(study_id)
+            v = tx.version
+            try:
+                inserted = tx.conn.execute(
+                    _INS_OBS_RUNNING,
+                    {"sid": study_id, "tid": trial_id, "it": observation.iteration,
+                     "obj": observation.objective, "ctx": context, "seq": v},
+                ).rowcount  # fmt: skip
+            except sa.exc.IntegrityError:
+                raise DuplicateIterationError(
+                    f"trial {trial_id} already has an observation at iteration "
+                    f"{observation.iteration}"
+                ) from None
+            if not inserted:
+                self._check_running(tx.conn, study_id, trial_id)  # raises: unknown or finished
             recorded = observation._replace(seq=v)
 
             def apply(mirror: _Mirror) -> None:
@@ -559,20 +653,44 @@ class SQLStorage(Storage):
             tx.after.append(apply)
 
     def finish_trial(self, study_id: int, trial_id: int, status: TrialStatus) -> None:
-        with self.transaction(study_id):
-            tx = self._current(study_id)
-            has_obs = self._check_running(tx, trial_id)
-            if status is TrialStatus.COMPLETED and not has_obs:
+        if not self._sqlite and self._tx(study_id) is None:
+            with self._connection() as conn:
+                row = conn.execute(
+                    _PG_FINISH,
+                    {"sid": study_id, "tid": trial_id, "status": status.value, "now": time.time(),
+                     "needs_obs": int(status is TrialStatus.COMPLETED)},
+                ).first()  # fmt: skip
+            if row is None:
+                self._diagnose(study_id, trial_id)
                 raise NoObservationsError(
                     f"trial {trial_id} has no observation: call add_observation() before "
                     "finalizing it as COMPLETED, or finalize it as FAILED"
                 )
+            v = row[0]
+
+            def apply_one(mirror: _Mirror) -> None:
+                trial = mirror.trials.get(trial_id)
+                if trial is not None:
+                    trial.status = status
+                    trial.finished_seq = v
+                    mirror.touch(trial)
+
+            self._after_write(study_id, v, apply_one)
+            return
+        with self.transaction(study_id):
+            tx = self._current(study_id)
             v = tx.version
-            tx.conn.execute(
+            updated = tx.conn.execute(
                 _FINISH,
                 {"status": status.value, "v": v, "now": time.time(), "sid": study_id,
-                 "tid": trial_id},
-            )  # fmt: skip
+                 "tid": trial_id, "needs_obs": int(status is TrialStatus.COMPLETED)},
+            ).rowcount  # fmt: skip
+            if not updated:
+                self._check_running(tx.conn, study_id, trial_id)  # raises if unknown or finished
+                raise NoObservationsError(
+                    f"trial {trial_id} has no observation: call add_observation() before "
+                    "finalizing it as COMPLETED, or finalize it as FAILED"
+                )
 
             def apply(mirror: _Mirror) -> None:
                 trial = mirror.trials.get(trial_id)
@@ -586,7 +704,7 @@ class SQLStorage(Storage):
     def request_stop(self, study_id: int, trial_id: int) -> None:
         with self.transaction(study_id):
             tx = self._current(study_id)
-            self._check_running(tx, trial_id)
+            self._check_running(tx.conn, study_id, trial_id)
             tx.conn.execute(_STOP, {"yes": True, "v": tx.version, "sid": study_id,
                                     "tid": trial_id})  # fmt: skip
 
@@ -597,6 +715,38 @@ class SQLStorage(Storage):
                     mirror.touch(trial)
 
             tx.after.append(apply)
+
+    # -- liveness -----------------------------------------------------------------------------
+    def heartbeat(self, study_id: int, worker: str) -> int:
+        with self._raw_transaction(write=True) as conn:
+            return int(conn.execute(self._heartbeat, {"sid": study_id, "worker": worker}).rowcount)
+
+    def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
+        with self.transaction(study_id):
+            tx = self._current(study_id)
+            stale = tx.conn.execute(self._stale, {"sid": study_id, "grace": grace_period}).all()
+            v, now = tx.version, time.time()
+            failed = []
+            for tid, meta_json in stale:
+                meta = {**json.loads(meta_json), "heartbeat_lost": True}
+                tx.conn.execute(
+                    _FAIL_STALE,
+                    {"meta": _dumps(meta, "trial metadata"), "v": v, "now": now, "sid": study_id,
+                     "tid": tid},
+                )  # fmt: skip
+                failed.append((tid, meta))
+
+            def apply(mirror: _Mirror) -> None:
+                for tid, meta in failed:
+                    trial = mirror.trials.get(tid)
+                    if trial is not None:
+                        trial.status = TrialStatus.FAILED
+                        trial.meta = meta
+                        trial.finished_seq = v
+                        mirror.touch(trial)
+
+            tx.after.append(apply)
+        return [tid for tid, _ in failed]
 
     # -- algorithm state --------------------------------------------------------------------
     def get_algorithm_state(self, study_id: int) -> dict[str, Any]:

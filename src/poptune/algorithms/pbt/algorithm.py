@@ -169,11 +169,16 @@ class PopulationBasedTraining(Algorithm):
         if state.get("done"):
             return AlgorithmState.DONE
         generation = state.get("generation", 1)
-        members = history.generation(generation)
+        trials = history.generation(generation)
         n = self.population_size
-        if len(members) >= n:
+        # A trial re-queued after its worker died (meta "retry_of") is another attempt at
+        # its member's slot: slots count first attempts, and each member's latest attempt
+        # is the one that counts.
+        handed = sum(1 for t in trials if "retry_of" not in t.meta)
+        if handed >= n:
             if generation >= self.num_generations:
                 return AlgorithmState.DONE
+            members = _latest_attempts(trials)
             if any(not t.is_finished for t in members):
                 return AlgorithmState.WAIT
             plan = self._plan(history, members, generation + 1, rng)
@@ -183,8 +188,8 @@ class PopulationBasedTraining(Algorithm):
             generation += 1
             state["generation"] = generation
             state["plan"] = plan
-            members = []
-        slot = len(members)
+            handed = 0
+        slot = handed
         save_to = str(history.next_trial_id)
         if generation == 1:
             config = {p.name: p.sample(rng) for p in history.parameters}
@@ -249,3 +254,13 @@ class PopulationBasedTraining(Algorithm):
             meta["explore"] = explore_record
             meta["replaced"] = member_trial.id
         return {"parameters": parameters, "meta": meta}
+
+
+def _latest_attempts(trials: list[Trial]) -> list[Trial]:
+    """One trial per member: its latest attempt (highest id)."""
+    latest: dict[Any, Trial] = {}
+    for trial in trials:
+        key = trial.member if trial.member is not None else ("trial", trial.id)
+        if key not in latest or trial.id > latest[key].id:
+            latest[key] = trial
+    return sorted(latest.values(), key=lambda t: t.id)
