@@ -1,0 +1,217 @@
+"""The ``poptune`` command: look into stored studies from a shell.
+
+::
+
+    poptune studies STORAGE                       every study: trials by status, best objective
+    poptune trials STORAGE STUDY [--status S]     one line per trial
+    poptune best STORAGE STUDY [--json]           the best result
+    poptune export STORAGE STUDY --format csv|json [--output FILE]
+    poptune delete STORAGE STUDY [--yes]
+
+STORAGE is a database URL (``sqlite:///runs.db``, ``postgresql://user@host/db``) or the path
+of an SQLite file. Errors (a bad URL, a missing study, a server that does not answer) print
+one line and exit with status 1; bad arguments exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+
+from poptune import __version__
+from poptune.exceptions import PoptuneError, StorageError
+from poptune.storage import Storage, get_storage
+from poptune.study import Study, load_study
+from poptune.trial import TrialStatus
+
+__all__ = ["main"]
+
+
+def _storage(spec: str) -> Storage:
+    """A storage from a URL or an SQLite file path; never creates a database."""
+    if "://" not in spec:
+        path = Path(spec)
+        if not path.is_file():
+            raise StorageError(f"no SQLite database file at {spec!r}")
+        spec = f"sqlite:///{path.resolve()}"
+    elif spec.startswith("sqlite:///"):
+        path = Path(spec[len("sqlite:///") :])
+        if not path.is_file():
+            raise StorageError(f"no SQLite database file at {str(path)!r}")
+    return get_storage(spec)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    if not rows:
+        return
+    frame = pd.DataFrame(rows).map(_fmt)
+    out.write(frame.to_string(index=False) + "\n")
+
+
+def _studies(args: argparse.Namespace, out: TextIO) -> int:
+    storage = _storage(args.storage)
+    rows = []
+    for name in storage.list_studies():
+        study = load_study(storage, name)
+        trials = study.trials
+        counts = {s: 0 for s in ("RUNNING", "COMPLETED", "FAILED", "STOPPED")}
+        for t in trials:
+            key = "RUNNING" if t.status in (TrialStatus.QUEUED, TrialStatus.RUNNING) else t.status
+            counts[str(key)] += 1
+        best = study.get_best_result()
+        rows.append({
+            "study": name,
+            "trials": len(trials),
+            "running": counts["RUNNING"],
+            "completed": counts["COMPLETED"],
+            "failed": counts["FAILED"],
+            "stopped": counts["STOPPED"],
+            "direction": "minimize" if study.lower_is_better else "maximize",
+            "best": best.get("Objective"),
+            "best trial": best.get("Trial-ID"),
+        })  # fmt: skip
+    if not rows:
+        out.write("no studies\n")
+    _print_table(rows, out)
+    return 0
+
+
+def _open(args: argparse.Namespace) -> Study:
+    return load_study(_storage(args.storage), args.study)
+
+
+def _trials(args: argparse.Namespace, out: TextIO) -> int:
+    study = _open(args)
+    rows = []
+    for t in study.trials:
+        if args.status and t.status.value != args.status:
+            continue
+        best = t.best_observation(study.lower_is_better)
+        last = t.last_observation
+        row: dict[str, Any] = {"id": t.id, "status": t.status.value}
+        if t.generation is not None:
+            row.update(generation=t.generation, member=t.member, load_from=t.load_from)
+        row.update(study.history.hyperparameters(t))
+        row.update(
+            iterations=len(t.observations),
+            last=None if last is None else last.objective,
+            best=None if best is None else best.objective,
+        )
+        rows.append(row)
+    if not rows:
+        out.write("no trials\n")
+    _print_table(rows, out)
+    return 0
+
+
+def _best(args: argparse.Namespace, out: TextIO) -> int:
+    best = _open(args).get_best_result()
+    if args.json:
+        out.write(json.dumps(best, indent=2) + "\n")
+    elif not best:
+        out.write("no completed trial yet\n")
+    else:
+        width = max(len(k) for k in best)
+        for key, value in best.items():
+            out.write(f"{key:<{width}}  {_fmt(value)}\n")
+    return 0
+
+
+def _export(args: argparse.Namespace, out: TextIO) -> int:
+    study = _open(args)
+    if args.format == "csv":
+        text = study.results.to_csv(index=False)
+    else:
+        text = json.dumps(
+            {
+                "study": study.name,
+                "lower_is_better": study.lower_is_better,
+                "parameters": [p.to_dict() for p in study.parameters],
+                "trials": [t.to_dict() for t in study.trials],
+            },
+            indent=2,
+        )
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        out.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _delete(args: argparse.Namespace, out: TextIO) -> int:
+    storage = _storage(args.storage)
+    storage.get_study_id(args.study)  # StudyNotFoundError before asking anything
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise PoptuneError(f"deleting study {args.study!r} needs --yes when not interactive")
+        answer = input(f"Delete study {args.study!r} and all its trials? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            out.write("not deleted\n")
+            return 1
+    storage.delete_study(args.study)
+    out.write(f"deleted study {args.study!r}\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poptune", description="Look into poptune studies stored in SQLite or PostgreSQL."
+    )
+    parser.add_argument("--version", action="version", version=f"poptune {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    storage_help = "database URL (sqlite:///runs.db, postgresql://...) or SQLite file path"
+
+    p = sub.add_parser("studies", help="list the studies in a storage")
+    p.add_argument("storage", help=storage_help)
+    p.set_defaults(run=_studies)
+
+    for name, helptext, run in (
+        ("trials", "one line per trial of a study", _trials),
+        ("best", "the best result of a study", _best),
+        ("export", "write a study's results as CSV or JSON", _export),
+        ("delete", "delete a study and its trials", _delete),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("storage", help=storage_help)
+        p.add_argument("study", help="the study's name")
+        p.set_defaults(run=run)
+        if name == "trials":
+            p.add_argument("--status", choices=[s.value for s in TrialStatus],
+                           help="only trials with this status")  # fmt: skip
+        elif name == "best":
+            p.add_argument("--json", action="store_true", help="print JSON")
+        elif name == "export":
+            p.add_argument("--format", choices=("csv", "json"), default="csv")
+            p.add_argument("--output", "-o", help="file to write (default: standard output)")
+        elif name == "delete":
+            p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args, out or sys.stdout))
+    except PoptuneError as exc:
+        sys.stderr.write(f"poptune: error: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

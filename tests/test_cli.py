@@ -1,0 +1,132 @@
+import io
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import poptune as pt
+from poptune.cli import main
+
+
+@pytest.fixture
+def stored(db_url):
+    study = pt.Study([pt.Continuous("lr", [1e-4, 1e-2], "log")],
+                     pt.algorithms.PopulationBasedTraining(2, 3), False, seed=0, storage=db_url,
+                     study_name="mnist-pbt")  # fmt: skip
+    for trial in study:
+        study.add_observation(trial, trial.parameters["lr"] * 100, iteration=trial.generation,
+                              context={"loss": 0.5})  # fmt: skip
+        study.finalize(trial)
+    other = pt.Study([pt.Choice("act", ["relu", "tanh"])], pt.algorithms.RandomSearch(), True,
+                     storage=db_url, study_name="rs")  # fmt: skip
+    t = other.get_suggestion()
+    other.add_observation(t, 2.0)
+    other.finalize(t, "FAILED")
+    other.get_suggestion()
+    return db_url, study
+
+
+def run(*argv):
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_studies_lists_counts_and_best(stored, capsys):
+    url, study = stored
+    code, text = run("studies", url)
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].split() == ["study", "trials", "running", "completed", "failed", "stopped",
+                                "direction", "best", "best", "trial"]  # fmt: skip
+    pbt_row, rs_row = lines[1].split(), lines[2].split()
+    best = study.get_best_result()
+    assert pbt_row[:7] == ["mnist-pbt", "6", "0", "6", "0", "0", "maximize"]
+    assert float(pbt_row[7]) == pytest.approx(best["Objective"], rel=1e-5)
+    assert pbt_row[8] == str(best["Trial-ID"])
+    assert rs_row == ["rs", "2", "1", "0", "1", "0", "minimize"]
+
+
+def test_trials_table_and_status_filter(stored):
+    url, study = stored
+    code, text = run("trials", url, "mnist-pbt")
+    assert code == 0
+    lines = text.splitlines()
+    assert lines[0].split()[:5] == ["id", "status", "generation", "member", "load_from"]
+    assert len(lines) == 7
+    code, text = run("trials", url, "rs", "--status", "FAILED")
+    assert code == 0 and len(text.splitlines()) == 2 and "FAILED" in text
+    code, text = run("trials", url, "rs", "--status", "STOPPED")
+    assert text == "no trials\n"
+
+
+def test_best_plain_and_json(stored):
+    url, study = stored
+    code, text = run("best", url, "mnist-pbt", "--json")
+    assert code == 0 and json.loads(text) == study.get_best_result()
+    code, text = run("best", url, "mnist-pbt")
+    assert text.splitlines()[0].split() == ["Trial-ID", str(study.get_best_result()["Trial-ID"])]
+    code, text = run("best", url, "rs")
+    assert text == "no completed trial yet\n"
+
+
+def test_export_csv_and_json(stored, tmp_path):
+    url, study = stored
+    code, text = run("export", url, "mnist-pbt", "--format", "csv")
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(text))
+    assert list(frame.columns) == list(study.results.columns) and len(frame) == 12
+    target = tmp_path / "out.json"
+    code, _ = run("export", url, "mnist-pbt", "--format", "json", "--output", str(target))
+    data = json.loads(target.read_text())
+    assert data["study"] == "mnist-pbt" and len(data["trials"]) == 6
+    assert data["trials"][0]["observations"][0]["context"] == {"loss": 0.5}
+
+
+def test_delete_asks_then_deletes(stored, capsys):
+    url, _ = stored
+    code, _ = run("delete", url, "rs")  # stdin is not a terminal under pytest
+    assert code == 1
+    assert "needs --yes" in capsys.readouterr().err
+    code, text = run("delete", url, "rs", "--yes")
+    assert code == 0 and "deleted study 'rs'" in text
+    code, text = run("studies", url)
+    assert [line.split()[0] for line in text.splitlines()[1:]] == ["mnist-pbt"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["best", "{url}", "nope"], "no study named 'nope'"),
+        (["studies", "missing.db"], "no SQLite database file at 'missing.db'"),
+        (["studies", "sqlite:////no/such.db"], "no SQLite database file at '/no/such.db'"),
+        (["studies", "mysql://u@h/db"], "unsupported database 'mysql'"),
+        (["studies", "postgresql://u:pw@127.0.0.1:1/db"], "database error on"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(stored, argv, message, capsys):
+    url, _ = stored
+    code, _ = run(*[a.format(url=url) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("poptune: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err and ":pw@" not in err
+
+
+def test_bad_arguments_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["export", "x.db"])
+    assert info.value.code == 2
+
+
+def test_the_installed_command_runs(stored):
+    url, _ = stored
+    result = subprocess.run([sys.executable, "-m", "poptune", "best", url, "mnist-pbt", "--json"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Trial-ID" in json.loads(result.stdout)
+    result = subprocess.run([sys.executable, "-m", "poptune", "best", url, "none"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
