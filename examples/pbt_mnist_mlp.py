@@ -25,13 +25,20 @@ Run it with::
 Options: ``--output-dir`` (default ``examples/output/pbt_mnist_mlp``, whatever the working
 directory; it receives ``results.csv``, ``study.json``, ``pbt_lineage.png`` and the
 checkpoints in ``models/``), ``--seed``, ``--population-size``, ``--generations`` and
-``--quiet``. ``main(argv)`` runs the example and returns the finished study.
+``--quiet``. ``--workers 2`` trains members in two processes with ``study.optimize`` (the
+library then owns the checkpoints: ``trial.load_checkpoint()``/``save_checkpoint()``), and
+``--asynchronous`` uses asynchronous PBT (no generation barrier)::
+
+    python examples/pbt_mnist_mlp.py --workers 2 --asynchronous
+
+``main(argv)`` runs the example and returns the finished study.
 ``pbt_digits_numpy.py`` is the same example without PyTorch.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -70,6 +77,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--population-size", type=int, default=5, help="members per generation")
     parser.add_argument("--generations", type=int, default=5, help="number of generations")
     parser.add_argument("--quiet", action="store_true", help="no per-trial output")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="train members in this many worker processes with study.optimize (default 1: "
+        "the notebook's own loop)",
+    )
+    parser.add_argument(
+        "--asynchronous",
+        action="store_true",
+        help="asynchronous PBT (no generation barrier; runs with study.optimize)",
+    )
     return parser.parse_args(argv)
 
 
@@ -128,9 +147,72 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss, accuracy
 
 
+@functools.lru_cache(maxsize=1)
+def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return load_data()
+
+
+def train_segment(trial: sherpa.Trial) -> None:
+    """One PBT segment (one epoch) of one member, as ``study.optimize`` runs it.
+
+    The library owns the checkpoints: ``trial.load_checkpoint()`` is the donor's (or the
+    member's own) model and optimizer, or None for a founder; the trial's learning rate is
+    set after loading, so an explored value is the one in effect.
+    """
+    torch.set_num_threads(1)  # one core per worker process
+    x_train, y_train, x_val, y_val = _data()
+    learning_rate = trial.parameters["learning_rate"]
+    torch.manual_seed(trial.id)
+    generator = torch.Generator().manual_seed(trial.id)
+    model, optimizer = build_model(learning_rate)
+    state = trial.load_checkpoint()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+    train_one_epoch(model, optimizer, x_train, y_train, generator)
+    loss, accuracy = evaluate(model, x_val, y_val)
+    trial.report(accuracy, iteration=trial.generation, loss=loss)
+    trial.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict()})
+
+
+def run_parallel(args: argparse.Namespace, output_dir: Path, model_dir: Path) -> sherpa.Study:
+    """The same study run by ``study.optimize`` in ``--workers`` processes."""
+    database = output_dir / "study.db"
+    for leftover in output_dir.glob("study.db*"):  # a fresh study each run
+        leftover.unlink()
+    algorithm = sherpa.algorithms.PopulationBasedTraining(
+        population_size=args.population_size,
+        num_generations=args.generations,
+        perturbation_factors=(0.8, 1.2),
+        parameter_range={"learning_rate": [1e-6, 1e-1]},
+        synchronous=not args.asynchronous,
+    )
+    study = sherpa.Study(
+        parameters=[sherpa.Continuous("learning_rate", [1e-4, 1e-2], "log")],
+        algorithm=algorithm,
+        lower_is_better=False,
+        seed=args.seed,
+        storage=f"sqlite:///{database}",
+        study_name="pbt-digits",
+        checkpoint_dir=model_dir,
+    )
+    study.optimize(train_segment, n_workers=args.workers, show_progress=not args.quiet)
+    study.save(output_dir)
+    return study
+
+
 def main(argv: list[str] | None = None) -> sherpa.Study:
     """Run the example; returns the finished study."""
     args = parse_args(argv)
+    if args.workers > 1 or args.asynchronous:
+        started = time.perf_counter()
+        output_dir = Path(args.output_dir)
+        model_dir = output_dir / "models"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        study = run_parallel(args, output_dir, model_dir)
+        return _report(study, args, output_dir, model_dir, started)
     log = (lambda *a, **k: None) if args.quiet else print
     started = time.perf_counter()
 
@@ -196,6 +278,12 @@ def main(argv: list[str] | None = None) -> sherpa.Study:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, save_path)
         study.save(output_dir)
 
+    return _report(study, args, output_dir, model_dir, started)
+
+
+def _report(
+    study: sherpa.Study, args: argparse.Namespace, output_dir: Path, model_dir: Path, started: float
+) -> sherpa.Study:
     best = study.get_best_result()
     print("\nThe best found hyperparameter configuration is:")
     print(best)

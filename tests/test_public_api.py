@@ -5,6 +5,7 @@ import poptune.algorithms
 def test_public_names_are_pinned():
     assert sorted(poptune.__all__) == [
         "AlgorithmState",
+        "CheckpointError",
         "Choice",
         "ConfigurationError",
         "Continuous",
@@ -60,7 +61,12 @@ def test_every_user_error_is_a_poptune_error_and_a_builtin():
     assert poptune.PoptuneError in errors
     for err in errors:
         assert issubclass(err, poptune.PoptuneError)
-        if err not in (poptune.PoptuneError, poptune.StorageError, poptune.ReadOnlyStudyError):
+        if err not in (
+            poptune.PoptuneError,
+            poptune.StorageError,
+            poptune.ReadOnlyStudyError,
+            poptune.CheckpointError,
+        ):
             assert issubclass(err, (ValueError, KeyError, TypeError)), err
 
 

@@ -23,8 +23,10 @@ import logging
 import numpy as np
 
 from poptune import algorithms
+from poptune._open import load_study
 from poptune.algorithms import StoppingRule
 from poptune.exceptions import (
+    CheckpointError,
     ConfigurationError,
     DuplicateIterationError,
     InvalidObservationError,
@@ -42,7 +44,7 @@ from poptune.exceptions import (
 from poptune.history import History
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
 from poptune.storage import MemoryStorage, Storage
-from poptune.study import Study, load_study
+from poptune.study import Study
 from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
 
 __version__ = "0.1.0"
@@ -55,6 +57,7 @@ logging.getLogger("poptune").addHandler(logging.NullHandler())
 
 __all__ = [
     "AlgorithmState",
+    "CheckpointError",
     "Choice",
     "ConfigurationError",
     "Continuous",

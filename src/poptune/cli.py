@@ -7,6 +7,8 @@
     poptune best STORAGE STUDY [--json]           the best result
     poptune export STORAGE STUDY --format csv|json [--output FILE]
     poptune delete STORAGE STUDY [--yes]
+    poptune worker STORAGE STUDY module:function [--n-trials N] [--timeout S]
+                   [--checkpoint-dir DIR] [--retry-failed-trials N] ...
 
 STORAGE is a database URL (``sqlite:///runs.db``, ``postgresql://user@host/db``) or the path
 of an SQLite file. Errors (a bad URL, a missing study, a server that does not answer) print
@@ -16,8 +18,10 @@ one line and exit with status 1; bad arguments exit with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,9 +30,10 @@ from typing import Any, TextIO
 import pandas as pd
 
 from poptune import __version__
+from poptune._open import load_study
 from poptune.exceptions import PoptuneError, StorageError
 from poptune.storage import Storage, get_storage
-from poptune.study import Study, load_study
+from poptune.study import Study
 from poptune.trial import TrialStatus
 
 __all__ = ["main"]
@@ -168,6 +173,44 @@ def _delete(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _import_objective(spec: str) -> Any:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise PoptuneError(f"objective must be given as module:function, got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise PoptuneError(f"cannot import objective {spec!r}: {exc}") from None
+    if not callable(target):
+        raise PoptuneError(f"objective {spec!r} is not callable")
+    return target
+
+
+def _worker(args: argparse.Namespace, out: TextIO) -> int:
+    from poptune.execution import worker_main
+
+    for folder in [*args.path, os.getcwd()]:  # like python -m: the working directory imports
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    objective = _import_objective(args.objective)
+    storage = args.storage if "://" in args.storage else str(_storage(args.storage).url)
+    options: dict[str, Any] = {
+        "checkpoint_dir": args.checkpoint_dir,
+        "keep_checkpoints": args.keep_checkpoints,
+        "retry_failed_trials": args.retry_failed_trials,
+        "heartbeat_interval": args.heartbeat_interval,
+        "grace_period": args.grace_period,
+    }
+    max_trial_id = None
+    if args.n_trials is not None:
+        max_trial_id = load_study(storage, args.study).history.n_trials + args.n_trials
+    ran = worker_main(storage, args.study, objective, max_trial_id, args.timeout, options)
+    out.write(f"worker ran {ran} trial(s) of study {args.study!r}\n")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poptune", description="Look into poptune studies stored in SQLite or PostgreSQL."
@@ -200,6 +243,24 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--output", "-o", help="file to write (default: standard output)")
         elif name == "delete":
             p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p = sub.add_parser(
+        "worker",
+        help="run trials of a stored study with an objective function (SLURM, Kubernetes...)",
+    )
+    p.add_argument("storage", help=storage_help)
+    p.add_argument("study", help="the study's name (create it first with poptune.Study)")
+    p.add_argument("objective", help="the objective, as module:function (importable here)")
+    p.add_argument("--n-trials", type=int, help="stop after the study has this many more trials")
+    p.add_argument("--timeout", type=float, help="seconds after which no trial is started")
+    p.add_argument("--checkpoint-dir", help="directory of the trials' checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, help="delete unneeded checkpoints, keep N best")
+    p.add_argument("--retry-failed-trials", type=int, default=0,
+                   help="re-queue a trial whose worker died up to N times")  # fmt: skip
+    p.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds")
+    p.add_argument("--grace-period", type=float, help="seconds (default 4 x heartbeat)")
+    p.add_argument("--path", action="append", default=[],
+                   help="a directory to import the objective from (repeatable)")  # fmt: skip
+    p.set_defaults(run=_worker)
     return parser
 
 

@@ -14,6 +14,7 @@ exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError`
     ├── NoObservationsError (ValueError)       COMPLETED without any observation
     ├── StudyMismatchError (ValueError)        a saved or shared study differs from this one
     ├── StudyNotFoundError (KeyError)          no study with that name or at that path
+    ├── CheckpointError                        a checkpoint to load is missing or unreadable
     ├── ReadOnlyStudyError                     a study opened with load_study() was asked to change
     ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
     └── StorageError                           the storage failed (I/O, serialization)
@@ -24,6 +25,7 @@ Messages name the bad value and what would have been accepted.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "ConfigurationError",
     "DuplicateIterationError",
     "InvalidObservationError",
@@ -88,6 +90,11 @@ class StudyNotFoundError(PoptuneError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(PoptuneError):
+    """A checkpoint a trial must start from is missing or cannot be read (never a silent
+    fresh start)."""
 
 
 class ReadOnlyStudyError(PoptuneError):

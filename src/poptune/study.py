@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,13 @@ from poptune._heartbeat import Heartbeat
 from poptune._rng import SuggestionRNG
 from poptune._saved import read_saved, saved_trials, write_saved
 from poptune.algorithms.base import Algorithm, Suggestion, algorithm_from_config
+from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
     ConfigurationError,
     InvalidObservationError,
     InvalidParameterError,
     InvalidStatusError,
+    PoptuneError,
     ReadOnlyStudyError,
     StorageError,
     StudyMismatchError,
@@ -94,6 +96,12 @@ class Study:
         retry_failed_trials: how many times a trial whose worker died is queued again (a
             new trial with the same parameters, ``meta['retry_of']`` naming the old one).
             Default 0: PBT replaces such a member by exploiting instead.
+        checkpoint_dir: directory of the trials' checkpoints (shared by all workers); gives
+            trials ``checkpoint_path``, ``load_path``, ``save_checkpoint`` and
+            ``load_checkpoint`` (see :mod:`poptune.checkpoints`).
+        keep_checkpoints: None (default) keeps every checkpoint; an int ``N`` deletes, after
+            each finalize, every checkpoint that no population member, queued or running
+            trial needs, except those of the ``N`` best completed trials.
 
     Raises:
         InvalidParameterError: duplicate or reserved parameter names.
@@ -118,6 +126,8 @@ class Study:
         heartbeat_interval: float | None = 10.0,
         grace_period: float | None = None,
         retry_failed_trials: int = 0,
+        checkpoint_dir: str | os.PathLike[str] | None = None,
+        keep_checkpoints: int | None = None,
     ) -> None:
         self.parameters = self._check_parameters(parameters)
         if not isinstance(algorithm, Algorithm):
@@ -163,6 +173,16 @@ class Study:
             raise ConfigurationError(
                 f"retry_failed_trials must be an int >= 0, got {retry_failed_trials!r}"
             )
+        if keep_checkpoints is not None and (
+            isinstance(keep_checkpoints, bool)
+            or not isinstance(keep_checkpoints, numbers.Integral)
+            or keep_checkpoints < 0
+        ):
+            raise ConfigurationError(
+                f"keep_checkpoints must be an int >= 0 or None, got {keep_checkpoints!r}"
+            )
+        if keep_checkpoints is not None and checkpoint_dir is None:
+            raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
         self.algorithm = algorithm
         self.lower_is_better = bool(lower_is_better)
         self.stopping_rule = stopping_rule
@@ -183,17 +203,23 @@ class Study:
         # Guards the History: taken before the storage lock, never after it.
         self._lock = threading.RLock()
         self._read_only = False
+        self._self_ref = weakref.ref(self)
+        self._options = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
+            "retry_failed_trials": int(retry_failed_trials),
+            "checkpoint_dir": None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+            "keep_checkpoints": keep_checkpoints,
+        }
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.keep_checkpoints = keep_checkpoints
+        self._checkpoints: CheckpointStore | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.retry_failed_trials = int(retry_failed_trials)
         self._heartbeat: Heartbeat | None = None
         self._grace: float | None = None
         self._next_reap = 0.0
-        if self._storage.supports_heartbeat and heartbeat_interval is not None:
-            self._heartbeat = Heartbeat(
-                self._storage, self._study_id, self.worker_id, float(heartbeat_interval)
-            )
-            weakref.finalize(self, self._heartbeat.stop)
-            self._grace = float(grace_period)  # type: ignore[arg-type]
+        self._start_liveness()
         if dashboard_port is not None and not disable_dashboard:
             logger.warning(
                 "poptune: the web dashboard is not part of this version; "
@@ -269,6 +295,7 @@ class Study:
         raise StudyMismatchError(f"study {self.name!r} could not be created nor found")
 
     def _check_same(self, stored: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        stored = {**stored, "algorithm": _normalized(stored.get("algorithm"))}
         for key in ("parameters", "algorithm", "lower_is_better"):
             if json.dumps(stored.get(key), sort_keys=True, default=repr) != json.dumps(
                 config.get(key), sort_keys=True, default=repr
@@ -290,6 +317,10 @@ class Study:
         Trials queued with :meth:`add_trial` come first. The suggestion is computed and
         recorded in one storage transaction holding the study lock.
         """
+        return self._suggest(None)
+
+    def _suggest(self, max_trial_id: int | None) -> Trial | AlgorithmState:
+        """``get_suggestion``, answering DONE rather than make a trial above ``max_trial_id``."""
         self._check_writable()
         storage, sid, history = self._storage, self._study_id, self._history
         with self._lock:
@@ -298,9 +329,13 @@ class Study:
                 history.sync(storage, sid)
                 trial = storage.claim_queued_trial(sid, self.worker_id)
                 if trial is None:
+                    if max_trial_id is not None and history.next_trial_id > max_trial_id:
+                        return AlgorithmState.DONE
                     history.state = storage.get_algorithm_state(sid)
                     number = history.next_trial_id
                     result = self.algorithm.suggest(history, self._rng.at(number))
+                    # What the algorithm noted is kept whatever it answered, on every storage.
+                    storage.set_algorithm_state(sid, history.state)
                     if result is None or result is AlgorithmState.DONE:
                         return AlgorithmState.DONE
                     if result is AlgorithmState.WAIT:
@@ -308,11 +343,19 @@ class Study:
                     params, meta = self._unpack(result)
                     trial = Trial(number, params, TrialStatus.RUNNING, meta)
                     storage.insert_trial(sid, trial, self.worker_id)
-                    storage.set_algorithm_state(sid, history.state)
             history.sync(storage, sid, refresh=False)
             if self._heartbeat is not None:
                 self._heartbeat.start()
+            trial._owner = self._self_ref
             return trial
+
+    def _start_liveness(self) -> None:
+        """Heartbeats for this worker's trials, on storages shared by processes."""
+        interval = self._options["heartbeat_interval"]
+        if self._storage.supports_heartbeat and interval is not None:
+            self._heartbeat = Heartbeat(self._storage, self._study_id, self.worker_id, interval)
+            weakref.finalize(self, self._heartbeat.stop)
+            self._grace = float(self._options["grace_period"])
 
     def _reap(self) -> None:
         """Fail (and maybe re-queue) trials whose worker stopped beating; at most once per
@@ -345,7 +388,7 @@ class Study:
                     next_id += 1
         if failed:
             logger.warning(
-                "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %.0f s) "
+                "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %g s) "
                 "and were marked FAILED%s",
                 failed,
                 self.name,
@@ -497,7 +540,27 @@ class Study:
                 f"trial {tid}: unknown final status {status!r}; expected 'COMPLETED', "
                 "'FAILED' or 'STOPPED'"
             )
-        self._storage.finish_trial(self._study_id, tid, final)
+        self._finish(tid, final)
+
+    def _finish(self, tid: int, status: TrialStatus, meta: dict[str, Any] | None = None) -> None:
+        self._storage.finish_trial(self._study_id, tid, status, meta)
+        if self.keep_checkpoints is not None:
+            with self._lock, self._storage.transaction(self._study_id):
+                history = self._history
+                history.sync(self._storage, self._study_id)
+                history.state = self._storage.get_algorithm_state(self._study_id)
+                pending = self.algorithm.pending_checkpoints(history)
+                self._checkpoint_store().collect(history, self.keep_checkpoints, pending)
+
+    def _checkpoint_store(self) -> CheckpointStore:
+        if self._checkpoints is None:
+            if self.checkpoint_dir is None:
+                raise ConfigurationError(
+                    f"study {self.name!r} has no checkpoint_dir: pass Study(..., "
+                    "checkpoint_dir='checkpoints') to use trial checkpoints"
+                )
+            self._checkpoints = CheckpointStore(self.checkpoint_dir)
+        return self._checkpoints
 
     def should_trial_stop(self, trial: Trial | int) -> bool:
         """True if a stop was requested for the trial or the stopping rule says so."""
@@ -558,6 +621,61 @@ class Study:
             f"Study(name={self.name!r}, algorithm={self.algorithm!r}, "
             f"lower_is_better={self.lower_is_better}, trials={self._history.n_trials})"
         )
+
+    # -- running trials ------------------------------------------------------------------
+    def optimize(
+        self,
+        objective: Callable[[Trial], Any],
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        n_workers: int = 1,
+        executor: Any = None,
+        show_progress: bool = True,
+    ) -> None:
+        """Run ``objective(trial)`` on trials until the algorithm is done.
+
+        The objective trains; it reports with ``trial.report(value, iteration=...,
+        **context)`` and/or returns a final value, and may call ``trial.should_stop()``. The
+        study finalizes each trial: COMPLETED, STOPPED (after ``should_stop()`` said so) or
+        FAILED (the exception is recorded in ``trial.meta['error']`` and the study goes on).
+
+        Args:
+            objective: a function of one trial. With ``n_workers > 1`` or an executor it is
+                sent to other processes: define it at module level (picklable).
+            n_trials: stop once this call has made this many trials (default: until DONE).
+            timeout: seconds after which no new trial is started (running ones finish).
+            n_workers: worker processes (spawn) sharing the study. A study kept in memory
+                moves to a temporary SQLite file first (said in the log); pass
+                ``storage='sqlite:///...'`` to keep it.
+            executor: a ``dask.distributed.Client`` (or anything with ``submit``): runs
+                ``n_workers`` worker tasks on the cluster; they connect to the study's storage
+                URL, so use one they can reach (PostgreSQL, or SQLite on a shared disk).
+            show_progress: a progress bar (trials done, best objective, PBT generation) on
+                stderr when it is a terminal.
+
+        Raises:
+            ConfigurationError: bad arguments.
+            KeyboardInterrupt: after Ctrl-C, once running trials are marked FAILED with
+                ``meta['interrupted']``; run the study again to resume it.
+        """
+        from poptune.execution import optimize
+
+        optimize(self, objective, n_trials, timeout, n_workers, executor, show_progress)
+
+    @classmethod
+    def join(cls, storage: Storage | str, study_name: str, **options: Any) -> Study:
+        """Join a stored study from its stored configuration (what workers do).
+
+        ``options`` are this process's keyword arguments (``checkpoint_dir``,
+        ``heartbeat_interval``, ``grace_period``, ``retry_failed_trials``,
+        ``keep_checkpoints``). See :func:`poptune._open.join_study`.
+        """
+        from poptune._open import join_study
+
+        return join_study(storage, study_name, **options)
+
+    def _worker_options(self) -> dict[str, Any]:
+        return dict(self._options)
 
     # -- saving and resuming ---------------------------------------------------------------
     def save(self, output_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -648,43 +766,12 @@ class Study:
         return study
 
 
-class _StoredAlgorithm(Algorithm):
-    """Stands in for an algorithm that cannot be rebuilt here (a read-only study needs none)."""
-
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self._stored = dict(config)
-
-    def to_config(self) -> dict[str, Any]:
-        return dict(self._stored)
-
-    def suggest(self, history: History, rng: np.random.Generator) -> AlgorithmState:
-        raise ReadOnlyStudyError("this study's algorithm is not available in this process")
-
-
-def load_study(storage: Storage | str, study_name: str) -> Study:
-    """Open a stored study read-only, for analysis (results, best result, trials).
-
-    Args:
-        storage: a database URL (``sqlite:///runs.db``, ``postgresql://...``) or a storage.
-        study_name: the study's name.
-
-    Raises:
-        StudyNotFoundError: no study of that name in the storage.
-        StorageError, ConfigurationError: the storage cannot be opened.
-    """
-    store = get_storage(storage)
-    config = store.get_study_config(store.get_study_id(study_name))
-    parameters = [Parameter.from_dict(d) for d in config["parameters"]]
+def _normalized(config: Any) -> Any:
+    """An algorithm config as this version writes it: a study stored before an algorithm got
+    a new argument (with a default) still matches."""
+    if not isinstance(config, Mapping):
+        return config
     try:
-        algorithm: Algorithm = algorithm_from_config(config["algorithm"])
-    except ConfigurationError:  # e.g. a custom algorithm that is not importable here
-        algorithm = _StoredAlgorithm(config["algorithm"])
-    study = Study(
-        parameters,
-        algorithm,
-        config["lower_is_better"],
-        storage=store,
-        study_name=study_name,
-    )
-    study._read_only = True
-    return study
+        return algorithm_from_config(config).to_config()
+    except PoptuneError:  # not importable here: compare it as stored
+        return config

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 __all__ = ["AlgorithmState", "Observation", "ObservationMap", "Trial", "TrialStatus"]
@@ -118,6 +119,8 @@ class Trial:
 
     __slots__ = (
         "_obs",
+        "_owner",
+        "_stop_seen",
         "finished_seq",
         "id",
         "meta",
@@ -143,6 +146,8 @@ class Trial:
         self._obs: dict[int, _Record] = {}
         self.finished_seq = 0
         self.stop_requested = False
+        self._owner: Any = None  # weak reference to the Study that handed the trial out
+        self._stop_seen = False
 
     # -- PBT bookkeeping, typed ---------------------------------------------------------
     @property
@@ -234,6 +239,75 @@ class Trial:
             tuple(observation.context.items()) if observation.context else None,
             observation.seq,
         )
+
+    # -- working on the trial (a trial handed out by a study) -----------------------------
+    def _study(self) -> Any:
+        study = self._owner() if self._owner is not None else None
+        if study is None:
+            from poptune.exceptions import PoptuneError
+
+            raise PoptuneError(
+                f"trial {self.id} is not attached to a live study here; report through "
+                "study.add_observation(trial, ...) instead"
+            )
+        return study
+
+    def report(self, objective: float, iteration: int | None = None, **context: Any) -> None:
+        """Record the objective at ``iteration`` (default: the next one, 1 for the first).
+
+        ``context`` keywords are extra metrics (``trial.report(acc, iteration=3, loss=0.2)``).
+        Same checks as :meth:`~poptune.Study.add_observation`.
+        """
+        if iteration is None:
+            iteration = max(self._obs) + 1 if self._obs else 1
+        self._study().add_observation(self, objective, iteration, context or None)
+
+    def should_stop(self) -> bool:
+        """Whether the study's stopping rule, or a stop request, says to stop this trial now.
+
+        When it says so and the objective returns, :meth:`~poptune.Study.optimize` finalizes
+        the trial as STOPPED.
+        """
+        stop = bool(self._study().should_trial_stop(self))
+        self._stop_seen = self._stop_seen or stop
+        return stop
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where this trial's checkpoint goes: ``<checkpoint_dir>/<save_to>``.
+
+        Raises:
+            ConfigurationError: the study has no ``checkpoint_dir``.
+        """
+        return self._study()._checkpoint_store().save_path(self)
+
+    @property
+    def load_path(self) -> Path | None:
+        """The checkpoint to start from, or None for a fresh model.
+
+        Raises:
+            CheckpointError: it should exist and does not.
+            ConfigurationError: the study has no ``checkpoint_dir``.
+        """
+        return self._study()._checkpoint_store().load_path(self)
+
+    def save_checkpoint(self, obj: Any) -> Path:
+        """Write ``obj`` (e.g. ``{'model': model.state_dict(), 'optimizer': ...}``) to
+        :attr:`checkpoint_path` atomically, with ``torch.save`` when PyTorch is installed and
+        ``pickle`` otherwise; return the path."""
+        return self._study()._checkpoint_store().save(self, obj)
+
+    def load_checkpoint(self, weights_only: bool = False) -> Any:
+        """Read the checkpoint this trial starts from (None for a fresh model).
+
+        Checkpoints written by :meth:`save_checkpoint` are the study's own, so any picklable
+        object reads back (numpy arrays, optimizer states...). ``weights_only=True`` restricts
+        ``torch.load`` to tensors and plain containers, for checkpoints from elsewhere.
+
+        Raises:
+            CheckpointError: the file is missing or unreadable — never a silent fresh start.
+        """
+        return self._study()._checkpoint_store().load(self, weights_only)
 
     # -- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -87,6 +87,11 @@ class Algorithm:
         """Constructor keyword arguments, JSON-serializable. Override in subclasses."""
         return {}
 
+    def pending_checkpoints(self, history: History) -> set[str]:
+        """Checkpoint names that trials this algorithm has decided on but not yet handed out
+        will load (checkpoint garbage collection keeps them). Default: none."""
+        return set()
+
     def to_config(self) -> dict[str, Any]:
         """``{'type': <class name or module:Class>, **get_config()}``."""
         cls = type(self)

@@ -105,8 +105,15 @@ class Storage(abc.ABC):
         """
 
     @abc.abstractmethod
-    def finish_trial(self, study_id: int, trial_id: int, status: TrialStatus) -> None:
-        """Give a running trial its final status.
+    def finish_trial(
+        self,
+        study_id: int,
+        trial_id: int,
+        status: TrialStatus,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Give a running trial its final status (and, if given, replace its ``meta``:
+        e.g. the error that failed it).
 
         Raises:
             UnknownTrialError, TrialFinishedError, NoObservationsError (COMPLETED without

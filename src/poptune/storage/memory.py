@@ -141,7 +141,13 @@ class MemoryStorage(Storage):
             trial._record(observation._replace(seq=study.seq))
             study.changelog.append(trial_id)
 
-    def finish_trial(self, study_id: int, trial_id: int, status: TrialStatus) -> None:
+    def finish_trial(
+        self,
+        study_id: int,
+        trial_id: int,
+        status: TrialStatus,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         study = self._study(study_id)
         with study.lock:
             trial = self._running(study, trial_id)
@@ -153,6 +159,8 @@ class MemoryStorage(Storage):
             study.seq += 1
             trial.finished_seq = study.seq
             trial.status = status
+            if meta is not None:
+                trial.meta = dict(meta)
             study.changelog.append(trial_id)
 
     def request_stop(self, study_id: int, trial_id: int) -> None:

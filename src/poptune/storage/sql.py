@@ -85,7 +85,8 @@ _INS_OBS_RUNNING = sa.text(
 )
 _FINISH = sa.text(
     "UPDATE poptune_trials SET status = :status, finished_seq = :v, finished_at = :now, "
-    "version = :v WHERE study_id = :sid AND trial_id = :tid AND status IN ('QUEUED', 'RUNNING') "
+    "version = :v, meta = COALESCE(:meta, meta) "
+    "WHERE study_id = :sid AND trial_id = :tid AND status IN ('QUEUED', 'RUNNING') "
     "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
     "WHERE o.study_id = :sid AND o.trial_id = :tid))"
 )
@@ -102,7 +103,8 @@ _PG_ADD_OBS = sa.text(
 _PG_FINISH = sa.text(
     "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
     "RETURNING version) UPDATE poptune_trials t SET status = :status, "
-    "finished_seq = v.version, finished_at = :now, version = v.version FROM v "
+    "finished_seq = v.version, finished_at = :now, version = v.version, "
+    "meta = COALESCE(CAST(:meta AS TEXT), t.meta) FROM v "
     "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
     "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
     "WHERE o.study_id = :sid AND o.trial_id = :tid)) RETURNING v.version"
@@ -652,13 +654,20 @@ class SQLStorage(Storage):
 
             tx.after.append(apply)
 
-    def finish_trial(self, study_id: int, trial_id: int, status: TrialStatus) -> None:
+    def finish_trial(
+        self,
+        study_id: int,
+        trial_id: int,
+        status: TrialStatus,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        meta_json = None if meta is None else _dumps(meta, f"trial {trial_id}'s metadata")
         if not self._sqlite and self._tx(study_id) is None:
             with self._connection() as conn:
                 row = conn.execute(
                     _PG_FINISH,
                     {"sid": study_id, "tid": trial_id, "status": status.value, "now": time.time(),
-                     "needs_obs": int(status is TrialStatus.COMPLETED)},
+                     "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json},
                 ).first()  # fmt: skip
             if row is None:
                 self._diagnose(study_id, trial_id)
@@ -673,6 +682,8 @@ class SQLStorage(Storage):
                 if trial is not None:
                     trial.status = status
                     trial.finished_seq = v
+                    if meta is not None:
+                        trial.meta = dict(meta)
                     mirror.touch(trial)
 
             self._after_write(study_id, v, apply_one)
@@ -683,7 +694,8 @@ class SQLStorage(Storage):
             updated = tx.conn.execute(
                 _FINISH,
                 {"status": status.value, "v": v, "now": time.time(), "sid": study_id,
-                 "tid": trial_id, "needs_obs": int(status is TrialStatus.COMPLETED)},
+                 "tid": trial_id, "needs_obs": int(status is TrialStatus.COMPLETED),
+                 "meta": meta_json},
             ).rowcount  # fmt: skip
             if not updated:
                 self._check_running(tx.conn, study_id, trial_id)  # raises if unknown or finished
@@ -697,6 +709,8 @@ class SQLStorage(Storage):
                 if trial is not None:
                     trial.status = status
                     trial.finished_seq = v
+                    if meta is not None:
+                        trial.meta = dict(meta)
                     mirror.touch(trial)
 
             tx.after.append(apply)

@@ -1,4 +1,7 @@
-"""Population Based Training, synchronous (SHERPA's generations)."""
+"""Population Based Training: synchronous (SHERPA's generations) or asynchronous (the paper's).
+
+The asynchronous mode lives in :mod:`poptune.algorithms.pbt.asynchronous`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 
 from poptune.algorithms._validation import check_fraction, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
+from poptune.algorithms.pbt.asynchronous import suggest_async
 from poptune.algorithms.pbt.exploit import truncation_selection
 from poptune.algorithms.pbt.explore import explore
 from poptune.exceptions import ConfigurationError
@@ -24,13 +28,17 @@ __all__ = ["PopulationBasedTraining"]
 logger = logging.getLogger("poptune.pbt")
 
 _RANK_BY = ("last", "best")
+_EXPLOIT = ("truncation", "tournament")
 
 
 class PopulationBasedTraining(Algorithm):
-    """Population Based Training (Jaderberg et al. 2017) in synchronous generations.
+    """Population Based Training (Jaderberg et al. 2017), synchronous or asynchronous.
 
-    Generation 1 is ``population_size`` random configurations. When every trial of
-    generation g has finished, generation g + 1 is planned at once:
+    A trial is one *segment* of one population member. Generation 1 is ``population_size``
+    random configurations (the founders, members 0 .. N - 1).
+
+    **Synchronous** (``synchronous=True``, the default; SHERPA's semantics). When every trial
+    of generation g has finished, generation g + 1 is planned at once:
 
     * members are ranked by objective (``rank_by='last'``: the last reported value, the
       performance of the model being handed on; ``'best'``: the best value the trial
@@ -43,6 +51,20 @@ class PopulationBasedTraining(Algorithm):
 
     While generation g has trials running, the algorithm answers ``WAIT`` (SHERPA handed out
     generation g + 1 too early). After ``num_generations`` generations it answers ``DONE``.
+
+    **Asynchronous** (``synchronous=False``; the paper's design, see
+    :mod:`poptune.algorithms.pbt.asynchronous`). There is no barrier: when a worker asks for
+    a trial, the member whose latest segment finished first (among those with fewer than
+    ``num_generations`` segments) gets its next segment at once, decided from the population
+    as it stands: members are ranked by their latest COMPLETED segment; a member that has
+    completed at least ``burn_in`` segments and loses the selection (``exploit='truncation'``:
+    it is in the bottom ``quantile_fraction``; ``'tournament'``: one other member drawn
+    uniformly ranks above it) copies and explores a donor (truncation: drawn from the top
+    ``quantile_fraction``; tournament: that other member); a member whose segment FAILED or
+    was STOPPED always does; the others continue. ``trial.generation`` is the member's segment
+    number. ``WAIT`` only while every member with budget left is running; ``DONE`` once every
+    member has had ``num_generations`` segments. Useful when segments take unequal time: no
+    worker idles waiting for the slowest member.
 
     Every trial's ``parameters`` carry SHERPA's keys ``generation`` (1, 2, ...),
     ``load_from`` ('' for a fresh model, else the trial id whose checkpoint to load),
@@ -61,9 +83,16 @@ class PopulationBasedTraining(Algorithm):
         resample_probability: probability that explore redraws a parameter from its prior
             instead of perturbing it (the paper's *resample*); 0 as in SHERPA.
         rank_by: ``'last'`` (default) or ``'best'``.
+        synchronous: True (default) for generations with a barrier, False for asynchronous
+            PBT.
+        burn_in: asynchronous mode: segments a member must have completed before it may be
+            exploited (int >= 0; default 0). A member whose segment failed is replaced anyway.
+        exploit: asynchronous mode: ``'truncation'`` (default) or ``'tournament'`` (binary
+            tournament). Synchronous mode always uses truncation.
 
     Raises:
-        ConfigurationError: any argument outside the ranges above, or a ``parameter_range``
+        ConfigurationError: any argument outside the ranges above, ``burn_in`` or
+            ``exploit='tournament'`` with ``synchronous=True``, or a ``parameter_range``
             naming a parameter the study does not have (checked when the study is created).
     """
 
@@ -79,6 +108,9 @@ class PopulationBasedTraining(Algorithm):
         quantile_fraction: float = 0.2,
         resample_probability: float = 0.0,
         rank_by: str = "last",
+        synchronous: bool = True,
+        burn_in: int = 0,
+        exploit: str = "truncation",
     ) -> None:
         owner = "PopulationBasedTraining"
         self.num_generations = check_int(owner, "num_generations", num_generations, 1)
@@ -119,6 +151,23 @@ class PopulationBasedTraining(Algorithm):
                 f"{owner}: parameter_range must be a dict name -> range, got {parameter_range!r}"
             )
         self.parameter_range = {k: list(v) for k, v in parameter_range.items()}
+        if not isinstance(synchronous, (bool, np.bool_)):
+            raise ConfigurationError(
+                f"{owner}: synchronous must be True or False, got {synchronous!r}"
+            )
+        self.synchronous = bool(synchronous)
+        self.burn_in = check_int(owner, "burn_in", burn_in, 0)
+        if exploit not in _EXPLOIT:
+            raise ConfigurationError(
+                f"{owner}: exploit must be 'truncation' or 'tournament', got {exploit!r}"
+            )
+        self.exploit = exploit
+        if self.synchronous and (self.burn_in or exploit != "truncation"):
+            raise ConfigurationError(
+                f"{owner}: burn_in and exploit='tournament' apply to asynchronous PBT only "
+                f"(synchronous=False); got burn_in={burn_in!r}, exploit={exploit!r} with "
+                "synchronous=True"
+            )
 
     # -- configuration -------------------------------------------------------------------
     def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
@@ -161,10 +210,24 @@ class PopulationBasedTraining(Algorithm):
             "quantile_fraction": self.quantile_fraction,
             "resample_probability": self.resample_probability,
             "rank_by": self.rank_by,
+            "synchronous": self.synchronous,
+            "burn_in": self.burn_in,
+            "exploit": self.exploit,
         }
+
+    def pending_checkpoints(self, history: History) -> set[str]:
+        state = history.state
+        plan = state.get("plan")
+        if not plan:
+            return set()
+        trials = history.generation(state.get("generation", 1))
+        handed = sum(1 for t in trials if "retry_of" not in t.meta)
+        return {entry["parameters"]["load_from"] for entry in plan[handed:]}
 
     # -- decisions -----------------------------------------------------------------------
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
+        if not self.synchronous:
+            return suggest_async(self, history, rng)
         state = history.state
         if state.get("done"):
             return AlgorithmState.DONE

@@ -1,0 +1,260 @@
+"""Population Based Training, asynchronous (the paper's design, Jaderberg et al. 2017).
+
+A trial is one *segment* of one population member. There is no barrier between generations:
+as soon as a member's segment has finished, the next worker that asks for a trial gets that
+member's next segment, decided from the population as it stands at that moment:
+
+* **ready**: among the members whose latest segment has finished and whose budget of
+  ``num_generations`` segments is not spent, the one that finished first (lowest
+  ``finished_seq``, so no member starves); none ready while some run: ``WAIT``; every budget
+  spent: ``DONE``;
+* **exploit**: a member whose segment COMPLETED, that has completed at least ``burn_in``
+  segments and that loses the selection (``'truncation'``: it ranks in the bottom quantile;
+  ``'tournament'``: a member drawn uniformly ranks above it) copies the donor's latest
+  COMPLETED segment and *explores* its hyperparameters; a member whose segment FAILED or was
+  STOPPED always copies a donor (if no member has completed a segment yet, it starts again
+  from a fresh random configuration);
+* otherwise it **continues** from its own checkpoint with unchanged hyperparameters.
+
+Members are ranked by the score (``rank_by``) of their latest COMPLETED segment; members
+without one are not ranked; the quantile is :func:`~poptune.algorithms.pbt.exploit.
+quantile_size` of the number ranked, so a member is never both top and bottom.
+
+What is remembered lives in ``history.state['async']`` (JSON, one list entry per member):
+
+* ``scanned``: every trial with an id up to this one has been indexed;
+* ``latest``: the id of each member's latest attempt (its current segment; a trial re-queued
+  after its worker died, ``meta['retry_of']``, is another attempt at the same segment);
+* ``completed``: the id of each member's latest COMPLETED segment (``None`` before one);
+* ``n_completed``: how many segments each member has completed (for ``burn_in``).
+
+Each suggestion indexes only the trials created since the last one (re-queued trials are made
+outside the algorithm) and looks at one trial per member, so it costs O(population), however
+long the study has run. Updating the state is idempotent (ids only grow), so a suggestion
+gives the same answer whether or not the state written during an earlier ``WAIT`` was kept.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from poptune.algorithms.base import Suggestion, SuggestResult
+from poptune.algorithms.pbt.exploit import quantile_size
+from poptune.algorithms.pbt.explore import explore
+from poptune.history import History
+from poptune.trial import AlgorithmState, Trial, TrialStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from poptune.algorithms.pbt.algorithm import PopulationBasedTraining
+
+__all__ = ["STATE_KEY", "suggest_async"]
+
+#: Key of the asynchronous bookkeeping in ``history.state``.
+STATE_KEY = "async"
+
+
+def suggest_async(
+    pbt: PopulationBasedTraining, history: History, rng: np.random.Generator
+) -> SuggestResult:
+    """The next segment of the member that is ready first, WAIT or DONE."""
+    n = pbt.population_size
+    state = _sync_state(history, n)
+    latest: list[int | None] = state["latest"]
+    for m in range(n):  # generation 1: the founders, members 0..N-1
+        if latest[m] is None:
+            return _record(history, state, m, _fresh(history, m, 1, rng))
+
+    ready: Trial | None = None
+    ready_member = -1
+    running = False
+    budget = pbt.num_generations
+    for m in range(n):
+        trial = history[latest[m]]  # type: ignore[index]
+        status = trial.status
+        if status is TrialStatus.COMPLETED:
+            _note_completed(state, m, trial)
+        if trial.parameters["generation"] >= budget:
+            continue  # budget spent
+        if status is TrialStatus.RUNNING or status is TrialStatus.QUEUED:
+            running = True
+        elif ready is None or trial.finished_seq < ready.finished_seq:
+            ready, ready_member = trial, m  # visited in index order: ties go to the lowest
+    if ready is None:
+        return AlgorithmState.WAIT if running else AlgorithmState.DONE
+    return _record(history, state, ready_member, _decide(pbt, history, state, ready_member, rng))
+
+
+# -- the state ----------------------------------------------------------------------------------
+def _sync_state(history: History, n: int) -> dict[str, Any]:
+    """Return ``history.state['async']``, with the trials made since the last call indexed."""
+    state = history.state.get(STATE_KEY)
+    if state is None:
+        state = {
+            "scanned": 0,
+            "latest": [None] * n,
+            "completed": [None] * n,
+            "n_completed": [0] * n,
+        }
+        history.state[STATE_KEY] = state
+    latest = state["latest"]
+    for key, empty in (("latest", None), ("completed", None), ("n_completed", 0)):
+        if len(state[key]) < n:  # a study resumed with a larger population (a smaller one
+            # leaves the members above it alone)
+            state[key].extend([empty] * (n - len(state[key])))
+    top = history.next_trial_id - 1
+    for tid in range(state["scanned"] + 1, top + 1):
+        trial = history.get(tid)
+        if trial is None:  # pragma: no cover - ids are dense
+            continue
+        m = trial.meta.get("member")
+        if type(m) is not int or not 0 <= m < n or trial.generation is None:
+            continue  # not a PBT segment (e.g. a trial queued with add_trial)
+        if latest[m] is None or tid > latest[m]:
+            latest[m] = tid  # a new segment, or a retry of the current one
+        _note_completed(state, m, trial)
+    state["scanned"] = max(state["scanned"], top)
+    return state
+
+
+def _note_completed(state: dict[str, Any], m: int, trial: Trial) -> None:
+    """Count ``trial`` as member ``m``'s latest completed segment (once)."""
+    if trial.status is not TrialStatus.COMPLETED:
+        return
+    previous = state["completed"][m]
+    if previous is None or trial.id > previous:
+        state["completed"][m] = trial.id
+        state["n_completed"][m] += 1
+
+
+def _record(history: History, state: dict[str, Any], m: int, suggestion: Suggestion) -> Suggestion:
+    """Remember that member ``m``'s latest attempt is the trial about to be created."""
+    tid = history.next_trial_id
+    state["latest"][m] = tid
+    state["scanned"] = max(state["scanned"], tid)
+    return suggestion
+
+
+# -- the decision -------------------------------------------------------------------------------
+def _pick(items: list[Any], rng: np.random.Generator) -> Any:
+    return items[min(int(rng.random() * len(items)), len(items) - 1)]
+
+
+def _ranking(
+    pbt: PopulationBasedTraining, history: History, state: dict[str, Any]
+) -> list[tuple[int, Trial]]:
+    """``(member, its latest COMPLETED segment)`` best first, ties by member index.
+
+    The same order as :func:`~poptune.algorithms.pbt.exploit.rank_members`, keyed by the
+    member's index in the state (one look-up per member).
+    """
+    lower, rank_by = history.lower_is_better, pbt.rank_by
+    keyed: list[tuple[float, int, Trial]] = []
+    completed = state["completed"]
+    for m in range(pbt.population_size):
+        tid = completed[m]
+        if tid is None:
+            continue
+        trial = history[tid]
+        score = trial.score(lower, rank_by)
+        if math.isfinite(score):  # always, for a COMPLETED trial; kept as in rank_members
+            keyed.append((score if lower else -score, m, trial))
+    keyed.sort(key=lambda item: (item[0], item[1]))
+    return [(m, trial) for _, m, trial in keyed]
+
+
+def _decide(
+    pbt: PopulationBasedTraining,
+    history: History,
+    state: dict[str, Any],
+    m: int,
+    rng: np.random.Generator,
+) -> Suggestion:
+    """Next segment of member ``m``, whose latest segment has finished."""
+    trial = history[state["latest"][m]]
+    generation = trial.parameters["generation"] + 1
+    ranked = _ranking(pbt, history, state)
+    members = [member for member, _ in ranked]
+    n_q = quantile_size(len(ranked), pbt.quantile_fraction)
+    others = [entry for entry in ranked if entry[0] != m]
+    tournament = pbt.exploit == "tournament"
+
+    if trial.status is TrialStatus.COMPLETED:
+        donor: Trial | None = None
+        if state["n_completed"][m] >= pbt.burn_in and m in members:
+            position = members.index(m)
+            if tournament:
+                if others:
+                    opponent, segment = _pick(others, rng)
+                    if members.index(opponent) < position:
+                        donor = segment
+            elif position >= len(ranked) - n_q:
+                donor = _pick(ranked[:n_q], rng)[1]
+        if donor is None:
+            return _continue(history, m, trial, generation)
+        return _exploit(pbt, history, m, trial, donor, generation, rng)
+
+    # FAILED or STOPPED: no usable checkpoint of its own in this segment
+    if not ranked:
+        return _fresh(history, m, generation, rng)
+    if not others:  # only this member ever completed a segment: go back to it
+        donor = ranked[0][1]
+    elif tournament:
+        donor = _pick(others, rng)[1]
+    else:
+        donor = _pick(others[: max(1, n_q)], rng)[1]
+    return _exploit(pbt, history, m, trial, donor, generation, rng)
+
+
+def _bookkeeping(
+    config: dict[str, Any], history: History, generation: int, donor: Trial | None
+) -> dict[str, Any]:
+    """``config`` plus SHERPA's keys, in the synchronous mode's order."""
+    if donor is None:
+        load_from, lineage = "", ""
+    else:
+        load_from = str(donor.save_to if donor.save_to is not None else donor.id)
+        lineage = f"{donor.lineage or ''}{donor.id},"
+    config.update(
+        generation=generation,
+        load_from=load_from,
+        save_to=str(history.next_trial_id),
+        lineage=lineage,
+    )
+    return config
+
+
+def _fresh(history: History, m: int, generation: int, rng: np.random.Generator) -> Suggestion:
+    config = {p.name: p.sample(rng) for p in history.parameters}
+    return Suggestion(_bookkeeping(config, history, generation, None), {"member": m})
+
+
+def _continue(history: History, m: int, trial: Trial, generation: int) -> Suggestion:
+    config = _bookkeeping(history.hyperparameters(trial), history, generation, trial)
+    return Suggestion(config, {"member": m, "parent": trial.id})
+
+
+def _exploit(
+    pbt: PopulationBasedTraining,
+    history: History,
+    m: int,
+    trial: Trial,
+    donor: Trial,
+    generation: int,
+    rng: np.random.Generator,
+) -> Suggestion:
+    config, records = explore(
+        history.hyperparameters(donor),
+        history.parameters,
+        rng,
+        pbt.perturbation_factors,
+        pbt.resample_probability,
+        pbt.parameter_range,
+    )
+    meta: dict[str, Any] = {"member": m, "parent": donor.id}
+    if records:
+        meta["explore"] = "; ".join(records)
+    meta["replaced"] = trial.id
+    return Suggestion(_bookkeeping(config, history, generation, donor), meta)

@@ -1,0 +1,120 @@
+"""The worker loop: claim a trial, run the user's objective on it, report, finalize.
+
+The same loop runs in the user's process (``study.optimize(n_workers=1)``), in local worker
+processes, in Dask tasks and under ``poptune worker``. The objective is
+``objective(trial) -> float | None``: it may report intermediate values with
+``trial.report(value, iteration=..., **context)``, ask ``trial.should_stop()``, and return a
+final value. The loop finalizes the trial:
+
+* COMPLETED when it returned normally (its return value, if not None, is reported first);
+* STOPPED when ``trial.should_stop()`` said so and the objective then returned;
+* FAILED when it raised (the exception is recorded in ``trial.meta['error']`` and the study
+  goes on), when its checkpoint to start from is missing (``CheckpointError``: never a silent
+  fresh start), or when it reported nothing at all;
+* FAILED with ``meta['interrupted']`` on Ctrl-C, which then propagates: the study can be
+  resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from poptune.exceptions import CheckpointError, PoptuneError, TrialFinishedError
+from poptune.trial import AlgorithmState, Trial, TrialStatus
+
+if TYPE_CHECKING:
+    from poptune.study import Study
+
+__all__ = ["Objective", "run_trial", "run_worker"]
+
+logger = logging.getLogger("poptune")
+
+Objective = Callable[[Trial], Any]
+
+
+def _fail(study: Study, trial: Trial, **info: Any) -> TrialStatus:
+    try:
+        study._finish(trial.id, TrialStatus.FAILED, {**trial.meta, **info})
+    except TrialFinishedError:  # e.g. reaped meanwhile as its heartbeat looked lost
+        pass
+    return TrialStatus.FAILED
+
+
+def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
+    """Run ``objective`` on ``trial`` and finalize it; return the final status."""
+    try:
+        if trial.load_from and study.checkpoint_dir is not None:
+            study._checkpoint_store().load_path(trial)  # missing: CheckpointError, loudly
+        value = objective(trial)
+    except KeyboardInterrupt:
+        _fail(study, trial, interrupted=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code failed: record it, go on
+        error = f"{type(exc).__name__}: {exc}"
+        logger.warning("poptune: trial %d failed: %s", trial.id, error)
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+        return _fail(study, trial, error=error, traceback=tb,
+                     checkpoint_missing=isinstance(exc, CheckpointError))  # fmt: skip
+    try:
+        if value is not None:
+            iteration = _final_iteration(trial)
+            study.add_observation(trial, value, iteration=iteration)
+    except PoptuneError as exc:
+        logger.warning("poptune: trial %d returned a bad value: %s", trial.id, exc)
+        return _fail(study, trial, error=f"{type(exc).__name__}: {exc}")
+    if not trial.observations:
+        return _fail(study, trial, error="the objective returned None and reported nothing")
+    status = TrialStatus.STOPPED if trial._stop_seen else TrialStatus.COMPLETED
+    try:
+        study._finish(trial.id, status)
+    except TrialFinishedError:
+        return trial.status
+    return status
+
+
+def _final_iteration(trial: Trial) -> int:
+    """Iteration for a returned value: the PBT generation if not used yet, else the next."""
+    if trial.generation is not None and trial.generation not in trial.observations:
+        return int(trial.generation)
+    return max(trial.observations) + 1 if trial.observations else 1
+
+
+def run_worker(
+    study: Study,
+    objective: Objective,
+    max_trial_id: int | None = None,
+    deadline: float | None = None,
+    on_trial: Callable[[Trial, TrialStatus], None] | None = None,
+) -> int:
+    """Run trials until the algorithm is done, ``max_trial_id`` is reached or the
+    ``deadline`` (``time.monotonic()``) passes; return how many trials ran here.
+
+    On WAIT (a PBT generation finishing elsewhere) it polls with backoff, 10 ms to 0.5 s.
+    With ``retry_failed_trials``, DONE with trials still running elsewhere is a WAIT too: a
+    worker that died there has its trial re-queued here once its heartbeat is stale.
+    """
+    ran = 0
+    delay = 0.01
+    while deadline is None or time.monotonic() < deadline:
+        trial = study._suggest(max_trial_id)
+        if trial is AlgorithmState.DONE:
+            if not (study.retry_failed_trials and study.history.n_unfinished):
+                break
+            trial = AlgorithmState.WAIT  # a lost trial elsewhere may come back as a retry
+        if trial is AlgorithmState.WAIT:
+            time.sleep(
+                delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
+            )
+            delay = min(delay * 1.5, 0.5)
+            continue
+        assert isinstance(trial, Trial)
+        delay = 0.01
+        status = run_trial(study, trial, objective)
+        ran += 1
+        if on_trial is not None:
+            on_trial(trial, status)
+    return ran

@@ -1,0 +1,49 @@
+"""Objective functions for tests that run trials in other processes (they must be importable)."""
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def quadratic(trial):
+    """Minimum 0 at lr = 1e-3; returns the final value."""
+    return (math.log10(trial.parameters["lr"]) + 3) ** 2
+
+
+def slow_quadratic(trial):
+    time.sleep(0.02)
+    return quadratic(trial)
+
+
+def reporting(trial):
+    """Reports three iterations with context, returns nothing."""
+    for it in (1, 2, 3):
+        trial.report(quadratic(trial) / it, iteration=it, loss=0.1 * it)
+
+
+def pbt_weights(trial):
+    """A PBT member whose 'weights' are a numpy vector moved toward the optimum by lr.
+
+    Records what it loaded so tests can check an exploited trial starts from its donor.
+    """
+    state = trial.load_checkpoint()
+    weights = np.zeros(4) if state is None else state["weights"]
+    lr = trial.parameters["lr"]
+    weights = weights + lr * 100.0
+    trial.save_checkpoint({"weights": weights, "lr": lr, "trial": trial.id,
+                           "loaded_from": None if state is None else state["trial"]})  # fmt: skip
+    trial.report(float(-abs(weights.sum() - 3.0)), iteration=trial.generation)
+
+
+def dies_once(trial):
+    """Kills its own process the first time it runs trial 2 (a lost machine)."""
+    marker = Path(os.environ["POPTUNE_TEST_MARKER"])
+    if trial.id == 2 and not marker.exists():
+        marker.write_text("died")
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return quadratic(trial)
