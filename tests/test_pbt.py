@@ -348,3 +348,15 @@ def test_status_is_typed_and_sherpa_comparable():
     study = seed_study(population=2, generations=1)
     trials = run(study)
     assert all(t.status is TrialStatus.COMPLETED and t.status == "COMPLETED" for t in trials)
+
+
+def test_a_user_queued_copy_of_a_pbt_trial_takes_no_slot():
+    study = seed_study(population=3, generations=2)
+    first = study.get_suggestion()
+    study.add_trial(first.parameters)  # carries generation, load_from, save_to, lineage
+    study.add_observation(first, lr_objective(first), iteration=1)
+    study.finalize(first)
+    trials = run(study)
+    pbt_trials = [t for t in [first, *trials] if t.member is not None]
+    assert sorted(t.member for t in pbt_trials if t.generation == 1) == [0, 1, 2]
+    assert sorted(t.member for t in pbt_trials if t.generation == 2) == [0, 1, 2]

@@ -7,6 +7,7 @@ def test_public_names_are_pinned():
         "AlgorithmState",
         "CheckpointError",
         "Choice",
+        "Client",
         "ConfigurationError",
         "Continuous",
         "Discrete",
@@ -35,7 +36,9 @@ def test_public_names_are_pinned():
         "__version__",
         "algorithms",
         "load_study",
+        "optimize",
         "rng",
+        "schedulers",
     ]
     for name in poptune.__all__:
         assert hasattr(poptune, name), name

@@ -89,21 +89,13 @@ def _close_storages():
     forget_storages()
 
 
-# Until ``poptune/__init__.py`` exports ``Client``, trial scripts get it from its module.
-PRELUDE = (
-    ""
-    if hasattr(sherpa, "Client")
-    else "import poptune\nfrom poptune.execution.command import Client\npoptune.Client = Client\n"
-)
-
-
 def write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
 
 
 def run(tmp_path, algorithm, script_text=TRIAL_SCRIPT, scheduler=None, **kw):
-    script = write(tmp_path / "trial.py", PRELUDE + script_text)
+    script = write(tmp_path / "trial.py", script_text)
     kw.setdefault("max_concurrent", 2)
     kw.setdefault("output_dir", tmp_path / "out")
     best = optimize(
@@ -168,7 +160,7 @@ def test_pbt_generations_run_as_jobs(tmp_path):
 
 def test_command_form_and_verbose_zero(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="poptune")
-    script = write(tmp_path / "trial.py", PRELUDE + TRIAL_SCRIPT)
+    script = write(tmp_path / "trial.py", TRIAL_SCRIPT)
     best = optimize(
         PARAMS,
         algorithms.RandomSearch(2),

@@ -22,7 +22,7 @@ import logging
 
 import numpy as np
 
-from poptune import algorithms
+from poptune import algorithms, schedulers
 from poptune._open import load_study
 from poptune.algorithms import StoppingRule
 from poptune.exceptions import (
@@ -41,6 +41,7 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
+from poptune.execution.command import Client, optimize
 from poptune.history import History
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
 from poptune.storage import MemoryStorage, Storage
@@ -59,6 +60,7 @@ __all__ = [
     "AlgorithmState",
     "CheckpointError",
     "Choice",
+    "Client",
     "ConfigurationError",
     "Continuous",
     "Discrete",
@@ -87,5 +89,7 @@ __all__ = [
     "__version__",
     "algorithms",
     "load_study",
+    "optimize",
     "rng",
+    "schedulers",
 ]

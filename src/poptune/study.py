@@ -349,6 +349,19 @@ class Study:
             trial._owner = self._self_ref
             return trial
 
+    def close(self) -> None:
+        """Stop this object's heartbeat thread (its running trials then look abandoned after
+        ``grace_period``). The study itself stays in its storage; a closed object can still
+        answer questions. Also happens when the object is garbage-collected."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+
+    def __enter__(self) -> Study:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _start_liveness(self) -> None:
         """Heartbeats for this worker's trials, on storages shared by processes."""
         interval = self._options["heartbeat_interval"]

@@ -247,8 +247,9 @@ class Trial:
             from poptune.exceptions import PoptuneError
 
             raise PoptuneError(
-                f"trial {self.id} is not attached to a live study here; report through "
-                "study.add_observation(trial, ...) instead"
+                f"trial {self.id} is not attached to a live study here: report through "
+                "study.add_observation(trial, ...), or client.send_metrics(...) in a script "
+                "run by poptune.optimize"
             )
         return study
 

@@ -221,8 +221,7 @@ class PopulationBasedTraining(Algorithm):
         if not plan:
             return set()
         trials = history.generation(state.get("generation", 1))
-        handed = sum(1 for t in trials if "retry_of" not in t.meta)
-        return {entry["parameters"]["load_from"] for entry in plan[handed:]}
+        return {entry["parameters"]["load_from"] for entry in plan[_handed(trials) :]}
 
     # -- decisions -----------------------------------------------------------------------
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
@@ -237,7 +236,7 @@ class PopulationBasedTraining(Algorithm):
         # A trial re-queued after its worker died (meta "retry_of") is another attempt at
         # its member's slot: slots count first attempts, and each member's latest attempt
         # is the one that counts.
-        handed = sum(1 for t in trials if "retry_of" not in t.meta)
+        handed = _handed(trials)
         if handed >= n:
             if generation >= self.num_generations:
                 return AlgorithmState.DONE
@@ -319,11 +318,18 @@ class PopulationBasedTraining(Algorithm):
         return {"parameters": parameters, "meta": meta}
 
 
+def _handed(trials: list[Trial]) -> int:
+    """Slots of a generation handed out: PBT's own trials (they name their member), first
+    attempts only (a re-queued trial, meta ``retry_of``, is another go at its slot). A trial
+    queued by the user with ``add_trial`` takes no slot, even if it copies PBT's keys."""
+    return sum(1 for t in trials if t.member is not None and "retry_of" not in t.meta)
+
+
 def _latest_attempts(trials: list[Trial]) -> list[Trial]:
-    """One trial per member: its latest attempt (highest id)."""
+    """One trial per member: its latest attempt (highest id); trials of no member ignored."""
     latest: dict[Any, Trial] = {}
     for trial in trials:
-        key = trial.member if trial.member is not None else ("trial", trial.id)
-        if key not in latest or trial.id > latest[key].id:
+        key = trial.member
+        if key is not None and (key not in latest or trial.id > latest[key].id):
             latest[key] = trial
     return sorted(latest.values(), key=lambda t: t.id)
