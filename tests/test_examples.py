@@ -140,3 +140,33 @@ def test_numpy_example_skips_figure_without_matplotlib(tmp_path, monkeypatch, ca
     assert "skipping the lineage figure" in capsys.readouterr().out
     assert not (tmp_path / "pbt_lineage.png").exists()
     assert (tmp_path / "results.csv").is_file()
+
+
+def test_torch_example_with_two_workers_and_asynchronous_pbt(tmp_path):
+    pytest.importorskip(
+        "torch", reason="torch is not installed: pip install -e '.[examples]' to run this test"
+    )
+    pytest.importorskip("sklearn", reason="the examples load scikit-learn's digits data set")
+    import subprocess
+
+    import poptune
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "pbt_mnist_mlp.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--output-dir", str(tmp_path), "--population-size", "3",
+         "--generations", "3", "--workers", "2", "--asynchronous", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    study = poptune.load_study(f"sqlite:///{tmp_path / 'study.db'}", "pbt-digits")
+    trials = study.trials
+    assert len(trials) == 9 and all(t.status == "COMPLETED" for t in trials)
+    assert study.algorithm.synchronous is False
+    by_id = {t.id: t for t in trials}
+    for t in trials:
+        if t.generation > 1:  # each segment starts from a finished segment's checkpoint
+            assert by_id[int(t.load_from)].status == "COMPLETED"
+    best = study.get_best_result()
+    assert best["Objective"] > 0.5
+    assert (tmp_path / "models" / best["save_to"]).is_file()
+    assert "The best found hyperparameter configuration is:" in result.stdout
