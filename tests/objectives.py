@@ -47,3 +47,9 @@ def dies_once(trial):
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(0.05)
     return quadratic(trial)
+
+
+def sleepy(trial):
+    """0.3 s per trial: long enough to be interrupted in the middle."""
+    time.sleep(0.3)
+    return quadratic(trial)

@@ -3,6 +3,7 @@
 import logging
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -340,3 +341,47 @@ def test_the_worker_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "poptune", "worker", url, "cli", "nomodule:f"],
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 1 and "cannot import objective 'nomodule:f'" in bad.stderr
+
+
+def test_ctrl_c_with_worker_processes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'ctrlc.db'}"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import poptune as pt\n"
+        "from tests import objectives\n"
+        "if __name__ == '__main__':\n"
+        "    study = pt.Study([pt.Continuous('lr', [1e-4, 1e-2], 'log')],\n"
+        "                     pt.algorithms.RandomSearch(40), True, seed=0,\n"
+        f"                     storage={url!r}, study_name='c')\n"
+        "    study.optimize(objectives.sleepy, n_workers=2, show_progress=False)\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": root},
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            done = [t for t in pt.load_study(url, "c").trials if t.is_finished]
+        except pt.PoptuneError:
+            continue
+        if len(done) >= 4:
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "interrupted" in err
+    study = pt.load_study(url, "c")
+    interrupted = [t for t in study.trials if t.meta.get("interrupted")]
+    assert interrupted and all(t.status is TrialStatus.FAILED for t in interrupted)
+    assert all(t.is_finished for t in study.trials)  # nothing left RUNNING
+    resumed = random_study(40, storage=url, study_name="c")
+    resumed.optimize(objectives.quadratic, show_progress=False)
+    assert len(resumed.trials) == 40 and all(t.is_finished for t in resumed.trials)

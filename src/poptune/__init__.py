@@ -13,12 +13,12 @@ A SHERPA script runs unchanged with ``import poptune as sherpa``::
         study.finalize(trial)
     print(study.get_best_result())
 
-The library logs through the ``poptune`` logger and never configures logging itself.
+The library logs through the ``poptune`` logger and never configures logging itself: without
+a logging configuration, Python shows its warnings on stderr; configure logging (or
+``logging.getLogger("poptune")``) to see its INFO messages or to silence it.
 """
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 
@@ -54,7 +54,6 @@ __version__ = "0.1.0"
 #: draws its seed from it, so ``poptune.rng.seed(0)`` makes a script reproducible.
 rng: np.random.RandomState = np.random.RandomState()
 
-logging.getLogger("poptune").addHandler(logging.NullHandler())
 
 __all__ = [
     "AlgorithmState",
