@@ -122,7 +122,7 @@ def test_n_trials_and_timeout():
     "kwargs, fragment",
     [
         ({"n_trials": 0}, "n_trials must be an int >= 1"),
-        ({"timeout": -1}, "timeout must be seconds > 0"),
+        ({"timeout": -1}, "timeout must be a number > 0"),
         ({"n_workers": 0}, "n_workers must be an int >= 1"),
         ({"executor": object()}, "executor must have a submit() method"),
     ],

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from typing import TYPE_CHECKING
 
 from poptune.storage.base import Storage
+
+if TYPE_CHECKING:
+    from poptune.study import Study
 
 logger = logging.getLogger("poptune")
 
@@ -59,3 +64,38 @@ class Heartbeat:
                 failing = True
             else:
                 failing = False
+
+
+def reap(study: Study) -> None:
+    """Fail (and, with ``retry_failed_trials``, queue again) the trials whose worker stopped
+    beating; at most once per heartbeat interval of this study object."""
+    heartbeat, grace = study._heartbeat, study._grace
+    if grace is None or heartbeat is None:
+        return
+    now = time.monotonic()
+    if now < study._next_reap:
+        return
+    study._next_reap = now + heartbeat.interval
+    storage, sid = study._storage, study._study_id
+    retried: list[int] = []
+    with storage.transaction(sid):
+        failed = storage.fail_stale_trials(sid, grace)
+        if failed and study.retry_failed_trials:
+            study._history.sync(storage, sid)
+            next_id = study._history.next_trial_id
+            for tid in failed:
+                old = storage.get_trial(sid, tid)
+                if int(old.meta.get("attempt", 1)) > study.retry_failed_trials:
+                    continue
+                storage.insert_trial(sid, old._retry(next_id))
+                retried.append(next_id)
+                next_id += 1
+    if failed:
+        logger.warning(
+            "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %g s) "
+            "and were marked FAILED%s",
+            failed,
+            study.name,
+            grace,
+            f"; queued again as {retried}" if retried else "",
+        )

@@ -26,9 +26,10 @@ import pandas as pd
 
 from poptune._checks import check_context, check_iteration, check_objective
 from poptune._config import object_from_config
-from poptune._heartbeat import Heartbeat
+from poptune._heartbeat import Heartbeat, reap
 from poptune._rng import SuggestionRNG
 from poptune._saved import read_saved, saved_trials, write_saved
+from poptune.algorithms._validation import check_int, check_positive
 from poptune.algorithms.base import Algorithm, Suggestion, algorithm_from_config
 from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
@@ -142,45 +143,24 @@ class Study:
             raise ConfigurationError(
                 f"stopping_rule must be a poptune StoppingRule or None, got {stopping_rule!r}"
             )
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
-        ):
-            raise ConfigurationError(f"seed must be an int >= 0 or None, got {seed!r}")
+        seed = check_int("Study", "seed", seed, 0, allow_none=True)
         if study_name is not None and (not isinstance(study_name, str) or not study_name):
             raise ConfigurationError(f"study_name must be a non-empty str, got {study_name!r}")
-        for label, value in (("heartbeat_interval", heartbeat_interval),
-                             ("grace_period", grace_period)):  # fmt: skip
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0
-            ):
-                raise ConfigurationError(f"{label} must be a number > 0 or None, got {value!r}")
+        heartbeat_interval = check_positive(
+            "Study", "heartbeat_interval", heartbeat_interval, allow_none=True
+        )
+        grace_period = check_positive("Study", "grace_period", grace_period, allow_none=True)
         if grace_period is None and heartbeat_interval is not None:
             grace_period = 4.0 * heartbeat_interval
-        if (
-            heartbeat_interval is not None
-            and grace_period is not None
-            and (grace_period <= heartbeat_interval)
-        ):
+        if heartbeat_interval is not None and grace_period <= heartbeat_interval:  # type: ignore[operator]
             raise ConfigurationError(
                 f"grace_period ({grace_period!r} s) must be longer than heartbeat_interval "
                 f"({heartbeat_interval!r} s)"
             )
-        if (
-            isinstance(retry_failed_trials, bool)
-            or not isinstance(retry_failed_trials, numbers.Integral)
-            or retry_failed_trials < 0
-        ):
-            raise ConfigurationError(
-                f"retry_failed_trials must be an int >= 0, got {retry_failed_trials!r}"
-            )
-        if keep_checkpoints is not None and (
-            isinstance(keep_checkpoints, bool)
-            or not isinstance(keep_checkpoints, numbers.Integral)
-            or keep_checkpoints < 0
-        ):
-            raise ConfigurationError(
-                f"keep_checkpoints must be an int >= 0 or None, got {keep_checkpoints!r}"
-            )
+        retry_failed_trials = check_int("Study", "retry_failed_trials", retry_failed_trials, 0)
+        keep_checkpoints = check_int(
+            "Study", "keep_checkpoints", keep_checkpoints, 0, allow_none=True
+        )
         if keep_checkpoints is not None and checkpoint_dir is None:
             raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
         self.algorithm = algorithm
@@ -204,6 +184,7 @@ class Study:
         self._lock = threading.RLock()
         self._read_only = False
         self._self_ref = weakref.ref(self)
+        self._handed_out: set[int] = set()  # ids this object handed out (to mark on Ctrl-C)
         self._options = {
             "heartbeat_interval": heartbeat_interval,
             "grace_period": grace_period,
@@ -324,7 +305,7 @@ class Study:
         self._check_writable()
         storage, sid, history = self._storage, self._study_id, self._history
         with self._lock:
-            self._reap()
+            reap(self)
             with storage.transaction(sid):
                 history.sync(storage, sid)
                 trial = storage.claim_queued_trial(sid, self.worker_id)
@@ -347,6 +328,7 @@ class Study:
             if self._heartbeat is not None:
                 self._heartbeat.start()
             trial._owner = self._self_ref
+            self._handed_out.add(trial.id)
             return trial
 
     def close(self) -> None:
@@ -362,6 +344,22 @@ class Study:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _mark_interrupted(self) -> list[int]:
+        """After Ctrl-C: mark FAILED (meta ``interrupted``) every trial this object handed out
+        that is still running; return their ids."""
+        marked = []
+        for tid in sorted(self._handed_out):
+            trial = self.history.get(tid)
+            if trial is None or trial.is_finished:
+                continue
+            try:
+                self._finish(tid, TrialStatus.FAILED, {**trial.meta, "interrupted": True})
+            except PoptuneError:
+                continue
+            marked.append(tid)
+        self._handed_out.clear()
+        return marked
+
     def _start_liveness(self) -> None:
         """Heartbeats for this worker's trials, on storages shared by processes."""
         interval = self._options["heartbeat_interval"]
@@ -369,45 +367,6 @@ class Study:
             self._heartbeat = Heartbeat(self._storage, self._study_id, self.worker_id, interval)
             weakref.finalize(self, self._heartbeat.stop)
             self._grace = float(self._options["grace_period"])
-
-    def _reap(self) -> None:
-        """Fail (and maybe re-queue) trials whose worker stopped beating; at most once per
-        heartbeat interval."""
-        if self._grace is None or self._heartbeat is None:
-            return
-        now = time.monotonic()
-        if now < self._next_reap:
-            return
-        self._next_reap = now + self._heartbeat.interval
-        storage, sid = self._storage, self._study_id
-        retried: list[int] = []
-        with storage.transaction(sid):
-            failed = storage.fail_stale_trials(sid, self._grace)
-            if failed and self.retry_failed_trials:
-                self._history.sync(storage, sid)
-                next_id = self._history.next_trial_id
-                for tid in failed:
-                    old = storage.get_trial(sid, tid)
-                    attempt = int(old.meta.get("attempt", 1))
-                    if attempt > self.retry_failed_trials:
-                        continue
-                    params = dict(old.parameters)
-                    if params.get("save_to") == str(old.id):
-                        params["save_to"] = str(next_id)
-                    meta = {**old.meta, "retry_of": old.id, "attempt": attempt + 1}
-                    meta.pop("heartbeat_lost", None)
-                    storage.insert_trial(sid, Trial(next_id, params, TrialStatus.QUEUED, meta))
-                    retried.append(next_id)
-                    next_id += 1
-        if failed:
-            logger.warning(
-                "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %g s) "
-                "and were marked FAILED%s",
-                failed,
-                self.name,
-                self._grace,
-                f"; queued again as {retried}" if retried else "",
-            )
 
     def _unpack(self, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if isinstance(result, Suggestion):

@@ -94,6 +94,12 @@ class Observation(NamedTuple):
         return cls(d["iteration"], d["objective"], d.get("context") or {}, d.get("seq", 0))
 
 
+#: ``meta`` keys that describe how an attempt failed; a retry does not inherit them.
+_FAILURE_KEYS = frozenset(
+    {"heartbeat_lost", "error", "traceback", "interrupted", "checkpoint_missing", "job_id",
+     "job_status"}
+)  # fmt: skip
+
 #: How a trial stores one observation: (objective, context items or None, seq).
 _Record = tuple[float, "tuple[tuple[str, Any], ...] | None", int]
 
@@ -309,6 +315,17 @@ class Trial:
             CheckpointError: the file is missing or unreadable — never a silent fresh start.
         """
         return self._study()._checkpoint_store().load(self, weights_only)
+
+    def _retry(self, new_id: int) -> Trial:
+        """A QUEUED copy that runs this trial again under ``new_id``: same parameters (its own
+        ``save_to``), ``meta['retry_of']`` naming this one and ``meta['attempt']`` counting."""
+        attempt = int(self.meta.get("attempt", 1))
+        params = dict(self.parameters)
+        if params.get("save_to") == str(self.id):
+            params["save_to"] = str(new_id)
+        meta = {k: v for k, v in self.meta.items() if k not in _FAILURE_KEYS}
+        meta.update(retry_of=self.id, attempt=attempt + 1)
+        return Trial(new_id, params, TrialStatus.QUEUED, meta)
 
     # -- serialization ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -36,3 +36,13 @@ def check_fraction(
             f"{owner}: {name} must be a number in {bracket}{low}, {high}], got {value!r}"
         )
     return float(value)
+
+
+def check_positive(owner: str, name: str, value: Any, allow_none: bool = False) -> Any:
+    """Return ``value`` as a float > 0 (or None when allowed), else raise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        extra = " or None" if allow_none else ""
+        raise ConfigurationError(f"{owner}: {name} must be a number > 0{extra}, got {value!r}")
+    return float(value)

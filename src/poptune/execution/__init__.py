@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import numbers
 import os
 import pickle
 import shutil
@@ -22,6 +21,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from poptune.algorithms._validation import check_int, check_positive
 from poptune.exceptions import ConfigurationError, PoptuneError
 from poptune.execution.progress import Progress
 from poptune.execution.worker import Objective, run_trial, run_worker
@@ -46,16 +46,9 @@ def optimize(
     """See :meth:`poptune.Study.optimize`."""
     if not callable(objective):
         raise ConfigurationError(f"objective must be callable, got {objective!r}")
-    if n_trials is not None and (
-        isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral) or n_trials < 1
-    ):
-        raise ConfigurationError(f"n_trials must be an int >= 1 or None, got {n_trials!r}")
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0
-    ):
-        raise ConfigurationError(f"timeout must be seconds > 0 or None, got {timeout!r}")
-    if isinstance(n_workers, bool) or not isinstance(n_workers, numbers.Integral) or n_workers < 1:
-        raise ConfigurationError(f"n_workers must be an int >= 1, got {n_workers!r}")
+    check_int("optimize", "n_trials", n_trials, 1, allow_none=True)
+    check_positive("optimize", "timeout", timeout, allow_none=True)
+    check_int("optimize", "n_workers", n_workers, 1)
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise ConfigurationError(
             f"executor must have a submit() method (a dask.distributed.Client), got {executor!r}"

@@ -462,11 +462,7 @@ class _Runner:
             with storage.transaction(sid):
                 study._history.sync(storage, sid)
                 new_id = study._history.next_trial_id
-                params = dict(trial.parameters)
-                if params.get("save_to") == str(trial.id):
-                    params["save_to"] = str(new_id)
-                meta = {**trial.meta, "retry_of": trial.id, "attempt": attempt + 1}
-                storage.insert_trial(sid, Trial(new_id, params, TrialStatus.QUEUED, meta))
+                storage.insert_trial(sid, trial._retry(new_id))
             study._history.sync(storage, sid)
         self._requeued = True
         logger.log(self.level, "poptune: trial %d queued again as trial %d", trial.id, new_id)

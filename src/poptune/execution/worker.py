@@ -97,6 +97,20 @@ def run_worker(
     With ``retry_failed_trials``, DONE with trials still running elsewhere is a WAIT too: a
     worker that died there has its trial re-queued here once its heartbeat is stale.
     """
+    try:
+        return _loop(study, objective, max_trial_id, deadline, on_trial)
+    except KeyboardInterrupt:
+        study._mark_interrupted()  # whatever this worker had started, even between steps
+        raise
+
+
+def _loop(
+    study: Study,
+    objective: Objective,
+    max_trial_id: int | None,
+    deadline: float | None,
+    on_trial: Callable[[Trial, TrialStatus], None] | None,
+) -> int:
     ran = 0
     delay = 0.01
     while deadline is None or time.monotonic() < deadline:

@@ -144,3 +144,26 @@ def _v2(conn: sa.Connection) -> None:
 
 #: ``MIGRATIONS[v]`` brings a database from version ``v - 1`` to ``v``.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1, 2: _v2}
+
+
+def schema_version(conn: sa.Connection) -> int:
+    """The database's schema version (0: no poptune tables yet)."""
+    if not sa.inspect(conn).has_table("poptune_meta"):
+        return 0
+    row = conn.execute(
+        sa.text("SELECT value FROM poptune_meta WHERE key = 'schema_version'")
+    ).first()
+    return int(row[0]) if row else 0
+
+
+def set_schema_version(conn: sa.Connection, version: int) -> None:
+    """Record the schema version reached by a migration."""
+    updated = conn.execute(
+        sa.text("UPDATE poptune_meta SET value = :v WHERE key = 'schema_version'"),
+        {"v": str(version)},
+    ).rowcount
+    if not updated:
+        conn.execute(
+            sa.text("INSERT INTO poptune_meta (key, value) VALUES ('schema_version', :v)"),
+            {"v": str(version)},
+        )

@@ -40,100 +40,19 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
-from poptune.storage._schema import MIGRATIONS, SCHEMA_VERSION
+from poptune.storage import _statements as st
+from poptune.storage._schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    schema_version,
+    set_schema_version,
+)
 from poptune.storage.base import Storage
 from poptune.trial import _FINISHED, Observation, Trial, TrialStatus
 
 __all__ = ["SQLStorage"]
 
 _STATUS = {s.value: s for s in TrialStatus}
-
-# -- statements (text, compiled once per dialect by SQLAlchemy's cache) ----------------------
-_LOCK = sa.text(
-    "UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
-    "RETURNING version, state, n_trials"
-)
-_STUDY_VERSION = sa.text("SELECT version FROM poptune_studies WHERE study_id = :sid")
-_SET_STATE = sa.text(
-    "UPDATE poptune_studies SET state = :state, n_trials = :n WHERE study_id = :sid"
-)
-_SEL_TRIALS = sa.text(
-    "SELECT trial_id, status, parameters, meta, stop_requested, finished_seq "
-    "FROM poptune_trials WHERE study_id = :sid AND version > :lo AND version <= :hi"
-)
-_SEL_OBS = sa.text(
-    "SELECT trial_id, iteration, objective, context, seq FROM poptune_observations "
-    "WHERE study_id = :sid AND seq > :lo AND seq <= :hi ORDER BY seq"
-)
-_INS_TRIAL = (
-    "INSERT INTO poptune_trials (study_id, trial_id, status, parameters, meta, stop_requested, "
-    "finished_seq, version, created_at, finished_at, heartbeat, worker) VALUES (:sid, :tid, "
-    ":status, :params, :meta, :stop, :fseq, :v, :now, :fat, {now}, :worker)"
-)
-_INS_OBS = sa.text(
-    "INSERT INTO poptune_observations (study_id, trial_id, iteration, objective, context, seq) "
-    "VALUES (:sid, :tid, :it, :obj, :ctx, :seq)"
-)
-_TRIAL_STATUS = sa.text(
-    "SELECT status FROM poptune_trials WHERE study_id = :sid AND trial_id = :tid"
-)
-_INS_OBS_RUNNING = sa.text(
-    "INSERT INTO poptune_observations (study_id, trial_id, iteration, objective, context, seq) "
-    "SELECT study_id, trial_id, CAST(:it AS BIGINT), CAST(:obj AS DOUBLE PRECISION), "
-    "CAST(:ctx AS TEXT), CAST(:seq AS BIGINT) FROM poptune_trials "
-    "WHERE study_id = :sid AND trial_id = :tid AND status IN ('QUEUED', 'RUNNING')"
-)
-_FINISH = sa.text(
-    "UPDATE poptune_trials SET status = :status, finished_seq = :v, finished_at = :now, "
-    "version = :v, meta = COALESCE(:meta, meta) "
-    "WHERE study_id = :sid AND trial_id = :tid AND status IN ('QUEUED', 'RUNNING') "
-    "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
-    "WHERE o.study_id = :sid AND o.trial_id = :tid))"
-)
-# PostgreSQL: an observation or a final status in one statement (one round trip) that takes
-# the study lock, numbers the change and writes it; autocommit makes it its own transaction.
-_PG_ADD_OBS = sa.text(
-    "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
-    "RETURNING version) INSERT INTO poptune_observations (study_id, trial_id, iteration, "
-    "objective, context, seq) SELECT t.study_id, t.trial_id, CAST(:it AS BIGINT), "
-    "CAST(:obj AS DOUBLE PRECISION), CAST(:ctx AS TEXT), v.version FROM poptune_trials t, v "
-    "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
-    "RETURNING seq"
-)
-_PG_FINISH = sa.text(
-    "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
-    "RETURNING version) UPDATE poptune_trials t SET status = :status, "
-    "finished_seq = v.version, finished_at = :now, version = v.version, "
-    "meta = COALESCE(CAST(:meta AS TEXT), t.meta) FROM v "
-    "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
-    "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
-    "WHERE o.study_id = :sid AND o.trial_id = :tid)) RETURNING v.version"
-)
-_CLAIM = (
-    "UPDATE poptune_trials SET status = 'RUNNING', version = :v, heartbeat = {now}, "
-    "worker = :worker WHERE study_id = :sid AND trial_id = :tid AND status = 'QUEUED'"
-)
-_HEARTBEAT = (
-    "UPDATE poptune_trials SET heartbeat = {now} "
-    "WHERE study_id = :sid AND worker = :worker AND status = 'RUNNING'"
-)
-_STALE = (
-    "SELECT trial_id, meta FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
-    "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace ORDER BY trial_id"
-)
-_FAIL_STALE = sa.text(
-    "UPDATE poptune_trials SET status = 'FAILED', meta = :meta, finished_seq = :v, "
-    "finished_at = :now, version = :v WHERE study_id = :sid AND trial_id = :tid"
-)
-#: The database's clock, in seconds since the epoch (heartbeats use one clock for all workers).
-_NOW_SQL = {
-    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
-    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())",
-}
-_STOP = sa.text(
-    "UPDATE poptune_trials SET stop_requested = :yes, version = :v "
-    "WHERE study_id = :sid AND trial_id = :tid"
-)
 
 
 def _dumps(value: Any, what: str) -> str:
@@ -262,11 +181,11 @@ class SQLStorage(Storage):
             ) from None
         if self._sqlite:
             sa.event.listen(self._engine, "connect", _sqlite_on_connect)
-        now = _NOW_SQL["sqlite" if self._sqlite else "postgresql"]
-        self._ins_trial = sa.text(_INS_TRIAL.format(now=now))
-        self._claim = sa.text(_CLAIM.format(now=now))
-        self._heartbeat = sa.text(_HEARTBEAT.format(now=now))
-        self._stale = sa.text(_STALE.format(now=now))
+        now = st.NOW_SQL["sqlite" if self._sqlite else "postgresql"]
+        self._ins_trial = sa.text(st.INS_TRIAL.format(now=now))
+        self._claim = sa.text(st.CLAIM.format(now=now))
+        self._heartbeat = sa.text(st.HEARTBEAT.format(now=now))
+        self._stale = sa.text(st.STALE.format(now=now))
         # Close the pooled connections when this storage is dropped (or at exit).
         self._finalizer = weakref.finalize(self, self._engine.dispose)
         self._local = threading.local()
@@ -329,7 +248,7 @@ class SQLStorage(Storage):
         with self._connection() as conn:
             self._begin(conn, write=True)
             try:
-                row = conn.execute(_LOCK, {"sid": study_id}).first()
+                row = conn.execute(st.LOCK, {"sid": study_id}).first()
                 if row is None:
                     raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
                 tx = _Tx(conn, study_id, row[0], row[1], row[2])
@@ -339,11 +258,11 @@ class SQLStorage(Storage):
                     state_json = _dumps(tx.state, "the algorithm state")
                     if state_json != tx.state_json or tx.n_trials != row[2]:
                         conn.execute(
-                            _SET_STATE, {"state": state_json, "n": tx.n_trials, "sid": study_id}
+                            st.SET_STATE, {"state": state_json, "n": tx.n_trials, "sid": study_id}
                         )
                 elif tx.n_trials != row[2]:
                     conn.execute(
-                        _SET_STATE, {"state": tx.state_json, "n": tx.n_trials, "sid": study_id}
+                        st.SET_STATE, {"state": tx.state_json, "n": tx.n_trials, "sid": study_id}
                     )
                 conn.exec_driver_sql("COMMIT")
             except BaseException:
@@ -374,7 +293,7 @@ class SQLStorage(Storage):
         with self._raw_transaction(write=True) as conn:
             if not self._sqlite:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7061797475)")  # 'poptu'
-            version = _schema_version(conn)
+            version = schema_version(conn)
             if version > SCHEMA_VERSION:
                 raise StorageError(
                     f"{safe_url(self.url)} has poptune schema version {version}; this poptune "
@@ -382,13 +301,13 @@ class SQLStorage(Storage):
                 )
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[step](conn)
-                _set_schema_version(conn, step)
+                set_schema_version(conn, step)
 
     @property
     def schema_version(self) -> int:
         """The schema version of the database (after opening, always the current one)."""
         with self._raw_transaction(write=False) as conn:
-            return _schema_version(conn)
+            return schema_version(conn)
 
     # -- studies --------------------------------------------------------------------------------
     def create_study(self, name: str, config: Mapping[str, Any]) -> int:
@@ -459,14 +378,14 @@ class SQLStorage(Storage):
                 self._apply_rows(tx.conn, study_id, mirror, upto)
             return mirror
         with self._connection() as conn:
-            row = conn.execute(_STUDY_VERSION, {"sid": study_id}).first()
+            row = conn.execute(st.STUDY_VERSION, {"sid": study_id}).first()
             if row is None:
                 raise StudyNotFoundError(f"no study with id {study_id!r} in {safe_url(self.url)}")
             if row[0] == mirror.db_version:  # nothing new: one round trip
                 return mirror
             self._begin(conn, write=False)
             try:
-                row = conn.execute(_STUDY_VERSION, {"sid": study_id}).first()
+                row = conn.execute(st.STUDY_VERSION, {"sid": study_id}).first()
                 if row is None:
                     raise StudyNotFoundError(
                         f"no study with id {study_id!r} in {safe_url(self.url)}"
@@ -484,8 +403,8 @@ class SQLStorage(Storage):
     @staticmethod
     def _apply_rows(conn: sa.Connection, study_id: int, mirror: _Mirror, upto: int) -> None:
         bounds = {"sid": study_id, "lo": mirror.db_version, "hi": upto}
-        rows = sorted(conn.execute(_SEL_TRIALS, bounds).all(), key=lambda r: r[0])
-        obs_rows = conn.execute(_SEL_OBS, bounds).all()
+        rows = sorted(conn.execute(st.SEL_TRIALS, bounds).all(), key=lambda r: r[0])
+        obs_rows = conn.execute(st.SEL_OBS, bounds).all()
         trials = mirror.trials
         for tid, status, params, meta, stop, fseq in rows:
             trial = trials.get(tid)
@@ -542,7 +461,7 @@ class SQLStorage(Storage):
             )  # fmt: skip
             for it, (objective, items, _seq) in trial._obs.items():
                 tx.conn.execute(
-                    _INS_OBS,
+                    st.INS_OBS,
                     {"sid": study_id, "tid": trial.id, "it": it, "obj": objective,
                      "ctx": _dumps_context(dict(items) if items else {}), "seq": v},
                 )  # fmt: skip
@@ -589,7 +508,7 @@ class SQLStorage(Storage):
         """Raise unless the trial exists and is not finished."""
         if type(trial_id) is not int:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
-        row = conn.execute(_TRIAL_STATUS, {"sid": study_id, "tid": trial_id}).first()
+        row = conn.execute(st.TRIAL_STATUS, {"sid": study_id, "tid": trial_id}).first()
         if row is None:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
         if _STATUS[row[0]] in _FINISHED:
@@ -610,7 +529,7 @@ class SQLStorage(Storage):
                       "obj": observation.objective, "ctx": context}  # fmt: skip
             try:
                 with self._connection() as conn:
-                    row = conn.execute(_PG_ADD_OBS, params).first()
+                    row = conn.execute(st.PG_ADD_OBS, params).first()
             except sa.exc.IntegrityError:
                 raise DuplicateIterationError(
                     f"trial {trial_id} already has an observation at iteration "
@@ -633,7 +552,7 @@ class SQLStorage(Storage):
             v = tx.version
             try:
                 inserted = tx.conn.execute(
-                    _INS_OBS_RUNNING,
+                    st.INS_OBS_RUNNING,
                     {"sid": study_id, "tid": trial_id, "it": observation.iteration,
                      "obj": observation.objective, "ctx": context, "seq": v},
                 ).rowcount  # fmt: skip
@@ -665,7 +584,7 @@ class SQLStorage(Storage):
         if not self._sqlite and self._tx(study_id) is None:
             with self._connection() as conn:
                 row = conn.execute(
-                    _PG_FINISH,
+                    st.PG_FINISH,
                     {"sid": study_id, "tid": trial_id, "status": status.value, "now": time.time(),
                      "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json},
                 ).first()  # fmt: skip
@@ -692,7 +611,7 @@ class SQLStorage(Storage):
             tx = self._current(study_id)
             v = tx.version
             updated = tx.conn.execute(
-                _FINISH,
+                st.FINISH,
                 {"status": status.value, "v": v, "now": time.time(), "sid": study_id,
                  "tid": trial_id, "needs_obs": int(status is TrialStatus.COMPLETED),
                  "meta": meta_json},
@@ -719,7 +638,7 @@ class SQLStorage(Storage):
         with self.transaction(study_id):
             tx = self._current(study_id)
             self._check_running(tx.conn, study_id, trial_id)
-            tx.conn.execute(_STOP, {"yes": True, "v": tx.version, "sid": study_id,
+            tx.conn.execute(st.STOP, {"yes": True, "v": tx.version, "sid": study_id,
                                     "tid": trial_id})  # fmt: skip
 
             def apply(mirror: _Mirror) -> None:
@@ -744,7 +663,7 @@ class SQLStorage(Storage):
             for tid, meta_json in stale:
                 meta = {**json.loads(meta_json), "heartbeat_lost": True}
                 tx.conn.execute(
-                    _FAIL_STALE,
+                    st.FAIL_STALE,
                     {"meta": _dumps(meta, "trial metadata"), "v": v, "now": now, "sid": study_id,
                      "tid": tid},
                 )  # fmt: skip
@@ -804,24 +723,3 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _schema_version(conn: sa.Connection) -> int:
-    if not sa.inspect(conn).has_table("poptune_meta"):
-        return 0
-    row = conn.execute(
-        sa.text("SELECT value FROM poptune_meta WHERE key = 'schema_version'")
-    ).first()
-    return int(row[0]) if row else 0
-
-
-def _set_schema_version(conn: sa.Connection, version: int) -> None:
-    updated = conn.execute(
-        sa.text("UPDATE poptune_meta SET value = :v WHERE key = 'schema_version'"),
-        {"v": str(version)},
-    ).rowcount
-    if not updated:
-        conn.execute(
-            sa.text("INSERT INTO poptune_meta (key, value) VALUES ('schema_version', :v)"),
-            {"v": str(version)},
-        )
