@@ -148,3 +148,14 @@ def test_a_newer_schema_is_refused(tmp_path):
     engine.dispose()
     with pytest.raises(pt.StorageError, match="schema version 99; this poptune knows up to 2"):
         SQLStorage(url)
+
+
+def test_a_fresh_worker_reaps_and_retries_a_trial_it_never_saw(db_url):
+    a = worker(db_url, seed=0, retry_failed_trials=1, **FAST)
+    lost = a.get_suggestion()
+    a._heartbeat.stop()
+    time.sleep(0.8)
+    b = worker(db_url, retry_failed_trials=1, **FAST)  # its first call reaps trial 1
+    retry = b.get_suggestion()
+    assert b.get_trial(lost.id).status is TrialStatus.FAILED
+    assert retry.meta["retry_of"] == lost.id and retry.parameters["lr"] == lost.parameters["lr"]

@@ -47,11 +47,19 @@ def test_public_names_are_pinned():
 def test_algorithm_names_are_pinned():
     assert sorted(poptune.algorithms.__all__) == [
         "Algorithm",
+        "BayesianOptimization",
+        "Chain",
+        "GPyOpt",
+        "Genetic",
         "GridSearch",
+        "Hyperband",
         "Iterate",
+        "LocalSearch",
         "PopulationBasedTraining",
         "RandomSearch",
+        "Repeat",
         "StoppingRule",
+        "SuccessiveHalving",
         "Suggestion",
         "algorithm_from_config",
     ]

@@ -79,9 +79,11 @@ def reap(study: Study) -> None:
     storage, sid = study._storage, study._study_id
     retried: list[int] = []
     with storage.transaction(sid):
+        # Sync first: inside the transaction a storage shows what was committed before it,
+        # and failing a trial below stamps it with this transaction's version.
+        study._history.sync(storage, sid)
         failed = storage.fail_stale_trials(sid, grace)
         if failed and study.retry_failed_trials:
-            study._history.sync(storage, sid)
             next_id = study._history.next_trial_id
             for tid in failed:
                 old = storage.get_trial(sid, tid)

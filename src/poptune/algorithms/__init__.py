@@ -1,19 +1,34 @@
 """Search algorithms. ``poptune.algorithms.X`` mirrors ``sherpa.algorithms.X``."""
 
 from poptune.algorithms.base import Algorithm, Suggestion, algorithm_from_config
+from poptune.algorithms.bayesian import BayesianOptimization, GPyOpt
+from poptune.algorithms.chain import Chain
+from poptune.algorithms.genetic import Genetic
 from poptune.algorithms.grid_search import GridSearch
+from poptune.algorithms.hyperband import Hyperband
 from poptune.algorithms.iterate import Iterate
+from poptune.algorithms.local_search import LocalSearch
 from poptune.algorithms.pbt import PopulationBasedTraining
 from poptune.algorithms.random_search import RandomSearch
+from poptune.algorithms.repeat import Repeat
+from poptune.algorithms.successive_halving import SuccessiveHalving
 from poptune.stopping import StoppingRule
 
 __all__ = [
     "Algorithm",
+    "BayesianOptimization",
+    "Chain",
+    "GPyOpt",
+    "Genetic",
     "GridSearch",
+    "Hyperband",
     "Iterate",
+    "LocalSearch",
     "PopulationBasedTraining",
     "RandomSearch",
+    "Repeat",
     "StoppingRule",
+    "SuccessiveHalving",
     "Suggestion",
     "algorithm_from_config",
 ]
