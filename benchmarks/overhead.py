@@ -2,23 +2,31 @@
 
 The objective is trivial, so what is timed is the library: asking for a trial (sampling three
 parameters: a log-scale float, an int and a categorical), reporting its objective and
-finishing it. Each trial is timed with ``time.perf_counter``; trial i spans from the end of
-trial i-1 to the end of its own bookkeeping, so the time spent asking the library for the trial
-is included and nothing between trials is lost. The libraries run alternately (poptune, optuna,
-poptune, optuna, ...) and the median over repeats is reported.
+finishing it, in memory and on an SQLite file (a fresh file per run). Each trial is timed
+with ``time.perf_counter``; trial i spans from the end of trial i-1 to the end of its own
+bookkeeping, so the time spent asking the library for the trial is included and nothing
+between trials is lost. The libraries run alternately (poptune, optuna, poptune, optuna, ...)
+and the median over repeats is reported.
 
 Python's cyclic garbage collector stays enabled (it is part of a library's real cost); a
 ``gc.callbacks`` meter measures how much of each window it takes, in a second table.
 
 Run from the repository root::
 
-    python benchmarks/overhead.py                  # n = 1,000, 10,000, 50,000; 3 repeats
-    python -m benchmarks.overhead --quick          # n = 1,000 and 5,000; 1 repeat
-    python benchmarks/overhead.py --sizes 2000 20000 --repeats 5 --markdown overhead.md
+    python benchmarks/overhead.py                  # memory and SQLite, 3 repeats (~5 min)
+    python -m benchmarks.overhead --quick          # n = 1,000 and 5,000; 1 repeat (~1 min)
+    python benchmarks/overhead.py --storage memory --sizes 2000 20000 --repeats 5
+    python benchmarks/overhead.py --storage sqlite --markdown sqlite.md
+
+In memory the sizes are 1,000, 10,000 and 50,000 trials; on SQLite 1,000 and 10,000. A case
+whose single run at a size would exceed ``--case-budget`` seconds (Optuna on SQLite costs
+20-40 ms a trial: 10,000 trials take minutes) runs as many trials as fit in the budget, once,
+and the table says how many.
 
 Adding a case (a storage, a peer): write ``def case(n, seed) -> list[float]`` returning the
 per-trial seconds (use :class:`Laps` to get the GC breakdown too) and decorate it with
-:func:`register`. Case names are the table's column labels.
+:func:`register` (``storage=`` puts it in that storage's table). Case names are the table's
+column labels.
 """
 
 from __future__ import annotations
@@ -32,12 +40,13 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 if importlib.util.find_spec("poptune") is None:  # a checkout that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
@@ -47,16 +56,41 @@ LR_RANGE = (1e-5, 1e-1)
 UNITS_RANGE = (8, 256)
 ACTIVATIONS = ["relu", "tanh", "sigmoid"]
 
-DEFAULT_SIZES = (1_000, 10_000, 50_000)
-QUICK_SIZES = (1_000, 5_000)
+STORAGES = ("memory", "sqlite")
+STORAGE_TITLES = {"memory": "In memory", "sqlite": "SQLite storage"}
+DEFAULT_SIZES = {"memory": (1_000, 10_000, 50_000), "sqlite": (1_000, 10_000)}
+QUICK_SIZES = {"memory": (1_000, 5_000), "sqlite": (1_000, 5_000)}
 DEFAULT_REPEATS = 3
 DEFAULT_SEED = 12345
 WARMUP_TRIALS = 200
+DEFAULT_CASE_BUDGET_S = 120.0
+QUICK_CASE_BUDGET_S = 20.0
 
-# -- targets (poptune, in memory) --------------------------------------------------------------
-REFERENCE_CASE = "poptune"
-TARGET_MS_PER_TRIAL = 0.05
-TARGET_GROWTH = 1.5
+
+# -- targets (poptune, per storage) ------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """What poptune's case of one storage must meet.
+
+    Attributes:
+        case: poptune's case (the reference column; ratios are it over each peer).
+        ms_per_trial: the most ms per trial at any size (median over repeats).
+        growth: the most its last 10% may cost relative to its first 10%, at any size; with
+            several sizes also the most its ms/trial may grow from the smallest to the largest.
+        peer: a peer case, and ``max_ratio`` the largest poptune/peer ratio of ms per trial.
+    """
+
+    case: str
+    ms_per_trial: float
+    growth: float
+    peer: str | None = None
+    max_ratio: float | None = None
+
+
+TARGETS = {
+    "memory": Target("poptune", 0.05, 1.5),
+    "sqlite": Target("poptune-sqlite", 3.0, 1.5, peer="optuna-sqlite", max_ratio=0.1),
+}
 
 
 def objective(lr: float, units: int, act: str) -> float:
@@ -91,24 +125,50 @@ class GCMeter:
 GC_METER = GCMeter()
 
 
+class BudgetSpent(Exception):
+    """Raised by ``lap()`` once a run has used its time budget (long runs only)."""
+
+
 class Laps(list):
     """Per-trial seconds (the list itself) and the GC seconds inside each trial.
 
     Call :meth:`start` just before the trial loop, ``lap()`` at the end of every trial and
     :meth:`finish` after the loop; return the object from the case function.
+
+    For a run that may exceed ``--case-budget`` the runner sets :attr:`budget_s`; ``lap()``
+    then raises :class:`BudgetSpent` at the first trial that ends past the budget, and the
+    runner keeps the trials timed so far (:attr:`current`). Other runs time with a ``lap()``
+    that has no check at all.
     """
+
+    budget_s: ClassVar[float] = math.inf  # set by the runner around one run
+    current: ClassVar[Laps | None] = None  # the Laps of the run in progress
 
     def __init__(self) -> None:
         super().__init__()
+        Laps.current = self
         self.gc_seconds: list[float] = []
         stamps: list[float] = []
         gcs: list[float] = []
         self._stamps, self._gcs = stamps, gcs
+        self._limit = [math.inf]  # perf_counter time after which lap() raises
         add_stamp, add_gc, clock, meter = stamps.append, gcs.append, time.perf_counter, GC_METER
 
-        def lap() -> None:
-            add_gc(meter.seconds)
-            add_stamp(clock())
+        if Laps.budget_s == math.inf:
+
+            def lap() -> None:
+                add_gc(meter.seconds)
+                add_stamp(clock())
+
+        else:
+            limit = self._limit
+
+            def lap() -> None:
+                add_gc(meter.seconds)
+                now = clock()
+                add_stamp(now)
+                if now > limit[0]:
+                    raise BudgetSpent
 
         self.lap: Callable[[], None] = lap
 
@@ -117,6 +177,7 @@ class Laps(list):
         self._stamps.clear()
         self._gcs.clear()
         self.lap()
+        self._limit[0] = self._stamps[0] + Laps.budget_s
         return self.lap
 
     def finish(self) -> Laps:
@@ -174,8 +235,8 @@ def register(
     return decorate
 
 
-@register("poptune", library="poptune")
-def poptune_memory(n: int, seed: int) -> Laps:
+def run_poptune(n: int, seed: int, **study_kwargs: Any) -> Laps:
+    """n trials of a fresh poptune study (``study_kwargs``: storage and study name)."""
     import poptune
     from poptune import Choice, Continuous, Discrete
 
@@ -188,6 +249,7 @@ def poptune_memory(n: int, seed: int) -> Laps:
         poptune.algorithms.RandomSearch(max_num_trials=n),
         lower_is_better=True,
         seed=seed,
+        **study_kwargs,
     )
     laps = Laps()
     lap = laps.start()
@@ -201,12 +263,12 @@ def poptune_memory(n: int, seed: int) -> Laps:
     return laps.finish()
 
 
-@register("optuna", library="optuna", install="pip install optuna")
-def optuna_memory(n: int, seed: int) -> Laps:
+def run_optuna(n: int, seed: int, storage: str | None = None) -> Laps:
+    """n ask/tell trials of a fresh Optuna study (``storage``: a database URL or memory)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=seed))
     laps = Laps()
     lap = laps.start()
     for _ in range(n):
@@ -217,6 +279,31 @@ def optuna_memory(n: int, seed: int) -> Laps:
         study.tell(t, objective(lr, units, act))
         lap()
     return laps.finish()
+
+
+@register("poptune", library="poptune")
+def poptune_memory(n: int, seed: int) -> Laps:
+    return run_poptune(n, seed)
+
+
+@register("optuna", library="optuna", install="pip install optuna")
+def optuna_memory(n: int, seed: int) -> Laps:
+    return run_optuna(n, seed)
+
+
+# A fresh database file per run, in a temporary directory removed after the run; creating
+# the study (and the file's tables) happens before the timed loop.
+@register("poptune-sqlite", library="poptune", storage="sqlite")
+def poptune_sqlite(n: int, seed: int) -> Laps:
+    with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
+        url = f"sqlite:///{Path(tmp, 'poptune.db').as_posix()}"
+        return run_poptune(n, seed, storage=url, study_name="overhead")
+
+
+@register("optuna-sqlite", library="optuna", storage="sqlite", install="pip install optuna")
+def optuna_sqlite(n: int, seed: int) -> Laps:
+    with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
+        return run_optuna(n, seed, storage=f"sqlite:///{Path(tmp, 'optuna.db').as_posix()}")
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -244,9 +331,10 @@ class Run:
         return (self.last - self.gc_last) / (self.first - self.gc_first)
 
 
-def summarize(seconds: Sequence[float], n: int, wall_s: float) -> Run:
-    if len(seconds) != n:
+def summarize(seconds: Sequence[float], n: int, wall_s: float, stopped: bool = False) -> Run:
+    if len(seconds) != n and not (stopped and 0 < len(seconds) < n):
         raise RuntimeError(f"the case timed {len(seconds)} trials instead of {n}")
+    n = len(seconds)
     k = max(1, n // 10)
 
     def ms(values: Sequence[float]) -> float:
@@ -260,17 +348,31 @@ def summarize(seconds: Sequence[float], n: int, wall_s: float) -> Run:
     return run
 
 
-def measure(case: Case, n: int, seed: int, caught: list[str]) -> Run:
-    """Run ``case`` once with a clean heap; warnings are collected into ``caught``."""
+def measure(case: Case, n: int, seed: int, caught: list[str], budget_s: float = math.inf) -> Run:
+    """Run ``case`` once with a clean heap; warnings are collected into ``caught``.
+
+    With a finite ``budget_s`` the run stops at the first trial ending past it (if the case
+    times with :class:`Laps`); the returned run then has fewer than ``n`` trials.
+    """
     gc.collect()
     before = list(GC_METER.collections)
-    with warnings.catch_warnings(record=True) as records:
-        warnings.simplefilter("always")
-        started = time.perf_counter()
-        seconds = case.run(n, seed)
-        wall_s = time.perf_counter() - started
+    stopped = False
+    Laps.budget_s, Laps.current = budget_s, None
+    try:
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            started = time.perf_counter()
+            try:
+                seconds: Sequence[float] = case.run(n, seed)
+            except BudgetSpent:
+                if Laps.current is None:  # pragma: no cover - raised by another Laps?
+                    raise
+                seconds, stopped = Laps.current.finish(), True
+            wall_s = time.perf_counter() - started
+    finally:
+        Laps.budget_s, Laps.current = math.inf, None
     caught.extend(f"{case.name}: {r.category.__name__}: {r.message}" for r in records)
-    run = summarize(seconds, n, wall_s)
+    run = summarize(seconds, n, wall_s, stopped)
     after = GC_METER.collections
     run.collections = (after[0] - before[0], after[1] - before[1], after[2] - before[2])
     del seconds
@@ -281,14 +383,24 @@ def measure(case: Case, n: int, seed: int, caught: list[str]) -> Run:
 @dataclass
 class Results:
     cases: list[Case]
-    sizes: list[int]
+    sizes: dict[str, list[int]]  # per storage
     repeats: int
     runs: dict[tuple[str, int], list[Run]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # per storage
     warnings: list[str] = field(default_factory=list)
 
     def of(self, case: str, n: int) -> list[Run]:
         return self.runs.get((case, n), [])
+
+    @property
+    def storages(self) -> list[str]:
+        return [s for s in STORAGES if any(c.storage == s for c in self.cases)]
+
+    def cases_of(self, storage: str) -> list[Case]:
+        return [c for c in self.cases if c.storage == storage]
+
+    def note(self, storage: str, text: str) -> None:
+        self.notes.setdefault(storage, []).append(text)
 
 
 def median(values: Sequence[float]) -> float:
@@ -300,32 +412,71 @@ def progress(line: str) -> None:
 
 
 def run_all(
-    cases: list[Case], sizes: list[int], repeats: int, seed: int, case_budget_s: float
+    cases: list[Case],
+    sizes: dict[str, list[int]],
+    repeats: int,
+    seed: int,
+    case_budget_s: float,
 ) -> Results:
+    """Run every case of every storage at every size, the cases of a storage in turn.
+
+    A case whose one run at a size is expected (from its latest run) to exceed
+    ``case_budget_s`` runs once, with as many trials as fit in the budget (runs expected to
+    take half the budget are stopped there too); a case whose repeats would exceed it runs
+    fewer repeats.
+    """
     results = Results(cases, sizes, repeats)
     with GC_METER:
-        for case in cases:  # imports, first-call caches: outside the measured runs
-            measure(case, WARMUP_TRIALS, seed, results.warnings)
-        for n in sizes:
-            allowed = {case.name: repeats for case in cases}
-            for r in range(repeats):
-                for case in cases:
-                    if r >= allowed[case.name]:
-                        continue
-                    run = measure(case, n, seed + r, results.warnings)
-                    results.runs.setdefault((case.name, n), []).append(run)
-                    progress(
-                        f"  n={n:>7,}  repeat {r + 1}/{allowed[case.name]}  {case.name:<10} "
-                        f"{run.total:8.4f} ms/trial  ({run.wall_s:.1f} s)"
-                    )
-                    if r == 0 and repeats > 1 and run.wall_s * repeats > case_budget_s:
-                        allowed[case.name] = max(1, int(case_budget_s // run.wall_s))
-                        if allowed[case.name] < repeats:
-                            results.notes.append(
-                                f"{case.name} at n = {n:,}: {allowed[case.name]} of {repeats} "
-                                f"repeats (one took {run.wall_s:.0f} s; --case-budget "
-                                f"{case_budget_s:.0f} s per case and size)"
+        for storage in results.storages:
+            chosen = results.cases_of(storage)
+            ms_estimate = {}
+            for case in chosen:  # imports, first-call caches: outside the measured runs
+                ms_estimate[case.name] = measure(case, WARMUP_TRIALS, seed, results.warnings).total
+            for n in sizes[storage]:
+                allowed = {case.name: repeats for case in chosen}
+                expected_s = {c.name: n * ms_estimate[c.name] / 1e3 for c in chosen}
+                for case in chosen:
+                    if expected_s[case.name] > case_budget_s:
+                        allowed[case.name] = 1
+                for r in range(repeats):
+                    for case in chosen:
+                        if r >= allowed[case.name]:
+                            continue
+                        # A run that may pass the budget is stopped there (see Laps).
+                        limit = case_budget_s if expected_s[case.name] > case_budget_s / 2 else None
+                        run = measure(case, n, seed + r, results.warnings, limit or math.inf)
+                        results.runs.setdefault((case.name, n), []).append(run)
+                        ms_estimate[case.name] = run.total
+                        if run.n < n:  # no further repeat: each would take the budget
+                            allowed[case.name] = r + 1
+                            results.note(
+                                storage,
+                                f"{case.name} at n = {n:,} (repeat {r + 1}): stopped at "
+                                f"--case-budget {case_budget_s:.0f} s after {run.n:,} of "
+                                f"{n:,} trials (all {n:,} were expected to take "
+                                f"~{expected_s[case.name]:.0f} s); its figures are those "
+                                f"{run.n:,} trials'",
                             )
+                        shown = f"{n:,}" if run.n == n else f"{run.n:,} of {n:,}"
+                        progress(
+                            f"  {storage:<6}  n={shown:>7}  repeat {r + 1}/{allowed[case.name]}"
+                            f"  {case.name:<14} {run.total:8.4f} ms/trial  ({run.wall_s:.1f} s)"
+                        )
+                        if (
+                            r == 0
+                            and allowed[case.name] > 1
+                            and run.wall_s * repeats > case_budget_s
+                        ):
+                            allowed[case.name] = max(1, int(case_budget_s // run.wall_s))
+                for case in chosen:
+                    runs = results.of(case.name, n)
+                    if len(runs) < repeats and all(run.n == n for run in runs):
+                        results.note(
+                            storage,
+                            f"{case.name} at n = {n:,}: {len(runs)} of {repeats} repeats "
+                            f"(one took {max(run.wall_s for run in runs):.0f} s; --case-budget "
+                            f"{case_budget_s:.0f} s per case and size)",
+                        )
     return results
 
 
@@ -350,11 +501,31 @@ def version_of(module: str) -> str:
             return "not installed"
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+LOAD_AT_START: list[float | None] = [None]
+
+
 def environment_lines() -> list[str]:
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
+    start, end = LOAD_AT_START[0], load_average()
+    load = (
+        [
+            f"- load average (1 min): {start:.1f} at the start, {end:.1f} at the end (other "
+            "processes on the machine make the figures drift)"
+        ]
+        if start is not None and end is not None
+        else []
+    )
     return [
         f"- Python {platform.python_version()} ({platform.python_implementation()}), "
         f"numpy {version_of('numpy')}, poptune {version_of('poptune')}, "
@@ -362,26 +533,34 @@ def environment_lines() -> list[str]:
         f"- CPUs: {os.cpu_count()} (usable by this process: {usable}); "
         f"{platform.system()} {platform.machine()}",
         f"- gc thresholds {gc.get_threshold()}, cyclic GC enabled in all runs",
+        *load,
     ]
 
 
-def main_table(results: Results) -> list[str]:
-    cases = [c.name for c in results.cases]
-    ref = REFERENCE_CASE if REFERENCE_CASE in cases else None
+def main_table(results: Results, storage: str) -> list[str]:
+    cases = [c.name for c in results.cases_of(storage)]
+    target = TARGETS[storage]
+    ref = target.case if target.case in cases else None
     peers = [c for c in cases if c != ref]
     header = ["n"] + [f"{c} ms/trial (median [min–max])" for c in cases]
     if ref is not None:
         header += [f"ratio {ref}/{p}" for p in peers]
     header += [f"{c} first 10% / last 10% ms (growth × [min–max])" for c in cases]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for n in results.sizes:
+    for n in results.sizes[storage]:
         row = [f"{n:,}"]
         for c in cases:
             runs = results.of(c, n)
             totals = [r.total for r in runs]
+            extra = []
+            if any(r.n != n for r in runs):
+                done = ", ".join(f"{r.n:,}" for r in runs)
+                extra.append(f"stopped by the budget: {done} of {n:,} trials")
+            if len(runs) != results.repeats:
+                extra.append(f"{len(runs)} rep.")
             row.append(
                 f"{fmt_ms(median(totals))} [{fmt_ms(min(totals))}–{fmt_ms(max(totals))}]"
-                + ("" if len(runs) == results.repeats else f" ({len(runs)} rep.)")
+                + (f" ({'; '.join(extra)})" if extra else "")
             )
         if ref is not None:
             mine = median([r.total for r in results.of(ref, n)])
@@ -400,7 +579,7 @@ def main_table(results: Results) -> list[str]:
     return lines
 
 
-def gc_table(results: Results) -> list[str]:
+def gc_table(results: Results, storage: str) -> list[str]:
     header = [
         "n",
         "case",
@@ -410,8 +589,8 @@ def gc_table(results: Results) -> list[str]:
         "collections gen0 / gen1 / gen2",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for n in results.sizes:
-        for case in results.cases:
+    for n in results.sizes[storage]:
+        for case in results.cases_of(storage):
             runs = [r for r in results.of(case.name, n) if r.has_gc]
             if not runs:
                 continue
@@ -429,40 +608,65 @@ def gc_table(results: Results) -> list[str]:
     return lines
 
 
-def target_lines(results: Results) -> list[str]:
-    if REFERENCE_CASE not in [c.name for c in results.cases]:
-        return ["Targets: not evaluated (poptune was not run)."]
-    speed_fail, growth_fail, worst_ms, worst_growth = [], [], 0.0, 0.0
-    for n in results.sizes:
-        runs = results.of(REFERENCE_CASE, n)
-        ms, growth = median([r.total for r in runs]), median([r.growth for r in runs])
-        worst_ms, worst_growth = max(worst_ms, ms), max(worst_growth, growth)
-        if ms > TARGET_MS_PER_TRIAL:
-            speed_fail.append(f"n = {n:,}: {fmt_ms(ms)} ms")
-        if growth > TARGET_GROWTH:
-            growth_fail.append(f"n = {n:,}: {growth:.2f}×")
-    speed = (
-        f"met (worst median {fmt_ms(worst_ms)} ms)"
-        if not speed_fail
-        else "NOT met (" + "; ".join(speed_fail) + ")"
+def target_lines(results: Results, storage: str) -> list[str]:
+    target = TARGETS[storage]
+    where = "in memory" if storage == "memory" else f"on {STORAGE_TITLES[storage].split()[0]}"
+    names = [c.name for c in results.cases_of(storage)]
+    if target.case not in names:
+        return [f"Targets: not evaluated ({target.case} was not run)."]
+    sizes = results.sizes[storage]
+    ms_of = {n: median([r.total for r in results.of(target.case, n)]) for n in sizes}
+    growth_of = {n: median([r.growth for r in results.of(target.case, n)]) for n in sizes}
+    parts, all_met = [], True
+
+    def verdict(failures: list[str], met: str) -> str:
+        nonlocal all_met
+        if failures:
+            all_met = False
+            return "NOT met (" + "; ".join(failures) + ")"
+        return f"met ({met})"
+
+    speed = verdict(
+        [f"n = {n:,}: {fmt_ms(ms_of[n])} ms" for n in sizes if ms_of[n] > target.ms_per_trial],
+        f"worst median {fmt_ms(max(ms_of.values()))} ms",
     )
-    growth = (
-        f"met (worst median {worst_growth:.2f}×)"
-        if not growth_fail
-        else "NOT met (" + "; ".join(growth_fail) + ")"
+    parts.append(f"poptune {where} ≤ {target.ms_per_trial:g} ms per trial: {speed}")
+    growth = verdict(
+        [f"n = {n:,}: {growth_of[n]:.2f}×" for n in sizes if growth_of[n] > target.growth],
+        f"worst median {max(growth_of.values()):.2f}×",
     )
-    met = "all targets met" if not speed_fail and not growth_fail else "targets NOT all met"
-    return [
-        f"**Targets ({met}):** poptune in memory ≤ {TARGET_MS_PER_TRIAL} ms per trial: {speed}; "
-        f"poptune's last 10% no slower than {TARGET_GROWTH}× its first 10%: {growth}."
-    ]
+    parts.append(f"poptune's last 10% no slower than {target.growth:g}× its first 10%: {growth}")
+    if storage != "memory" and len(sizes) > 1:
+        lo, hi = min(sizes), max(sizes)
+        across = ms_of[hi] / ms_of[lo]
+        flat = verdict([f"{across:.2f}×"] if across > target.growth else [], f"{across:.2f}×")
+        parts.append(
+            f"flat from {lo:,} to {hi:,} trials (ms/trial at {hi:,} ≤ {target.growth:g}× that "
+            f"at {lo:,}): {flat}"
+        )
+    if target.peer is not None and target.max_ratio is not None:
+        if target.peer in names:
+            ratios = {
+                n: ms_of[n] / median([r.total for r in results.of(target.peer, n)]) for n in sizes
+            }
+            ratio = verdict(
+                [f"n = {n:,}: {fmt_ratio(v)}" for n, v in ratios.items() if v > target.max_ratio],
+                f"worst {fmt_ratio(max(ratios.values()))}",
+            )
+        else:
+            ratio = f"not evaluated ({target.peer} was not run)"
+        parts.append(
+            f"≤ {target.max_ratio:g}× {target.peer}'s ms per trial (ratio of medians): {ratio}"
+        )
+    met = "all targets met" if all_met else "targets NOT all met"
+    return [f"**Targets ({met}):** " + "; ".join(parts) + "."]
 
 
-def gc_notes(results: Results) -> list[str]:
+def gc_notes(results: Results, storage: str) -> list[str]:
     """Say, for every case and size whose last 10% is notably slower, how much is GC."""
     notes = []
-    for n in results.sizes:
-        for case in results.cases:
+    for n in results.sizes[storage]:
+        for case in results.cases_of(storage):
             runs = [r for r in results.of(case.name, n) if r.has_gc]
             growth = median([r.growth for r in runs]) if runs else 0.0
             if growth < 1.2:
@@ -478,10 +682,20 @@ def gc_notes(results: Results) -> list[str]:
             )
             notes.append(
                 f"- {case.name}, n = {n:,}: the last 10% is {growth:.2f}× the first "
-                f"(+{extra:.1f} µs/trial), of which the GC takes +{gc_extra:.1f} µs/trial; "
+                f"({extra:+.1f} µs/trial), of which the GC takes {gc_extra:+.1f} µs/trial; "
                 f"without GC time the growth is {without:.2f}×: {verdict}."
             )
     return notes
+
+
+STORAGE_DESCRIPTIONS = {
+    "memory": "in-memory storage (poptune's default; Optuna's `InMemoryStorage`)",
+    "sqlite": "a fresh SQLite file per run in a temporary directory, created with the study "
+    'before the timed loop: poptune `Study(..., storage="sqlite:///<tmp>/poptune.db", '
+    "study_name=...)` with its default heartbeats (every 10 s); Optuna "
+    '`create_study(storage="sqlite:///<tmp>/optuna.db", sampler=RandomSampler(seed))`, '
+    "ask/tell",
+}
 
 
 def render(results: Results, skipped: list[str], args: argparse.Namespace) -> str:
@@ -490,32 +704,41 @@ def render(results: Results, skipped: list[str], args: argparse.Namespace) -> st
         "categorical)",
         "",
         *environment_lines(),
-        f"- sizes {', '.join(f'{n:,}' for n in results.sizes)}; {results.repeats} "
-        f"repeat{'s' if results.repeats > 1 else ''}, "
-        f"cases run in turn: {', '.join(c.name for c in results.cases)}; seed {args.seed}+repeat; "
-        f"in-memory storage; each trial timed with perf_counter (ask + objective + report)",
+        f"- {results.repeats} repeat{'s' if results.repeats > 1 else ''} per case and size "
+        f"(fewer, or fewer trials, where --case-budget {args.case_budget:g} s says so); "
+        f"seed {args.seed}+repeat; the cases of a storage run in turn; each trial timed with "
+        f"perf_counter (ask + objective + report)",
         *[f"- **Note: {note}**" for note in skipped],
-        "",
     ]
-    out += main_table(results)
-    out += ["", *target_lines(results), ""]
-    out += [
-        "Time in Python's cyclic garbage collector (measured with `gc.callbacks`; included "
-        "in the figures above):",
-        "",
-        *gc_table(results),
-    ]
-    notes = gc_notes(results)
-    if notes:
-        out += ["", *notes]
-    if results.notes or results.warnings:
-        out += [""]
-        out += [f"- Note: {note}" for note in results.notes]
-        if results.warnings:
-            out.append(
-                f"- Note: {len(results.warnings)} warning(s) were raised during the runs "
-                f"(first: {results.warnings[0]})"
-            )
+    for storage in results.storages:
+        sizes = results.sizes[storage]
+        out += [
+            "",
+            f"### {STORAGE_TITLES[storage]}",
+            "",
+            f"- sizes {', '.join(f'{n:,}' for n in sizes)}; cases run in turn: "
+            f"{', '.join(c.name for c in results.cases_of(storage))}",
+            f"- {STORAGE_DESCRIPTIONS[storage]}",
+            *[f"- Note: {note}" for note in results.notes.get(storage, [])],
+            "",
+            *main_table(results, storage),
+            "",
+            *target_lines(results, storage),
+            "",
+            "Time in Python's cyclic garbage collector (measured with `gc.callbacks`; included "
+            "in the figures above):",
+            "",
+            *gc_table(results, storage),
+        ]
+        notes = gc_notes(results, storage)
+        if notes:
+            out += ["", *notes]
+    if results.warnings:
+        out += [
+            "",
+            f"- Note: {len(results.warnings)} warning(s) were raised during the runs "
+            f"(first: {results.warnings[0]})",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -523,54 +746,74 @@ def render(results: Results, skipped: list[str], args: argparse.Namespace) -> st
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/overhead.py",
-        description="Per-trial library overhead of poptune and its peers, side by side.",
+        description="Per-trial library overhead of poptune and its peers, side by side, in "
+        "memory and on SQLite.",
+    )
+    parser.add_argument(
+        "--storage",
+        choices=["memory", "sqlite", "all"],
+        default="all",
+        help="which storage's cases to run (default: all)",
     )
     parser.add_argument(
         "--sizes",
         type=int,
         nargs="+",
         metavar="N",
-        help="numbers of trials (default: 1000 10000 50000; with --quick: 1000 5000)",
+        help="numbers of trials, for every storage run (default: memory 1000 10000 50000, "
+        "SQLite 1000 10000; with --quick: 1000 5000)",
     )
     parser.add_argument(
         "--repeats", type=int, help="runs of each case per size (default 3; with --quick: 1)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="n = 1,000 and 5,000, one repeat (a smoke run)"
+        "--quick",
+        action="store_true",
+        help="n = 1,000 and 5,000, one repeat, --case-budget 20 (a smoke run)",
     )
     parser.add_argument(
         "--cases",
         nargs="+",
         choices=sorted(CASES),
-        help=f"cases to run, in this order (default: all: {', '.join(CASES)})",
+        help=f"cases to run, in this order (default: all of the chosen storages: "
+        f"{', '.join(CASES)})",
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="base seed (+ repeat)")
     parser.add_argument(
         "--case-budget",
         type=float,
-        default=120.0,
         metavar="SECONDS",
-        help="if repeats of one case at one size would take longer than this, run fewer "
-        "(at least one) and say so (default 120)",
+        help="if one run of a case at a size would take longer than this, run it once with as "
+        "many trials as fit; if its repeats would, run fewer (at least one); the report says "
+        f"so (default {DEFAULT_CASE_BUDGET_S:g}; with --quick: {QUICK_CASE_BUDGET_S:g})",
     )
     parser.add_argument("--markdown", metavar="PATH", help="also write the report to this file")
     args = parser.parse_args(argv)
-    if args.sizes is None:
-        args.sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    storages = list(STORAGES) if args.storage == "all" else [args.storage]
+    defaults = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    args.sizes_of = {s: list(args.sizes or defaults[s]) for s in storages}
     if args.repeats is None:
         args.repeats = 1 if args.quick else DEFAULT_REPEATS
-    if any(n < 10 for n in args.sizes):
+    if args.case_budget is None:
+        args.case_budget = QUICK_CASE_BUDGET_S if args.quick else DEFAULT_CASE_BUDGET_S
+    if args.sizes is not None and any(n < 10 for n in args.sizes):
         parser.error("--sizes: every size must be at least 10 (the windows are 10% of it)")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.case_budget <= 0:
+        parser.error("--case-budget must be positive")
+    chosen = args.cases or list(CASES)
+    args.chosen = [name for name in chosen if CASES[name].storage in storages]
+    if not args.chosen:
+        parser.error(f"none of the cases {chosen} uses the storage {args.storage!r}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    chosen = [CASES[name] for name in (args.cases or CASES)]
+    LOAD_AT_START[0] = load_average()
     cases, skipped = [], []
-    for case in chosen:
+    for case in (CASES[name] for name in args.chosen):
         if case.available:
             cases.append(case)
         else:
@@ -581,13 +824,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cases:
         print("error: none of the chosen cases can run", file=sys.stderr)
         return 1
+    sizes = {s: n for s, n in args.sizes_of.items() if any(c.storage == s for c in cases)}
     print(
-        f"running {', '.join(c.name for c in cases)} at n = "
-        f"{', '.join(f'{n:,}' for n in args.sizes)}, {args.repeats} repeat(s)...",
+        f"running {', '.join(c.name for c in cases)}; "
+        + "; ".join(f"{s}: n = {', '.join(f'{n:,}' for n in ns)}" for s, ns in sizes.items())
+        + f"; {args.repeats} repeat(s), --case-budget {args.case_budget:g} s...",
         file=sys.stderr,
         flush=True,
     )
-    results = run_all(cases, list(args.sizes), args.repeats, args.seed, args.case_budget)
+    results = run_all(cases, sizes, args.repeats, args.seed, args.case_budget)
     report = render(results, skipped, args)
     print(report, end="")
     if args.markdown:
