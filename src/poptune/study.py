@@ -573,6 +573,18 @@ class Study:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {self.name!r}")
         return trial
 
+    def schedule(self, trial: Trial | int) -> list[dict[str, Any]]:
+        """The hyperparameter schedule that produced ``trial``: its lineage, oldest segment
+        first, each ``{'trial', 'generation', 'iterations', 'parameters', 'load_from',
+        'explore'}``. Feed it to ``algorithms.Replay(schedule)`` to train that model again.
+
+        Raises:
+            UnknownTrialError: no such trial.
+        """
+        from poptune.algorithms.pbt.replay import schedule
+
+        return schedule(self, trial)
+
     def get_best_result(self) -> dict[str, Any]:
         """The best observation of a COMPLETED trial as a dict (``{}`` if there is none).
 

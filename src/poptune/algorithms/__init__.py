@@ -8,11 +8,11 @@ from poptune.algorithms.grid_search import GridSearch
 from poptune.algorithms.hyperband import Hyperband
 from poptune.algorithms.iterate import Iterate
 from poptune.algorithms.local_search import LocalSearch
-from poptune.algorithms.pbt import PopulationBasedTraining
+from poptune.algorithms.pbt import PB2, PopulationBasedTraining, Replay
 from poptune.algorithms.random_search import RandomSearch
 from poptune.algorithms.repeat import Repeat
 from poptune.algorithms.successive_halving import SuccessiveHalving
-from poptune.stopping import StoppingRule
+from poptune.stopping import MedianStoppingRule, StoppingRule
 
 __all__ = [
     "Algorithm",
@@ -24,9 +24,12 @@ __all__ = [
     "Hyperband",
     "Iterate",
     "LocalSearch",
+    "MedianStoppingRule",
+    "PB2",
     "PopulationBasedTraining",
     "RandomSearch",
     "Repeat",
+    "Replay",
     "StoppingRule",
     "SuccessiveHalving",
     "Suggestion",

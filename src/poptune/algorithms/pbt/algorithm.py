@@ -8,34 +8,41 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from poptune.algorithms._validation import check_fraction, check_int
-from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
+from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.algorithms.pbt.asynchronous import suggest_async
-from poptune.algorithms.pbt.exploit import truncation_selection
+from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES, recent_scores, select
 from poptune.algorithms.pbt.explore import explore
-from poptune.exceptions import ConfigurationError
+from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
 from poptune.parameters import Choice, Ordinal, Parameter
 from poptune.trial import AlgorithmState, Trial
+
+#: A function giving ``[(generation, config), ...]``: the segments that run (or will run)
+#: alongside the one being explored; PB2 uses them, plain PBT ignores them.
+Pending = Callable[[], list[tuple[int, dict[str, Any]]]]
+#: What ``initial_population`` accepts (a Mapping: an algorithm's config).
+InitialPopulation = Sequence[Mapping[str, Any]] | Algorithm | Mapping[str, Any] | None
 
 __all__ = ["PopulationBasedTraining"]
 
 logger = logging.getLogger("poptune.pbt")
 
 _RANK_BY = ("last", "best")
-_EXPLOIT = ("truncation", "tournament")
+_EXPLOIT = EXPLOIT_STRATEGIES
 
 
 class PopulationBasedTraining(Algorithm):
     """Population Based Training (Jaderberg et al. 2017), synchronous or asynchronous.
 
     A trial is one *segment* of one population member. Generation 1 is ``population_size``
-    random configurations (the founders, members 0 .. N - 1).
+    configurations (the founders, members 0 .. N - 1): random ones, or those of
+    ``initial_population``.
 
     **Synchronous** (``synchronous=True``, the default; SHERPA's semantics). When every trial
     of generation g has finished, generation g + 1 is planned at once:
@@ -43,10 +50,15 @@ class PopulationBasedTraining(Algorithm):
     * members are ranked by objective (``rank_by='last'``: the last reported value, the
       performance of the model being handed on; ``'best'``: the best value the trial
       reported, SHERPA's rule);
-    * the bottom ``quantile_fraction`` (at least 1 member, at most half) and every member whose
-      trial FAILED or was STOPPED are *exploited*: they copy the weights (``load_from``) and
+    * with ``exploit='truncation'`` (default) the bottom ``quantile_fraction`` (at least 1
+      member, at most half) are *exploited*: they copy the weights (``load_from``) and
       hyperparameters of a member drawn from the top ``quantile_fraction``, which are then
-      *explored* (see :mod:`poptune.algorithms.pbt.explore`);
+      *explored* (see :mod:`poptune.algorithms.pbt.explore`); with ``'tournament'`` each
+      member meets one other member drawn uniformly and copies it if it ranks above; with
+      ``'ttest'`` it copies that member if its last ``ttest_window`` objective values are
+      significantly better (Welch's t-test, p < 0.05; see
+      :mod:`poptune.algorithms.pbt.exploit`). A member whose trial FAILED or was STOPPED is
+      always exploited;
     * the other members continue from their own checkpoint with unchanged hyperparameters.
 
     While generation g has trials running, the algorithm answers ``WAIT`` (SHERPA handed out
@@ -59,8 +71,9 @@ class PopulationBasedTraining(Algorithm):
     as it stands: members are ranked by their latest COMPLETED segment; a member that has
     completed at least ``burn_in`` segments and loses the selection (``exploit='truncation'``:
     it is in the bottom ``quantile_fraction``; ``'tournament'``: one other member drawn
-    uniformly ranks above it) copies and explores a donor (truncation: drawn from the top
-    ``quantile_fraction``; tournament: that other member); a member whose segment FAILED or
+    uniformly ranks above it; ``'ttest'``: that member's recent values are significantly
+    better) copies and explores a donor (truncation: drawn from the top
+    ``quantile_fraction``; otherwise: that other member); a member whose segment FAILED or
     was STOPPED always does; the others continue. ``trial.generation`` is the member's segment
     number. ``WAIT`` only while every member with budget left is running; ``DONE`` once every
     member has had ``num_generations`` segments. Useful when segments take unequal time: no
@@ -87,13 +100,23 @@ class PopulationBasedTraining(Algorithm):
             PBT.
         burn_in: asynchronous mode: segments a member must have completed before it may be
             exploited (int >= 0; default 0). A member whose segment failed is replaced anyway.
-        exploit: asynchronous mode: ``'truncation'`` (default) or ``'tournament'`` (binary
-            tournament). Synchronous mode always uses truncation.
+        exploit: ``'truncation'`` (default), ``'tournament'`` (binary tournament) or
+            ``'ttest'`` (t-test selection), in both modes.
+        ttest_window: ``exploit='ttest'``: how many of a member's last objective values
+            (along its lineage) the t-test compares (int >= 2; default 4).
+        initial_population: the founders of generation 1: a list of configurations (dicts
+            ``{parameter: value}``; a parameter left out is drawn at random; fewer dicts than
+            ``population_size`` leave the other founders random), or another
+            :class:`~poptune.algorithms.Algorithm` (e.g. ``GridSearch()``) whose suggestions
+            fill generation 1 in order (it keeps its state in ``history.state['initial']``;
+            once it answers DONE or WAIT the remaining founders are random). Default: random.
 
     Raises:
-        ConfigurationError: any argument outside the ranges above, ``burn_in`` or
-            ``exploit='tournament'`` with ``synchronous=True``, or a ``parameter_range``
-            naming a parameter the study does not have (checked when the study is created).
+        ConfigurationError: any argument outside the ranges above, ``burn_in`` with
+            ``synchronous=True``, more ``initial_population`` configurations than
+            ``population_size``, or (checked when the study is created) a
+            ``parameter_range`` or ``initial_population`` value naming a parameter the study
+            does not have or outside its range.
     """
 
     reserved_keys = ("generation", "load_from", "save_to", "lineage")
@@ -111,8 +134,10 @@ class PopulationBasedTraining(Algorithm):
         synchronous: bool = True,
         burn_in: int = 0,
         exploit: str = "truncation",
+        ttest_window: int = 4,
+        initial_population: InitialPopulation = None,
     ) -> None:
-        owner = "PopulationBasedTraining"
+        owner = type(self).__name__
         self.num_generations = check_int(owner, "num_generations", num_generations, 1)
         self.population_size = check_int(owner, "population_size", population_size, 2)
         if (
@@ -157,22 +182,25 @@ class PopulationBasedTraining(Algorithm):
             )
         self.synchronous = bool(synchronous)
         self.burn_in = check_int(owner, "burn_in", burn_in, 0)
-        if exploit not in _EXPLOIT:
+        if not isinstance(exploit, str) or exploit not in _EXPLOIT:
             raise ConfigurationError(
-                f"{owner}: exploit must be 'truncation' or 'tournament', got {exploit!r}"
+                f"{owner}: exploit must be 'truncation' or 'tournament', got {exploit!r} "
+                "(or 'ttest', the t-test selection)"
             )
         self.exploit = exploit
-        if self.synchronous and (self.burn_in or exploit != "truncation"):
+        self.ttest_window = check_int(owner, "ttest_window", ttest_window, 2)
+        if self.synchronous and self.burn_in:
             raise ConfigurationError(
-                f"{owner}: burn_in and exploit='tournament' apply to asynchronous PBT only "
-                f"(synchronous=False); got burn_in={burn_in!r}, exploit={exploit!r} with "
-                "synchronous=True"
+                f"{owner}: the burn_in rules apply to asynchronous PBT only "
+                f"(synchronous=False); got burn_in={burn_in!r} with synchronous=True"
             )
+        self.initial_population = _initial_population(owner, initial_population, population_size)
 
     # -- configuration -------------------------------------------------------------------
     def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
         super().setup(parameters, lower_is_better)
         by_name = {p.name: p for p in parameters}
+        self._check_initial_population(parameters, lower_is_better)
         for name, allowed in self.parameter_range.items():
             p = by_name.get(name)
             if p is None:
@@ -213,7 +241,86 @@ class PopulationBasedTraining(Algorithm):
             "synchronous": self.synchronous,
             "burn_in": self.burn_in,
             "exploit": self.exploit,
+            "ttest_window": self.ttest_window,
+            "initial_population": (
+                self.initial_population.to_config()
+                if isinstance(self.initial_population, Algorithm)
+                else None
+                if self.initial_population is None
+                else [dict(c) for c in self.initial_population]
+            ),
         }
+
+    def _check_initial_population(
+        self, parameters: Sequence[Parameter], lower_is_better: bool
+    ) -> None:
+        owner = type(self).__name__
+        initial = self.initial_population
+        if initial is None:
+            return
+        if isinstance(initial, Algorithm):
+            initial.setup(parameters, lower_is_better)
+            return
+        by_name = {p.name: p for p in parameters}
+        for i, config in enumerate(initial):
+            for name, value in config.items():
+                p = by_name.get(name)
+                if p is None:
+                    raise ConfigurationError(
+                        f"{owner}: initial_population[{i}] names {name!r}, which is not a "
+                        f"parameter of the study (parameters: {sorted(by_name)})"
+                    )
+                try:
+                    p.validate_value(value)
+                except InvalidParameterError as exc:
+                    raise ConfigurationError(
+                        f"{owner}: initial_population[{i}][{name!r}] = {value!r} is not a "
+                        f"value of the parameter: {exc}"
+                    ) from None
+
+    def _founder(self, history: History, member: int, rng: np.random.Generator) -> dict[str, Any]:
+        """Study parameters of founder ``member`` (generation 1), in the study's order."""
+        initial = self.initial_population
+        given: Mapping[str, Any] = {}
+        if isinstance(initial, Algorithm):
+            view = _StateView(history, history.state.setdefault("initial", {}))
+            result = initial.suggest(view, rng)  # type: ignore[arg-type]
+            if isinstance(result, Suggestion):
+                given = result.parameters
+            elif isinstance(result, Mapping):
+                given = result
+        elif initial is not None and member < len(initial):
+            given = initial[member]
+        return {
+            p.name: p.validate_value(given[p.name]) if p.name in given else p.sample(rng)
+            for p in history.parameters
+        }
+
+    def _explore(
+        self,
+        history: History,
+        donor: Trial,
+        generation: int,
+        rng: np.random.Generator,
+        pending: Pending,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Explore the donor's hyperparameters for a segment of ``generation``: the copied
+        configuration and its records. ``pending`` lists the segments that run alongside
+        (PB2 uses them; PBT perturbs the donor's values, see
+        :mod:`poptune.algorithms.pbt.explore`)."""
+        return explore(
+            history.hyperparameters(donor),
+            history.parameters,
+            rng,
+            self.perturbation_factors,
+            self.resample_probability,
+            self.parameter_range,
+        )
+
+    def _window(self, history: History) -> Callable[[Trial], list[float]]:
+        """The values the t-test compares for a member whose latest segment is ``trial``."""
+        k = self.ttest_window
+        return lambda trial: recent_scores(history, trial, k)
 
     def pending_checkpoints(self, history: History) -> set[str]:
         state = history.state
@@ -254,7 +361,7 @@ class PopulationBasedTraining(Algorithm):
         slot = handed
         save_to = str(history.next_trial_id)
         if generation == 1:
-            config = {p.name: p.sample(rng) for p in history.parameters}
+            config = self._founder(history, slot, rng)
             config.update(generation=1, load_from="", save_to=save_to, lineage="")
             return Suggestion(config, {"member": slot})
         entry = state["plan"][slot]
@@ -267,8 +374,14 @@ class PopulationBasedTraining(Algorithm):
         self, history: History, members: list[Trial], generation: int, rng: np.random.Generator
     ) -> list[dict[str, Any]] | None:
         """Plan every slot of ``generation`` from the finished previous generation."""
-        survivors, pairs = truncation_selection(
-            members, history.lower_is_better, self.rank_by, self.quantile_fraction, rng
+        survivors, pairs = select(
+            self.exploit,
+            members,
+            history.lower_is_better,
+            self.rank_by,
+            self.quantile_fraction,
+            rng,
+            self._window(history),
         )
         if not survivors:
             logger.error(
@@ -282,15 +395,14 @@ class PopulationBasedTraining(Algorithm):
             plan.append(
                 self._entry(history, trial, trial, generation, history.hyperparameters(trial), "")
             )
+        running = [(generation, entry["parameters"]) for entry in plan]
+
+        def pending() -> list[tuple[int, dict[str, Any]]]:
+            return list(running)
+
         for replaced, donor in pairs:
-            config, records = explore(
-                history.hyperparameters(donor),
-                history.parameters,
-                rng,
-                self.perturbation_factors,
-                self.resample_probability,
-                self.parameter_range,
-            )
+            config, records = self._explore(history, donor, generation, rng, pending)
+            running.append((generation, config))
             plan.append(
                 self._entry(history, replaced, donor, generation, config, "; ".join(records))
             )
@@ -333,3 +445,59 @@ def _latest_attempts(trials: list[Trial]) -> list[Trial]:
         if key is not None and (key not in latest or trial.id > latest[key].id):
             latest[key] = trial
     return sorted(latest.values(), key=lambda t: t.id)
+
+
+def _initial_population(
+    owner: str, value: Any, population_size: int
+) -> list[dict[str, Any]] | Algorithm | None:
+    """Check ``initial_population``: None, an Algorithm (or its config), or a list of dicts."""
+    if value is None or isinstance(value, Algorithm):
+        return value
+    if isinstance(value, Mapping):  # an algorithm's config, e.g. from get_config()
+        if "type" not in value:
+            raise ConfigurationError(
+                f"{owner}: initial_population must be a list of configurations or an "
+                f"Algorithm, got the dict {dict(value)!r} (a list of dicts was meant?)"
+            )
+        return algorithm_from_config(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigurationError(
+            f"{owner}: initial_population must be a list of configurations (dicts) or an "
+            f"Algorithm, got {value!r}"
+        )
+    configs: list[dict[str, Any]] = []
+    for i, config in enumerate(value):
+        if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
+            raise ConfigurationError(
+                f"{owner}: initial_population[{i}] must be a dict parameter name -> value, "
+                f"got {config!r}"
+            )
+        configs.append(dict(config))
+    if len(configs) > population_size:
+        raise ConfigurationError(
+            f"{owner}: initial_population has {len(configs)} configurations, more than "
+            f"population_size={population_size}"
+        )
+    return configs
+
+
+class _StateView:
+    """A History whose ``state`` is another dict (the initial population algorithm's own)."""
+
+    __slots__ = ("_history", "state")
+
+    def __init__(self, history: History, state: dict[str, Any]) -> None:
+        self._history = history
+        self.state = state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._history, name)
+
+    def __getitem__(self, trial_id: int) -> Trial:
+        return self._history[trial_id]
+
+    def __iter__(self) -> Any:
+        return iter(self._history)
+
+    def __len__(self) -> int:
+        return len(self._history)

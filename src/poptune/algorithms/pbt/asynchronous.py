@@ -10,8 +10,10 @@ member's next segment, decided from the population as it stands at that moment:
   spent: ``DONE``;
 * **exploit**: a member whose segment COMPLETED, that has completed at least ``burn_in``
   segments and that loses the selection (``'truncation'``: it ranks in the bottom quantile;
-  ``'tournament'``: a member drawn uniformly ranks above it) copies the donor's latest
-  COMPLETED segment and *explores* its hyperparameters; a member whose segment FAILED or was
+  ``'tournament'``: a member drawn uniformly ranks above it; ``'ttest'``: that member's last
+  ``ttest_window`` values along its lineage are significantly better, see
+  :mod:`~poptune.algorithms.pbt.exploit`) copies the donor's latest COMPLETED segment and
+  *explores* its hyperparameters; a member whose segment FAILED or was
   STOPPED always copies a donor (if no member has completed a segment yet, it starts again
   from a fresh random configuration);
 * otherwise it **continues** from its own checkpoint with unchanged hyperparameters.
@@ -30,8 +32,10 @@ What is remembered lives in ``history.state['async']`` (JSON, one list entry per
 
 Each suggestion indexes only the trials created since the last one (re-queued trials are made
 outside the algorithm) and looks at one trial per member, so it costs O(population), however
-long the study has run. Updating the state is idempotent (ids only grow), so a suggestion
-gives the same answer whether or not the state written during an earlier ``WAIT`` was kept.
+long the study has run (``'ttest'`` also reads the ``ttest_window`` segments that hold the
+two members' last values; PB2's explore reads the trials its model needs). Updating the
+state is idempotent (ids only grow), so a suggestion gives the same answer whether or not
+the state written during an earlier ``WAIT`` was kept.
 """
 
 from __future__ import annotations
@@ -42,8 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from poptune.algorithms.base import Suggestion, SuggestResult
-from poptune.algorithms.pbt.exploit import quantile_size
-from poptune.algorithms.pbt.explore import explore
+from poptune.algorithms.pbt.exploit import challenge, quantile_size, significantly_better
 from poptune.history import History
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
@@ -65,7 +68,8 @@ def suggest_async(
     latest: list[int | None] = state["latest"]
     for m in range(n):  # generation 1: the founders, members 0..N-1
         if latest[m] is None:
-            return _record(history, state, m, _fresh(history, m, 1, rng))
+            config = pbt._founder(history, m, rng)
+            return _record(history, state, m, _from_scratch(history, m, config))
 
     ready: Trial | None = None
     ready_member = -1
@@ -179,33 +183,37 @@ def _decide(
     members = [member for member, _ in ranked]
     n_q = quantile_size(len(ranked), pbt.quantile_fraction)
     others = [entry for entry in ranked if entry[0] != m]
-    tournament = pbt.exploit == "tournament"
 
     if trial.status is TrialStatus.COMPLETED:
         donor: Trial | None = None
         if state["n_completed"][m] >= pbt.burn_in and m in members:
-            position = members.index(m)
-            if tournament:
-                if others:
-                    opponent, segment = _pick(others, rng)
-                    if members.index(opponent) < position:
-                        donor = segment
-            elif position >= len(ranked) - n_q:
-                donor = _pick(ranked[:n_q], rng)[1]
+            beats = None
+            if pbt.exploit == "ttest":
+                window = pbt._window(history)
+                lower = history.lower_is_better
+
+                def beats(j: int, i: int) -> bool:
+                    return significantly_better(window(ranked[j][1]), window(ranked[i][1]), lower)
+
+            j = challenge(
+                pbt.exploit, len(ranked), members.index(m), rng, pbt.quantile_fraction, beats
+            )
+            if j is not None:
+                donor = ranked[j][1]
         if donor is None:
             return _continue(history, m, trial, generation)
-        return _exploit(pbt, history, m, trial, donor, generation, rng)
+        return _exploit(pbt, history, state, m, trial, donor, generation, rng)
 
     # FAILED or STOPPED: no usable checkpoint of its own in this segment
     if not ranked:
         return _fresh(history, m, generation, rng)
     if not others:  # only this member ever completed a segment: go back to it
         donor = ranked[0][1]
-    elif tournament:
+    elif pbt.exploit != "truncation":  # every completed member beats a failed one
         donor = _pick(others, rng)[1]
     else:
         donor = _pick(others[: max(1, n_q)], rng)[1]
-    return _exploit(pbt, history, m, trial, donor, generation, rng)
+    return _exploit(pbt, history, state, m, trial, donor, generation, rng)
 
 
 def _bookkeeping(
@@ -228,6 +236,13 @@ def _bookkeeping(
 
 def _fresh(history: History, m: int, generation: int, rng: np.random.Generator) -> Suggestion:
     config = {p.name: p.sample(rng) for p in history.parameters}
+    return _from_scratch(history, m, config, generation)
+
+
+def _from_scratch(
+    history: History, m: int, config: dict[str, Any], generation: int = 1
+) -> Suggestion:
+    """Member ``m`` starts a fresh model with ``config`` (no checkpoint to load)."""
     return Suggestion(_bookkeeping(config, history, generation, None), {"member": m})
 
 
@@ -239,20 +254,25 @@ def _continue(history: History, m: int, trial: Trial, generation: int) -> Sugges
 def _exploit(
     pbt: PopulationBasedTraining,
     history: History,
+    state: dict[str, Any],
     m: int,
     trial: Trial,
     donor: Trial,
     generation: int,
     rng: np.random.Generator,
 ) -> Suggestion:
-    config, records = explore(
-        history.hyperparameters(donor),
-        history.parameters,
-        rng,
-        pbt.perturbation_factors,
-        pbt.resample_probability,
-        pbt.parameter_range,
-    )
+    def pending() -> list[tuple[int, dict[str, Any]]]:
+        """The other members' running segments."""
+        out = []
+        for other, tid in enumerate(state["latest"]):
+            if other == m or tid is None:
+                continue
+            segment = history[tid]
+            if segment.status is TrialStatus.RUNNING or segment.status is TrialStatus.QUEUED:
+                out.append((segment.parameters["generation"], history.hyperparameters(segment)))
+        return out
+
+    config, records = pbt._explore(history, donor, generation, rng, pending)
     meta: dict[str, Any] = {"member": m, "parent": donor.id}
     if records:
         meta["explore"] = "; ".join(records)

@@ -1,0 +1,238 @@
+"""Replay: the hyperparameter schedule that produced a PBT trial, and re-training along it.
+
+A PBT model is the product of a chain of segments: the trial, the trial whose checkpoint it
+loaded (its parent), that one's parent, and so on back to a founder. Each segment trained
+with its own hyperparameters, so the chain is a *schedule*: "``lr`` 0.01 for the first
+segment, then 0.008 for two more, then ...". :func:`schedule` reads it from a study, and
+:class:`Replay` trains a fresh model along it (to reproduce the best model, or to train a
+bigger one with the schedule PBT discovered).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
+from poptune.exceptions import ConfigurationError, InvalidParameterError, UnknownTrialError
+from poptune.history import History
+from poptune.parameters import Parameter
+from poptune.trial import AlgorithmState, Trial, TrialStatus
+
+__all__ = ["Replay", "schedule"]
+
+logger = logging.getLogger("poptune.pbt")
+
+#: Key of Replay's bookkeeping in ``history.state``.
+STATE_KEY = "replay"
+
+
+def schedule(study_or_history: Any, trial: Trial | int) -> list[dict[str, Any]]:
+    """The hyperparameter schedule that produced ``trial``, oldest segment first.
+
+    Follows parent links (``trial.parent``: the trial whose checkpoint a segment loaded; for
+    a trial without that bookkeeping, the last id of its ``lineage``) back to the founder.
+    One entry per segment::
+
+        {'trial': 7, 'generation': 3, 'iterations': [3, 3],
+         'parameters': {'lr': 0.0081}, 'load_from': '4',
+         'explore': 'lr: 0.01012 -> 0.0081 (x0.8)'}
+
+    ``iterations`` is ``[first, last]`` of the segment's observed iterations (None if it has
+    none), ``parameters`` the study parameters only (no bookkeeping keys), ``load_from`` the
+    checkpoint it started from ('' for the founder), ``explore`` what explore changed when
+    the segment was made ('' if nothing). A trial that is not a PBT segment gives one entry.
+
+    Args:
+        study_or_history: a :class:`~poptune.Study` (synced now) or a
+            :class:`~poptune.history.History`.
+        trial: the trial or its id.
+
+    Raises:
+        UnknownTrialError: the trial (or an ancestor) is not in the study.
+    """
+    history = study_or_history if isinstance(study_or_history, History) else None
+    if history is None:
+        history = getattr(study_or_history, "history", None)
+        if not isinstance(history, History):
+            raise TypeError(f"expected a Study or a History, got {study_or_history!r}")
+    tid = trial.id if isinstance(trial, Trial) else trial
+    current = history.get(tid) if isinstance(tid, int) and not isinstance(tid, bool) else None
+    if current is None:
+        raise UnknownTrialError(f"trial {trial!r} is not in the study")
+    chain: list[Trial] = []
+    while current is not None:
+        chain.append(current)
+        parent = _parent_id(current)
+        if parent is None:
+            break
+        if parent >= current.id:  # parents are always created before their children
+            raise UnknownTrialError(f"trial {current.id} names a later trial {parent} as parent")
+        nxt = history.get(parent)
+        if nxt is None:
+            raise UnknownTrialError(
+                f"trial {current.id} loads trial {parent}, which is not in the study"
+            )
+        current = nxt
+    return [_entry(history, t) for t in reversed(chain)]
+
+
+def _parent_id(trial: Trial) -> int | None:
+    parent = trial.parent
+    if type(parent) is int:
+        return parent
+    ancestors = trial.ancestors if trial.lineage else []
+    return ancestors[-1] if ancestors else None
+
+
+def _entry(history: History, trial: Trial) -> dict[str, Any]:
+    iterations = list(trial.observations)
+    return {
+        "trial": trial.id,
+        "generation": trial.generation,
+        "iterations": [min(iterations), max(iterations)] if iterations else None,
+        "parameters": history.hyperparameters(trial),
+        "load_from": trial.load_from or "",
+        "explore": trial.explore,
+    }
+
+
+class Replay(Algorithm):
+    """Re-train one model along a hyperparameter schedule (from :func:`schedule`).
+
+    Suggests one trial per segment, in order, each with that segment's ``parameters`` and
+    PBT's bookkeeping: ``generation`` (the segment's, or its position 1, 2, ... if it has
+    none), ``load_from`` (the previous replay trial's ``save_to``; '' for the first),
+    ``save_to`` (its own id) and ``lineage`` (the previous replay trials' ids, each followed
+    by a comma); ``trial.member`` is 0 and ``trial.parent`` the previous replay trial. It
+    answers ``WAIT`` while the previous segment runs and ``DONE`` after the last segment. A
+    segment that FAILED or was STOPPED ends the replay (``DONE``, logged as an error): what
+    comes next would start from a checkpoint that does not exist; a study with
+    ``retry_failed_trials`` re-runs a segment whose worker died instead (the re-queued trial
+    counts as the segment). Train each segment for as many iterations as the original did
+    (``iterations`` in its entry) to reproduce it.
+
+    Its state is ``history.state['replay']``: the next segment (``next``) and the latest
+    trial handed out (``last``), so any process sharing the study hands out the next segment
+    exactly once.
+
+    Args:
+        schedule: the list :func:`schedule` returns (entries need at least ``parameters``).
+
+    Raises:
+        ConfigurationError: an empty schedule, an entry without a ``parameters`` dict, or
+            (when the study is created) parameters that do not fit the study's.
+    """
+
+    reserved_keys = ("generation", "load_from", "save_to", "lineage")
+
+    def __init__(self, schedule: Sequence[Mapping[str, Any]]) -> None:
+        if isinstance(schedule, (str, bytes, Mapping)) or not isinstance(schedule, Sequence):
+            raise ConfigurationError(
+                f"Replay: schedule must be a list of segments, got {schedule!r}"
+            )
+        if not schedule:
+            raise ConfigurationError("Replay: schedule must have at least one segment, got []")
+        segments: list[dict[str, Any]] = []
+        for i, entry in enumerate(schedule):
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("parameters"), Mapping):
+                raise ConfigurationError(
+                    f"Replay: schedule[{i}] must be a dict with a 'parameters' dict, got {entry!r}"
+                )
+            generation = entry.get("generation")
+            if generation is not None and (type(generation) is not int or generation < 1):
+                raise ConfigurationError(
+                    f"Replay: schedule[{i}]['generation'] must be an int >= 1 or None, "
+                    f"got {generation!r}"
+                )
+            segment = dict(entry)
+            segment["parameters"] = dict(entry["parameters"])
+            segments.append(segment)
+        self.schedule = segments
+
+    def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
+        super().setup(parameters, lower_is_better)
+        for i, entry in enumerate(self.schedule):
+            given = entry["parameters"]
+            for p in parameters:
+                if p.name not in given:
+                    raise ConfigurationError(
+                        f"Replay: schedule[{i}] has no value for the study parameter {p.name!r}"
+                    )
+                try:
+                    p.validate_value(given[p.name])
+                except InvalidParameterError as exc:
+                    raise ConfigurationError(
+                        f"Replay: schedule[{i}]['parameters'][{p.name!r}] = {given[p.name]!r} "
+                        f"does not fit the study: {exc}"
+                    ) from None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"schedule": [dict(e, parameters=dict(e["parameters"])) for e in self.schedule]}
+
+    def pending_checkpoints(self, history: History) -> set[str]:
+        state = history.state.get(STATE_KEY)
+        if not state or state["next"] >= len(self.schedule) or state["last"] is None:
+            return set()
+        last = _latest_attempt(history, state["last"])
+        return {last.save_to or str(last.id)} if last is not None else set()
+
+    def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
+        state = history.state.setdefault(STATE_KEY, {"next": 0, "last": None})
+        k = state["next"]
+        if state.get("ended"):
+            return AlgorithmState.DONE
+        previous: Trial | None = None
+        if state["last"] is not None:
+            previous = _latest_attempt(history, state["last"])
+            if previous is None:  # pragma: no cover - ids are dense
+                return AlgorithmState.WAIT
+            if not previous.is_finished:
+                return AlgorithmState.WAIT
+            if previous.status is not TrialStatus.COMPLETED:
+                logger.error(
+                    "Replay: segment %d (trial %d) ended %s; the replay stops here",
+                    k,
+                    previous.id,
+                    previous.status.value,
+                )
+                state["ended"] = True
+                return AlgorithmState.DONE
+        if k >= len(self.schedule):
+            return AlgorithmState.DONE
+        entry = self.schedule[k]
+        given = entry["parameters"]
+        config = {p.name: p.validate_value(given[p.name]) for p in history.parameters}
+        tid = history.next_trial_id
+        if previous is None:
+            load_from, lineage = "", ""
+        else:
+            load_from = previous.save_to or str(previous.id)
+            lineage = f"{previous.lineage or ''}{previous.id},"
+        config.update(
+            generation=entry.get("generation") or k + 1,
+            load_from=load_from,
+            save_to=str(tid),
+            lineage=lineage,
+        )
+        meta: dict[str, Any] = {"member": 0, "replay_segment": k}
+        if previous is not None:
+            meta["parent"] = previous.id
+        if entry.get("trial") is not None:
+            meta["replay_of"] = entry["trial"]
+        state["next"] = k + 1
+        state["last"] = tid
+        return Suggestion(config, meta)
+
+
+def _latest_attempt(history: History, tid: int) -> Trial | None:
+    """The trial ``tid``, or the latest re-queued copy of it (``meta['retry_of']``)."""
+    latest = history.get(tid)
+    for other in range(tid + 1, history.next_trial_id):
+        trial = history.get(other)
+        if trial is not None and trial.meta.get("retry_of") in (tid, latest.id if latest else None):
+            latest = trial
+    return latest
