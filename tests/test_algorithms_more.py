@@ -500,6 +500,7 @@ FACTORIES = {
     "local": lambda: LocalSearch({"x": 0.5, "o": 4, "c": "b"}),
     "asha": lambda: SuccessiveHalving(max_finished_configs=3),
     "hyperband": lambda: Hyperband(R=9, max_finished_configs=4),
+    "genetic": lambda: Genetic(mutation_rate=0.2, max_num_trials=15),
     "repeat": lambda: Repeat(
         Chain([Iterate([{"x": 0.2, "o": 1, "c": "a"}]), Genetic(max_num_trials=6)]), 2, agg=True
     ),  # fmt: skip
