@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 from poptune.exceptions import ConfigurationError
@@ -46,3 +48,23 @@ def check_positive(owner: str, name: str, value: Any, allow_none: bool = False) 
         extra = " or None" if allow_none else ""
         raise ConfigurationError(f"{owner}: {name} must be a number > 0{extra}, got {value!r}")
     return float(value)
+
+
+def check_factors(owner: str, factors: Any) -> tuple[float, ...]:
+    """Perturbation factors: a non-empty sequence of finite numbers > 0, as floats."""
+    if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence) or not factors:
+        raise ConfigurationError(
+            f"{owner}: perturbation_factors must be a non-empty sequence of numbers > 0, "
+            f"got {factors!r}"
+        )
+    for f in factors:
+        if (
+            isinstance(f, bool)
+            or not isinstance(f, numbers.Real)
+            or not (math.isfinite(f) and f > 0)
+        ):
+            raise ConfigurationError(
+                f"{owner}: perturbation_factors must be numbers > 0, got {f!r} in "
+                f"{tuple(factors)!r}"
+            )
+    return tuple(float(f) for f in factors)

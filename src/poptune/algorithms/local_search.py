@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from poptune.algorithms._validation import check_int
+from poptune.algorithms._validation import check_factors, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.algorithms.pbt.explore import format_value
 from poptune.exceptions import ConfigurationError, InvalidParameterError
@@ -96,25 +95,6 @@ def neighbours(
             yield out, f"{name}: {format_value(old)} -> {format_value(new)} ({note})"
 
 
-def _check_factors(owner: str, factors: Any) -> tuple[float, ...]:
-    if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence) or not factors:
-        raise ConfigurationError(
-            f"{owner}: perturbation_factors must be a non-empty sequence of numbers > 0, "
-            f"got {factors!r}"
-        )
-    for f in factors:
-        if (
-            isinstance(f, bool)
-            or not isinstance(f, numbers.Real)
-            or not (math.isfinite(f) and f > 0)
-        ):
-            raise ConfigurationError(
-                f"{owner}: perturbation_factors must be numbers > 0, got {f!r} in "
-                f"{tuple(factors)!r}"
-            )
-    return tuple(float(f) for f in factors)
-
-
 class LocalSearch(Algorithm):
     """Greedy local search from a seed configuration, one parameter at a time.
 
@@ -163,7 +143,7 @@ class LocalSearch(Algorithm):
                 f"{seed_configuration!r}"
             )
         self.seed_configuration = dict(seed_configuration)
-        self.perturbation_factors = _check_factors(owner, perturbation_factors)
+        self.perturbation_factors = check_factors(owner, perturbation_factors)
         self.repeat_trials = check_int(owner, "repeat_trials", repeat_trials, 1)
         self._seed: dict[str, Any] | None = None
         self._parameters: list[Parameter] | None = None

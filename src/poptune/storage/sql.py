@@ -337,15 +337,19 @@ class SQLStorage(Storage):
             raise StudyNotFoundError(f"no study named {name!r} in {safe_url(self.url)}")
         return int(row[0])
 
-    def get_study_config(self, study_id: int) -> dict[str, Any]:
+    def _study_json(self, study_id: int, column: str) -> Any:
+        """A JSON column (``config`` or ``state``) of a study, read outside transactions."""
         with self._connection() as conn:
             row = conn.execute(
-                sa.text("SELECT config FROM poptune_studies WHERE study_id = :sid"),
+                sa.text(f"SELECT {column} FROM poptune_studies WHERE study_id = :sid"),
                 {"sid": study_id},
             ).first()
         if row is None:
             raise StudyNotFoundError(f"no study with id {study_id!r} in {safe_url(self.url)}")
         return json.loads(row[0])
+
+    def get_study_config(self, study_id: int) -> dict[str, Any]:
+        return self._study_json(study_id, "config")
 
     def list_studies(self) -> list[str]:
         with self._connection() as conn:
@@ -688,14 +692,7 @@ class SQLStorage(Storage):
             if tx.state is None:
                 tx.state = json.loads(tx.state_json)
             return tx.state
-        with self._connection() as conn:
-            row = conn.execute(
-                sa.text("SELECT state FROM poptune_studies WHERE study_id = :sid"),
-                {"sid": study_id},
-            ).first()
-        if row is None:
-            raise StudyNotFoundError(f"no study with id {study_id!r} in {safe_url(self.url)}")
-        return json.loads(row[0])
+        return self._study_json(study_id, "state")
 
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
         with self.transaction(study_id):

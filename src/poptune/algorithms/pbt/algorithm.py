@@ -6,14 +6,13 @@ The asynchronous mode lives in :mod:`poptune.algorithms.pbt.asynchronous`.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from poptune.algorithms._validation import check_fraction, check_int
+from poptune.algorithms._validation import check_factors, check_fraction, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.algorithms.pbt.asynchronous import suggest_async
 from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES, recent_scores, select
@@ -140,26 +139,7 @@ class PopulationBasedTraining(Algorithm):
         owner = type(self).__name__
         self.num_generations = check_int(owner, "num_generations", num_generations, 1)
         self.population_size = check_int(owner, "population_size", population_size, 2)
-        if (
-            isinstance(perturbation_factors, (str, bytes))
-            or not isinstance(perturbation_factors, Sequence)
-            or not perturbation_factors
-        ):
-            raise ConfigurationError(
-                f"{owner}: perturbation_factors must be a non-empty sequence of numbers > 0, "
-                f"got {perturbation_factors!r}"
-            )
-        for f in perturbation_factors:
-            if (
-                isinstance(f, bool)
-                or not isinstance(f, numbers.Real)
-                or not (math.isfinite(f) and f > 0)
-            ):
-                raise ConfigurationError(
-                    f"{owner}: perturbation_factors must be numbers > 0, got {f!r} in "
-                    f"{tuple(perturbation_factors)!r}"
-                )
-        self.perturbation_factors = tuple(float(f) for f in perturbation_factors)
+        self.perturbation_factors = check_factors(owner, perturbation_factors)
         self.quantile_fraction = check_fraction(
             owner, "quantile_fraction", quantile_fraction, 0.0, 0.5, low_open=True
         )
