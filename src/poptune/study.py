@@ -348,7 +348,9 @@ class Study:
         """After Ctrl-C: mark FAILED (meta ``interrupted``) every trial this object handed out
         that is still running; return their ids."""
         marked = []
-        for tid in sorted(self._handed_out):
+        mine = self._handed_out | set(self._storage.running_trials_of(self._study_id,
+                                                                       self.worker_id))  # fmt: skip
+        for tid in sorted(mine):
             trial = self.history.get(tid)
             if trial is None or trial.is_finished:
                 continue

@@ -182,7 +182,12 @@ def _run_processes(
             for p in procs:
                 p.join(0.25 / n_workers)
     except KeyboardInterrupt:
-        for p in procs:  # let them mark their trials, then make sure they are gone
+        # A terminal's Ctrl-C reached the workers too: give them time to mark their trials;
+        # only then pass the interrupt on (if just this process got it), then make sure.
+        deadline = time.monotonic() + 5
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in procs:
             if p.is_alive():
                 os.kill(p.pid, signal.SIGINT)  # type: ignore[arg-type]
         for p in procs:

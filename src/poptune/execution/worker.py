@@ -18,9 +18,12 @@ final value. The loop finalizes the trial:
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from poptune.exceptions import CheckpointError, PoptuneError, TrialFinishedError
@@ -100,8 +103,24 @@ def run_worker(
     try:
         return _loop(study, objective, max_trial_id, deadline, on_trial)
     except KeyboardInterrupt:
-        study._mark_interrupted()  # whatever this worker had started, even between steps
+        # Mark whatever this worker had started, even between steps; a second Ctrl-C (a
+        # terminal sends one to every process, the parent may relay another) must not cut
+        # the marking short.
+        with _sigint_ignored():
+            study._mark_interrupted()
         raise
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _loop(

@@ -153,6 +153,11 @@ class Storage(abc.ABC):
         """Record that ``worker`` is alive; return how many RUNNING trials it runs."""
         return 0
 
+    def running_trials_of(self, study_id: int, worker: str) -> list[int]:
+        """Ids of the RUNNING trials recorded as run by ``worker`` (empty where workers are
+        not recorded)."""
+        return []
+
     def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
         """Mark FAILED every RUNNING trial whose worker's last heartbeat is older than
         ``grace_period`` seconds (by the storage's clock); return their ids."""

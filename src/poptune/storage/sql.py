@@ -658,6 +658,17 @@ class SQLStorage(Storage):
         with self._raw_transaction(write=True) as conn:
             return int(conn.execute(self._heartbeat, {"sid": study_id, "worker": worker}).rowcount)
 
+    def running_trials_of(self, study_id: int, worker: str) -> list[int]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT trial_id FROM poptune_trials WHERE study_id = :sid "
+                    "AND worker = :worker AND status = 'RUNNING' ORDER BY trial_id"
+                ),
+                {"sid": study_id, "worker": worker},
+            )
+            return [int(r[0]) for r in rows]
+
     def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
         with self.transaction(study_id):
             tx = self._current(study_id)
