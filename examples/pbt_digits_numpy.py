@@ -20,10 +20,8 @@ the example and returns the finished study.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -32,14 +30,11 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import poptune as sherpa
+import poptune.plot
 
 _HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:  # find the shared plotting helper from any working directory
-    sys.path.insert(0, _HERE)
 
-from _lineage_plot import plot_lineage  # noqa: E402
-
-__all__ = ["MLP", "load_data", "main", "parse_args", "plot_lineage"]
+__all__ = ["MLP", "load_data", "main", "parse_args"]
 
 BATCH_SIZE = 32
 _WEIGHTS = ("w1", "b1", "w2", "b2")
@@ -236,11 +231,14 @@ def main(argv: list[str] | None = None) -> sherpa.Study:
         print("\nThis model is stored at:")
         print(os.path.join(model_dir, best["save_to"] + ".npz"))
     print(f"\nResults saved in {output_dir} (results.csv, study.json)")
-    if importlib.util.find_spec("matplotlib") is None:
+    try:  # matplotlib is optional: poptune.plot raises an ImportError without it
+        figure = poptune.plot.lineage(study, parameter="learning_rate")
+    except ImportError:
         print("matplotlib is not installed: skipping the lineage figure")
     else:
-        figure = plot_lineage(study.results, args.population_size, output_dir / "pbt_lineage.png")
-        print(f"Lineage figure: {figure}")
+        figure.axes[0].set_ylabel("Validation accuracy")
+        figure.savefig(output_dir / "pbt_lineage.png", dpi=100)
+        print(f"Lineage figure: {output_dir / 'pbt_lineage.png'}")
     print(f"Total time: {time.perf_counter() - started:.1f} s")
     return study
 

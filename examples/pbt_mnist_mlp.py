@@ -11,7 +11,7 @@ train:
   top-20 % member and multiply its learning rate by 0.8 or 1.2 (explore);
 * after ``--generations`` generations the best trial and its checkpoint are reported, and
   a two-panel figure shows validation accuracy and learning rate along every lineage, one
-  colour per founding member.
+  colour per founding member (drawn by ``poptune.plot.lineage``).
 
 To stay small and offline it uses scikit-learn's bundled 8x8 ``digits`` images (1,797
 samples, a 75/25 stratified split) instead of downloading MNIST; the model is the notebook's
@@ -41,7 +41,6 @@ import argparse
 import functools
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -52,14 +51,11 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 import poptune as sherpa
+import poptune.plot
 
 _HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:  # find the shared plotting helper from any working directory
-    sys.path.insert(0, _HERE)
 
-from _lineage_plot import plot_lineage  # noqa: E402
-
-__all__ = ["build_model", "load_data", "main", "parse_args", "plot_lineage"]
+__all__ = ["build_model", "load_data", "main", "parse_args"]
 
 BATCH_SIZE = 32
 
@@ -88,6 +84,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--asynchronous",
         action="store_true",
         help="asynchronous PBT (no generation barrier; runs with study.optimize)",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="watch the run live in the web dashboard on this port of 127.0.0.1 (the seed "
+        "used 8997; needs poptune[dashboard])",
+    )
+    parser.add_argument(
+        "--keep-dashboard",
+        action="store_true",
+        help="with --dashboard-port: keep serving after training until Ctrl-C",
     )
     return parser.parse_args(argv)
 
@@ -197,6 +205,7 @@ def run_parallel(args: argparse.Namespace, output_dir: Path, model_dir: Path) ->
         storage=f"sqlite:///{database}",
         study_name="pbt-digits",
         checkpoint_dir=model_dir,
+        dashboard_port=args.dashboard_port,
     )
     study.optimize(train_segment, n_workers=args.workers, show_progress=not args.quiet)
     study.save(output_dir)
@@ -230,7 +239,11 @@ def main(argv: list[str] | None = None) -> sherpa.Study:
         parameter_range={"learning_rate": [1e-6, 1e-1]},
     )
     study = sherpa.Study(
-        parameters=parameters, algorithm=algorithm, lower_is_better=False, seed=args.seed
+        parameters=parameters,
+        algorithm=algorithm,
+        lower_is_better=False,
+        seed=args.seed,
+        dashboard_port=args.dashboard_port,
     )
 
     for trial in study:
@@ -290,10 +303,20 @@ def _report(
     if best:
         print("\nThis model is stored at:")
         print(os.path.join(model_dir, best["save_to"]))
-    figure = plot_lineage(study.results, args.population_size, output_dir / "pbt_lineage.png")
+    figure = poptune.plot.lineage(study, parameter="learning_rate")
+    figure.axes[0].set_ylabel("Validation accuracy")
+    figure.savefig(output_dir / "pbt_lineage.png", dpi=100)
     print(f"\nResults saved in {output_dir} (results.csv, study.json)")
-    print(f"Lineage figure: {figure}")
+    print(f"Lineage figure: {output_dir / 'pbt_lineage.png'}")
     print(f"Total time: {time.perf_counter() - started:.1f} s")
+    if study.dashboard_url is not None and args.keep_dashboard:
+        print(f"Dashboard still at {study.dashboard_url} - Ctrl-C to end")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    study.close()
     return study
 
 

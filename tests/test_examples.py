@@ -92,19 +92,27 @@ def test_numpy_example_is_reproducible(numpy_run, tmp_path):
     ]
 
 
-def test_plot_lineage_from_saved_results_csv(numpy_run, tmp_path):
+def test_lineage_figure_of_the_saved_study(numpy_run, tmp_path):
     pytest.importorskip("matplotlib")
+    import poptune.plot
+
     study, out = numpy_run
-    plot = load_example("_lineage_plot")
-    from_csv = pd.read_csv(out / "results.csv")  # founders' empty lineage reads back as NaN
-    paths = plot.lineage_paths(from_csv)
-    assert paths == plot.lineage_paths(study.results)
-    # Every completed trial lies on some path; every path starts at a generation-1 founder.
-    assert {t for p in paths for t in p["trial_ids"]} == {t.id for t in study.trials}
-    assert {p["founder"] for p in paths} <= {t.id for t in study.trials if t.generation == 1}
-    assert all(p["generation"] == list(range(1, len(p["generation"]) + 1)) for p in paths)
-    png = Path(plot.plot_lineage(from_csv, 5, tmp_path / "lineage.png"))
-    assert png.read_bytes()[:8] == PNG_MAGIC
+    reloaded = poptune.Study.load(out)  # results.csv + study.json written by the example
+
+    def paths(figure):
+        return sorted(
+            (tuple(line.get_xdata()), tuple(line.get_ydata())) for line in figure.axes[0].lines
+        )
+
+    figure = poptune.plot.lineage(reloaded)
+    assert paths(figure) == paths(poptune.plot.lineage(study))
+    # Every completed trial lies on some path; every path starts at generation 1 and goes
+    # one generation at a time.
+    points = {(t.generation, t.last_observation.objective) for t in study.trials}
+    assert {xy for x, y in paths(figure) for xy in zip(x, y, strict=True)} == points
+    assert all(x == tuple(range(1, len(x) + 1)) for x, _ in paths(figure))
+    figure.savefig(tmp_path / "lineage.png", dpi=60)
+    assert (tmp_path / "lineage.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_torch_example_small_run(tmp_path):
