@@ -106,10 +106,11 @@ def test_parameters_must_be_parameter_objects():
         Study([{"name": "lr"}], algorithms.RandomSearch(), True)
 
 
-def test_dashboard_port_is_accepted_with_a_warning(caplog):
+def test_disable_dashboard_ignores_the_port(caplog):
     with caplog.at_level(logging.WARNING, logger="poptune"):
-        Study(PARAMS, algorithms.RandomSearch(), True, dashboard_port=8997)
-    assert "dashboard_port=8997 is ignored" in caplog.text
+        study = Study(PARAMS, algorithms.RandomSearch(), True, dashboard_port=0,
+                      disable_dashboard=True)  # fmt: skip
+    assert study.dashboard_url is None and caplog.text == ""
 
 
 # -- reproducibility ---------------------------------------------------------------------------

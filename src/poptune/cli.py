@@ -9,10 +9,12 @@
     poptune delete STORAGE STUDY [--yes]
     poptune worker STORAGE STUDY module:function [--n-trials N] [--timeout S]
                    [--checkpoint-dir DIR] [--retry-failed-trials N] ...
+    poptune dashboard STORAGE [--port 8880] [--host 127.0.0.1] [--study S] [--allow-stop]
 
 STORAGE is a database URL (``sqlite:///runs.db``, ``postgresql://user@host/db``) or the path
-of an SQLite file. Errors (a bad URL, a missing study, a server that does not answer) print
-one line and exit with status 1; bad arguments exit with status 2.
+of an SQLite file (``dashboard`` also takes a directory written by ``Study.save``). Errors (a
+bad URL, a missing study, a server that does not answer) print one line and exit with
+status 1; bad arguments exit with status 2.
 """
 
 from __future__ import annotations
@@ -211,6 +213,26 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
+    from poptune.dashboard import run_dashboard
+
+    spec = args.storage
+    if "://" not in spec and (Path(spec).is_dir() or spec.endswith(".json")):
+        study = Study.load(spec)  # a directory written by Study.save: shown from memory
+        storage: Storage = study._storage
+        name: str | None = study.name
+    else:
+        storage = _storage(spec)
+        name = args.study
+        if name is not None:
+            storage.get_study_id(name)  # a missing study: one clear line, before serving
+    run_dashboard(
+        storage, port=args.port, host=args.host, allow_stop=args.allow_stop, study_name=name,
+        banner=out,
+    )  # fmt: skip
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poptune", description="Look into poptune studies stored in SQLite or PostgreSQL."
@@ -261,6 +283,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--path", action="append", default=[],
                    help="a directory to import the objective from (repeatable)")  # fmt: skip
     p.set_defaults(run=_worker)
+    p = sub.add_parser("dashboard", help="serve the live web dashboard of a storage's studies")
+    p.add_argument("storage", help=storage_help + ", or a directory written by Study.save")
+    p.add_argument("--port", type=int, default=8880, help="TCP port (default 8880; 0: any free)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--study", help="the study whose page the printed URL opens")
+    p.add_argument("--allow-stop", action="store_true",
+                   help="enable the Stop buttons (the dashboard's only write)")  # fmt: skip
+    p.set_defaults(run=_dashboard)
     return parser
 
 

@@ -56,15 +56,17 @@ class History:
         self._by_generation: dict[int, list[Trial]] = {}
 
     # -- syncing ---------------------------------------------------------------------------
-    def sync(self, storage: Storage, study_id: int, refresh: bool = True) -> None:
+    def sync(self, storage: Storage, study_id: int, refresh: bool = True) -> list[Trial]:
         """Pull the trials changed since the last sync and update the indexes
-        (``refresh=False``: only this process's own changes, without a database read)."""
+        (``refresh=False``: only this process's own changes, without a database read).
+        Returns the changed trials."""
         changed, version = storage.changes_since(study_id, self.version, refresh)
         if changed:
             for trial in changed:
                 self._index(trial)
         self.version = version
         self.next_trial_id = len(self._trials) + 1
+        return changed
 
     def _index(self, trial: Trial) -> None:
         tid = trial.id

@@ -77,9 +77,12 @@ class Study:
         lower_is_better: True to minimize the objective, False to maximize it.
         stopping_rule: optional :class:`~poptune.algorithms.StoppingRule` answering
             :meth:`should_trial_stop`.
-        dashboard_port: SHERPA's dashboard port. The web dashboard is not part of this
-            version: the argument is accepted and a warning is logged.
-        disable_dashboard: accepted for SHERPA compatibility.
+        dashboard_port: start the live web dashboard (extra ``poptune[dashboard]``) on this
+            port of 127.0.0.1, in a background thread that never keeps the script from
+            exiting; its URL is printed and kept in :attr:`dashboard_url` (0 picks a free
+            port). If it cannot start (port taken, extra missing) a warning is logged and the
+            study goes on without it. Default None: no dashboard.
+        disable_dashboard: True ignores ``dashboard_port`` (SHERPA's switch).
         output_dir: default directory of :meth:`save`.
         seed: makes the study reproducible: every suggestion draws from a generator derived
             from ``(seed, trial id)``. Default: drawn from ``poptune.rng`` (seed that
@@ -201,12 +204,11 @@ class Study:
         self._grace: float | None = None
         self._next_reap = 0.0
         self._start_liveness()
+        self._dashboard: Any = None
         if dashboard_port is not None and not disable_dashboard:
-            logger.warning(
-                "poptune: the web dashboard is not part of this version; "
-                "dashboard_port=%r is ignored",
-                dashboard_port,
-            )
+            from poptune.dashboard import _start_for_study
+
+            self._dashboard = _start_for_study(self, dashboard_port)
 
     # -- construction helpers ------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -333,10 +335,19 @@ class Study:
 
     def close(self) -> None:
         """Stop this object's heartbeat thread (its running trials then look abandoned after
-        ``grace_period``). The study itself stays in its storage; a closed object can still
-        answer questions. Also happens when the object is garbage-collected."""
+        ``grace_period``) and its dashboard, if it started one. The study itself stays in its
+        storage; a closed object can still answer questions. Also happens (heartbeat only)
+        when the object is garbage-collected."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        if self._dashboard is not None:
+            self._dashboard.stop()
+            self._dashboard = None
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The address of this study's dashboard page, or None when none is running."""
+        return None if self._dashboard is None else self._dashboard.url
 
     def __enter__(self) -> Study:
         return self
@@ -750,6 +761,83 @@ class Study:
                 study.name,
             )
         return study
+
+    # -- the dashboard of a saved or stored study (SHERPA's load_dashboard/run_dashboard) ----
+    @classmethod
+    def load_dashboard(
+        cls,
+        path: str | os.PathLike[str],
+        study_name: str | None = None,
+        *,
+        port: int = 8880,
+        host: str = "127.0.0.1",
+        allow_stop: bool = False,
+    ) -> Study:
+        """Open a study read-only and start its dashboard in a background thread.
+
+        Args:
+            path: a directory written by :meth:`save` (or its ``study.json``), a database URL
+                (``sqlite:///runs.db``, ``postgresql://...``) or the path of an SQLite file.
+            study_name: the study to open in a database (may be left out when it holds one).
+            port: TCP port of the dashboard (0: a free one). Default 8880.
+            host: address to bind. Default 127.0.0.1 (this machine only).
+            allow_stop: enable its "Stop" buttons (only useful for a study still running).
+
+        Returns:
+            The read-only study; ``study.dashboard_url`` is where to look, ``study.close()``
+            stops the dashboard.
+
+        Raises:
+            StudyNotFoundError: nothing at ``path``, or no (single) study to open.
+            ConfigurationError: the dashboard cannot start (extra missing, port in use).
+        """
+        from poptune.dashboard import start_dashboard
+
+        study = _open_for_dashboard(path, study_name)
+        study._dashboard = start_dashboard(
+            study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
+        )
+        return study
+
+    @classmethod
+    def run_dashboard(
+        cls,
+        path: str | os.PathLike[str],
+        study_name: str | None = None,
+        *,
+        port: int = 8880,
+        host: str = "127.0.0.1",
+        allow_stop: bool = False,
+    ) -> None:
+        """Like :meth:`load_dashboard`, but serve in this thread until Ctrl-C."""
+        from poptune.dashboard import run_dashboard
+
+        study = _open_for_dashboard(path, study_name)
+        run_dashboard(
+            study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
+        )
+
+
+def _open_for_dashboard(path: str | os.PathLike[str], study_name: str | None) -> Study:
+    """A read-only study from a saved directory, a database URL or an SQLite file."""
+    from poptune._open import load_study
+
+    text = os.fspath(path)
+    if "://" not in text and (Path(text).is_dir() or text.endswith(".json")):
+        study = Study.load(text)
+        study._read_only = True
+        return study
+    if "://" not in text:
+        if not Path(text).is_file():
+            raise StudyNotFoundError(f"no saved study, database URL or SQLite file at {text!r}")
+        text = f"sqlite:///{Path(text).resolve()}"
+    storage = get_storage(text)
+    if study_name is None:
+        names = storage.list_studies()
+        if len(names) != 1:
+            raise StudyNotFoundError(f"{text} holds {len(names)} studies {names}: pass study_name")
+        study_name = names[0]
+    return load_study(storage, study_name)
 
 
 def _normalized(config: Any) -> Any:

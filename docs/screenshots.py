@@ -1,0 +1,66 @@
+"""Regenerate the dashboard screenshots in docs/images/ from a run of the seed example.
+
+    python docs/screenshots.py            # needs poptune[dashboard,examples], playwright,
+                                          # and Debian's chromium at /usr/bin/chromium
+
+Runs ``examples/pbt_mnist_mlp.py`` (PBT of a PyTorch MLP on scikit-learn's digits, stored in
+SQLite), serves the dashboard over its database and saves one PNG per view.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from poptune.dashboard import start_dashboard
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "docs" / "images"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+VIEWS = {
+    "studies": ("#/", "#studies tbody tr"),
+    "trials": ("#/study/pbt-digits/trials", "#trials tbody tr"),
+    "curves": ("#/study/pbt-digits/curves", "#curves-plot .main-svg"),
+    "parallel": ("#/study/pbt-digits/parallel", "#parallel-plot .main-svg"),
+    "lineage": ("#/study/pbt-digits/lineage", "#lineage-plot .main-svg"),
+    "schedules": ("#/study/pbt-digits/schedules", "#schedule-plot .main-svg"),
+}
+
+
+def main() -> None:
+    out = Path(tempfile.mkdtemp(prefix="poptune-shots-"))
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "pbt_mnist_mlp.py"), "--workers", "2",
+         "--population-size", "6", "--generations", "8", "--quiet", "--output-dir", str(out)],
+        check=True,
+    )  # fmt: skip
+    database = next(out.glob("*.db"))
+    server = start_dashboard(f"sqlite:///{database}", port=0, banner=False)
+    base = server.url.split("#")[0]
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 820})
+        for name, (fragment, selector) in VIEWS.items():
+            page.goto(base + fragment)
+            page.wait_for_selector(selector)
+            if name == "lineage":  # show the best trial's schedule under the tree
+                page.evaluate(
+                    "() => document.querySelector('#lineage-plot').emit('plotly_click',"
+                    " {points: [{customdata: Math.max(...document.getElementById('lineage-plot')"
+                    ".data.filter(t => t.meta === 'nodes').flatMap(t => t.customdata))}]})"
+                )
+            page.wait_for_timeout(1200)
+            page.screenshot(path=str(IMAGES / f"dashboard_{name}.png"), full_page=name == "lineage")
+            print("wrote", IMAGES / f"dashboard_{name}.png")
+        browser.close()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

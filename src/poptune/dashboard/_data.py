@@ -1,0 +1,344 @@
+"""What the dashboard shows, as JSON-ready dicts, read incrementally from a storage.
+
+No web framework here: :class:`DashboardData` answers the API's questions (studies, trials,
+lineage, schedules, stop requests) and is tested on its own. Each study is followed through
+the storage's ``changes_since``, so a poll costs what changed since the last one, not the
+size of the study.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from poptune.algorithms.pbt.replay import schedule as _schedule
+from poptune.exceptions import (
+    ConfigurationError,
+    StudyNotFoundError,
+    TrialFinishedError,
+    UnknownTrialError,
+)
+from poptune.history import History
+from poptune.parameters import Parameter
+from poptune.storage import MemoryStorage, Storage
+from poptune.trial import Trial, TrialStatus
+
+__all__ = ["DashboardData", "StopNotAllowedError"]
+
+#: Keys of a trial's ``meta`` shown by the dashboard (the rest is algorithm bookkeeping).
+_META_SHOWN = ("member", "parent", "explore", "error", "interrupted", "heartbeat_lost",
+               "retry_of")  # fmt: skip
+
+_STATUSES = [s.value for s in TrialStatus if s is not TrialStatus.INTERMEDIATE]
+
+
+class StopNotAllowedError(ConfigurationError):
+    """The dashboard was started read-only; stopping trials needs ``allow_stop=True``."""
+
+
+def _number(value: Any) -> Any:
+    """A JSON-safe value: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return _number(value)
+    try:  # numpy scalars
+        return _jsonable(value.item())
+    except AttributeError:
+        return str(value)
+
+
+class _StudyView:
+    """One study as the dashboard follows it."""
+
+    def __init__(self, storage: Storage, name: str) -> None:
+        self.name = name
+        self.study_id = storage.get_study_id(name)
+        config = storage.get_study_config(self.study_id)
+        self.config = config
+        self.lower_is_better = bool(config.get("lower_is_better", True))
+        self.parameters = [Parameter.from_dict(d) for d in config.get("parameters", [])]
+        self.history = History(self.parameters, self.lower_is_better)
+        self.changed_at: dict[int, int] = {}  # trial id -> view version of its last change
+        self.lock = threading.Lock()
+
+    def sync(self, storage: Storage) -> None:
+        """Bring the view up to date, recording at which version each trial last changed."""
+        changed = self.history.sync(storage, self.study_id)
+        for trial in changed:
+            self.changed_at[trial.id] = self.history.version
+
+    @property
+    def version(self) -> int:
+        return self.history.version
+
+
+class DashboardData:
+    """The dashboard's view of every study in one storage.
+
+    Thread-safe: the web server answers requests from a thread pool.
+
+    Args:
+        storage: the storage to show (shared with the process's studies where it is one).
+        allow_stop: whether :meth:`request_stop` may write (the dashboard's only write).
+    """
+
+    def __init__(self, storage: Storage, allow_stop: bool = False) -> None:
+        self.storage = storage
+        self.allow_stop = bool(allow_stop)
+        url = getattr(storage, "url", None)
+        if isinstance(url, str):
+            from poptune.storage.sql import safe_url
+
+            self.label = safe_url(url)
+        else:
+            self.label = "memory" if isinstance(storage, MemoryStorage) else repr(storage)
+        self._views: dict[str, _StudyView] = {}
+        self._lock = threading.Lock()
+
+    # -- internals -------------------------------------------------------------------------
+    @contextmanager
+    def _view(self, name: str) -> Iterator[_StudyView]:
+        """The study's view, synced now, held under its lock (and, for a memory storage whose
+        trial objects the training thread mutates in place, under the study lock too)."""
+        with self._lock:
+            view = self._views.get(name)
+            if view is None:
+                view = self._views[name] = _StudyView(self.storage, name)
+        memory = isinstance(self.storage, MemoryStorage)
+        with view.lock, self.storage.transaction(view.study_id) if memory else nullcontext():
+            view.sync(self.storage)
+            yield view
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._views.pop(name, None)
+
+    # -- studies ---------------------------------------------------------------------------
+    def studies(self) -> list[dict[str, Any]]:
+        """Every study: name, direction, algorithm, trials by status, best objective."""
+        out = []
+        for name in self.storage.list_studies():
+            try:
+                out.append(self.study_summary(name))
+            except StudyNotFoundError:  # deleted meanwhile
+                self.forget(name)
+        return out
+
+    def study_summary(self, name: str) -> dict[str, Any]:
+        """One study's summary (see :meth:`studies`).
+
+        Raises:
+            StudyNotFoundError: no such study.
+        """
+        with self._view(name) as view:
+            return _summary(view)
+
+    def study(self, name: str) -> dict[str, Any]:
+        """A study's summary plus its parameters (name, type, range, scale) and algorithm."""
+        with self._view(name) as view:
+            out = _summary(view)
+            out["parameters"] = [p.to_dict() for p in view.parameters]
+            out["algorithm_config"] = _jsonable_tree(view.config.get("algorithm"))
+            return out
+
+    # -- trials ----------------------------------------------------------------------------
+    def trials(
+        self,
+        name: str,
+        *,
+        since: int = 0,
+        status: str | None = None,
+        generation: int | None = None,
+        sort: str = "id",
+        descending: bool = False,
+    ) -> dict[str, Any]:
+        """Trials changed after view version ``since`` (0: all), filtered and sorted.
+
+        Returns ``{'version': v, 'trials': [...]}``; pass ``v`` back as ``since`` to get only
+        what changed meanwhile. Each trial: ``id``, ``status``, ``parameters`` (study
+        parameters only), ``generation``, ``member``, ``parent``, ``load_from``, ``lineage``,
+        ``explore``, ``meta``, ``stop_requested``, ``iterations``, ``last``, ``best`` and
+        ``observations`` (``[[iteration, objective], ...]`` in iteration order).
+
+        Raises:
+            StudyNotFoundError: no such study.
+            ConfigurationError: an unknown ``status`` or ``sort`` key, a negative ``since``.
+        """
+        if since < 0:
+            raise ConfigurationError(f"since must be >= 0, got {since!r}")
+        if status is not None and status not in _STATUSES:
+            raise ConfigurationError(f"unknown status {status!r}: expected one of {_STATUSES}")
+        with self._view(name) as view:
+            names = [p.name for p in view.parameters]
+            keys = {"id", "status", "generation", "member", "iterations", "last", "best", *names}
+            if sort not in keys:
+                raise ConfigurationError(f"cannot sort by {sort!r}: expected one of {sorted(keys)}")
+            rows = []
+            for trial in view.history:
+                if since and view.changed_at.get(trial.id, 0) <= since:
+                    continue
+                if status is not None and trial.status.value != status:
+                    continue
+                if generation is not None and trial.generation != generation:
+                    continue
+                rows.append(_trial_dict(view, trial))
+            if sort != "id" or descending:
+                rows.sort(key=lambda r: _sort_key(r, sort), reverse=descending)
+            return {"version": view.version, "trials": rows}
+
+    def trial(self, name: str, trial_id: int) -> dict[str, Any]:
+        """One trial (as in :meth:`trials`) with its ``schedule`` (see ``Study.schedule``).
+
+        Raises:
+            StudyNotFoundError, UnknownTrialError.
+        """
+        with self._view(name) as view:
+            trial = view.history.get(trial_id)
+            if trial is None:
+                raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {name!r}")
+            out = _trial_dict(view, trial)
+            out["schedule"] = _jsonable_tree(_schedule(view.history, trial_id))
+            out["context"] = {
+                str(it): _jsonable_tree(obs.context) for it, obs in trial.observations.items()
+            }
+            return out
+
+    def lineage(self, name: str) -> dict[str, Any]:
+        """The PBT family tree: ``nodes`` (one per trial: id, generation, member, founder,
+        objective = last observation, status) and ``edges`` (parent -> child, ``exploit`` when
+        the child continues a different member's weights).
+
+        Raises:
+            StudyNotFoundError: no such study.
+        """
+        with self._view(name) as view:
+            nodes, edges = [], []
+            for trial in view.history:
+                parent_id = _parent_of(trial)
+                parent = view.history.get(parent_id) if parent_id is not None else None
+                ancestors = trial.ancestors if trial.lineage else []
+                founder = ancestors[0] if ancestors else (parent_id or trial.id)
+                last = trial.last_observation
+                nodes.append({
+                    "id": trial.id,
+                    "generation": trial.generation,
+                    "member": trial.member,
+                    "founder": founder,
+                    "objective": None if last is None else _number(last.objective),
+                    "status": trial.status.value,
+                })  # fmt: skip
+                if parent is not None:
+                    exploit = parent.member is not None and parent.member != trial.member
+                    edges.append({"source": parent.id, "target": trial.id, "exploit": exploit})
+            return {"version": view.version, "nodes": nodes, "edges": edges}
+
+    # -- the one write -----------------------------------------------------------------------
+    def request_stop(self, name: str, trial_id: int) -> None:
+        """Ask a running trial to stop (``should_trial_stop`` then answers True).
+
+        Raises:
+            StopNotAllowedError: the dashboard is read-only.
+            StudyNotFoundError, UnknownTrialError: no such study or trial.
+            TrialFinishedError: the trial has already finished.
+        """
+        if not self.allow_stop:
+            raise StopNotAllowedError(
+                "this dashboard is read-only: start it with allow_stop=True "
+                "(poptune dashboard --allow-stop) to stop trials"
+            )
+        with self._view(name) as view:
+            trial = view.history.get(trial_id)
+            if trial is None:
+                raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {name!r}")
+            if trial.is_finished:
+                raise TrialFinishedError(
+                    f"trial {trial_id} of study {name!r} has already finished ({trial.status})"
+                )
+            self.storage.request_stop(view.study_id, trial_id)
+
+
+def _parent_of(trial: Trial) -> int | None:
+    parent = trial.parent
+    if type(parent) is int:
+        return parent
+    ancestors = trial.ancestors if trial.lineage else []
+    return ancestors[-1] if ancestors else None
+
+
+def _summary(view: _StudyView) -> dict[str, Any]:
+    counts = dict.fromkeys(_STATUSES, 0)
+    for trial in view.history:
+        counts[trial.status.value] += 1
+    best_trial = view.history.best_trial()
+    best = None if best_trial is None else best_trial.best_observation(view.lower_is_better)
+    algorithm = view.config.get("algorithm")
+    return {
+        "name": view.name,
+        "direction": "minimize" if view.lower_is_better else "maximize",
+        "algorithm": _algorithm_name(algorithm),
+        "trials": view.history.n_trials,
+        "counts": counts,
+        "best": None if best is None else _number(best.objective),
+        "best_trial": None if best_trial is None else best_trial.id,
+        "version": view.version,
+        "pbt": any(t.generation is not None for t in view.history),
+    }
+
+
+def _algorithm_name(config: Any) -> str:
+    if isinstance(config, dict):
+        cls = config.get("class") or config.get("name") or config.get("type")
+        if isinstance(cls, str):
+            return cls.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    return str(config) if config is not None else ""
+
+
+def _trial_dict(view: _StudyView, trial: Trial) -> dict[str, Any]:
+    lower = view.lower_is_better
+    last = trial.last_observation
+    best = trial.best_observation(lower)
+    observations = trial.observations
+    return {
+        "id": trial.id,
+        "status": trial.status.value,
+        "parameters": {k: _jsonable(v) for k, v in view.history.hyperparameters(trial).items()},
+        "generation": trial.generation,
+        "member": trial.member,
+        "parent": _parent_of(trial),
+        "load_from": trial.load_from,
+        "lineage": trial.ancestors if trial.lineage else [],
+        "explore": trial.explore,
+        "meta": {k: _jsonable(trial.meta[k]) for k in _META_SHOWN if k in trial.meta},
+        "stop_requested": bool(trial.stop_requested),
+        "iterations": len(observations),
+        "last": None if last is None else _number(last.objective),
+        "best": None if best is None else _number(best.objective),
+        "observations": [[it, _number(observations[it].objective)] for it in sorted(observations)],
+    }
+
+
+def _sort_key(row: dict[str, Any], key: str) -> tuple[int, Any]:
+    value = row["parameters"].get(key) if key in row["parameters"] else row.get(key)
+    if value is None:
+        return (2, 0)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value)
+    return (1, str(value))
+
+
+def _jsonable_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable_tree(v) for v in value]
+    return _jsonable(value)

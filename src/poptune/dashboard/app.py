@@ -1,0 +1,218 @@
+"""The dashboard's ASGI application: a JSON API over a storage, and one page.
+
+API (every answer JSON; errors ``{"error": "..."}`` with 400, 403, 404 or 409)::
+
+    GET  /api/info                                   poptune version, allow_stop, storage
+    GET  /api/studies                                every study's summary
+    GET  /api/studies/{name}                         summary + parameters + algorithm config
+    GET  /api/studies/{name}/trials                  ?since=V&status=S&generation=G
+                                                     &sort=K&order=asc|desc
+    GET  /api/studies/{name}/trials/{id}             one trial with its schedule
+    GET  /api/studies/{name}/lineage                 PBT nodes and edges
+    POST /api/studies/{name}/trials/{id}/stop        only with allow_stop; header X-Poptune: stop
+
+The page (``/``) is static HTML and JavaScript from :mod:`poptune.dashboard`'s ``static``
+folder; Plotly.js is served from the installed ``plotly`` package (no CDN).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from poptune.dashboard._data import DashboardData, StopNotAllowedError
+from poptune.exceptions import (
+    ConfigurationError,
+    PoptuneError,
+    StudyNotFoundError,
+    TrialFinishedError,
+    UnknownTrialError,
+)
+
+__all__ = ["create_app", "plotly_js_path"]
+
+STATIC = Path(__file__).parent / "static"
+
+#: Loopback names a dashboard bound to a loopback address answers to (DNS rebinding guard).
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+def plotly_js_path() -> Path:
+    """The ``plotly.min.js`` bundled with the installed ``plotly`` package.
+
+    Raises:
+        ConfigurationError: plotly is not installed (``pip install "poptune[dashboard]"``).
+    """
+    spec = importlib.util.find_spec("plotly")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError('the dashboard needs plotly: pip install "poptune[dashboard]"')
+    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise ConfigurationError(f"the installed plotly package has no {path.name} at {path}")
+    return path
+
+
+def _int_arg(params: Any, key: str, default: int | None, minimum: int = 0) -> int | None:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"query parameter {key}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigurationError(f"query parameter {key}={raw!r} must be >= {minimum}")
+    return value
+
+
+def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -> Any:
+    """The Starlette application serving ``data``.
+
+    Args:
+        data: what to serve (a storage and whether stopping trials is allowed).
+        trusted_hosts: Host header values the app answers to (None: any). A dashboard bound to
+            127.0.0.1 passes :data:`LOOPBACK_HOSTS` so a web page elsewhere cannot reach it
+            through DNS rebinding.
+
+    Raises:
+        ConfigurationError: Starlette or plotly is not installed.
+    """
+    try:
+        from starlette.applications import Starlette
+        from starlette.middleware import Middleware
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+        from starlette.requests import Request
+        from starlette.responses import FileResponse, JSONResponse, Response
+        from starlette.routing import Route
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ConfigurationError(
+            'the dashboard needs starlette and uvicorn: pip install "poptune[dashboard]"'
+        ) from None
+    plotly_js = plotly_js_path()
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def api(handler: Callable[[Request], Any]) -> Callable[[Request], Response]:
+        """Map poptune errors to HTTP statuses; runs in Starlette's thread pool."""
+
+        def endpoint(request: Request) -> Response:
+            try:
+                result = handler(request)
+            except StopNotAllowedError as exc:
+                return error(403, str(exc))
+            except (StudyNotFoundError, UnknownTrialError) as exc:
+                return error(404, exc.args[0] if exc.args else str(exc))
+            except TrialFinishedError as exc:
+                return error(409, str(exc))
+            except ConfigurationError as exc:
+                return error(400, str(exc))
+            except PoptuneError as exc:
+                return error(500, str(exc))
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(result, headers={"Cache-Control": "no-store"})
+
+        return endpoint
+
+    def info(request: Request) -> dict[str, Any]:
+        from poptune import __version__
+
+        return {"poptune": __version__, "allow_stop": data.allow_stop, "storage": data.label}
+
+    def studies(request: Request) -> list[dict[str, Any]]:
+        return data.studies()
+
+    def study(request: Request) -> dict[str, Any]:
+        return data.study(request.path_params["name"])
+
+    def trials(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        order = q.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise ConfigurationError(f"query parameter order={order!r}: expected asc or desc")
+        return data.trials(
+            request.path_params["name"],
+            since=_int_arg(q, "since", 0) or 0,
+            status=q.get("status") or None,
+            generation=_int_arg(q, "generation", None),
+            sort=q.get("sort", "id"),
+            descending=order == "desc",
+        )
+
+    def trial(request: Request) -> dict[str, Any]:
+        return data.trial(request.path_params["name"], request.path_params["tid"])
+
+    def lineage(request: Request) -> dict[str, Any]:
+        return data.lineage(request.path_params["name"])
+
+    def stop(request: Request) -> Response:
+        if request.method != "POST":  # routed here so that a GET is not taken for a study name
+            return error(405, f"method {request.method} not allowed: POST to stop a trial")
+        # A custom header makes a cross-site form post impossible (it would need a CORS
+        # preflight, which this app never grants).
+        if request.headers.get("x-poptune") != "stop":
+            return error(403, "stop requests need the header 'X-Poptune: stop'")
+        name, tid = request.path_params["name"], request.path_params["tid"]
+        data.request_stop(name, tid)
+        return JSONResponse({"study": name, "trial": tid, "stop_requested": True})
+
+    def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    files = {
+        "app.js": (STATIC / "app.js", "text/javascript"),
+        "style.css": (STATIC / "style.css", "text/css"),
+        "favicon.svg": (STATIC / "favicon.svg", "image/svg+xml"),
+        "plotly.min.js": (plotly_js, "text/javascript"),
+    }
+
+    def static(request: Request) -> Response:
+        entry = files.get(request.path_params["file"])
+        if entry is None:
+            return error(404, f"no static file {request.path_params['file']!r}")
+        return FileResponse(entry[0], media_type=entry[1])
+
+    def not_found(request: Request, exc: Exception) -> Response:
+        return error(404, f"no such page: {request.url.path}")
+
+    def bad_method(request: Request, exc: Exception) -> Response:
+        return error(405, f"method {request.method} not allowed on {request.url.path}")
+
+    async def headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["Content-Security-Policy"] = _CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    middleware = [Middleware(BaseHTTPMiddleware, dispatch=headers)]
+    if trusted_hosts is not None:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts))
+    routes = [
+        Route("/", page),
+        Route("/static/{file}", static),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Route("/api/info", api(info)),
+        Route("/api/studies", api(studies)),
+        Route("/api/studies/{name:path}/trials/{tid:int}/stop", api(stop), methods=["GET", "POST"]),
+        Route("/api/studies/{name:path}/trials/{tid:int}", api(trial)),
+        Route("/api/studies/{name:path}/trials", api(trials)),
+        Route("/api/studies/{name:path}/lineage", api(lineage)),
+        Route("/api/studies/{name:path}", api(study)),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: not_found, 405: bad_method},
+    )

@@ -1,0 +1,535 @@
+// poptune dashboard: one page, hash routes, polling the JSON API once a second.
+// Every user-provided string (study and parameter names, choice values, context keys) reaches
+// the DOM through textContent, and Plotly through esc(): nothing is parsed as HTML.
+"use strict";
+(() => {
+  const POLL_MS = 1000;
+  const TABS = [
+    ["trials", "Trials"], ["curves", "Learning curves"], ["parallel", "Parallel coordinates"],
+    ["lineage", "PBT lineage"], ["schedules", "Schedules"],
+  ];
+  const STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED"];
+  const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#7f7f7f", "#bcbd22", "#17becf"];
+  const RAMP = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39",
+    "#fde725"];
+  const PLOT_CONFIG = { displaylogo: false, responsive: true };
+
+  const view = document.getElementById("view");
+  const crumbs = document.getElementById("crumbs");
+  const live = document.getElementById("live");
+  const errorBox = document.getElementById("error");
+
+  const state = {
+    info: null, route: null, studies: null,
+    study: null, // {name, meta, trials: Map(id -> trial), version, lineage}
+    sort: { key: "id", desc: false }, filter: { status: "", generation: "" },
+    selected: null, param: null, busy: false, dirty: true,
+  };
+
+  // -- helpers ---------------------------------------------------------------------------------
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children.flat()) {
+      if (child === undefined || child === null) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  // Plotly renders a small subset of HTML in its strings: escape user text for it.
+  function esc(text) {
+    return String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+  function fmt(value) {
+    if (value === null || value === undefined) return "";
+    if (typeof value === "number") {
+      if (Number.isInteger(value)) return String(value);
+      return Number(value.toPrecision(6)).toString();
+    }
+    return String(value);
+  }
+  function api(path, options) {
+    return fetch(path, options).then(async (response) => {
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      return body;
+    });
+  }
+  function studyApi(name) { return "api/studies/" + encodeURIComponent(name); }
+  function studyHash(name, tab) { return "#/study/" + encodeURIComponent(name) + "/" + tab; }
+  function showError(message) {
+    errorBox.textContent = message;
+    errorBox.hidden = !message;
+  }
+  function better(a, b, lower) { return lower ? a < b : a > b; }
+  function parseRoute() {
+    const parts = location.hash.replace(/^#\/?/, "").split("/");
+    if (parts[0] === "study" && parts[1]) {
+      const tab = TABS.some(([t]) => t === parts[2]) ? parts[2] : "trials";
+      return { page: "study", name: decodeURIComponent(parts[1]), tab };
+    }
+    return { page: "studies" };
+  }
+
+  // -- polling ---------------------------------------------------------------------------------
+  async function tick() {
+    if (state.busy) return;
+    state.busy = true;
+    try {
+      if (!state.info) state.info = await api("api/info");
+      const route = state.route;
+      if (route.page === "studies") {
+        state.studies = await api("api/studies");
+        renderStudies();
+      } else {
+        await pollStudy(route.name);
+        if (state.dirty) renderStudyTab();
+      }
+      live.classList.remove("stale");
+      live.textContent = "live";
+      showError("");
+    } catch (err) {
+      live.classList.add("stale");
+      live.textContent = "disconnected";
+      showError(err.message);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  async function pollStudy(name) {
+    let study = state.study;
+    if (!study || study.name !== name) {
+      const meta = await api(studyApi(name));
+      study = state.study = { name, meta, trials: new Map(), version: 0, lineage: null };
+      renderStudyFrame();
+      state.dirty = true;
+    }
+    const answer = await api(`${studyApi(name)}/trials?since=${study.version}`);
+    if (answer.version !== study.version || study.version === 0) {
+      for (const trial of answer.trials) study.trials.set(trial.id, trial);
+      study.version = answer.version;
+      study.meta = await api(studyApi(name));
+      if (study.meta.pbt && state.route.tab === "lineage") {
+        study.lineage = await api(`${studyApi(name)}/lineage`);
+      } else {
+        study.lineage = null;
+      }
+      state.dirty = true;
+    }
+    document.body.dataset.version = String(study.version);
+  }
+
+  // -- the study list ----------------------------------------------------------------------------
+  function renderStudies() {
+    crumbs.replaceChildren("studies");
+    const rows = (state.studies || []).map((s) => {
+      const running = s.counts.RUNNING + s.counts.QUEUED;
+      return el("tr", { class: "clickable", "data-study": s.name,
+        onclick: () => { location.hash = studyHash(s.name, "trials"); } },
+      el("td", {}, el("a", { href: studyHash(s.name, "trials") }, s.name)),
+      el("td", {}, s.algorithm), el("td", {}, s.direction),
+      el("td", { class: "num" }, s.trials), el("td", { class: "num" }, running),
+      el("td", { class: "num" }, s.counts.COMPLETED), el("td", { class: "num" }, s.counts.FAILED),
+      el("td", { class: "num" }, s.counts.STOPPED), el("td", { class: "num" }, fmt(s.best)),
+      el("td", { class: "num" }, fmt(s.best_trial)));
+    });
+    const head = ["study", "algorithm", "direction", "trials", "running", "completed", "failed",
+      "stopped", "best", "best trial"];
+    view.replaceChildren(
+      el("h1", {}, "Studies"),
+      el("p", { class: "muted" }, state.info ? `storage: ${state.info.storage}` : ""),
+      rows.length ? el("table", { id: "studies" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)) : el("p", { class: "muted" }, "No studies in this storage yet."));
+    document.body.dataset.view = "studies";
+  }
+
+  // -- one study -------------------------------------------------------------------------------
+  function renderStudyFrame() {
+    const study = state.study;
+    const tab = state.route.tab;
+    crumbs.replaceChildren(el("a", { href: "#/" }, "studies"), " / ", study.name);
+    const tabs = el("div", { class: "tabs" }, TABS.map(([key, label]) =>
+      el("a", { href: studyHash(study.name, key), class: key === tab ? "active" : "",
+        "data-tab": key }, label)));
+    view.replaceChildren(el("h1", {}, study.name), el("div", { class: "summary", id: "summary" }),
+      tabs, el("div", { id: "tab" }), el("div", { id: "detail" }));
+    document.body.dataset.view = tab;
+  }
+
+  function renderSummary() {
+    const meta = state.study.meta;
+    const counts = meta.counts;
+    const item = (label, value) => el("div", {}, el("b", {}, fmt(value)), label);
+    document.getElementById("summary").replaceChildren(
+      item("algorithm", meta.algorithm), item("direction", meta.direction),
+      item("trials", meta.trials), item("running", counts.RUNNING + counts.QUEUED),
+      item("completed", counts.COMPLETED), item("failed", counts.FAILED),
+      item("stopped", counts.STOPPED), item(`best (trial ${fmt(meta.best_trial)})`, meta.best));
+  }
+
+  function renderStudyTab() {
+    state.dirty = false;
+    renderSummary();
+    const tab = state.route.tab;
+    const renderers = { trials: renderTrials, curves: renderCurves, parallel: renderParallel,
+      lineage: renderLineage, schedules: renderSchedules };
+    renderers[tab]();
+    if (state.selected !== null) renderDetail(state.selected, false);
+  }
+
+  function parameterNames() { return state.study.meta.parameters.map((p) => p.name); }
+  function trialList() { return Array.from(state.study.trials.values()).sort((a, b) => a.id - b.id); }
+
+  // trials table
+  function renderTrials() {
+    const study = state.study;
+    const container = document.getElementById("tab");
+    const names = parameterNames();
+    const pbt = study.meta.pbt;
+    let filters = document.getElementById("filters");
+    if (!filters) {
+      const statusSelect = el("select", { id: "filter-status",
+        onchange: (e) => { state.filter.status = e.target.value; renderTrials(); } },
+      el("option", { value: "" }, "all"), STATUSES.map((s) => el("option", { value: s }, s)));
+      const genSelect = el("select", { id: "filter-generation",
+        onchange: (e) => { state.filter.generation = e.target.value; renderTrials(); } });
+      filters = el("div", { class: "filters", id: "filters" },
+        el("label", {}, "status ", statusSelect),
+        pbt ? el("label", {}, "generation ", genSelect) : null);
+      container.replaceChildren(filters, el("div", { id: "table-holder" }));
+    }
+    const genSelect = document.getElementById("filter-generation");
+    if (genSelect) {
+      const gens = Array.from(new Set(trialList().map((t) => t.generation).filter((g) => g !== null)))
+        .sort((a, b) => a - b);
+      const current = state.filter.generation;
+      genSelect.replaceChildren(el("option", { value: "" }, "all"),
+        gens.map((g) => el("option", { value: String(g) }, g)));
+      genSelect.value = current;
+    }
+    document.getElementById("filter-status").value = state.filter.status;
+    const columns = [["id", "id"], ["status", "status"]];
+    if (pbt) columns.push(["generation", "generation"], ["member", "member"], ["parent", "parent"]);
+    for (const name of names) columns.push([name, name, true]);
+    columns.push(["iterations", "iterations"], ["last", "last"], ["best", "best"]);
+    let rows = trialList().filter((t) =>
+      (!state.filter.status || t.status === state.filter.status) &&
+      (!state.filter.generation || String(t.generation) === state.filter.generation));
+    const { key, desc } = state.sort;
+    const value = (t) => (names.includes(key) ? t.parameters[key] : t[key]);
+    rows.sort((a, b) => {
+      const x = value(a), y = value(b);
+      if (x === y) return a.id - b.id;
+      if (x === null || x === undefined) return 1;
+      if (y === null || y === undefined) return -1;
+      const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+      return desc ? -order : order;
+    });
+    const allowStop = state.info && state.info.allow_stop;
+    const header = el("tr", {}, columns.map(([k, label]) => el("th", {
+      class: k === key ? `sorted ${desc ? "desc" : "asc"}` : "", "data-key": k,
+      onclick: () => { state.sort = { key: k, desc: k === key ? !desc : false }; renderTrials(); },
+    }, label)), allowStop ? el("th", {}, "") : null);
+    const body = rows.map((t) => el("tr", {
+      class: "clickable" + (state.selected === t.id ? " selected" : ""), "data-trial": t.id,
+      onclick: () => renderDetail(t.id, true),
+    }, columns.map(([k, , isParam]) => {
+      const v = isParam ? t.parameters[k] : t[k];
+      if (k === "status") return el("td", { class: `status status-${v}` }, v + (t.stop_requested && !["COMPLETED", "FAILED", "STOPPED"].includes(v) ? " (stop requested)" : ""));
+      return el("td", { class: typeof v === "number" ? "num" : "" }, fmt(v));
+    }), allowStop ? el("td", {}, stopButton(t)) : null));
+    document.getElementById("table-holder").replaceChildren(
+      el("p", { class: "muted" }, `${rows.length} of ${study.trials.size} trials`),
+      el("table", { id: "trials" }, el("thead", {}, header), el("tbody", {}, body)));
+  }
+
+  function stopButton(trial) {
+    const running = trial.status === "RUNNING" || trial.status === "QUEUED";
+    if (!running) return "";
+    return el("button", {
+      class: "stop", "data-stop": trial.id, disabled: trial.stop_requested,
+      onclick: (event) => { event.stopPropagation(); requestStop(trial.id, event.target); },
+    }, trial.stop_requested ? "stop requested" : "Stop");
+  }
+
+  async function requestStop(id, button) {
+    button.disabled = true;
+    try {
+      await api(`${studyApi(state.study.name)}/trials/${id}/stop`,
+        { method: "POST", headers: { "X-Poptune": "stop" } });
+      button.textContent = "stop requested";
+    } catch (err) {
+      button.disabled = false;
+      showError(err.message);
+    }
+  }
+
+  // learning curves: objective per iteration, one line per trial
+  function renderCurves() {
+    const trials = trialList().filter((t) => t.observations.length);
+    ensurePlot("curves-plot");
+    const many = trials.length > 30;
+    const traces = trials.map((t) => ({
+      type: "scatter", mode: t.observations.length > 1 ? "lines+markers" : "markers",
+      name: `trial ${t.id}`, x: t.observations.map((o) => o[0]), y: t.observations.map((o) => o[1]),
+      customdata: t.observations.map(() => t.id), marker: { size: 4 }, line: { width: 1.5 },
+      hovertemplate: `trial ${t.id}<br>iteration %{x}<br>objective %{y}<extra></extra>`,
+    }));
+    Plotly.react("curves-plot", traces, {
+      margin: { t: 30, r: 20 }, showlegend: !many,
+      xaxis: { title: { text: "iteration" } }, yaxis: { title: { text: "objective" } },
+      title: { text: trials.length ? "" : "no observations yet" },
+    }, PLOT_CONFIG).then(() => bindClick("curves-plot"));
+  }
+
+  // parallel coordinates, drawn with SVG lines (no WebGL needed)
+  function renderParallel() {
+    const meta = state.study.meta;
+    const lower = meta.direction === "minimize";
+    const trials = trialList().filter((t) => t.best !== null);
+    ensurePlot("parallel-plot");
+    const axes = meta.parameters.map((p) => axisFor(p, trials));
+    const objectives = trials.map((t) => t.best);
+    const lo = Math.min(...objectives), hi = Math.max(...objectives);
+    axes.push({ name: "objective", norm: (t) => (hi > lo ? (t.best - lo) / (hi - lo) : 0.5),
+      ticks: [[0, fmt(lo)], [1, fmt(hi)]] });
+    const bins = RAMP.map(() => ({ x: [], y: [], ids: [] }));
+    for (const t of trials) {
+      let q = hi > lo ? (t.best - lo) / (hi - lo) : 1;
+      if (lower) q = 1 - q; // bright = good
+      const bin = bins[Math.min(RAMP.length - 1, Math.floor(q * RAMP.length))];
+      axes.forEach((axis, i) => { bin.x.push(i); bin.y.push(axis.norm(t)); bin.ids.push(t.id); });
+      bin.x.push(null); bin.y.push(null); bin.ids.push(null);
+    }
+    const traces = bins.map((b, i) => ({
+      type: "scatter", mode: "lines", x: b.x, y: b.y, customdata: b.ids, meta: "lines",
+      line: { color: RAMP[i], width: 1.5 }, opacity: 0.75, showlegend: false,
+      hovertemplate: "trial %{customdata}<extra></extra>", connectgaps: false,
+    }));
+    const shapes = axes.map((_, i) => ({ type: "line", x0: i, x1: i, y0: 0, y1: 1,
+      line: { color: "#333", width: 1 } }));
+    const annotations = [];
+    axes.forEach((axis, i) => {
+      annotations.push({ x: i, y: 1.08, text: `<b>${esc(axis.name)}</b>`, showarrow: false });
+      for (const [pos, label] of axis.ticks) {
+        annotations.push({ x: i, y: pos, text: esc(label), showarrow: false, xanchor: "left",
+          xshift: 4, font: { size: 10, color: "#555" } });
+      }
+    });
+    Plotly.react("parallel-plot", traces, {
+      margin: { t: 50, r: 60, l: 30 }, shapes, annotations, hovermode: "closest",
+      xaxis: { visible: false, range: [-0.2, axes.length - 0.6] },
+      yaxis: { visible: false, range: [-0.05, 1.12] },
+      title: { text: trials.length ? "" : "no observations yet" },
+    }, PLOT_CONFIG).then(() => bindClick("parallel-plot"));
+  }
+
+  function axisFor(p, trials) {
+    const name = p.name;
+    if (p.type === "choice" || p.type === "ordinal") {
+      const values = p.range.map((v) => JSON.stringify(v));
+      const k = Math.max(1, values.length - 1);
+      return { name, norm: (t) => values.indexOf(JSON.stringify(t.parameters[name])) / k,
+        ticks: p.range.map((v, i) => [i / k, typeof v === "string" ? v : JSON.stringify(v)]) };
+    }
+    const log = p.scale === "log";
+    const f = (v) => (log ? Math.log10(v) : v);
+    const [a, b] = [f(p.range[0]), f(p.range[1])];
+    return { name, norm: (t) => (b > a ? (f(t.parameters[name]) - a) / (b - a) : 0.5),
+      ticks: [[0, fmt(p.range[0])], [1, fmt(p.range[1])]] };
+  }
+
+  // PBT lineage: one node per trial, edges parent -> child, exploit edges dashed
+  function renderLineage() {
+    const study = state.study;
+    const container = document.getElementById("tab");
+    if (!study.meta.pbt) {
+      container.replaceChildren(el("p", { class: "muted", id: "lineage-none" },
+        "Not a PBT study: its trials have no generations or parents."));
+      return;
+    }
+    if (!study.lineage) { state.dirty = true; return; } // fetched on the next poll
+    ensurePlot("lineage-plot", "Click a trial to see its schedule.");
+    const { nodes, edges } = study.lineage;
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    const known = nodes.filter((n) => n.objective !== null).map((n) => n.objective);
+    const floor = known.length ? Math.min(...known) : 0;
+    const y = (n) => {
+      for (let cur = n; cur; cur = byId.get(parentOf(cur))) if (cur.objective !== null) return cur.objective;
+      return floor;
+    };
+    function parentOf(n) { const t = study.trials.get(n.id); return t ? t.parent : null; }
+    const founders = Array.from(new Set(nodes.map((n) => n.founder))).sort((a, b) => a - b);
+    const edgeTrace = (exploit) => {
+      const tr = { type: "scatter", mode: "lines", x: [], y: [], customdata: [], hoverinfo: "skip",
+        name: exploit ? "exploit (copied weights)" : "continued", meta: exploit ? "exploit-edges" : "edges",
+        line: exploit ? { color: "#c8372d", width: 1.5, dash: "dash" } : { color: "#9aa3b2", width: 1.2 } };
+      for (const e of edges.filter((e) => e.exploit === exploit)) {
+        const s = byId.get(e.source), t = byId.get(e.target);
+        if (!s || !t) continue;
+        tr.x.push(s.generation, t.generation, null); tr.y.push(y(s), y(t), null);
+        tr.customdata.push([e.source, e.target], [e.source, e.target], null);
+      }
+      return tr;
+    };
+    const nodeTraces = founders.map((f, i) => {
+      const mine = nodes.filter((n) => n.founder === f);
+      return { type: "scatter", mode: "markers", name: `founder ${f}`, meta: "nodes",
+        x: mine.map((n) => n.generation), y: mine.map(y), customdata: mine.map((n) => n.id),
+        marker: { size: 9, color: PALETTE[i % PALETTE.length],
+          symbol: mine.map((n) => (n.objective === null ? "circle-open" : "circle")),
+          line: { color: "#fff", width: 1 } },
+        text: mine.map((n) => `trial ${n.id} · member ${fmt(n.member)} · ${n.status}<br>objective ${fmt(n.objective)}`),
+        hovertemplate: "%{text}<extra></extra>" };
+    });
+    Plotly.react("lineage-plot", [edgeTrace(false), edgeTrace(true), ...nodeTraces], {
+      margin: { t: 30, r: 20 }, hovermode: "closest",
+      xaxis: { title: { text: "generation" }, dtick: 1 }, yaxis: { title: { text: "objective" } },
+      legend: { orientation: "h", y: -0.2 },
+    }, PLOT_CONFIG).then(() => bindClick("lineage-plot"));
+  }
+
+  // hyperparameter schedules: the value of one parameter along every family line
+  function renderSchedules() {
+    const study = state.study;
+    const container = document.getElementById("tab");
+    if (!study.meta.pbt) {
+      container.replaceChildren(el("p", { class: "muted", id: "schedules-none" },
+        "Not a PBT study: each trial keeps its hyperparameters for its whole run."));
+      return;
+    }
+    const names = parameterNames();
+    if (!names.includes(state.param)) state.param = names[0];
+    let select = document.getElementById("schedule-param");
+    if (!select) {
+      select = el("select", { id: "schedule-param",
+        onchange: (e) => { state.param = e.target.value; renderSchedules(); } },
+      names.map((n) => el("option", { value: n }, n)));
+      container.replaceChildren(el("div", { class: "filters" }, el("label", {}, "parameter ", select)),
+        el("div", { id: "schedule-plot", class: "plot" }));
+    }
+    select.value = state.param;
+    const trials = trialList();
+    const parents = new Set(trials.map((t) => t.parent).filter((p) => p !== null));
+    const leaves = trials.filter((t) => !parents.has(t.id));
+    const best = study.meta.best_trial;
+    const founderIds = [];
+    const traces = leaves.map((leaf) => {
+      const path = [];
+      for (let t = leaf; t; t = study.trials.get(t.parent)) { path.unshift(t); if (t.parent === null) break; }
+      const founder = path[0].id;
+      if (!founderIds.includes(founder)) founderIds.push(founder);
+      const isBest = false;
+      return { type: "scatter", mode: "lines+markers", name: `trial ${leaf.id}`, meta: "schedule",
+        x: path.map((t) => t.generation), y: path.map((t) => t.parameters[state.param]),
+        customdata: path.map((t) => t.id), showlegend: false,
+        line: { shape: "hv", width: isBest ? 3.5 : 1.2,
+          color: PALETTE[founderIds.indexOf(founder) % PALETTE.length] },
+        opacity: isBest ? 1 : 0.6,
+        hovertemplate: `trial %{customdata}<br>generation %{x}<br>${esc(state.param)} = %{y}<extra></extra>` };
+    });
+    const bestTrial = study.trials.get(best);
+    if (bestTrial) {
+      const path = [];
+      for (let t = bestTrial; t; t = study.trials.get(t.parent)) { path.unshift(t); if (t.parent === null) break; }
+      traces.push({ type: "scatter", mode: "lines+markers", name: `best trial ${best}`, meta: "best-schedule",
+        x: path.map((t) => t.generation), y: path.map((t) => t.parameters[state.param]),
+        customdata: path.map((t) => t.id), showlegend: false,
+        line: { shape: "hv", width: 3.5, color: "#1d2330" },
+        hovertemplate: `best trial ${best}: trial %{customdata}<br>generation %{x}<br>${esc(state.param)} = %{y}<extra></extra>` });
+    }
+    const param = study.meta.parameters.find((p) => p.name === state.param);
+    Plotly.react("schedule-plot", traces, {
+      margin: { t: 30, r: 20 }, hovermode: "closest",
+      title: { text: best !== null ? `black line: the schedule that produced the best trial (${best})` : "" },
+      xaxis: { title: { text: "generation" }, dtick: 1 },
+      yaxis: { title: { text: esc(state.param) }, type: param && param.scale === "log" ? "log" : "-" },
+    }, PLOT_CONFIG).then(() => bindClick("schedule-plot"));
+  }
+
+  function ensurePlot(id, hint) {
+    const container = document.getElementById("tab");
+    if (!document.getElementById(id)) {
+      container.replaceChildren(hint ? el("p", { class: "muted" }, hint) : "",
+        el("div", { id, class: "plot" }));
+    }
+  }
+
+  function bindClick(id) {
+    const div = document.getElementById(id);
+    if (!div || div.dataset.bound) return;
+    div.dataset.bound = "1";
+    div.on("plotly_click", (event) => {
+      const point = event.points && event.points[0];
+      const data = point && point.customdata;
+      const tid = Array.isArray(data) ? data[1] : data;
+      if (typeof tid === "number") renderDetail(tid, true);
+    });
+  }
+
+  // one trial: parameters, schedule, stop
+  async function renderDetail(id, fetchNow) {
+    state.selected = id;
+    const holder = document.getElementById("detail");
+    if (!holder) return;
+    document.querySelectorAll("tr.selected").forEach((r) => r.classList.remove("selected"));
+    const row = document.querySelector(`tr[data-trial="${id}"]`);
+    if (row) row.classList.add("selected");
+    if (!fetchNow && holder.dataset.trial === String(id)) return;
+    let trial;
+    try {
+      trial = await api(`${studyApi(state.study.name)}/trials/${id}`);
+    } catch (err) { showError(err.message); return; }
+    holder.dataset.trial = String(id);
+    const names = parameterNames();
+    const schedule = trial.schedule.map((s, i) => el("tr", {},
+      el("td", { class: "num" }, i + 1), el("td", { class: "num" }, s.trial),
+      el("td", { class: "num" }, fmt(s.generation)),
+      el("td", {}, s.iterations ? `${s.iterations[0]}–${s.iterations[1]}` : ""),
+      names.map((n) => el("td", { class: "num" }, fmt(s.parameters[n]))),
+      el("td", {}, s.load_from ? `trial ${s.load_from}` : "fresh"), el("td", {}, s.explore)));
+    const allowStop = state.info && state.info.allow_stop;
+    holder.replaceChildren(el("div", { class: "detail", id: "trial-detail", "data-trial": id },
+      el("h2", {}, `Trial ${id} `, el("span", { class: `status status-${trial.status}` }, trial.status),
+        " ", allowStop ? stopButton(trial) : ""),
+      el("p", {}, `last objective ${fmt(trial.last)} · best ${fmt(trial.best)} · ${trial.iterations} observations`),
+      trial.meta.error ? el("pre", {}, String(trial.meta.error)) : "",
+      el("h2", {}, "Schedule (the segments that trained this model)"),
+      el("table", { id: "schedule-table" }, el("thead", {}, el("tr", {},
+        ["segment", "trial", "generation", "iterations", ...names, "weights from", "explore"]
+          .map((h) => el("th", {}, h)))), el("tbody", {}, schedule))));
+  }
+
+  // -- routing -----------------------------------------------------------------------------------
+  function route() {
+    const next = parseRoute();
+    const previous = state.route;
+    state.route = next;
+    if (next.page === "study") {
+      const sameStudy = previous && previous.page === "study" && previous.name === next.name && state.study;
+      if (sameStudy) {
+        renderStudyFrame();
+        state.study.lineage = null;
+        state.study.version = 0; // refetch so the new tab has what it needs
+        state.dirty = true;
+      } else {
+        state.study = null;
+        state.selected = null;
+        state.filter = { status: "", generation: "" };
+        state.sort = { key: "id", desc: false };
+      }
+    }
+    tick();
+  }
+
+  window.addEventListener("hashchange", route);
+  route();
+  setInterval(tick, POLL_MS);
+})();
