@@ -16,6 +16,7 @@ import poptune
 
 XSS_NAME = "<script>alert(1)</script>"
 XSS_CHOICE = "<img src=x onerror=alert(2)>"
+XSS_CONTEXT = "<b onmouseover=alert(3)>loss</b>"
 
 
 def make_study(url: str, name: str) -> poptune.Study:
@@ -45,7 +46,8 @@ def main(url: str, name: str, steps: int = 3, pause: float = 0.2) -> None:
                 stopped = True
                 break
             base += trial.parameters["lr"] * (1.0 + trial.parameters[XSS_NAME])
-            trial.report(base, iteration=(trial.generation - 1) * steps + step + 1)
+            iteration = (trial.generation - 1) * steps + step + 1
+            trial.report(base, iteration=iteration, **{XSS_CONTEXT: 1.0 / iteration})
         value[trial.id] = base
         if stopped:
             study.finalize(trial, "STOPPED")

@@ -386,3 +386,60 @@ def test_dashboard_under_spawn_never_blocks_exit(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "trials 4" in done.stdout
     assert time.monotonic() - started < 100
+
+
+def test_cli_dashboard_serves_a_saved_directory(tmp_path):
+    _pbt_study(None, name="saved-cli", generations=2).save(tmp_path / "out")
+    port = _free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "poptune", "dashboard", str(tmp_path / "out"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    studies = _get(f"http://127.0.0.1:{port}/api/studies")
+                    break
+                except urllib.error.URLError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            assert [(s["name"], s["trials"]) for s in studies] == [("saved-cli", 8)]
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
+def test_study_start_dashboard_with_stop_buttons_on_a_memory_study():
+    study = poptune.Study(
+        [poptune.Continuous("x", [0, 1])],
+        poptune.algorithms.RandomSearch(max_num_trials=3),
+        lower_is_better=True,
+    )
+    url = study.start_dashboard(port=0, allow_stop=True)
+    try:
+        assert url == study.dashboard_url
+        trial = study.get_suggestion()
+        request = urllib.request.Request(
+            url.split("#")[0] + f"api/studies/{study.name}/trials/{trial.id}/stop",
+            method="POST",
+            headers={"X-Poptune": "stop"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert trial.should_stop()
+    finally:
+        study.close()
+
+
+def test_a_study_deleted_and_made_again_is_shown_afresh(tmp_path):
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    _pbt_study(url, name="again", generations=2)
+    client = TestClient(create_app(DashboardData(poptune.storage.get_storage(url))))
+    assert len(client.get("/api/studies/again/trials").json()["trials"]) == 8
+    poptune.storage.get_storage(url).delete_study("again")
+    assert client.get("/api/studies/again/trials").status_code == 404
+    assert client.get("/api/studies").json() == []
+    _pbt_study(url, name="again", generations=1)
+    assert len(client.get("/api/studies/again/trials").json()["trials"]) == 4

@@ -26,7 +26,7 @@ playwright_api = pytest.importorskip(
 import poptune  # noqa: E402
 from poptune.dashboard import start_dashboard  # noqa: E402
 from tests.conftest import forget_storages  # noqa: E402
-from tests.dashboard_feeder import XSS_CHOICE, XSS_NAME, make_study  # noqa: E402
+from tests.dashboard_feeder import XSS_CHOICE, XSS_CONTEXT, XSS_NAME, make_study  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -60,7 +60,9 @@ def url(tmp_path_factory):
     done = make_study(db, "finished")
     for trial in done:
         value = trial.parameters["lr"] * (1 + trial.generation)
-        done.add_observation(trial, objective=value, iteration=trial.generation)
+        done.add_observation(
+            trial, objective=value, iteration=trial.generation, context={XSS_CONTEXT: 0.5}
+        )
         done.finalize(trial)
         if trial.generation == 4 and trial.member == 3:
             break
@@ -291,6 +293,9 @@ def test_hostile_names_are_displayed_as_text(page, url):
     choices = {t.parameters["act"] for t in poptune.load_study(url, "finished").trials}
     if XSS_CHOICE in choices:
         assert XSS_CHOICE in page.page.locator("#trials tbody").inner_text()
+    page.page.locator('#trials tr[data-trial="1"]').click()
+    page.page.wait_for_selector("#context-table", timeout=5000)
+    assert XSS_CONTEXT in page.page.locator("#context-table").inner_text()
     page.open("#/study/finished/parallel", "#parallel-plot .main-svg")
     page.page.wait_for_timeout(300)
     assert XSS_NAME in page.page.locator("#parallel-plot").inner_text()
@@ -301,3 +306,52 @@ def test_hostile_names_are_displayed_as_text(page, url):
     assert page.page.evaluate("() => document.querySelectorAll('script:not([src])').length") == 0
     assert page.page.evaluate("() => document.querySelectorAll('img[src=\"x\"]').length") == 0
     assert page.errors == []
+
+
+def test_the_seed_example_with_dashboard_port_shows_its_run_live(browser, tmp_path):
+    pytest.importorskip("torch", reason="the seed example trains a PyTorch MLP")
+    pytest.importorskip("sklearn", reason="the seed example uses scikit-learn's digits")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    population, generations = 4, 6
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "pbt_mnist_mlp.py"), "--dashboard-port",
+         str(port), "--keep-dashboard", "--population-size", str(population), "--generations",
+         str(generations), "--quiet", "--output-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )  # fmt: skip
+    tab = None
+    try:
+        url = None
+        for _ in range(20):
+            line = process.stdout.readline()
+            if f"http://127.0.0.1:{port}/#/study/" in line:
+                url = line.strip()
+                break
+        assert url is not None, "the example printed no dashboard banner"
+        tab = Page(browser, "")
+        tab.open(url + "/lineage", "#view")
+        tab.page.wait_for_function("() => document.body.dataset.version !== undefined")
+        first = int(tab.page.evaluate("() => document.body.dataset.version"))
+        tab.page.wait_for_function(
+            f"""() => {{
+              const gd = document.getElementById('lineage-plot');
+              return gd && gd.data && gd.data.filter(t => t.meta === 'nodes')
+                .reduce((n, t) => n + t.customdata.length, 0) === {population * generations};
+            }}""",
+            timeout=240_000,
+        )
+        last = int(tab.page.evaluate("() => document.body.dataset.version"))
+        assert last > first  # it watched the run progress without a reload
+        assert tab.errors == []
+    finally:
+        if tab is not None:
+            tab.close()
+        process.terminate()
+        process.wait(timeout=30)
+        process.stdout.close()

@@ -13,6 +13,7 @@ import math
 import os
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -655,3 +656,12 @@ def test_failed_submission_names_the_command_and_its_error(tmp_path, batch):
         PoptuneError, match=r"sbatch --parsable .* failed \(exit status 1\): invalid partition"
     ):
         SLURMScheduler(output_dir=tmp_path).submit_job("true", {}, "job")
+
+
+def test_optimize_serves_the_dashboard_while_jobs_run(tmp_path, caplog):
+    pytest.importorskip("uvicorn", reason='the dashboard extra: pip install "poptune[dashboard]"')
+    caplog.set_level(logging.WARNING, logger="poptune")
+    best, study = run(tmp_path, algorithms.RandomSearch(2), dashboard_port=0)
+    assert_completed(study, 2)
+    assert "dashboard not started" not in caplog.text
+    assert not [t for t in threading.enumerate() if "poptune-dashboard" in t.name]

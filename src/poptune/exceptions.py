@@ -17,6 +17,7 @@ exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError`
     ├── CheckpointError                        a checkpoint to load is missing or unreadable
     ├── ReadOnlyStudyError                     a study opened with load_study() was asked to change
     ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
+    ├── MissingDependencyError (ImportError)   an optional extra (plot, dashboard) is missing
     └── StorageError                           the storage failed (I/O, serialization)
 
 Messages name the bad value and what would have been accepted.
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidObservationError",
     "InvalidParameterError",
     "InvalidStatusError",
+    "MissingDependencyError",
     "NoObservationsError",
     "PoptuneError",
     "ReadOnlyStudyError",
@@ -103,6 +105,11 @@ class ReadOnlyStudyError(PoptuneError):
 
 class ConfigurationError(PoptuneError, ValueError):
     """An argument of :class:`~poptune.Study` or of an algorithm is not valid."""
+
+
+class MissingDependencyError(PoptuneError, ImportError):
+    """A package of an optional extra is not installed; the message says what to install
+    (``pip install "poptune[plot]"``, ``pip install "poptune[dashboard]"``)."""
 
 
 class StorageError(PoptuneError):

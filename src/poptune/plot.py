@@ -29,7 +29,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from poptune.algorithms.pbt.replay import _parent_id
-from poptune.exceptions import ConfigurationError, InvalidParameterError, PoptuneError
+from poptune.exceptions import (
+    ConfigurationError,
+    InvalidParameterError,
+    MissingDependencyError,
+)
 from poptune.parameters import Continuous, Discrete, Parameter
 from poptune.study import Study
 from poptune.trial import Trial, TrialStatus
@@ -46,14 +50,6 @@ _NO_TRIALS = "no completed trials"
 _MAX_LEGEND_FOUNDERS = 10
 #: Categorical values labelled one by one up to this many (else first and last only).
 _MAX_CATEGORY_LABELS = 20
-
-
-class MissingDependencyError(PoptuneError, ImportError):
-    """matplotlib, needed by :mod:`poptune.plot`, is not installed.
-
-    Install it with ``pip install "poptune[plot]"``. Also an ``ImportError``, so
-    ``except ImportError`` catches it.
-    """
 
 
 # -- shared helpers ------------------------------------------------------------------------------

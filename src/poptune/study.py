@@ -344,6 +344,34 @@ class Study:
             self._dashboard.stop()
             self._dashboard = None
 
+    def start_dashboard(
+        self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False
+    ) -> str:
+        """Serve the live web dashboard of this study's storage in a background thread
+        (what ``dashboard_port=`` does, with more options); return its URL. A dashboard this
+        object started before is stopped first; :meth:`close` stops it.
+
+        Args:
+            port: TCP port; 0 picks a free one. Default 8880.
+            host: address to bind. Default 127.0.0.1 (this machine only; the dashboard has
+                no authentication).
+            allow_stop: show "Stop" buttons on running trials (the dashboard's only write;
+                :meth:`should_trial_stop` then answers True for a stopped trial).
+
+        Raises:
+            MissingDependencyError: ``poptune[dashboard]`` is not installed.
+            ConfigurationError: the port cannot be bound.
+        """
+        from poptune.dashboard import start_dashboard
+
+        if self._dashboard is not None:
+            self._dashboard.stop()
+            self._dashboard = None
+        self._dashboard = start_dashboard(
+            self._storage, port=port, host=host, allow_stop=allow_stop, study_name=self.name
+        )
+        return self._dashboard.url
+
     @property
     def dashboard_url(self) -> str | None:
         """The address of this study's dashboard page, or None when none is running."""

@@ -30,7 +30,7 @@ import urllib.parse
 from typing import Any, TextIO
 
 from poptune.dashboard._data import DashboardData, StopNotAllowedError
-from poptune.exceptions import ConfigurationError
+from poptune.exceptions import ConfigurationError, MissingDependencyError
 from poptune.storage import Storage, get_storage
 
 __all__ = [
@@ -95,7 +95,7 @@ class DashboardServer:
         try:
             import uvicorn
         except ImportError:
-            raise ConfigurationError(
+            raise MissingDependencyError(
                 'the dashboard needs uvicorn and starlette: pip install "poptune[dashboard]"'
             ) from None
         from poptune.dashboard.app import LOOPBACK_HOSTS, create_app
@@ -204,8 +204,8 @@ def start_dashboard(
             object prints it there, False prints nothing.
 
     Raises:
-        ConfigurationError: the extra is not installed, or the port cannot be bound (in
-            use, or a privileged port).
+        MissingDependencyError: the ``dashboard`` extra is not installed.
+        ConfigurationError: the port cannot be bound (in use, or a privileged port).
     """
     server = DashboardServer(
         storage, host=host, port=port, allow_stop=allow_stop, study_name=study_name
@@ -248,6 +248,6 @@ def _start_for_study(study: Any, port: int, host: str = "127.0.0.1") -> Dashboar
     training script should not die because the port is taken or the extra is missing)."""
     try:
         return start_dashboard(study._storage, port=port, host=host, study_name=study.name)
-    except ConfigurationError as exc:
+    except (ConfigurationError, MissingDependencyError) as exc:
         logger.warning("poptune: dashboard not started: %s", exc)
         return None

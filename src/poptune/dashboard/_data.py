@@ -110,9 +110,10 @@ class DashboardData:
     def _view(self, name: str) -> Iterator[_StudyView]:
         """The study's view, synced now, held under its lock (and, for a memory storage whose
         trial objects the training thread mutates in place, under the study lock too)."""
+        study_id = self.storage.get_study_id(name)  # StudyNotFoundError for an unknown name
         with self._lock:
             view = self._views.get(name)
-            if view is None:
+            if view is None or view.study_id != study_id:  # new, or deleted and made again
                 view = self._views[name] = _StudyView(self.storage, name)
         memory = isinstance(self.storage, MemoryStorage)
         with view.lock, self.storage.transaction(view.study_id) if memory else nullcontext():

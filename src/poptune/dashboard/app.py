@@ -25,6 +25,7 @@ from typing import Any
 from poptune.dashboard._data import DashboardData, StopNotAllowedError
 from poptune.exceptions import (
     ConfigurationError,
+    MissingDependencyError,
     PoptuneError,
     StudyNotFoundError,
     TrialFinishedError,
@@ -49,11 +50,11 @@ def plotly_js_path() -> Path:
     """The ``plotly.min.js`` bundled with the installed ``plotly`` package.
 
     Raises:
-        ConfigurationError: plotly is not installed (``pip install "poptune[dashboard]"``).
+        MissingDependencyError: plotly is not installed (``pip install "poptune[dashboard]"``).
     """
     spec = importlib.util.find_spec("plotly")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigurationError('the dashboard needs plotly: pip install "poptune[dashboard]"')
+        raise MissingDependencyError('the dashboard needs plotly: pip install "poptune[dashboard]"')
     path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
     if not path.is_file():
         raise ConfigurationError(f"the installed plotly package has no {path.name} at {path}")
@@ -83,7 +84,7 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
             through DNS rebinding.
 
     Raises:
-        ConfigurationError: Starlette or plotly is not installed.
+        MissingDependencyError: Starlette or plotly is not installed.
     """
     try:
         from starlette.applications import Starlette
@@ -93,7 +94,7 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
         from starlette.responses import FileResponse, JSONResponse, Response
         from starlette.routing import Route
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
+        raise MissingDependencyError(
             'the dashboard needs starlette and uvicorn: pip install "poptune[dashboard]"'
         ) from None
     plotly_js = plotly_js_path()

@@ -112,7 +112,8 @@ def optimize(
         max_concurrent: how many jobs run at once (>= 1).
         db_port, mongodb_args: SHERPA's MongoDB settings; poptune keeps the study in its own
             storage, so they are not used.
-        dashboard_port, disable_dashboard: the web dashboard is not part of this version.
+        dashboard_port, disable_dashboard: serve the live web dashboard on this port of
+            127.0.0.1 while the jobs run (as ``Study(dashboard_port=...)``).
         resubmit_failed_trials: queue a trial whose job failed once more, with the same
             parameters (a new trial whose ``meta['retry_of']`` names the failed one).
         verbose: log (logger ``poptune``, INFO) one line per submitted and finished job;
@@ -190,12 +191,6 @@ def optimize(
             "mongodb_args are not used",
             _safe(url),
         )
-    if dashboard_port is not None and not disable_dashboard:
-        logger.warning(
-            "poptune: the web dashboard is not part of this version; dashboard_port=%r is ignored",
-            dashboard_port,
-        )
-
     out.mkdir(parents=True, exist_ok=True)
     exists = _study_exists(url, study_name)
     if exists and not load:
@@ -212,6 +207,8 @@ def optimize(
         seed=seed,
         storage=url,
         study_name=study_name,
+        dashboard_port=dashboard_port,
+        disable_dashboard=disable_dashboard,
     )
     if load:
         logger.info(
@@ -232,7 +229,10 @@ def optimize(
         logging.INFO if verbose else logging.DEBUG,
         float(poll_interval),
     )
-    return runner.run()
+    try:
+        return runner.run()
+    finally:
+        study.close()  # stops the dashboard, if one was started
 
 
 def _storage_url(storage: str | Storage | None, out: Path) -> str:

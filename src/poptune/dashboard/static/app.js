@@ -501,10 +501,23 @@
         " ", allowStop ? stopButton(trial) : ""),
       el("p", {}, `last objective ${fmt(trial.last)} · best ${fmt(trial.best)} · ${trial.iterations} observations`),
       trial.meta.error ? el("pre", {}, String(trial.meta.error)) : "",
+      contextTable(trial),
       el("h2", {}, "Schedule (the segments that trained this model)"),
       el("table", { id: "schedule-table" }, el("thead", {}, el("tr", {},
         ["segment", "trial", "generation", "iterations", ...names, "weights from", "explore"]
           .map((h) => el("th", {}, h)))), el("tbody", {}, schedule))));
+  }
+
+  // the context (extra metrics) of the trial's last observation, if any
+  function contextTable(trial) {
+    const iterations = Object.keys(trial.context || {}).map(Number).sort((a, b) => a - b);
+    if (!iterations.length) return "";
+    const last = iterations[iterations.length - 1];
+    const entries = Object.entries(trial.context[String(last)] || {});
+    if (!entries.length) return "";
+    return el("div", {}, el("h2", {}, `Context at iteration ${last}`),
+      el("table", { id: "context-table" }, el("tbody", {}, entries.map(([k, v]) =>
+        el("tr", {}, el("th", {}, k), el("td", { class: typeof v === "number" ? "num" : "" }, fmt(v)))))));
   }
 
   // -- routing -----------------------------------------------------------------------------------
