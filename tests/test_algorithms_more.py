@@ -188,6 +188,29 @@ def test_repeat_wait_for_completion():
     assert [t.meta["repeat"] for t in got] == [0, 1, 0]
 
 
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_get_best_result_under_repeat_agg_is_the_best_mean(storage, tmp_path):
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'agg.db'}"
+    study = Study(X, Repeat(RandomSearch(2), 3, agg=True), True, seed=0, storage=url)
+    first = [study.get_suggestion() for _ in range(3)]
+    for t, value in zip(first, (0.0, 4.0, 5.0), strict=True):  # mean 3, holds the best single
+        finish(study, t, value)
+    second = [study.get_suggestion() for _ in range(3)]
+    for t, value in zip(second, (2.0, 2.0, 2.0), strict=True):  # mean 2: the best mean
+        finish(study, t, value)
+    best = study.get_best_result()
+    assert best["Trial-ID"] == second[0].id and best["Objective"] == 2.0
+    assert best["ObjectiveCount"] == 3 and best["ObjectiveVar"] == 0.0
+    assert best["x"] == second[0].parameters["x"]
+    # without agg, the best single observation wins, as for any other algorithm
+    plain = Study(X, Repeat(RandomSearch(2), 3), True, seed=0)
+    trials = [plain.get_suggestion() for _ in range(6)]
+    for t, value in zip(trials, (0.0, 4.0, 5.0, 2.0, 2.0, 2.0), strict=True):
+        finish(plain, t, value)
+    assert plain.get_best_result()["Trial-ID"] == trials[0].id
+    forget_storages()
+
+
 def test_repeat_agg_shows_the_mean_objective_to_the_wrapped_algorithm():
     study = Study(X, Repeat(Spy(), 3, agg=True), True, seed=0)
     first = [study.get_suggestion() for _ in range(3)]

@@ -631,10 +631,19 @@ class Study:
 
         Keys: ``Trial-ID``, ``Iteration``, the trial's parameters (with PBT's ``generation``,
         ``load_from``, ``save_to``, ``lineage``), ``Objective`` and the context keys.
-        Unlike SHERPA, FAILED and STOPPED trials are not considered.
+        Unlike SHERPA, FAILED and STOPPED trials are not considered. Under
+        ``Repeat(agg=True)`` it is the best configuration by the mean over its repeats
+        (``Trial-ID`` of its first repeat, the mean as ``Objective``, and ``ObjectiveVar``,
+        ``ObjectiveCount``, ``ObjectiveStdErr``).
         """
-        history = self.history
-        return best_result(history.best_trial(), self.lower_is_better)
+        with self._lock:
+            history = self.history
+            if type(self.algorithm).best_trial is Algorithm.best_trial:
+                best = history.best_trial()
+            else:
+                state = self._storage.get_algorithm_state(self._study_id)
+                best = self.algorithm.best_trial(history, state)
+        return best_result(best, self.lower_is_better)
 
     @property
     def results(self) -> pd.DataFrame:

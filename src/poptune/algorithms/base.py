@@ -27,7 +27,7 @@ from poptune._config import object_from_config
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Parameter
-from poptune.trial import AlgorithmState
+from poptune.trial import AlgorithmState, Trial
 
 __all__ = ["Algorithm", "Suggestion", "algorithm_from_config"]
 
@@ -91,6 +91,15 @@ class Algorithm:
         """Checkpoint names that trials this algorithm has decided on but not yet handed out
         will load (checkpoint garbage collection keeps them). Default: none."""
         return set()
+
+    def best_trial(self, history: History, state: Mapping[str, Any]) -> Trial | None:
+        """The trial :meth:`~poptune.Study.get_best_result` reports, given the history and the
+        algorithm's stored JSON ``state``. Default: the COMPLETED trial holding the best single
+        observation. ``Repeat(agg=True)`` answers with the best configuration by its mean.
+
+        Only called for algorithms that override it (the default needs no state read).
+        """
+        return history.best_trial()
 
     def to_config(self) -> dict[str, Any]:
         """``{'type': <class name or module:Class>, **get_config()}``."""

@@ -265,6 +265,16 @@ class Repeat(Algorithm):
             return AggregatedHistory(history, inner, state.get("groups", []), self.num_times)
         return HistoryView(history, inner)
 
+    def best_trial(self, history: History, state: Mapping[str, Any]) -> Trial | None:
+        """With ``agg``: the COMPLETED configuration with the best mean objective (its trial
+        carries the mean and ``ObjectiveVar``/``ObjectiveCount``/``ObjectiveStdErr``)."""
+        if not self.agg:
+            return history.best_trial()
+        groups = state.get("groups", [])
+        return AggregatedHistory(
+            history, dict(state.get("inner", {})), groups, self.num_times
+        ).best_trial()
+
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         state = history.state
         groups: list[list[int]] = state.setdefault("groups", [])
