@@ -146,3 +146,13 @@ def test_unknown_algorithm_config():
         algorithm_from_config({"type": "Nope"})
     with pytest.raises(ConfigurationError, match="cannot import"):
         algorithm_from_config({"type": "no.such.module:Algo"})
+
+
+def test_a_stored_config_cannot_call_an_arbitrary_function(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = {"type": "os:system", "command": f"touch {marker}"}
+    with pytest.raises(ConfigurationError, match="'os:system' is not a poptune"):
+        algorithm_from_config(evil)
+    with pytest.raises(ConfigurationError, match="not a poptune.algorithms.base.Algorithm"):
+        algorithm_from_config({"type": "collections:OrderedDict"})
+    assert not marker.exists()

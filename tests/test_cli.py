@@ -9,6 +9,8 @@ import pytest
 import poptune as pt
 from poptune.cli import main
 
+from .conftest import forget_storages
+
 
 @pytest.fixture
 def stored(db_url):
@@ -130,3 +132,33 @@ def test_the_installed_command_runs(stored):
     result = subprocess.run([sys.executable, "-m", "poptune", "best", url, "none"],
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_a_tampered_database_cannot_run_code(tmp_path):
+    """A study database from elsewhere names its algorithm as module:Class; reading it must
+    not call whatever that names."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'evil.db'}"
+    rule = pt.algorithms.MedianStoppingRule()
+    study = pt.Study([pt.Continuous("x", [0, 1])], pt.algorithms.RandomSearch(), True, rule,
+                     storage=url, study_name="evil")  # fmt: skip
+    t = study.get_suggestion()
+    study.add_observation(t, 1.0)
+    study.finalize(t)
+    forget_storages()
+    marker = tmp_path / "pwned"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        config = json.loads(conn.exec_driver_sql("SELECT config FROM poptune_studies").scalar())
+        config["algorithm"] = {"type": "os:system", "command": f"touch {marker}"}
+        config["stopping_rule"] = {"type": "os:system", "command": f"touch {marker}"}
+        conn.exec_driver_sql("UPDATE poptune_studies SET config = ?", (json.dumps(config),))
+    engine.dispose()
+    code, text = run("studies", url)
+    assert code == 0 and "evil" in text
+    assert pt.load_study(url, "evil").get_best_result()["Objective"] == 1.0
+    with pytest.raises(pt.ConfigurationError, match="os:system"):
+        pt.Study.join(url, "evil")
+    assert not marker.exists()
+    forget_storages()

@@ -12,6 +12,7 @@ from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.exceptions import ConfigurationError, ReadOnlyStudyError
 from poptune.history import History
 from poptune.parameters import Parameter
+from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
 from poptune.study import Study
 from poptune.trial import AlgorithmState
@@ -80,7 +81,7 @@ def join_study(storage: Storage | str, study_name: str, **options: Any) -> Study
         [Parameter.from_dict(d) for d in config["parameters"]],
         algorithm_from_config(config["algorithm"]),
         config["lower_is_better"],
-        stopping_rule=object_from_config(stopping, {}) if stopping else None,
+        stopping_rule=object_from_config(stopping, {}, StoppingRule) if stopping else None,
         storage=store,
         study_name=study_name,
         **options,

@@ -774,7 +774,7 @@ class Study:
         if algorithm is None:
             algorithm = algorithm_from_config(config["algorithm"])
         if stopping_rule is None and config.get("stopping_rule"):
-            stopping_rule = object_from_config(config["stopping_rule"], {})
+            stopping_rule = object_from_config(config["stopping_rule"], {}, StoppingRule)
         study = cls(
             [Parameter.from_dict(d) for d in config["parameters"]],
             algorithm,

@@ -120,7 +120,7 @@ def algorithm_from_config(config: Mapping[str, Any]) -> Algorithm:
     Raises:
         ConfigurationError: unknown type or arguments that the class rejects.
     """
-    algorithm = object_from_config(config, _REGISTRY)
+    algorithm = object_from_config(config, _REGISTRY, Algorithm)
     if not isinstance(algorithm, Algorithm):
         raise ConfigurationError(f"{config.get('type')!r} is not a poptune Algorithm")
     return algorithm
