@@ -37,6 +37,7 @@ from poptune.exceptions import (
     InvalidObservationError,
     InvalidParameterError,
     InvalidStatusError,
+    MissingDependencyError,
     PoptuneError,
     ReadOnlyStudyError,
     StorageError,
@@ -588,6 +589,48 @@ class Study:
             if self.stopping_rule is None:
                 return False
             return bool(self.stopping_rule.should_trial_stop(current, self._history))
+
+    def keras_callback(
+        self, trial: Trial | int, objective_name: str, context_names: Sequence[str] = ()
+    ) -> Any:
+        """A Keras callback that records an observation at the end of every epoch (SHERPA's).
+
+        At each epoch end it calls :meth:`add_observation` with ``iteration`` = the epoch
+        number Keras gives (0-based, as SHERPA recorded it; pass ``initial_epoch`` to
+        ``fit`` to continue a PBT member's count), ``objective`` = ``logs[objective_name]``
+        (e.g. ``'val_accuracy'``) and ``context`` = the ``logs`` values named in
+        ``context_names``. If :meth:`should_trial_stop` then says so (stopping rule, or the
+        dashboard's Stop), it sets ``model.stop_training`` so ``fit`` ends after this epoch.
+
+        Raises:
+            MissingDependencyError: Keras (3, any backend) is not installed.
+            ConfigurationError (at an epoch end): ``objective_name`` or a context name is not
+                among the metrics Keras logged; the message lists those.
+        """
+        try:
+            import keras
+        except ImportError:
+            raise MissingDependencyError(
+                "keras_callback needs Keras: pip install keras (with a backend: torch, jax "
+                "or tensorflow)"
+            ) from None
+        study, tid, names = self, self._trial_id(trial), list(context_names)
+
+        class _PoptuneCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+            def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+                logs = dict(logs or {})
+                missing = [n for n in (objective_name, *names) if n not in logs]
+                if missing:
+                    raise ConfigurationError(
+                        f"keras_callback: {missing[0]!r} is not among the metrics Keras "
+                        f"logged: {sorted(logs)}"
+                    )
+                context = {n: float(logs[n]) for n in names}
+                study.add_observation(tid, float(logs[objective_name]), int(epoch), context)
+                if study.should_trial_stop(tid):
+                    self.model.stop_training = True
+
+        return _PoptuneCallback()
 
     def request_stop(self, trial: Trial | int) -> None:
         """Ask that a running trial stop: :meth:`should_trial_stop` then answers True."""
