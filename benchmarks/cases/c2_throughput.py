@@ -1,0 +1,199 @@
+"""Case 2: trials per second with 1–8 worker processes sharing one study, on SQLite and on
+PostgreSQL, a trivial and a 50 ms objective, poptune beside Optuna on the same storage.
+
+Each run is ``benchmarks/throughput.py``'s ``run_once`` in a fresh process of the library's
+virtualenv (``benchmarks/peers/throughput_peer.py``): a fresh database, the workers spawned,
+timed from a barrier after they opened the study to the last trial. poptune and Optuna
+alternate run by run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from benchmarks.harness import Context, Section, Target, figure, fmt, log, med, ratio, spread, table
+
+TITLE = "2. Throughput: worker processes sharing one study (vs Optuna, same storage)"
+STORAGES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+SLEEP_S = 0.05
+TARGET = ("postgres", "50 ms", 8, 0.90)  # storage, objective, workers, efficiency
+
+
+def run(ctx: Context) -> Section:
+    section = Section("throughput", TITLE)
+    workers_list = ctx.pick((1, 2, 4, 8), (2,))
+    objectives = ctx.pick(("trivial", "50 ms"), ("50 ms",))
+    repeats = ctx.repeats_or(2, 1)
+    trivial_total = ctx.pick(600, 200)
+    sleep_per_worker = ctx.pick(40, 15)
+    max_seconds = ctx.pick(3.0, 1.5)
+    libs = ["poptune"]
+    if ctx.peer("optuna") is not None:
+        libs.append("optuna")
+    else:
+        section.notes.append(ctx.peer_note("optuna"))
+    runs: dict[tuple[str, str, int, str], list[dict[str, Any]]] = {}
+    errors: dict[tuple[str, str], str] = {}  # (library, storage) -> first error
+    described: dict[str, str] = {}
+    for storage in STORAGES:
+        for objective in objectives:
+            for r in range(repeats):
+                for lib in libs:  # every worker count in one process, libraries in turn
+                    if (lib, storage) in errors:
+                        continue
+                    sleep = SLEEP_S if objective == "50 ms" else 0.0
+                    out = ctx.run_peer(
+                        lib,
+                        "throughput_peer",
+                        {
+                            "library": lib,
+                            "storage": storage,
+                            "workers": list(workers_list),
+                            "total": sleep_per_worker if sleep else trivial_total,
+                            "sleep_s": sleep,
+                            "seed": 2000 + r,
+                            "max_seconds": max_seconds,
+                            "postgres_url": ctx.postgres_url,
+                        },
+                        timeout_s=(max_seconds * 4 + 120) * len(workers_list) + 120,
+                    )
+                    if not out.ok:
+                        errors[(lib, storage)] = out.error or "failed"
+                        log(f"  throughput {lib} {storage}: FAILED {out.error}")
+                        continue
+                    for res in out.result:
+                        if res["error"]:
+                            errors.setdefault((lib, storage), res["error"])
+                            log(f"  throughput {lib} {storage}: FAILED {res['error']}")
+                            continue
+                        described[storage] = res["storage"]
+                        workers = res["workers"]
+                        runs.setdefault((storage, objective, workers, lib), []).append(res)
+                        log(
+                            f"  throughput {storage:<8} {objective:<7} {workers} workers "
+                            f"repeat {r + 1}/{repeats} {lib:<7} {res['rate']:8.1f} trials/s"
+                            + (" (capped)" if res["capped"] else "")
+                        )
+    for (lib, storage), error in errors.items():
+        section.notes.append(f"{lib} on {STORAGES[storage]} failed: {error}")
+
+    def rates(storage: str, objective: str, workers: int, lib: str) -> list[float]:
+        return [x["rate"] for x in runs.get((storage, objective, workers, lib), [])]
+
+    def cell(storage: str, objective: str, workers: int, lib: str) -> str:
+        done = runs.get((storage, objective, workers, lib), [])
+        text = spread([x["rate"] for x in done])
+        if any(x["capped"] for x in done):
+            text += f" (stopped at {max_seconds:g} s: {min(x['trials'] for x in done):,}+ trials)"
+        return text
+
+    rows = []
+    for storage in STORAGES:
+        for objective in objectives:
+            for workers in workers_list:
+                p = med(rates(storage, objective, workers, "poptune"))
+                o = med(rates(storage, objective, workers, "optuna"))
+                ideal = workers / SLEEP_S
+                eff = objective == "50 ms"
+                rows.append(
+                    [
+                        STORAGES[storage],
+                        objective,
+                        str(workers),
+                        cell(storage, objective, workers, "poptune"),
+                        cell(storage, objective, workers, "optuna"),
+                        ratio(p, o),
+                        f"{p / ideal:.0%}" if eff and math.isfinite(p) else "",
+                        f"{o / ideal:.0%}" if eff and math.isfinite(o) else "",
+                    ]
+                )
+    section.lines += [
+        f"Workers: separate processes (spawn) on one study; a fresh database per run; timed "
+        f"from a barrier every worker reaches after opening the study to the last finished "
+        f"trial. Trivial objective: {trivial_total:,} trials a run; 50 ms objective "
+        f"(`time.sleep(0.05)`): {sleep_per_worker} × workers trials (ideally "
+        f"{sleep_per_worker * SLEEP_S:g} s). A run hands out no trial after {max_seconds:g} s. "
+        f"poptune: RandomSearch, `for trial in study`; Optuna: ask/tell, RandomSampler, "
+        f"`load_if_exists`. Median [min–max] of {repeats} alternating repeat(s); the ratio is "
+        "poptune's trials/s over Optuna's (higher is better for poptune); efficiency = "
+        "trials/s ÷ (workers / 0.05 s).",
+        *[f"- {STORAGES[s]}: {d}" for s, d in described.items()],
+        "",
+        *table(
+            [
+                "storage",
+                "objective",
+                "workers",
+                "poptune trials/s",
+                "Optuna trials/s",
+                "ratio poptune/Optuna",
+                "poptune efficiency",
+                "Optuna efficiency",
+            ],
+            rows,
+        ),
+    ]
+
+    def draw(plt: Any) -> None:
+        fig, axes = plt.subplots(1, len(STORAGES), figsize=(10, 4), sharey=True)
+        for ax, storage in zip(axes, STORAGES, strict=True):
+            for lib, color in (("poptune", "C0"), ("optuna", "C1")):
+                for objective in objectives:
+                    xs = [w for w in workers_list if rates(storage, objective, w, lib)]
+                    if not xs:
+                        continue
+                    ys = [med(rates(storage, objective, w, lib)) for w in xs]
+                    ax.plot(
+                        xs,
+                        ys,
+                        marker="o",
+                        color=color,
+                        linestyle="-" if objective == "trivial" else "--",
+                        label=f"{lib}, {objective}",
+                    )
+            if "50 ms" in objectives:
+                ax.plot(
+                    workers_list,
+                    [w / SLEEP_S for w in workers_list],
+                    color="grey",
+                    linestyle=":",
+                    label="ideal, 50 ms",
+                )
+            ax.set_title(STORAGES[storage])
+            ax.set_xlabel("worker processes")
+            ax.set_xticks(list(workers_list))
+            ax.set_yscale("log")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].set_ylabel("trials per second (median)")
+        axes[0].legend(fontsize=8)
+
+    section.lines += figure(ctx, "throughput", draw, "trials per second against workers")
+
+    storage, objective, workers, goal = TARGET
+    what = (
+        f"poptune ≥ {goal:.0%} of the ideal throughput with the 50 ms objective and "
+        f"{workers} workers on {STORAGES[storage]} (the project's throughput target)"
+    )
+    got = rates(storage, objective, workers, "poptune")
+    if got:
+        eff = med(got) / (workers / SLEEP_S)
+        detail = f"{eff:.0%} of ideal ({fmt(med(got))} trials/s)"
+        if eff < goal:
+            detail += (
+                f"; on {ctx_cores()} cores the {workers} workers, the database server and the "
+                "harness share the CPU"
+            )
+        section.targets.append(Target(what, eff >= goal, detail))
+    else:
+        section.targets.append(Target(what, None, "that configuration was not run"))
+    return section
+
+
+def ctx_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

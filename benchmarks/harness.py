@@ -1,0 +1,180 @@
+"""What the cases of ``python -m benchmarks`` share: the run's context, statistics, Markdown
+and figure helpers, and a case's result (a section of ``docs/benchmarks.md``)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.peers import Outcome, Peer, run_script
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    """What a case needs to know about this run."""
+
+    quick: bool
+    repeats: int | None  # --repeats (None: the case's default)
+    seeds: int | None  # --seeds (None: the case's default)
+    peers: dict[str, Peer]  # the peers asked for, usable or not
+    no_peers: bool
+    images: Path  # where the PNGs go
+    image_link: str  # how the page links to that folder ("images")
+    postgres_url: str
+    python: str = sys.executable  # poptune's side
+
+    def repeats_or(self, full: int, quick: int) -> int:
+        return self.repeats if self.repeats is not None else (quick if self.quick else full)
+
+    def seeds_or(self, full: int, quick: int) -> int:
+        return self.seeds if self.seeds is not None else (quick if self.quick else full)
+
+    def pick(self, full: Any, quick: Any) -> Any:
+        return quick if self.quick else full
+
+    def peer(self, name: str) -> Peer | None:
+        """The peer if it can run, else None (:meth:`peer_note` says why)."""
+        peer = self.peers.get(name)
+        return peer if peer is not None and peer.ok else None
+
+    def peer_note(self, name: str) -> str:
+        if self.no_peers:
+            return f"{name} was not run (--no-peers)"
+        peer = self.peers.get(name)
+        if peer is None:
+            return f"{name} was not run (not among --peers)"
+        return f"{name} was not run: {peer.error}"
+
+    def run_peer(self, peer: str, module: str, args: dict[str, Any], timeout_s: float) -> Outcome:
+        """Run a peer script with ``peer``'s python (``"poptune"``: the harness's python)."""
+        python = self.python if peer == "poptune" else self.peers[peer].python
+        assert python is not None
+        return run_script(python, module, args, timeout_s, log)
+
+
+@dataclass
+class Target:
+    text: str  # what is aimed at
+    met: bool | None  # None: not evaluated
+    detail: str  # the measurement, or why it was missed / not evaluated
+
+    def line(self) -> str:
+        verdict = {True: "met", False: "**missed**", None: "not evaluated"}[self.met]
+        return f"- Target: {self.text}: {verdict} ({self.detail})."
+
+
+@dataclass
+class Section:
+    """One case's part of the page."""
+
+    key: str
+    title: str
+    lines: list[str] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    error: str | None = None
+
+    def markdown(self) -> list[str]:
+        out = [f"## {self.title}", ""]
+        if self.error:
+            out += [f"**This case failed**: {self.error}", ""]
+        out += self.lines
+        if self.targets:
+            out += ["", *[t.line() for t in self.targets]]
+        if self.notes:
+            out += ["", *[f"- Note: {n}" for n in self.notes]]
+        out += ["", f"*Case run time: {self.wall_s:.0f} s.*", ""]
+        return out
+
+
+# -- statistics and formatting -----------------------------------------------------------------
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def fmt(value: float, digits: int = 3) -> str:
+    """A number with ``digits`` significant digits (no exponent for everyday magnitudes)."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(0, digits - 1 - magnitude)
+    text = f"{value:,.{decimals}f}"
+    return text
+
+
+def spread(values: Sequence[float], digits: int = 3) -> str:
+    """``median [min–max]`` (just the value for one repeat)."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return fmt(values[0], digits)
+    return f"{fmt(med(values), digits)} [{fmt(min(values), digits)}–{fmt(max(values), digits)}]"
+
+
+def mean_sd(values: Sequence[float], digits: int = 3) -> str:
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return "–"
+    return fmt(a / b, 2)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+# -- figures --------------------------------------------------------------------------------------
+def figure(ctx: Context, name: str, draw: Callable[[Any], None], alt: str) -> list[str]:
+    """Draw ``docs/images/bench_<name>.png`` with ``draw(plt)``; the Markdown lines to show it
+    (or a note if matplotlib is missing or the drawing fails)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ["", "*(figure not drawn: matplotlib is not installed)*"]
+    ctx.images.mkdir(parents=True, exist_ok=True)
+    path = ctx.images / f"bench_{name}.png"
+    try:
+        plt.close("all")
+        draw(plt)
+        plt.tight_layout()
+        plt.savefig(path, dpi=100)
+    except Exception as exc:  # noqa: BLE001 - a figure must not sink the page
+        return ["", f"*(figure not drawn: {type(exc).__name__}: {exc})*"]
+    finally:
+        plt.close("all")
+    return ["", f"![{alt}]({ctx.image_link}/{path.name})"]
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.start = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self.start

@@ -1,0 +1,235 @@
+"""The peers' virtualenvs and the protocol their benchmark scripts speak (stdlib only).
+
+Each peer (``optuna``, ``ray``, ``sherpa``) gets a virtualenv ``benchmarks/peers/.venv-<peer>``
+(gitignored), created on demand from the pinned ``<peer>.txt`` (and ``<peer>-nodeps.txt``,
+installed with ``--no-deps`` afterwards). A stamp in the virtualenv records the hash of those
+files, how long the setup took and when: a changed requirement file rebuilds the virtualenv.
+
+The peer side of every case is a small module here (``*_peer.py``) run as
+``<python> -m benchmarks.peers.<module> --args JSON --out FILE`` from the repository root, with
+the peer's python (poptune's side runs the same modules with the harness's own python). It
+writes ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "...", "traceback": ...}`` to
+FILE; the harness never parses stdout, which libraries fill with logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+PEERS = ("optuna", "sherpa", "ray")
+#: The distributions whose versions the page reports, per environment.
+VERSIONS_OF = {
+    "optuna": ("optuna", "SQLAlchemy", "numpy", "psycopg"),
+    "sherpa": ("parameter-sherpa", "pandas", "numpy", "scikit-learn", "GPy", "GPyOpt"),
+    "ray": ("ray", "numpy", "pandas", "scikit-learn"),
+    "poptune": ("poptune", "numpy", "pandas", "SQLAlchemy", "psycopg", "scikit-learn", "torch"),
+}
+PIP_TIMEOUT_S = 1200
+
+
+def venv_dir(peer: str) -> Path:
+    return HERE / f".venv-{peer}"
+
+
+def venv_python(peer: str) -> Path:
+    d = venv_dir(peer)
+    return d / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def requirement_files(peer: str) -> list[Path]:
+    return [p for p in (HERE / f"{peer}.txt", HERE / f"{peer}-nodeps.txt") if p.exists()]
+
+
+def requirements_hash(peer: str) -> str:
+    digest = hashlib.sha256()
+    for path in requirement_files(peer):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def base_python() -> str:
+    """The interpreter new virtualenvs are made from (the one under the dev virtualenv)."""
+    return getattr(sys, "_base_executable", None) or sys.executable
+
+
+@dataclass
+class Peer:
+    """A peer's environment as the harness found or made it."""
+
+    name: str
+    python: str | None = None  # None: not usable (error says why)
+    versions: dict[str, str] = field(default_factory=dict)
+    setup_s: float | None = None  # seconds the setup took (this run or an earlier one)
+    set_up_now: bool = False
+    set_up_at: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.python is not None and self.error is None
+
+
+def _stamp_path(peer: str) -> Path:
+    return venv_dir(peer) / "poptune-bench-stamp.json"
+
+
+def read_stamp(peer: str) -> dict[str, Any] | None:
+    try:
+        stamp = json.loads(_stamp_path(peer).read_text())
+    except (OSError, ValueError):
+        return None
+    if stamp.get("requirements") != requirements_hash(peer) or not venv_python(peer).exists():
+        return None
+    return stamp
+
+
+def first_error_line(text: str) -> str:
+    """The most telling line of an error output: the last line naming an error, else the last."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or line.startswith("ERROR") or "error:" in line.lower():
+            return line[:400]
+    return lines[-1][:400] if lines else "(no output)"
+
+
+def installed_versions(python: str, names: tuple[str, ...]) -> dict[str, str]:
+    code = (
+        "import json, sys\nfrom importlib import metadata\nout = {}\n"
+        "for n in sys.argv[1:]:\n"
+        "    try:\n        out[n] = metadata.version(n)\n"
+        "    except Exception:\n        pass\n"
+        "out['python'] = sys.version.split()[0]\nprint(json.dumps(out))\n"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-c", code, *names], capture_output=True, text=True, timeout=120
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except Exception:  # noqa: BLE001 - versions are informative only
+        return {}
+
+
+def setup(peer: str, install: bool, log: Callable[[str], None]) -> Peer:
+    """Find the peer's virtualenv, or (``install``) create it; never raises."""
+    result = Peer(peer)
+    stamp = read_stamp(peer)
+    if stamp is None:
+        if not install:
+            result.error = "its virtualenv is not set up (run without --quick, or --setup-peers)"
+            return result
+        log(f"setting up {peer}'s virtualenv in {venv_dir(peer)} ...")
+        started = time.monotonic()
+        error = _create(peer, log)
+        result.setup_s = time.monotonic() - started
+        result.set_up_now = True
+        if error:
+            result.error = f"setting up its virtualenv failed: {error}"
+            log(f"  {peer}: {result.error}")
+            return result
+        stamp = {
+            "requirements": requirements_hash(peer),
+            "setup_s": round(result.setup_s, 1),
+            "at": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        _stamp_path(peer).write_text(json.dumps(stamp))
+        log(f"  {peer}: ready in {result.setup_s:.0f} s")
+    result.python = str(venv_python(peer))
+    result.setup_s = float(stamp.get("setup_s", 0.0)) if result.setup_s is None else result.setup_s
+    result.set_up_at = str(stamp.get("at", ""))
+    result.versions = installed_versions(result.python, VERSIONS_OF.get(peer, ()))
+    return result
+
+
+def _create(peer: str, log: Callable[[str], None]) -> str | None:
+    d = venv_dir(peer)
+    if d.exists():
+        shutil.rmtree(d, ignore_errors=True)
+    steps = [[base_python(), "-m", "venv", str(d)]]
+    python = str(venv_python(peer))
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    for path in requirement_files(peer):
+        extra = ["--no-deps"] if path.name.endswith("-nodeps.txt") else []
+        steps.append([*pip, *extra, "-r", str(path)])
+    for cmd in steps:
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, cwd=REPO
+            )
+        except subprocess.TimeoutExpired:
+            return f"`{' '.join(cmd[-3:])}` took over {PIP_TIMEOUT_S} s"
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if done.returncode != 0:
+            return first_error_line(done.stderr or done.stdout)
+    return None
+
+
+# -- running a peer script ------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    wall_s: float = 0.0
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env["PYTHONPATH"] = str(REPO)  # Ray's worker processes import the benchmark modules too
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def run_script(
+    python: str, module: str, args: dict[str, Any], timeout_s: float, log: Callable[[str], None]
+) -> Outcome:
+    """Run ``python -m benchmarks.peers.<module>`` with ``args``; never raises."""
+    with tempfile.TemporaryDirectory(prefix="poptune-peer-") as tmp:
+        out = Path(tmp, "out.json")
+        cmd = [python, "-m", f"benchmarks.peers.{module}", "--args", json.dumps(args)]
+        cmd += ["--out", str(out)]
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s
+            )
+        except subprocess.TimeoutExpired:
+            return Outcome(False, error=f"timed out after {timeout_s:.0f} s", wall_s=timeout_s)
+        wall = time.monotonic() - started
+        try:
+            payload = json.loads(out.read_text())
+        except (OSError, ValueError):
+            error = first_error_line(done.stderr or done.stdout)
+            return Outcome(False, error=f"exit {done.returncode}: {error}", wall_s=wall)
+    if not payload.get("ok"):
+        log(f"    {module} failed: {payload.get('traceback', '')[-1500:]}")
+        return Outcome(False, error=payload.get("error", "failed"), wall_s=wall)
+    return Outcome(True, payload.get("result"), wall_s=wall)
+
+
+def serve(run: Callable[..., Any]) -> None:
+    """The peer script's side: parse ``--args``/``--out``, call ``run(**args)``, write JSON."""
+    argv = sys.argv[1:]
+    args = json.loads(argv[argv.index("--args") + 1])
+    out = Path(argv[argv.index("--out") + 1])
+    try:
+        payload: dict[str, Any] = {"ok": True, "result": run(**args)}
+    except BaseException as exc:  # noqa: BLE001 - reported to the harness
+        text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+        payload = {"ok": False, "error": text[0][:400], "traceback": traceback.format_exc()}
+    out.write_text(json.dumps(payload))

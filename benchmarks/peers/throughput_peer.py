@@ -1,0 +1,60 @@
+"""Case 2 (throughput), runs of one library: ``benchmarks/throughput.py``'s ``run_once`` for
+each worker count asked for — that many spawned processes sharing one study on a fresh SQLite
+file or a fresh PostgreSQL database (``poptune_bench_<pid>``, created and dropped by that
+module), run in whichever virtualenv has the library (the workers are spawned with that
+virtualenv's python).
+
+    python -m benchmarks.peers.throughput_peer --args '{"library": "optuna", "storage":
+        "sqlite", "workers": [1, 2], "total": 500, "sleep_s": 0.0, "seed": 1, "max_seconds": 5,
+        "postgres_url": "postgresql://postgres@127.0.0.1:5432/postgres"}' --out result.json
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.peers import serve
+
+
+def run(
+    library: str,
+    storage: str,
+    workers: list[int],
+    total: int,
+    sleep_s: float,
+    seed: int,
+    max_seconds: float,
+    postgres_url: str,
+) -> list[dict[str, Any]]:
+    """One run per worker count, in order; ``total`` is per worker with a sleeping objective."""
+    from benchmarks import throughput
+
+    backend = (
+        throughput.SQLiteBackend()
+        if storage == "sqlite"
+        else throughput.PostgresBackend(postgres_url)
+    )
+    out = []
+    try:
+        for n in workers:
+            trials = total * n if sleep_s else total
+            result = throughput.run_once(backend, library, n, trials, sleep_s, seed, max_seconds)
+            out.append(
+                {
+                    "workers": n,
+                    "trials": result.trials,
+                    "wall_s": result.wall_s,
+                    "rate": result.rate,
+                    "stored": result.stored,
+                    "capped": result.capped,
+                    "error": result.error.splitlines()[0] if result.error else None,
+                    "storage": backend.describe(),
+                }
+            )
+    finally:
+        backend.close()
+    return out
+
+
+if __name__ == "__main__":
+    serve(run)

@@ -1,0 +1,77 @@
+"""The benchmark problems shared by poptune's side and the peers' side (numpy and stdlib only:
+the peers' virtualenvs import this module too)."""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+# -- the paper's toy problem (Jaderberg et al. 2017, Fig. 2) -----------------------------------
+TOY_THETA0 = (0.9, 0.9)
+TOY_STEP = 0.01
+TOY_READY = 4  # steps between two exploit/explore decisions (one poptune segment)
+TOY_STEPS = 200
+TOY_CHECKPOINTS = (40, 80, 120, 160, 200)
+TOY_FOUNDERS = ({"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0})
+
+
+def toy_q(theta: np.ndarray) -> float:
+    """The true objective Q(θ) = 1.2 − (θ0² + θ1²); its maximum is 1.2 at θ = 0."""
+    return 1.2 - float(theta @ theta)
+
+
+def toy_steps(theta: np.ndarray, h: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` steps of gradient ascent on the surrogate Q̂(θ|h) = 1.2 − (h0θ0² + h1θ1²)."""
+    for _ in range(steps):
+        theta = theta + TOY_STEP * (-2.0 * h * theta)
+    return theta
+
+
+# -- a learning-rate schedule problem whose optimum moves (Ray Tune's ``pbt_function``) ----------
+# Re-implemented from the problem's description (see shared/BENCHMARKS.md): the best learning
+# rate follows a triangle wave of the model's own accuracy, 0.001 at accuracy 0, 0.01 at 100
+# and 0.001 again at 200; a learning rate within a factor 3 of it gains U(0, 1)/q, a rate
+# three or more times too high loses (q − 3)·U(0, 1), and every step adds N(0, 2²) noise; the
+# accuracy never goes below 0.
+PF_LR_RANGE = (1e-4, 0.02)
+PF_LR_LOW, PF_LR_PEAK, PF_MIDPOINT = 0.001, 0.01, 100.0
+PF_TOLERANCE = 3.0
+PF_NOISE = 2.0
+
+
+def pf_optimal_lr(accuracy: float) -> float:
+    """The learning rate that trains best at this accuracy (the moving optimum)."""
+    distance = abs(accuracy - PF_MIDPOINT) / PF_MIDPOINT  # 1 at 0 and 200, 0 at the peak
+    return PF_LR_PEAK - (PF_LR_PEAK - PF_LR_LOW) * min(1.0, distance)
+
+
+def pf_step(accuracy: float, lr: float, rng: np.random.Generator) -> float:
+    """One training iteration of the ``pbt_function`` problem."""
+    optimal = pf_optimal_lr(accuracy)
+    q = max(lr, optimal) / min(lr, optimal)
+    if q < PF_TOLERANCE:
+        accuracy += rng.random() / q
+    elif lr > optimal:
+        accuracy -= (q - PF_TOLERANCE) * rng.random()
+    accuracy += rng.normal(0.0, PF_NOISE)
+    return max(0.0, accuracy)
+
+
+def pf_rng(seed: int, member: str, step: int) -> np.random.Generator:
+    """The noise of one step of one member: reproducible whichever library runs it."""
+    return np.random.default_rng([seed, zlib.crc32(member.encode()), step])
+
+
+def pf_train(accuracy: float, lr: float, seed: int, member: str, start: int, steps: int) -> list:
+    """``steps`` iterations from ``accuracy`` (after ``start`` iterations): the accuracies."""
+    out = []
+    for k in range(start, start + steps):
+        accuracy = pf_step(accuracy, lr, pf_rng(seed, member, k))
+        out.append(accuracy)
+    return out
+
+
+def finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

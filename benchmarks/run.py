@@ -1,0 +1,279 @@
+"""``python -m benchmarks``: every benchmark of poptune against its peers, one command, one page.
+
+Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinned
+``benchmarks/peers/<peer>.txt``) when they are missing, runs the five cases — poptune and the
+peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
+``docs/images/bench_*.png``::
+
+    python -m benchmarks                    # the whole page (under 30 minutes on 2 cores)
+    python -m benchmarks --quick            # a smoke run (~2-3 minutes), written to a temp dir
+    python -m benchmarks --cases 3,5 --no-peers --output /tmp/bench/benchmarks.md
+    python -m benchmarks --setup-only       # just create the peers' virtualenvs
+
+Cases: 1 overhead and scale (vs Optuna, SHERPA), 2 throughput with worker processes (vs
+Optuna), 3 PBT on the paper's toy problem (vs a numpy reference), 4 PBT on Ray's
+``pbt_function`` problem (vs Ray Tune), 5 real training on digits (PBT vs random search, ASHA,
+BO). A peer that cannot be installed or crashes is reported on the page; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.harness import Context, Section, log
+from benchmarks.peers import PEERS, REPO, VERSIONS_OF, Peer, installed_versions, setup
+
+CASES = {
+    1: ("overhead", ("optuna", "sherpa")),
+    2: ("throughput", ("optuna",)),
+    3: ("toy", ()),
+    4: ("pbt_function", ("ray",)),
+    5: ("digits", ()),
+}
+MODULES = {
+    1: "benchmarks.cases.c1_overhead",
+    2: "benchmarks.cases.c2_throughput",
+    3: "benchmarks.cases.c3_toy",
+    4: "benchmarks.cases.c4_pbt_function",
+    5: "benchmarks.cases.c5_digits",
+}
+DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+#: Peers whose virtualenv --quick does not create (each takes over a minute to install; measured
+#: here: Optuna 23 s, SHERPA 71 s, Ray 75 s on a busy 2-core machine).
+QUICK_SKIPS_SETUP = ("sherpa", "ray")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Run poptune's benchmarks against its peers and write docs/benchmarks.md.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one repeat (a smoke run of a few minutes); writes to a temporary "
+        "directory unless --output is given; creates only Optuna's virtualenv if missing "
+        "(SHERPA's and Ray's are used if present: see --setup-peers)",
+    )
+    parser.add_argument(
+        "--cases", default="1,2,3,4,5", help="cases to run, e.g. 1,3 (default: all)"
+    )
+    parser.add_argument("--no-peers", action="store_true", help="run poptune only")
+    parser.add_argument(
+        "--peers",
+        default=",".join(PEERS),
+        help=f"peers to compare with (default: {','.join(PEERS)})",
+    )
+    parser.add_argument(
+        "--setup-peers",
+        action="store_true",
+        help="create every missing peer virtualenv, even with --quick",
+    )
+    parser.add_argument(
+        "--setup-only", action="store_true", help="create the peers' virtualenvs and exit"
+    )
+    parser.add_argument("--output", type=Path, help=f"the page (default {DEFAULT_OUTPUT})")
+    parser.add_argument("--seeds", type=int, help="seeds for cases 3 and 5 (default 50 and 5)")
+    parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2 and 4")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("POPTUNE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="admin URL of a PostgreSQL server for case 2 (it creates and drops its own "
+        f"databases poptune_bench_<pid>; default {DEFAULT_POSTGRES_URL})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.case_numbers = [int(c) for c in args.cases.replace(" ", "").split(",") if c]
+    except ValueError:
+        parser.error(f"--cases takes numbers 1-5 separated by commas, got {args.cases!r}")
+    if not args.case_numbers or any(c not in CASES for c in args.case_numbers):
+        parser.error(f"--cases takes numbers 1-5, got {args.cases!r}")
+    args.peer_names = [p for p in args.peers.replace(" ", "").split(",") if p]
+    if any(p not in PEERS for p in args.peer_names):
+        parser.error(f"--peers takes names among {', '.join(PEERS)}, got {args.peers!r}")
+    for name in ("seeds", "repeats"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+def prepare_peers(args: argparse.Namespace) -> dict[str, Peer]:
+    if args.no_peers:
+        return {}
+    wanted = [
+        p
+        for p in args.peer_names
+        if args.setup_only or any(p in CASES[c][1] for c in args.case_numbers)
+    ]
+    peers = {}
+    for name in wanted:
+        install = not args.quick or args.setup_peers or name not in QUICK_SKIPS_SETUP
+        peers[name] = setup(name, install, log)
+        if not install and not peers[name].ok:
+            peers[name].error = (
+                "its virtualenv is not set up and --quick does not create it (it takes over a "
+                "minute); `python -m benchmarks --setup-only` creates it"
+            )
+    return peers
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def memory_gib() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return f"{int(line.split()[1]) / 2**20:.0f} GiB"
+    except OSError:
+        pass
+    return "?"
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return "?"
+
+
+def render(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    sections: list[Section],
+    peers: dict[str, Peer],
+    started: float,
+    load_start: str,
+) -> str:
+    mine = installed_versions(sys.executable, VERSIONS_OF["poptune"])
+    command = "python -m benchmarks" + ("" if not argv else " " + shlex.join(argv))
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    total = time.monotonic() - started
+    out = [
+        "# Benchmarks: poptune against Optuna, Ray Tune and SHERPA",
+        "",
+        f"Produced by `{command}` on {now} in {total / 60:.1f} minutes"
+        + (
+            " (**--quick: small sizes, one repeat — a smoke run, not figures to quote**)"
+            if args.quick
+            else ""
+        )
+        + ". Compare libraries by the ratios measured side by side in one run: absolute "
+        "times on shared machines drift from run to run. `python -m benchmarks` reproduces "
+        "this page (see `benchmarks/README.md`).",
+        "",
+        "## Machine and versions",
+        "",
+        f"- {cpu_model()}; {os.cpu_count()} cores ({usable_cores()} usable), {memory_gib()} "
+        f"memory; {platform.system()} {platform.release()} {platform.machine()}",
+        f"- load average (1 min): {load_start} at the start, {load()} at the end (other work "
+        "on the machine makes the figures drift)",
+        f"- poptune's side (this interpreter): Python {platform.python_version()}; "
+        + ", ".join(f"{k} {v}" for k, v in mine.items() if k != "python"),
+    ]
+    if args.no_peers:
+        out.append("- **Peers: not run (--no-peers)**; the tables show poptune alone.")
+    for name, peer in peers.items():
+        if peer.ok:
+            versions = ", ".join(f"{k} {v}" for k, v in peer.versions.items() if k != "python")
+            when = (
+                f"set up in this run in {peer.setup_s:.0f} s"
+                if peer.set_up_now
+                else f"set up on {peer.set_up_at} in {peer.setup_s:.0f} s"
+            )
+            out.append(
+                f"- {name}: `benchmarks/peers/.venv-{name}` (Python "
+                f"{peer.versions.get('python', '?')}): {versions}; {when}"
+            )
+        else:
+            out.append(f"- **{name}: not available — {peer.error}**")
+    out += ["", "## Targets", ""]
+    for section in sections:
+        for target in section.targets:
+            out.append(target.line().replace("- Target: ", f"- Case {section.title[0]}: ", 1))
+        if section.error:
+            out.append(f"- Case {section.title[0]}: **failed** ({section.error})")
+    out.append("")
+    for section in sections:
+        out += section.markdown()
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    started = time.monotonic()
+    load_start = load()
+    if args.output is None:
+        if args.quick:
+            args.output = Path(tempfile.mkdtemp(prefix="poptune-bench-")) / "benchmarks.md"
+        else:
+            args.output = DEFAULT_OUTPUT
+    output = args.output.resolve()
+    peers = prepare_peers(args)
+    if args.setup_only:
+        for name, peer in peers.items():
+            state = "ok" if peer.ok else f"FAILED: {peer.error}"
+            log(f"{name}: {state} (setup {peer.setup_s or 0:.0f} s) {peer.versions}")
+        return 0 if all(p.ok for p in peers.values()) else 1
+    ctx = Context(
+        quick=args.quick,
+        repeats=args.repeats,
+        seeds=args.seeds,
+        peers=peers,
+        no_peers=args.no_peers,
+        images=output.parent / "images",
+        image_link="images",
+        postgres_url=args.postgres_url,
+    )
+    sections = []
+    for number in args.case_numbers:
+        import importlib
+
+        module = importlib.import_module(MODULES[number])
+        log(f"case {number}: {module.TITLE}")
+        case_start = time.monotonic()
+        try:
+            section = module.run(ctx)
+        except Exception as exc:  # noqa: BLE001 - one case failing must not sink the page
+            log(traceback.format_exc())
+            section = Section(CASES[number][0], module.TITLE)
+            section.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        section.wall_s = time.monotonic() - case_start
+        log(f"case {number} done in {section.wall_s:.0f} s")
+        sections.append(section)
+    page = render(args, argv, sections, peers, started, load_start)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page, encoding="utf-8")
+    log(f"wrote {output} (figures in {ctx.images}) in {(time.monotonic() - started) / 60:.1f} min")
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
