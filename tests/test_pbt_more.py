@@ -28,7 +28,7 @@ from poptune.algorithms import (
 from poptune.algorithms.pbt.exploit import recent_scores, significantly_better
 from poptune.algorithms.pbt.pb2 import PB2
 from poptune.algorithms.pbt.replay import Replay, schedule
-from poptune.stopping import MedianStoppingRule
+from poptune.stopping import MedianStoppingRule, StoppingRule
 from poptune.storage.sql import SQLStorage
 
 from .conftest import forget_storages
@@ -138,7 +138,7 @@ def test_median_stopping_config_and_arguments(tmp_path):
     config = rule.to_config()
     assert config == {"type": "poptune.stopping:MedianStoppingRule", "min_iterations": 2,
                       "min_trials": 3}  # fmt: skip
-    assert object_from_config(config, {}).to_config() == config
+    assert object_from_config(config, {}, StoppingRule).to_config() == config
     study = Study(X, RandomSearch(2), False, stopping_rule=rule, seed=0, output_dir=tmp_path)
     for trial in study:
         study.add_observation(trial, 0.5)

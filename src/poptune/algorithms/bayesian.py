@@ -17,18 +17,17 @@ exactly.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import logging
 import math
 import numbers
-import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from poptune.algorithms._blas import one_blas_thread
 from poptune.algorithms._validation import check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError, InvalidParameterError
@@ -202,31 +201,6 @@ def _fit_hyperparameters(
         length_scale = np.full(X.shape[1], float(length_scale[0]))
     noise = float(fitted.k2.noise_level)
     return amplitude, length_scale, noise
-
-
-_CONTROLLER: Any = None
-_CONTROLLER_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Run the (small) linear algebra of a suggestion on one BLAS thread.
-
-    Matrices are at most ``window`` wide, where threads gain nothing and, on a busy machine,
-    spinning BLAS threads made a suggestion three times slower. The lock keeps two threads
-    of one process from restoring each other's limits.
-    """
-    global _CONTROLLER
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with _CONTROLLER_LOCK:
-        if _CONTROLLER is None:
-            _CONTROLLER = ThreadpoolController()
-        with _CONTROLLER.limit(limits=1, user_api="blas"):
-            yield
 
 
 def _matern(r: np.ndarray, amplitude: float) -> np.ndarray:
@@ -515,7 +489,7 @@ class BayesianOptimization(Algorithm):
             params, meta = {}, {"phase": "random"}
             if n >= self.num_initial(parameters):
                 try:
-                    with _one_blas_thread():
+                    with one_blas_thread():
                         model = self._model_suggestion(history, rng)
                 except np.linalg.LinAlgError as exc:  # pragma: no cover - numerical accident
                     logger.warning("poptune: the GP could not be fitted (%s); random point", exc)
@@ -642,7 +616,7 @@ class BayesianOptimization(Algorithm):
             return {}
         if len(y) == 1:
             return {"parameters": configs[0], "predicted": sign * float(y[0]), "std": 0.0}
-        with _one_blas_thread():
+        with one_blas_thread():
             amplitude, length_scale, noise = _fit_hyperparameters(X, y, np.random.default_rng(0))
             y_mean = float(np.mean(y))
             y_std = float(np.std(y)) or 1.0

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from poptune.algorithms._blas import one_blas_thread
 from poptune.algorithms._validation import check_int
 from poptune.algorithms.pbt.algorithm import InitialPopulation, Pending, PopulationBasedTraining
 from poptune.algorithms.pbt.explore import explore, format_value
@@ -324,16 +325,11 @@ class _quiet(warnings.catch_warnings):
 
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message="Predicted variances smaller than 0")
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - a dependency of scikit-learn
-            self._limits: Any = None
-        else:
-            self._limits = threadpool_limits(limits=1, user_api="blas")
+        self._blas = one_blas_thread()
+        self._blas.__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        if self._limits is not None:
-            self._limits.restore_original_limits()
+        self._blas.__exit__(None, None, None)
         super().__exit__(*exc)
 
 
