@@ -15,6 +15,7 @@ from poptune import (
     Study,
     Trial,
     TrialStatus,
+    algorithms,
 )
 from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.algorithms.chain import Chain
@@ -588,3 +589,10 @@ def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, name, stop_after
     resumed = Study.load(tmp_path)
     run(resumed, objective)
     assert fingerprint(resumed) == fingerprint(reference)
+
+
+def test_repeat_without_agg_refuses_pbt_with_a_clear_error():
+    pbt = algorithms.PopulationBasedTraining(population_size=2, num_generations=2)
+    with pytest.raises(ConfigurationError, match="PopulationBasedTraining needs agg=True"):
+        Repeat(pbt, 2)
+    Repeat(algorithms.PopulationBasedTraining(population_size=2, num_generations=2), 2, agg=True)

@@ -222,7 +222,8 @@ class Repeat(Algorithm):
 
     Raises:
         ConfigurationError: ``algorithm`` is not an Algorithm, ``num_times`` is not an int
-            >= 1, or a flag is not a bool.
+            >= 1, a flag is not a bool, or ``algorithm`` is PBT-like (it manages lineages)
+            and ``agg`` is False.
     """
 
     def __init__(
@@ -239,6 +240,12 @@ class Repeat(Algorithm):
                 raise ConfigurationError(f"Repeat: {name} must be True or False, got {value!r}")
         self.wait_for_completion = bool(wait_for_completion)
         self.agg = bool(agg)
+        if not self.agg and "lineage" in self.algorithm.reserved_keys:
+            # PBT (and Replay) would see every repeat as a member of its own: wrong parents.
+            raise ConfigurationError(
+                f"Repeat: {type(self.algorithm).__name__} needs agg=True (it must see one "
+                "trial per configuration, not each repeat)"
+            )
         self.reserved_keys = tuple(self.algorithm.reserved_keys)  # type: ignore[misc]
 
     @classmethod
