@@ -4,6 +4,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -26,6 +27,8 @@ from poptune import (
     algorithms,
 )
 from poptune.storage.sql import SQLStorage
+
+from .conftest import make_url
 
 PARAMS = [Continuous("learning_rate", [1e-4, 1e-2], "log"), Discrete("batch", [8, 64])]
 
@@ -221,3 +224,63 @@ def test_storage_password_is_hidden_in_errors():
     with pytest.raises(StorageError) as info:
         SQLStorage("postgresql://user:secret@127.0.0.1:1/db")
     assert "secret" not in str(info.value) and "***" in str(info.value)
+
+
+def _kill_other_connections(url):
+    """What a PostgreSQL restart does to a process's pooled connections: the server ends
+    them (pg_terminate_backend), and they are gone before anyone uses them again."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    with engine.connect() as conn:  # (autocommit: pg_stat_activity is read afresh each time)
+        pids = (
+            conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        kill = sa.text("SELECT pg_terminate_backend(pid) FROM unnest(:p) AS pid")
+        conn.execute(kill, {"p": pids})
+        for _ in range(200):
+            alive = conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"), {"p": pids}
+            ).scalar()
+            if not alive:
+                break
+            time.sleep(0.05)
+    engine.dispose()
+    return pids
+
+
+@pytest.mark.parametrize("idle", [False, True], ids=["just-used", "idle"])
+def test_postgres_connections_killed_by_the_server_are_replaced(tmp_path, monkeypatch, idle):
+    """Pooled connections are checked at checkout: by their socket (no round trip) when just
+    used, by a ping when idle longer than PING_AFTER_S; either way a closed one is replaced."""
+    from poptune.storage import sql
+
+    url = make_url("postgres", tmp_path)
+    if idle:
+        monkeypatch.setattr(sql, "PING_AFTER_S", 0.0)
+    storage = SQLStorage(url)
+    try:
+        study = Study(PARAMS, algorithms.RandomSearch(6), True, storage=storage, study_name="k",
+                      heartbeat_interval=None)  # fmt: skip
+        reader = SQLStorage(url)
+        for round_ in range(3):
+            trial = study.get_suggestion()
+            assert _kill_other_connections(url)  # this storage's and the reader's
+            study.add_observation(trial, 0.5)
+            _kill_other_connections(url)
+            study.finalize(trial)
+            _kill_other_connections(url)
+            assert reader.get_trial(study._study_id, trial.id).status == "COMPLETED"
+            assert [t.id for t in study.trials] == list(range(1, round_ + 2))
+        reader.close()
+    finally:
+        storage.close()

@@ -1,6 +1,8 @@
 """The storage contract (storage/base.py), run against every storage implementation."""
 
+import os
 import threading
+import time
 
 import pytest
 
@@ -21,19 +23,22 @@ from poptune import (
     algorithms,
 )
 from poptune.history import History
+from poptune.storage import sql as sql_module
 from poptune.storage.sql import SQLStorage
 
-from .conftest import make_url
+from .conftest import POSTGRES_ENV, make_url
 
 CONFIG = {"parameters": [], "algorithm": {"type": "RandomSearch"}, "lower_is_better": True}
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def storage(request, tmp_path):
+@pytest.fixture(params=["memory", "sqlite", "postgres", "postgres-unpipelined"])
+def storage(request, tmp_path, monkeypatch):
     if request.param == "memory":
         yield MemoryStorage()
         return
-    sql = SQLStorage(make_url(request.param, tmp_path))
+    if request.param == "postgres-unpipelined":  # what a driver other than psycopg 3 gets
+        monkeypatch.setattr(sql_module, "_psycopg_pipeline", lambda url: None)
+    sql = SQLStorage(make_url(request.param.split("-")[0], tmp_path))
     yield sql
     sql.close()
 
@@ -147,6 +152,116 @@ def test_history_indexes_follow_the_storage(storage):
     assert history.generations == [1, 2]
     assert history.best_trial().id == 2
     assert history.hyperparameters(history[3]) == {"x": 3}
+
+
+def _second_handle(storage):
+    """Another process's view of the same database (the same object for MemoryStorage)."""
+    return SQLStorage(storage.url) if isinstance(storage, SQLStorage) else storage
+
+
+def test_a_transaction_sees_what_was_committed_while_it_waited_for_the_lock(storage):
+    sid = storage.create_study("s", CONFIG)
+    other = _second_handle(storage)
+    seen = {}
+
+    def waiter():
+        with other.transaction(sid):
+            trials, _ = other.changes_since(sid, 0)
+            seen["ids"] = sorted(t.id for t in trials)
+            other.insert_trial(sid, Trial(len(trials) + 1, {"x": 2}))
+
+    with storage.transaction(sid):
+        storage.insert_trial(sid, Trial(1, {"x": 1}))
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.3)  # the waiter is blocked on the study's lock by now
+        assert "ids" not in seen
+    thread.join(30)
+    assert seen["ids"] == [1]  # committed after the waiter asked for the lock, before it got it
+    assert [t.id for t in storage.iter_trials(sid)] == [1, 2]
+    if other is not storage:
+        other.close()
+
+
+def test_a_transaction_reads_its_own_writes(storage):
+    sid = storage.create_study("s", CONFIG)
+    with storage.transaction(sid):
+        storage.insert_trial(sid, Trial(1, {"x": 1}))
+        storage.request_stop(sid, 1)  # checks that trial 1 exists: written, not yet committed
+        storage.add_observation(sid, 1, Observation(1, 0.5))
+    storage.insert_trial(sid, Trial(2, {"x": 2}))
+    with storage.transaction(sid):
+        storage.add_observation(sid, 2, Observation(1, 0.5))
+        storage.finish_trial(sid, 2, TrialStatus.COMPLETED)
+        with pytest.raises(TrialFinishedError):
+            storage.finish_trial(sid, 2, TrialStatus.FAILED)
+        storage.insert_trial(sid, Trial(3, {"x": 3}))
+        storage.set_algorithm_state(sid, {"n": 3})
+    t1, t2, t3 = storage.iter_trials(sid)
+    assert t1.stop_requested and list(t1.observations) == [1]
+    assert t2.status is TrialStatus.COMPLETED and t3.parameters == {"x": 3}
+    assert storage.get_algorithm_state(sid) == {"n": 3}
+
+
+def test_an_error_inside_a_transaction_writes_nothing(tmp_path):
+    for kind in ("sqlite", "postgres"):
+        if kind == "postgres" and not os.environ.get(POSTGRES_ENV):
+            continue
+        storage = SQLStorage(make_url(kind, tmp_path))
+        sid = storage.create_study("s", CONFIG)
+        storage.insert_trial(sid, Trial(1, {"x": 1}))
+        with pytest.raises(RuntimeError, match="boom"):
+            with storage.transaction(sid):
+                storage.insert_trial(sid, Trial(2, {"x": 2}))
+                storage.request_stop(sid, 1)
+                storage.set_algorithm_state(sid, {"n": 2})
+                raise RuntimeError("boom")
+        fresh = SQLStorage(storage.url)
+        assert [(t.id, t.stop_requested) for t in fresh.iter_trials(sid)] == [(1, False)]
+        assert fresh.get_algorithm_state(sid) == {}
+        storage.insert_trial(sid, Trial(2, {"x": 2}))  # the id was not taken
+        fresh.close()
+        storage.close()
+
+
+def test_a_postgres_suggestion_is_two_round_trips(tmp_path):
+    """BEGIN + lock + changes in one round trip; the trial, the state and COMMIT in another;
+    an observation and a final status one each (and no ping: the connection was just used)."""
+    import sqlalchemy as sa
+
+    url = make_url("postgres", tmp_path)
+    storage, theirs_storage = SQLStorage(url), SQLStorage(url)
+    study = Study([Continuous("x", [0, 1])], algorithms.RandomSearch(20), True, storage=storage,
+                  study_name="rt", heartbeat_interval=None)  # fmt: skip
+    other = Study([Continuous("x", [0, 1])], algorithms.RandomSearch(20), True,
+                  storage=theirs_storage, study_name="rt", heartbeat_interval=None)  # fmt: skip
+    trips = []
+    sa.event.listen(storage._engine, "before_cursor_execute", lambda *a: trips.append("sql"))
+    pipeline = storage._pipeline
+    storage._pipeline = lambda *a: trips.append("pipeline") or pipeline(*a)
+    pings = []  # per checkout: would it ping (idle too long)?
+
+    def checkout(dbapi_connection, record, proxy):
+        idle = time.monotonic() - record.info[sql_module._CHECKED_IN]
+        pings.append(idle > sql_module.PING_AFTER_S)
+        sql_module._pg_on_checkout(dbapi_connection, record, proxy)
+
+    sa.event.remove(storage._engine, "checkout", sql_module._pg_on_checkout)
+    sa.event.listen(storage._engine, "checkout", checkout)
+    for _ in range(3):
+        theirs = other.get_suggestion()  # another worker's changes, read with the lock
+        other.add_observation(theirs, 0.5)
+        other.finalize(theirs)
+        trips.clear()
+        trial = study.get_suggestion()
+        assert trips == ["pipeline", "pipeline"]
+        study.add_observation(trial, 0.5)
+        study.finalize(trial)
+        assert len(trips) == 4
+        assert theirs.id in {t.id for t in study.history.completed}
+    assert pings and not any(pings)
+    storage.close()
+    theirs_storage.close()
 
 
 def test_threads_sharing_one_study_never_share_a_trial():

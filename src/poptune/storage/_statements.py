@@ -24,6 +24,18 @@ SEL_OBS = sa.text(
     "SELECT trial_id, iteration, objective, context, seq FROM poptune_observations "
     "WHERE study_id = :sid AND seq > :lo AND seq <= :hi ORDER BY seq"
 )
+# PostgreSQL reads the changes after version :lo with no upper bound where the bound is implied:
+# in the transaction that holds the lock, after LOCK (or after PG_FINISH, which takes it):
+# nothing above the version before the lock can be committed; or in one REPEATABLE READ
+# snapshot with STUDY_VERSION, which then bounds every row that snapshot sees.
+SEL_TRIALS_AFTER = sa.text(
+    "SELECT trial_id, status, parameters, meta, stop_requested, finished_seq "
+    "FROM poptune_trials WHERE study_id = :sid AND version > :lo"
+)
+SEL_OBS_AFTER = sa.text(
+    "SELECT trial_id, iteration, objective, context, seq FROM poptune_observations "
+    "WHERE study_id = :sid AND seq > :lo ORDER BY seq"
+)
 INS_TRIAL = (
     "INSERT INTO poptune_trials (study_id, trial_id, status, parameters, meta, stop_requested, "
     "finished_seq, version, created_at, finished_at, heartbeat, worker) VALUES (:sid, :tid, "

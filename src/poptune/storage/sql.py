@@ -14,17 +14,31 @@ How it keeps many processes correct and fast:
 * **Own writes** are applied to the mirror when their transaction commits (never before, so a
   rolled-back transaction leaves no trace), and the same rows read back later are applied
   again harmlessly: rows hold current state, observations are keyed by iteration.
+* **Few round trips on PostgreSQL** (psycopg 3, whose pipeline mode sends several statements
+  and waits once): a transaction opens with one round trip (``BEGIN``, the lock, and the
+  changes after the mirror's version, read by statements that start once the lock is held,
+  so they see every commit before it), and its writes wait to travel with the ``COMMIT``,
+  or with the next statement whose answer is needed. A suggestion is two round trips; an
+  observation and a final status are one statement each (a CTE that locks, numbers and
+  writes); a sync outside transactions is one (a ``REPEATABLE READ`` snapshot). Pooled
+  connections are checked without a round trip: a connection the server closed (restart,
+  ``pg_terminate_backend``) has its socket readable and is replaced; one idle for longer
+  than :data:`PING_AFTER_S` is pinged first (what ``pool_pre_ping`` did on every checkout).
+  A final status also brings back the changes since the mirror's version, read with the
+  lock held (the next suggestion, which usually follows, then has little left to apply while
+  it holds the lock).
 * Values are stored as JSON text, never pickled.
 """
 
 from __future__ import annotations
 
 import json
+import select
 import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +67,11 @@ from poptune.trial import _FINISHED, Observation, Trial, TrialStatus
 __all__ = ["SQLStorage"]
 
 _STATUS = {s.value: s for s in TrialStatus}
+
+#: A pooled PostgreSQL connection unused for longer than this (seconds) is pinged before use;
+#: a more recent one only has its socket checked, without a round trip.
+PING_AFTER_S = 10.0
+_CHECKED_IN = "poptune_checked_in"
 
 
 def _dumps(value: Any, what: str) -> str:
@@ -106,10 +125,11 @@ class _Mirror:
 
 
 class _Tx:
-    __slots__ = ("after", "conn", "depth", "n_trials", "sid", "state", "state_json", "version")
+    __slots__ = ("after", "conn", "depth", "n_trials", "pending", "pg", "sid", "state",
+                 "state_json", "version")  # fmt: skip
 
     def __init__(self, conn: sa.Connection, sid: int, version: int, state_json: str,
-                 n_trials: int) -> None:  # fmt: skip
+                 n_trials: int, pg: Any = None) -> None:  # fmt: skip
         self.conn = conn
         self.sid = sid
         self.version = version
@@ -118,6 +138,10 @@ class _Tx:
         self.n_trials = n_trials
         self.after: list[Any] = []
         self.depth = 0
+        # PostgreSQL with psycopg 3: the driver's connection, and the writes not sent yet
+        # (they go with the next query or the COMMIT, in one round trip)
+        self.pg = pg
+        self.pending: list[tuple[Any, dict[str, Any] | None]] = []
 
 
 class SQLStorage(Storage):
@@ -164,13 +188,17 @@ class SQLStorage(Storage):
                 "postgres",
             ):
                 parsed = parsed.set(drivername="postgresql+psycopg")
-            kwargs["pool_pre_ping"] = True
             self._sqlite = False
         else:
             raise ConfigurationError(
                 f"unsupported database {backend!r} in {safe_url(url)!r}: poptune stores studies "
                 "in SQLite (sqlite:///file.db) or PostgreSQL (postgresql://...)"
             )
+        # psycopg 3 (what postgresql:// means here): pipelined statements and a checkout check
+        # without a round trip (see the module docstring); other drivers ping on checkout.
+        self._psycopg = _psycopg_pipeline(parsed) if not self._sqlite else None
+        if not self._sqlite and self._psycopg is None:
+            kwargs["pool_pre_ping"] = True
         kwargs.update(engine_kwargs or {})
         try:
             self._engine = sa.create_engine(parsed, **kwargs)
@@ -181,6 +209,10 @@ class SQLStorage(Storage):
             ) from None
         if self._sqlite:
             sa.event.listen(self._engine, "connect", _sqlite_on_connect)
+        elif self._psycopg is not None:
+            sa.event.listen(self._engine, "checkout", _pg_on_checkout)
+            sa.event.listen(self._engine, "checkin", _pg_on_checkin)
+        self._pg_sql: dict[int, str] = {}  # id of a statement -> its SQL for psycopg
         now = st.NOW_SQL["sqlite" if self._sqlite else "postgresql"]
         self._ins_trial = sa.text(st.INS_TRIAL.format(now=now))
         self._claim = sa.text(st.CLAIM.format(now=now))
@@ -233,8 +265,13 @@ class SQLStorage(Storage):
                 _rollback(conn)
                 raise
 
+    def transaction(self, study_id: int) -> AbstractContextManager[None]:  # type: ignore[override]
+        # Whoever opens the study's lock syncs next (a suggestion, a reap, add_trial): on
+        # PostgreSQL the changes come with the lock, in the same round trip.
+        return self._transaction(study_id, prefetch=True)
+
     @contextmanager
-    def transaction(self, study_id: int) -> Iterator[None]:  # type: ignore[override]
+    def _transaction(self, study_id: int, prefetch: bool) -> Iterator[None]:
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
             if tx.sid != study_id:
@@ -246,25 +283,26 @@ class SQLStorage(Storage):
                 tx.depth -= 1
             return
         with self._connection() as conn:
-            self._begin(conn, write=True)
             try:
-                row = conn.execute(st.LOCK, {"sid": study_id}).first()
-                if row is None:
-                    raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
-                tx = _Tx(conn, study_id, row[0], row[1], row[2])
+                tx = self._open(conn, study_id, prefetch)
+                n_trials = tx.n_trials
                 self._local.tx = tx
                 yield
+                writes = tx.pending
                 if tx.state is not None:
                     state_json = _dumps(tx.state, "the algorithm state")
-                    if state_json != tx.state_json or tx.n_trials != row[2]:
-                        conn.execute(
-                            st.SET_STATE, {"state": state_json, "n": tx.n_trials, "sid": study_id}
-                        )
-                elif tx.n_trials != row[2]:
-                    conn.execute(
-                        st.SET_STATE, {"state": tx.state_json, "n": tx.n_trials, "sid": study_id}
-                    )
-                conn.exec_driver_sql("COMMIT")
+                    if state_json != tx.state_json or tx.n_trials != n_trials:
+                        writes.append((st.SET_STATE, {"state": state_json, "n": tx.n_trials,
+                                                      "sid": study_id}))  # fmt: skip
+                elif tx.n_trials != n_trials:
+                    writes.append((st.SET_STATE, {"state": tx.state_json, "n": tx.n_trials,
+                                                  "sid": study_id}))  # fmt: skip
+                if tx.pg is not None:
+                    self._pipeline(conn, tx.pg, [*writes, ("COMMIT", None)])
+                else:
+                    for stmt, params in writes:
+                        conn.execute(stmt, params)
+                    conn.exec_driver_sql("COMMIT")
             except BaseException:
                 _rollback(conn)
                 raise
@@ -276,6 +314,125 @@ class SQLStorage(Storage):
                 apply(mirror)
             if mirror.db_version == tx.version - 1:
                 mirror.db_version = tx.version
+
+    def _open(self, conn: sa.Connection, study_id: int, prefetch: bool) -> _Tx:
+        """Begin a write transaction and take the study's lock (by bumping its version)."""
+        pg = self._driver_connection(conn)
+        if pg is None:
+            self._begin(conn, write=True)
+            row = conn.execute(st.LOCK, {"sid": study_id}).first()
+            if row is None:
+                raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
+            return _Tx(conn, study_id, row[0], row[1], row[2])
+        statements: list[tuple[Any, dict[str, Any] | None]] = [
+            ("BEGIN", None), (st.LOCK, {"sid": study_id})
+        ]  # fmt: skip
+        if prefetch:
+            # Executed after LOCK, so once the lock is held: they see every commit before it.
+            with self._mirror_lock:
+                mirror = self._mirror(study_id)
+                bounds = {"sid": study_id, "lo": mirror.db_version}
+            statements += [(st.SEL_TRIALS_AFTER, bounds), (st.SEL_OBS_AFTER, bounds)]
+        cursors = self._pipeline(conn, pg, statements)
+        row = cursors[-3 if prefetch else -1].fetchone()
+        if row is None:
+            raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
+        tx = _Tx(conn, study_id, row[0], row[1], row[2], pg)
+        if prefetch:
+            upto = tx.version - 1
+            with self._mirror_lock:
+                # (unless the mirror was dropped meanwhile: then _pull reads what it needs)
+                if self._mirrors.get(study_id) is mirror and mirror.db_version < upto:
+                    _apply(mirror, cursors[-2].fetchall(), cursors[-1].fetchall(), upto)
+        return tx
+
+    def _driver_connection(self, conn: sa.Connection) -> Any:
+        """The psycopg 3 connection under ``conn`` where statements can be pipelined."""
+        return conn.connection.driver_connection if self._psycopg is not None else None
+
+    def _pipeline(
+        self, conn: sa.Connection, pg: Any, statements: list[tuple[Any, dict[str, Any] | None]]
+    ) -> list[Any]:
+        """PostgreSQL: run the statements in order, in one round trip; return their cursors.
+
+        A failure raises the matching SQLAlchemy error (``IntegrityError``, ...) and skips
+        the statements after it. Outside ``BEGIN`` ... ``COMMIT``, the statements of one call
+        are one transaction (an implicit one, which commits after the last)."""
+        cursors = []
+        try:
+            if len(statements) == 1:  # one statement: no pipeline needed (cheaper)
+                stmt, params = statements[0]
+                cursor = pg.cursor()
+                cursor.execute(stmt if isinstance(stmt, str) else self._sql(stmt), params)
+                return [cursor]
+            with pg.pipeline():
+                commands = None  # one cursor for the plain commands (BEGIN, COMMIT...)
+                for stmt, params in statements:
+                    if isinstance(stmt, str):
+                        if commands is None:
+                            commands = pg.cursor()
+                        commands.execute(stmt)
+                        cursors.append(commands)
+                    else:
+                        cursor = pg.cursor()
+                        cursor.execute(self._sql(stmt), params)
+                        cursors.append(cursor)
+        except self._psycopg.Error as exc:
+            dialect = self._engine.dialect
+            lost = dialect.is_disconnect(exc, pg, None)
+            if lost:
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                "; ".join(s if isinstance(s, str) else self._sql(s) for s, _ in statements),
+                None, exc, self._psycopg.Error, connection_invalidated=lost, dialect=dialect,
+            ) from exc  # fmt: skip
+        return cursors
+
+    def _one_statement(
+        self, stmt: Any, params: dict[str, Any], pull: dict[str, Any] | None = None
+    ) -> Any:
+        """PostgreSQL: a write that is a transaction of its own, in one round trip; its first
+        row.
+
+        With ``pull`` (``{"sid", "lo"}``), the changes after version ``lo`` are read in the same
+        transaction, after the write (so with the lock held: complete up to the write's
+        version), into ``pull["rows"]`` and ``pull["obs"]``."""
+        with self._connection() as conn:
+            pg = self._driver_connection(conn)
+            if pg is None:
+                return conn.execute(stmt, params).first()
+            if pull is None:
+                return self._pipeline(conn, pg, [(stmt, params)])[0].fetchone()
+            cursors = self._pipeline(conn, pg, [(stmt, params), (st.SEL_TRIALS_AFTER, pull),
+                                                (st.SEL_OBS_AFTER, pull)])  # fmt: skip
+            pull["rows"], pull["obs"] = cursors[1].fetchall(), cursors[2].fetchall()
+            return cursors[0].fetchone()
+
+    def _sql(self, stmt: Any) -> str:
+        """A statement's SQL as psycopg takes it (``%(name)s`` parameters)."""
+        sql = self._pg_sql.get(id(stmt))
+        if sql is None:
+            sql = self._pg_sql[id(stmt)] = str(stmt.compile(dialect=self._engine.dialect))
+        return sql
+
+    def _write(self, tx: _Tx, stmt: Any, params: dict[str, Any]) -> None:
+        """A write in the transaction whose answer is not needed: on PostgreSQL it waits to
+        travel with the next query or the COMMIT."""
+        if tx.pg is not None:
+            tx.pending.append((stmt, params))
+        else:
+            tx.conn.execute(stmt, params)
+
+    def _query(self, tx: _Tx, stmt: Any, params: dict[str, Any]) -> tuple[list[Any], int]:
+        """A statement in the transaction whose answer is needed: its rows and rowcount
+        (the writes still pending go first, in the same round trip)."""
+        if tx.pg is None:
+            result = tx.conn.execute(stmt, params)
+            return (result.all() if result.returns_rows else []), result.rowcount
+        statements = [*tx.pending, (stmt, params)]
+        tx.pending.clear()
+        cursor = self._pipeline(tx.conn, tx.pg, statements)[-1]
+        return (cursor.fetchall() if cursor.description else []), cursor.rowcount
 
     def _current(self, study_id: int) -> _Tx:
         """The transaction this thread holds on the study (call inside ``transaction``)."""
@@ -379,9 +536,21 @@ class SQLStorage(Storage):
         if tx is not None:
             upto = tx.version - 1
             if mirror.db_version < upto:
-                self._apply_rows(tx.conn, study_id, mirror, upto)
+                bounds = {"sid": study_id, "lo": mirror.db_version, "hi": upto}
+                if tx.pg is not None:
+                    statements = [*tx.pending, (st.SEL_TRIALS, bounds), (st.SEL_OBS, bounds)]
+                    tx.pending.clear()
+                    cursors = self._pipeline(tx.conn, tx.pg, statements)
+                    rows, obs_rows = cursors[-2].fetchall(), cursors[-1].fetchall()
+                else:
+                    rows = tx.conn.execute(st.SEL_TRIALS, bounds).all()
+                    obs_rows = tx.conn.execute(st.SEL_OBS, bounds).all()
+                _apply(mirror, rows, obs_rows, upto)
             return mirror
         with self._connection() as conn:
+            pg = self._driver_connection(conn)
+            if pg is not None:
+                return self._pull_pg(conn, pg, study_id, mirror)
             row = conn.execute(st.STUDY_VERSION, {"sid": study_id}).first()
             if row is None:
                 raise StudyNotFoundError(f"no study with id {study_id!r} in {safe_url(self.url)}")
@@ -397,37 +566,38 @@ class SQLStorage(Storage):
                 if row[0] < mirror.db_version:  # the study was deleted and made again
                     mirror = self._mirrors[study_id] = _Mirror()
                 if row[0] > mirror.db_version:
-                    self._apply_rows(conn, study_id, mirror, row[0])
+                    bounds = {"sid": study_id, "lo": mirror.db_version, "hi": row[0]}
+                    rows = conn.execute(st.SEL_TRIALS, bounds).all()
+                    _apply(mirror, rows, conn.execute(st.SEL_OBS, bounds).all(), row[0])
                 conn.exec_driver_sql("COMMIT")
             except BaseException:
                 _rollback(conn)
                 raise
         return mirror
 
-    @staticmethod
-    def _apply_rows(conn: sa.Connection, study_id: int, mirror: _Mirror, upto: int) -> None:
-        bounds = {"sid": study_id, "lo": mirror.db_version, "hi": upto}
-        rows = sorted(conn.execute(st.SEL_TRIALS, bounds).all(), key=lambda r: r[0])
-        obs_rows = conn.execute(st.SEL_OBS, bounds).all()
-        trials = mirror.trials
-        for tid, status, params, meta, stop, fseq in rows:
-            trial = trials.get(tid)
-            if trial is None:
-                trial = trials[tid] = Trial(tid, json.loads(params), _STATUS[status])
-            else:
-                trial.status = _STATUS[status]
-            trial.meta = json.loads(meta)
-            trial.stop_requested = bool(stop)
-            trial.finished_seq = fseq
-        for tid, it, objective, context, seq in obs_rows:
-            trials[tid]._obs[it] = (
-                objective,
-                tuple(json.loads(context).items()) if context else None,
-                seq,
-            )
-        for tid in dict.fromkeys([r[0] for r in rows] + [r[0] for r in obs_rows]):
-            mirror.touch(trials[tid])
-        mirror.db_version = upto
+    def _pull_pg(self, conn: sa.Connection, pg: Any, study_id: int, mirror: _Mirror) -> _Mirror:
+        """``_pull`` outside transactions on PostgreSQL: one round trip, one snapshot."""
+        while True:
+            bounds = {"sid": study_id, "lo": mirror.db_version}
+            try:
+                cursors = self._pipeline(conn, pg, [
+                    ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None),
+                    (st.STUDY_VERSION, {"sid": study_id}),
+                    (st.SEL_TRIALS_AFTER, bounds), (st.SEL_OBS_AFTER, bounds),
+                    ("COMMIT", None),
+                ])  # fmt: skip
+            except BaseException:
+                _rollback(conn)
+                raise
+            row = cursors[1].fetchone()
+            if row is None:
+                raise StudyNotFoundError(f"no study with id {study_id!r} in {safe_url(self.url)}")
+            if row[0] < mirror.db_version:  # the study was deleted and made again: read it all
+                mirror = self._mirrors[study_id] = _Mirror()
+                continue
+            if row[0] > mirror.db_version:
+                _apply(mirror, cursors[2].fetchall(), cursors[3].fetchall(), row[0])
+            return mirror
 
     # -- trials ---------------------------------------------------------------------------------
     def changes_since(
@@ -447,7 +617,7 @@ class SQLStorage(Storage):
     def insert_trial(self, study_id: int, trial: Trial, worker: str | None = None) -> Trial:
         params = _dumps(trial.parameters, f"trial {trial.id}'s parameters")
         meta = _dumps(trial.meta, f"trial {trial.id}'s metadata")
-        with self.transaction(study_id):
+        with self._transaction(study_id, prefetch=False):
             tx = self._current(study_id)
             if trial.id != tx.n_trials + 1:
                 raise StorageError(
@@ -456,16 +626,16 @@ class SQLStorage(Storage):
             now = time.time()
             finished = trial.status in _FINISHED
             v = tx.version
-            tx.conn.execute(
-                self._ins_trial,
+            self._write(
+                tx, self._ins_trial,
                 {"sid": study_id, "tid": trial.id, "status": trial.status.value, "params": params,
                  "meta": meta, "stop": trial.stop_requested, "fseq": v if finished else 0,
                  "v": v, "now": now, "fat": now if finished else None,
                  "worker": worker if trial.status is TrialStatus.RUNNING else None},
             )  # fmt: skip
             for it, (objective, items, _seq) in trial._obs.items():
-                tx.conn.execute(
-                    st.INS_OBS,
+                self._write(
+                    tx, st.INS_OBS,
                     {"sid": study_id, "tid": trial.id, "it": it, "obj": objective,
                      "ctx": _dumps_context(dict(items) if items else {}), "seq": v},
                 )  # fmt: skip
@@ -488,9 +658,8 @@ class SQLStorage(Storage):
                 mirror = self._pull(study_id)
                 queued = sorted(mirror.queued)
             for tid in queued:
-                claimed = tx.conn.execute(
-                    self._claim, {"v": tx.version, "sid": study_id, "tid": tid, "worker": worker}
-                ).rowcount
+                params = {"v": tx.version, "sid": study_id, "tid": tid, "worker": worker}
+                _, claimed = self._query(tx, self._claim, params)
                 if claimed:
                     trial = mirror.trials[tid]
 
@@ -506,13 +675,20 @@ class SQLStorage(Storage):
         """After a guarded write changed nothing: raise why, if the trial is unknown or
         finished (outside a transaction)."""
         with self._connection() as conn:
-            self._check_running(conn, study_id, trial_id)
+            self._check_running(study_id, trial_id, conn=conn)
 
-    def _check_running(self, conn: sa.Connection, study_id: int, trial_id: int) -> None:
-        """Raise unless the trial exists and is not finished."""
+    def _check_running(
+        self, study_id: int, trial_id: int, tx: _Tx | None = None, conn: sa.Connection | None = None
+    ) -> None:
+        """Raise unless the trial exists and is not finished (in ``tx``, or on ``conn``)."""
         if type(trial_id) is not int:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
-        row = conn.execute(st.TRIAL_STATUS, {"sid": study_id, "tid": trial_id}).first()
+        params = {"sid": study_id, "tid": trial_id}
+        if tx is not None:
+            rows, _ = self._query(tx, st.TRIAL_STATUS, params)
+            row = rows[0] if rows else None
+        else:
+            row = conn.execute(st.TRIAL_STATUS, params).first()  # type: ignore[union-attr]
         if row is None:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
         if _STATUS[row[0]] in _FINISHED:
@@ -532,8 +708,7 @@ class SQLStorage(Storage):
             params = {"sid": study_id, "tid": trial_id, "it": observation.iteration,
                       "obj": observation.objective, "ctx": context}  # fmt: skip
             try:
-                with self._connection() as conn:
-                    row = conn.execute(st.PG_ADD_OBS, params).first()
+                row = self._one_statement(st.PG_ADD_OBS, params)
             except sa.exc.IntegrityError:
                 raise DuplicateIterationError(
                     f"trial {trial_id} already has an observation at iteration "
@@ -551,22 +726,22 @@ class SQLStorage(Storage):
 
             self._after_write(study_id, row[0], apply_one)  # type: ignore[index]
             return
-        with self.transaction(study_id):
+        with self._transaction(study_id, prefetch=False):
             tx = self._current(study_id)
             v = tx.version
             try:
-                inserted = tx.conn.execute(
-                    st.INS_OBS_RUNNING,
+                _, inserted = self._query(
+                    tx, st.INS_OBS_RUNNING,
                     {"sid": study_id, "tid": trial_id, "it": observation.iteration,
                      "obj": observation.objective, "ctx": context, "seq": v},
-                ).rowcount  # fmt: skip
+                )  # fmt: skip
             except sa.exc.IntegrityError:
                 raise DuplicateIterationError(
                     f"trial {trial_id} already has an observation at iteration "
                     f"{observation.iteration}"
                 ) from None
             if not inserted:
-                self._check_running(tx.conn, study_id, trial_id)  # raises: unknown or finished
+                self._check_running(study_id, trial_id, tx)  # raises: unknown or finished
             recorded = observation._replace(seq=v)
 
             def apply(mirror: _Mirror) -> None:
@@ -586,12 +761,18 @@ class SQLStorage(Storage):
     ) -> None:
         meta_json = None if meta is None else _dumps(meta, f"trial {trial_id}'s metadata")
         if not self._sqlite and self._tx(study_id) is None:
-            with self._connection() as conn:
-                row = conn.execute(
-                    st.PG_FINISH,
-                    {"sid": study_id, "tid": trial_id, "status": status.value, "now": time.time(),
-                     "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json},
-                ).first()  # fmt: skip
+            # The changes since the mirror's version come along (free: same round trip, read
+            # with the lock held), as the next suggestion usually follows: the suggestion then
+            # applies them outside the study's lock.
+            with self._mirror_lock:
+                mirror0 = self._mirror(study_id)
+                pull: dict[str, Any] = {"sid": study_id, "lo": mirror0.db_version}
+            row = self._one_statement(
+                st.PG_FINISH,
+                {"sid": study_id, "tid": trial_id, "status": status.value, "now": time.time(),
+                 "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json},
+                pull=pull,
+            )  # fmt: skip
             if row is None:
                 self._diagnose(study_id, trial_id)
                 raise NoObservationsError(
@@ -609,19 +790,25 @@ class SQLStorage(Storage):
                         trial.meta = dict(meta)
                     mirror.touch(trial)
 
-            self._after_write(study_id, v, apply_one)
+            with self._mirror_lock:
+                mirror = self._mirror(study_id)
+                apply_one(mirror)
+                if mirror is mirror0 and "rows" in pull and mirror.db_version < v:
+                    _apply(mirror, pull["rows"], pull["obs"], v)  # complete up to v
+                elif mirror.db_version == v - 1:
+                    mirror.db_version = v
             return
-        with self.transaction(study_id):
+        with self._transaction(study_id, prefetch=False):
             tx = self._current(study_id)
             v = tx.version
-            updated = tx.conn.execute(
-                st.FINISH,
+            _, updated = self._query(
+                tx, st.FINISH,
                 {"status": status.value, "v": v, "now": time.time(), "sid": study_id,
                  "tid": trial_id, "needs_obs": int(status is TrialStatus.COMPLETED),
                  "meta": meta_json},
-            ).rowcount  # fmt: skip
+            )  # fmt: skip
             if not updated:
-                self._check_running(tx.conn, study_id, trial_id)  # raises if unknown or finished
+                self._check_running(study_id, trial_id, tx)  # raises if unknown or finished
                 raise NoObservationsError(
                     f"trial {trial_id} has no observation: call add_observation() before "
                     "finalizing it as COMPLETED, or finalize it as FAILED"
@@ -639,11 +826,11 @@ class SQLStorage(Storage):
             tx.after.append(apply)
 
     def request_stop(self, study_id: int, trial_id: int) -> None:
-        with self.transaction(study_id):
+        with self._transaction(study_id, prefetch=False):
             tx = self._current(study_id)
-            self._check_running(tx.conn, study_id, trial_id)
-            tx.conn.execute(st.STOP, {"yes": True, "v": tx.version, "sid": study_id,
-                                    "tid": trial_id})  # fmt: skip
+            self._check_running(study_id, trial_id, tx)
+            self._write(tx, st.STOP, {"yes": True, "v": tx.version, "sid": study_id,
+                                      "tid": trial_id})  # fmt: skip
 
             def apply(mirror: _Mirror) -> None:
                 trial = mirror.trials.get(trial_id)
@@ -670,15 +857,15 @@ class SQLStorage(Storage):
             return [int(r[0]) for r in rows]
 
     def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
-        with self.transaction(study_id):
+        with self._transaction(study_id, prefetch=False):
             tx = self._current(study_id)
-            stale = tx.conn.execute(self._stale, {"sid": study_id, "grace": grace_period}).all()
+            stale, _ = self._query(tx, self._stale, {"sid": study_id, "grace": grace_period})
             v, now = tx.version, time.time()
             failed = []
             for tid, meta_json in stale:
                 meta = {**json.loads(meta_json), "heartbeat_lost": True}
-                tx.conn.execute(
-                    st.FAIL_STALE,
+                self._write(
+                    tx, st.FAIL_STALE,
                     {"meta": _dumps(meta, "trial metadata"), "v": v, "now": now, "sid": study_id,
                      "tid": tid},
                 )  # fmt: skip
@@ -706,9 +893,34 @@ class SQLStorage(Storage):
         return self._study_json(study_id, "state")
 
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
-        with self.transaction(study_id):
+        with self._transaction(study_id, prefetch=False):
             tx = self._current(study_id)
             tx.state = state
+
+
+def _apply(mirror: _Mirror, rows: list[Any], obs_rows: list[Any], upto: int) -> None:
+    """Apply rows read from the database (trials, then observations in ``seq`` order) to the
+    mirror, which is then complete up to version ``upto``."""
+    trials = mirror.trials
+    rows = sorted(rows, key=lambda r: r[0])
+    for tid, status, params, meta, stop, fseq in rows:
+        trial = trials.get(tid)
+        if trial is None:
+            trial = trials[tid] = Trial(tid, json.loads(params), _STATUS[status])
+        else:
+            trial.status = _STATUS[status]
+        trial.meta = json.loads(meta)
+        trial.stop_requested = bool(stop)
+        trial.finished_seq = fseq
+    for tid, it, objective, context, seq in obs_rows:
+        trials[tid]._obs[it] = (
+            objective,
+            tuple(json.loads(context).items()) if context else None,
+            seq,
+        )
+    for tid in dict.fromkeys([r[0] for r in rows] + [r[0] for r in obs_rows]):
+        mirror.touch(trials[tid])
+    mirror.db_version = upto
 
 
 def _first_line(exc: BaseException) -> str:
@@ -731,3 +943,45 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _psycopg_pipeline(url: sa.URL) -> Any:
+    """The psycopg module if ``url`` uses psycopg 3 and its libpq has pipeline mode, else None."""
+    if url.get_driver_name() != "psycopg":
+        return None
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    return psycopg if psycopg.Pipeline.is_supported() else None
+
+
+def _pg_on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_CHECKED_IN] = time.monotonic()
+
+
+def _pg_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Replace a pooled connection the server closed, without a round trip when it was used
+    within :data:`PING_AFTER_S` (SQLAlchemy then connects again)."""
+    checked_in = record.info.get(_CHECKED_IN)
+    if checked_in is None:  # just connected
+        return
+    try:
+        if time.monotonic() - checked_in > PING_AFTER_S:
+            dbapi_connection.execute("SELECT 1")
+            return
+        # An idle connection has nothing to read (poptune never LISTENs): something readable
+        # is the server's goodbye (FATAL "terminating connection") or the socket's end.
+        closed = dbapi_connection.closed or _readable(dbapi_connection.pgconn.socket)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a connection not to use
+        raise sa.exc.DisconnectionError(f"connection lost: {_first_line(exc)}") from exc
+    if closed:
+        raise sa.exc.DisconnectionError("the server closed the connection")
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows
