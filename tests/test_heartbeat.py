@@ -159,3 +159,28 @@ def test_a_fresh_worker_reaps_and_retries_a_trial_it_never_saw(db_url):
     retry = b.get_suggestion()
     assert b.get_trial(lost.id).status is TrialStatus.FAILED
     assert retry.meta["retry_of"] == lost.id and retry.parameters["lr"] == lost.parameters["lr"]
+
+
+def test_looking_for_dead_workers_takes_the_lock_only_when_one_is_found(db_url):
+    """Every worker looks once per heartbeat interval: with every worker alive, the look is one
+    read (no locked transaction, which would queue the workers behind one another)."""
+    a = worker(db_url, seed=0, **FAST)
+    b = worker(db_url, **FAST)
+    storage = b._storage
+    mine = a.get_suggestion()
+    assert not storage.has_stale_trials(b._study_id, FAST["grace_period"])
+    reaped = []
+    fail_stale = storage.fail_stale_trials
+    storage.fail_stale_trials = lambda *args: reaped.append(args) or fail_stale(*args)
+    b._next_reap = 0.0
+    theirs = b.get_suggestion()
+    assert reaped == []  # nothing stale: no locked reaping transaction
+    a._heartbeat.stop()
+    time.sleep(0.8)
+    assert storage.has_stale_trials(b._study_id, FAST["grace_period"])
+    b._next_reap = 0.0
+    b.get_suggestion()
+    assert reaped == [(b._study_id, FAST["grace_period"])]
+    assert b.get_trial(mine.id).status is TrialStatus.FAILED
+    assert b.get_trial(theirs.id).status is TrialStatus.RUNNING  # b's own heartbeat is alive
+    assert not storage.has_stale_trials(b._study_id, FAST["grace_period"])

@@ -264,6 +264,78 @@ def test_a_postgres_suggestion_is_two_round_trips(tmp_path):
     theirs_storage.close()
 
 
+def test_postgres_plans_stay_index_lookups_as_the_study_grows(tmp_path):
+    """Statements prepared while the study was tiny must not keep the plans made then: once
+    the study has grown past sql.ANALYZE_AT's first size, looking up one trial (an observation,
+    a final status) goes through the primary key and reading the changes after a version
+    through the version index. Regression: the generic plans made at a few trials looked the
+    trial up through the version index, reading every trial of the study each time."""
+    url = make_url("postgres", tmp_path)
+    storage = SQLStorage(url, engine_kwargs={"pool_size": 1, "max_overflow": 0})
+    n = min(sql_module.ANALYZE_AT) + 50
+    study = Study([Continuous("x", [0, 1])], algorithms.RandomSearch(n), True, storage=storage,
+                  study_name="plans", heartbeat_interval=None)  # fmt: skip
+    for trial in study:  # every statement runs > 5 times: psycopg prepares it, PostgreSQL caches
+        study.add_observation(trial, 0.5)
+        study.finalize(trial)
+    sid = study._study_id
+    with storage._engine.connect() as conn:  # the pool's only connection: the one used above
+        version = conn.exec_driver_sql(
+            "SELECT version FROM poptune_studies WHERE study_id = %(sid)s", {"sid": sid}
+        ).scalar()
+        prepared = dict(
+            conn.exec_driver_sql(
+                "SELECT statement, name FROM pg_prepared_statements WHERE cardinality("
+                "parameter_types) > 0"
+            ).all()
+        )
+
+        def plan(start: str, args: str) -> str:
+            names = [name for sql, name in prepared.items() if start in sql]
+            assert len(names) == 1, f"{len(names)} prepared statements with {start!r}: {prepared}"
+            rows = conn.exec_driver_sql(f"EXPLAIN EXECUTE {names[0]}({args})").all()
+            return "\n".join(r[0] for r in rows)
+
+        locked = "v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = $1 "
+        add_obs = plan(locked + "RETURNING version) INSERT", f"{sid}, 2, 0.5, NULL, {n}")
+        assert "Index Scan using poptune_trials_pkey" in add_obs, add_obs
+        finish = plan(locked + "RETURNING version) UPDATE", f"{sid}, 'FAILED', 0.5, NULL, 0, {n}")
+        assert "Index Scan using poptune_trials_pkey" in finish, finish
+        after = "FROM poptune_trials WHERE study_id = $1 AND version > $2"
+        changes = plan("SELECT trial_id, status, parameters, meta, stop_requested, finished_seq "
+                       + after, f"{sid}, {version}")  # fmt: skip
+        assert "ix_poptune_trials_version" in changes and "Seq Scan" not in changes, changes
+    storage.close()
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_postgres_observations_skip_the_flush_wait_for_their_own_statement_only(tmp_path, sync):
+    """By default an observation's statement commits without waiting for the WAL flush; the
+    setting is local to that statement's transaction (the connection, reused for the final
+    status and the next suggestion, still waits); sync_observations=True always waits."""
+    url = make_url("postgres", tmp_path)
+    storage = SQLStorage(url, engine_kwargs={"pool_size": 1, "max_overflow": 0},
+                         sync_observations=sync)  # fmt: skip
+    study = Study([Continuous("x", [0, 1])], algorithms.RandomSearch(3), True, storage=storage,
+                  study_name="flush", heartbeat_interval=None)  # fmt: skip
+    sent = []
+    one_statement = storage._one_statement
+    storage._one_statement = lambda stmt, *a, **k: (
+        sent.append(str(stmt)) or one_statement(stmt, *a, **k)
+    )
+    trial = study.get_suggestion()
+    study.add_observation(trial, 0.25, iteration=1)
+    assert ("set_config('synchronous_commit', 'off', true)" in sent[-1]) is (not sync)
+    with storage._engine.connect() as conn:  # the pool's only connection: the one just used
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    study.finalize(trial)
+    other = SQLStorage(url)  # another process's view: the observation is there
+    assert [o.objective for o in other.get_trial(study._study_id, trial.id).observations.values()
+            ] == [0.25]  # fmt: skip
+    other.close()
+    storage.close()
+
+
 def test_threads_sharing_one_study_never_share_a_trial():
     storage = MemoryStorage()
     Study([Continuous("x", [0, 1])], algorithms.RandomSearch(400), True, storage=storage,

@@ -110,8 +110,10 @@ def run(ctx: Context) -> Section:
                 )
     section.lines += [
         f"Workers: separate processes (spawn) on one study; a fresh database per run; timed "
-        f"from a barrier every worker reaches after opening the study to the last finished "
-        f"trial. Trivial objective: {trivial_total:,} trials a run; 50 ms objective "
+        f"from a barrier every worker reaches after opening the study (and collecting its "
+        f"imports' garbage, so that CPython's first full collection does not fall in the run "
+        f"of every worker at once) to the last finished trial. Trivial objective: "
+        f"{trivial_total:,} trials a run; 50 ms objective "
         f"(`time.sleep(0.05)`): {sleep_per_worker} × workers trials (ideally "
         f"{sleep_per_worker * SLEEP_S:g} s). A run hands out no trial after {max_seconds:g} s. "
         f"poptune: RandomSearch, `for trial in study`; Optuna: ask/tell, RandomSampler, "

@@ -77,6 +77,8 @@ def reap(study: Study) -> None:
         return
     study._next_reap = now + heartbeat.interval
     storage, sid = study._storage, study._study_id
+    if not storage.has_stale_trials(sid, grace):  # the usual answer, without the study's lock
+        return
     retried: list[int] = []
     with storage.transaction(sid):
         # Sync first: inside the transaction a storage shows what was committed before it,

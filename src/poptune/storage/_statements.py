@@ -71,6 +71,17 @@ PG_ADD_OBS = sa.text(
     "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
     "RETURNING seq"
 )
+# The same, committed without waiting for the WAL flush (``synchronous_commit`` off for this
+# statement's transaction only; see SQLStorage's ``durable_observations``).
+PG_ADD_OBS_ASYNC = sa.text(
+    "WITH a AS (SELECT set_config('synchronous_commit', 'off', true)), "
+    "v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
+    "RETURNING version) INSERT INTO poptune_observations (study_id, trial_id, iteration, "
+    "objective, context, seq) SELECT t.study_id, t.trial_id, CAST(:it AS BIGINT), "
+    "CAST(:obj AS DOUBLE PRECISION), CAST(:ctx AS TEXT), v.version FROM poptune_trials t, v, a "
+    "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
+    "RETURNING seq"
+)
 PG_FINISH = sa.text(
     "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
     "RETURNING version) UPDATE poptune_trials t SET status = :status, "
@@ -91,6 +102,10 @@ HEARTBEAT = (
 STALE = (
     "SELECT trial_id, meta FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
     "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace ORDER BY trial_id"
+)
+ANY_STALE = (
+    "SELECT 1 FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
+    "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace LIMIT 1"
 )
 FAIL_STALE = sa.text(
     "UPDATE poptune_trials SET status = 'FAILED', meta = :meta, finished_seq = :v, "

@@ -158,6 +158,12 @@ class Storage(abc.ABC):
         not recorded)."""
         return []
 
+    def has_stale_trials(self, study_id: int, grace_period: float) -> bool:
+        """Whether :meth:`fail_stale_trials` may find something to fail: a cheap look without
+        the study's lock (a hint: the answer may be stale by the time it is read). The default
+        says True, so that callers always take the locked path."""
+        return True
+
     def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
         """Mark FAILED every RUNNING trial whose worker's last heartbeat is older than
         ``grace_period`` seconds (by the storage's clock); return their ids."""

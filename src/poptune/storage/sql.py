@@ -20,13 +20,24 @@ How it keeps many processes correct and fast:
   so they see every commit before it), and its writes wait to travel with the ``COMMIT``,
   or with the next statement whose answer is needed. A suggestion is two round trips; an
   observation and a final status are one statement each (a CTE that locks, numbers and
-  writes); a sync outside transactions is one (a ``REPEATABLE READ`` snapshot). Pooled
+  writes; an observation's commit does not wait for the disk flush unless
+  ``sync_observations=True``: the next flushed commit carries it); a sync outside
+  transactions is one (a ``REPEATABLE READ`` snapshot). Pooled
   connections are checked without a round trip: a connection the server closed (restart,
   ``pg_terminate_backend``) has its socket readable and is replaced; one idle for longer
   than :data:`PING_AFTER_S` is pinged first (what ``pool_pre_ping`` did on every checkout).
   A final status also brings back the changes since the mirror's version, read with the
   lock held (the next suggestion, which usually follows, then has little left to apply while
   it holds the lock).
+* **Statistics early.** The worker that creates a study's 500th (5,000th, 50,000th) trial runs
+  ``ANALYZE`` on poptune's tables after its commit (:data:`ANALYZE_AT`). Without statistics,
+  the plans that PostgreSQL caches for psycopg's prepared statements while a study is small
+  looked one trial up through the version index, reading every trial of the study, so each
+  observation cost more as the study grew (until autovacuum's first analyze, a minute or
+  more later); with them it uses the primary key.
+* **Dead workers are looked for without the lock.** Each worker looks once per heartbeat
+  interval with one read (:meth:`SQLStorage.has_stale_trials`); only a stale trial found
+  makes it take the study's lock to fail it.
 * Values are stored as JSON text, never pickled.
 """
 
@@ -72,6 +83,12 @@ _STATUS = {s.value: s for s in TrialStatus}
 #: a more recent one only has its socket checked, without a round trip.
 PING_AFTER_S = 10.0
 _CHECKED_IN = "poptune_checked_in"
+#: PostgreSQL: trial ids whose creation is followed by ``ANALYZE`` of poptune's tables. Until a
+#: table has statistics, the planner sees lookups of one trial through the primary key and
+#: through the version index as equally cheap, and the plan psycopg's prepared statements keep
+#: (made while the study was small) may scan every trial of the study for each observation and
+#: final status. Statistics make it choose the primary key; autovacuum keeps them fresh later.
+ANALYZE_AT = frozenset({500, 5_000, 50_000})
 
 
 def _dumps(value: Any, what: str) -> str:
@@ -125,8 +142,8 @@ class _Mirror:
 
 
 class _Tx:
-    __slots__ = ("after", "conn", "depth", "n_trials", "pending", "pg", "sid", "state",
-                 "state_json", "version")  # fmt: skip
+    __slots__ = ("after", "analyze", "conn", "depth", "n_trials", "pending", "pg", "sid",
+                 "state", "state_json", "version")  # fmt: skip
 
     def __init__(self, conn: sa.Connection, sid: int, version: int, state_json: str,
                  n_trials: int, pg: Any = None) -> None:  # fmt: skip
@@ -137,6 +154,7 @@ class _Tx:
         self.state: dict[str, Any] | None = None
         self.n_trials = n_trials
         self.after: list[Any] = []
+        self.analyze = False  # PostgreSQL: refresh the planner's statistics after the commit
         self.depth = 0
         # PostgreSQL with psycopg 3: the driver's connection, and the writes not sent yet
         # (they go with the next query or the COMMIT, in one round trip)
@@ -153,6 +171,15 @@ class SQLStorage(Storage):
             ``postgresql://user:password@host:port/database`` (needs ``poptune[postgres]``,
             i.e. psycopg 3).
         engine_kwargs: extra keyword arguments for :func:`sqlalchemy.create_engine`.
+        sync_observations: PostgreSQL only. False (the default): an observation recorded
+            outside a transaction is committed without waiting for the server to flush it to
+            disk (``synchronous_commit`` off for that one statement), which saves a disk
+            flush per observation while the study's lock is held. A crash of a *worker*
+            loses nothing; a crash of the *database server* (or its machine) within about
+            0.6 s of an observation can lose that observation, unless a later suggestion or
+            final status — always flushed, and flushing everything committed before it — has
+            already reached the disk. True waits for every observation's flush. (SQLite files
+            are written with ``synchronous=NORMAL``, the same trade on a power loss.)
 
     Raises:
         ConfigurationError: the URL is not an SQLite or PostgreSQL URL, or the driver is not
@@ -163,8 +190,15 @@ class SQLStorage(Storage):
     requires_json = True
     supports_heartbeat = True
 
-    def __init__(self, url: str, engine_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        engine_kwargs: Mapping[str, Any] | None = None,
+        *,
+        sync_observations: bool = False,
+    ) -> None:
         self.url = url
+        self._add_obs = st.PG_ADD_OBS if sync_observations else st.PG_ADD_OBS_ASYNC
         try:
             parsed = make_url(url)
         except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and others
@@ -218,6 +252,7 @@ class SQLStorage(Storage):
         self._claim = sa.text(st.CLAIM.format(now=now))
         self._heartbeat = sa.text(st.HEARTBEAT.format(now=now))
         self._stale = sa.text(st.STALE.format(now=now))
+        self._any_stale = sa.text(st.ANY_STALE.format(now=now))
         # Close the pooled connections when this storage is dropped (or at exit).
         self._finalizer = weakref.finalize(self, self._engine.dispose)
         self._local = threading.local()
@@ -314,6 +349,17 @@ class SQLStorage(Storage):
                 apply(mirror)
             if mirror.db_version == tx.version - 1:
                 mirror.db_version = tx.version
+        if tx.analyze:
+            self._analyze()
+
+    def _analyze(self) -> None:
+        """PostgreSQL: ``ANALYZE`` poptune's tables (see :data:`ANALYZE_AT`); best effort: a
+        role that does not own them only gets a server warning, and a failure is ignored."""
+        try:
+            with self._connection() as conn:
+                conn.exec_driver_sql("ANALYZE poptune_trials, poptune_observations")
+        except Exception:  # noqa: BLE001, S110 - statistics are an optimization, never an error
+            pass
 
     def _open(self, conn: sa.Connection, study_id: int, prefetch: bool) -> _Tx:
         """Begin a write transaction and take the study's lock (by bumping its version)."""
@@ -640,6 +686,8 @@ class SQLStorage(Storage):
                      "ctx": _dumps_context(dict(items) if items else {}), "seq": v},
                 )  # fmt: skip
             tx.n_trials += 1
+            if trial.id in ANALYZE_AT and not self._sqlite:
+                tx.analyze = True
 
             def apply(mirror: _Mirror) -> None:
                 if finished:
@@ -708,7 +756,7 @@ class SQLStorage(Storage):
             params = {"sid": study_id, "tid": trial_id, "it": observation.iteration,
                       "obj": observation.objective, "ctx": context}  # fmt: skip
             try:
-                row = self._one_statement(st.PG_ADD_OBS, params)
+                row = self._one_statement(self._add_obs, params)
             except sa.exc.IntegrityError:
                 raise DuplicateIterationError(
                     f"trial {trial_id} already has an observation at iteration "
@@ -855,6 +903,19 @@ class SQLStorage(Storage):
                 {"sid": study_id, "worker": worker},
             )
             return [int(r[0]) for r in rows]
+
+    def has_stale_trials(self, study_id: int, grace_period: float) -> bool:
+        # One read, no lock and no commit: workers look every heartbeat interval, and a
+        # locked transaction each time would queue them behind one another (all at once when
+        # they start together).
+        params = {"sid": study_id, "grace": grace_period}
+        with self._connection() as conn:
+            pg = self._driver_connection(conn)
+            if pg is not None:
+                return (
+                    self._pipeline(conn, pg, [(self._any_stale, params)])[0].fetchone() is not None
+                )
+            return conn.execute(self._any_stale, params).first() is not None
 
     def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
         with self._transaction(study_id, prefetch=False):
