@@ -23,22 +23,26 @@ def _splitmix64(x: int) -> int:
 class SuggestionRNG:
     """A numpy Generator re-positioned deterministically for each (seed, number, salt)."""
 
-    __slots__ = ("_bitgen", "_inc", "generator", "seed")
+    __slots__ = ("_bitgen", "_inc", "_state", "generator", "seed")
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
         self._bitgen = np.random.PCG64(self.seed)
         self._inc = self._bitgen.state["state"]["inc"]
         self.generator = np.random.Generator(self._bitgen)
+        # The state given to the bit generator, reused (only its 128-bit state changes)
+        self._state: dict = {
+            "bit_generator": "PCG64",
+            "state": {"state": 0, "inc": self._inc},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
 
     def at(self, number: int, salt: int = 0) -> np.random.Generator:
         """The generator positioned for suggestion ``number`` (and an optional ``salt``)."""
         a = _splitmix64(self.seed ^ _splitmix64(number * 0x9E3779B1 + salt))
         b = _splitmix64(a ^ 0xD1B54A32D192ED03)
-        self._bitgen.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": (a << 64) | b, "inc": self._inc},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
+        state = self._state
+        state["state"]["state"] = (a << 64) | b
+        self._bitgen.state = state
         return self.generator

@@ -495,6 +495,8 @@ class Study:
     # -- reporting -----------------------------------------------------------------------
     def _trial_id(self, trial: Trial | int) -> int:
         if isinstance(trial, Trial):
+            if trial._owner is self._self_ref:  # handed out by this study: checked then
+                return trial.id
             params = trial.parameters
             for name in self._history.parameter_names:
                 if name not in params:

@@ -238,12 +238,14 @@ class Trial:
         it = max(self._obs) if rank_by == "last" else self._best_iteration(lower_is_better)
         return self._obs[it][0]  # type: ignore[index]
 
-    def _record(self, observation: Observation) -> None:
-        """Store an observation (storages call this; users call Study.add_observation)."""
+    def _record(self, observation: Observation, seq: int | None = None) -> None:
+        """Store an observation (storages call this; users call Study.add_observation), with
+        ``seq`` in place of its own when given."""
+        context = observation.context
         self._obs[observation.iteration] = (
             observation.objective,
-            tuple(observation.context.items()) if observation.context else None,
-            observation.seq,
+            tuple(context.items()) if context else None,
+            observation.seq if seq is None else seq,
         )
 
     # -- working on the trial (a trial handed out by a study) -----------------------------

@@ -138,7 +138,7 @@ class MemoryStorage(Storage):
                     f"{observation.iteration}"
                 )
             study.seq += 1
-            trial._record(observation._replace(seq=study.seq))
+            trial._record(observation, study.seq)
             study.changelog.append(trial_id)
 
     def finish_trial(

@@ -253,6 +253,10 @@ class SQLStorage(Storage):
         self._heartbeat = sa.text(st.HEARTBEAT.format(now=now))
         self._stale = sa.text(st.STALE.format(now=now))
         self._any_stale = sa.text(st.ANY_STALE.format(now=now))
+        if self._psycopg is not None:  # compiled now rather than, the first time, under a lock
+            for stmt in (*vars(st).values(), *vars(self).values()):
+                if isinstance(stmt, sa.TextClause):
+                    self._sql(stmt)
         # Close the pooled connections when this storage is dropped (or at exit).
         self._finalizer = weakref.finalize(self, self._engine.dispose)
         self._local = threading.local()
