@@ -443,3 +443,42 @@ def test_a_study_deleted_and_made_again_is_shown_afresh(tmp_path):
     assert client.get("/api/studies").json() == []
     _pbt_study(url, name="again", generations=1)
     assert len(client.get("/api/studies/again/trials").json()["trials"]) == 4
+
+
+def test_best_under_repeat_agg_is_the_best_mean_as_in_get_best_result(db_url):
+    """Repeat(agg=True) ranks configurations by their mean over the repeats: the dashboard's
+    best is get_best_result()'s (the single best observation belongs to another one)."""
+    values = {0.1: [1.0, 9.0], 0.2: [4.0, 4.5], 0.3: [8.0, 8.5]}  # means 5.0, 4.25, 8.25
+    study = poptune.Study(
+        [poptune.Choice("x", list(values))],
+        poptune.algorithms.Repeat(poptune.algorithms.GridSearch(), num_times=2, agg=True),
+        lower_is_better=True, storage=db_url, study_name="repeat",
+    )  # fmt: skip
+    seen: dict[float, int] = {}
+    for trial in study:
+        x = trial.parameters["x"]
+        study.add_observation(trial, objective=values[x][seen.get(x, 0)])
+        seen[x] = seen.get(x, 0) + 1
+        study.finalize(trial)
+    best = study.get_best_result()
+    assert best["Objective"] == pytest.approx(4.25)
+    summary = DashboardData(study._storage).study_summary("repeat")
+    assert summary["best"] == pytest.approx(4.25) and summary["best_trial"] == best["Trial-ID"]
+
+
+def test_ranking_never_imports_a_module_the_database_names(monkeypatch):
+    """A tampered or foreign config naming module:Class (at any depth) is not rebuilt."""
+    from poptune.dashboard import _data
+
+    imported = []
+    monkeypatch.setattr(
+        _data,
+        "algorithm_from_config",
+        lambda c: imported.append(c) or poptune.algorithms.RandomSearch(3),
+    )
+    evil = {"type": "Repeat", "algorithm": {"type": "os:system", "command": "true"}}
+    assert _data._ranking_algorithm(evil) is None
+    assert _data._ranking_algorithm({"type": "os:system"}) is None
+    assert imported == []
+    assert _data._ranking_algorithm({"type": "RandomSearch", "max_num_trials": 3}) is None
+    assert imported == [{"type": "RandomSearch", "max_num_trials": 3}]

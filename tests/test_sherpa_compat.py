@@ -27,7 +27,7 @@ def fake_fit(model, lr):
     return model["acc"], 1 - model["acc"]
 
 
-def test_seed_notebook_runs(tmp_path):
+def test_seed_notebook_runs(tmp_path, request):
     parameters = [sherpa.Continuous("learning_rate", [1e-4, 1e-2], "log")]
     algorithm = sherpa.algorithms.PopulationBasedTraining(
         population_size=5,
@@ -38,6 +38,7 @@ def test_seed_notebook_runs(tmp_path):
     study = sherpa.Study(
         parameters=parameters, algorithm=algorithm, lower_is_better=False, dashboard_port=8997
     )
+    request.addfinalizer(study.close)  # the notebook never stops its dashboard; the test does
     model_dir = tempfile.mkdtemp(dir=tmp_path)
 
     for trial in study:

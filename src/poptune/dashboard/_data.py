@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.algorithms.pbt.replay import schedule as _schedule
 from poptune.exceptions import (
     ConfigurationError,
@@ -68,6 +69,7 @@ class _StudyView:
         self.lower_is_better = bool(config.get("lower_is_better", True))
         self.parameters = [Parameter.from_dict(d) for d in config.get("parameters", [])]
         self.history = History(self.parameters, self.lower_is_better)
+        self.ranking = _ranking_algorithm(config.get("algorithm"))
         self.changed_at: dict[int, int] = {}  # trial id -> view version of its last change
         self.lock = threading.Lock()
 
@@ -142,12 +144,12 @@ class DashboardData:
             StudyNotFoundError: no such study.
         """
         with self._view(name) as view:
-            return _summary(view)
+            return _summary(view, self.storage)
 
     def study(self, name: str) -> dict[str, Any]:
         """A study's summary plus its parameters (name, type, range, scale) and algorithm."""
         with self._view(name) as view:
-            out = _summary(view)
+            out = _summary(view, self.storage)
             out["parameters"] = [p.to_dict() for p in view.parameters]
             out["algorithm_config"] = _jsonable_tree(view.config.get("algorithm"))
             return out
@@ -276,11 +278,40 @@ def _parent_of(trial: Trial) -> int | None:
     return ancestors[-1] if ancestors else None
 
 
-def _summary(view: _StudyView) -> dict[str, Any]:
+def _ranking_algorithm(config: Any) -> Algorithm | None:
+    """The study's algorithm if it ranks trials its own way (``Repeat(agg=True)``: by the
+    mean of a configuration's repeats), as ``get_best_result`` does; else None. Only poptune's
+    own algorithms are rebuilt: the dashboard never imports a module that a database names."""
+    if not isinstance(config, dict) or not _builtin_only(config):
+        return None
+    try:
+        algorithm = algorithm_from_config(config)
+    except Exception:  # noqa: BLE001 - an unreadable config: rank by the best observation
+        return None
+    return None if type(algorithm).best_trial is Algorithm.best_trial else algorithm
+
+
+def _builtin_only(config: Any) -> bool:
+    """No ``type`` in the config tree names a ``module:Class``."""
+    if isinstance(config, dict):
+        kind = config.get("type")
+        if isinstance(kind, str) and ":" in kind:
+            return False
+        return all(_builtin_only(v) for v in config.values())
+    if isinstance(config, list):
+        return all(_builtin_only(v) for v in config)
+    return True
+
+
+def _summary(view: _StudyView, storage: Storage) -> dict[str, Any]:
     counts = dict.fromkeys(_STATUSES, 0)
     for trial in view.history:
         counts[trial.status.value] += 1
-    best_trial = view.history.best_trial()
+    if view.ranking is None:
+        best_trial = view.history.best_trial()
+    else:
+        state = storage.get_algorithm_state(view.study_id)
+        best_trial = view.ranking.best_trial(view.history, state)
     best = None if best_trial is None else best_trial.best_observation(view.lower_is_better)
     algorithm = view.config.get("algorithm")
     return {
