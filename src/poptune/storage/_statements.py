@@ -72,7 +72,7 @@ PG_ADD_OBS = sa.text(
     "RETURNING seq"
 )
 # The same, committed without waiting for the WAL flush (``synchronous_commit`` off for this
-# statement's transaction only; see SQLStorage's ``durable_observations``).
+# statement's transaction only; see SQLStorage's ``sync_observations``).
 PG_ADD_OBS_ASYNC = sa.text(
     "WITH a AS (SELECT set_config('synchronous_commit', 'off', true)), "
     "v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
