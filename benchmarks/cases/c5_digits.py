@@ -77,6 +77,19 @@ class Task:
             group["lr"], group["momentum"] = lr, momentum
         return model, optimizer
 
+    def start(
+        self, trial: Any, checkpoints: dict[str, dict[str, Any]], seed: int, lr: float,
+        momentum: float,
+    ) -> tuple[Any, Any, int]:  # fmt: skip
+        """A trial's model and optimizer, from its ``load_from`` checkpoint or fresh, and the
+        epochs it has already trained."""
+        if trial.load_from:
+            parent = checkpoints[trial.load_from]
+            model, optimizer = self.load(parent, lr, momentum)
+            return model, optimizer, parent["epochs"]
+        model, optimizer = self.build(seed * 1000 + trial.id, lr, momentum)
+        return model, optimizer, 0
+
     @staticmethod
     def save(model: Any, optimizer: Any, epochs: int, val: float, test: float) -> dict:
         import copy
@@ -133,13 +146,7 @@ def run_pbt(task: Task, seed: int, population: int, generations: int, per_gen: i
     checkpoints: dict[str, dict[str, Any]] = {}
     for trial in study:
         lr, momentum = trial.parameters["lr"], trial.parameters["momentum"]
-        if trial.load_from:
-            parent = checkpoints[trial.load_from]
-            model, optimizer = task.load(parent, lr, momentum)
-            done = parent["epochs"]
-        else:
-            model, optimizer = task.build(seed * 1000 + trial.id, lr, momentum)
-            done = 0
+        model, optimizer, done = task.start(trial, checkpoints, seed, lr, momentum)
         task.train_epochs(model, optimizer, per_gen, seed * 1000 + trial.id)
         val, test = task.accuracy(model, task.val), task.accuracy(model, task.test)
         checkpoints[trial.save_to] = task.save(model, optimizer, done + per_gen, val, test)
@@ -181,13 +188,7 @@ def run_asha(task: Task, seed: int, max_epochs: int, budget: int) -> dict:
     for trial in study:
         lr, momentum = trial.parameters["lr"], trial.parameters["momentum"]
         target = int(round(trial.parameters["resource"]))
-        if trial.load_from:
-            parent = checkpoints[trial.load_from]
-            model, optimizer = task.load(parent, lr, momentum)
-            done = parent["epochs"]
-        else:
-            model, optimizer = task.build(seed * 1000 + trial.id, lr, momentum)
-            done = 0
+        model, optimizer, done = task.start(trial, checkpoints, seed, lr, momentum)
         extra = max(0, target - done)
         if spent + extra > budget:
             study.finalize(trial, status="STOPPED")
