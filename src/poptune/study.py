@@ -30,7 +30,12 @@ from poptune._heartbeat import Heartbeat, reap
 from poptune._rng import SuggestionRNG
 from poptune._saved import read_saved, saved_trials, write_saved
 from poptune.algorithms._validation import check_int, check_positive
-from poptune.algorithms.base import Algorithm, Suggestion, algorithm_from_config
+from poptune.algorithms.base import (
+    Algorithm,
+    Suggestion,
+    algorithm_from_config,
+    ranked_best_trial,
+)
 from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
     ConfigurationError,
@@ -682,12 +687,11 @@ class Study:
         ``ObjectiveCount``, ``ObjectiveStdErr``).
         """
         with self._lock:
-            history = self.history
-            if type(self.algorithm).best_trial is Algorithm.best_trial:
-                best = history.best_trial()
-            else:
-                state = self._storage.get_algorithm_state(self._study_id)
-                best = self.algorithm.best_trial(history, state)
+            best = ranked_best_trial(
+                self.algorithm,
+                self.history,
+                lambda: self._storage.get_algorithm_state(self._study_id),
+            )
         return best_result(best, self.lower_is_better)
 
     @property

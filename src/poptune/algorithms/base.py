@@ -18,7 +18,7 @@ resumed study carries on exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -29,7 +29,7 @@ from poptune.history import History
 from poptune.parameters import Parameter
 from poptune.trial import AlgorithmState, Trial
 
-__all__ = ["Algorithm", "Suggestion", "algorithm_from_config"]
+__all__ = ["Algorithm", "Suggestion", "algorithm_from_config", "ranked_best_trial", "ranks_own_way"]
 
 
 class Suggestion:
@@ -112,6 +112,24 @@ class Algorithm:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def ranked_best_trial(
+    algorithm: Algorithm | None,
+    history: History,
+    read_state: Callable[[], Mapping[str, Any]],
+) -> Trial | None:
+    """The trial ``get_best_result`` reports: ``history.best_trial()``, unless ``algorithm``
+    ranks trials its own way (overrides :meth:`Algorithm.best_trial`, as ``Repeat(agg=True)``
+    does); its state is then read with ``read_state()`` (only then: a storage read)."""
+    if algorithm is None or not ranks_own_way(algorithm):
+        return history.best_trial()
+    return algorithm.best_trial(history, read_state())
+
+
+def ranks_own_way(algorithm: Algorithm) -> bool:
+    """Whether the algorithm overrides :meth:`Algorithm.best_trial`."""
+    return type(algorithm).best_trial is not Algorithm.best_trial
 
 
 def algorithm_from_config(config: Mapping[str, Any]) -> Algorithm:

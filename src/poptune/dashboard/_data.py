@@ -14,7 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from poptune.algorithms.base import Algorithm, algorithm_from_config
+from poptune.algorithms.base import (
+    Algorithm,
+    algorithm_from_config,
+    ranked_best_trial,
+    ranks_own_way,
+)
 from poptune.algorithms.pbt.replay import schedule as _schedule
 from poptune.exceptions import (
     ConfigurationError,
@@ -288,7 +293,7 @@ def _ranking_algorithm(config: Any) -> Algorithm | None:
         algorithm = algorithm_from_config(config)
     except Exception:  # noqa: BLE001 - an unreadable config: rank by the best observation
         return None
-    return None if type(algorithm).best_trial is Algorithm.best_trial else algorithm
+    return algorithm if ranks_own_way(algorithm) else None
 
 
 def _builtin_only(config: Any) -> bool:
@@ -307,11 +312,9 @@ def _summary(view: _StudyView, storage: Storage) -> dict[str, Any]:
     counts = dict.fromkeys(_STATUSES, 0)
     for trial in view.history:
         counts[trial.status.value] += 1
-    if view.ranking is None:
-        best_trial = view.history.best_trial()
-    else:
-        state = storage.get_algorithm_state(view.study_id)
-        best_trial = view.ranking.best_trial(view.history, state)
+    best_trial = ranked_best_trial(
+        view.ranking, view.history, lambda: storage.get_algorithm_state(view.study_id)
+    )
     best = None if best_trial is None else best_trial.best_observation(view.lower_is_better)
     algorithm = view.config.get("algorithm")
     return {
