@@ -63,24 +63,21 @@ FINISH = sa.text(
 )
 # PostgreSQL: an observation or a final status in one statement (one round trip) that takes
 # the study lock, numbers the change and writes it; autocommit makes it its own transaction.
-PG_ADD_OBS = sa.text(
-    "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
+_PG_ADD_OBS = (
+    "WITH {sync}v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
     "RETURNING version) INSERT INTO poptune_observations (study_id, trial_id, iteration, "
     "objective, context, seq) SELECT t.study_id, t.trial_id, CAST(:it AS BIGINT), "
-    "CAST(:obj AS DOUBLE PRECISION), CAST(:ctx AS TEXT), v.version FROM poptune_trials t, v "
+    "CAST(:obj AS DOUBLE PRECISION), CAST(:ctx AS TEXT), v.version FROM poptune_trials t, v{a} "
     "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
     "RETURNING seq"
 )
+PG_ADD_OBS = sa.text(_PG_ADD_OBS.format(sync="", a=""))
 # The same, committed without waiting for the WAL flush (``synchronous_commit`` off for this
 # statement's transaction only; see SQLStorage's ``sync_observations``).
 PG_ADD_OBS_ASYNC = sa.text(
-    "WITH a AS (SELECT set_config('synchronous_commit', 'off', true)), "
-    "v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
-    "RETURNING version) INSERT INTO poptune_observations (study_id, trial_id, iteration, "
-    "objective, context, seq) SELECT t.study_id, t.trial_id, CAST(:it AS BIGINT), "
-    "CAST(:obj AS DOUBLE PRECISION), CAST(:ctx AS TEXT), v.version FROM poptune_trials t, v, a "
-    "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
-    "RETURNING seq"
+    _PG_ADD_OBS.format(
+        sync="a AS (SELECT set_config('synchronous_commit', 'off', true)), ", a=", a"
+    )
 )
 PG_FINISH = sa.text(
     "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
@@ -99,14 +96,12 @@ HEARTBEAT = (
     "UPDATE poptune_trials SET heartbeat = {now} "
     "WHERE study_id = :sid AND worker = :worker AND status = 'RUNNING'"
 )
-STALE = (
-    "SELECT trial_id, meta FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
-    "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace ORDER BY trial_id"
+_STALE_WHERE = (
+    "FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
+    "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace"
 )
-ANY_STALE = (
-    "SELECT 1 FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
-    "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace LIMIT 1"
-)
+STALE = "SELECT trial_id, meta " + _STALE_WHERE + " ORDER BY trial_id"
+ANY_STALE = "SELECT 1 " + _STALE_WHERE + " LIMIT 1"
 FAIL_STALE = sa.text(
     "UPDATE poptune_trials SET status = 'FAILED', meta = :meta, finished_seq = :v, "
     "finished_at = :now, version = :v WHERE study_id = :sid AND trial_id = :tid"
