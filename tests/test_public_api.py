@@ -5,6 +5,7 @@ import poptune.algorithms
 def test_public_names_are_pinned():
     assert sorted(poptune.__all__) == [
         "AlgorithmState",
+        "ArgumentTypeError",
         "CheckpointError",
         "Choice",
         "Client",

@@ -49,3 +49,19 @@ def test_a_finished_trial_leaves_one_object_for_the_garbage_collector():
     assert not gc.is_tracked(trial._obs)
     assert not gc.is_tracked(trial.parameters)
     assert not gc.is_tracked(trial.meta)
+
+
+def test_history_scoped_shares_trials_but_not_state():
+    from poptune import Continuous, History
+
+    params = [Continuous("x", [0, 1])]
+    history = History(params, lower_is_better=True)
+    history.state["outer"] = {"inner": 1}
+    inner = history.state["outer"]
+    view = history.scoped(inner)
+    assert isinstance(view, History)
+    assert view.state is inner and history.state["outer"] is inner
+    view.state["seen"] = True
+    assert history.state == {"outer": {"inner": 1, "seen": True}}
+    assert view.parameters is history.parameters
+    assert view.lower_is_better is True

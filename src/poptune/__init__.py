@@ -26,6 +26,7 @@ from poptune import algorithms, schedulers
 from poptune._open import load_study
 from poptune.algorithms import StoppingRule
 from poptune.exceptions import (
+    ArgumentTypeError,
     CheckpointError,
     ConfigurationError,
     DuplicateIterationError,
@@ -57,6 +58,7 @@ rng: np.random.RandomState = np.random.RandomState()
 
 __all__ = [
     "AlgorithmState",
+    "ArgumentTypeError",
     "CheckpointError",
     "Choice",
     "Client",

@@ -17,6 +17,7 @@ exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError`
     ├── CheckpointError                        a checkpoint to load is missing or unreadable
     ├── ReadOnlyStudyError                     a study opened with load_study() was asked to change
     ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
+    │   └── ArgumentTypeError (TypeError)      ... because it has the wrong type
     ├── MissingDependencyError (ImportError)   an optional extra (plot, dashboard) is missing
     └── StorageError                           the storage failed (I/O, serialization)
 
@@ -26,6 +27,7 @@ Messages name the bad value and what would have been accepted.
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentTypeError",
     "CheckpointError",
     "ConfigurationError",
     "DuplicateIterationError",
@@ -105,6 +107,12 @@ class ReadOnlyStudyError(PoptuneError):
 
 class ConfigurationError(PoptuneError, ValueError):
     """An argument of :class:`~poptune.Study` or of an algorithm is not valid."""
+
+
+class ArgumentTypeError(ConfigurationError, TypeError):
+    """An argument has the wrong type (``lr="0.1"``, ``population_size=4.0``).
+
+    Both a :class:`ConfigurationError` and a ``TypeError``."""
 
 
 class MissingDependencyError(PoptuneError, ImportError):

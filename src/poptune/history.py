@@ -97,6 +97,22 @@ class History:
         else:
             self._unfinished[tid] = trial
 
+    def scoped(self, state: dict[str, Any]) -> History:
+        """This history with ``state`` as its algorithm state: what a wrapped algorithm
+        (``Repeat``'s, ``Chain``'s, PBT's initial population) receives, so that it keeps its
+        own part of the wrapper's state.
+
+        The view shares this history's trials and indexes (it answers every question the same
+        way, and sees the trials a later ``sync`` brings) and is meant to live for the one
+        suggestion it is made for: ``version`` and ``next_trial_id`` are copied when it is
+        made. Changes a wrapped algorithm makes to ``state`` land in the dict passed in.
+        """
+        view = History.__new__(type(self))
+        for name in History.__slots__:
+            object.__setattr__(view, name, getattr(self, name))
+        view.state = state
+        return view
+
     # -- questions -------------------------------------------------------------------------
     @property
     def n_trials(self) -> int:

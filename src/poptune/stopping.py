@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from poptune.algorithms._validation import check_int
+from poptune._validation import check_int
 from poptune.history import History
 from poptune.trial import Trial
 

@@ -24,12 +24,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from poptune._checks import check_context, check_iteration, check_objective
 from poptune._config import object_from_config
 from poptune._heartbeat import Heartbeat, reap
 from poptune._rng import SuggestionRNG
 from poptune._saved import read_saved, saved_trials, write_saved
-from poptune.algorithms._validation import check_int, check_positive
+from poptune._validation import (
+    check_context,
+    check_int,
+    check_iteration,
+    check_objective,
+    check_positive,
+)
 from poptune.algorithms.base import (
     Algorithm,
     Suggestion,

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from poptune._validation import check_int
 from poptune.algorithms._blas import one_blas_thread
-from poptune.algorithms._validation import check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History

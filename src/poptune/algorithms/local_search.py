@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from poptune.algorithms._validation import check_factors, check_int
+from poptune._validation import check_factors, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.algorithms.pbt.explore import format_value
 from poptune.exceptions import ConfigurationError, InvalidParameterError

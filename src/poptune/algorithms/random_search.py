@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from poptune.algorithms._validation import check_int
+from poptune._validation import check_int
 from poptune.algorithms.base import Algorithm, SuggestResult
 from poptune.history import History
 from poptune.trial import AlgorithmState

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from poptune.algorithms._validation import check_int
+from poptune._validation import check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError
 from poptune.history import History

@@ -21,7 +21,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poptune.algorithms._validation import check_int, check_positive
+from poptune._validation import check_int, check_positive
 from poptune.exceptions import ConfigurationError, PoptuneError
 from poptune.execution.progress import Progress
 from poptune.execution.worker import Objective, run_trial, run_worker

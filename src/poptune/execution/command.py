@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poptune._checks import check_context, check_iteration, check_objective
+from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
 from poptune.exceptions import (
     ConfigurationError,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from poptune.algorithms._validation import check_factors, check_fraction, check_int
+from poptune._validation import check_factors, check_fraction, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.algorithms.pbt.asynchronous import suggest_async
 from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES, recent_scores, select

@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from poptune._validation import check_int
 from poptune.algorithms._blas import one_blas_thread
-from poptune.algorithms._validation import check_int
 from poptune.algorithms.pbt.algorithm import InitialPopulation, Pending, PopulationBasedTraining
 from poptune.algorithms.pbt.explore import explore, format_value
 from poptune.exceptions import ConfigurationError
