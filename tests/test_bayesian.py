@@ -18,7 +18,8 @@ from poptune import (
     algorithms,
 )
 from poptune.algorithms import algorithm_from_config
-from poptune.algorithms.bayesian import BayesianOptimization, GPyOpt, _Space, _training_data
+from poptune.algorithms._gp import Space as _Space
+from poptune.algorithms.bayesian import BayesianOptimization, GPyOpt, _training_data
 
 from .conftest import forget_storages
 

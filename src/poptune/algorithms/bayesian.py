@@ -12,7 +12,9 @@ default), found by L-BFGS-B started from the best of many random candidates.
 Nothing is kept in the algorithm object but its configuration: the number of suggestions
 made lives in ``history.state`` and the model is refitted from the history at each
 suggestion, so any process sharing a study can make the next one and a resumed study goes on
-exactly.
+exactly. The encoding, the model and the acquisitions are in :mod:`poptune.algorithms._gp`
+(shared with PB2); this module is the algorithm: which trials the model sees, the batch's
+constant liar, the candidates and their polish, and SHERPA's ``GPyOpt``.
 """
 
 from __future__ import annotations
@@ -21,308 +23,34 @@ import heapq
 import logging
 import math
 import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from poptune._validation import check_int
-from poptune.algorithms._blas import one_blas_thread
+from poptune.algorithms._gp import (
+    ACQUISITIONS,
+    Posterior,
+    Space,
+    acquisition,
+    acquisition_gradient,
+    import_sklearn,
+    matern_hyperparameters,
+    maximize,
+    one_blas_thread,
+)
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
-from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
+from poptune.parameters import Parameter
 from poptune.trial import AlgorithmState, Trial
 
 __all__ = ["BayesianOptimization", "GPyOpt"]
 
 logger = logging.getLogger("poptune.bayes")
 
-_INSTALL_HINT = "pip install 'poptune[bayes]'"
-_ACQUISITIONS = ("EI", "MPI", "LCB")
 _BATCH_STRATEGIES = ("constant_liar",)
-_XI = 0.01  # EI / PI margin, in units of the normalized objective
-_KAPPA = 2.0  # LCB: mean - kappa * std
-_JITTER = 1e-8
-_SQRT5 = math.sqrt(5.0)
-
-
-# -- the encoded space ----------------------------------------------------------------------
-class _Space:
-    """Maps configurations to points of ``[0, 1]^D`` and back (vectorized)."""
-
-    def __init__(self, parameters: Sequence[Parameter]) -> None:
-        self.parameters = list(parameters)
-        self.columns: list[slice] = []
-        # (low, span) of each numeric parameter's coordinate before scaling to [0, 1]
-        self.bounds: list[tuple[float, float]] = []
-        start = 0
-        for p in self.parameters:
-            width = len(p.range) if isinstance(p, Choice) else 1
-            self.columns.append(slice(start, start + width))
-            start += width
-            if isinstance(p, Continuous):
-                low, high = p.low, p.high
-                if p.scale == "log":
-                    low, high = math.log(low), math.log(high)
-            elif isinstance(p, Discrete):
-                # Each integer owns a cell of width 1 (in log space for log scale).
-                if p.scale == "log":
-                    low, high = math.log(p.low - 0.5), math.log(p.high + 0.5)
-                else:
-                    low, high = p.low - 0.5, p.high + 0.5
-            else:
-                low, high = 0.0, 1.0
-            self.bounds.append((low, high - low))
-        self.dim = start
-
-    # single values ----------------------------------------------------------------------
-    def encode(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Configurations (valid values) to an ``(n, D)`` array."""
-        out = np.zeros((len(configs), self.dim))
-        for p, cols, (low, span) in zip(self.parameters, self.columns, self.bounds, strict=True):
-            values = [c[p.name] for c in configs]
-            if isinstance(p, Choice):
-                for i, v in enumerate(values):
-                    out[i, cols.start + p.index(v)] = 1.0
-            elif isinstance(p, Ordinal):
-                n = len(p.range)
-                out[:, cols.start] = [p.index(v) / (n - 1) if n > 1 else 0.0 for v in values]
-            else:
-                x = np.asarray(values, dtype=float)
-                if p.scale == "log":
-                    x = np.log(x)
-                out[:, cols.start] = np.clip((x - low) / span, 0.0, 1.0)
-        return out
-
-    def decode(self, X: np.ndarray) -> list[dict[str, Any]]:
-        """Points (any real numbers, clipped into the box) to valid configurations."""
-        X = np.clip(np.atleast_2d(X), 0.0, 1.0)
-        columns: list[list[Any]] = []
-        for p, cols, (low, span) in zip(self.parameters, self.columns, self.bounds, strict=True):
-            if isinstance(p, Choice):
-                idx = np.argmax(X[:, cols], axis=1)
-                columns.append([p.range[int(i)] for i in idx])
-            elif isinstance(p, Ordinal):
-                n = len(p.range)
-                idx = np.clip(np.rint(X[:, cols.start] * (n - 1)), 0, n - 1)
-                columns.append([p.range[int(i)] for i in idx])
-            else:
-                x = low + X[:, cols.start] * span
-                if p.scale == "log":
-                    x = np.exp(x)
-                if isinstance(p, Discrete):
-                    x = np.rint(x) if p.scale == "log" else np.floor(x + 0.5)
-                    columns.append([int(v) for v in np.clip(x, p.low, p.high)])
-                else:
-                    columns.append([float(v) for v in np.clip(x, p.low, p.high)])
-        names = [p.name for p in self.parameters]
-        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-
-    def snap(self, X: np.ndarray) -> np.ndarray:
-        """The encoding of the configuration each point decodes to (vectorized)."""
-        X = np.clip(np.atleast_2d(X), 0.0, 1.0).copy()
-        for p, cols, (low, span) in zip(self.parameters, self.columns, self.bounds, strict=True):
-            if isinstance(p, Choice):
-                idx = np.argmax(X[:, cols], axis=1)
-                X[:, cols] = 0.0
-                X[np.arange(len(X)), cols.start + idx] = 1.0
-            elif isinstance(p, Ordinal):
-                n = len(p.range)
-                X[:, cols.start] = np.rint(X[:, cols.start] * (n - 1)) / (n - 1) if n > 1 else 0.0
-            elif isinstance(p, Discrete):
-                x = low + X[:, cols.start] * span
-                if p.scale == "log":
-                    v = np.clip(np.rint(np.exp(x)), p.low, p.high)
-                    X[:, cols.start] = (np.log(v) - low) / span
-                else:
-                    v = np.clip(np.floor(x + 0.5), p.low, p.high)
-                    X[:, cols.start] = (v - low) / span
-        return X
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` snapped points drawn from the parameters' priors (uniform in the box)."""
-        X = rng.random((n, self.dim))
-        for p, cols in zip(self.parameters, self.columns, strict=True):
-            if isinstance(p, (Choice, Ordinal)):
-                k = len(p.range)
-                idx = np.minimum((rng.random(n) * k).astype(int), k - 1)
-                if isinstance(p, Choice):
-                    X[:, cols] = 0.0
-                    X[np.arange(n), cols.start + idx] = 1.0
-                else:
-                    X[:, cols.start] = idx / (k - 1) if k > 1 else 0.0
-        return self.snap(X)
-
-    def valid(self, params: Mapping[str, Any]) -> bool:
-        return all(p.name in params and p.contains(params[p.name]) for p in self.parameters)
-
-
-# -- the Gaussian process ------------------------------------------------------------------
-def _import_sklearn() -> Any:
-    try:
-        from sklearn import gaussian_process
-        from sklearn.exceptions import ConvergenceWarning
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
-            f"Bayesian optimization needs scikit-learn ({exc}); install it with {_INSTALL_HINT}"
-        ) from None
-    return gaussian_process, ConvergenceWarning
-
-
-def _fit_hyperparameters(
-    X: np.ndarray, y: np.ndarray, rng: np.random.Generator
-) -> tuple[float, np.ndarray, float]:
-    """Fit scikit-learn's GP to ``(X, y)``; return (amplitude, length scales, noise), all for
-    the objective normalized to mean 0 and standard deviation 1.
-
-    The fit always starts from the same hyperparameters (not from the last fit's: that was
-    faster but got stuck more often), so it depends on the data alone.
-    """
-    gaussian_process, convergence_warning = _import_sklearn()
-    kernels = gaussian_process.kernels
-    kernel = kernels.ConstantKernel(1.0, (1e-3, 1e3)) * kernels.Matern(
-        length_scale=np.full(X.shape[1], 0.5), length_scale_bounds=(1e-3, 1e2), nu=2.5
-    ) + kernels.WhiteKernel(1e-4, (1e-9, 1.0))
-    gp = gaussian_process.GaussianProcessRegressor(
-        kernel=kernel,
-        normalize_y=True,
-        n_restarts_optimizer=0,
-        random_state=int(rng.integers(2**31 - 1)),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", convergence_warning)
-        gp.fit(X, y)
-    fitted = gp.kernel_
-    amplitude = float(fitted.k1.k1.constant_value)
-    length_scale = np.atleast_1d(np.asarray(fitted.k1.k2.length_scale, dtype=float))
-    if length_scale.size == 1 and X.shape[1] > 1:
-        length_scale = np.full(X.shape[1], float(length_scale[0]))
-    noise = float(fitted.k2.noise_level)
-    return amplitude, length_scale, noise
-
-
-def _matern(r: np.ndarray, amplitude: float) -> np.ndarray:
-    s = _SQRT5 * r
-    return amplitude * (1.0 + s + s * s / 3.0) * np.exp(-s)
-
-
-class _Posterior:
-    """The GP posterior of the normalized objective with fixed hyperparameters.
-
-    Conditioned on ``X`` (training points, then pending points with their lies) and the
-    normalized values ``y``; predicts the latent function (without the noise).
-    """
-
-    def __init__(
-        self, X: np.ndarray, y: np.ndarray, amplitude: float, length_scale: np.ndarray, noise: float
-    ) -> None:
-        from scipy.linalg import cho_factor, cho_solve
-
-        self.amplitude = amplitude
-        self.length_scale = length_scale
-        self.Xs = X / length_scale
-        self.sq = np.sum(self.Xs**2, axis=1)
-        K = _matern(self._distance(self.Xs), amplitude)
-        jitter = _JITTER
-        while True:
-            try:
-                self.chol = cho_factor(K + (noise + jitter) * np.eye(len(X)), lower=True)
-                break
-            except np.linalg.LinAlgError:  # pragma: no cover - needs a pathological kernel
-                jitter *= 100.0
-                if jitter > 1.0:
-                    raise
-        self.alpha = cho_solve(self.chol, y)
-        self._cho_solve = cho_solve
-
-    def _distance(self, Zs: np.ndarray) -> np.ndarray:
-        d2 = np.sum(Zs**2, axis=1)[:, None] + self.sq[None, :] - 2.0 * Zs @ self.Xs.T
-        return np.sqrt(np.maximum(d2, 0.0))
-
-    def predict(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation at the rows of ``Z``."""
-        k = _matern(self._distance(Z / self.length_scale), self.amplitude)
-        mean = k @ self.alpha
-        w = self._cho_solve(self.chol, k.T)
-        var = self.amplitude - np.einsum("mn,nm->m", k, w)
-        return mean, np.sqrt(np.maximum(var, 1e-18))
-
-    def predict_with_gradient(self, z: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
-        """Mean, standard deviation and their gradients at one point ``z``."""
-        zs = z / self.length_scale
-        diff = zs[None, :] - self.Xs  # (n, D)
-        r = np.sqrt(np.sum(diff**2, axis=1))
-        s = _SQRT5 * r
-        e = np.exp(-s)
-        k = self.amplitude * (1.0 + s + s * s / 3.0) * e
-        # d k / d z = -5/3 a (1 + sqrt5 r) exp(-sqrt5 r) (z - x) / l^2
-        dk = (-5.0 / 3.0 * self.amplitude * (1.0 + s) * e)[:, None] * diff / self.length_scale
-        mean = float(k @ self.alpha)
-        dmean = dk.T @ self.alpha
-        w = self._cho_solve(self.chol, k)
-        var = self.amplitude - float(k @ w)
-        if var <= 1e-18:
-            return mean, 1e-9, dmean, np.zeros_like(z)
-        std = math.sqrt(var)
-        dstd = -(dk.T @ w) / std
-        return mean, std, dmean, dstd
-
-
-# -- acquisition functions (all maximised; EI and PI on the log scale) --------------------
-def _log_h(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``log(z Phi(z) + phi(z))`` and its derivative ``Phi(z) / h(z)``, stable for z << 0."""
-    from scipy.special import erfcx, ndtr
-
-    z = np.asarray(z, dtype=float)
-    log_h = np.empty_like(z)
-    dlog_h = np.empty_like(z)
-    log_phi = -0.5 * z * z - 0.5 * math.log(2.0 * math.pi)
-    high = z > -1.0
-    zh = z[high]
-    h = np.exp(log_phi[high]) + zh * ndtr(zh)
-    log_h[high] = np.log(h)
-    dlog_h[high] = ndtr(zh) / h
-    t = -z[~high]  # t >= 1
-    mills = math.sqrt(math.pi / 2.0) * erfcx(t / math.sqrt(2.0))  # Phi(-t) / phi(t)
-    # 1 - t * mills loses precision for large t: use its asymptotic series there.
-    rest = np.where(t < 100.0, 1.0 - t * mills, 1.0 / t**2 - 3.0 / t**4 + 15.0 / t**6)
-    log_h[~high] = log_phi[~high] + np.log(rest)
-    dlog_h[~high] = mills / rest
-    return log_h, dlog_h
-
-
-def _acquisition(kind: str, mean: Any, std: Any, best: float) -> Any:
-    """The acquisition value for minimization of the normalized objective (vectorized)."""
-    mean = np.asarray(mean, dtype=float)
-    std = np.asarray(std, dtype=float)
-    if kind == "LCB":
-        return -(mean - _KAPPA * std)
-    z = (best - _XI - mean) / std
-    if kind == "MPI":
-        from scipy.special import log_ndtr
-
-        return log_ndtr(z)
-    return np.log(std) + _log_h(z)[0]
-
-
-def _acquisition_gradient(
-    kind: str, posterior: _Posterior, x: np.ndarray, best: float
-) -> tuple[float, np.ndarray]:
-    mean, std, dmean, dstd = posterior.predict_with_gradient(x)
-    if kind == "LCB":
-        return -(mean - _KAPPA * std), -(dmean - _KAPPA * dstd)
-    z = (best - _XI - mean) / std
-    dz = (-dmean - z * dstd) / std
-    if kind == "MPI":
-        from scipy.special import log_ndtr
-
-        value = float(log_ndtr(z))
-        ratio = math.exp(-0.5 * z * z - 0.5 * math.log(2.0 * math.pi) - value)
-        return value, ratio * dz
-    log_h, dlog_h = _log_h(np.array([z]))
-    return math.log(std) + float(log_h[0]), dstd / std + float(dlog_h[0]) * dz
 
 
 # -- the algorithm ---------------------------------------------------------------------------
@@ -415,10 +143,10 @@ class BayesianOptimization(Algorithm):
         self.num_initial_data_points = num_initial_data_points
         self.max_num_trials = check_int(owner, "max_num_trials", max_num_trials, 1, True)
         self.max_concurrent = check_int(owner, "max_concurrent", max_concurrent, 1)
-        if acquisition_type not in _ACQUISITIONS:
+        if acquisition_type not in ACQUISITIONS:
             raise ConfigurationError(
                 f"{owner}: acquisition_type {acquisition_type!r} is not supported; expected "
-                f"one of {list(_ACQUISITIONS)}"
+                f"one of {list(ACQUISITIONS)}"
             )
         self.acquisition_type = acquisition_type
         if batch_strategy not in _BATCH_STRATEGIES:
@@ -438,7 +166,7 @@ class BayesianOptimization(Algorithm):
     # -- configuration ---------------------------------------------------------------------
     def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
         super().setup(parameters, lower_is_better)
-        _import_sklearn()
+        import_sklearn(type(self).__name__)
         owner = type(self).__name__
         for i, point in enumerate(self.initial_data_points):
             for p in parameters:
@@ -504,11 +232,11 @@ class BayesianOptimization(Algorithm):
     def _model_suggestion(
         self, history: History, rng: np.random.Generator
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        space = _Space(history.parameters)
+        space = Space(history.parameters)
         X, y, _ = _training_data(history, space, self.window)
         if len(y) < 2:
             return None
-        amplitude, length_scale, noise = _fit_hyperparameters(X, y, rng)
+        amplitude, length_scale, noise = matern_hyperparameters(X, y, rng)
         y_mean = float(np.mean(y))
         y_std = float(np.std(y)) or 1.0
         yn = (y - y_mean) / y_std
@@ -521,7 +249,7 @@ class BayesianOptimization(Algorithm):
         # Constant liar: pending points "returned" the best value seen so far.
         X_all = np.vstack([X, X_pending])
         y_all = np.concatenate([yn, np.full(len(X_pending), best)])
-        posterior = _Posterior(X_all, y_all, amplitude, length_scale, noise)
+        posterior = Posterior(X_all, y_all, amplitude, length_scale, noise)
         kind = self.acquisition_type
 
         n_local = self.n_candidates // 10
@@ -531,18 +259,15 @@ class BayesianOptimization(Algorithm):
             candidates.append(space.snap(local))
         candidates.append(incumbent[None, :])
         C = np.vstack(candidates)
-        scores = _acquisition(kind, *posterior.predict(C), best)
+        scores = acquisition(kind, *posterior.predict(C), best)
         order = np.argsort(-scores, kind="stable")
 
         points = [C]
         if self.n_restarts:
-            from scipy.optimize import minimize
 
-            def negative(x: np.ndarray) -> tuple[float, np.ndarray]:
-                value, grad = _acquisition_gradient(kind, posterior, x, best)
-                return -value, -grad
+            def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+                return acquisition_gradient(kind, posterior, x, best)
 
-            bounds = [(0.0, 1.0)] * space.dim
             starts: list[np.ndarray] = []
             for i in order:
                 if len(starts) == self.n_restarts:
@@ -551,16 +276,13 @@ class BayesianOptimization(Algorithm):
                     starts.append(C[i])
             found = []
             for x0 in starts:
-                result = minimize(
-                    negative, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                    options={"maxiter": 200},
-                )  # fmt: skip
-                if np.all(np.isfinite(result.x)):
-                    found.append(result.x)
+                polished = maximize(value_and_gradient, x0, maxiter=200, gradient=True)
+                if polished is not None:
+                    found.append(polished[0])
             if found:
                 points.insert(0, space.snap(np.vstack(found)))
         P = np.vstack(points)
-        values = _acquisition(kind, *posterior.predict(P), best)
+        values = acquisition(kind, *posterior.predict(P), best)
         values = np.where(np.isfinite(values), values, -np.inf)
         seen = X_all
         chosen = None
@@ -609,7 +331,7 @@ class BayesianOptimization(Algorithm):
                 raise ConfigurationError(
                     f"get_best_pred expects a History or a Study, got {history!r}"
                 )
-        space = _Space(history.parameters)
+        space = Space(history.parameters)
         X, y, configs = _training_data(history, space, self.window)
         sign = 1.0 if history.lower_is_better else -1.0
         if len(y) == 0:
@@ -617,10 +339,10 @@ class BayesianOptimization(Algorithm):
         if len(y) == 1:
             return {"parameters": configs[0], "predicted": sign * float(y[0]), "std": 0.0}
         with one_blas_thread():
-            amplitude, length_scale, noise = _fit_hyperparameters(X, y, np.random.default_rng(0))
+            amplitude, length_scale, noise = matern_hyperparameters(X, y, np.random.default_rng(0))
             y_mean = float(np.mean(y))
             y_std = float(np.std(y)) or 1.0
-            posterior = _Posterior(X, (y - y_mean) / y_std, amplitude, length_scale, noise)
+            posterior = Posterior(X, (y - y_mean) / y_std, amplitude, length_scale, noise)
             mean, std = posterior.predict(X)
         i = int(np.argmin(mean))
         return {
@@ -631,7 +353,7 @@ class BayesianOptimization(Algorithm):
 
 
 def _training_data(
-    history: History, space: _Space, window: int
+    history: History, space: Space, window: int
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Encoded configurations, objectives to minimize and configurations of the completed
     trials the model is fitted on: all of them, or the ``window`` most recent plus best."""

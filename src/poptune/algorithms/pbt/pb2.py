@@ -40,17 +40,24 @@ exploit is PBT's (truncation by default). The explore record reads
 from __future__ import annotations
 
 import heapq
-import importlib.util
 import math
 import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from poptune._validation import check_int
-from poptune.algorithms._blas import one_blas_thread
+from poptune.algorithms._gp import (
+    check_sklearn,
+    condition,
+    fit_time_varying,
+    from_unit,
+    maximize,
+    one_blas_thread,
+    quiet,
+    to_unit,
+)
 from poptune.algorithms.pbt.algorithm import InitialPopulation, Pending, PopulationBasedTraining
 from poptune.algorithms.pbt.explore import explore, format_value
 from poptune.exceptions import ConfigurationError
@@ -123,8 +130,7 @@ class PB2(PopulationBasedTraining):
             raise ConfigurationError(f"PB2: kappa must be a number >= 0, got {kappa!r}")
         self.kappa = float(kappa)
         self.max_data = check_int("PB2", "max_data", max_data, 2)
-        if importlib.util.find_spec("sklearn") is None:
-            raise ConfigurationError(_INSTALL_HINT)
+        check_sklearn("PB2")
         # A cache of the last fit: (data key, fitted kernel). Fitting is deterministic, so it
         # only saves time (several members explored in one plan share the data).
         self._fitted: tuple[Any, Any] | None = None
@@ -170,7 +176,7 @@ class PB2(PopulationBasedTraining):
             point = self._ucb_point(history, data, numeric, bounds, base, generation, rng, pending)
             numeric_records = []
             for p, (low, high, log), u in zip(numeric, bounds, point, strict=True):
-                value = _from_unit(float(u), low, high, log)
+                value = from_unit(float(u), low, high, log)
                 value = p.clip(value, (low, high)) if isinstance(p, Discrete) else value
                 value = min(max(value, low), high)
                 old = base[p.name]
@@ -225,7 +231,7 @@ class PB2(PopulationBasedTraining):
             ids.append(trial.id)
             times.append(float(generation))
             units.append(
-                [_to_unit(float(params[p.name]), *b) for p, b in zip(numeric, bounds, strict=True)]
+                [to_unit(float(params[p.name]), *b) for p, b in zip(numeric, bounds, strict=True)]
             )
             ys.append(-change if lower else change)
         return ids, np.array(times), np.array(units).reshape(len(ys), len(numeric)), np.array(ys)
@@ -242,7 +248,6 @@ class PB2(PopulationBasedTraining):
         pending: Pending,
     ) -> np.ndarray:
         """The unit hyperparameters maximizing UCB at ``generation``."""
-        gp_module, kernels = _sklearn()
         ids, times, units, ys = data
         t0 = float(times.min())
         span = max(float(generation) - t0, 1.0)
@@ -252,17 +257,11 @@ class PB2(PopulationBasedTraining):
         d = len(numeric)
 
         key = (tuple(ids), generation, tuple(bounds))
-        with _quiet():
+        with quiet(), one_blas_thread():
             if self._fitted is not None and self._fitted[0] == key:
-                kernel = self._fitted[1]
-                gp = gp_module.GaussianProcessRegressor(kernel=kernel, optimizer=None)
-                gp.fit(X, y)
+                gp = condition(self._fitted[1], X, y)
             else:
-                kernel = kernels.ConstantKernel(1.0, (1e-3, 1e3)) * kernels.RBF(
-                    np.ones(d + 1), (1e-2, 1e2)
-                ) + kernels.WhiteKernel(1e-2, (1e-6, 1e1))
-                gp = gp_module.GaussianProcessRegressor(kernel=kernel, random_state=0)
-                gp.fit(X, y)
+                gp = fit_time_varying(X, y)
                 self._fitted = (key, gp.kernel_)
             running = pending()
             if running:  # believers: the running segments at the GP's own mean
@@ -270,15 +269,14 @@ class PB2(PopulationBasedTraining):
                     [
                         [(g - t0) / span]
                         + [
-                            _to_unit(float(c[p.name]), *b)
+                            to_unit(float(c[p.name]), *b)
                             for p, b in zip(numeric, bounds, strict=True)
                         ]
                         for g, c in running
                     ]
                 )
                 believed = gp.predict(P)
-                gp = gp_module.GaussianProcessRegressor(kernel=gp.kernel_, optimizer=None)
-                gp.fit(np.vstack([X, P]), np.concatenate([y, believed]))
+                gp = condition(gp.kernel_, np.vstack([X, P]), np.concatenate([y, believed]))
 
             tau = (generation - t0) / span
             kappa = self.kappa
@@ -289,74 +287,14 @@ class PB2(PopulationBasedTraining):
                 return mu + kappa * sigma
 
             donor_u = [
-                min(max(_to_unit(float(base[p.name]), *b), 0.0), 1.0)
+                min(max(to_unit(float(base[p.name]), *b), 0.0), 1.0)
                 for p, b in zip(numeric, bounds, strict=True)
             ]
             candidates = np.vstack([rng.random((_N_CANDIDATES, d)), [donor_u]])
             scores = ucb(candidates)
             best = candidates[int(np.argmax(scores))]
             best_score = float(scores.max())
-            polished = _polish(lambda u: float(ucb(u[None, :])[0]), best)
+            polished = maximize(lambda u: float(ucb(u[None, :])[0]), best, maxiter=50)
             if polished is not None and polished[1] > best_score:
                 best = polished[0]
         return np.clip(best, 0.0, 1.0)
-
-
-_INSTALL_HINT = "PB2 needs scikit-learn for its Gaussian process: pip install scikit-learn"
-
-
-def _sklearn() -> tuple[Any, Any]:
-    try:
-        from sklearn import gaussian_process
-        from sklearn.gaussian_process import kernels
-    except ImportError:  # pragma: no cover - checked when PB2 is created
-        raise ConfigurationError(_INSTALL_HINT) from None
-    return gaussian_process, kernels
-
-
-class _quiet(warnings.catch_warnings):
-    """Around our own fits: silence the optimizer's convergence notes (nothing else), and run
-    BLAS on one thread — the matrices are small (at most ``max_data`` squared), and
-    OpenBLAS's threads make a 128 x 128 Cholesky several times slower, not faster."""
-
-    def __enter__(self) -> None:
-        super().__enter__()
-        from sklearn.exceptions import ConvergenceWarning
-
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        warnings.filterwarnings("ignore", message="Predicted variances smaller than 0")
-        self._blas = one_blas_thread()
-        self._blas.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._blas.__exit__(None, None, None)
-        super().__exit__(*exc)
-
-
-def _polish(objective: Any, start: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """Maximize ``objective`` over [0, 1]^d from ``start`` with L-BFGS-B (None if SciPy fails)."""
-    from scipy.optimize import minimize
-
-    with np.errstate(all="ignore"):
-        result = minimize(
-            lambda u: -objective(u),
-            start,
-            method="L-BFGS-B",
-            bounds=[(0.0, 1.0)] * len(start),
-            options={"maxiter": 50},
-        )
-    if not np.all(np.isfinite(result.x)):
-        return None
-    return np.clip(result.x, 0.0, 1.0), -float(result.fun)
-
-
-def _to_unit(value: float, low: float, high: float, log: bool) -> float:
-    if log:
-        return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
-    return (value - low) / (high - low)
-
-
-def _from_unit(u: float, low: float, high: float, log: bool) -> float:
-    if log:
-        return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
-    return low + u * (high - low)
