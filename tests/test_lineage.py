@@ -284,3 +284,47 @@ def test_pbt_modes_import_neither_each_other_nor_the_algorithm():
         imports = _imports(pbt / f"{mode}.py")
         banned = (f"poptune.algorithms.pbt.{other}", "poptune.algorithms.pbt.algorithm")
         assert not [m for m in imports if m.startswith(banned)], mode
+
+
+# -- the dashboard follows the same rules ------------------------------------------------------
+def _finished_pbt_study(storage):
+    study = Study(LR, algorithms.PopulationBasedTraining(2, 2), lower_is_better=True,
+                  storage=storage, study_name="pbt", seed=1, disable_dashboard=True)  # fmt: skip
+    for trial in study:
+        study.add_observation(trial, objective=trial.parameters["lr"], iteration=1)
+        study.finalize(trial)
+    return study
+
+
+def test_dashboard_edges_of_a_trial_without_a_member_follow_is_exploit():
+    from poptune.dashboard._data import DashboardData
+
+    storage = MemoryStorage()
+    study = _finished_pbt_study(storage)
+    donor = study.trials[-1]
+    keys = child_keys(donor, donor.generation + 1, None).parameters
+    queued = study.add_trial({"lr": 0.01, **keys})  # a user's segment: no member, no parent
+    data = DashboardData(storage)
+    edges = {e["target"]: e for e in data.lineage("pbt")["edges"]}
+    assert edges[queued.id]["source"] == donor.id
+    assert edges[queued.id]["exploit"] is False  # the old dashboard rule said True
+    for trial in study.trials:
+        if trial.id in edges:
+            parent = study.get_trial(edges[trial.id]["source"])
+            assert edges[trial.id]["exploit"] is is_exploit(trial, parent)
+    assert data.study_summary("pbt")["pbt"] is True
+
+
+def test_dashboard_does_not_call_a_study_with_a_generation_parameter_pbt():
+    from poptune import Discrete
+    from poptune.dashboard._data import DashboardData
+
+    storage = MemoryStorage()
+    params = [*LR, Discrete("generation", [1, 3])]
+    study = Study(params, algorithms.RandomSearch(max_num_trials=2), lower_is_better=True,
+                  storage=storage, study_name="plain", seed=1, disable_dashboard=True)  # fmt: skip
+    for trial in study:
+        study.add_observation(trial, objective=1.0, iteration=1)
+        study.finalize(trial)
+    assert all(t.generation is not None for t in study.trials)  # the old rule's input
+    assert DashboardData(storage).study_summary("plain")["pbt"] is False
