@@ -30,6 +30,7 @@ from typing import Any
 
 from poptune.exceptions import CheckpointError
 from poptune.history import History
+from poptune.lineage import checkpoint_name
 from poptune.trial import Trial
 
 __all__ = ["CheckpointStore"]
@@ -59,7 +60,8 @@ class CheckpointStore:
 
     @staticmethod
     def name_of(trial: Trial) -> str:
-        return trial.save_to if trial.save_to else str(trial.id)
+        """The checkpoint name of ``trial`` (:func:`poptune.lineage.checkpoint_name`)."""
+        return checkpoint_name(trial)
 
     def save_path(self, trial: Trial) -> Path:
         return self.path(self.name_of(trial))

@@ -56,6 +56,7 @@ from poptune.exceptions import (
     UnknownTrialError,
 )
 from poptune.history import History
+from poptune.lineage import schedule as lineage_schedule
 from poptune.parameters import Parameter
 from poptune.results import RESERVED_COLUMNS, best_result, results_dataframe
 from poptune.stopping import StoppingRule
@@ -677,9 +678,7 @@ class Study:
         Raises:
             UnknownTrialError: no such trial.
         """
-        from poptune.algorithms.pbt.replay import schedule
-
-        return schedule(self, trial)
+        return lineage_schedule(self, trial)
 
     def get_best_result(self) -> dict[str, Any]:
         """The best observation of a COMPLETED trial as a dict (``{}`` if there is none).

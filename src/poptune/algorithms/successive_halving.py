@@ -27,6 +27,7 @@ from poptune._validation import check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
+from poptune.lineage import checkpoint_name
 from poptune.trial import AlgorithmState, TrialStatus
 
 __all__ = ["Ladder", "SuccessiveHalving"]
@@ -157,7 +158,7 @@ class Ladder:
             bracket["promoted"][found[0]].append(parent_id)
             parent = history[parent_id]
             params = history.hyperparameters(parent)
-            load_from = parent.save_to or str(parent_id)
+            load_from = checkpoint_name(parent)
             meta["parent"] = parent_id
         bracket["rungs"][k].append(tid)
         bracket["running"][k].append(tid)
@@ -172,7 +173,7 @@ class Ladder:
         keep: set[str] = set()
         for tid in ids:
             trial = history.get(tid)
-            keep.add(trial.save_to if trial is not None and trial.save_to else str(tid))
+            keep.add(checkpoint_name(trial) if trial is not None else str(tid))
         return keep
 
 

@@ -20,7 +20,6 @@ from poptune.algorithms.base import (
     ranked_best_trial,
     ranks_own_way,
 )
-from poptune.algorithms.pbt.replay import schedule as _schedule
 from poptune.exceptions import (
     ConfigurationError,
     StudyNotFoundError,
@@ -28,6 +27,7 @@ from poptune.exceptions import (
     UnknownTrialError,
 )
 from poptune.history import History
+from poptune.lineage import founder_id, is_exploit, is_pbt, parent_id, schedule
 from poptune.parameters import Parameter
 from poptune.storage import MemoryStorage, Storage
 from poptune.trial import Trial, TrialStatus
@@ -215,7 +215,7 @@ class DashboardData:
             if trial is None:
                 raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {name!r}")
             out = _trial_dict(view, trial)
-            out["schedule"] = _jsonable_tree(_schedule(view.history, trial_id))
+            out["schedule"] = _jsonable_tree(schedule(view.history, trial_id))
             out["context"] = {
                 str(it): _jsonable_tree(obs.context) for it, obs in trial.observations.items()
             }
@@ -224,7 +224,7 @@ class DashboardData:
     def lineage(self, name: str) -> dict[str, Any]:
         """The PBT family tree: ``nodes`` (one per trial: id, generation, member, founder,
         objective = last observation, status) and ``edges`` (parent -> child, ``exploit`` when
-        the child continues a different member's weights).
+        the child continues a different member's weights: :func:`poptune.lineage.is_exploit`).
 
         Raises:
             StudyNotFoundError: no such study.
@@ -232,21 +232,19 @@ class DashboardData:
         with self._view(name) as view:
             nodes, edges = [], []
             for trial in view.history:
-                parent_id = _parent_of(trial)
-                parent = view.history.get(parent_id) if parent_id is not None else None
-                ancestors = trial.ancestors if trial.lineage else []
-                founder = ancestors[0] if ancestors else (parent_id or trial.id)
+                pid = parent_id(trial)
+                parent = view.history.get(pid) if pid is not None else None
                 last = trial.last_observation
                 nodes.append({
                     "id": trial.id,
                     "generation": trial.generation,
                     "member": trial.member,
-                    "founder": founder,
+                    "founder": founder_id(trial),
                     "objective": None if last is None else _number(last.objective),
                     "status": trial.status.value,
                 })  # fmt: skip
                 if parent is not None:
-                    exploit = parent.member is not None and parent.member != trial.member
+                    exploit = is_exploit(trial, parent)
                     edges.append({"source": parent.id, "target": trial.id, "exploit": exploit})
             return {"version": view.version, "nodes": nodes, "edges": edges}
 
@@ -273,14 +271,6 @@ class DashboardData:
                     f"trial {trial_id} of study {name!r} has already finished ({trial.status})"
                 )
             self.storage.request_stop(view.study_id, trial_id)
-
-
-def _parent_of(trial: Trial) -> int | None:
-    parent = trial.parent
-    if type(parent) is int:
-        return parent
-    ancestors = trial.ancestors if trial.lineage else []
-    return ancestors[-1] if ancestors else None
 
 
 def _ranking_algorithm(config: Any) -> Algorithm | None:
@@ -326,7 +316,7 @@ def _summary(view: _StudyView, storage: Storage) -> dict[str, Any]:
         "best": None if best is None else _number(best.objective),
         "best_trial": None if best_trial is None else best_trial.id,
         "version": view.version,
-        "pbt": any(t.generation is not None for t in view.history),
+        "pbt": is_pbt(view.history, view.history.parameter_names),
     }
 
 
@@ -349,7 +339,7 @@ def _trial_dict(view: _StudyView, trial: Trial) -> dict[str, Any]:
         "parameters": {k: _jsonable(v) for k, v in view.history.hyperparameters(trial).items()},
         "generation": trial.generation,
         "member": trial.member,
-        "parent": _parent_of(trial),
+        "parent": parent_id(trial),
         "load_from": trial.load_from,
         "lineage": trial.ancestors if trial.lineage else [],
         "explore": trial.explore,

@@ -1,30 +1,30 @@
 """Population Based Training: synchronous (SHERPA's generations) or asynchronous (the paper's).
 
-The asynchronous mode lives in :mod:`poptune.algorithms.pbt.asynchronous`.
+This module holds PBT's arguments, their validation, ``setup`` and the two hooks the modes
+call (the founder factory and the explore hook); the modes are peers, one module each:
+:mod:`poptune.algorithms.pbt.synchronous` and :mod:`poptune.algorithms.pbt.asynchronous`.
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from poptune._validation import check_factors, check_fraction, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
-from poptune.algorithms.pbt.asynchronous import suggest_async
-from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES, recent_scores, select
-from poptune.algorithms.pbt.explore import explore
+from poptune.algorithms.pbt.asynchronous import AsynchronousPBT
+from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES
+from poptune.algorithms.pbt.explore import RunningConfigs, explore
+from poptune.algorithms.pbt.synchronous import SynchronousPBT
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
 from poptune.parameters import Choice, Ordinal, Parameter
-from poptune.trial import AlgorithmState, Trial
+from poptune.trial import Trial
 
-#: A function giving ``[(generation, config), ...]``: the segments that run (or will run)
-#: alongside the one being explored; PB2 uses them, plain PBT ignores them.
-Pending = Callable[[], list[tuple[int, dict[str, Any]]]]
 #: What ``initial_population`` accepts (a Mapping: an algorithm's config).
 InitialPopulation = Sequence[Mapping[str, Any]] | Algorithm | Mapping[str, Any] | None
 
@@ -82,7 +82,15 @@ class PopulationBasedTraining(Algorithm):
     ``load_from`` ('' for a fresh model, else the trial id whose checkpoint to load),
     ``save_to`` (the trial's own id, as a str) and ``lineage`` (ancestor ids, each followed by
     a comma). ``trial.member``, ``trial.parent`` and ``trial.explore`` give the population
-    slot, the trial whose checkpoint is loaded and the explore record.
+    slot, the trial whose checkpoint is loaded and the explore record (the bookkeeping is
+    built by :mod:`poptune.lineage`).
+
+    **The explore hook.** Both modes choose the hyperparameters of an exploited segment by
+    calling :meth:`explore` ``(history, donor, generation, rng, running)``; it is the method a
+    subclass overrides to explore differently (:class:`~poptune.algorithms.PB2` does, with a
+    GP bandit). The default perturbs or resamples the donor's values
+    (:mod:`poptune.algorithms.pbt.explore`). Its signature may still change before the
+    README documents it as public.
 
     Args:
         num_generations: generations to run (>= 1).
@@ -175,10 +183,28 @@ class PopulationBasedTraining(Algorithm):
                 f"(synchronous=False); got burn_in={burn_in!r} with synchronous=True"
             )
         self.initial_population = _initial_population(owner, initial_population, population_size)
+        self._mode = self._make_mode()
+
+    def _make_mode(self) -> SynchronousPBT | AsynchronousPBT:
+        """The mode object ``suggest`` delegates to, given the current settings."""
+        common: dict[str, Any] = {
+            "num_generations": self.num_generations,
+            "population_size": self.population_size,
+            "exploit": self.exploit,
+            "rank_by": self.rank_by,
+            "quantile_fraction": self.quantile_fraction,
+            "ttest_window": self.ttest_window,
+            "founder": self._founder,
+            "explore": self.explore,
+        }
+        if self.synchronous:
+            return SynchronousPBT(**common)
+        return AsynchronousPBT(burn_in=self.burn_in, **common)
 
     # -- configuration -------------------------------------------------------------------
     def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
         super().setup(parameters, lower_is_better)
+        self._mode = self._make_mode()
         by_name = {p.name: p for p in parameters}
         self._check_initial_population(parameters, lower_is_better)
         for name, allowed in self.parameter_range.items():
@@ -263,8 +289,7 @@ class PopulationBasedTraining(Algorithm):
         initial = self.initial_population
         given: Mapping[str, Any] = {}
         if isinstance(initial, Algorithm):
-            view = _StateView(history, history.state.setdefault("initial", {}))
-            result = initial.suggest(view, rng)  # type: ignore[arg-type]
+            result = initial.suggest(history.scoped(history.state.setdefault("initial", {})), rng)
             if isinstance(result, Suggestion):
                 given = result.parameters
             elif isinstance(result, Mapping):
@@ -276,18 +301,25 @@ class PopulationBasedTraining(Algorithm):
             for p in history.parameters
         }
 
-    def _explore(
+    # -- the hooks the modes call --------------------------------------------------------
+    def explore(
         self,
         history: History,
         donor: Trial,
         generation: int,
         rng: np.random.Generator,
-        pending: Pending,
+        running: RunningConfigs,
     ) -> tuple[dict[str, Any], list[str]]:
-        """Explore the donor's hyperparameters for a segment of ``generation``: the copied
-        configuration and its records. ``pending`` lists the segments that run alongside
-        (PB2 uses them; PBT perturbs the donor's values, see
-        :mod:`poptune.algorithms.pbt.explore`)."""
+        """The explore hook: the study parameters of an exploited segment of ``generation``
+        that copies ``donor``, and one record line per explored parameter (they make
+        ``trial.explore``, joined by ``'; '``).
+
+        Both modes call it; override it in a subclass to explore differently. ``running()``
+        lists ``(generation, config)`` of the segments that run, or will run, alongside the
+        new one (PB2 uses them; this default ignores them). The default perturbs or resamples
+        the donor's values, see :mod:`poptune.algorithms.pbt.explore`. Draw randomness only
+        from ``rng``, so seeded studies stay reproducible.
+        """
         return explore(
             history.hyperparameters(donor),
             history.parameters,
@@ -297,134 +329,12 @@ class PopulationBasedTraining(Algorithm):
             self.parameter_range,
         )
 
-    def _window(self, history: History) -> Callable[[Trial], list[float]]:
-        """The values the t-test compares for a member whose latest segment is ``trial``."""
-        k = self.ttest_window
-        return lambda trial: recent_scores(history, trial, k)
-
     def pending_checkpoints(self, history: History) -> set[str]:
-        state = history.state
-        plan = state.get("plan")
-        if not plan:
-            return set()
-        trials = history.generation(state.get("generation", 1))
-        return {entry["parameters"]["load_from"] for entry in plan[_handed(trials) :]}
+        return self._mode.pending_checkpoints(history)
 
     # -- decisions -----------------------------------------------------------------------
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
-        if not self.synchronous:
-            return suggest_async(self, history, rng)
-        state = history.state
-        if state.get("done"):
-            return AlgorithmState.DONE
-        generation = state.get("generation", 1)
-        trials = history.generation(generation)
-        n = self.population_size
-        # A trial re-queued after its worker died (meta "retry_of") is another attempt at
-        # its member's slot: slots count first attempts, and each member's latest attempt
-        # is the one that counts.
-        handed = _handed(trials)
-        if handed >= n:
-            if generation >= self.num_generations:
-                return AlgorithmState.DONE
-            members = _latest_attempts(trials)
-            if any(not t.is_finished for t in members):
-                return AlgorithmState.WAIT
-            plan = self._plan(history, members, generation + 1, rng)
-            if plan is None:
-                state["done"] = True
-                return AlgorithmState.DONE
-            generation += 1
-            state["generation"] = generation
-            state["plan"] = plan
-            handed = 0
-        slot = handed
-        save_to = str(history.next_trial_id)
-        if generation == 1:
-            config = self._founder(history, slot, rng)
-            config.update(generation=1, load_from="", save_to=save_to, lineage="")
-            return Suggestion(config, {"member": slot})
-        entry = state["plan"][slot]
-        config = dict(entry["parameters"])
-        lineage = config.pop("lineage")
-        config.update(save_to=save_to, lineage=lineage)  # the same key order as generation 1
-        return Suggestion(config, dict(entry["meta"]))
-
-    def _plan(
-        self, history: History, members: list[Trial], generation: int, rng: np.random.Generator
-    ) -> list[dict[str, Any]] | None:
-        """Plan every slot of ``generation`` from the finished previous generation."""
-        survivors, pairs = select(
-            self.exploit,
-            members,
-            history.lower_is_better,
-            self.rank_by,
-            self.quantile_fraction,
-            rng,
-            self._window(history),
-        )
-        if not survivors:
-            logger.error(
-                "PBT: no member of generation %d completed (statuses: %s); stopping the study",
-                generation - 1,
-                sorted({t.status.value for t in members}),
-            )
-            return None
-        plan: list[dict[str, Any]] = []
-        for trial in survivors:
-            plan.append(
-                self._entry(history, trial, trial, generation, history.hyperparameters(trial), "")
-            )
-        running = [(generation, entry["parameters"]) for entry in plan]
-
-        def pending() -> list[tuple[int, dict[str, Any]]]:
-            return list(running)
-
-        for replaced, donor in pairs:
-            config, records = self._explore(history, donor, generation, rng, pending)
-            running.append((generation, config))
-            plan.append(
-                self._entry(history, replaced, donor, generation, config, "; ".join(records))
-            )
-        return plan
-
-    @staticmethod
-    def _entry(
-        history: History,
-        member_trial: Trial,
-        donor: Trial,
-        generation: int,
-        config: dict[str, Any],
-        explore_record: str,
-    ) -> dict[str, Any]:
-        parameters = dict(config)
-        parameters.update(
-            generation=generation,
-            load_from=str(donor.save_to if donor.save_to is not None else donor.id),
-            lineage=f"{donor.lineage or ''}{donor.id},",
-        )
-        meta: dict[str, Any] = {"member": member_trial.member, "parent": donor.id}
-        if explore_record:
-            meta["explore"] = explore_record
-            meta["replaced"] = member_trial.id
-        return {"parameters": parameters, "meta": meta}
-
-
-def _handed(trials: list[Trial]) -> int:
-    """Slots of a generation handed out: PBT's own trials (they name their member), first
-    attempts only (a re-queued trial, meta ``retry_of``, is another go at its slot). A trial
-    queued by the user with ``add_trial`` takes no slot, even if it copies PBT's keys."""
-    return sum(1 for t in trials if t.member is not None and "retry_of" not in t.meta)
-
-
-def _latest_attempts(trials: list[Trial]) -> list[Trial]:
-    """One trial per member: its latest attempt (highest id); trials of no member ignored."""
-    latest: dict[Any, Trial] = {}
-    for trial in trials:
-        key = trial.member
-        if key is not None and (key not in latest or trial.id > latest[key].id):
-            latest[key] = trial
-    return sorted(latest.values(), key=lambda t: t.id)
+        return self._mode.suggest(history, rng)
 
 
 def _initial_population(
@@ -459,25 +369,3 @@ def _initial_population(
             f"population_size={population_size}"
         )
     return configs
-
-
-class _StateView:
-    """A History whose ``state`` is another dict (the initial population algorithm's own)."""
-
-    __slots__ = ("_history", "state")
-
-    def __init__(self, history: History, state: dict[str, Any]) -> None:
-        self._history = history
-        self.state = state
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._history, name)
-
-    def __getitem__(self, trial_id: int) -> Trial:
-        return self._history[trial_id]
-
-    def __iter__(self) -> Any:
-        return iter(self._history)
-
-    def __len__(self) -> int:
-        return len(self._history)

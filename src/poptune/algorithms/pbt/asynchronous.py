@@ -41,54 +41,197 @@ the state written during an earlier ``WAIT`` was kept.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from poptune.algorithms.base import Suggestion, SuggestResult
-from poptune.algorithms.pbt.exploit import challenge, quantile_size, significantly_better
+from poptune.algorithms.pbt.exploit import (
+    challenge,
+    quantile_size,
+    recent_scores,
+    significantly_better,
+)
+from poptune.algorithms.pbt.explore import ExploreHook, FounderFactory
 from poptune.history import History
+from poptune.lineage import child_keys
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
-if TYPE_CHECKING:  # pragma: no cover
-    from poptune.algorithms.pbt.algorithm import PopulationBasedTraining
-
-__all__ = ["STATE_KEY", "suggest_async"]
+__all__ = ["STATE_KEY", "AsynchronousPBT"]
 
 #: Key of the asynchronous bookkeeping in ``history.state``.
 STATE_KEY = "async"
 
 
-def suggest_async(
-    pbt: PopulationBasedTraining, history: History, rng: np.random.Generator
-) -> SuggestResult:
-    """The next segment of the member that is ready first, WAIT or DONE."""
-    n = pbt.population_size
-    state = _sync_state(history, n)
-    latest: list[int | None] = state["latest"]
-    for m in range(n):  # generation 1: the founders, members 0..N-1
-        if latest[m] is None:
-            config = pbt._founder(history, m, rng)
-            return _record(history, state, m, _from_scratch(history, m, config))
+class AsynchronousPBT:
+    """The asynchronous mode of :class:`~poptune.algorithms.PopulationBasedTraining`.
 
-    ready: Trial | None = None
-    ready_member = -1
-    running = False
-    budget = pbt.num_generations
-    for m in range(n):
-        trial = history[latest[m]]  # type: ignore[index]
-        status = trial.status
-        if status is TrialStatus.COMPLETED:
-            _note_completed(state, m, trial)
-        if trial.parameters["generation"] >= budget:
-            continue  # budget spent
-        if status is TrialStatus.RUNNING or status is TrialStatus.QUEUED:
-            running = True
-        elif ready is None or trial.finished_seq < ready.finished_seq:
-            ready, ready_member = trial, m  # visited in index order: ties go to the lowest
-    if ready is None:
-        return AlgorithmState.WAIT if running else AlgorithmState.DONE
-    return _record(history, state, ready_member, _decide(pbt, history, state, ready_member, rng))
+    Args:
+        num_generations: segments per member.
+        population_size: members.
+        exploit: the selection strategy (``'truncation'``, ``'tournament'``, ``'ttest'``).
+        rank_by: ``'last'`` or ``'best'``.
+        quantile_fraction: the share of the bottom and top quantiles.
+        ttest_window: how many recent values the t-test compares.
+        burn_in: segments a member must have completed before it may be exploited.
+        founder: the founder factory ``founder(history, member, rng)``.
+        explore: the explore hook ``explore(history, donor, generation, rng, running)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_generations: int,
+        population_size: int,
+        exploit: str,
+        rank_by: str,
+        quantile_fraction: float,
+        ttest_window: int,
+        burn_in: int,
+        founder: FounderFactory,
+        explore: ExploreHook,
+    ) -> None:
+        self.num_generations = num_generations
+        self.population_size = population_size
+        self.exploit = exploit
+        self.rank_by = rank_by
+        self.quantile_fraction = quantile_fraction
+        self.ttest_window = ttest_window
+        self.burn_in = burn_in
+        self.founder = founder
+        self.explore = explore
+
+    def pending_checkpoints(self, history: History) -> set[str]:
+        """None: a member's next segment is decided when it is asked for, from the
+        checkpoints the garbage collector keeps anyway (each member's latest segment)."""
+        return set()
+
+    def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
+        """The next segment of the member that is ready first, WAIT or DONE."""
+        n = self.population_size
+        state = _sync_state(history, n)
+        latest: list[int | None] = state["latest"]
+        for m in range(n):  # generation 1: the founders, members 0..N-1
+            if latest[m] is None:
+                config = self.founder(history, m, rng)
+                return _record(history, state, m, _from_scratch(history, m, config))
+
+        ready: Trial | None = None
+        ready_member = -1
+        running = False
+        budget = self.num_generations
+        for m in range(n):
+            trial = history[latest[m]]  # type: ignore[index]
+            status = trial.status
+            if status is TrialStatus.COMPLETED:
+                _note_completed(state, m, trial)
+            if trial.parameters["generation"] >= budget:
+                continue  # budget spent
+            if status is TrialStatus.RUNNING or status is TrialStatus.QUEUED:
+                running = True
+            elif ready is None or trial.finished_seq < ready.finished_seq:
+                ready, ready_member = trial, m  # visited in index order: ties go to the lowest
+        if ready is None:
+            return AlgorithmState.WAIT if running else AlgorithmState.DONE
+        suggestion = self._decide(history, state, ready_member, rng)
+        return _record(history, state, ready_member, suggestion)
+
+    # -- the decision ---------------------------------------------------------------------------
+    def _ranking(self, history: History, state: dict[str, Any]) -> list[tuple[int, Trial]]:
+        """``(member, its latest COMPLETED segment)`` best first, ties by member index.
+
+        The same order as :func:`~poptune.algorithms.pbt.exploit.rank_members`, keyed by the
+        member's index in the state (one look-up per member).
+        """
+        lower, rank_by = history.lower_is_better, self.rank_by
+        keyed: list[tuple[float, int, Trial]] = []
+        completed = state["completed"]
+        for m in range(self.population_size):
+            tid = completed[m]
+            if tid is None:
+                continue
+            trial = history[tid]
+            score = trial.score(lower, rank_by)
+            if math.isfinite(score):  # always, for a COMPLETED trial; kept as in rank_members
+                keyed.append((score if lower else -score, m, trial))
+        keyed.sort(key=lambda item: (item[0], item[1]))
+        return [(m, trial) for _, m, trial in keyed]
+
+    def _decide(
+        self, history: History, state: dict[str, Any], m: int, rng: np.random.Generator
+    ) -> Suggestion:
+        """Next segment of member ``m``, whose latest segment has finished."""
+        trial = history[state["latest"][m]]
+        generation = trial.parameters["generation"] + 1
+        ranked = self._ranking(history, state)
+        members = [member for member, _ in ranked]
+        n_quantile = quantile_size(len(ranked), self.quantile_fraction)
+        others = [entry for entry in ranked if entry[0] != m]
+
+        if trial.status is TrialStatus.COMPLETED:
+            donor: Trial | None = None
+            if state["n_completed"][m] >= self.burn_in and m in members:
+                beats = None
+                if self.exploit == "ttest":
+                    k = self.ttest_window
+                    lower = history.lower_is_better
+
+                    def beats(j: int, i: int) -> bool:
+                        return significantly_better(
+                            recent_scores(history, ranked[j][1], k),
+                            recent_scores(history, ranked[i][1], k),
+                            lower,
+                        )
+
+                j = challenge(
+                    self.exploit, len(ranked), members.index(m), rng, self.quantile_fraction, beats
+                )
+                if j is not None:
+                    donor = ranked[j][1]
+            if donor is None:
+                return _continue(history, m, trial, generation)
+            return self._exploit(history, state, m, trial, donor, generation, rng)
+
+        # FAILED or STOPPED: no usable checkpoint of its own in this segment
+        if not ranked:
+            return _fresh(history, m, generation, rng)
+        if not others:  # only this member ever completed a segment: go back to it
+            donor = ranked[0][1]
+        elif self.exploit != "truncation":  # every completed member beats a failed one
+            donor = _pick(others, rng)[1]
+        else:
+            donor = _pick(others[: max(1, n_quantile)], rng)[1]
+        return self._exploit(history, state, m, trial, donor, generation, rng)
+
+    def _exploit(
+        self,
+        history: History,
+        state: dict[str, Any],
+        m: int,
+        trial: Trial,
+        donor: Trial,
+        generation: int,
+        rng: np.random.Generator,
+    ) -> Suggestion:
+        def running_configs() -> list[tuple[int, dict[str, Any]]]:
+            """The other members' running segments."""
+            out = []
+            for other, tid in enumerate(state["latest"]):
+                if other == m or tid is None:
+                    continue
+                segment = history[tid]
+                if segment.status is TrialStatus.RUNNING or segment.status is TrialStatus.QUEUED:
+                    out.append((segment.parameters["generation"], history.hyperparameters(segment)))
+            return out
+
+        config, records = self.explore(history, donor, generation, rng, running_configs)
+        keys = child_keys(donor, generation, history.next_trial_id)
+        meta: dict[str, Any] = {"member": m, **keys.meta}
+        if records:
+            meta["explore"] = "; ".join(records)
+        meta["replaced"] = trial.id
+        config.update(keys.parameters)
+        return Suggestion(config, meta)
 
 
 # -- the state ----------------------------------------------------------------------------------
@@ -141,97 +284,9 @@ def _record(history: History, state: dict[str, Any], m: int, suggestion: Suggest
     return suggestion
 
 
-# -- the decision -------------------------------------------------------------------------------
+# -- the suggestions ----------------------------------------------------------------------------
 def _pick(items: list[Any], rng: np.random.Generator) -> Any:
     return items[min(int(rng.random() * len(items)), len(items) - 1)]
-
-
-def _ranking(
-    pbt: PopulationBasedTraining, history: History, state: dict[str, Any]
-) -> list[tuple[int, Trial]]:
-    """``(member, its latest COMPLETED segment)`` best first, ties by member index.
-
-    The same order as :func:`~poptune.algorithms.pbt.exploit.rank_members`, keyed by the
-    member's index in the state (one look-up per member).
-    """
-    lower, rank_by = history.lower_is_better, pbt.rank_by
-    keyed: list[tuple[float, int, Trial]] = []
-    completed = state["completed"]
-    for m in range(pbt.population_size):
-        tid = completed[m]
-        if tid is None:
-            continue
-        trial = history[tid]
-        score = trial.score(lower, rank_by)
-        if math.isfinite(score):  # always, for a COMPLETED trial; kept as in rank_members
-            keyed.append((score if lower else -score, m, trial))
-    keyed.sort(key=lambda item: (item[0], item[1]))
-    return [(m, trial) for _, m, trial in keyed]
-
-
-def _decide(
-    pbt: PopulationBasedTraining,
-    history: History,
-    state: dict[str, Any],
-    m: int,
-    rng: np.random.Generator,
-) -> Suggestion:
-    """Next segment of member ``m``, whose latest segment has finished."""
-    trial = history[state["latest"][m]]
-    generation = trial.parameters["generation"] + 1
-    ranked = _ranking(pbt, history, state)
-    members = [member for member, _ in ranked]
-    n_q = quantile_size(len(ranked), pbt.quantile_fraction)
-    others = [entry for entry in ranked if entry[0] != m]
-
-    if trial.status is TrialStatus.COMPLETED:
-        donor: Trial | None = None
-        if state["n_completed"][m] >= pbt.burn_in and m in members:
-            beats = None
-            if pbt.exploit == "ttest":
-                window = pbt._window(history)
-                lower = history.lower_is_better
-
-                def beats(j: int, i: int) -> bool:
-                    return significantly_better(window(ranked[j][1]), window(ranked[i][1]), lower)
-
-            j = challenge(
-                pbt.exploit, len(ranked), members.index(m), rng, pbt.quantile_fraction, beats
-            )
-            if j is not None:
-                donor = ranked[j][1]
-        if donor is None:
-            return _continue(history, m, trial, generation)
-        return _exploit(pbt, history, state, m, trial, donor, generation, rng)
-
-    # FAILED or STOPPED: no usable checkpoint of its own in this segment
-    if not ranked:
-        return _fresh(history, m, generation, rng)
-    if not others:  # only this member ever completed a segment: go back to it
-        donor = ranked[0][1]
-    elif pbt.exploit != "truncation":  # every completed member beats a failed one
-        donor = _pick(others, rng)[1]
-    else:
-        donor = _pick(others[: max(1, n_q)], rng)[1]
-    return _exploit(pbt, history, state, m, trial, donor, generation, rng)
-
-
-def _bookkeeping(
-    config: dict[str, Any], history: History, generation: int, donor: Trial | None
-) -> dict[str, Any]:
-    """``config`` plus SHERPA's keys, in the synchronous mode's order."""
-    if donor is None:
-        load_from, lineage = "", ""
-    else:
-        load_from = str(donor.save_to if donor.save_to is not None else donor.id)
-        lineage = f"{donor.lineage or ''}{donor.id},"
-    config.update(
-        generation=generation,
-        load_from=load_from,
-        save_to=str(history.next_trial_id),
-        lineage=lineage,
-    )
-    return config
 
 
 def _fresh(history: History, m: int, generation: int, rng: np.random.Generator) -> Suggestion:
@@ -243,38 +298,13 @@ def _from_scratch(
     history: History, m: int, config: dict[str, Any], generation: int = 1
 ) -> Suggestion:
     """Member ``m`` starts a fresh model with ``config`` (no checkpoint to load)."""
-    return Suggestion(_bookkeeping(config, history, generation, None), {"member": m})
+    config.update(child_keys(None, generation, history.next_trial_id).parameters)
+    return Suggestion(config, {"member": m})
 
 
 def _continue(history: History, m: int, trial: Trial, generation: int) -> Suggestion:
-    config = _bookkeeping(history.hyperparameters(trial), history, generation, trial)
-    return Suggestion(config, {"member": m, "parent": trial.id})
-
-
-def _exploit(
-    pbt: PopulationBasedTraining,
-    history: History,
-    state: dict[str, Any],
-    m: int,
-    trial: Trial,
-    donor: Trial,
-    generation: int,
-    rng: np.random.Generator,
-) -> Suggestion:
-    def pending() -> list[tuple[int, dict[str, Any]]]:
-        """The other members' running segments."""
-        out = []
-        for other, tid in enumerate(state["latest"]):
-            if other == m or tid is None:
-                continue
-            segment = history[tid]
-            if segment.status is TrialStatus.RUNNING or segment.status is TrialStatus.QUEUED:
-                out.append((segment.parameters["generation"], history.hyperparameters(segment)))
-        return out
-
-    config, records = pbt._explore(history, donor, generation, rng, pending)
-    meta: dict[str, Any] = {"member": m, "parent": donor.id}
-    if records:
-        meta["explore"] = "; ".join(records)
-    meta["replaced"] = trial.id
-    return Suggestion(_bookkeeping(config, history, generation, donor), meta)
+    """Member ``m`` continues from its own segment ``trial`` with unchanged hyperparameters."""
+    keys = child_keys(trial, generation, history.next_trial_id)
+    config = history.hyperparameters(trial)
+    config.update(keys.parameters)
+    return Suggestion(config, {"member": m, **keys.meta})

@@ -20,14 +20,33 @@ Rules, per parameter type (a factor is drawn uniformly from ``perturbation_facto
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from poptune.history import History
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
+from poptune.trial import Trial
 
-__all__ = ["explore", "format_value"]
+__all__ = ["ExploreHook", "FounderFactory", "RunningConfigs", "explore", "format_value"]
+
+#: A function giving ``[(generation, config), ...]``: the segments that run (or will run)
+#: alongside the one being explored (PB2 uses them; PBT's perturbation ignores them).
+RunningConfigs = Callable[[], list[tuple[int, dict[str, Any]]]]
+
+#: The explore hook PBT's modes call for an exploit,
+#: ``explore(history, donor, generation, rng, running) -> (config, records)``: the study
+#: parameters of a segment of ``generation`` that copies ``donor``, and one record line per
+#: explored parameter (see :meth:`PopulationBasedTraining.explore
+#: <poptune.algorithms.PopulationBasedTraining.explore>`).
+ExploreHook = Callable[
+    [History, Trial, int, np.random.Generator, RunningConfigs], tuple[dict[str, Any], list[str]]
+]
+
+#: The founder factory PBT's modes call for generation 1,
+#: ``founder(history, member, rng) -> config``: the study parameters of founder ``member``.
+FounderFactory = Callable[[History, int, np.random.Generator], dict[str, Any]]
 
 
 def format_value(value: Any) -> str:

@@ -58,8 +58,8 @@ from poptune.algorithms._gp import (
     quiet,
     to_unit,
 )
-from poptune.algorithms.pbt.algorithm import InitialPopulation, Pending, PopulationBasedTraining
-from poptune.algorithms.pbt.explore import explore, format_value
+from poptune.algorithms.pbt.algorithm import InitialPopulation, PopulationBasedTraining
+from poptune.algorithms.pbt.explore import RunningConfigs, explore, format_value
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Continuous, Discrete, Parameter
@@ -139,17 +139,19 @@ class PB2(PopulationBasedTraining):
         return {**super().get_config(), "kappa": self.kappa, "max_data": self.max_data}
 
     # -- explore ---------------------------------------------------------------------------
-    def _explore(
+    def explore(
         self,
         history: History,
         donor: Trial,
         generation: int,
         rng: np.random.Generator,
-        pending: Pending,
+        running: RunningConfigs,
     ) -> tuple[dict[str, Any], list[str]]:
+        """PB2's explore hook: the numeric hyperparameters the GP bandit's UCB rates best
+        (PBT's perturbation before the model has two points), the others by PBT's rules."""
         numeric = [p for p in history.parameters if isinstance(p, (Continuous, Discrete))]
         if not numeric:
-            return super()._explore(history, donor, generation, rng, pending)
+            return super().explore(history, donor, generation, rng, running)
         others = [p for p in history.parameters if not isinstance(p, (Continuous, Discrete))]
         base = history.hyperparameters(donor)
         config, other_records = explore(
@@ -173,7 +175,7 @@ class PB2(PopulationBasedTraining):
             )
             config.update({p.name: new[p.name] for p in numeric})
         else:
-            point = self._ucb_point(history, data, numeric, bounds, base, generation, rng, pending)
+            point = self._ucb_point(history, data, numeric, bounds, base, generation, rng, running)
             numeric_records = []
             for p, (low, high, log), u in zip(numeric, bounds, point, strict=True):
                 value = from_unit(float(u), low, high, log)
@@ -245,7 +247,7 @@ class PB2(PopulationBasedTraining):
         base: dict[str, Any],
         generation: int,
         rng: np.random.Generator,
-        pending: Pending,
+        pending: RunningConfigs,
     ) -> np.ndarray:
         """The unit hyperparameters maximizing UCB at ``generation``."""
         ids, times, units, ys = data

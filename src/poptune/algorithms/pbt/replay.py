@@ -3,7 +3,8 @@
 A PBT model is the product of a chain of segments: the trial, the trial whose checkpoint it
 loaded (its parent), that one's parent, and so on back to a founder. Each segment trained
 with its own hyperparameters, so the chain is a *schedule*: "``lr`` 0.01 for the first
-segment, then 0.008 for two more, then ...". :func:`schedule` reads it from a study, and
+segment, then 0.008 for two more, then ...". :func:`poptune.lineage.schedule` reads it from
+a study (it is re-exported here as ``poptune.algorithms.pbt.replay.schedule``), and
 :class:`Replay` trains a fresh model along it (to reproduce the best model, or to train a
 bigger one with the schedule PBT discovered).
 """
@@ -17,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
-from poptune.exceptions import ConfigurationError, InvalidParameterError, UnknownTrialError
+from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
+from poptune.lineage import checkpoint_name, child_keys, schedule
 from poptune.parameters import Parameter
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
@@ -28,76 +30,6 @@ logger = logging.getLogger("poptune.pbt")
 
 #: Key of Replay's bookkeeping in ``history.state``.
 STATE_KEY = "replay"
-
-
-def schedule(study_or_history: Any, trial: Trial | int) -> list[dict[str, Any]]:
-    """The hyperparameter schedule that produced ``trial``, oldest segment first.
-
-    Follows parent links (``trial.parent``: the trial whose checkpoint a segment loaded; for
-    a trial without that bookkeeping, the last id of its ``lineage``) back to the founder.
-    One entry per segment::
-
-        {'trial': 7, 'generation': 3, 'iterations': [3, 3],
-         'parameters': {'lr': 0.0081}, 'load_from': '4',
-         'explore': 'lr: 0.01012 -> 0.0081 (x0.8)'}
-
-    ``iterations`` is ``[first, last]`` of the segment's observed iterations (None if it has
-    none), ``parameters`` the study parameters only (no bookkeeping keys), ``load_from`` the
-    checkpoint it started from ('' for the founder), ``explore`` what explore changed when
-    the segment was made ('' if nothing). A trial that is not a PBT segment gives one entry.
-
-    Args:
-        study_or_history: a :class:`~poptune.Study` (synced now) or a
-            :class:`~poptune.history.History`.
-        trial: the trial or its id.
-
-    Raises:
-        UnknownTrialError: the trial (or an ancestor) is not in the study.
-    """
-    history = study_or_history if isinstance(study_or_history, History) else None
-    if history is None:
-        history = getattr(study_or_history, "history", None)
-        if not isinstance(history, History):
-            raise TypeError(f"expected a Study or a History, got {study_or_history!r}")
-    tid = trial.id if isinstance(trial, Trial) else trial
-    current = history.get(tid) if isinstance(tid, int) and not isinstance(tid, bool) else None
-    if current is None:
-        raise UnknownTrialError(f"trial {trial!r} is not in the study")
-    chain: list[Trial] = []
-    while current is not None:
-        chain.append(current)
-        parent = _parent_id(current)
-        if parent is None:
-            break
-        if parent >= current.id:  # parents are always created before their children
-            raise UnknownTrialError(f"trial {current.id} names a later trial {parent} as parent")
-        nxt = history.get(parent)
-        if nxt is None:
-            raise UnknownTrialError(
-                f"trial {current.id} loads trial {parent}, which is not in the study"
-            )
-        current = nxt
-    return [_entry(history, t) for t in reversed(chain)]
-
-
-def _parent_id(trial: Trial) -> int | None:
-    parent = trial.parent
-    if type(parent) is int:
-        return parent
-    ancestors = trial.ancestors if trial.lineage else []
-    return ancestors[-1] if ancestors else None
-
-
-def _entry(history: History, trial: Trial) -> dict[str, Any]:
-    iterations = list(trial.observations)
-    return {
-        "trial": trial.id,
-        "generation": trial.generation,
-        "iterations": [min(iterations), max(iterations)] if iterations else None,
-        "parameters": history.hyperparameters(trial),
-        "load_from": trial.load_from or "",
-        "explore": trial.explore,
-    }
 
 
 class Replay(Algorithm):
@@ -178,7 +110,7 @@ class Replay(Algorithm):
         if not state or state["next"] >= len(self.schedule) or state["last"] is None:
             return set()
         last = _latest_attempt(history, state["last"])
-        return {last.save_to or str(last.id)} if last is not None else set()
+        return {checkpoint_name(last)} if last is not None else set()
 
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         state = history.state.setdefault(STATE_KEY, {"next": 0, "last": None})
@@ -207,20 +139,9 @@ class Replay(Algorithm):
         given = entry["parameters"]
         config = {p.name: p.validate_value(given[p.name]) for p in history.parameters}
         tid = history.next_trial_id
-        if previous is None:
-            load_from, lineage = "", ""
-        else:
-            load_from = previous.save_to or str(previous.id)
-            lineage = f"{previous.lineage or ''}{previous.id},"
-        config.update(
-            generation=entry.get("generation") or k + 1,
-            load_from=load_from,
-            save_to=str(tid),
-            lineage=lineage,
-        )
-        meta: dict[str, Any] = {"member": 0, "replay_segment": k}
-        if previous is not None:
-            meta["parent"] = previous.id
+        keys = child_keys(previous, entry.get("generation") or k + 1, tid)
+        config.update(keys.parameters)
+        meta: dict[str, Any] = {"member": 0, "replay_segment": k, **keys.meta}
         if entry.get("trial") is not None:
             meta["replay_of"] = entry["trial"]
         state["next"] = k + 1
