@@ -10,9 +10,11 @@ from poptune import (
     Continuous,
     Discrete,
     Ordinal,
+    StoppingRule,
     Study,
     algorithms,
 )
+from poptune._config import object_from_config
 from poptune.algorithms import algorithm_from_config
 
 
@@ -243,6 +245,27 @@ def test_a_module_class_that_is_not_an_algorithm_is_refused():
                    {"type": "poptune.history:History"}):  # fmt: skip
         with pytest.raises(ConfigurationError, match="not a poptune.algorithms.base.Algorithm"):
             algorithm_from_config(config)
+
+
+class MedianStoppingRule(StoppingRule):
+    """A user's stopping rule that happens to share the built-in's name."""
+
+    def __init__(self, patience=3):
+        self.patience = patience
+
+    def should_trial_stop(self, trial, history):
+        return False
+
+
+def test_stopping_rules_follow_the_algorithms_config_rule():
+    built_in = algorithms.MedianStoppingRule(min_iterations=2, min_trials=3)
+    assert built_in.get_config() == {"min_iterations": 2, "min_trials": 3}
+    assert built_in.to_config()["type"] == "poptune.stopping:MedianStoppingRule"
+    mine = MedianStoppingRule(5).to_config()
+    assert mine == {"type": f"{__name__}:MedianStoppingRule", "patience": 5}
+    assert type(object_from_config(mine, {}, StoppingRule)) is MedianStoppingRule
+    with pytest.raises(ConfigurationError, match="not a poptune.stopping.StoppingRule"):
+        object_from_config({"type": "poptune.algorithms.grid_search:GridSearch"}, {}, StoppingRule)
 
 
 def test_suggest_is_abstract():

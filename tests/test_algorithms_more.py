@@ -25,7 +25,7 @@ from poptune.algorithms.hyperband import Hyperband
 from poptune.algorithms.iterate import Iterate
 from poptune.algorithms.local_search import LocalSearch, neighbours
 from poptune.algorithms.random_search import RandomSearch
-from poptune.algorithms.repeat import Repeat
+from poptune.algorithms.repeat import AggregatedHistory, Repeat
 from poptune.algorithms.successive_halving import SuccessiveHalving
 from poptune.storage.sql import SQLStorage
 
@@ -260,6 +260,43 @@ def test_two_repeats_in_a_chain_keep_their_own_configurations():
     seen = state["chain"][1]["inner"]["seen"]
     assert seen[0] == [] and [t[0] for t in seen[1]] == [5]  # never the first Repeat's
     assert study.get_best_result()["Trial-ID"] == 1  # all four configurations ranked
+
+
+class Seer(Algorithm):
+    """Notes the class of the history it is shown and how many trials it holds."""
+
+    def suggest(self, history, rng):
+        history.state.setdefault("seen", []).append([type(history).__name__, len(history)])
+        return {p.name: p.sample(rng) for p in history.parameters}
+
+
+def test_a_chain_inside_repeat_agg_sees_the_aggregated_history():
+    study = Study(X, Repeat(Chain([Iterate([{"x": 0.5}]), Seer()]), 2, agg=True), True, seed=0)
+    for _ in range(6):
+        finish(study, study.get_suggestion(), 1.0)
+    state = study.history.state
+    assert state["inner"]["chain"][1]["seen"] == [["AggregatedHistory", 1],
+                                                  ["AggregatedHistory", 2]]  # fmt: skip
+    assert state["result_groups"] == [[1, 2], [3, 4], [5, 6]]
+    assert study.get_best_result()["ObjectiveCount"] == 2
+
+
+def test_scoped_views_keep_the_study_state():
+    from poptune.history import History
+
+    history = History(X, True)
+    history.state = {"chain": [{}]}
+    view = history.scoped(history.state["chain"][0])
+    deeper = view.scoped({})
+    assert view.study_state is history.state and deeper.study_state is history.state
+    assert history.study_state is history.state
+    view.study_state["result_groups"] = [[1]]
+    assert history.state["result_groups"] == [[1]]
+    aggregated = AggregatedHistory(view, {}, [[1]])
+    assert aggregated.study_state is history.state
+    again = aggregated.scoped({"own": 1})
+    assert type(again) is AggregatedHistory and again.state == {"own": 1}
+    assert again.n_trials == 1 and again.study_state is history.state
 
 
 def _legacy(state, num_times):
