@@ -10,9 +10,11 @@ from poptune import (
     Continuous,
     Discrete,
     Ordinal,
+    StoppingRule,
     Study,
     algorithms,
 )
+from poptune._config import object_from_config
 from poptune.algorithms import algorithm_from_config
 
 
@@ -146,6 +148,153 @@ def test_unknown_algorithm_config():
         algorithm_from_config({"type": "Nope"})
     with pytest.raises(ConfigurationError, match="cannot import"):
         algorithm_from_config({"type": "no.such.module:Algo"})
+
+
+#: One instance of every built-in algorithm (arguments off their defaults where there are any)
+#: with the config it stores: the format saved studies and databases hold, which the configs
+#: derived from ``__init__`` must keep.
+BUILT_IN_CONFIGS = [
+    (algorithms.RandomSearch(7), {"max_num_trials": 7}),
+    (algorithms.GridSearch(4), {"num_grid_points": 4}),
+    (algorithms.Iterate([{"x": 1}]), {"hp_iter": [{"x": 1}]}),
+    (algorithms.Genetic(0.25, 30), {"mutation_rate": 0.25, "max_num_trials": 30}),
+    (
+        algorithms.LocalSearch({"x": 0.5}, (0.5, 2), repeat_trials=2),
+        {"seed_configuration": {"x": 0.5}, "perturbation_factors": [0.5, 2.0], "repeat_trials": 2},
+    ),  # fmt: skip
+    (
+        algorithms.SuccessiveHalving(r=2, R=50, eta=4, s=1, max_finished_configs=7),
+        {"r": 2, "R": 50, "eta": 4, "s": 1, "max_finished_configs": 7},
+    ),
+    (
+        algorithms.Hyperband(r=1, R=81, eta=3, max_finished_configs=5),
+        {"r": 1, "R": 81, "eta": 3, "max_finished_configs": 5},
+    ),
+    (
+        algorithms.Repeat(algorithms.RandomSearch(2), 3, wait_for_completion=True, agg=True),
+        {
+            "algorithm": {"type": "RandomSearch", "max_num_trials": 2},
+            "num_times": 3,
+            "wait_for_completion": True,
+            "agg": True,
+        },
+    ),  # fmt: skip
+    (
+        algorithms.Chain([algorithms.GridSearch(3), algorithms.RandomSearch()]),
+        {
+            "algorithms": [
+                {"type": "GridSearch", "num_grid_points": 3},
+                {"type": "RandomSearch", "max_num_trials": None},
+            ]
+        },
+    ),  # fmt: skip
+    (algorithms.PopulationBasedTraining(3, 4), None),
+    (algorithms.PB2(2, 4), None),
+    (algorithms.Replay([{"parameters": {"x": 0.5}}]), None),
+    (algorithms.BayesianOptimization(max_num_trials=5), None),
+    (algorithms.GPyOpt(max_num_trials=5), None),
+]
+
+
+@pytest.mark.parametrize("algo, expected", BUILT_IN_CONFIGS, ids=lambda v: type(v).__name__)
+def test_every_built_in_config_round_trips_in_its_stored_format(algo, expected):
+    config = algo.to_config()
+    assert config["type"] == type(algo).__name__
+    if expected is not None:
+        assert config == {"type": type(algo).__name__, **expected}
+    again = algorithm_from_config(config)
+    assert type(again) is type(algo) and again.to_config() == config
+
+
+def test_the_registry_names_every_built_in_algorithm():
+    from poptune._config import BUILTIN_ALGORITHMS
+
+    built_in = {name for name in algorithms.__all__ if name not in (
+        "Algorithm", "Suggestion", "algorithm_from_config", "StoppingRule",
+        "MedianStoppingRule")}  # fmt: skip
+    assert set(BUILTIN_ALGORITHMS) == built_in
+    assert {type(algo).__name__ for algo, _ in BUILT_IN_CONFIGS} == built_in
+    for name in BUILTIN_ALGORITHMS:
+        assert getattr(algorithms, name).__name__ == name
+
+
+class RandomSearch(algorithms.Algorithm):
+    """A user's algorithm that happens to share a built-in's name."""
+
+    def __init__(self, max_num_trials=None):
+        self.max_num_trials = max_num_trials
+
+    def suggest(self, history, rng):
+        return {p.name: 0.0 for p in history.parameters}
+
+
+def test_a_user_class_named_like_a_built_in_never_replaces_it():
+    mine = RandomSearch(3)
+    config = mine.to_config()
+    assert config == {"type": f"{__name__}:RandomSearch", "max_num_trials": 3}
+    assert type(algorithm_from_config(config)) is RandomSearch  # its own module:Class
+    stored = {"type": "RandomSearch", "max_num_trials": 3}  # a built-in's config
+    assert type(algorithm_from_config(stored)) is algorithms.RandomSearch
+    nested = {"type": "Repeat", "algorithm": stored, "num_times": 2}
+    assert type(algorithm_from_config(nested).algorithm) is algorithms.RandomSearch
+
+
+def test_a_module_class_that_is_not_an_algorithm_is_refused():
+    for config in ({"type": "os:system", "command": "true"},
+                   {"type": "poptune.stopping:MedianStoppingRule"},
+                   {"type": "poptune.history:History"}):  # fmt: skip
+        with pytest.raises(ConfigurationError, match="not a poptune.algorithms.base.Algorithm"):
+            algorithm_from_config(config)
+
+
+class MedianStoppingRule(StoppingRule):
+    """A user's stopping rule that happens to share the built-in's name."""
+
+    def __init__(self, patience=3):
+        self.patience = patience
+
+    def should_trial_stop(self, trial, history):
+        return False
+
+
+def test_stopping_rules_follow_the_algorithms_config_rule():
+    built_in = algorithms.MedianStoppingRule(min_iterations=2, min_trials=3)
+    assert built_in.get_config() == {"min_iterations": 2, "min_trials": 3}
+    assert built_in.to_config()["type"] == "poptune.stopping:MedianStoppingRule"
+    mine = MedianStoppingRule(5).to_config()
+    assert mine == {"type": f"{__name__}:MedianStoppingRule", "patience": 5}
+    assert type(object_from_config(mine, {}, StoppingRule)) is MedianStoppingRule
+    with pytest.raises(ConfigurationError, match="not a poptune.stopping.StoppingRule"):
+        object_from_config({"type": "poptune.algorithms.grid_search:GridSearch"}, {}, StoppingRule)
+
+
+def test_suggest_is_abstract():
+    class NoSuggest(algorithms.Algorithm):
+        pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        NoSuggest()
+    with pytest.raises(TypeError, match="abstract"):
+        algorithms.Algorithm()
+
+
+def test_get_config_reads_the_init_parameters_from_attributes():
+    class Mine(algorithms.Algorithm):
+        def __init__(self, a, b=(1, 2), *args, hidden=0, **kwargs):
+            self.a, self.b = a, b
+            self._hidden = hidden  # stored under another name: left out
+
+        def suggest(self, history, rng):
+            return {}
+
+    assert Mine(3).get_config() == {"a": 3, "b": [1, 2]}
+    assert repr(Mine("z")) == "Mine(a='z', b=[1, 2])"
+
+    class NoInit(algorithms.Algorithm):
+        def suggest(self, history, rng):
+            return {}
+
+    assert NoInit().get_config() == {}
 
 
 def test_a_stored_config_cannot_call_an_arbitrary_function(tmp_path):

@@ -25,7 +25,7 @@ from poptune.algorithms.hyperband import Hyperband
 from poptune.algorithms.iterate import Iterate
 from poptune.algorithms.local_search import LocalSearch, neighbours
 from poptune.algorithms.random_search import RandomSearch
-from poptune.algorithms.repeat import Repeat
+from poptune.algorithms.repeat import AggregatedHistory, Repeat
 from poptune.algorithms.successive_halving import SuccessiveHalving
 from poptune.storage.sql import SQLStorage
 
@@ -232,6 +232,111 @@ def test_repeat_agg_shows_the_mean_objective_to_the_wrapped_algorithm():
     assert seen[3][1] == [4, 2.0, {"ObjectiveVar": 8.0, "ObjectiveCount": 2,
                                    "ObjectiveStdErr": 2.0}]  # fmt: skip
     assert [len(s) for s in seen] == [0, 1, 1, 2]
+
+
+def test_repeat_agg_publishes_its_groups_at_the_top_of_the_state_even_in_a_chain():
+    values = [0.0, 4.0, 5.0, 2.0, 2.0, 2.0, 9.0, 9.0, 9.0]  # means 3, 2, 9; best single: 0
+    for wrap in (lambda a: a, lambda a: Chain([a]), lambda a: Chain([Iterate([]), a])):
+        study = Study(X, wrap(Repeat(RandomSearch(3), 3, agg=True)), True, seed=0)
+        trials = [study.get_suggestion() for _ in range(9)]
+        for t, value in zip(trials, values, strict=True):
+            finish(study, t, value)
+        assert study.history.state["result_groups"] == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+        best = study.get_best_result()
+        assert best["Trial-ID"] == 4 and best["Objective"] == 2.0
+        assert best["ObjectiveCount"] == 3
+
+
+def test_two_repeats_in_a_chain_keep_their_own_configurations():
+    chain = Chain([Repeat(Iterate([{"x": 0.1}, {"x": 0.2}]), 2, agg=True),
+                   Repeat(Spy(), 2, agg=True)])  # fmt: skip
+    study = Study(X, chain, True, seed=0)
+    for _ in range(8):
+        trial = study.get_suggestion()
+        finish(study, trial, 0.5 if trial.id > 4 else trial.parameters["x"])
+    state = study.history.state
+    assert state["result_groups"] == [[1, 2], [3, 4], [5, 6], [7, 8]]
+    assert [s["first_group"] for s in state["chain"]] == [0, 2]
+    seen = state["chain"][1]["inner"]["seen"]
+    assert seen[0] == [] and [t[0] for t in seen[1]] == [5]  # never the first Repeat's
+    assert study.get_best_result()["Trial-ID"] == 1  # all four configurations ranked
+
+
+class Seer(Algorithm):
+    """Notes the class of the history it is shown and how many trials it holds."""
+
+    def suggest(self, history, rng):
+        history.state.setdefault("seen", []).append([type(history).__name__, len(history)])
+        return {p.name: p.sample(rng) for p in history.parameters}
+
+
+def test_a_chain_inside_repeat_agg_sees_the_aggregated_history():
+    study = Study(X, Repeat(Chain([Iterate([{"x": 0.5}]), Seer()]), 2, agg=True), True, seed=0)
+    for _ in range(6):
+        finish(study, study.get_suggestion(), 1.0)
+    state = study.history.state
+    assert state["inner"]["chain"][1]["seen"] == [["AggregatedHistory", 1],
+                                                  ["AggregatedHistory", 2]]  # fmt: skip
+    assert state["result_groups"] == [[1, 2], [3, 4], [5, 6]]
+    assert study.get_best_result()["ObjectiveCount"] == 2
+
+
+def test_scoped_views_keep_the_study_state():
+    from poptune.history import History
+
+    history = History(X, True)
+    history.state = {"chain": [{}]}
+    view = history.scoped(history.state["chain"][0])
+    deeper = view.scoped({})
+    assert view.study_state is history.state and deeper.study_state is history.state
+    assert history.study_state is history.state
+    view.study_state["result_groups"] = [[1]]
+    assert history.state["result_groups"] == [[1]]
+    aggregated = AggregatedHistory(view, {}, [[1]])
+    assert aggregated.study_state is history.state
+    again = aggregated.scoped({"own": 1})
+    assert type(again) is AggregatedHistory and again.state == {"own": 1}
+    assert again.n_trials == 1 and again.study_state is history.state
+
+
+def _legacy(state, num_times):
+    """A Repeat(agg=True) state as poptune wrote it before result_groups: every group in
+    state['groups']."""
+    groups = state["result_groups"] + [g for g in state["groups"] if len(g) < num_times]
+    return {"inner": state["inner"], "groups": groups}
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_a_repeat_state_stored_before_result_groups_ranks_and_resumes_the_same(storage, tmp_path):
+    def make(name):
+        url = None if storage == "memory" else f"sqlite:///{tmp_path / name}.db"
+        algorithm = Repeat(Genetic(max_num_trials=7), 2, agg=True)
+        return Study(X, algorithm, True, seed=3, storage=url, study_name=name)
+
+    def value(trial):
+        return round((trial.parameters["x"] - 0.4) ** 2 + 0.01 * (trial.id % 3), 12)
+
+    reference = make("reference")
+    run(reference, value)
+    part = make("part")
+    for n, trial in enumerate(part, 1):
+        finish(part, trial, value(trial))
+        if n == 8:
+            break
+    part.get_suggestion()  # trial 9 is handed out and left running: a partial group
+    best = part.get_best_result()
+    assert best["ObjectiveCount"] == 2
+    state = part._storage.get_algorithm_state(part._study_id)
+    part._storage.set_algorithm_state(part._study_id, _legacy(state, 2))
+    assert "result_groups" not in part._storage.get_algorithm_state(part._study_id)
+    assert part.get_best_result() == best  # derived from the stored config and state
+    assert _legacy(state, 2)["groups"][-1] == [9]
+    finish(part, part.get_trial(9), value(part.get_trial(9)))
+    run(part, value)  # the first suggestion moves the groups to result_groups
+    assert fingerprint(part) == fingerprint(reference)
+    assert part.get_best_result() == reference.get_best_result()
+    assert part.history.state["result_groups"] == reference.history.state["result_groups"]
+    forget_storages()
 
 
 def test_repeat_rejects_bad_arguments():

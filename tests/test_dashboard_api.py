@@ -466,19 +466,54 @@ def test_best_under_repeat_agg_is_the_best_mean_as_in_get_best_result(db_url):
     assert summary["best"] == pytest.approx(4.25) and summary["best_trial"] == best["Trial-ID"]
 
 
-def test_ranking_never_imports_a_module_the_database_names(monkeypatch):
-    """A tampered or foreign config naming module:Class (at any depth) is not rebuilt."""
-    from poptune.dashboard import _data
-
-    imported = []
-    monkeypatch.setattr(
-        _data,
-        "algorithm_from_config",
-        lambda c: imported.append(c) or poptune.algorithms.RandomSearch(3),
+def test_best_of_a_repeat_state_stored_before_result_groups(db_url):
+    """A database written before Repeat published result_groups ranks as it did then."""
+    study = poptune.Study(
+        [poptune.Continuous("x", [0.0, 1.0])],
+        poptune.algorithms.Repeat(poptune.algorithms.RandomSearch(4), num_times=3, agg=True),
+        lower_is_better=True, storage=db_url, study_name="old", seed=1,
+    )  # fmt: skip
+    for trial in study:
+        study.add_observation(trial, objective=trial.parameters["x"] + (trial.id % 3))
+        study.finalize(trial)
+    best = study.get_best_result()
+    state = study._storage.get_algorithm_state(study._study_id)
+    assert best["ObjectiveCount"] == 3 and len(state["result_groups"]) == 4
+    study._storage.set_algorithm_state(
+        study._study_id, {"inner": state["inner"], "groups": state["result_groups"]}
     )
-    evil = {"type": "Repeat", "algorithm": {"type": "os:system", "command": "true"}}
-    assert _data._ranking_algorithm(evil) is None
-    assert _data._ranking_algorithm({"type": "os:system"}) is None
+    assert study.get_best_result() == best
+    summary = DashboardData(study._storage).study_summary("old")
+    assert summary["best_trial"] == best["Trial-ID"]
+    assert summary["best"] == pytest.approx(best["Objective"])
+
+
+def test_ranking_never_imports_a_module_the_database_names(monkeypatch):
+    """The best is data (trials and the stored state's result_groups): a tampered or foreign
+    config naming module:Class (at any depth) is never imported, and ranks as stored."""
+    import importlib
+
+    values = {0.1: [1.0, 9.0], 0.2: [4.0, 4.5]}  # means 5.0 and 4.25; 1.0 the best single one
+    storage = poptune.MemoryStorage()
+    study = poptune.Study(
+        [poptune.Choice("x", list(values))],
+        poptune.algorithms.Repeat(poptune.algorithms.GridSearch(), num_times=2, agg=True),
+        lower_is_better=True, storage=storage, study_name="evil",
+    )  # fmt: skip
+    seen: dict[float, int] = {}
+    for trial in study:
+        x = trial.parameters["x"]
+        study.add_observation(trial, objective=values[x][seen.get(x, 0)])
+        seen[x] = seen.get(x, 0) + 1
+        study.finalize(trial)
+    config = storage.get_study_config(study._study_id)
+    evil = {"type": "Repeat", "agg": True, "num_times": 2,
+            "algorithm": {"type": "os:system", "command": "true"}}  # fmt: skip
+    monkeypatch.setattr(storage, "get_study_config", lambda sid: {**config, "algorithm": evil})
+    imported = []
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module", lambda n, *a: imported.append(n) or real(n, *a))
+    summary = DashboardData(storage).study_summary("evil")
+    assert summary["best"] == pytest.approx(4.25) and summary["best_trial"] == 3
+    assert summary["algorithm"] == "Repeat"
     assert imported == []
-    assert _data._ranking_algorithm({"type": "RandomSearch", "max_num_trials": 3}) is None
-    assert imported == [{"type": "RandomSearch", "max_num_trials": 3}]

@@ -24,7 +24,8 @@ class History:
         parameters: the study's parameters, in the order given.
         lower_is_better: direction of the objective.
         state: the algorithm's JSON state; an algorithm may read and change it while it
-            makes a suggestion (the study stores it in the same transaction).
+            makes a suggestion (the study stores it in the same transaction). In a view made
+            by :meth:`scoped`, the wrapped algorithm's own part of it.
         next_trial_id: the id the suggestion being made will get.
     """
 
@@ -32,6 +33,7 @@ class History:
         "_by_generation",
         "_completed",
         "_indexed",
+        "_root",
         "_trials",
         "_unfinished",
         "lower_is_better",
@@ -47,6 +49,7 @@ class History:
         self.parameter_names = [p.name for p in self.parameters]
         self.lower_is_better = lower_is_better
         self.state: dict[str, Any] = {}
+        self._root: dict[str, Any] | None = None
         self.next_trial_id = 1
         self.version = 0
         self._trials: dict[int, Trial] = {}
@@ -105,13 +108,34 @@ class History:
         The view shares this history's trials and indexes (it answers every question the same
         way, and sees the trials a later ``sync`` brings) and is meant to live for the one
         suggestion it is made for: ``version`` and ``next_trial_id`` are copied when it is
-        made. Changes a wrapped algorithm makes to ``state`` land in the dict passed in.
+        made. Changes a wrapped algorithm makes to ``state`` land in the dict passed in;
+        :attr:`study_state` stays the study's whole state. A subclass's view is of the same
+        class, with the subclass's fields copied too.
         """
-        view = History.__new__(type(self))
-        for name in History.__slots__:
-            object.__setattr__(view, name, getattr(self, name))
+        view = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for name in cls.__dict__.get("__slots__", ()):
+                if hasattr(self, name):
+                    object.__setattr__(view, name, getattr(self, name))
+        view._root = self.study_state
         view.state = state
         return view
+
+    def _share(self, base: History) -> None:
+        """Take ``base``'s trials, indexes and settings, as :meth:`scoped` gives a view: for a
+        subclass that answers from the same study (``Repeat``'s aggregated history)."""
+        for name in History.__slots__:
+            object.__setattr__(self, name, getattr(base, name))
+        self._root = base.study_state
+
+    @property
+    def study_state(self) -> dict[str, Any]:
+        """The study's whole algorithm state: :attr:`state` itself, or, in a view made by
+        :meth:`scoped`, the state of the history it was made from. A wrapped algorithm writes
+        a study-level key here (``Repeat(agg=True)``'s ``result_groups``, which
+        ``get_best_result`` ranks by) so that it is found whatever wraps the algorithm."""
+        root = self._root
+        return self.state if root is None else root
 
     # -- questions -------------------------------------------------------------------------
     @property

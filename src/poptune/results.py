@@ -1,4 +1,6 @@
-"""The SHERPA-shaped results table and best result, built on demand in one place.
+"""The SHERPA-shaped results table, the best result and the ranking that picks it, built on
+demand in one place, from the history and the stored algorithm state (never by rebuilding the
+study's algorithm).
 
 Columns, in order: ``Trial-ID``, ``Status``, ``Iteration``, the trials' parameter keys sorted,
 ``Objective``, the context keys sorted. One ``INTERMEDIATE`` row per observation, and for each
@@ -12,14 +14,24 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 
+from poptune._groups import RESULT_GROUPS, best_group
+from poptune.history import History
 from poptune.trial import _FINISHED, Trial
 
-__all__ = ["RESERVED_COLUMNS", "best_result", "read_results", "results_dataframe"]
+__all__ = [
+    "RESERVED_COLUMNS",
+    "RESULT_GROUPS",
+    "best_result",
+    "best_trial",
+    "read_results",
+    "result_groups",
+    "results_dataframe",
+]
 
 RESERVED_COLUMNS = ("Trial-ID", "Status", "Iteration", "Objective")
 _EMPTY: dict[str, Any] = {}
@@ -63,6 +75,51 @@ def results_dataframe(trials: Iterable[Trial], lower_is_better: bool) -> pd.Data
     frame = pd.DataFrame(columns)
     frame["Objective"] = frame["Objective"].astype(float)
     return frame
+
+
+def result_groups(
+    state: Mapping[str, Any], algorithm: Mapping[str, Any] | None = None
+) -> list[list[int]] | None:
+    """The groups of trial ids the study is ranked by, or None (rank single trials).
+
+    ``state[RESULT_GROUPS]`` (``'result_groups'``: each list the trials of one configuration,
+    written by ``Repeat(agg=True)``) when the study's algorithm ``state`` holds it. A state
+    stored before that key existed has it derived when ``algorithm`` (the stored algorithm
+    config) is a top-level ``{'type': 'Repeat', 'agg': True, ...}``: its configurations with
+    ``num_times`` trials, from ``state['groups']``, as that version ranked them. (Such a
+    ``Repeat`` inside a ``Chain`` was then ranked by single trials, and still is until it
+    suggests again.)
+    """
+    groups = state.get(RESULT_GROUPS)
+    if groups is not None:
+        return groups  # type: ignore[no-any-return]
+    if (
+        isinstance(algorithm, Mapping)
+        and algorithm.get("type") == "Repeat"
+        and algorithm.get("agg") is True
+    ):
+        n = algorithm.get("num_times", 5)
+        return [g for g in state.get("groups", []) if len(g) >= n]
+    return None
+
+
+def best_trial(
+    history: History, state: Mapping[str, Any], algorithm: Mapping[str, Any] | None = None
+) -> Trial | None:
+    """The trial :meth:`~poptune.Study.get_best_result` and the dashboard report.
+
+    Without :func:`result_groups` (``state``: the study's algorithm state, ``algorithm``: its
+    stored config), the COMPLETED trial holding the best single observation
+    (:meth:`History.best_trial`). With them, the best configuration by the mean over its
+    COMPLETED trials, once all of its trials have finished: a trial with the id, parameters
+    and meta of the group's first trial, and one observation carrying the mean and the
+    context ``ObjectiveVar``, ``ObjectiveCount`` and ``ObjectiveStdErr`` (ties: the one whose
+    last trial finished first). Trials in no group are not ranked then.
+    """
+    groups = result_groups(state, algorithm)
+    if groups is None:
+        return history.best_trial()
+    return best_group(groups, history.get, history.lower_is_better)
 
 
 def best_result(trial: Trial | None, lower_is_better: bool) -> dict[str, Any]:

@@ -8,11 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from poptune._config import config_type, init_config
 from poptune._validation import check_int
 from poptune.history import History
 from poptune.trial import Trial
 
 __all__ = ["MedianStoppingRule", "StoppingRule"]
+
+#: Stopping rules are stored as ``module:Class`` (no built-in is written by a short name).
+_NO_SHORT_NAMES: dict[str, str] = {}
 
 
 class StoppingRule:
@@ -28,12 +32,19 @@ class StoppingRule:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        """Constructor keyword arguments, JSON-serializable."""
-        return {}
+        """Constructor keyword arguments, JSON-serializable.
+
+        Default, as for :meth:`~poptune.algorithms.Algorithm.get_config`: every named
+        parameter of ``__init__`` read from the attribute of the same name.
+        """
+        return init_config(self)
 
     def to_config(self) -> dict[str, Any]:
-        cls = type(self)
-        return {"type": f"{cls.__module__}:{cls.__qualname__}", **self.get_config()}
+        """``{'type': 'module:Class', **get_config()}``, by the rule
+        :meth:`~poptune.algorithms.Algorithm.to_config` follows, with no short names: poptune
+        has no registry of stopping rules, so a built-in one is stored as
+        ``poptune.stopping:MedianStoppingRule`` (as saved studies hold it)."""
+        return {"type": config_type(type(self), _NO_SHORT_NAMES), **self.get_config()}
 
 
 class MedianStoppingRule(StoppingRule):
@@ -76,9 +87,6 @@ class MedianStoppingRule(StoppingRule):
         self.min_trials = check_int("MedianStoppingRule", "min_trials", min_trials, 1)
         self._index: _FinishedIndex | None = None
         self._lock = threading.Lock()
-
-    def get_config(self) -> dict[str, Any]:
-        return {"min_iterations": self.min_iterations, "min_trials": self.min_trials}
 
     def __repr__(self) -> str:
         return (

@@ -39,7 +39,6 @@ from poptune.algorithms.base import (
     Algorithm,
     Suggestion,
     algorithm_from_config,
-    ranked_best_trial,
 )
 from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
@@ -58,7 +57,7 @@ from poptune.exceptions import (
 from poptune.history import History
 from poptune.lineage import schedule as lineage_schedule
 from poptune.parameters import Parameter
-from poptune.results import RESERVED_COLUMNS, best_result, results_dataframe
+from poptune.results import RESERVED_COLUMNS, best_result, best_trial, results_dataframe
 from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
 from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
@@ -688,14 +687,13 @@ class Study:
         Unlike SHERPA, FAILED and STOPPED trials are not considered. Under
         ``Repeat(agg=True)`` it is the best configuration by the mean over its repeats
         (``Trial-ID`` of its first repeat, the mean as ``Objective``, and ``ObjectiveVar``,
-        ``ObjectiveCount``, ``ObjectiveStdErr``).
+        ``ObjectiveCount``, ``ObjectiveStdErr``): ranked from the trials and the
+        ``'result_groups'`` key of the stored algorithm state (see
+        :func:`poptune.results.best_trial`), never by asking the algorithm.
         """
         with self._lock:
-            best = ranked_best_trial(
-                self.algorithm,
-                self.history,
-                lambda: self._storage.get_algorithm_state(self._study_id),
-            )
+            state = self._storage.get_algorithm_state(self._study_id)
+            best = best_trial(self.history, state, self.algorithm.to_config())
         return best_result(best, self.lower_is_better)
 
     @property

@@ -18,18 +18,19 @@ resumed study carries on exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import abc
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from poptune._config import object_from_config
+from poptune._config import BUILTIN_ALGORITHMS, config_type, init_config, object_from_config
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Parameter
-from poptune.trial import AlgorithmState, Trial
+from poptune.trial import AlgorithmState
 
-__all__ = ["Algorithm", "Suggestion", "algorithm_from_config", "ranked_best_trial", "ranks_own_way"]
+__all__ = ["Algorithm", "Suggestion", "algorithm_from_config"]
 
 
 class Suggestion:
@@ -52,23 +53,19 @@ class Suggestion:
 
 SuggestResult = dict[str, Any] | Suggestion | AlgorithmState | None
 
-_REGISTRY: dict[str, type[Algorithm]] = {}
 
-
-class Algorithm:
+class Algorithm(abc.ABC):
     """Base class of search algorithms.
 
-    Subclasses implement :meth:`suggest` and, to be saved and shared between processes,
-    :meth:`get_config` (the constructor's keyword arguments as JSON).
+    Subclasses implement :meth:`suggest`. To be saved and shared between processes, an
+    algorithm is rebuilt from :meth:`to_config`: its ``__init__`` should store each argument
+    under the argument's own name (then :meth:`get_config` needs no override), or the class
+    overrides :meth:`get_config`.
     """
 
     #: Bookkeeping keys this algorithm adds to ``trial.parameters`` (a parameter of the
     #: study may not use these names).
     reserved_keys: ClassVar[tuple[str, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
 
     def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
         """Check the configuration against the study. Default: only the reserved keys."""
@@ -79,66 +76,46 @@ class Algorithm:
                 f"trial.parameters; rename the parameter(s) {clash}"
             )
 
+    @abc.abstractmethod
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         """Return the next trial's parameters, a :class:`Suggestion`, WAIT or DONE."""
-        raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        """Constructor keyword arguments, JSON-serializable. Override in subclasses."""
-        return {}
+        """Constructor keyword arguments, JSON-serializable.
+
+        Default: every named parameter of ``__init__`` read from the attribute of the same
+        name (scikit-learn's ``get_params`` convention; tuples as lists). Override it where an
+        argument is stored differently, or holds another algorithm (its ``to_config()``).
+        """
+        return init_config(self)
 
     def pending_checkpoints(self, history: History) -> set[str]:
         """Checkpoint names that trials this algorithm has decided on but not yet handed out
         will load (checkpoint garbage collection keeps them). Default: none."""
         return set()
 
-    def best_trial(self, history: History, state: Mapping[str, Any]) -> Trial | None:
-        """The trial :meth:`~poptune.Study.get_best_result` reports, given the history and the
-        algorithm's stored JSON ``state``. Default: the COMPLETED trial holding the best single
-        observation. ``Repeat(agg=True)`` answers with the best configuration by its mean.
-
-        Only called for algorithms that override it (the default needs no state read).
-        """
-        return history.best_trial()
-
     def to_config(self) -> dict[str, Any]:
-        """``{'type': <class name or module:Class>, **get_config()}``."""
-        cls = type(self)
-        name = cls.__name__
-        if _REGISTRY.get(name) is not cls or not cls.__module__.startswith("poptune."):
-            name = f"{cls.__module__}:{cls.__qualname__}"
-        return {"type": name, **self.get_config()}
+        """``{'type': <built-in name or module:Class>, **get_config()}``.
+
+        The short name is used only for poptune's own classes (the explicit registry
+        :data:`poptune._config.BUILTIN_ALGORITHMS`); any other class, even one named like a
+        built-in, is written as ``module:Class``.
+        """
+        return {"type": config_type(type(self), BUILTIN_ALGORITHMS), **self.get_config()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
 
-def ranked_best_trial(
-    algorithm: Algorithm | None,
-    history: History,
-    read_state: Callable[[], Mapping[str, Any]],
-) -> Trial | None:
-    """The trial ``get_best_result`` reports: ``history.best_trial()``, unless ``algorithm``
-    ranks trials its own way (overrides :meth:`Algorithm.best_trial`, as ``Repeat(agg=True)``
-    does); its state is then read with ``read_state()`` (only then: a storage read)."""
-    if algorithm is None or not ranks_own_way(algorithm):
-        return history.best_trial()
-    return algorithm.best_trial(history, read_state())
-
-
-def ranks_own_way(algorithm: Algorithm) -> bool:
-    """Whether the algorithm overrides :meth:`Algorithm.best_trial`."""
-    return type(algorithm).best_trial is not Algorithm.best_trial
-
-
 def algorithm_from_config(config: Mapping[str, Any]) -> Algorithm:
     """Rebuild an algorithm from :meth:`Algorithm.to_config`'s output.
 
     Raises:
-        ConfigurationError: unknown type or arguments that the class rejects.
+        ConfigurationError: unknown type, a ``module:Class`` that is not an Algorithm, or
+            arguments that the class rejects.
     """
-    algorithm = object_from_config(config, _REGISTRY, Algorithm)
+    algorithm = object_from_config(config, BUILTIN_ALGORITHMS, Algorithm)
     if not isinstance(algorithm, Algorithm):
         raise ConfigurationError(f"{config.get('type')!r} is not a poptune Algorithm")
     return algorithm

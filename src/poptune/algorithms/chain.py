@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
-from poptune.algorithms.repeat import HistoryView
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Parameter
@@ -87,8 +86,8 @@ class Chain(Algorithm):
         states = self._states(history)
         i = state.get("current", 0)
         while i < len(self.algorithms):
-            view = HistoryView(history, states[i])
-            result = self.algorithms[i].suggest(view, rng)  # type: ignore[arg-type]
+            view = history.scoped(states[i])
+            result = self.algorithms[i].suggest(view, rng)
             states[i] = view.state
             if result is None or result is AlgorithmState.DONE:
                 i += 1
@@ -105,7 +104,7 @@ class Chain(Algorithm):
         states = history.state.get("chain", [])
         keep: set[str] = set()
         for algorithm, sub in zip(self.algorithms, states, strict=False):
-            keep |= algorithm.pending_checkpoints(HistoryView(history, sub))  # type: ignore[arg-type]
+            keep |= algorithm.pending_checkpoints(history.scoped(sub))
         return keep
 
     def get_config(self) -> dict[str, Any]:

@@ -99,6 +99,3 @@ class Genetic(Algorithm):
                 value = p.sample(rng)
             child[p.name] = value
         return Suggestion(child, {"parents": [mother.id, father.id]})
-
-    def get_config(self) -> dict[str, Any]:
-        return {"mutation_rate": self.mutation_rate, "max_num_trials": self.max_num_trials}

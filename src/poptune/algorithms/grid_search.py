@@ -71,6 +71,3 @@ class GridSearch(Algorithm):
             i, k = divmod(i, len(values))
             out[name] = values[k]
         return {name: out[name] for name, _ in grids}
-
-    def get_config(self) -> dict[str, Any]:
-        return {"num_grid_points": self.num_grid_points}

@@ -6,13 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_int
 from poptune.algorithms.base import Algorithm, SuggestResult
 from poptune.algorithms.successive_halving import (
     RESERVED,
     Ladder,
     adopt_retries,
-    check_budget,
+    check_arguments,
     max_exponent,
 )
 from poptune.history import History
@@ -63,10 +62,8 @@ class Hyperband(Algorithm):
         eta: int = 3,
         max_finished_configs: int = 50,
     ) -> None:
-        owner = "Hyperband"
-        self.r, self.R, self.eta = check_budget(owner, r, R, eta)
-        self.max_finished_configs = check_int(
-            owner, "max_finished_configs", max_finished_configs, 1
+        self.r, self.R, self.eta, self.max_finished_configs, _ = check_arguments(
+            "Hyperband", r, R, eta, max_finished_configs
         )
         self.s_max = max_exponent(self.r, self.R, self.eta)
         self.ladders = [Ladder(self.r, self.R, self.eta, s) for s in range(self.s_max + 1)]
@@ -108,11 +105,3 @@ class Hyperband(Algorithm):
         for ladder, bracket in zip(self.ladders, brackets, strict=True):
             keep |= ladder.pending(bracket, history)
         return keep
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "r": self.r,
-            "R": self.R,
-            "eta": self.eta,
-            "max_finished_configs": self.max_finished_configs,
-        }

@@ -51,6 +51,3 @@ class Iterate(Algorithm):
             return AlgorithmState.DONE
         history.state["i"] = i + 1
         return dict(self.hp_iter[i])
-
-    def get_config(self) -> dict[str, Any]:
-        return {"hp_iter": self.hp_iter}

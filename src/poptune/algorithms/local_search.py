@@ -248,10 +248,3 @@ class LocalSearch(Algorithm):
         options = list(fresh.values())
         params, note = options[min(int(rng.random() * len(options)), len(options) - 1)]
         return self._start(state, params, {"explore": note}, tid)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "seed_configuration": self.seed_configuration,
-            "perturbation_factors": list(self.perturbation_factors),
-            "repeat_trials": self.repeat_trials,
-        }

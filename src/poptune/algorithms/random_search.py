@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from poptune._validation import check_int
@@ -36,6 +34,3 @@ class RandomSearch(Algorithm):
             return AlgorithmState.DONE
         state["n"] = n + 1
         return {p.name: p.sample(rng) for p in history.parameters}
-
-    def get_config(self) -> dict[str, Any]:
-        return {"max_num_trials": self.max_num_trials}

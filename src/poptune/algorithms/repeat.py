@@ -1,136 +1,111 @@
 """Repeat each configuration of another algorithm, optionally showing it the mean results.
 
-Also home of the history views that wrapping algorithms (:class:`Repeat`,
-:class:`~poptune.algorithms.chain.Chain`) hand to the algorithms they wrap: the study's
-:class:`~poptune.history.History` with the wrapped algorithm's own ``state`` (a sub-dict of
-the wrapper's state, so it is stored, shared and resumed with the study).
+With ``agg=True`` the wrapped algorithm sees an :class:`AggregatedHistory` (one trial per
+configuration, the mean of its repeats), and the configurations are published under the
+study state's ``result_groups`` key, from which :meth:`~poptune.Study.get_best_result` and the
+dashboard rank the study without rebuilding the algorithm.
 """
 
 from __future__ import annotations
 
 import bisect
-import math
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from poptune._groups import RESULT_GROUPS, best_of, group_trial
 from poptune._validation import check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Parameter
-from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
+from poptune.trial import AlgorithmState, Trial, TrialStatus
 
-__all__ = ["AggregatedHistory", "HistoryView", "Repeat"]
-
-
-class HistoryView:
-    """The study's history as a wrapped algorithm sees it: every question is answered by
-    ``base``, but ``state`` is the wrapped algorithm's own dict (a part of the wrapper's)."""
-
-    __slots__ = ("_base", "state")
-
-    def __init__(self, base: Any, state: dict[str, Any]) -> None:
-        self._base = base
-        self.state = state
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._base, name)
-
-    def __len__(self) -> int:
-        return len(self._base)
-
-    def __iter__(self) -> Iterator[Trial]:
-        return iter(self._base)
-
-    def __getitem__(self, trial_id: int) -> Trial:
-        return self._base[trial_id]
+__all__ = ["AggregatedHistory", "Repeat"]
 
 
 def _is_bool(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
-class AggregatedHistory(HistoryView):
-    """A history with one trial per configuration of :class:`Repeat` (``agg=True``).
+class AggregatedHistory(History):
+    """The study's history with one trial per configuration of :class:`Repeat` (``agg=True``).
 
-    The trial of a configuration has the id of its first repeat, that repeat's parameters
-    and meta (plus ``meta['repeat_ids']``), and its status is RUNNING until every repeat has
-    been handed out and has finished; then COMPLETED if at least one repeat COMPLETED (else
-    the first repeat's status). A COMPLETED configuration has one observation: the MEAN over
-    its COMPLETED repeats of each one's objective as the results table's final row gives it
-    (the best value the repeat reported), at the highest iteration reported, with context
-    ``ObjectiveVar`` (sample variance), ``ObjectiveCount`` and ``ObjectiveStdErr``.
+    The trial of a configuration (see :func:`poptune._groups.group_trial`) has the id of its
+    first repeat, that repeat's parameters and meta (plus ``meta['repeat_ids']``), and its
+    status is RUNNING until every repeat has been handed out and has finished; then COMPLETED
+    if at least one repeat COMPLETED (else the first repeat's status). A COMPLETED
+    configuration has one observation: the MEAN over its COMPLETED repeats of each one's
+    objective as the results table's final row gives it (the best value the repeat reported),
+    at the highest iteration reported, with context ``ObjectiveVar`` (sample variance),
+    ``ObjectiveCount`` and ``ObjectiveStdErr``.
 
     Trials are built lazily, when the wrapped algorithm first asks for them, so an algorithm
     that never reads the history (random search) costs nothing.
+
+    Args:
+        base: the study's history.
+        state: the wrapped algorithm's state.
+        groups: the list holding the complete configurations (trial ids, first id first, in
+            id order); this Repeat's are ``groups[first:]``.
+        first: the index of this Repeat's first configuration in ``groups``.
+        partial: the configuration whose repeats are still being handed out, or None.
     """
 
-    __slots__ = ("_groups", "_num_times", "_trials")
+    __slots__ = ("_base", "_configs", "_first", "_groups", "_partial")
 
     def __init__(
-        self, base: Any, state: dict[str, Any], groups: list[list[int]], num_times: int
+        self,
+        base: History,
+        state: dict[str, Any],
+        groups: list[list[int]],
+        first: int = 0,
+        partial: list[int] | None = None,
     ) -> None:
-        super().__init__(base, state)
+        self._share(base)
+        self.state = state
+        self._base = base
         self._groups = groups
-        self._num_times = num_times
-        self._trials: dict[int, Trial] | None = None
+        self._first = first
+        self._partial = partial
+        self._configs: dict[int, Trial] | None = None
 
     # -- building ----------------------------------------------------------------------
-    def _group_ids(self, gid: int) -> list[int] | None:
-        """The trial ids of configuration ``gid`` (groups are in id order: a binary search)."""
+    def _group_ids(self, gid: int) -> tuple[list[int], bool] | None:
+        """The trial ids of configuration ``gid`` and whether it is complete (the complete
+        ones are in id order: a binary search)."""
         groups = self._groups
-        i = bisect.bisect_left(groups, [gid])
+        i = bisect.bisect_left(groups, [gid], lo=self._first)
         if i < len(groups) and groups[i][0] == gid:
-            return groups[i]
+            return groups[i], True
+        partial = self._partial
+        if partial and partial[0] == gid:
+            return partial, False
         return None
 
-    def _aggregate(self, ids: list[int]) -> Trial:
+    def _aggregate(self, ids: list[int], complete: bool) -> Trial:
         base = self._base
-        repeats = [base.get(i) for i in ids]
-        first = repeats[0]
-        meta = {k: v for k, v in first.meta.items() if k not in ("repeat", "repeat_group")}
-        meta["repeat_ids"] = list(ids)
-        done = len(ids) >= self._num_times and all(t is not None and t.is_finished for t in repeats)
-        completed = [t for t in repeats if t is not None and t.status is TrialStatus.COMPLETED]
-        if not done:
-            status = TrialStatus.RUNNING
-        elif completed:
-            status = TrialStatus.COMPLETED
-        else:
-            status = first.status
-        trial = Trial(ids[0], dict(first.parameters), status, meta)
-        if done:
-            trial.finished_seq = max(t.finished_seq for t in repeats)
-        if status is TrialStatus.COMPLETED:
-            lower = base.lower_is_better
-            finals = [t.best_observation(lower) for t in completed]
-            values = [o.objective for o in finals]
-            n = len(values)
-            mean = math.fsum(values) / n
-            var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-            iteration = max(max(t.observations) for t in completed)
-            context = {
-                "ObjectiveVar": var,
-                "ObjectiveCount": n,
-                "ObjectiveStdErr": math.sqrt(var / n),
-            }
-            seq = max(o.seq for o in finals)
-            trial._record(Observation(iteration, mean, context, seq))
-        return trial
+        return group_trial(ids, [base.get(i) for i in ids], complete, base.lower_is_better)
 
     def _all(self) -> dict[int, Trial]:
-        if self._trials is None:
-            self._trials = {group[0]: self._aggregate(group) for group in self._groups}
-        return self._trials
+        if self._configs is None:
+            configs = {g[0]: self._aggregate(g, True) for g in self._complete()}
+            if self._partial:
+                configs[self._partial[0]] = self._aggregate(self._partial, False)
+            self._configs = configs
+        return self._configs
+
+    def _complete(self) -> Iterator[list[int]]:
+        return itertools.islice(self._groups, self._first, None)
 
     # -- History's questions -----------------------------------------------------------
     def get(self, trial_id: int) -> Trial | None:
-        if self._trials is not None:
-            return self._trials.get(trial_id)
-        ids = self._group_ids(trial_id)
-        return None if ids is None else self._aggregate(ids)
+        if self._configs is not None:
+            return self._configs.get(trial_id)
+        found = self._group_ids(trial_id)
+        return None if found is None else self._aggregate(*found)
 
     def __getitem__(self, trial_id: int) -> Trial:
         trial = self.get(trial_id)
@@ -139,14 +114,14 @@ class AggregatedHistory(HistoryView):
         return trial
 
     def __len__(self) -> int:
-        return len(self._groups)
+        return self.n_trials
 
     def __iter__(self) -> Iterator[Trial]:
         return iter(self._all().values())
 
     @property
     def n_trials(self) -> int:
-        return len(self._groups)
+        return len(self._groups) - self._first + (1 if self._partial else 0)
 
     @property
     def trials(self) -> list[Trial]:
@@ -179,14 +154,8 @@ class AggregatedHistory(HistoryView):
         return sorted(g for g in found if g is not None)
 
     def best_trial(self) -> Trial | None:
-        lower = self._base.lower_is_better
-        best: Trial | None = None
-        best_value = 0.0
-        for trial in self.completed:
-            value = trial.score(lower)
-            if best is None or (value < best_value if lower else value > best_value):
-                best, best_value = trial, value
-        return best
+        """The COMPLETED configuration with the best mean (the first finished on ties)."""
+        return best_of(self.completed, self.lower_is_better)
 
 
 def _wrapped(owner: str, algorithm: Any) -> Algorithm:
@@ -216,9 +185,19 @@ class Repeat(Algorithm):
         agg: show ``algorithm`` an :class:`AggregatedHistory`: one trial per configuration,
             COMPLETED once all its repeats finished, with the mean objective.
 
-    The wrapped algorithm keeps its state in ``history.state['inner']``. Costs O(1) per
-    suggestion plus what the wrapped algorithm costs (with ``agg``, building the aggregated
-    view when it reads it: O(trials)).
+    State: the wrapped algorithm keeps its own in ``history.state['inner']``;
+    ``history.state['groups']`` holds the last configuration's trial ids. With ``agg``, each
+    configuration whose repeats have all been handed out is appended to the study-level key
+    ``history.study_state['result_groups']`` (a list of trial-id lists, first id first; at the
+    top of the study's state even when ``Repeat`` is wrapped, e.g. in a ``Chain``), and
+    ``history.state['first_group']`` is the index of this Repeat's first configuration there.
+    :meth:`~poptune.Study.get_best_result` and the dashboard rank the study by the means of
+    these groups, read from the stored state alone. A state stored before ``result_groups``
+    existed (every configuration in ``state['groups']``) is read as it is, and moved to the
+    new keys by the next suggestion.
+
+    Costs O(1) per suggestion plus what the wrapped algorithm costs (with ``agg``, building
+    the aggregated view when it reads it: O(trials)).
 
     Raises:
         ConfigurationError: ``algorithm`` is not an Algorithm, ``num_times`` is not an int
@@ -265,25 +244,40 @@ class Repeat(Algorithm):
         super().setup(parameters, lower_is_better)
         self.algorithm.setup(parameters, lower_is_better)
 
-    def _view(self, history: History) -> HistoryView:
+    def _groups(self, history: History) -> tuple[list[list[int]], int, list[int] | None]:
+        """This Repeat's configurations (``agg``): the list holding the complete ones, the index
+        of its first one there, and the one still being handed out (or None). A state stored
+        before ``result_groups`` existed is read as it was written: every configuration in
+        ``state['groups']``."""
         state = history.state
-        inner = state.get("inner", {})
-        if self.agg:
-            return AggregatedHistory(history, inner, state.get("groups", []), self.num_times)
-        return HistoryView(history, inner)
-
-    def best_trial(self, history: History, state: Mapping[str, Any]) -> Trial | None:
-        """With ``agg``: the COMPLETED configuration with the best mean objective (its trial
-        carries the mean and ``ObjectiveVar``/``ObjectiveCount``/``ObjectiveStdErr``)."""
-        if not self.agg:
-            return history.best_trial()
         groups = state.get("groups", [])
-        return AggregatedHistory(
-            history, dict(state.get("inner", {})), groups, self.num_times
-        ).best_trial()
+        n = self.num_times
+        partial = groups[-1] if groups and len(groups[-1]) < n else None
+        if "first_group" in state:
+            return history.study_state.get(RESULT_GROUPS, []), state["first_group"], partial
+        return [g for g in groups if len(g) >= n], 0, partial
+
+    def _publish_from_here(self, history: History) -> list[list[int]]:
+        """The study's ``result_groups`` list, which this Repeat appends to, set up on its first
+        suggestion (and then holding the configurations of a state stored without it)."""
+        state = history.state
+        published: list[list[int]] = history.study_state.setdefault(RESULT_GROUPS, [])
+        if "first_group" not in state:
+            groups = state.get("groups", [])
+            state["first_group"] = len(published)
+            published.extend(g for g in groups if len(g) >= self.num_times)
+            state["groups"] = groups[-1:]
+        return published
+
+    def _view(self, history: History) -> History:
+        inner = history.state.get("inner", {})
+        if self.agg:
+            return AggregatedHistory(history, inner, *self._groups(history))
+        return history.scoped(inner)
 
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         state = history.state
+        published = self._publish_from_here(history) if self.agg else None
         groups: list[list[int]] = state.setdefault("groups", [])
         tid = history.next_trial_id
         if groups and len(groups[-1]) < self.num_times:
@@ -294,6 +288,8 @@ class Repeat(Algorithm):
                 params["save_to"] = str(tid)
             meta = {**first.meta, "repeat": len(group), "repeat_group": group[0]}
             group.append(tid)
+            if published is not None and len(group) == self.num_times:
+                published.append(list(group))
             return Suggestion(params, meta)
         if self.wait_for_completion and groups:
             for i in groups[-1]:
@@ -302,7 +298,7 @@ class Repeat(Algorithm):
                     return AlgorithmState.WAIT
         state.setdefault("inner", {})
         view = self._view(history)
-        result = self.algorithm.suggest(view, rng)  # type: ignore[arg-type]
+        result = self.algorithm.suggest(view, rng)
         state["inner"] = view.state
         if isinstance(result, Suggestion):
             params, meta = result.parameters, dict(result.meta)
@@ -311,14 +307,13 @@ class Repeat(Algorithm):
         else:  # WAIT, DONE, None (or something the study will refuse)
             return result
         meta.update(repeat=0, repeat_group=tid)
-        if self.agg:
-            groups.append([tid])
-        else:  # only the current configuration is needed
-            groups[:] = [[tid]]
+        groups[:] = [[tid]]  # the configuration being repeated
+        if published is not None and self.num_times == 1:
+            published.append([tid])
         return Suggestion(dict(params), meta)
 
     def pending_checkpoints(self, history: History) -> set[str]:
-        return self.algorithm.pending_checkpoints(self._view(history))  # type: ignore[arg-type]
+        return self.algorithm.pending_checkpoints(self._view(history))
 
     def get_config(self) -> dict[str, Any]:
         return {

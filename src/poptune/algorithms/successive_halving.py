@@ -35,8 +35,21 @@ __all__ = ["Ladder", "SuccessiveHalving"]
 RESERVED = ("resource", "rung", "load_from", "save_to")
 
 
-def check_budget(owner: str, r: Any, R: Any, eta: Any) -> tuple[float, float, int]:  # noqa: N803
-    """Validate ``r``, ``R`` and ``eta``; return them (numbers kept as given)."""
+def check_arguments(
+    owner: str,
+    r: Any,
+    R: Any,  # noqa: N803
+    eta: Any,
+    max_finished_configs: Any,
+    s: Any = None,
+) -> tuple[Any, Any, int, int, int | None]:
+    """Validate the arguments of :class:`SuccessiveHalving` and
+    :class:`~poptune.algorithms.hyperband.Hyperband`, in this order: ``r`` and ``R``
+    (numbers > 0, ``R >= r``), ``eta`` (an int >= 2), ``s`` when given (an int with
+    ``0 <= s <= log_eta(R / r)``) and ``max_finished_configs`` (an int >= 1).
+
+    Returns ``(r, R, eta, max_finished_configs, s)``, numbers kept as given.
+    """
     for name, value in (("r", r), ("R", R)):
         if (
             isinstance(value, bool)
@@ -48,7 +61,17 @@ def check_budget(owner: str, r: Any, R: Any, eta: Any) -> tuple[float, float, in
     if R < r:
         raise ConfigurationError(f"{owner}: R must be >= r (r={r!r}), got R={R!r}")
     eta = check_int(owner, "eta", eta, 2)
-    return r, R, eta
+    if s is not None:
+        checked = check_int(owner, "s", s, 0)
+        s_max = max_exponent(r, R, eta)
+        if checked > s_max:
+            raise ConfigurationError(
+                f"{owner}: s must be <= {s_max} (rung 0 would train with "
+                f"r * eta**s = {_resource(r, eta, checked)!r} > R = {R!r}), got s={s!r}"
+            )
+        s = checked
+    max_finished_configs = check_int(owner, "max_finished_configs", max_finished_configs, 1)
+    return r, R, eta, max_finished_configs, s
 
 
 def max_exponent(r: float, R: float, eta: int) -> int:  # noqa: N803
@@ -250,18 +273,8 @@ class SuccessiveHalving(Algorithm):
         s: int = 0,
         max_finished_configs: int = 50,
     ) -> None:
-        owner = "SuccessiveHalving"
-        self.r, self.R, self.eta = check_budget(owner, r, R, eta)
-        self.s = check_int(owner, "s", s, 0)
-        s_max = max_exponent(self.r, self.R, self.eta)
-        if self.s > s_max:
-            raise ConfigurationError(
-                f"{owner}: s must be <= {s_max} (rung 0 would train with "
-                f"r * eta**s = {_resource(self.r, self.eta, self.s)!r} > R = {self.R!r}), "
-                f"got s={s!r}"
-            )
-        self.max_finished_configs = check_int(
-            owner, "max_finished_configs", max_finished_configs, 1
+        self.r, self.R, self.eta, self.max_finished_configs, self.s = check_arguments(
+            "SuccessiveHalving", r, R, eta, max_finished_configs, s
         )
         self.ladder = Ladder(self.r, self.R, self.eta, self.s)
 
@@ -293,12 +306,3 @@ class SuccessiveHalving(Algorithm):
     def pending_checkpoints(self, history: History) -> set[str]:
         bracket = history.state.get("bracket")
         return set() if bracket is None else self.ladder.pending(bracket, history)
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "r": self.r,
-            "R": self.R,
-            "eta": self.eta,
-            "s": self.s,
-            "max_finished_configs": self.max_finished_configs,
-        }

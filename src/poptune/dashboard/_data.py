@@ -14,12 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from poptune.algorithms.base import (
-    Algorithm,
-    algorithm_from_config,
-    ranked_best_trial,
-    ranks_own_way,
-)
 from poptune.exceptions import (
     ConfigurationError,
     StudyNotFoundError,
@@ -29,6 +23,7 @@ from poptune.exceptions import (
 from poptune.history import History
 from poptune.lineage import founder_id, is_exploit, is_pbt, parent_id, schedule
 from poptune.parameters import Parameter
+from poptune.results import best_trial as _best_trial
 from poptune.storage import MemoryStorage, Storage
 from poptune.trial import Trial, TrialStatus
 
@@ -74,7 +69,6 @@ class _StudyView:
         self.lower_is_better = bool(config.get("lower_is_better", True))
         self.parameters = [Parameter.from_dict(d) for d in config.get("parameters", [])]
         self.history = History(self.parameters, self.lower_is_better)
-        self.ranking = _ranking_algorithm(config.get("algorithm"))
         self.changed_at: dict[int, int] = {}  # trial id -> view version of its last change
         self.lock = threading.Lock()
 
@@ -273,40 +267,14 @@ class DashboardData:
             self.storage.request_stop(view.study_id, trial_id)
 
 
-def _ranking_algorithm(config: Any) -> Algorithm | None:
-    """The study's algorithm if it ranks trials its own way (``Repeat(agg=True)``: by the
-    mean of a configuration's repeats), as ``get_best_result`` does; else None. Only poptune's
-    own algorithms are rebuilt: the dashboard never imports a module that a database names."""
-    if not isinstance(config, dict) or not _builtin_only(config):
-        return None
-    try:
-        algorithm = algorithm_from_config(config)
-    except Exception:  # noqa: BLE001 - an unreadable config: rank by the best observation
-        return None
-    return algorithm if ranks_own_way(algorithm) else None
-
-
-def _builtin_only(config: Any) -> bool:
-    """No ``type`` in the config tree names a ``module:Class``."""
-    if isinstance(config, dict):
-        kind = config.get("type")
-        if isinstance(kind, str) and ":" in kind:
-            return False
-        return all(_builtin_only(v) for v in config.values())
-    if isinstance(config, list):
-        return all(_builtin_only(v) for v in config)
-    return True
-
-
 def _summary(view: _StudyView, storage: Storage) -> dict[str, Any]:
     counts = dict.fromkeys(_STATUSES, 0)
     for trial in view.history:
         counts[trial.status.value] += 1
-    best_trial = ranked_best_trial(
-        view.ranking, view.history, lambda: storage.get_algorithm_state(view.study_id)
-    )
-    best = None if best_trial is None else best_trial.best_observation(view.lower_is_better)
     algorithm = view.config.get("algorithm")
+    # ranked as get_best_result ranks: from the trials and the stored state, no algorithm built
+    best_trial = _best_trial(view.history, storage.get_algorithm_state(view.study_id), algorithm)
+    best = None if best_trial is None else best_trial.best_observation(view.lower_is_better)
     return {
         "name": view.name,
         "direction": "minimize" if view.lower_is_better else "maximize",
