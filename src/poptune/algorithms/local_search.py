@@ -12,7 +12,7 @@ import numpy as np
 
 from poptune._validation import check_factors, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
-from poptune.algorithms.pbt.explore import format_value
+from poptune.algorithms.pbt.explore import format_value, scale_number
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
@@ -39,14 +39,6 @@ def configuration_key(params: Mapping[str, Any], parameters: Sequence[Parameter]
         else:  # a user-defined Parameter subclass
             out.append(repr(value))
     return json.dumps(out)
-
-
-def _scaled(value: float, factor: float, low: float, high: float) -> float:
-    """``value * factor``; a 0 (which cannot be scaled) moves by (factor - 1) x 10% of the
-    width of the range (the rule PBT's explore uses)."""
-    if value == 0:
-        return (factor - 1.0) * 0.1 * (high - low)
-    return value * factor
 
 
 def neighbours(
@@ -77,7 +69,7 @@ def neighbours(
             for factor in factors:
                 if factor == 1:
                     continue
-                candidate = int(round(_scaled(float(old), factor, p.low, p.high)))
+                candidate = int(round(scale_number(float(old), factor, p.low, p.high)))
                 if candidate == old:
                     candidate = old + (1 if factor > 1 else -1)
                 new = p.clip(candidate)
@@ -85,7 +77,7 @@ def neighbours(
                     moves.append((new, f"x{factor:g}" + (", clipped" if new != candidate else "")))
         elif isinstance(p, Continuous):
             for factor in factors:
-                target = _scaled(float(old), factor, p.low, p.high)
+                target = scale_number(float(old), factor, p.low, p.high)
                 new = min(max(target, p.low), p.high)
                 if new != old and math.isfinite(new):
                     moves.append((new, f"x{factor:g}" + (", clipped" if new != target else "")))

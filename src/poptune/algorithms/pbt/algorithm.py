@@ -16,6 +16,7 @@ import numpy as np
 
 from poptune._validation import check_factors, check_fraction, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
+from poptune.algorithms.pbt._mode import PBTMode
 from poptune.algorithms.pbt.asynchronous import AsynchronousPBT
 from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES
 from poptune.algorithms.pbt.explore import RunningConfigs, explore
@@ -185,7 +186,7 @@ class PopulationBasedTraining(Algorithm):
         self.initial_population = _initial_population(owner, initial_population, population_size)
         self._mode = self._make_mode()
 
-    def _make_mode(self) -> SynchronousPBT | AsynchronousPBT:
+    def _make_mode(self) -> PBTMode:
         """The mode object ``suggest`` delegates to, given the current settings."""
         common: dict[str, Any] = {
             "num_generations": self.num_generations,

@@ -46,13 +46,14 @@ from typing import Any
 import numpy as np
 
 from poptune.algorithms.base import Suggestion, SuggestResult
+from poptune.algorithms.pbt._mode import PBTMode
 from poptune.algorithms.pbt.exploit import (
     challenge,
     quantile_size,
     recent_scores,
     significantly_better,
 )
-from poptune.algorithms.pbt.explore import ExploreHook, FounderFactory
+from poptune.algorithms.pbt.explore import pick
 from poptune.history import History
 from poptune.lineage import child_keys
 from poptune.trial import AlgorithmState, Trial, TrialStatus
@@ -63,43 +64,11 @@ __all__ = ["STATE_KEY", "AsynchronousPBT"]
 STATE_KEY = "async"
 
 
-class AsynchronousPBT:
+class AsynchronousPBT(PBTMode):
     """The asynchronous mode of :class:`~poptune.algorithms.PopulationBasedTraining`.
 
-    Args:
-        num_generations: segments per member.
-        population_size: members.
-        exploit: the selection strategy (``'truncation'``, ``'tournament'``, ``'ttest'``).
-        rank_by: ``'last'`` or ``'best'``.
-        quantile_fraction: the share of the bottom and top quantiles.
-        ttest_window: how many recent values the t-test compares.
-        burn_in: segments a member must have completed before it may be exploited.
-        founder: the founder factory ``founder(history, member, rng)``.
-        explore: the explore hook ``explore(history, donor, generation, rng, running)``.
+    Its settings and hooks are :class:`~poptune.algorithms.pbt._mode.PBTMode`'s.
     """
-
-    def __init__(
-        self,
-        *,
-        num_generations: int,
-        population_size: int,
-        exploit: str,
-        rank_by: str,
-        quantile_fraction: float,
-        ttest_window: int,
-        burn_in: int,
-        founder: FounderFactory,
-        explore: ExploreHook,
-    ) -> None:
-        self.num_generations = num_generations
-        self.population_size = population_size
-        self.exploit = exploit
-        self.rank_by = rank_by
-        self.quantile_fraction = quantile_fraction
-        self.ttest_window = ttest_window
-        self.burn_in = burn_in
-        self.founder = founder
-        self.explore = explore
 
     def pending_checkpoints(self, history: History) -> set[str]:
         """None: a member's next segment is decided when it is asked for, from the
@@ -198,9 +167,9 @@ class AsynchronousPBT:
         if not others:  # only this member ever completed a segment: go back to it
             donor = ranked[0][1]
         elif self.exploit != "truncation":  # every completed member beats a failed one
-            donor = _pick(others, rng)[1]
+            donor = pick(others, rng)[1]
         else:
-            donor = _pick(others[: max(1, n_quantile)], rng)[1]
+            donor = pick(others[: max(1, n_quantile)], rng)[1]
         return self._exploit(history, state, m, trial, donor, generation, rng)
 
     def _exploit(
@@ -285,10 +254,6 @@ def _record(history: History, state: dict[str, Any], m: int, suggestion: Suggest
 
 
 # -- the suggestions ----------------------------------------------------------------------------
-def _pick(items: list[Any], rng: np.random.Generator) -> Any:
-    return items[min(int(rng.random() * len(items)), len(items) - 1)]
-
-
 def _fresh(history: History, m: int, generation: int, rng: np.random.Generator) -> Suggestion:
     config = {p.name: p.sample(rng) for p in history.parameters}
     return _from_scratch(history, m, config, generation)

@@ -29,7 +29,15 @@ from poptune.history import History
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
 from poptune.trial import Trial
 
-__all__ = ["ExploreHook", "FounderFactory", "RunningConfigs", "explore", "format_value"]
+__all__ = [
+    "ExploreHook",
+    "FounderFactory",
+    "RunningConfigs",
+    "explore",
+    "format_value",
+    "pick",
+    "scale_number",
+]
 
 #: A function giving ``[(generation, config), ...]``: the segments that run (or will run)
 #: alongside the one being explored (PB2 uses them; PBT's perturbation ignores them).
@@ -58,7 +66,8 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _pick(values: Sequence[Any], rng: np.random.Generator) -> Any:
+def pick(values: Sequence[Any], rng: np.random.Generator) -> Any:
+    """One of ``values``, uniformly, from one draw of ``rng`` (PBT's and explore's choice)."""
     return values[min(int(rng.random() * len(values)), len(values) - 1)]
 
 
@@ -68,7 +77,9 @@ def _bounds(parameter: Parameter, allowed: Any) -> tuple[float, float]:
     return float(allowed[0]), float(allowed[1])
 
 
-def _scale_number(value: float, factor: float, low: float, high: float) -> float:
+def scale_number(value: float, factor: float, low: float, high: float) -> float:
+    """``value * factor``; a 0 (which cannot be scaled) moves by (factor - 1) x 10% of the
+    width of ``[low, high]`` (explore's rule, also LocalSearch's)."""
     if value == 0:
         return (factor - 1.0) * 0.1 * (high - low)
     return value * factor
@@ -105,14 +116,14 @@ def explore(
         if resample_probability > 0 and rng.random() < resample_probability:
             new = p.sample(rng)
             if allowed is not None and isinstance(p, (Choice, Ordinal)):
-                new = _pick(allowed, rng)
+                new = pick(allowed, rng)
             out[name] = new
             records.append(f"{name}: {format_value(old)} -> {format_value(new)} (resampled)")
             continue
-        factor = float(_pick(perturbation_factors, rng))
+        factor = float(pick(perturbation_factors, rng))
         if isinstance(p, Choice):
             values = list(allowed) if allowed is not None else p.range
-            new = _pick(values, rng)
+            new = pick(values, rng)
             note = "resampled"
         elif isinstance(p, Ordinal):
             values = list(allowed) if allowed is not None else p.range
@@ -125,11 +136,11 @@ def explore(
                 new = values[j]
                 note = f"{j - i:+d}"
             else:  # outside the allowed values: start again inside them
-                new = _pick(values, rng)
+                new = pick(values, rng)
                 note = "resampled"
         elif isinstance(p, Discrete):
             low, high = _bounds(p, allowed)
-            target = _scale_number(float(old), factor, low, high)
+            target = scale_number(float(old), factor, low, high)
             candidate = int(round(target))
             if candidate == old and factor != 1:
                 candidate = old + (1 if factor > 1 else -1)
@@ -137,7 +148,7 @@ def explore(
             note = f"x{factor:g}" + (", clipped" if new != candidate else "")
         elif isinstance(p, Continuous):
             low, high = _bounds(p, allowed)
-            target = _scale_number(float(old), factor, low, high)
+            target = scale_number(float(old), factor, low, high)
             new = min(max(target, low), high)
             note = f"x{factor:g}" + (", clipped" if new != target else "")
         else:  # a user-defined Parameter subclass: resample it

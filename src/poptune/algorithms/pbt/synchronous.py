@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from poptune.algorithms.base import Suggestion, SuggestResult
+from poptune.algorithms.pbt._mode import PBTMode
 from poptune.algorithms.pbt.exploit import recent_scores, select
-from poptune.algorithms.pbt.explore import ExploreHook, FounderFactory
 from poptune.history import History
 from poptune.lineage import child_keys
 from poptune.trial import AlgorithmState, Trial
@@ -37,40 +37,11 @@ __all__ = ["SynchronousPBT"]
 logger = logging.getLogger("poptune.pbt")
 
 
-class SynchronousPBT:
+class SynchronousPBT(PBTMode):
     """The synchronous mode of :class:`~poptune.algorithms.PopulationBasedTraining`.
 
-    Args:
-        num_generations: generations to run.
-        population_size: members per generation.
-        exploit: the selection strategy (``'truncation'``, ``'tournament'``, ``'ttest'``).
-        rank_by: ``'last'`` or ``'best'``.
-        quantile_fraction: the share of the bottom and top quantiles.
-        ttest_window: how many recent values the t-test compares.
-        founder: the founder factory ``founder(history, member, rng)``.
-        explore: the explore hook ``explore(history, donor, generation, rng, running)``.
+    Its settings and hooks are :class:`~poptune.algorithms.pbt._mode.PBTMode`'s.
     """
-
-    def __init__(
-        self,
-        *,
-        num_generations: int,
-        population_size: int,
-        exploit: str,
-        rank_by: str,
-        quantile_fraction: float,
-        ttest_window: int,
-        founder: FounderFactory,
-        explore: ExploreHook,
-    ) -> None:
-        self.num_generations = num_generations
-        self.population_size = population_size
-        self.exploit = exploit
-        self.rank_by = rank_by
-        self.quantile_fraction = quantile_fraction
-        self.ttest_window = ttest_window
-        self.founder = founder
-        self.explore = explore
 
     def pending_checkpoints(self, history: History) -> set[str]:
         """The checkpoints the rest of the current plan will load."""
