@@ -1,10 +1,12 @@
 """A process's synced copy of the studies it reads from an SQL database (the *mirror*).
 
 Each study's :class:`Mirror` holds the trials and observations this process has seen and the
-database version it is complete up to. It opens no connections: :class:`~poptune.storage.sql.
-SQLStorage` reads the rows changed after that version and hands them here as
-:class:`Changes` (:meth:`Mirrors.refresh`), and applies its own writes once they commit
-(:meth:`Mirrors.commit`, never before: a rolled-back transaction leaves no trace). Rows hold
+database version it is complete up to. This module opens no connections: :class:`~poptune.
+storage.sql.SQLStorage` hands it a *channel* (a connection it opened, see
+:class:`~poptune.storage.sql._Direct`) to read the rows changed after that version
+(:func:`read_locked`, :func:`read_snapshot`) as :class:`Changes`, applied by
+:meth:`Mirrors.refresh`; and applies its own writes once they commit (:meth:`Mirrors.commit`,
+never before: a rolled-back transaction leaves no trace). Rows hold
 current state and observations are keyed by iteration, so the same change applied twice (an
 own write, then read back) is harmless.
 
@@ -20,9 +22,18 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+from poptune.exceptions import StudyNotFoundError
+from poptune.storage._statements import (
+    COMMIT,
+    SEL_OBS,
+    SEL_OBS_AFTER,
+    SEL_TRIALS,
+    SEL_TRIALS_AFTER,
+    STUDY_VERSION,
+)
 from poptune.trial import Observation, Trial, TrialStatus
 
-__all__ = ["Changes", "Mirror", "Mirrors"]
+__all__ = ["Changes", "Mirror", "Mirrors", "read_locked", "read_snapshot"]
 
 _STATUS = {s.value: s for s in TrialStatus}
 
@@ -197,3 +208,42 @@ class Mirrors:
                 mirror.apply(changes)
             elif mirror.db_version == version - 1:
                 mirror.db_version = version
+
+
+# -- reading the changes (through a channel the storage opened) -------------------------------
+def read_locked(channel: Any, study_id: int, lo: int, upto: int) -> Changes | None:
+    """In the transaction that holds the study's lock: the changes after version ``lo`` up to
+    ``upto``, the version before the lock (None if there are none)."""
+    if lo >= upto:
+        return None
+    bounds = {"sid": study_id, "lo": lo, "hi": upto}
+    (trials, _), (obs, _) = channel.query((SEL_TRIALS, bounds), (SEL_OBS, bounds))
+    return Changes(upto, trials, obs)
+
+
+def read_snapshot(channel: Any, study_id: int, lo: int) -> Changes | None:
+    """Outside transactions: the changes after version ``lo``, read in one snapshot (None if
+    there are none). Pipelined, one round trip; else one when nothing changed, and otherwise
+    a snapshot bounded by the study's version."""
+    sid = {"sid": study_id}
+    if channel.pipelined:  # the snapshot's version bounds every row it sees
+        bounds = {"sid": study_id, "lo": lo}
+        answers = channel.query(
+            (channel.dialect.begin_read, None), (STUDY_VERSION, sid),
+            (SEL_TRIALS_AFTER, bounds), (SEL_OBS_AFTER, bounds), (COMMIT, None),
+        )  # fmt: skip
+        rows, trials, obs = answers[1][0], answers[2][0], answers[3][0]
+    else:
+        rows = channel.query((STUDY_VERSION, sid))[0][0]
+        if rows and rows[0][0] == lo:
+            return None
+        answers = channel.query((channel.dialect.begin_read, None), (STUDY_VERSION, sid))
+        rows = answers[1][0]
+        trials = obs = ()
+        if rows and rows[0][0] > lo:
+            bounds = {"sid": study_id, "lo": lo, "hi": rows[0][0]}
+            (trials, _), (obs, _) = channel.query((SEL_TRIALS, bounds), (SEL_OBS, bounds))
+        channel.query((COMMIT, None))
+    if not rows:
+        raise StudyNotFoundError(f"no study with id {study_id!r} in {channel.where}")
+    return Changes(rows[0][0], trials, obs)

@@ -30,7 +30,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from poptune.exceptions import StudyNotFoundError
 from poptune.storage._mirror import Changes
 from poptune.storage._statements import (
     COMMIT,
@@ -44,7 +43,6 @@ from poptune.storage._statements import (
     PG_PING,
     SEL_OBS_AFTER,
     SEL_TRIALS_AFTER,
-    STUDY_VERSION,
     every_statement,
 )
 
@@ -62,8 +60,6 @@ CHECKED_IN = "poptune_checked_in"
 #: status (until autovacuum's first analyze, a minute or more later). Statistics make it
 #: choose the primary key; autovacuum keeps them fresh later.
 ANALYZE_AT = frozenset({500, 5_000, 50_000})
-
-_SQL = DIALECTS["postgresql"]
 
 Statement = tuple[Any, "dict[str, Any] | None"]
 
@@ -195,6 +191,7 @@ class Pipelined:
     The same methods as the portable channel in :mod:`poptune.storage.sql`."""
 
     pipelined = True
+    dialect = DIALECTS["postgresql"]
     __slots__ = ("conn", "driver", "postgres", "unsent", "where")
 
     def __init__(self, postgres: Postgres, conn: sa.Connection, driver: Any, where: str) -> None:
@@ -224,18 +221,6 @@ class Pipelined:
         batch = [*self.unsent, (COMMIT, None)]
         self.unsent.clear()
         self.postgres.pipeline(self.conn, self.driver, batch)
-
-    def read_changes(self, study_id: int, lo: int) -> Changes:
-        """The study's changes after version ``lo``: one round trip, one snapshot."""
-        bounds = {"sid": study_id, "lo": lo}
-        answers = self.query(
-            (_SQL.begin_read, None), (STUDY_VERSION, {"sid": study_id}),
-            (SEL_TRIALS_AFTER, bounds), (SEL_OBS_AFTER, bounds), (COMMIT, None),
-        )  # fmt: skip
-        rows = answers[1][0]
-        if not rows:
-            raise StudyNotFoundError(f"no study with id {study_id!r} in {self.where}")
-        return Changes(rows[0][0], answers[2][0], answers[3][0])
 
 
 def psycopg_with_pipeline(url: sa.URL) -> Any:

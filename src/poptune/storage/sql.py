@@ -1,35 +1,24 @@
 """SQL storage through SQLAlchemy 2: SQLite files (the embedded default) and PostgreSQL.
 
-How it keeps many processes correct and fast:
-
 * **One lock per study.** Every write runs in a transaction that starts with
   ``UPDATE poptune_studies SET version = version + 1 ... RETURNING ...``: on PostgreSQL that
   locks the study's row, on SQLite the transaction is ``BEGIN IMMEDIATE`` (the database's
   write lock). Writers of one study are serialized; the new version numbers every change.
 * **Incremental sync.** Each process keeps a *mirror* of every study it reads
-  (:mod:`poptune.storage._mirror`): the trials and observations it has seen, and the database
-  version it is complete up to. Syncing reads only rows whose version is above that, in one
-  consistent snapshot (SQLite ``BEGIN``, PostgreSQL ``REPEATABLE READ``). Inside a write
-  transaction the mirror is brought up to the version before the lock, so an algorithm
-  decides on everything committed before it.
-* **One path per write.** Each write to a study is described once, as a :class:`_Write`:
-  its statements and parameters, and what it does to the mirror once committed.
-  :meth:`SQLStorage._execute_write` runs it: as one statement that is its own transaction,
-  where PostgreSQL has one for it and no transaction is open; otherwise in the caller's
-  transaction, or one of its own, through the transaction's *channel*, which sends it at once
-  (:class:`_Direct`) or pipelines it with the next statement whose answer is needed
-  (:class:`poptune.storage._postgres.Pipelined`).
-* **Own writes** are applied to the mirror when their transaction commits (never before, so a
-  rolled-back transaction leaves no trace), and the same rows read back later are applied
-  again harmlessly: rows hold current state, observations are keyed by iteration.
-* **PostgreSQL's measured optimizations** (pipelined round trips, single-statement writes,
-  pooled connections checked by their socket, early statistics) are in
-  :mod:`poptune.storage._postgres`, which SQLite never imports.
-* **Dead workers are looked for without the lock.** Each worker looks once per heartbeat
-  interval with one read (:meth:`SQLStorage.has_stale_trials`); only a stale trial found
-  makes it take the study's lock to fail it.
-* All SQL text is in :mod:`poptune.storage._statements`; values are stored as JSON text, never
-  pickled.
+  (:mod:`poptune.storage._mirror`), complete up to a database version; syncing reads only the
+  rows above it, in one snapshot (SQLite ``BEGIN``, PostgreSQL ``REPEATABLE READ``). In a
+  write transaction the mirror is brought up to the version before the lock, so an algorithm
+  decides on everything committed before it. Own writes reach the mirror once committed.
+* **One path per write.** Each write is described once, as a :class:`_Write` (statements,
+  parameters, what it does to the mirror), and run by :meth:`SQLStorage._execute_write`: as
+  PostgreSQL's single statement where no transaction is open, else in the caller's
+  transaction or one of its own, whose channel sends each statement at once
+  (:class:`_Direct`) or pipelines it (:class:`poptune.storage._postgres.Pipelined`).
+* **PostgreSQL's measured optimizations** are in :mod:`poptune.storage._postgres` (never
+  imported for SQLite); all SQL text is in :mod:`poptune.storage._statements`.
+* **Dead workers are looked for without the lock**: one read per heartbeat interval
+  (:meth:`SQLStorage.has_stale_trials`); only a stale trial found takes the lock to fail it.
+* Values are stored as JSON text, never pickled.
 """
 
 from __future__ import annotations
@@ -55,13 +44,8 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
-from poptune.storage._mirror import Apply, Changes, Mirror, Mirrors
-from poptune.storage._schema import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    schema_version,
-    set_schema_version,
-)
+from poptune.storage._mirror import Apply, Changes, Mirror, Mirrors, read_locked, read_snapshot
+from poptune.storage._schema import migrate, schema_version
 from poptune.storage._statements import (
     COMMIT,
     CREATE_STUDY,
@@ -76,9 +60,7 @@ from poptune.storage._statements import (
     PG_MIGRATION_LOCK,
     ROLLBACK,
     RUNNING_TRIALS_OF,
-    SEL_OBS,
     SEL_OBS_AFTER,
-    SEL_TRIALS,
     SEL_TRIALS_AFTER,
     SET_STATE,
     SQLITE_PRAGMAS,
@@ -86,7 +68,6 @@ from poptune.storage._statements import (
     STUDY_CONFIG,
     STUDY_ID,
     STUDY_STATE,
-    STUDY_VERSION,
     TRIAL_STATUS,
     Dialect,
 )
@@ -134,11 +115,11 @@ class _Direct:
     :class:`~poptune.storage._postgres.Pipelined`."""
 
     pipelined = False
-    __slots__ = ("conn", "sql", "where")
+    __slots__ = ("conn", "dialect", "where")
 
-    def __init__(self, conn: sa.Connection, sql: Dialect, where: str) -> None:
+    def __init__(self, conn: sa.Connection, dialect: Dialect, where: str) -> None:
         self.conn = conn
-        self.sql = sql
+        self.dialect = dialect
         self.where = where
 
     def send(self, stmt: sa.TextClause, params: dict[str, Any]) -> None:
@@ -159,25 +140,6 @@ class _Direct:
 
     def commit(self) -> None:
         self.conn.exec_driver_sql(COMMIT)
-
-    def read_changes(self, study_id: int, lo: int) -> Changes | None:
-        """The study's changes after version ``lo`` (None if there are none: one round trip),
-        read in one snapshot."""
-        conn, sid = self.conn, {"sid": study_id}
-        row = conn.execute(STUDY_VERSION, sid).first()
-        if row is not None and row[0] == lo:
-            return None
-        conn.exec_driver_sql(self.sql.begin_read)
-        row = conn.execute(STUDY_VERSION, sid).first()
-        version = -1 if row is None else row[0]
-        bounds = {"sid": study_id, "lo": lo, "hi": version}
-        trials, obs = (
-            conn.execute(s, bounds).all() if version > lo else () for s in (SEL_TRIALS, SEL_OBS)
-        )
-        conn.exec_driver_sql(COMMIT)
-        if row is None:
-            raise StudyNotFoundError(f"no study with id {study_id!r} in {self.where}")
-        return Changes(version, trials, obs)
 
 
 class _Tx:
@@ -208,9 +170,8 @@ class _Write(NamedTuple):
     apply: Apply
     #: The last statement's answer is awaited: when it changed no row, nothing is written.
     answered: bool = False
-    #: For a write guarded by a trial's status: the trial. When the write changed nothing, the
-    #: trial is unknown or finished (raised as such) or, if neither, the write was refused
-    #: for ``refused`` (raised as :class:`NoObservationsError`).
+    #: A write guarded by a trial's status that changed nothing raises why: the trial
+    #: ``guard`` is unknown or finished or, if neither, ``refused`` (NoObservationsError).
     guard: int | None = None
     refused: str | None = None
 
@@ -406,13 +367,24 @@ class SQLStorage(Storage):
 
         Where no transaction is open on the study and PostgreSQL has the write as one statement
         (:attr:`poptune.storage._postgres.Postgres.alone`), that statement is its own
-        transaction. Otherwise the write goes into the caller's transaction, or one of its
-        own. Either way the mirror gets ``write.apply`` once the write commits."""
+        transaction (and may bring back the changes since the mirror's version, read with the
+        lock held). Otherwise the write goes into the caller's transaction, or one of its own.
+        Either way the mirror gets ``write.apply`` once the write commits."""
         if self._pg is not None and len(write.statements) == 1 and self._tx(study_id) is None:
             stmt, params = write.statements[0]
             alone = self._pg.alone.get(stmt)
             if alone is not None:
-                return self._write_alone(study_id, write, alone[0], params, pull=alone[1])
+                with self._mirrors.lock:
+                    base = self._mirrors.get(study_id)
+                    lo = base.db_version if alone[1] else None
+                with self._connection() as conn:
+                    channel = self._channel(conn)
+                    version, changes = self._pg.write_alone(channel, alone[0], params, study_id, lo)
+                    if version is None:
+                        self._check_running(study_id, write.guard, channel, write.refused)
+                        return False
+                self._mirrors.commit(study_id, version, (write.apply,), changes, base)
+                return True
         with self._transaction(study_id, prefetch=False) as tx:
             channel = tx.channel
             *first, (last, params) = write.statements
@@ -423,39 +395,19 @@ class SQLStorage(Storage):
             if not write.answered:
                 channel.send(last, params)
             elif not channel.query((last, params))[0][1]:
-                self._unchanged(study_id, write, channel)
+                self._check_running(study_id, write.guard, channel, write.refused)
                 return False
             tx.on_commit.append(write.apply)
         return True
 
-    def _write_alone(
-        self, study_id: int, write: _Write, stmt: sa.TextClause, params: dict[str, Any],
-        pull: bool,
-    ) -> bool:  # fmt: skip
-        """PostgreSQL: ``write`` as the single statement ``stmt``, its own transaction. With
-        ``pull``, the changes since the mirror's version come back with it (read with the lock
-        held, they make the mirror complete up to the write's version)."""
-        with self._mirrors.lock:
-            base = self._mirrors.get(study_id)
-            lo = base.db_version if pull else None
-        with self._connection() as conn:
-            channel = self._channel(conn)
-            version, changes = self._pg.write_alone(channel, stmt, params, study_id, lo)  # type: ignore[union-attr]
-            if version is None:
-                self._unchanged(study_id, write, channel)
-                return False
-        self._mirrors.commit(study_id, version, (write.apply,), changes, base)
-        return True
-
-    def _unchanged(self, study_id: int, write: _Write, channel: _Direct | Pipelined) -> None:
-        """After a write changed nothing: raise why, if it is guarded by a trial's status."""
-        if write.guard is not None:
-            self._check_running(study_id, write.guard, channel)
-            if write.refused is not None:
-                raise NoObservationsError(f"trial {write.guard} {write.refused}")
-
-    def _check_running(self, study_id: int, trial_id: int, channel: _Direct | Pipelined) -> None:
-        """Raise unless the trial exists and is not finished."""
+    def _check_running(
+        self, study_id: int, trial_id: int | None, channel: _Direct | Pipelined,
+        refused: str | None = None,
+    ) -> None:  # fmt: skip
+        """Raise unless the trial exists and is not finished (nothing if ``trial_id`` is None);
+        then, with ``refused``, raise :class:`NoObservationsError` for it."""
+        if trial_id is None:
+            return
         if type(trial_id) is not int:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
         rows = channel.query((TRIAL_STATUS, {"sid": study_id, "tid": trial_id}))[0][0]
@@ -465,6 +417,8 @@ class SQLStorage(Storage):
             raise TrialFinishedError(
                 f"trial {trial_id} was already finalized with status {rows[0][0]}"
             )
+        if refused is not None:
+            raise NoObservationsError(f"trial {trial_id} {refused}")
 
     # -- the mirror -------------------------------------------------------------------------
     def _refresh_mirror(self, study_id: int) -> Mirror:
@@ -472,12 +426,15 @@ class SQLStorage(Storage):
         version before its lock; else from one consistent snapshot."""
         tx = self._tx(study_id)
         if tx is not None:
-            return self._mirrors.refresh(study_id, lambda lo: self._read_locked(tx, lo))
+            upto = tx.version - 1
+            return self._mirrors.refresh(
+                study_id, lambda lo: read_locked(tx.channel, study_id, lo, upto)
+            )
         with self._connection() as conn:
             channel = self._channel(conn)
             try:
                 return self._mirrors.refresh(
-                    study_id, lambda lo: channel.read_changes(study_id, lo)
+                    study_id, lambda lo: read_snapshot(channel, study_id, lo)
                 )
             except StudyNotFoundError:
                 raise
@@ -485,30 +442,12 @@ class SQLStorage(Storage):
                 _rollback(conn)
                 raise
 
-    @staticmethod
-    def _read_locked(tx: _Tx, lo: int) -> Changes | None:
-        """In ``tx``: the changes after version ``lo`` up to the version before its lock."""
-        upto = tx.version - 1
-        if lo >= upto:
-            return None
-        bounds = {"sid": tx.sid, "lo": lo, "hi": upto}
-        (trials, _), (obs, _) = tx.channel.query((SEL_TRIALS, bounds), (SEL_OBS, bounds))
-        return Changes(upto, trials, obs)
-
     # -- schema -----------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self._raw_transaction(write=True) as conn:
-            if self._pg is not None:
+            if self._pg is not None:  # several processes opening a new database migrate it once
                 conn.exec_driver_sql(PG_MIGRATION_LOCK)
-            version = schema_version(conn)
-            if version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"{self._where} has poptune schema version {version}; this poptune "
-                    f"knows up to {SCHEMA_VERSION}: upgrade poptune"
-                )
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[step](conn)
-                set_schema_version(conn, step)
+            migrate(conn, self._where)
 
     @property
     def schema_version(self) -> int:
