@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+import sqlalchemy as sa
+
 from poptune.exceptions import StudyNotFoundError
 from poptune.storage._statements import (
     COMMIT,
@@ -33,7 +35,7 @@ from poptune.storage._statements import (
 )
 from poptune.trial import Observation, Trial, TrialStatus
 
-__all__ = ["Changes", "Mirror", "Mirrors", "read_locked", "read_snapshot"]
+__all__ = ["Changes", "Mirror", "Mirrors", "read_locked", "read_snapshot", "reads_after"]
 
 _STATUS = {s.value: s for s in TrialStatus}
 
@@ -211,6 +213,14 @@ class Mirrors:
 
 
 # -- reading the changes (through a channel the storage opened) -------------------------------
+def reads_after(study_id: int, lo: int) -> list[tuple[sa.TextClause, dict[str, Any]]]:
+    """The reads of a study's changes after version ``lo``, with no upper bound: where one is
+    implied (after the study's lock, nothing above the version before it is committed; in a
+    ``REPEATABLE READ`` snapshot, the study's version read in it bounds every row it sees)."""
+    bounds = {"sid": study_id, "lo": lo}
+    return [(SEL_TRIALS_AFTER, bounds), (SEL_OBS_AFTER, bounds)]
+
+
 def read_locked(channel: Any, study_id: int, lo: int, upto: int) -> Changes | None:
     """In the transaction that holds the study's lock: the changes after version ``lo`` up to
     ``upto``, the version before the lock (None if there are none)."""
@@ -226,11 +236,10 @@ def read_snapshot(channel: Any, study_id: int, lo: int) -> Changes | None:
     there are none). Pipelined, one round trip; else one when nothing changed, and otherwise
     a snapshot bounded by the study's version."""
     sid = {"sid": study_id}
-    if channel.pipelined:  # the snapshot's version bounds every row it sees
-        bounds = {"sid": study_id, "lo": lo}
+    if channel.pipelined:
         answers = channel.query(
-            (channel.dialect.begin_read, None), (STUDY_VERSION, sid),
-            (SEL_TRIALS_AFTER, bounds), (SEL_OBS_AFTER, bounds), (COMMIT, None),
+            (channel.dialect.begin_read, None), (STUDY_VERSION, sid), *reads_after(study_id, lo),
+            (COMMIT, None),
         )  # fmt: skip
         rows, trials, obs = answers[1][0], answers[2][0], answers[3][0]
     else:

@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from poptune.storage._mirror import Changes
+from poptune.storage._mirror import Changes, reads_after
 from poptune.storage._statements import (
     COMMIT,
     DIALECTS,
@@ -41,8 +41,6 @@ from poptune.storage._statements import (
     PG_ANALYZE,
     PG_FINISH,
     PG_PING,
-    SEL_OBS_AFTER,
-    SEL_TRIALS_AFTER,
     every_statement,
 )
 
@@ -160,8 +158,7 @@ class Postgres:
         statements: list[Statement] = [(statement, params)]
         pull = lo is not None and channel.pipelined
         if pull:
-            bounds = {"sid": study_id, "lo": lo}
-            statements += [(SEL_TRIALS_AFTER, bounds), (SEL_OBS_AFTER, bounds)]
+            statements += reads_after(study_id, lo)  # type: ignore[arg-type]
         answers = channel.query(*statements)
         rows = answers[0][0]
         if not rows:

@@ -44,7 +44,15 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
-from poptune.storage._mirror import Apply, Changes, Mirror, Mirrors, read_locked, read_snapshot
+from poptune.storage._mirror import (
+    Apply,
+    Changes,
+    Mirror,
+    Mirrors,
+    read_locked,
+    read_snapshot,
+    reads_after,
+)
 from poptune.storage._schema import migrate, schema_version
 from poptune.storage._statements import (
     COMMIT,
@@ -60,8 +68,6 @@ from poptune.storage._statements import (
     PG_MIGRATION_LOCK,
     ROLLBACK,
     RUNNING_TRIALS_OF,
-    SEL_OBS_AFTER,
-    SEL_TRIALS_AFTER,
     SET_STATE,
     SQLITE_PRAGMAS,
     STOP,
@@ -346,8 +352,7 @@ class SQLStorage(Storage):
             # Executed after LOCK, so once the lock is held: they see every commit before it.
             with self._mirrors.lock:
                 base = self._mirrors.get(study_id)
-                bounds = {"sid": study_id, "lo": base.db_version}
-            statements += [(SEL_TRIALS_AFTER, bounds), (SEL_OBS_AFTER, bounds)]
+                statements += reads_after(study_id, base.db_version)
         answers = channel.query(*statements)
         if not answers[1][0]:
             raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
