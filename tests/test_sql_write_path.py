@@ -167,3 +167,19 @@ def test_postgres_writes_outside_transactions_are_single_statements(tmp_path):
     assert len(alone) == 2
     assert _seen(storage, sid) == _seen_fresh(storage, sid)
     storage.close()
+
+
+def test_sqlite_never_imports_the_postgres_fast_path(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from poptune import Continuous, Study, algorithms\n"
+        f"s = Study([Continuous('x', [0, 1])], algorithms.RandomSearch(2), True,\n"
+        f"          storage='sqlite:///{tmp_path / 'p.db'}', study_name='p')\n"
+        "for t in s:\n"
+        "    s.add_observation(t, 0.5); s.finalize(t)\n"
+        "print(sorted(m for m in sys.modules if 'postgres' in m or 'psycopg' in m))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
