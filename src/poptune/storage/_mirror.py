@@ -119,7 +119,7 @@ class Mirror:
         self.trials[trial.id] = trial
         self.touch(trial)
 
-    def claim(self, trial: Trial, version: int) -> None:  # noqa: ARG002 - an Apply
+    def claim(self, trial: Trial, version: int) -> None:
         """A queued trial now running."""
         trial.status = TrialStatus.RUNNING
         self.touch(trial)
@@ -143,7 +143,7 @@ class Mirror:
                 trial.meta = dict(meta)
             self.touch(trial)
 
-    def stop(self, trial_id: int, version: int) -> None:  # noqa: ARG002 - an Apply
+    def stop(self, trial_id: int, version: int) -> None:
         """A stop request."""
         trial = self.trials.get(trial_id)
         if trial is not None:
