@@ -262,11 +262,11 @@ def _kill_other_connections(url):
 def test_postgres_connections_killed_by_the_server_are_replaced(tmp_path, monkeypatch, idle):
     """Pooled connections are checked at checkout: by their socket (no round trip) when just
     used, by a ping when idle longer than PING_AFTER_S; either way a closed one is replaced."""
-    from poptune.storage import sql
+    from poptune.storage import _postgres
 
     url = make_url("postgres", tmp_path)
     if idle:
-        monkeypatch.setattr(sql, "PING_AFTER_S", 0.0)
+        monkeypatch.setattr(_postgres, "PING_AFTER_S", 0.0)
     storage = SQLStorage(url)
     try:
         study = Study(PARAMS, algorithms.RandomSearch(6), True, storage=storage, study_name="k",

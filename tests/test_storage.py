@@ -23,7 +23,7 @@ from poptune import (
     algorithms,
 )
 from poptune.history import History
-from poptune.storage import sql as sql_module
+from poptune.storage import _postgres
 from poptune.storage.sql import SQLStorage
 
 from .conftest import POSTGRES_ENV, make_url
@@ -37,7 +37,7 @@ def storage(request, tmp_path, monkeypatch):
         yield MemoryStorage()
         return
     if request.param == "postgres-unpipelined":  # what a driver other than psycopg 3 gets
-        monkeypatch.setattr(sql_module, "_psycopg_pipeline", lambda url: None)
+        monkeypatch.setattr(_postgres, "psycopg_with_pipeline", lambda url: None)
     sql = SQLStorage(make_url(request.param.split("-")[0], tmp_path))
     yield sql
     sql.close()
@@ -237,16 +237,16 @@ def test_a_postgres_suggestion_is_two_round_trips(tmp_path):
                   storage=theirs_storage, study_name="rt", heartbeat_interval=None)  # fmt: skip
     trips = []
     sa.event.listen(storage._engine, "before_cursor_execute", lambda *a: trips.append("sql"))
-    pipeline = storage._pipeline
-    storage._pipeline = lambda *a: trips.append("pipeline") or pipeline(*a)
+    pipeline = storage._pg.pipeline
+    storage._pg.pipeline = lambda *a: trips.append("pipeline") or pipeline(*a)
     pings = []  # per checkout: would it ping (idle too long)?
 
     def checkout(dbapi_connection, record, proxy):
-        idle = time.monotonic() - record.info[sql_module._CHECKED_IN]
-        pings.append(idle > sql_module.PING_AFTER_S)
-        sql_module._pg_on_checkout(dbapi_connection, record, proxy)
+        idle = time.monotonic() - record.info[_postgres.CHECKED_IN]
+        pings.append(idle > _postgres.PING_AFTER_S)
+        _postgres.on_checkout(dbapi_connection, record, proxy)
 
-    sa.event.remove(storage._engine, "checkout", sql_module._pg_on_checkout)
+    sa.event.remove(storage._engine, "checkout", _postgres.on_checkout)
     sa.event.listen(storage._engine, "checkout", checkout)
     for _ in range(3):
         theirs = other.get_suggestion()  # another worker's changes, read with the lock
@@ -266,13 +266,13 @@ def test_a_postgres_suggestion_is_two_round_trips(tmp_path):
 
 def test_postgres_plans_stay_index_lookups_as_the_study_grows(tmp_path):
     """Statements prepared while the study was tiny must not keep the plans made then: once
-    the study has grown past sql.ANALYZE_AT's first size, looking up one trial (an observation,
+    the study has grown past ANALYZE_AT's first size, looking up one trial (an observation,
     a final status) goes through the primary key and reading the changes after a version
     through the version index. Regression: the generic plans made at a few trials looked the
     trial up through the version index, reading every trial of the study each time."""
     url = make_url("postgres", tmp_path)
     storage = SQLStorage(url, engine_kwargs={"pool_size": 1, "max_overflow": 0})
-    n = min(sql_module.ANALYZE_AT) + 50
+    n = min(_postgres.ANALYZE_AT) + 50
     study = Study([Continuous("x", [0, 1])], algorithms.RandomSearch(n), True, storage=storage,
                   study_name="plans", heartbeat_interval=None)  # fmt: skip
     for trial in study:  # every statement runs > 5 times: psycopg prepares it, PostgreSQL caches
@@ -319,9 +319,9 @@ def test_postgres_observations_skip_the_flush_wait_for_their_own_statement_only(
     study = Study([Continuous("x", [0, 1])], algorithms.RandomSearch(3), True, storage=storage,
                   study_name="flush", heartbeat_interval=None)  # fmt: skip
     sent = []
-    one_statement = storage._one_statement
-    storage._one_statement = lambda stmt, *a, **k: (
-        sent.append(str(stmt)) or one_statement(stmt, *a, **k)
+    write_alone = storage._pg.write_alone
+    storage._pg.write_alone = lambda channel, stmt, *a: (
+        sent.append(str(stmt)) or write_alone(channel, stmt, *a)
     )
     trial = study.get_suggestion()
     study.add_observation(trial, 0.25, iteration=1)

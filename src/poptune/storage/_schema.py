@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from poptune.exceptions import StorageError
+
 SCHEMA_VERSION = 2
 
 METADATA = sa.MetaData()
@@ -167,3 +169,21 @@ def set_schema_version(conn: sa.Connection, version: int) -> None:
             sa.text("INSERT INTO poptune_meta (key, value) VALUES ('schema_version', :v)"),
             {"v": str(version)},
         )
+
+
+def migrate(conn: sa.Connection, where: str) -> None:
+    """Bring the database on ``conn`` (in a transaction holding the lock) to
+    :data:`SCHEMA_VERSION`; ``where`` names it in messages.
+
+    Raises:
+        StorageError: the database has a newer schema than this poptune knows.
+    """
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{where} has poptune schema version {version}; this poptune "
+            f"knows up to {SCHEMA_VERSION}: upgrade poptune"
+        )
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[step](conn)
+        set_schema_version(conn, step)

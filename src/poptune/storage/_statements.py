@@ -1,12 +1,20 @@
-"""The SQL that SQLStorage runs, as text (compiled once per dialect by SQLAlchemy's cache).
+"""All the SQL that SQLStorage runs, as fixed text (compiled once per dialect by SQLAlchemy's
+cache; psycopg's form once per storage, see :mod:`poptune.storage._postgres`). The schema and
+its migrations are in :mod:`poptune.storage._schema`.
 
 Every write starts with :data:`LOCK`, which bumps the study's version and so takes its lock;
-rows record the version of their last change (see :mod:`poptune.storage.sql`).
+rows record the version of their last change (see :mod:`poptune.storage.sql`). The few
+statements that differ by database are in :data:`DIALECTS`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import sqlalchemy as sa
+
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
 
 LOCK = sa.text(
     "UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
@@ -36,7 +44,7 @@ SEL_OBS_AFTER = sa.text(
     "SELECT trial_id, iteration, objective, context, seq FROM poptune_observations "
     "WHERE study_id = :sid AND seq > :lo ORDER BY seq"
 )
-INS_TRIAL = (
+_INS_TRIAL = (
     "INSERT INTO poptune_trials (study_id, trial_id, status, parameters, meta, stop_requested, "
     "finished_seq, version, created_at, finished_at, heartbeat, worker) VALUES (:sid, :tid, "
     ":status, :params, :meta, :stop, :fseq, :v, :now, :fat, {now}, :worker)"
@@ -51,7 +59,7 @@ TRIAL_STATUS = sa.text(
 INS_OBS_RUNNING = sa.text(
     "INSERT INTO poptune_observations (study_id, trial_id, iteration, objective, context, seq) "
     "SELECT study_id, trial_id, CAST(:it AS BIGINT), CAST(:obj AS DOUBLE PRECISION), "
-    "CAST(:ctx AS TEXT), CAST(:seq AS BIGINT) FROM poptune_trials "
+    "CAST(:ctx AS TEXT), CAST(:v AS BIGINT) FROM poptune_trials "
     "WHERE study_id = :sid AND trial_id = :tid AND status IN ('QUEUED', 'RUNNING')"
 )
 FINISH = sa.text(
@@ -88,11 +96,11 @@ PG_FINISH = sa.text(
     "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
     "WHERE o.study_id = :sid AND o.trial_id = :tid)) RETURNING v.version"
 )
-CLAIM = (
+_CLAIM = (
     "UPDATE poptune_trials SET status = 'RUNNING', version = :v, heartbeat = {now}, "
     "worker = :worker WHERE study_id = :sid AND trial_id = :tid AND status = 'QUEUED'"
 )
-HEARTBEAT = (
+_HEARTBEAT = (
     "UPDATE poptune_trials SET heartbeat = {now} "
     "WHERE study_id = :sid AND worker = :worker AND status = 'RUNNING'"
 )
@@ -100,18 +108,96 @@ _STALE_WHERE = (
     "FROM poptune_trials WHERE study_id = :sid AND status = 'RUNNING' "
     "AND heartbeat IS NOT NULL AND heartbeat < {now} - :grace"
 )
-STALE = "SELECT trial_id, meta " + _STALE_WHERE + " ORDER BY trial_id"
-ANY_STALE = "SELECT 1 " + _STALE_WHERE + " LIMIT 1"
+_STALE = "SELECT trial_id, meta " + _STALE_WHERE + " ORDER BY trial_id"
+_ANY_STALE = "SELECT 1 " + _STALE_WHERE + " LIMIT 1"
 FAIL_STALE = sa.text(
     "UPDATE poptune_trials SET status = 'FAILED', meta = :meta, finished_seq = :v, "
     "finished_at = :now, version = :v WHERE study_id = :sid AND trial_id = :tid"
 )
+STOP = sa.text(
+    "UPDATE poptune_trials SET stop_requested = :yes, version = :v "
+    "WHERE study_id = :sid AND trial_id = :tid"
+)
+RUNNING_TRIALS_OF = sa.text(
+    "SELECT trial_id FROM poptune_trials WHERE study_id = :sid "
+    "AND worker = :worker AND status = 'RUNNING' ORDER BY trial_id"
+)
+
+# -- studies ---------------------------------------------------------------------------------
+CREATE_STUDY = sa.text(
+    "INSERT INTO poptune_studies (name, config, state, version, n_trials, created_at) "
+    "VALUES (:name, :config, '{}', 0, 0, :now) RETURNING study_id"
+)
+STUDY_ID = sa.text("SELECT study_id FROM poptune_studies WHERE name = :name")
+STUDY_CONFIG = sa.text("SELECT config FROM poptune_studies WHERE study_id = :sid")
+STUDY_STATE = sa.text("SELECT state FROM poptune_studies WHERE study_id = :sid")
+LIST_STUDIES = sa.text("SELECT name FROM poptune_studies ORDER BY study_id")
+#: Deleting a study: its observations, its trials, then the study.
+DELETE_STUDY = (
+    sa.text("DELETE FROM poptune_observations WHERE study_id = :sid"),
+    sa.text("DELETE FROM poptune_trials WHERE study_id = :sid"),
+    sa.text("DELETE FROM poptune_studies WHERE study_id = :sid"),
+)
+
+# -- per database ----------------------------------------------------------------------------
 #: The database's clock, in seconds since the epoch (heartbeats use one clock for all workers).
 NOW_SQL = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
     "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())",
 }
-STOP = sa.text(
-    "UPDATE poptune_trials SET stop_requested = :yes, version = :v "
-    "WHERE study_id = :sid AND trial_id = :tid"
+
+
+class Dialect(NamedTuple):
+    """The statements whose text depends on the database (its clock, how it begins)."""
+
+    #: A write transaction: SQLite's takes the database's write lock at once.
+    begin_write: str
+    #: A read-only snapshot (PostgreSQL ``REPEATABLE READ``).
+    begin_read: str
+    insert_trial: sa.TextClause
+    claim: sa.TextClause
+    heartbeat: sa.TextClause
+    stale: sa.TextClause
+    any_stale: sa.TextClause
+
+
+DIALECTS = {
+    name: Dialect(
+        begin_write=begin_write,
+        begin_read=begin_read,
+        insert_trial=sa.text(_INS_TRIAL.format(now=now)),
+        claim=sa.text(_CLAIM.format(now=now)),
+        heartbeat=sa.text(_HEARTBEAT.format(now=now)),
+        stale=sa.text(_STALE.format(now=now)),
+        any_stale=sa.text(_ANY_STALE.format(now=now)),
+    )
+    for name, begin_write, begin_read, now in (
+        ("sqlite", "BEGIN IMMEDIATE", "BEGIN", NOW_SQL["sqlite"]),
+        (
+            "postgresql",
+            "BEGIN",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            NOW_SQL["postgresql"],
+        ),
+    )  # fmt: skip
+}
+
+#: Run on every new SQLite connection.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=60000",
+    "PRAGMA foreign_keys=ON",
 )
+#: PostgreSQL: the advisory lock that serializes migrations ('poptu').
+PG_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7061797475)"
+#: PostgreSQL: refresh the planner's statistics of poptune's growing tables.
+PG_ANALYZE = "ANALYZE poptune_trials, poptune_observations"
+#: PostgreSQL: a ping of a connection idle for a while.
+PG_PING = "SELECT 1"
+
+
+def every_statement(dialect: str) -> list[sa.TextClause]:
+    """Every statement above that runs on ``dialect`` (to compile them ahead of use)."""
+    values = (*globals().values(), *DELETE_STUDY, *DIALECTS[dialect])
+    return [v for v in values if isinstance(v, sa.TextClause)]
