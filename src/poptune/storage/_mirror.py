@@ -3,7 +3,7 @@
 Each study's :class:`Mirror` holds the trials and observations this process has seen and the
 database version it is complete up to. This module opens no connections: :class:`~poptune.
 storage.sql.SQLStorage` hands it a *channel* (a connection it opened, see
-:class:`~poptune.storage.sql._Direct`) to read the rows changed after that version
+:class:`~poptune.storage._transaction.Direct`) to read the rows changed after that version
 (:func:`read_locked`, :func:`read_snapshot`) as :class:`Changes`, applied by
 :meth:`Mirrors.refresh`; and applies its own writes once they commit (:meth:`Mirrors.commit`,
 never before: a rolled-back transaction leaves no trace). Rows hold

@@ -41,6 +41,7 @@ from poptune.storage._statements import (
     PG_ANALYZE,
     PG_FINISH,
     PG_PING,
+    Statement,
     every_statement,
 )
 
@@ -58,8 +59,6 @@ CHECKED_IN = "poptune_checked_in"
 #: status (until autovacuum's first analyze, a minute or more later). Statistics make it
 #: choose the primary key; autovacuum keeps them fresh later.
 ANALYZE_AT = frozenset({500, 5_000, 50_000})
-
-Statement = tuple[Any, "dict[str, Any] | None"]
 
 
 class Postgres:

@@ -9,9 +9,12 @@ statements that differ by database are in :data:`DIALECTS`.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+
+#: A statement and its parameters (a plain command as text: no parameters).
+Statement = tuple[Any, "dict[str, Any] | None"]
 
 COMMIT = "COMMIT"
 ROLLBACK = "ROLLBACK"

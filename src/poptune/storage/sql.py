@@ -9,11 +9,12 @@
   rows above it, in one snapshot (SQLite ``BEGIN``, PostgreSQL ``REPEATABLE READ``). In a
   write transaction the mirror is brought up to the version before the lock, so an algorithm
   decides on everything committed before it. Own writes reach the mirror once committed.
-* **One path per write.** Each write is described once, as a :class:`_Write` (statements,
-  parameters, what it does to the mirror), and run by :meth:`SQLStorage._execute_write`: as
-  PostgreSQL's single statement where no transaction is open, else in the caller's
-  transaction or one of its own, whose channel sends each statement at once
-  (:class:`_Direct`) or pipelines it (:class:`poptune.storage._postgres.Pipelined`).
+* **One path per write.** Each write is described once, as a
+  :class:`~poptune.storage._transaction.Write` (statements, parameters, what it does to the
+  mirror), and run by :meth:`SQLStorage._execute_write`: as PostgreSQL's single statement
+  where no transaction is open, else in the caller's transaction or one of its own, whose
+  channel sends each statement at once (:class:`~poptune.storage._transaction.Direct`) or
+  pipelines it (:class:`~poptune.storage._postgres.Pipelined`).
 * **PostgreSQL's measured optimizations** are in :mod:`poptune.storage._postgres` (never
   imported for SQLite); all SQL text is in :mod:`poptune.storage._statements`.
 * **Dead workers are looked for without the lock**: one read per heartbeat interval
@@ -27,9 +28,9 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -45,7 +46,6 @@ from poptune.exceptions import (
     UnknownTrialError,
 )
 from poptune.storage._mirror import (
-    Apply,
     Changes,
     Mirror,
     Mirrors,
@@ -75,8 +75,9 @@ from poptune.storage._statements import (
     STUDY_ID,
     STUDY_STATE,
     TRIAL_STATUS,
-    Dialect,
+    Statement,
 )
+from poptune.storage._transaction import Direct, Tx, Write, dumps, dumps_context
 from poptune.storage.base import Storage
 from poptune.trial import Observation, Trial, TrialStatus
 
@@ -85,26 +86,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLStorage"]
 
-Statement = tuple[Any, "dict[str, Any] | None"]
 
 _NO_OBSERVATION = (
     "has no observation: call add_observation() before finalizing it as COMPLETED, or "
     "finalize it as FAILED"
 )
-
-
-def _dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"{what} cannot be stored as JSON: {exc} (value: {value!r})") from None
-
-
-def _dumps_context(context: Mapping[str, Any]) -> str | None:
-    if not context:
-        return None
-    # NaN and infinities are allowed in context (a diverged loss); Python's json reads them back
-    return json.dumps(context, separators=(",", ":"))
 
 
 def safe_url(url: str) -> str:
@@ -113,73 +99,6 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
         return url
-
-
-class _Direct:
-    """A connection whose statements go one at a time through SQLAlchemy (SQLite, and
-    PostgreSQL through a driver other than psycopg 3). The same methods as
-    :class:`~poptune.storage._postgres.Pipelined`."""
-
-    pipelined = False
-    __slots__ = ("conn", "dialect", "where")
-
-    def __init__(self, conn: sa.Connection, dialect: Dialect, where: str) -> None:
-        self.conn = conn
-        self.dialect = dialect
-        self.where = where
-
-    def send(self, stmt: sa.TextClause, params: dict[str, Any]) -> None:
-        """A write whose answer is not needed."""
-        self.conn.execute(stmt, params)
-
-    def query(self, *statements: Statement) -> list[tuple[Sequence[Any], int]]:
-        """Each statement's rows and row count (a plain command as text: none)."""
-        answers: list[tuple[Sequence[Any], int]] = []
-        for stmt, params in statements:
-            if isinstance(stmt, str):
-                self.conn.exec_driver_sql(stmt)
-                answers.append(((), -1))
-            else:
-                result = self.conn.execute(stmt, params)
-                answers.append((result.all() if result.returns_rows else (), result.rowcount))
-        return answers
-
-    def commit(self) -> None:
-        self.conn.exec_driver_sql(COMMIT)
-
-
-class _Tx:
-    """This thread's write transaction on a study."""
-
-    __slots__ = ("analyze", "channel", "n_trials", "on_commit", "sid", "state", "state_json",
-                 "version")  # fmt: skip
-
-    def __init__(self, channel: _Direct | Pipelined, sid: int, version: int, state_json: str,
-                 n_trials: int) -> None:  # fmt: skip
-        self.channel = channel
-        self.sid = sid
-        self.version = version
-        self.state_json = state_json
-        self.state: dict[str, Any] | None = None
-        self.n_trials = n_trials
-        #: The mirror's changes, applied once the transaction commits.
-        self.on_commit: list[Apply] = []
-        self.analyze = False  # PostgreSQL: refresh the planner's statistics after the commit
-
-
-class _Write(NamedTuple):
-    """One write to a study's trials, described once (run by ``SQLStorage._execute_write``)."""
-
-    #: Run in order in the study's transaction, with ``:v`` bound to its version.
-    statements: Sequence[tuple[sa.TextClause, dict[str, Any]]]
-    #: What the write does to the mirror once it commits, given its version.
-    apply: Apply
-    #: The last statement's answer is awaited: when it changed no row, nothing is written.
-    answered: bool = False
-    #: A write guarded by a trial's status that changed nothing raises why: the trial
-    #: ``guard`` is unknown or finished or, if neither, ``refused`` (NoObservationsError).
-    guard: int | None = None
-    refused: str | None = None
 
 
 class SQLStorage(Storage):
@@ -285,13 +204,13 @@ class SQLStorage(Storage):
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
             raise StorageError(f"database error on {self._where}: {_first_line(exc)}") from exc
 
-    def _channel(self, conn: sa.Connection) -> _Direct | Pipelined:
+    def _channel(self, conn: sa.Connection) -> Direct | Pipelined:
         """How statements travel on ``conn``: pipelined where the driver can."""
         if self._pg is not None:
             pipelined = self._pg.channel(conn, self._where)
             if pipelined is not None:
                 return pipelined
-        return _Direct(conn, self._sql, self._where)
+        return Direct(conn, self._sql, self._where)
 
     @contextmanager
     def _raw_transaction(self, write: bool) -> Iterator[sa.Connection]:
@@ -311,10 +230,10 @@ class SQLStorage(Storage):
         return self._transaction(study_id, prefetch=True)  # type: ignore[return-value]
 
     @contextmanager
-    def _transaction(self, study_id: int, prefetch: bool) -> Iterator[_Tx]:
+    def _transaction(self, study_id: int, prefetch: bool) -> Iterator[Tx]:
         """This thread's transaction on the study: the one open, or a new one (which commits
         at the end, then applies its writes to the mirror)."""
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx: Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
             if tx.sid != study_id:
                 raise StorageError("a transaction on one study cannot open one on another")
@@ -328,7 +247,7 @@ class SQLStorage(Storage):
                 yield tx
                 state_json = tx.state_json
                 if tx.state is not None:
-                    state_json = _dumps(tx.state, "the algorithm state")
+                    state_json = dumps(tx.state, "the algorithm state")
                 if state_json != tx.state_json or tx.n_trials != n_trials:
                     tx.channel.send(SET_STATE, {"state": state_json, "n": tx.n_trials,
                                                 "sid": study_id})  # fmt: skip
@@ -342,7 +261,7 @@ class SQLStorage(Storage):
         if tx.analyze:
             self._pg.analyze()  # type: ignore[union-attr]
 
-    def _open(self, conn: sa.Connection, study_id: int, prefetch: bool) -> _Tx:
+    def _open(self, conn: sa.Connection, study_id: int, prefetch: bool) -> Tx:
         """Begin a write transaction and take the study's lock (by bumping its version); where
         pipelined and ``prefetch``, the changes after the mirror's version come along."""
         channel = self._channel(conn)
@@ -360,14 +279,14 @@ class SQLStorage(Storage):
         if base is not None:
             changes = Changes(version - 1, answers[2][0], answers[3][0])
             self._mirrors.catch_up(study_id, base, changes)
-        return _Tx(channel, study_id, version, state_json, n_trials)
+        return Tx(channel, study_id, version, state_json, n_trials)
 
-    def _tx(self, study_id: int) -> _Tx | None:
-        tx: _Tx | None = getattr(self._local, "tx", None)
+    def _tx(self, study_id: int) -> Tx | None:
+        tx: Tx | None = getattr(self._local, "tx", None)
         return tx if tx is not None and tx.sid == study_id else None
 
     # -- the one write path -----------------------------------------------------------------
-    def _execute_write(self, study_id: int, write: _Write) -> bool:
+    def _execute_write(self, study_id: int, write: Write) -> bool:
         """Run a write to a study; whether it was made (an answered write may change nothing).
 
         Where no transaction is open on the study and PostgreSQL has the write as one statement
@@ -406,7 +325,7 @@ class SQLStorage(Storage):
         return True
 
     def _check_running(
-        self, study_id: int, trial_id: int | None, channel: _Direct | Pipelined,
+        self, study_id: int, trial_id: int | None, channel: Direct | Pipelined,
         refused: str | None = None,
     ) -> None:  # fmt: skip
         """Raise unless the trial exists and is not finished (nothing if ``trial_id`` is None);
@@ -462,7 +381,7 @@ class SQLStorage(Storage):
 
     # -- studies ----------------------------------------------------------------------------
     def create_study(self, name: str, config: Mapping[str, Any]) -> int:
-        config_json = _dumps(dict(config), "the study configuration")
+        config_json = dumps(dict(config), "the study configuration")
         try:
             with self._raw_transaction(write=True) as conn:
                 row = conn.execute(
@@ -520,8 +439,8 @@ class SQLStorage(Storage):
         return trial
 
     def insert_trial(self, study_id: int, trial: Trial, worker: str | None = None) -> Trial:
-        params = _dumps(trial.parameters, f"trial {trial.id}'s parameters")
-        meta = _dumps(trial.meta, f"trial {trial.id}'s metadata")
+        params = dumps(trial.parameters, f"trial {trial.id}'s parameters")
+        meta = dumps(trial.meta, f"trial {trial.id}'s metadata")
         with self._transaction(study_id, prefetch=False) as tx:
             if trial.id != tx.n_trials + 1:
                 raise StorageError(
@@ -538,11 +457,11 @@ class SQLStorage(Storage):
             for it, (objective, items, _seq) in trial._obs.items():
                 statements.append((INS_OBS, {
                     "sid": study_id, "tid": trial.id, "it": it, "obj": objective,
-                    "ctx": _dumps_context(dict(items) if items else {}), "seq": v,
+                    "ctx": dumps_context(dict(items) if items else {}), "seq": v,
                 }))  # fmt: skip
             tx.n_trials += 1
             tx.analyze = self._pg is not None and self._pg.wants_analyze(trial.id)
-            self._execute_write(study_id, _Write(statements, lambda m, v: m.insert(trial, v)))
+            self._execute_write(study_id, Write(statements, lambda m, v: m.insert(trial, v)))
         return trial
 
     def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
@@ -553,16 +472,16 @@ class SQLStorage(Storage):
             for tid in queued:
                 trial = mirror.trials[tid]
                 claim = (self._sql.claim, {"sid": study_id, "tid": tid, "worker": worker})
-                write = _Write((claim,), lambda m, v, t=trial: m.claim(t, v), answered=True)
+                write = Write((claim,), lambda m, v, t=trial: m.claim(t, v), answered=True)
                 if self._execute_write(study_id, write):
                     return trial
         return None
 
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
-        context = _dumps_context(observation.context)
+        context = dumps_context(observation.context)
         params = {"sid": study_id, "tid": trial_id, "it": observation.iteration,
                   "obj": observation.objective, "ctx": context}  # fmt: skip
-        write = _Write(((INS_OBS_RUNNING, params),),
+        write = Write(((INS_OBS_RUNNING, params),),
                        lambda m, v: m.record(trial_id, observation, v),
                        answered=True, guard=trial_id)  # fmt: skip
         try:
@@ -579,10 +498,10 @@ class SQLStorage(Storage):
         status: TrialStatus,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        meta_json = None if meta is None else _dumps(meta, f"trial {trial_id}'s metadata")
+        meta_json = None if meta is None else dumps(meta, f"trial {trial_id}'s metadata")
         params = {"sid": study_id, "tid": trial_id, "status": status.value, "now": time.time(),
                   "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip
-        write = _Write(((FINISH, params),), lambda m, v: m.finish(trial_id, status, meta, v),
+        write = Write(((FINISH, params),), lambda m, v: m.finish(trial_id, status, meta, v),
                        answered=True, guard=trial_id, refused=_NO_OBSERVATION)  # fmt: skip
         self._execute_write(study_id, write)
 
@@ -590,7 +509,7 @@ class SQLStorage(Storage):
         with self._transaction(study_id, prefetch=False) as tx:
             self._check_running(study_id, trial_id, tx.channel)
             stop = (STOP, {"yes": True, "sid": study_id, "tid": trial_id})
-            self._execute_write(study_id, _Write((stop,), lambda m, v: m.stop(trial_id, v)))
+            self._execute_write(study_id, Write((stop,), lambda m, v: m.stop(trial_id, v)))
 
     # -- liveness ---------------------------------------------------------------------------
     def heartbeat(self, study_id: int, worker: str) -> int:
@@ -619,7 +538,7 @@ class SQLStorage(Storage):
             failed = [(tid, {**json.loads(meta_json), "heartbeat_lost": True})
                       for tid, meta_json in stale]  # fmt: skip
             if failed:
-                statements = [(FAIL_STALE, {"meta": _dumps(meta, "trial metadata"), "now": now,
+                statements = [(FAIL_STALE, {"meta": dumps(meta, "trial metadata"), "now": now,
                                             "sid": study_id, "tid": tid})
                               for tid, meta in failed]  # fmt: skip
 
@@ -627,7 +546,7 @@ class SQLStorage(Storage):
                     for tid, meta in failed:
                         mirror.finish(tid, TrialStatus.FAILED, meta, version)
 
-                self._execute_write(study_id, _Write(statements, apply))
+                self._execute_write(study_id, Write(statements, apply))
         return [tid for tid, _ in failed]
 
     # -- algorithm state --------------------------------------------------------------------
