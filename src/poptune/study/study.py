@@ -2,57 +2,44 @@
 
 The study validates input, asks the algorithm for a suggestion inside a storage transaction
 that holds the study lock, records observations and final statuses, and answers questions
-(best result, results table). It holds no algorithm logic.
+(best result, results table). It holds no algorithm logic, and the bodies of its larger verbs
+live beside it in this package (see :class:`Study`'s "Driver seam").
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import numbers
 import os
 import socket
-import sys
 import threading
-import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import numpy as np
 import pandas as pd
 
-from poptune._config import object_from_config
-from poptune._heartbeat import Heartbeat, reap
+from poptune._polling import Backoff
 from poptune._rng import SuggestionRNG
-from poptune._saved import read_saved, saved_trials, write_saved
 from poptune._validation import (
+    check_bool,
     check_context,
     check_int,
     check_iteration,
     check_objective,
-    check_positive,
+    check_str,
 )
-from poptune.algorithms.base import (
-    Algorithm,
-    Suggestion,
-    algorithm_from_config,
-    ranked_best_trial,
-)
+from poptune.algorithms.base import Algorithm, ranked_best_trial
+from poptune.algorithms.pbt.replay import schedule as _schedule
 from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
     ConfigurationError,
     InvalidObservationError,
     InvalidParameterError,
     InvalidStatusError,
-    MissingDependencyError,
-    PoptuneError,
     ReadOnlyStudyError,
-    StorageError,
-    StudyMismatchError,
-    StudyNotFoundError,
     UnknownTrialError,
 )
 from poptune.history import History
@@ -60,6 +47,9 @@ from poptune.parameters import Parameter
 from poptune.results import RESERVED_COLUMNS, best_result, results_dataframe
 from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
+from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggestion
+from poptune.study._context import StudyContext
+from poptune.study._liveness import Heartbeat, recover_lost_trials, start_liveness
 from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
 
 __all__ = ["Study"]
@@ -72,10 +62,7 @@ _FINAL = {
     "STOPPED": TrialStatus.STOPPED,
 }
 
-
-def _default_seed() -> int:
-    """A seed drawn from the module-level ``poptune.rng`` (seed it for reproducibility)."""
-    return int(sys.modules["poptune"].rng.randint(0, 2**31 - 1))
+_T = TypeVar("_T")
 
 
 class Study:
@@ -98,8 +85,9 @@ class Study:
         seed: makes the study reproducible: every suggestion draws from a generator derived
             from ``(seed, trial id)``. Default: drawn from ``poptune.rng`` (seed that
             ``numpy.random.RandomState`` for SHERPA-style reproducibility).
-        storage: where trials live: None or ``"memory"`` (default, this process only) or a
-            :class:`~poptune.storage.Storage`.
+        storage: where trials live: None or ``"memory"`` (default, this process only), a
+            database URL, the path of an SQLite file, or a :class:`~poptune.storage.Storage`
+            (see :func:`poptune.storage.resolve`).
         study_name: name of the study in the storage. If a study of that name exists there,
             this object joins it (parameters, algorithm and direction must match).
         heartbeat_interval: seconds between the heartbeats a worker writes for the trials it
@@ -123,6 +111,25 @@ class Study:
         ConfigurationError: an argument of the wrong type or an algorithm that does not fit
             the parameters.
         StudyMismatchError: joining a study whose configuration differs.
+
+    Driver seam. The modules of this package (``poptune.study``) carry the bodies of the
+    larger verbs and are the only code that may use these private members; everything
+    outside the package uses public methods only:
+
+    * ``_storage``, ``_study_id``, ``_history`` (the synced :class:`~poptune.history.History`),
+      ``_lock`` (an RLock guarding the History, taken before the storage's lock, never after)
+      and ``_read_only``: the study's state. ``_rebind(storage, study_id)`` is the one way to
+      move them (``_optimize`` moves a memory study into SQLite for worker processes).
+    * ``_writing()`` (lock, storage transaction, synced History; nested uses join) and
+      ``_append(make_trial)`` (the one "lock, sync, next id, insert" path): every new trial
+      goes through them (suggestions, ``add_trial``, :meth:`requeue`, ``_saved.load``).
+    * ``_suggest(max_trial_id)``: one suggestion, never above ``max_trial_id`` (``_worker``).
+    * ``_mark_interrupted()``: after Ctrl-C, fail what this object handed out (``_worker``).
+    * ``_heartbeat``, ``_grace``, ``_next_reap``: liveness, read and written by
+      ``_liveness.recover_lost_trials`` only.
+    * ``_check_writable()``, ``_config(strict, seed)``, ``_worker_options()``,
+      ``_trial_id(trial)``, ``_dashboard`` (the server this object started, ``_dashboard``
+      module).
     """
 
     def __init__(
@@ -144,41 +151,27 @@ class Study:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         keep_checkpoints: int | None = None,
     ) -> None:
-        self.parameters = self._check_parameters(parameters)
+        self.parameters = _open.check_parameters(parameters)
         if not isinstance(algorithm, Algorithm):
             raise ConfigurationError(
                 f"algorithm must be a poptune.algorithms.Algorithm, got {algorithm!r}"
             )
-        if not isinstance(lower_is_better, (bool, np.bool_)):
-            raise ConfigurationError(
-                f"lower_is_better must be True or False, got {lower_is_better!r}"
-            )
+        lower_is_better = check_bool("Study", "lower_is_better", lower_is_better)
         if stopping_rule is not None and not isinstance(stopping_rule, StoppingRule):
             raise ConfigurationError(
                 f"stopping_rule must be a poptune StoppingRule or None, got {stopping_rule!r}"
             )
         seed = check_int("Study", "seed", seed, 0, allow_none=True)
-        if study_name is not None and (not isinstance(study_name, str) or not study_name):
-            raise ConfigurationError(f"study_name must be a non-empty str, got {study_name!r}")
-        heartbeat_interval = check_positive(
-            "Study", "heartbeat_interval", heartbeat_interval, allow_none=True
+        check_str("Study", "study_name", study_name, allow_none=True, nonempty=True)
+        self._options = _open.WorkerOptions(
+            heartbeat_interval,
+            grace_period,
+            retry_failed_trials,
+            None if checkpoint_dir is None else os.fspath(checkpoint_dir),
+            keep_checkpoints,
         )
-        grace_period = check_positive("Study", "grace_period", grace_period, allow_none=True)
-        if grace_period is None and heartbeat_interval is not None:
-            grace_period = 4.0 * heartbeat_interval
-        if heartbeat_interval is not None and grace_period <= heartbeat_interval:  # type: ignore[operator]
-            raise ConfigurationError(
-                f"grace_period ({grace_period!r} s) must be longer than heartbeat_interval "
-                f"({heartbeat_interval!r} s)"
-            )
-        retry_failed_trials = check_int("Study", "retry_failed_trials", retry_failed_trials, 0)
-        keep_checkpoints = check_int(
-            "Study", "keep_checkpoints", keep_checkpoints, 0, allow_none=True
-        )
-        if keep_checkpoints is not None and checkpoint_dir is None:
-            raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
         self.algorithm = algorithm
-        self.lower_is_better = bool(lower_is_better)
+        self.lower_is_better = lower_is_better
         self.stopping_rule = stopping_rule
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.dashboard_port = dashboard_port
@@ -190,36 +183,28 @@ class Study:
         self._reserved_context = frozenset(
             (*RESERVED_COLUMNS, *algorithm.reserved_keys, *(p.name for p in self.parameters))
         )
-        config = self._config(strict=self._storage.requires_json, seed=seed)
-        self._study_id = self._create_or_join(config, seed)
+        config = _open.config_of(self, strict=self._storage.requires_json, seed=seed)
+        self._study_id, self.seed = _open.create_or_join(self._storage, self.name, config, seed)
         self._rng = SuggestionRNG(self.seed)
         self._history = History(self.parameters, self.lower_is_better)
         # Guards the History: taken before the storage lock, never after it.
         self._lock = threading.RLock()
+        self._next_id: int | None = None  # next free id while a _writing() block is open
         self._read_only = False
-        self._self_ref = weakref.ref(self)
+        self._context = StudyContext(self)
         self._handed_out: set[int] = set()  # ids this object handed out (to mark on Ctrl-C)
-        self._options = {
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": grace_period,
-            "retry_failed_trials": int(retry_failed_trials),
-            "checkpoint_dir": None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-            "keep_checkpoints": keep_checkpoints,
-        }
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        self.keep_checkpoints = keep_checkpoints
+        self.keep_checkpoints: int | None = self._options.keep_checkpoints
         self._checkpoints: CheckpointStore | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.retry_failed_trials = int(retry_failed_trials)
+        self.retry_failed_trials: int = self._options.retry_failed_trials
         self._heartbeat: Heartbeat | None = None
         self._grace: float | None = None
         self._next_reap = 0.0
-        self._start_liveness()
+        start_liveness(self)
         self._dashboard: Any = None
         if dashboard_port is not None and not disable_dashboard:
-            from poptune.dashboard import _start_for_study
-
-            self._dashboard = _start_for_study(self, dashboard_port)
+            self._dashboard = _dashboard.start_for_study(self, dashboard_port)
 
     # -- construction helpers ------------------------------------------------------------
     def _check_writable(self) -> None:
@@ -229,80 +214,51 @@ class Study:
                 "Study(..., storage=..., study_name=...) to add trials or observations"
             )
 
-    @staticmethod
-    def _check_parameters(parameters: Sequence[Parameter]) -> list[Parameter]:
-        if isinstance(parameters, Parameter) or not isinstance(parameters, Sequence):
-            raise InvalidParameterError(
-                f"parameters must be a list of Parameter objects, got {parameters!r}"
-            )
-        seen: set[str] = set()
-        for p in parameters:
-            if not isinstance(p, Parameter):
-                raise InvalidParameterError(
-                    f"parameters must be Parameter objects (Continuous, Discrete, Choice, "
-                    f"Ordinal), got {p!r}"
-                )
-            if p.name in seen:
-                raise InvalidParameterError(f"duplicate parameter name {p.name!r}")
-            if p.name in RESERVED_COLUMNS:
-                raise InvalidParameterError(
-                    f"parameter name {p.name!r} is reserved for the results table; "
-                    f"reserved: {list(RESERVED_COLUMNS)}"
-                )
-            seen.add(p.name)
-        return list(parameters)
+    def _rebind(self, storage: Storage, study_id: int) -> None:
+        """Work on the copy of this study in ``storage`` from now on (a fresh History, and
+        heartbeats there when that storage has them)."""
+        with self._lock:
+            self._storage, self._study_id = storage, study_id
+            self._history = History(self.parameters, self.lower_is_better)
+            self._history.sync(storage, study_id)
+            start_liveness(self)
 
-    def _config(self, strict: bool, seed: int | None) -> dict[str, Any]:
-        params = []
-        for p in self.parameters:
-            try:
-                params.append(p.to_dict())
-            except InvalidParameterError:
-                if strict:
-                    raise
-                params.append(
-                    {"name": p.name, "type": p.type, "range": repr(p.range), "scale": p.scale}
-                )
-        return {
-            "parameters": params,
-            "algorithm": self.algorithm.to_config(),
-            "lower_is_better": self.lower_is_better,
-            "stopping_rule": None if self.stopping_rule is None else self.stopping_rule.to_config(),
-            "seed": seed,
-        }
+    def _worker_options(self) -> dict[str, Any]:
+        """This process's own keyword arguments, for the workers that join the study."""
+        return self._options.as_kwargs()
 
-    def _create_or_join(self, config: dict[str, Any], seed: int | None) -> int:
-        storage = self._storage
-        for _ in range(2):  # another process may create it between our look and our insert
-            try:
-                study_id = storage.get_study_id(self.name)
-            except StudyNotFoundError:
-                self.seed = int(seed) if seed is not None else _default_seed()
+    # -- the one way a trial is added ------------------------------------------------------
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the Study lock and the storage's study lock with the History synced. A nested
+        use joins the open one. Inside, :meth:`_append` hands out consecutive ids (a storage
+        shows a transaction's own inserts only once it commits)."""
+        storage, sid = self._storage, self._study_id
+        with self._lock:
+            if self._next_id is not None:  # this thread already holds an open block
+                yield
+                return
+            with storage.transaction(sid):
+                # Sync first: inside the transaction a storage shows what was committed before
+                # it, and what is written below is stamped with this transaction's version.
+                self._history.sync(storage, sid)
+                self._next_id = self._history.next_trial_id
                 try:
-                    return storage.create_study(self.name, {**config, "seed": self.seed})
-                except StudyMismatchError:
-                    continue
-            stored = storage.get_study_config(study_id)
-            self._check_same(stored, config)
-            self.seed = int(stored["seed"])
-            return study_id
-        raise StudyMismatchError(f"study {self.name!r} could not be created nor found")
+                    yield
+                finally:
+                    self._next_id = None
+            self._history.sync(storage, sid, refresh=False)  # this process's own inserts
 
-    def _check_same(self, stored: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-        stored = {**stored, "algorithm": _normalized(stored.get("algorithm"))}
-        for key in ("parameters", "algorithm", "lower_is_better"):
-            if json.dumps(stored.get(key), sort_keys=True, default=repr) != json.dumps(
-                config.get(key), sort_keys=True, default=repr
-            ):
-                raise StudyMismatchError(
-                    f"study {self.name!r} already exists with a different {key}: "
-                    f"stored {stored.get(key)!r}, given {config.get(key)!r}"
-                )
-        if config.get("seed") is not None and config["seed"] != stored.get("seed"):
-            raise StudyMismatchError(
-                f"study {self.name!r} already exists with seed {stored.get('seed')!r}, "
-                f"given {config['seed']!r}"
-            )
+    def _append(self, make_trial: Callable[[int], _T], *, worker_id: str | None = None) -> _T:
+        """Lock, sync, take the next id, insert: ``make_trial(next_id)`` builds the trial
+        (anything but a :class:`Trial`, e.g. ``AlgorithmState.WAIT``, inserts nothing and is
+        returned as it is). A RUNNING trial is recorded as run by ``worker_id``."""
+        with self._writing():
+            trial = make_trial(self._next_id)  # type: ignore[arg-type]
+            if isinstance(trial, Trial):
+                self._storage.insert_trial(self._study_id, trial, worker_id)
+                self._next_id += 1  # type: ignore[operator]
+        return trial
 
     # -- suggestions ---------------------------------------------------------------------
     def get_suggestion(self) -> Trial | AlgorithmState:
@@ -316,127 +272,23 @@ class Study:
     def _suggest(self, max_trial_id: int | None) -> Trial | AlgorithmState:
         """``get_suggestion``, answering DONE rather than make a trial above ``max_trial_id``."""
         self._check_writable()
-        storage, sid, history = self._storage, self._study_id, self._history
         with self._lock:
-            reap(self)
-            with storage.transaction(sid):
-                history.sync(storage, sid)
-                trial = storage.claim_queued_trial(sid, self.worker_id)
+            recover_lost_trials(self)
+            with self._writing():
+                trial = self._storage.claim_queued_trial(self._study_id, self.worker_id)
                 if trial is None:
-                    if max_trial_id is not None and history.next_trial_id > max_trial_id:
-                        return AlgorithmState.DONE
-                    history.state = storage.get_algorithm_state(sid)
-                    number = history.next_trial_id
-                    result = self.algorithm.suggest(history, self._rng.at(number))
-                    # What the algorithm noted is kept whatever it answered, on every storage.
-                    storage.set_algorithm_state(sid, history.state)
-                    if result is None or result is AlgorithmState.DONE:
-                        return AlgorithmState.DONE
-                    if result is AlgorithmState.WAIT:
-                        return AlgorithmState.WAIT
-                    params, meta = self._unpack(result)
-                    trial = Trial(number, params, TrialStatus.RUNNING, meta)
-                    storage.insert_trial(sid, trial, self.worker_id)
-            history.sync(storage, sid, refresh=False)
+                    answer = self._append(
+                        lambda number: _suggestion.new_trial(self, number, max_trial_id),
+                        worker_id=self.worker_id,
+                    )
+                    if not isinstance(answer, Trial):
+                        return answer
+                    trial = answer
             if self._heartbeat is not None:
                 self._heartbeat.start()
-            trial._owner = self._self_ref
+            trial._context = self._context
             self._handed_out.add(trial.id)
             return trial
-
-    def close(self) -> None:
-        """Stop this object's heartbeat thread (its running trials then look abandoned after
-        ``grace_period``) and its dashboard, if it started one. The study itself stays in its
-        storage; a closed object can still answer questions. Also happens (heartbeat only)
-        when the object is garbage-collected."""
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
-        if self._dashboard is not None:
-            self._dashboard.stop()
-            self._dashboard = None
-
-    def start_dashboard(
-        self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False
-    ) -> str:
-        """Serve the live web dashboard of this study's storage in a background thread
-        (what ``dashboard_port=`` does, with more options); return its URL. A dashboard this
-        object started before is stopped first; :meth:`close` stops it.
-
-        Args:
-            port: TCP port; 0 picks a free one. Default 8880.
-            host: address to bind. Default 127.0.0.1 (this machine only; the dashboard has
-                no authentication).
-            allow_stop: show "Stop" buttons on running trials (the dashboard's only write;
-                :meth:`should_trial_stop` then answers True for a stopped trial).
-
-        Raises:
-            MissingDependencyError: ``poptune[dashboard]`` is not installed.
-            ConfigurationError: the port cannot be bound.
-        """
-        from poptune.dashboard import start_dashboard
-
-        if self._dashboard is not None:
-            self._dashboard.stop()
-            self._dashboard = None
-        self._dashboard = start_dashboard(
-            self._storage, port=port, host=host, allow_stop=allow_stop, study_name=self.name
-        )
-        return self._dashboard.url
-
-    @property
-    def dashboard_url(self) -> str | None:
-        """The address of this study's dashboard page, or None when none is running."""
-        return None if self._dashboard is None else self._dashboard.url
-
-    def __enter__(self) -> Study:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _mark_interrupted(self) -> list[int]:
-        """After Ctrl-C: mark FAILED (meta ``interrupted``) every trial this object handed out
-        that is still running; return their ids."""
-        marked = []
-        mine = self._handed_out | set(self._storage.running_trials_of(self._study_id,
-                                                                       self.worker_id))  # fmt: skip
-        for tid in sorted(mine):
-            trial = self.history.get(tid)
-            if trial is None or trial.is_finished:
-                continue
-            try:
-                self._finish(tid, TrialStatus.FAILED, {**trial.meta, "interrupted": True})
-            except PoptuneError:
-                continue
-            marked.append(tid)
-        self._handed_out.clear()
-        return marked
-
-    def _start_liveness(self) -> None:
-        """Heartbeats for this worker's trials, on storages shared by processes."""
-        interval = self._options["heartbeat_interval"]
-        if self._storage.supports_heartbeat and interval is not None:
-            self._heartbeat = Heartbeat(self._storage, self._study_id, self.worker_id, interval)
-            weakref.finalize(self, self._heartbeat.stop)
-            self._grace = float(self._options["grace_period"])
-
-    def _unpack(self, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        if isinstance(result, Suggestion):
-            params, meta = result.parameters, result.meta
-        elif isinstance(result, dict):
-            params, meta = result, None
-        else:
-            raise ConfigurationError(
-                f"{type(self.algorithm).__name__}.suggest returned {result!r}; expected a "
-                "dict, a Suggestion, AlgorithmState.WAIT or AlgorithmState.DONE"
-            )
-        for name in self._history.parameter_names:
-            if name not in params:
-                raise ConfigurationError(
-                    f"{type(self.algorithm).__name__}.suggest gave no value for "
-                    f"parameter {name!r}: {params!r}"
-                )
-        return params, meta
 
     def __iter__(self) -> Iterator[Trial]:
         """Yield trials until the algorithm is DONE.
@@ -447,12 +299,12 @@ class Study:
         naming them (SHERPA ends the loop on WAIT).
         """
         mine: set[int] = set()
-        delay = 0.01
+        backoff = Backoff(0.01, 1.0)
         while True:
             suggestion = self.get_suggestion()
             if isinstance(suggestion, Trial):
                 mine.add(suggestion.id)
-                delay = 0.01
+                backoff.reset()
                 yield suggestion
                 continue
             if suggestion is AlgorithmState.DONE:
@@ -466,8 +318,7 @@ class Study:
                     [t.id for t in unfinished],
                 )
                 return
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+            backoff.wait()
 
     def add_trial(self, trial: Trial | Mapping[str, Any]) -> Trial:
         """Queue a trial of your own; it is handed out before the algorithm's next suggestion.
@@ -491,21 +342,44 @@ class Study:
                     f"add_trial: no value for parameter {p.name!r} in {params!r}"
                 )
             params[p.name] = p.validate_value(params[p.name])
-        storage, sid = self._storage, self._study_id
-        with self._lock:
-            with storage.transaction(sid):
-                self._history.sync(storage, sid)
-                queued = Trial(
-                    self._history.next_trial_id, params, TrialStatus.QUEUED, {"source": "add_trial"}
-                )
-                storage.insert_trial(sid, queued)
-            self._history.sync(storage, sid)
-            return queued
+        return self._append(
+            lambda number: Trial(number, params, TrialStatus.QUEUED, {"source": "add_trial"})
+        )
+
+    def requeue(self, trial: Trial | int, *, max_attempts: int | None = None) -> Trial | None:
+        """Queue a failed trial once more: a new QUEUED trial with the same parameters (its own
+        ``save_to``), ``meta['retry_of']`` naming the old one and ``meta['attempt']`` counting
+        (1 for an original). Unlike :meth:`add_trial`, PBT counts it as another attempt at the
+        same population slot. The one retry: the study's own retries of trials whose worker
+        died (``retry_failed_trials=N``: ``max_attempts=N + 1``) and
+        ``optimize(resubmit_failed_trials=True)`` (``max_attempts=2``) both come here.
+
+        Args:
+            trial: the trial (or its id).
+            max_attempts: queue nothing when the trial's attempt number is already this many
+                (None: always queue).
+
+        Returns:
+            The queued trial, or None when its attempts are used up.
+
+        Raises:
+            UnknownTrialError: no such trial.
+        """
+        self._check_writable()
+        tid = self._trial_id(trial)
+
+        def make(number: int) -> Trial | None:
+            old = self._storage.get_trial(self._study_id, tid)
+            if max_attempts is not None and int(old.meta.get("attempt", 1)) >= max_attempts:
+                return None
+            return old._retry(number)
+
+        return self._append(make)
 
     # -- reporting -----------------------------------------------------------------------
     def _trial_id(self, trial: Trial | int) -> int:
         if isinstance(trial, Trial):
-            if trial._owner is self._self_ref:  # handed out by this study: checked then
+            if trial._context is self._context:  # handed out by this study: checked then
                 return trial.id
             params = trial.parameters
             for name in self._history.parameter_names:
@@ -550,8 +424,23 @@ class Study:
         ctx = check_context(context, tid, self._reserved_context) if context else None
         self._storage.add_observation(self._study_id, tid, Observation(it, value, ctx or {}))
 
-    def finalize(self, trial: Trial | int, status: TrialStatus | str = "COMPLETED") -> None:
+    def finalize(
+        self,
+        trial: Trial | int,
+        status: TrialStatus | str = "COMPLETED",
+        *,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         """Give a trial its final status: ``'COMPLETED'`` (default), ``'FAILED'`` or ``'STOPPED'``.
+
+        Args:
+            trial: the :class:`Trial` (or its id).
+            status: the final status.
+            meta: replaces the trial's ``meta`` (e.g. ``{**trial.meta, 'error': ...}``);
+                default: kept as it is.
+
+        With ``keep_checkpoints``, the checkpoints nothing needs any more are deleted then
+        (:meth:`poptune.checkpoints.CheckpointStore.collect_after_finalize`).
 
         Raises:
             InvalidStatusError: any other status.
@@ -566,19 +455,24 @@ class Study:
                 f"trial {tid}: unknown final status {status!r}; expected 'COMPLETED', "
                 "'FAILED' or 'STOPPED'"
             )
-        self._finish(tid, final)
-
-    def _finish(self, tid: int, status: TrialStatus, meta: dict[str, Any] | None = None) -> None:
-        self._storage.finish_trial(self._study_id, tid, status, meta)
+        self._storage.finish_trial(self._study_id, tid, final, None if meta is None else dict(meta))
         if self.keep_checkpoints is not None:
-            with self._lock, self._storage.transaction(self._study_id):
-                history = self._history
-                history.sync(self._storage, self._study_id)
-                history.state = self._storage.get_algorithm_state(self._study_id)
-                pending = self.algorithm.pending_checkpoints(history)
-                self._checkpoint_store().collect(history, self.keep_checkpoints, pending)
+            with self._lock:
+                self.checkpoints.collect_after_finalize(
+                    self._storage,
+                    self._study_id,
+                    self._history,
+                    self.keep_checkpoints,
+                    self.algorithm.pending_checkpoints,
+                )
 
-    def _checkpoint_store(self) -> CheckpointStore:
+    @property
+    def checkpoints(self) -> CheckpointStore:
+        """The :class:`~poptune.checkpoints.CheckpointStore` of ``checkpoint_dir``.
+
+        Raises:
+            ConfigurationError: the study has no ``checkpoint_dir``.
+        """
         if self._checkpoints is None:
             if self.checkpoint_dir is None:
                 raise ConfigurationError(
@@ -619,30 +513,7 @@ class Study:
             ConfigurationError (at an epoch end): ``objective_name`` or a context name is not
                 among the metrics Keras logged; the message lists those.
         """
-        try:
-            import keras
-        except ImportError:
-            raise MissingDependencyError(
-                "keras_callback needs Keras: pip install keras (with a backend: torch, jax "
-                "or tensorflow)"
-            ) from None
-        study, tid, names = self, self._trial_id(trial), list(context_names)
-
-        class _PoptuneCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
-            def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-                logs = dict(logs or {})
-                missing = [n for n in (objective_name, *names) if n not in logs]
-                if missing:
-                    raise ConfigurationError(
-                        f"keras_callback: {missing[0]!r} is not among the metrics Keras "
-                        f"logged: {sorted(logs)}"
-                    )
-                context = {n: float(logs[n]) for n in names}
-                study.add_observation(tid, float(logs[objective_name]), int(epoch), context)
-                if study.should_trial_stop(tid):
-                    self.model.stop_training = True
-
-        return _PoptuneCallback()
+        return _keras.callback(self, self._trial_id(trial), objective_name, list(context_names))
 
     def request_stop(self, trial: Trial | int) -> None:
         """Ask that a running trial stop: :meth:`should_trial_stop` then answers True."""
@@ -677,9 +548,7 @@ class Study:
         Raises:
             UnknownTrialError: no such trial.
         """
-        from poptune.algorithms.pbt.replay import schedule
-
-        return schedule(self, trial)
+        return _schedule(self, trial)
 
     def get_best_result(self) -> dict[str, Any]:
         """The best observation of a COMPLETED trial as a dict (``{}`` if there is none).
@@ -746,9 +615,8 @@ class Study:
             KeyboardInterrupt: after Ctrl-C, once running trials are marked FAILED with
                 ``meta['interrupted']``; run the study again to resume it.
         """
-        from poptune.execution import optimize
-
-        optimize(self, objective, n_trials, timeout, n_workers, executor, show_progress)
+        _optimize.optimize(self, objective, n_trials, timeout, n_workers, executor,
+                           show_progress, join=Study.join)  # fmt: skip
 
     @classmethod
     def join(cls, storage: Storage | str, study_name: str, **options: Any) -> Study:
@@ -756,14 +624,9 @@ class Study:
 
         ``options`` are this process's keyword arguments (``checkpoint_dir``,
         ``heartbeat_interval``, ``grace_period``, ``retry_failed_trials``,
-        ``keep_checkpoints``). See :func:`poptune._open.join_study`.
+        ``keep_checkpoints``). See :func:`poptune.study.join_study`.
         """
-        from poptune._open import join_study
-
-        return join_study(storage, study_name, **options)
-
-    def _worker_options(self) -> dict[str, Any]:
-        return dict(self._options)
+        return _open.join(cls, storage, study_name, **options)
 
     # -- saving and resuming ---------------------------------------------------------------
     def save(self, output_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -779,25 +642,7 @@ class Study:
             ConfigurationError: no directory given here nor to the study.
             StorageError: a value (Choice value, context) cannot be written as JSON.
         """
-        target = Path(output_dir) if output_dir is not None else self.output_dir
-        if target is None:
-            raise ConfigurationError(
-                "save() needs a directory: pass output_dir here or to Study(...)"
-            )
-        try:
-            config = self._config(strict=True, seed=self.seed)
-        except InvalidParameterError as exc:
-            raise StorageError(f"cannot save study {self.name!r} as JSON: {exc}") from None
-        with self._lock:
-            history = self.history
-            return write_saved(
-                target,
-                name=self.name,
-                config=config,
-                algorithm_state=self._storage.get_algorithm_state(self._study_id),
-                trials=history,
-                results=results_dataframe(history, self.lower_is_better),
-            )
+        return _saved.save(self, output_dir)
 
     @classmethod
     def load(
@@ -823,37 +668,34 @@ class Study:
             StudyNotFoundError: no saved study at ``path``.
             StudyMismatchError: the file is not a poptune study or has a newer format.
         """
-        file, data = read_saved(path)
-        config = data["config"]
-        if algorithm is None:
-            algorithm = algorithm_from_config(config["algorithm"])
-        if stopping_rule is None and config.get("stopping_rule"):
-            stopping_rule = object_from_config(config["stopping_rule"], {}, StoppingRule)
-        study = cls(
-            [Parameter.from_dict(d) for d in config["parameters"]],
-            algorithm,
-            config["lower_is_better"],
-            stopping_rule=stopping_rule,
-            output_dir=file.parent,
-            seed=config["seed"],
-            study_name=data.get("name"),
-        )
-        storage, sid = study._storage, study._study_id
-        trials, interrupted = saved_trials(data)
-        with storage.transaction(sid):
-            for trial in trials:
-                storage.insert_trial(sid, trial)
-            storage.set_algorithm_state(sid, data.get("algorithm_state") or {})
-        study._history.sync(storage, sid)
-        if interrupted:
-            logger.warning(
-                "poptune: trial(s) %s were running when study %r was saved; marked FAILED",
-                interrupted,
-                study.name,
-            )
-        return study
+        return _saved.load(cls, path, algorithm, stopping_rule)
 
-    # -- the dashboard of a saved or stored study (SHERPA's load_dashboard/run_dashboard) ----
+    # -- the dashboard ---------------------------------------------------------------------
+    def start_dashboard(
+        self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False
+    ) -> str:
+        """Serve the live web dashboard of this study's storage in a background thread
+        (what ``dashboard_port=`` does, with more options); return its URL. A dashboard this
+        object started before is stopped first; :meth:`close` stops it.
+
+        Args:
+            port: TCP port; 0 picks a free one. Default 8880.
+            host: address to bind. Default 127.0.0.1 (this machine only; the dashboard has
+                no authentication).
+            allow_stop: show "Stop" buttons on running trials (the dashboard's only write;
+                :meth:`should_trial_stop` then answers True for a stopped trial).
+
+        Raises:
+            MissingDependencyError: ``poptune[dashboard]`` is not installed.
+            ConfigurationError: the port cannot be bound.
+        """
+        return _dashboard.restart(self, port, host, allow_stop)
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The address of this study's dashboard page, or None when none is running."""
+        return None if self._dashboard is None else self._dashboard.url
+
     @classmethod
     def load_dashboard(
         cls,
@@ -882,13 +724,7 @@ class Study:
             StudyNotFoundError: nothing at ``path``, or no (single) study to open.
             ConfigurationError: the dashboard cannot start (extra missing, port in use).
         """
-        from poptune.dashboard import start_dashboard
-
-        study = _open_for_dashboard(path, study_name)
-        study._dashboard = start_dashboard(
-            study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
-        )
-        return study
+        return _dashboard.load(cls, path, study_name, port, host, allow_stop)
 
     @classmethod
     def run_dashboard(
@@ -899,44 +735,25 @@ class Study:
         port: int = 8880,
         host: str = "127.0.0.1",
         allow_stop: bool = False,
+        banner: Any = True,
     ) -> None:
-        """Like :meth:`load_dashboard`, but serve in this thread until Ctrl-C."""
-        from poptune.dashboard import run_dashboard
+        """Like :meth:`load_dashboard`, but serve in this thread until Ctrl-C. ``banner``: as
+        for :func:`poptune.dashboard.run_dashboard` (True prints it on standard output)."""
+        _dashboard.run(cls, path, study_name, port, host, allow_stop, banner)
 
-        study = _open_for_dashboard(path, study_name)
-        run_dashboard(
-            study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
-        )
+    def close(self) -> None:
+        """Stop this object's heartbeat thread (its running trials then look abandoned after
+        ``grace_period``) and its dashboard, if it started one. The study itself stays in its
+        storage; a closed object can still answer questions. Also happens (heartbeat only)
+        when the object is garbage-collected."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._dashboard is not None:
+            self._dashboard.stop()
+            self._dashboard = None
 
+    def __enter__(self) -> Study:
+        return self
 
-def _open_for_dashboard(path: str | os.PathLike[str], study_name: str | None) -> Study:
-    """A read-only study from a saved directory, a database URL or an SQLite file."""
-    from poptune._open import load_study
-
-    text = os.fspath(path)
-    if "://" not in text and (Path(text).is_dir() or text.endswith(".json")):
-        study = Study.load(text)
-        study._read_only = True
-        return study
-    if "://" not in text:
-        if not Path(text).is_file():
-            raise StudyNotFoundError(f"no saved study, database URL or SQLite file at {text!r}")
-        text = f"sqlite:///{Path(text).resolve()}"
-    storage = get_storage(text)
-    if study_name is None:
-        names = storage.list_studies()
-        if len(names) != 1:
-            raise StudyNotFoundError(f"{text} holds {len(names)} studies {names}: pass study_name")
-        study_name = names[0]
-    return load_study(storage, study_name)
-
-
-def _normalized(config: Any) -> Any:
-    """An algorithm config as this version writes it: a study stored before an algorithm got
-    a new argument (with a default) still matches."""
-    if not isinstance(config, Mapping):
-        return config
-    try:
-        return algorithm_from_config(config).to_config()
-    except PoptuneError:  # not importable here: compare it as stored
-        return config
+    def __exit__(self, *exc: object) -> None:
+        self.close()
