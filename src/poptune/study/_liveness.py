@@ -73,7 +73,8 @@ class Heartbeat:
 
 def start_liveness(study: Study) -> None:
     """Give ``study`` a heartbeat (started with its first trial), on storages shared by
-    processes and unless ``heartbeat_interval`` is None."""
+    processes and unless ``heartbeat_interval`` is None; set its liveness members."""
+    study._heartbeat, study._grace, study._next_reap = None, None, 0.0
     options = study._options
     interval = options.heartbeat_interval
     if study._storage.supports_heartbeat and interval is not None:

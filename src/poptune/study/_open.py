@@ -18,7 +18,7 @@ import numpy as np
 
 from poptune._config import object_from_config
 from poptune._rng import default_seed
-from poptune._validation import check_int, check_positive
+from poptune._validation import check_bool, check_int, check_positive, check_str
 from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.exceptions import (
     ConfigurationError,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WorkerOptions",
+    "check_arguments",
     "check_parameters",
     "check_same",
     "config_of",
@@ -89,6 +90,25 @@ class WorkerOptions:
     def as_kwargs(self) -> dict[str, Any]:
         """The keyword arguments a worker joins with."""
         return asdict(self)
+
+
+def check_arguments(
+    algorithm: Any, lower_is_better: Any, stopping_rule: Any, seed: Any, study_name: Any
+) -> tuple[bool, int | None]:
+    """Check the Study arguments that are not settings; return ``lower_is_better`` and
+    ``seed`` as they are used."""
+    if not isinstance(algorithm, Algorithm):
+        raise ConfigurationError(
+            f"algorithm must be a poptune.algorithms.Algorithm, got {algorithm!r}"
+        )
+    lower_is_better = check_bool("Study", "lower_is_better", lower_is_better)
+    if stopping_rule is not None and not isinstance(stopping_rule, StoppingRule):
+        raise ConfigurationError(
+            f"stopping_rule must be a poptune StoppingRule or None, got {stopping_rule!r}"
+        )
+    seed = check_int("Study", "seed", seed, 0, allow_none=True)
+    check_str("Study", "study_name", study_name, allow_none=True, nonempty=True)
+    return lower_is_better, seed
 
 
 def check_parameters(parameters: Sequence[Parameter]) -> list[Parameter]:

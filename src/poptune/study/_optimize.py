@@ -50,7 +50,7 @@ class WorkerPlan:
         objective: the user's objective.
         max_trial_id: no trial above this id (``n_trials``), or None.
         timeout: seconds from the worker's start after which it starts no trial, or None.
-        options: the caller's own Study settings (``Study._worker_options()``).
+        options: the caller's own Study settings (``WorkerOptions.as_kwargs()``).
     """
 
     join: Callable[..., Study]
@@ -101,7 +101,7 @@ def optimize(
                        on_trial=lambda trial, status: progress.refresh())  # fmt: skip
         else:
             plan = WorkerPlan(join, shared_url(study), study.name, objective, max_trial_id,
-                              timeout, study._worker_options())  # fmt: skip
+                              timeout, study._options.as_kwargs())  # fmt: skip
             if executor is None:
                 _run_processes(plan, n_workers, progress)
             else:

@@ -33,7 +33,7 @@ from poptune.trial import AlgorithmState, Trial, TrialStatus
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["Objective", "deadline_in", "mark_interrupted", "run_trial", "run_worker"]
+__all__ = ["Objective", "deadline_in", "iterate", "mark_interrupted", "run_trial", "run_worker"]
 
 logger = logging.getLogger("poptune")
 
@@ -78,6 +78,31 @@ def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
     except TrialFinishedError:
         return trial.status
     return status
+
+
+def iterate(study: Study) -> Iterator[Trial]:
+    """``for trial in study``: see ``Study.__iter__`` (WAIT backs off from 10 ms to 1 s)."""
+    mine: set[int] = set()
+    backoff = Backoff(0.01, 1.0)
+    while True:
+        suggestion = study.get_suggestion()
+        if isinstance(suggestion, Trial):
+            mine.add(suggestion.id)
+            backoff.reset()
+            yield suggestion
+            continue
+        if suggestion is AlgorithmState.DONE:
+            return
+        unfinished = study._history.unfinished
+        if all(t.id in mine for t in unfinished):
+            logger.warning(
+                "poptune: the algorithm waits for trial(s) %s, which this loop handed out "
+                "but which were never finalized; ending the loop. Call study.finalize(trial) "
+                "for every trial.",
+                [t.id for t in unfinished],
+            )
+            return
+        backoff.wait()
 
 
 def deadline_in(seconds: float | None) -> float | None:

@@ -1,10 +1,7 @@
-"""The Study: poptune's face, compatible with ``sherpa.Study``.
-
-The study validates input, asks the algorithm for a suggestion inside a storage transaction
-that holds the study lock, records observations and final statuses, and answers questions
-(best result, results table). It holds no algorithm logic, and the bodies of its larger verbs
-live beside it in this package (see :class:`Study`'s "Driver seam").
-"""
+"""The Study: poptune's face, compatible with ``sherpa.Study``. It validates input, asks the
+algorithm for a suggestion inside a storage transaction that holds the study lock, records
+observations and final statuses, and answers questions; no algorithm logic. The bodies of its
+larger verbs live beside it in this package (see :class:`Study`'s "Driver seam")."""
 
 from __future__ import annotations
 
@@ -21,16 +18,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from poptune._polling import Backoff
 from poptune._rng import SuggestionRNG
-from poptune._validation import (
-    check_bool,
-    check_context,
-    check_int,
-    check_iteration,
-    check_objective,
-    check_str,
-)
+from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm, ranked_best_trial
 from poptune.algorithms.pbt.replay import schedule as _schedule
 from poptune.checkpoints import CheckpointStore
@@ -47,20 +36,16 @@ from poptune.parameters import Parameter
 from poptune.results import RESERVED_COLUMNS, best_result, results_dataframe
 from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
-from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggestion
+from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggestion, _worker
 from poptune.study._context import StudyContext
-from poptune.study._liveness import Heartbeat, recover_lost_trials, start_liveness
-from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
+from poptune.study._liveness import recover_lost_trials, start_liveness
+from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
 
 __all__ = ["Study"]
 
 logger = logging.getLogger("poptune")
 
-_FINAL = {
-    "COMPLETED": TrialStatus.COMPLETED,
-    "FAILED": TrialStatus.FAILED,
-    "STOPPED": TrialStatus.STOPPED,
-}
+_FINAL = {status.value: status for status in _FINISHED}
 
 _T = TypeVar("_T")
 
@@ -76,10 +61,9 @@ class Study:
         stopping_rule: optional :class:`~poptune.algorithms.StoppingRule` answering
             :meth:`should_trial_stop`.
         dashboard_port: start the live web dashboard (extra ``poptune[dashboard]``) on this
-            port of 127.0.0.1, in a background thread that never keeps the script from
-            exiting; its URL is printed and kept in :attr:`dashboard_url` (0 picks a free
-            port). If it cannot start (port taken, extra missing) a warning is logged and the
-            study goes on without it. Default None: no dashboard.
+            port of 127.0.0.1 (0: a free one) in a daemon thread; its URL is printed and kept
+            in :attr:`dashboard_url`. If it cannot start (port taken, extra missing) a warning
+            is logged and the study goes on without it. Default None: no dashboard.
         disable_dashboard: True ignores ``dashboard_port`` (SHERPA's switch).
         output_dir: default directory of :meth:`save`.
         seed: makes the study reproducible: every suggestion draws from a generator derived
@@ -91,8 +75,7 @@ class Study:
         study_name: name of the study in the storage. If a study of that name exists there,
             this object joins it (parameters, algorithm and direction must match).
         heartbeat_interval: seconds between the heartbeats a worker writes for the trials it
-            runs, on storages shared by processes (SQL); None turns heartbeats off.
-            Default 10.
+            runs, on storages shared by processes (SQL); None: none. Default 10.
         grace_period: seconds without a heartbeat after which a RUNNING trial is marked
             FAILED by whichever worker notices (its worker died). Default 4 x
             ``heartbeat_interval``; must exceed it.
@@ -112,24 +95,16 @@ class Study:
             the parameters.
         StudyMismatchError: joining a study whose configuration differs.
 
-    Driver seam. The modules of this package (``poptune.study``) carry the bodies of the
-    larger verbs and are the only code that may use these private members; everything
-    outside the package uses public methods only:
-
-    * ``_storage``, ``_study_id``, ``_history`` (the synced :class:`~poptune.history.History`),
-      ``_lock`` (an RLock guarding the History, taken before the storage's lock, never after)
-      and ``_read_only``: the study's state. ``_rebind(storage, study_id)`` is the one way to
-      move them (``_optimize`` moves a memory study into SQLite for worker processes).
-    * ``_writing()`` (lock, storage transaction, synced History; nested uses join) and
-      ``_append(make_trial)`` (the one "lock, sync, next id, insert" path): every new trial
-      goes through them (suggestions, ``add_trial``, :meth:`requeue`, ``_saved.load``).
-    * ``_suggest(max_trial_id)``: one suggestion, never above ``max_trial_id`` (``_worker``).
-    * ``_mark_interrupted()``: after Ctrl-C, fail what this object handed out (``_worker``).
-    * ``_heartbeat``, ``_grace``, ``_next_reap``: liveness, read and written by
-      ``_liveness.recover_lost_trials`` only.
-    * ``_check_writable()``, ``_config(strict, seed)``, ``_worker_options()``,
-      ``_trial_id(trial)``, ``_dashboard`` (the server this object started, ``_dashboard``
-      module).
+    Driver seam: the modules of this package carry the bodies of the larger verbs and are
+    the only code that uses these private members (everything else uses public methods):
+    ``_storage``, ``_study_id``, ``_history`` (the synced History), ``_lock`` (an RLock
+    guarding it, taken before the storage's lock, never after), ``_read_only``, ``_options``
+    (this object's :class:`~poptune.study._open.WorkerOptions`), ``_rng``, ``_handed_out``,
+    ``_dashboard``; ``_rebind(storage, study_id)``, the one way to move the study
+    (``_optimize``); ``_writing()`` and ``_append(make_trial)``, the one "lock, sync, next id,
+    insert" path of every new trial; ``_suggest(max_trial_id)`` (``_worker``);
+    ``_heartbeat``, ``_grace``, ``_next_reap`` (``_liveness``); ``_check_writable()`` and
+    ``_trial_id(trial)``.
     """
 
     def __init__(
@@ -152,30 +127,17 @@ class Study:
         keep_checkpoints: int | None = None,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
-        if not isinstance(algorithm, Algorithm):
-            raise ConfigurationError(
-                f"algorithm must be a poptune.algorithms.Algorithm, got {algorithm!r}"
-            )
-        lower_is_better = check_bool("Study", "lower_is_better", lower_is_better)
-        if stopping_rule is not None and not isinstance(stopping_rule, StoppingRule):
-            raise ConfigurationError(
-                f"stopping_rule must be a poptune StoppingRule or None, got {stopping_rule!r}"
-            )
-        seed = check_int("Study", "seed", seed, 0, allow_none=True)
-        check_str("Study", "study_name", study_name, allow_none=True, nonempty=True)
-        self._options = _open.WorkerOptions(
-            heartbeat_interval,
-            grace_period,
-            retry_failed_trials,
-            None if checkpoint_dir is None else os.fspath(checkpoint_dir),
-            keep_checkpoints,
+        lower_is_better, seed = _open.check_arguments(
+            algorithm, lower_is_better, stopping_rule, seed, study_name
         )
-        self.algorithm = algorithm
+        directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
+        self._options = _open.WorkerOptions(
+            heartbeat_interval, grace_period, retry_failed_trials, directory, keep_checkpoints
+        )
+        self.algorithm, self.stopping_rule = algorithm, stopping_rule
         self.lower_is_better = lower_is_better
-        self.stopping_rule = stopping_rule
         self.output_dir = None if output_dir is None else Path(output_dir)
-        self.dashboard_port = dashboard_port
-        self.disable_dashboard = disable_dashboard
+        self.dashboard_port, self.disable_dashboard = dashboard_port, disable_dashboard
         algorithm.setup(self.parameters, self.lower_is_better)
 
         self._storage = get_storage(storage)
@@ -198,15 +160,11 @@ class Study:
         self._checkpoints: CheckpointStore | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.retry_failed_trials: int = self._options.retry_failed_trials
-        self._heartbeat: Heartbeat | None = None
-        self._grace: float | None = None
-        self._next_reap = 0.0
-        start_liveness(self)
+        start_liveness(self)  # sets _heartbeat, _grace and _next_reap
         self._dashboard: Any = None
         if dashboard_port is not None and not disable_dashboard:
             self._dashboard = _dashboard.start_for_study(self, dashboard_port)
 
-    # -- construction helpers ------------------------------------------------------------
     def _check_writable(self) -> None:
         if self._read_only:
             raise ReadOnlyStudyError(
@@ -223,11 +181,6 @@ class Study:
             self._history.sync(storage, study_id)
             start_liveness(self)
 
-    def _worker_options(self) -> dict[str, Any]:
-        """This process's own keyword arguments, for the workers that join the study."""
-        return self._options.as_kwargs()
-
-    # -- the one way a trial is added ------------------------------------------------------
     @contextmanager
     def _writing(self) -> Iterator[None]:
         """Hold the Study lock and the storage's study lock with the History synced. A nested
@@ -260,13 +213,10 @@ class Study:
                 self._next_id += 1  # type: ignore[operator]
         return trial
 
-    # -- suggestions ---------------------------------------------------------------------
     def get_suggestion(self) -> Trial | AlgorithmState:
-        """The next trial to run, or ``AlgorithmState.WAIT`` / ``AlgorithmState.DONE``.
-
-        Trials queued with :meth:`add_trial` come first. The suggestion is computed and
-        recorded in one storage transaction holding the study lock.
-        """
+        """The next trial to run, or ``AlgorithmState.WAIT`` / ``AlgorithmState.DONE``. Trials
+        queued with :meth:`add_trial` come first. The suggestion is computed and recorded in
+        one storage transaction holding the study lock."""
         return self._suggest(None)
 
     def _suggest(self, max_trial_id: int | None) -> Trial | AlgorithmState:
@@ -291,49 +241,17 @@ class Study:
             return trial
 
     def __iter__(self) -> Iterator[Trial]:
-        """Yield trials until the algorithm is DONE.
-
-        On WAIT, if trials handed out elsewhere (another thread or worker) are running, wait
-        for them (polling with backoff from 10 ms to 1 s). If the only unfinished trials are
-        ones this loop yielded, nobody else can finish them: the loop ends with a warning
-        naming them (SHERPA ends the loop on WAIT).
-        """
-        mine: set[int] = set()
-        backoff = Backoff(0.01, 1.0)
-        while True:
-            suggestion = self.get_suggestion()
-            if isinstance(suggestion, Trial):
-                mine.add(suggestion.id)
-                backoff.reset()
-                yield suggestion
-                continue
-            if suggestion is AlgorithmState.DONE:
-                return
-            unfinished = self._history.unfinished
-            if all(t.id in mine for t in unfinished):
-                logger.warning(
-                    "poptune: the algorithm waits for trial(s) %s, which this loop handed out "
-                    "but which were never finalized; ending the loop. Call study.finalize(trial) "
-                    "for every trial.",
-                    [t.id for t in unfinished],
-                )
-                return
-            backoff.wait()
+        """Yield trials until the algorithm is DONE. On WAIT, if trials handed out elsewhere
+        (another thread or worker) are running, wait for them (polling with backoff from 10 ms
+        to 1 s); if the only unfinished trials are ones this loop yielded, nobody else can
+        finish them: the loop ends with a warning naming them (SHERPA ends it on WAIT)."""
+        return _worker.iterate(self)
 
     def add_trial(self, trial: Trial | Mapping[str, Any]) -> Trial:
-        """Queue a trial of your own; it is handed out before the algorithm's next suggestion.
-
-        Args:
-            trial: a :class:`Trial` (its id is ignored: the study gives a fresh one, where
-                SHERPA reused ids) or a parameter dict.
-
-        Returns:
-            The queued trial.
-
-        Raises:
-            InvalidParameterError: a study parameter is missing or has a value outside its
-                range.
-        """
+        """Queue a trial of your own (a :class:`Trial`, whose id is ignored where SHERPA reused
+        it, or a parameter dict); it is handed out before the algorithm's next suggestion.
+        Returns the queued trial. Raises InvalidParameterError: a study parameter is missing
+        or has a value outside its range."""
         self._check_writable()
         params = dict(trial.parameters if isinstance(trial, Trial) else trial)
         for p in self.parameters:
@@ -347,23 +265,14 @@ class Study:
         )
 
     def requeue(self, trial: Trial | int, *, max_attempts: int | None = None) -> Trial | None:
-        """Queue a failed trial once more: a new QUEUED trial with the same parameters (its own
-        ``save_to``), ``meta['retry_of']`` naming the old one and ``meta['attempt']`` counting
-        (1 for an original). Unlike :meth:`add_trial`, PBT counts it as another attempt at the
-        same population slot. The one retry: the study's own retries of trials whose worker
-        died (``retry_failed_trials=N``: ``max_attempts=N + 1``) and
-        ``optimize(resubmit_failed_trials=True)`` (``max_attempts=2``) both come here.
-
-        Args:
-            trial: the trial (or its id).
-            max_attempts: queue nothing when the trial's attempt number is already this many
-                (None: always queue).
-
-        Returns:
-            The queued trial, or None when its attempts are used up.
-
-        Raises:
-            UnknownTrialError: no such trial.
+        """Queue a failed trial (or id) once more: a new QUEUED trial, same parameters (its
+        own ``save_to``), ``meta['retry_of']`` naming the old one, ``meta['attempt']`` counting
+        (1 for an original); PBT counts it as another attempt at the same slot, unlike
+        :meth:`add_trial`. Returns it, or None when the trial's attempt number is already
+        ``max_attempts`` (None: no limit). The one retry: a trial whose worker died
+        (``retry_failed_trials=N`` is ``max_attempts=N + 1``) and a job that failed
+        (``optimize(resubmit_failed_trials=True)`` is ``max_attempts=2``) both come here.
+        Raises UnknownTrialError.
         """
         self._check_writable()
         tid = self._trial_id(trial)
@@ -376,7 +285,6 @@ class Study:
 
         return self._append(make)
 
-    # -- reporting -----------------------------------------------------------------------
     def _trial_id(self, trial: Trial | int) -> int:
         if isinstance(trial, Trial):
             if trial._context is self._context:  # handed out by this study: checked then
@@ -399,7 +307,8 @@ class Study:
         iteration: int = 1,
         context: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record the objective of a running trial at an iteration.
+        """Record the objective of a running trial at an iteration; nothing is recorded
+        when an error is raised.
 
         Args:
             trial: the :class:`Trial` (or its id).
@@ -407,15 +316,9 @@ class Study:
             iteration: an int; each iteration once per trial. Default 1.
             context: other metrics, ``{'loss': 0.21}``: str keys (not a parameter name nor
                 a results column) and scalar values (str, int, float, bool, None).
-
         Raises:
-            InvalidObservationError: NaN/inf/non-numeric objective, non-int iteration,
-                bad context.
-            DuplicateIterationError: the trial already has this iteration.
-            UnknownTrialError: no such trial in this study.
-            TrialFinishedError: the trial was already finalized.
-
-        Nothing is recorded when an error is raised.
+            InvalidObservationError: NaN/inf/non-numeric objective, non-int iteration, bad
+                context. DuplicateIterationError, UnknownTrialError, TrialFinishedError.
         """
         self._check_writable()
         tid = self._trial_id(trial)
@@ -431,16 +334,9 @@ class Study:
         *,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
-        """Give a trial its final status: ``'COMPLETED'`` (default), ``'FAILED'`` or ``'STOPPED'``.
-
-        Args:
-            trial: the :class:`Trial` (or its id).
-            status: the final status.
-            meta: replaces the trial's ``meta`` (e.g. ``{**trial.meta, 'error': ...}``);
-                default: kept as it is.
-
-        With ``keep_checkpoints``, the checkpoints nothing needs any more are deleted then
-        (:meth:`poptune.checkpoints.CheckpointStore.collect_after_finalize`).
+        """Give a trial (or id) its final status: ``'COMPLETED'`` (default), ``'FAILED'`` or
+        ``'STOPPED'``; ``meta`` replaces the trial's meta (``{**trial.meta, 'error': ...}``).
+        With ``keep_checkpoints``, the checkpoints nothing needs any more are deleted then.
 
         Raises:
             InvalidStatusError: any other status.
@@ -457,22 +353,14 @@ class Study:
             )
         self._storage.finish_trial(self._study_id, tid, final, None if meta is None else dict(meta))
         if self.keep_checkpoints is not None:
-            with self._lock:
-                self.checkpoints.collect_after_finalize(
-                    self._storage,
-                    self._study_id,
-                    self._history,
-                    self.keep_checkpoints,
-                    self.algorithm.pending_checkpoints,
-                )
+            with self._lock:  # the GC's trigger; what it deletes is decided in checkpoints.py
+                where = (self._storage, self._study_id, self._history, self.keep_checkpoints)
+                self.checkpoints.collect_after_finalize(*where, self.algorithm.pending_checkpoints)
 
     @property
     def checkpoints(self) -> CheckpointStore:
-        """The :class:`~poptune.checkpoints.CheckpointStore` of ``checkpoint_dir``.
-
-        Raises:
-            ConfigurationError: the study has no ``checkpoint_dir``.
-        """
+        """The :class:`~poptune.checkpoints.CheckpointStore` of ``checkpoint_dir`` (what
+        trials' checkpoint helpers use). Raises ConfigurationError without a checkpoint_dir."""
         if self._checkpoints is None:
             if self.checkpoint_dir is None:
                 raise ConfigurationError(
@@ -499,20 +387,15 @@ class Study:
     def keras_callback(
         self, trial: Trial | int, objective_name: str, context_names: Sequence[str] = ()
     ) -> Any:
-        """A Keras callback that records an observation at the end of every epoch (SHERPA's).
+        """A Keras callback recording an observation at every epoch end (SHERPA's):
+        ``iteration`` = the epoch number Keras gives (0-based, as SHERPA; pass
+        ``initial_epoch`` to ``fit`` to continue a PBT member's count), ``objective`` =
+        ``logs[objective_name]`` (e.g. ``'val_accuracy'``), ``context`` = the ``logs`` values
+        named in ``context_names``. When :meth:`should_trial_stop` then says so, it sets
+        ``model.stop_training``.
 
-        At each epoch end it calls :meth:`add_observation` with ``iteration`` = the epoch
-        number Keras gives (0-based, as SHERPA recorded it; pass ``initial_epoch`` to
-        ``fit`` to continue a PBT member's count), ``objective`` = ``logs[objective_name]``
-        (e.g. ``'val_accuracy'``) and ``context`` = the ``logs`` values named in
-        ``context_names``. If :meth:`should_trial_stop` then says so (stopping rule, or the
-        dashboard's Stop), it sets ``model.stop_training`` so ``fit`` ends after this epoch.
-
-        Raises:
-            MissingDependencyError: Keras (3, any backend) is not installed.
-            ConfigurationError (at an epoch end): ``objective_name`` or a context name is not
-                among the metrics Keras logged; the message lists those.
-        """
+        Raises MissingDependencyError (no Keras 3) or, at an epoch end, ConfigurationError (a
+        name is not among the metrics Keras logged)."""
         return _keras.callback(self, self._trial_id(trial), objective_name, list(context_names))
 
     def request_stop(self, trial: Trial | int) -> None:
@@ -520,7 +403,6 @@ class Study:
         self._check_writable()
         self._storage.request_stop(self._study_id, self._trial_id(trial))
 
-    # -- questions -----------------------------------------------------------------------
     @property
     def history(self) -> History:
         """The study's :class:`~poptune.history.History`, synced now."""
@@ -544,21 +426,16 @@ class Study:
         """The hyperparameter schedule that produced ``trial``: its lineage, oldest segment
         first, each ``{'trial', 'generation', 'iterations', 'parameters', 'load_from',
         'explore'}``. Feed it to ``algorithms.Replay(schedule)`` to train that model again.
-
-        Raises:
-            UnknownTrialError: no such trial.
-        """
+        Raises UnknownTrialError."""
         return _schedule(self, trial)
 
     def get_best_result(self) -> dict[str, Any]:
-        """The best observation of a COMPLETED trial as a dict (``{}`` if there is none).
-
-        Keys: ``Trial-ID``, ``Iteration``, the trial's parameters (with PBT's ``generation``,
-        ``load_from``, ``save_to``, ``lineage``), ``Objective`` and the context keys.
-        Unlike SHERPA, FAILED and STOPPED trials are not considered. Under
-        ``Repeat(agg=True)`` it is the best configuration by the mean over its repeats
-        (``Trial-ID`` of its first repeat, the mean as ``Objective``, and ``ObjectiveVar``,
-        ``ObjectiveCount``, ``ObjectiveStdErr``).
+        """The best observation of a COMPLETED trial as a dict (``{}`` if there is none):
+        ``Trial-ID``, ``Iteration``, the trial's parameters (with PBT's ``generation``,
+        ``load_from``, ``save_to``, ``lineage``), ``Objective`` and the context keys. Unlike
+        SHERPA, FAILED and STOPPED trials are not considered. Under ``Repeat(agg=True)`` it is
+        the best configuration by the mean over its repeats (``Trial-ID`` of its first repeat,
+        the mean as ``Objective``, ``ObjectiveVar``, ``ObjectiveCount``, ``ObjectiveStdErr``).
         """
         with self._lock:
             best = ranked_best_trial(
@@ -579,7 +456,6 @@ class Study:
             f"lower_is_better={self.lower_is_better}, trials={self._history.n_trials})"
         )
 
-    # -- running trials ------------------------------------------------------------------
     def optimize(
         self,
         objective: Callable[[Trial], Any],
@@ -597,18 +473,16 @@ class Study:
         FAILED (the exception is recorded in ``trial.meta['error']`` and the study goes on).
 
         Args:
-            objective: a function of one trial. With ``n_workers > 1`` or an executor it is
+            objective: a function of one trial; with ``n_workers > 1`` or an executor it is
                 sent to other processes: define it at module level (picklable).
             n_trials: stop once this call has made this many trials (default: until DONE).
             timeout: seconds after which no new trial is started (running ones finish).
-            n_workers: worker processes (spawn) sharing the study. A study kept in memory
-                moves to a temporary SQLite file first (said in the log); pass
-                ``storage='sqlite:///...'`` to keep it.
-            executor: a ``dask.distributed.Client`` (or anything with ``submit``): runs
-                ``n_workers`` worker tasks on the cluster; they connect to the study's storage
-                URL, so use one they can reach (PostgreSQL, or SQLite on a shared disk).
-            show_progress: a progress bar (trials done, best objective, PBT generation) on
-                stderr when it is a terminal.
+            n_workers: worker processes (spawn) sharing the study; a study kept in memory
+                moves to a temporary SQLite file first (logged).
+            executor: a ``dask.distributed.Client`` (anything with ``submit``) running
+                ``n_workers`` worker tasks, which connect to the study's storage URL (use one
+                they can reach: PostgreSQL, or SQLite on a shared disk).
+            show_progress: a progress bar on stderr when it is a terminal.
 
         Raises:
             ConfigurationError: bad arguments.
@@ -620,28 +494,15 @@ class Study:
 
     @classmethod
     def join(cls, storage: Storage | str, study_name: str, **options: Any) -> Study:
-        """Join a stored study from its stored configuration (what workers do).
-
-        ``options`` are this process's keyword arguments (``checkpoint_dir``,
-        ``heartbeat_interval``, ``grace_period``, ``retry_failed_trials``,
-        ``keep_checkpoints``). See :func:`poptune.study.join_study`.
-        """
+        """Join a stored study from its stored configuration, with this process's own
+        ``options`` (what workers do; see :func:`poptune.study.join_study`)."""
         return _open.join(cls, storage, study_name, **options)
 
-    # -- saving and resuming ---------------------------------------------------------------
     def save(self, output_dir: str | os.PathLike[str] | None = None) -> Path:
-        """Write ``results.csv`` and ``study.json`` (everything needed to resume) to a directory.
-
-        Args:
-            output_dir: the directory (created if needed); default: the study's ``output_dir``.
-
-        Returns:
-            The directory written to.
-
-        Raises:
-            ConfigurationError: no directory given here nor to the study.
-            StorageError: a value (Choice value, context) cannot be written as JSON.
-        """
+        """Write ``results.csv`` and ``study.json`` (everything needed to resume) to
+        ``output_dir`` (created if needed; default: the study's) and return it. Raises
+        ConfigurationError (no directory given here nor to the study) or StorageError (a
+        value, e.g. a Choice value or a context, cannot be written as JSON)."""
         return _saved.save(self, output_dir)
 
     @classmethod
@@ -651,18 +512,13 @@ class Study:
         algorithm: Algorithm | None = None,
         stopping_rule: StoppingRule | None = None,
     ) -> Study:
-        """Load a study written by :meth:`save` and continue it.
+        """Load a study written by :meth:`save` (its directory or ``study.json``) and go on.
 
         The algorithm is rebuilt from the saved configuration with its saved state, so the
-        resumed study suggests exactly what the uninterrupted one would have. Trials that
-        were running when the study was saved are marked FAILED (their observations are
-        kept); PBT replaces such members by exploiting.
-
-        Args:
-            path: the directory given to :meth:`save` (or its ``study.json``).
-            algorithm: use this algorithm instead of the saved one (e.g. a custom class, or
-                more generations); its saved state is kept.
-            stopping_rule: use this stopping rule instead of the saved one.
+        resumed study suggests exactly what the uninterrupted one would have; ``algorithm``
+        and ``stopping_rule`` replace the saved ones (the saved state is kept). Trials that
+        were running when it was saved are marked FAILED (observations kept); PBT replaces
+        such members by exploiting.
 
         Raises:
             StudyNotFoundError: no saved study at ``path``.
@@ -670,20 +526,13 @@ class Study:
         """
         return _saved.load(cls, path, algorithm, stopping_rule)
 
-    # -- the dashboard ---------------------------------------------------------------------
     def start_dashboard(
         self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False
     ) -> str:
-        """Serve the live web dashboard of this study's storage in a background thread
-        (what ``dashboard_port=`` does, with more options); return its URL. A dashboard this
-        object started before is stopped first; :meth:`close` stops it.
-
-        Args:
-            port: TCP port; 0 picks a free one. Default 8880.
-            host: address to bind. Default 127.0.0.1 (this machine only; the dashboard has
-                no authentication).
-            allow_stop: show "Stop" buttons on running trials (the dashboard's only write;
-                :meth:`should_trial_stop` then answers True for a stopped trial).
+        """Serve the live dashboard of this study's storage in a background thread (what
+        ``dashboard_port=`` does) on ``port`` (0: a free one) of ``host`` (default this machine
+        only: it has no authentication); return its URL. ``allow_stop`` shows "Stop" buttons
+        (its only write). One this object started before is stopped; :meth:`close` stops it.
 
         Raises:
             MissingDependencyError: ``poptune[dashboard]`` is not installed.
@@ -706,19 +555,10 @@ class Study:
         host: str = "127.0.0.1",
         allow_stop: bool = False,
     ) -> Study:
-        """Open a study read-only and start its dashboard in a background thread.
-
-        Args:
-            path: a directory written by :meth:`save` (or its ``study.json``), a database URL
-                (``sqlite:///runs.db``, ``postgresql://...``) or the path of an SQLite file.
-            study_name: the study to open in a database (may be left out when it holds one).
-            port: TCP port of the dashboard (0: a free one). Default 8880.
-            host: address to bind. Default 127.0.0.1 (this machine only).
-            allow_stop: enable its "Stop" buttons (only useful for a study still running).
-
-        Returns:
-            The read-only study; ``study.dashboard_url`` is where to look, ``study.close()``
-            stops the dashboard.
+        """Open a study read-only and start its dashboard (as :meth:`start_dashboard`) in a
+        background thread; return the study (``dashboard_url``; ``close()`` stops it). ``path``
+        is a directory written by :meth:`save` (or its ``study.json``), a database URL or an
+        SQLite file; ``study_name`` may be left out when the database holds one study.
 
         Raises:
             StudyNotFoundError: nothing at ``path``, or no (single) study to open.
@@ -743,9 +583,8 @@ class Study:
 
     def close(self) -> None:
         """Stop this object's heartbeat thread (its running trials then look abandoned after
-        ``grace_period``) and its dashboard, if it started one. The study itself stays in its
-        storage; a closed object can still answer questions. Also happens (heartbeat only)
-        when the object is garbage-collected."""
+        ``grace_period``) and the dashboard it started. The study stays in its storage, and a
+        closed object still answers questions. Garbage collection stops the heartbeat too."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
         if self._dashboard is not None:
