@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from poptune import __version__
+from poptune.dashboard import run_dashboard
 from poptune.exceptions import PoptuneError
 from poptune.storage import Storage, resolve
 from poptune.study import Study, load_study, run_worker
@@ -202,8 +203,6 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
-    from poptune.dashboard import run_dashboard  # the optional extra, when asked for
-
     spec = args.storage
     if "://" not in spec and (Path(spec).is_dir() or spec.endswith(".json")):
         # a directory written by Study.save: shown from memory

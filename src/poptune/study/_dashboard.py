@@ -1,6 +1,6 @@
 """The dashboard lifecycle of a Study: ``Study(dashboard_port=...)``, ``start_dashboard``,
-``load_dashboard`` and ``run_dashboard`` (the dashboard is an optional extra, imported when
-one starts)."""
+``load_dashboard`` and ``run_dashboard``. (:mod:`poptune.dashboard` imports its extra,
+``poptune[dashboard]``, only when a server starts.)"""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from poptune.dashboard import run_dashboard, start_dashboard
 from poptune.exceptions import ConfigurationError, MissingDependencyError, StudyNotFoundError
 from poptune.storage import resolve
 from poptune.study._open import read_only
@@ -24,7 +25,6 @@ logger = logging.getLogger("poptune.dashboard")
 def start_for_study(study: Study, port: int, host: str = "127.0.0.1") -> Any:
     """``Study(dashboard_port=...)``: start the dashboard, or warn and go on without it (a
     training script should not die because the port is taken or the extra is missing)."""
-    from poptune.dashboard import start_dashboard
 
     try:
         return start_dashboard(study._storage, port=port, host=host, study_name=study.name)
@@ -35,7 +35,6 @@ def start_for_study(study: Study, port: int, host: str = "127.0.0.1") -> Any:
 
 def restart(study: Study, port: int, host: str, allow_stop: bool) -> str:
     """``Study.start_dashboard``: stop the one this object started, start another."""
-    from poptune.dashboard import start_dashboard
 
     if study._dashboard is not None:
         study._dashboard.stop()
@@ -55,7 +54,6 @@ def load(
     allow_stop: bool,
 ) -> Study:
     """``Study.load_dashboard``."""
-    from poptune.dashboard import start_dashboard
 
     study = open_for_dashboard(cls, path, study_name)
     study._dashboard = start_dashboard(
@@ -74,7 +72,6 @@ def run(
     banner: Any,
 ) -> None:
     """``Study.run_dashboard``."""
-    from poptune.dashboard import run_dashboard
 
     study = open_for_dashboard(cls, path, study_name)
     run_dashboard(study._storage, port=port, host=host, allow_stop=allow_stop,
