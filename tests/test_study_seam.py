@@ -4,6 +4,7 @@
 
 import ast
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -141,3 +142,21 @@ def test_the_study_package_imports_its_drivers_at_module_level():
                     ):
                         found.append(f"{path.name}:{inner.lineno}")
     assert found == []
+
+
+def test_an_error_inside_a_write_block_releases_everything(tmp_path):
+    study = random_study(storage=f"sqlite:///{tmp_path / 'err.db'}", study_name="err",
+                         heartbeat_interval=None)  # fmt: skip
+    trial = study.get_suggestion()
+    study.finalize(trial, "FAILED")
+    with pytest.raises(RuntimeError):
+        with study._writing():
+            study.requeue(trial)
+            raise RuntimeError("boom")
+    assert study._next_id is None
+    assert [t.id for t in study.trials] == [1]  # the requeue was rolled back
+    got = []
+    other = threading.Thread(target=lambda: got.append(study.requeue(trial).id))
+    other.start()
+    other.join(10)
+    assert got == [2]  # another thread gets the lock: it was released

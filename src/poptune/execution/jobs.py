@@ -339,7 +339,7 @@ class _Runner:
         try:
             job_id = self.scheduler.submit_job(self.command, env, f"trial_{trial.id}")
         except BaseException as exc:
-            self._finish(trial.id, TrialStatus.FAILED,
+            self._finalize(trial.id, TrialStatus.FAILED,
                          {**trial.meta, "error": f"job submission failed: {exc}"})  # fmt: skip
             raise
         self.running[trial.id] = _Job(str(job_id), trial)
@@ -374,7 +374,7 @@ class _Runner:
         except PoptuneError as exc:
             logger.warning("poptune: could not kill job %s of trial %d: %s",
                            job.job_id, job.trial.id, exc)  # fmt: skip
-        status = self._finish(job.trial.id, TrialStatus.STOPPED)
+        status = self._finalize(job.trial.id, TrialStatus.STOPPED)
         logger.log(
             self.level,
             "poptune: trial %d (job %s) stopped by the stopping rule: %s",
@@ -392,7 +392,7 @@ class _Runner:
         if trial.is_finished:
             status = trial.status
         elif state == "FINISHED" and n:
-            status = self._finish(tid, TrialStatus.COMPLETED)
+            status = self._finalize(tid, TrialStatus.COMPLETED)
         else:
             if state == "FINISHED":
                 error = "the job ended without sending metrics (client.send_metrics)"
@@ -401,7 +401,7 @@ class _Runner:
             else:
                 error = f"the job failed; see its output in {self.output_dir / 'jobs'}"
             meta = {**trial.meta, "error": error, "job_id": job.job_id, "job_status": state}
-            status = self._finish(tid, TrialStatus.FAILED, meta)
+            status = self._finalize(tid, TrialStatus.FAILED, meta)
             failed = status is TrialStatus.FAILED
         best = trial.best_observation(self.study.lower_is_better)
         logger.log(
@@ -418,7 +418,7 @@ class _Runner:
             self._requeue(job.trial)
         self._save()
 
-    def _finish(
+    def _finalize(
         self, tid: int, status: TrialStatus, meta: dict[str, Any] | None = None
     ) -> TrialStatus:
         """Finalize a trial unless someone already did; return its final status."""

@@ -1,9 +1,12 @@
-"""The :class:`~poptune.trial.TrialContext` a Study gives the trials it hands out."""
+"""The two contexts a Study works in: :class:`StudyContext`, the
+:class:`~poptune.trial.TrialContext` it gives the trials it hands out, and :class:`WriteBlock`,
+what ``Study._writing()`` returns."""
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from poptune.checkpoints import CheckpointStore
@@ -13,7 +16,7 @@ if TYPE_CHECKING:
     from poptune.study.study import Study
     from poptune.trial import Trial
 
-__all__ = ["StudyContext"]
+__all__ = ["StudyContext", "WriteBlock"]
 
 
 class StudyContext:
@@ -50,3 +53,58 @@ class StudyContext:
         if study is None:
             raise PoptuneError("the study these trials came from is gone")
         return study.checkpoints
+
+
+class WriteBlock:
+    """``with study._writing():``: hold the Study lock, then (unless this thread already holds
+    an open block, which a nested one joins) the storage's study lock, with the History
+    synced and ``study._next_id`` set to the next free trial id; on a clean exit the History
+    takes in this process's own inserts.
+
+    A class rather than a generator-based context manager: it is on the path of every
+    suggestion, where ``contextlib.contextmanager`` would cost about 1 µs of the ~14.
+    """
+
+    __slots__ = ("_study", "_tx")
+
+    def __init__(self, study: Study) -> None:
+        self._study = study
+        self._tx: Any = None
+
+    def __enter__(self) -> None:
+        study = self._study
+        study._lock.acquire()
+        if study._next_id is not None:  # nested: the open block's transaction and ids
+            return
+        try:
+            tx = study._storage.transaction(study._study_id)
+            tx.__enter__()
+            try:
+                # Sync first: inside the transaction a storage shows what was committed
+                # before it, and what is written here is stamped with its version.
+                study._history.sync(study._storage, study._study_id)
+            except BaseException as exc:
+                tx.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            study._next_id = study._history.next_trial_id
+            self._tx = tx
+        except BaseException:
+            study._lock.release()
+            raise
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        study, tx = self._study, self._tx
+        try:
+            if tx is not None:
+                self._tx = None
+                study._next_id = None
+                tx.__exit__(kind, exc, tb)  # commits, or rolls back on an error
+                if kind is None:
+                    study._history.sync(study._storage, study._study_id, refresh=False)
+        finally:
+            study._lock.release()

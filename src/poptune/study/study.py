@@ -12,7 +12,6 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +36,7 @@ from poptune.results import RESERVED_COLUMNS, best_result, results_dataframe
 from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
 from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggestion, _worker
-from poptune.study._context import StudyContext
+from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, start_liveness
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
 
@@ -181,36 +180,25 @@ class Study:
             self._history.sync(storage, study_id)
             start_liveness(self)
 
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Hold the Study lock and the storage's study lock with the History synced. A nested
-        use joins the open one. Inside, :meth:`_append` hands out consecutive ids (a storage
-        shows a transaction's own inserts only once it commits)."""
-        storage, sid = self._storage, self._study_id
-        with self._lock:
-            if self._next_id is not None:  # this thread already holds an open block
-                yield
-                return
-            with storage.transaction(sid):
-                # Sync first: inside the transaction a storage shows what was committed before
-                # it, and what is written below is stamped with this transaction's version.
-                self._history.sync(storage, sid)
-                self._next_id = self._history.next_trial_id
-                try:
-                    yield
-                finally:
-                    self._next_id = None
-            self._history.sync(storage, sid, refresh=False)  # this process's own inserts
+    def _writing(self) -> WriteBlock:
+        """``with self._writing():`` the Study lock and the storage's study lock, the History
+        synced (a nested use joins the open block). Inside, :meth:`_append` hands out
+        consecutive ids: a storage shows a transaction's own inserts only once it commits."""
+        return WriteBlock(self)
 
     def _append(self, make_trial: Callable[[int], _T], *, worker_id: str | None = None) -> _T:
         """Lock, sync, take the next id, insert: ``make_trial(next_id)`` builds the trial
         (anything but a :class:`Trial`, e.g. ``AlgorithmState.WAIT``, inserts nothing and is
         returned as it is). A RUNNING trial is recorded as run by ``worker_id``."""
         with self._writing():
-            trial = make_trial(self._next_id)  # type: ignore[arg-type]
-            if isinstance(trial, Trial):
-                self._storage.insert_trial(self._study_id, trial, worker_id)
-                self._next_id += 1  # type: ignore[operator]
+            return self._insert(make_trial, worker_id)
+
+    def _insert(self, make_trial: Callable[[int], _T], worker_id: str | None) -> _T:
+        """:meth:`_append`'s insert, inside an open :meth:`_writing` block."""
+        trial = make_trial(self._next_id)  # type: ignore[arg-type]
+        if isinstance(trial, Trial):
+            self._storage.insert_trial(self._study_id, trial, worker_id)
+            self._next_id += 1  # type: ignore[operator]
         return trial
 
     def get_suggestion(self) -> Trial | AlgorithmState:
@@ -227,9 +215,9 @@ class Study:
             with self._writing():
                 trial = self._storage.claim_queued_trial(self._study_id, self.worker_id)
                 if trial is None:
-                    answer = self._append(
+                    answer = self._insert(
                         lambda number: _suggestion.new_trial(self, number, max_trial_id),
-                        worker_id=self.worker_id,
+                        self.worker_id,
                     )
                     if not isinstance(answer, Trial):
                         return answer
