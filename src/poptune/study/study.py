@@ -99,11 +99,12 @@ class Study:
     ``_storage``, ``_study_id``, ``_history`` (the synced History), ``_lock`` (an RLock
     guarding it, taken before the storage's lock, never after), ``_read_only``, ``_options``
     (this object's :class:`~poptune.study._open.WorkerOptions`), ``_rng``, ``_handed_out``,
-    ``_dashboard``; ``_rebind(storage, study_id)``, the one way to move the study
-    (``_optimize``); ``_writing()`` and ``_append(make_trial)``, the one "lock, sync, next id,
-    insert" path of every new trial; ``_suggest(max_trial_id)`` (``_worker``);
-    ``_heartbeat``, ``_grace``, ``_next_reap`` (``_liveness``); ``_check_writable()`` and
-    ``_trial_id(trial)``.
+    ``_context`` (the TrialContext of its trials), ``_dashboard``; ``_rebind(storage,
+    study_id)``, the one way to move the study (``_optimize``); ``_writing()`` with
+    ``_next_id``, and ``_append(make_trial)`` / ``_insert`` inside an open block: the one
+    "lock, sync, next id, insert" path of every new trial; ``_suggest(max_trial_id)``
+    (``_worker``); ``_heartbeat``, ``_grace``, ``_next_reap`` (``_liveness``);
+    ``_check_writable()`` and ``_trial_id(trial)``.
     """
 
     def __init__(
