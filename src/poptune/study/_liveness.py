@@ -4,9 +4,10 @@ A :class:`Heartbeat` runs a daemon thread that, every ``interval`` seconds, stam
 storage's clock on every RUNNING trial of its worker. Any worker that finds a RUNNING trial
 whose stamp is older than the study's grace period marks it FAILED (its worker died:
 SIGKILL, a lost machine, a pre-empted job): :func:`recover_lost_trials`, which then queues
-them again through :meth:`~poptune.Study.requeue` (the one retry) when the study has
-``retry_failed_trials``. The thread stops when the study object is closed or
-garbage-collected, or the process exits.
+them again with :func:`requeue` when the study has ``retry_failed_trials``. :func:`requeue`
+is the one retry: ``Study.requeue`` is it, and the SHERPA job runner resubmits failed jobs
+through that. The thread stops when the study object is closed or garbage-collected, or the
+process exits.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import weakref
 from typing import TYPE_CHECKING
 
 from poptune.storage.base import Storage
+from poptune.trial import Trial
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["Heartbeat", "recover_lost_trials", "start_liveness"]
+__all__ = ["Heartbeat", "recover_lost_trials", "requeue", "start_liveness"]
 
 logger = logging.getLogger("poptune")
 
@@ -83,6 +85,19 @@ def start_liveness(study: Study) -> None:
         study._grace = float(options.grace_period)  # type: ignore[arg-type]
 
 
+def requeue(study: Study, trial_id: int, max_attempts: int | None) -> Trial | None:
+    """The one retry (``Study.requeue``): queue trial ``trial_id`` once more, unless its
+    attempt number (``meta['attempt']``, 1 for an original) is already ``max_attempts``."""
+
+    def make(number: int) -> Trial | None:
+        old = study._storage.get_trial(study._study_id, trial_id)
+        if max_attempts is not None and int(old.meta.get("attempt", 1)) >= max_attempts:
+            return None
+        return old._retry(number)
+
+    return study._append(make)
+
+
 def recover_lost_trials(study: Study) -> None:
     """Fail the trials whose worker stopped beating and, with ``retry_failed_trials=N``, queue
     each again while it has had at most N attempts (``Study.requeue(max_attempts=N + 1)``); at
@@ -103,7 +118,7 @@ def recover_lost_trials(study: Study) -> None:
         failed = storage.fail_stale_trials(sid, grace)
         if failed and study.retry_failed_trials:
             for tid in failed:
-                retry = study.requeue(tid, max_attempts=study.retry_failed_trials + 1)
+                retry = requeue(study, tid, study.retry_failed_trials + 1)
                 if retry is not None:
                     retried.append(retry.id)
     if failed:

@@ -37,7 +37,7 @@ from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
 from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggestion, _worker
 from poptune.study._context import StudyContext, WriteBlock
-from poptune.study._liveness import recover_lost_trials, start_liveness
+from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
 
 __all__ = ["Study"]
@@ -264,15 +264,7 @@ class Study:
         Raises UnknownTrialError.
         """
         self._check_writable()
-        tid = self._trial_id(trial)
-
-        def make(number: int) -> Trial | None:
-            old = self._storage.get_trial(self._study_id, tid)
-            if max_attempts is not None and int(old.meta.get("attempt", 1)) >= max_attempts:
-                return None
-            return old._retry(number)
-
-        return self._append(make)
+        return requeue(self, self._trial_id(trial), max_attempts)
 
     def _trial_id(self, trial: Trial | int) -> int:
         if isinstance(trial, Trial):
