@@ -172,13 +172,13 @@ def test_looking_for_dead_workers_takes_the_lock_only_when_one_is_found(db_url):
     reaped = []
     fail_stale = storage.fail_stale_trials
     storage.fail_stale_trials = lambda *args: reaped.append(args) or fail_stale(*args)
-    b._next_reap = 0.0
+    b._next_recovery = 0.0
     theirs = b.get_suggestion()
     assert reaped == []  # nothing stale: no locked reaping transaction
     a._heartbeat.stop()
     time.sleep(0.8)
     assert storage.has_stale_trials(b._study_id, FAST["grace_period"])
-    b._next_reap = 0.0
+    b._next_recovery = 0.0
     b.get_suggestion()
     assert reaped == [(b._study_id, FAST["grace_period"])]
     assert b.get_trial(mine.id).status is TrialStatus.FAILED

@@ -103,3 +103,56 @@ def test_py_typed_marker_ships():
     from importlib.resources import files
 
     assert files("poptune").joinpath("py.typed").is_file()
+
+
+def test_all_matches_the_real_namespace():
+    """Every public, non-module name of ``poptune`` is in ``__all__`` and the reverse (no
+    ``poptune.np``, no ``poptune.annotations``); submodules are attributes by Python's rule."""
+    import inspect
+
+    namespace = {
+        name
+        for name, value in vars(poptune).items()
+        if not (name.startswith("__") and name.endswith("__")) and not inspect.ismodule(value)
+    }
+    exported = {
+        name
+        for name in poptune.__all__
+        if not (name.startswith("__") and name.endswith("__"))
+        and not inspect.ismodule(getattr(poptune, name))
+    }
+    assert namespace == exported
+    assert not hasattr(poptune, "np") and not hasattr(poptune, "annotations")
+
+
+def test_moved_names_stay_where_the_readme_shows_them():
+    import poptune.execution.client
+    import poptune.execution.jobs
+    import poptune.execution.schedulers
+    import poptune.schedulers
+    import poptune.study
+    from poptune import _rng
+    from poptune.study import Study, join_study, load_study
+
+    assert poptune.Study is Study and poptune.load_study is load_study
+    assert callable(join_study)
+    assert poptune.optimize is poptune.execution.jobs.optimize
+    assert poptune.Client is poptune.execution.client.Client
+    for name in poptune.execution.schedulers.__all__:  # sherpa.schedulers
+        assert getattr(poptune.schedulers, name) is getattr(poptune.execution.schedulers, name)
+    assert poptune.rng is _rng.rng  # the same object: seeding either seeds both
+
+
+def test_the_module_level_rng_seeds_studies():
+    from poptune import Continuous, algorithms
+
+    params = [Continuous("x", [0.0, 1.0])]
+
+    def first_value():
+        study = poptune.Study(params, algorithms.RandomSearch(1), True)
+        return study.seed, study.get_suggestion().parameters["x"]
+
+    poptune.rng.seed(7)
+    a = first_value()
+    poptune.rng.seed(7)
+    assert first_value() == a

@@ -34,7 +34,8 @@ from poptune import (
     algorithms,
     load_study,
 )
-from poptune.execution.command import Client, optimize
+from poptune.execution.client import Client
+from poptune.execution.jobs import optimize
 from poptune.schedulers import LocalScheduler, Scheduler, SGEScheduler, SLURMScheduler
 
 from .conftest import forget_storages

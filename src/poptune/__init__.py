@@ -18,12 +18,8 @@ a logging configuration, Python shows its warnings on stderr; configure logging 
 ``logging.getLogger("poptune")``) to see its INFO messages or to silence it.
 """
 
-from __future__ import annotations
-
-import numpy as np
-
 from poptune import algorithms, schedulers
-from poptune._open import load_study
+from poptune._rng import rng
 from poptune.algorithms import StoppingRule
 from poptune.exceptions import (
     ArgumentTypeError,
@@ -42,19 +38,15 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
-from poptune.execution.command import Client, optimize
+from poptune.execution.client import Client
+from poptune.execution.jobs import optimize
 from poptune.history import History
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
 from poptune.storage import MemoryStorage, Storage
-from poptune.study import Study
+from poptune.study import Study, load_study
 from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
 
 __version__ = "0.1.0"
-
-#: Module-level generator (SHERPA's ``sherpa.rng``): a study created without ``seed=``
-#: draws its seed from it, so ``poptune.rng.seed(0)`` makes a script reproducible.
-rng: np.random.RandomState = np.random.RandomState()
-
 
 __all__ = [
     "AlgorithmState",

@@ -4,13 +4,27 @@ Every suggestion draws from a generator whose state is a hash of (study seed, tr
 so a study gives the same trials whichever worker, process or resumed session made each
 suggestion. Building a ``numpy.random.Generator`` from a ``SeedSequence`` costs ~10 µs; here
 one PCG64 generator is kept and its 128-bit state is *set* from a SplitMix64 hash (~1 µs).
+
+The module-level :data:`rng` (SHERPA's ``sherpa.rng``, re-exported as ``poptune.rng``) gives a
+study created without ``seed=`` its seed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["SuggestionRNG", "default_seed", "rng"]
+
 _MASK64 = (1 << 64) - 1
+
+#: Module-level generator (SHERPA's ``sherpa.rng``): a study created without ``seed=``
+#: draws its seed from it, so ``poptune.rng.seed(0)`` makes a script reproducible.
+rng: np.random.RandomState = np.random.RandomState()
+
+
+def default_seed() -> int:
+    """A study seed drawn from :data:`rng` (seed it for reproducibility)."""
+    return int(rng.randint(0, 2**31 - 1))
 
 
 def _splitmix64(x: int) -> int:

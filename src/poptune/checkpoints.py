@@ -11,7 +11,8 @@ loading recognises either.
 A checkpoint that should be there and is not is a :class:`~poptune.exceptions.CheckpointError`
 naming the file — never a silent fresh start.
 
-Garbage collection (``keep_checkpoints=N``): after each finalize, inside the study lock, files
+Garbage collection (``keep_checkpoints=N``): after each finalize
+(:meth:`CheckpointStore.collect_after_finalize`), inside the study lock, files
 that nothing needs are deleted. Needed: the latest completed segment of every population
 member (a possible donor), the checkpoint every queued or running trial starts from, the
 checkpoint a running trial is writing, the checkpoints the algorithm has already planned to
@@ -25,12 +26,14 @@ import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from poptune.exceptions import CheckpointError
 from poptune.history import History
 from poptune.lineage import checkpoint_name
+from poptune.storage.base import Storage
 from poptune.trial import Trial
 
 __all__ = ["CheckpointStore"]
@@ -178,3 +181,20 @@ class CheckpointStore:
                 continue
             deleted.append(name)
         return deleted
+
+    def collect_after_finalize(
+        self,
+        storage: Storage,
+        study_id: int,
+        history: History,
+        keep_best: int,
+        pending_of: Callable[[History], set[str]],
+    ) -> list[str]:
+        """The GC's trigger, run after each finalize (``keep_checkpoints=keep_best``): in one
+        storage transaction (the study's lock), sync ``history``, give it the algorithm's
+        state, ask ``pending_of(history)`` (the algorithm's ``pending_checkpoints``) and
+        :meth:`collect`. The caller holds the lock that guards ``history``."""
+        with storage.transaction(study_id):
+            history.sync(storage, study_id)
+            history.state = storage.get_algorithm_state(study_id)
+            return self.collect(history, keep_best, pending_of(history))

@@ -32,10 +32,10 @@ from typing import Any, TextIO
 import pandas as pd
 
 from poptune import __version__
-from poptune._open import load_study
-from poptune.exceptions import PoptuneError, StorageError
-from poptune.storage import Storage, get_storage
-from poptune.study import Study
+from poptune.dashboard import run_dashboard
+from poptune.exceptions import PoptuneError
+from poptune.storage import Storage, resolve
+from poptune.study import Study, load_study, run_worker
 from poptune.trial import TrialStatus
 
 __all__ = ["main"]
@@ -43,16 +43,7 @@ __all__ = ["main"]
 
 def _storage(spec: str) -> Storage:
     """A storage from a URL or an SQLite file path; never creates a database."""
-    if "://" not in spec:
-        path = Path(spec)
-        if not path.is_file():
-            raise StorageError(f"no SQLite database file at {spec!r}")
-        spec = f"sqlite:///{path.resolve()}"
-    elif spec.startswith("sqlite:///"):
-        path = Path(spec[len("sqlite:///") :])
-        if not path.is_file():
-            raise StorageError(f"no SQLite database file at {str(path)!r}")
-    return get_storage(spec)
+    return resolve(spec, must_exist=True)
 
 
 def _fmt(value: Any) -> str:
@@ -191,41 +182,37 @@ def _import_objective(spec: str) -> Any:
 
 
 def _worker(args: argparse.Namespace, out: TextIO) -> int:
-    from poptune.execution import worker_main
-
     for folder in [*args.path, os.getcwd()]:  # like python -m: the working directory imports
         if folder not in sys.path:
             sys.path.insert(0, folder)
     objective = _import_objective(args.objective)
-    storage = args.storage if "://" in args.storage else str(_storage(args.storage).url)
-    options: dict[str, Any] = {
-        "checkpoint_dir": args.checkpoint_dir,
-        "keep_checkpoints": args.keep_checkpoints,
-        "retry_failed_trials": args.retry_failed_trials,
-        "heartbeat_interval": args.heartbeat_interval,
-        "grace_period": args.grace_period,
-    }
-    max_trial_id = None
-    if args.n_trials is not None:
-        max_trial_id = load_study(storage, args.study).history.n_trials + args.n_trials
-    ran = worker_main(storage, args.study, objective, max_trial_id, args.timeout, options)
+    ran = run_worker(
+        _storage(args.storage),
+        args.study,
+        objective,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        checkpoint_dir=args.checkpoint_dir,
+        keep_checkpoints=args.keep_checkpoints,
+        retry_failed_trials=args.retry_failed_trials,
+        heartbeat_interval=args.heartbeat_interval,
+        grace_period=args.grace_period,
+    )
     out.write(f"worker ran {ran} trial(s) of study {args.study!r}\n")
     return 0
 
 
 def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
-    from poptune.dashboard import run_dashboard
-
     spec = args.storage
     if "://" not in spec and (Path(spec).is_dir() or spec.endswith(".json")):
-        study = Study.load(spec)  # a directory written by Study.save: shown from memory
-        storage: Storage = study._storage
-        name: str | None = study.name
-    else:
-        storage = _storage(spec)
-        name = args.study
-        if name is not None:
-            storage.get_study_id(name)  # a missing study: one clear line, before serving
+        # a directory written by Study.save: shown from memory
+        Study.run_dashboard(spec, port=args.port, host=args.host, allow_stop=args.allow_stop,
+                            banner=out)  # fmt: skip
+        return 0
+    storage = _storage(spec)
+    name = args.study
+    if name is not None:
+        storage.get_study_id(name)  # a missing study: one clear line, before serving
     run_dashboard(
         storage, port=args.port, host=args.host, allow_stop=args.allow_stop, study_name=name,
         banner=out,

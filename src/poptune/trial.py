@@ -11,9 +11,18 @@ import enum
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-__all__ = ["AlgorithmState", "Observation", "ObservationMap", "Trial", "TrialStatus"]
+from poptune.exceptions import PoptuneError
+
+__all__ = [
+    "AlgorithmState",
+    "Observation",
+    "ObservationMap",
+    "Trial",
+    "TrialContext",
+    "TrialStatus",
+]
 
 
 class TrialStatus(str, enum.Enum):
@@ -43,12 +52,8 @@ class TrialStatus(str, enum.Enum):
         return self in _FINISHED
 
 
+#: The finished (final) statuses: the one set every module asks.
 _FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.STOPPED})
-FINAL_STATUSES: tuple[TrialStatus, ...] = (
-    TrialStatus.COMPLETED,
-    TrialStatus.FAILED,
-    TrialStatus.STOPPED,
-)
 
 
 class AlgorithmState(str, enum.Enum):
@@ -94,6 +99,46 @@ class Observation(NamedTuple):
         return cls(d["iteration"], d["objective"], d.get("context") or {}, d.get("seq", 0))
 
 
+class TrialCheckpoints(Protocol):
+    """What a trial asks of a checkpoint store (:class:`poptune.checkpoints.CheckpointStore`
+    is one); declared here so that the record does not import the store."""
+
+    def save_path(self, trial: Trial) -> Path:
+        """Where ``trial`` saves its checkpoint."""
+
+    def load_path(self, trial: Trial) -> Path | None:
+        """Where ``trial`` loads its checkpoint from (None: it starts fresh)."""
+
+    def save(self, trial: Trial, obj: Any) -> Path:
+        """Write ``obj`` atomically to ``trial``'s checkpoint; returns its path."""
+
+    def load(self, trial: Trial, weights_only: bool = False) -> Any:
+        """Read the checkpoint ``trial`` starts from (None for a fresh model; CheckpointError
+        when it is missing)."""
+
+
+class TrialContext(Protocol):
+    """What a trial that was handed out works through: whoever handed it out sets it.
+
+    :class:`~poptune.Study` gives its trials one (reports go to the study, ``should_stop``
+    asks its stopping rule, checkpoints live in its ``checkpoint_dir``);
+    :class:`~poptune.Client` gives the trial of a job one (reports go to the storage). A
+    trial nobody handed out has none, and working through it raises ``PoptuneError``.
+    """
+
+    def report(
+        self, trial: Trial, objective: float, iteration: int, context: Mapping[str, Any] | None
+    ) -> None:
+        """Record ``objective`` of ``trial`` at ``iteration`` with ``context``."""
+
+    def should_stop(self, trial: Trial) -> bool:
+        """Whether ``trial`` should stop now."""
+
+    @property
+    def checkpoints(self) -> TrialCheckpoints:
+        """The trials' checkpoint store (ConfigurationError when there is none)."""
+
+
 #: ``meta`` keys that describe how an attempt failed; a retry does not inherit them.
 _FAILURE_KEYS = frozenset(
     {"heartbeat_lost", "error", "traceback", "interrupted", "checkpoint_missing", "job_id",
@@ -114,6 +159,10 @@ class Trial:
     Users create trials only to queue them with :meth:`~poptune.Study.add_trial`
     (``Trial(id=..., parameters={...})``; the study gives it a fresh id).
 
+    A trial is a record: :meth:`report`, :meth:`should_stop` and the checkpoint helpers work
+    through the :class:`TrialContext` that whoever handed the trial out set on it (the Study,
+    or a job's Client); the record itself never calls a study.
+
     Attributes:
         id: 1, 2, 3, ... dense within a study.
         parameters: the dict the training code reads.
@@ -124,8 +173,8 @@ class Trial:
     """
 
     __slots__ = (
+        "_context",
         "_obs",
-        "_owner",
         "_stop_seen",
         "finished_seq",
         "id",
@@ -152,7 +201,7 @@ class Trial:
         self._obs: dict[int, _Record] = {}
         self.finished_seq = 0
         self.stop_requested = False
-        self._owner: Any = None  # weak reference to the Study that handed the trial out
+        self._context: TrialContext | None = None  # set by whoever hands the trial out
         self._stop_seen = False
 
     # -- PBT bookkeeping, typed ---------------------------------------------------------
@@ -249,17 +298,14 @@ class Trial:
         )
 
     # -- working on the trial (a trial handed out by a study) -----------------------------
-    def _study(self) -> Any:
-        study = self._owner() if self._owner is not None else None
-        if study is None:
-            from poptune.exceptions import PoptuneError
-
+    def _ctx(self) -> TrialContext:
+        if self._context is None:
             raise PoptuneError(
                 f"trial {self.id} is not attached to a live study here: report through "
                 "study.add_observation(trial, ...), or client.send_metrics(...) in a script "
                 "run by poptune.optimize"
             )
-        return study
+        return self._context
 
     def report(self, objective: float, iteration: int | None = None, **context: Any) -> None:
         """Record the objective at ``iteration`` (default: the next one, 1 for the first).
@@ -269,7 +315,7 @@ class Trial:
         """
         if iteration is None:
             iteration = max(self._obs) + 1 if self._obs else 1
-        self._study().add_observation(self, objective, iteration, context or None)
+        self._ctx().report(self, objective, iteration, context or None)
 
     def should_stop(self) -> bool:
         """Whether the study's stopping rule, or a stop request, says to stop this trial now.
@@ -277,7 +323,7 @@ class Trial:
         When it says so and the objective returns, :meth:`~poptune.Study.optimize` finalizes
         the trial as STOPPED.
         """
-        stop = bool(self._study().should_trial_stop(self))
+        stop = bool(self._ctx().should_stop(self))
         self._stop_seen = self._stop_seen or stop
         return stop
 
@@ -288,7 +334,7 @@ class Trial:
         Raises:
             ConfigurationError: the study has no ``checkpoint_dir``.
         """
-        return self._study()._checkpoint_store().save_path(self)
+        return self._ctx().checkpoints.save_path(self)
 
     @property
     def load_path(self) -> Path | None:
@@ -298,13 +344,13 @@ class Trial:
             CheckpointError: it should exist and does not.
             ConfigurationError: the study has no ``checkpoint_dir``.
         """
-        return self._study()._checkpoint_store().load_path(self)
+        return self._ctx().checkpoints.load_path(self)
 
     def save_checkpoint(self, obj: Any) -> Path:
         """Write ``obj`` (e.g. ``{'model': model.state_dict(), 'optimizer': ...}``) to
         :attr:`checkpoint_path` atomically, with ``torch.save`` when PyTorch is installed and
         ``pickle`` otherwise; return the path."""
-        return self._study()._checkpoint_store().save(self, obj)
+        return self._ctx().checkpoints.save(self, obj)
 
     def load_checkpoint(self, weights_only: bool = False) -> Any:
         """Read the checkpoint this trial starts from (None for a fresh model).
@@ -316,7 +362,7 @@ class Trial:
         Raises:
             CheckpointError: the file is missing or unreadable — never a silent fresh start.
         """
-        return self._study()._checkpoint_store().load(self, weights_only)
+        return self._ctx().checkpoints.load(self, weights_only)
 
     def _retry(self, new_id: int) -> Trial:
         """A QUEUED copy that runs this trial again under ``new_id``: same parameters (its own

@@ -27,11 +27,12 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import Any, TextIO
+from typing import TextIO
 
+from poptune._validation import check_int
 from poptune.dashboard._data import DashboardData, StopNotAllowedError
 from poptune.exceptions import ConfigurationError, MissingDependencyError
-from poptune.storage import Storage, get_storage
+from poptune.storage import Storage, resolve
 
 __all__ = [
     "DashboardData",
@@ -51,8 +52,8 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on (host, port); port 0 picks a free one."""
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ConfigurationError(f"dashboard port must be an int in [0, 65535], got {port!r}")
+    if check_int("dashboard", "port", port, 0) > 65535:
+        raise ConfigurationError(f"dashboard: port must be an int in [0, 65535], got {port!r}")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -100,7 +101,7 @@ class DashboardServer:
             ) from None
         from poptune.dashboard.app import LOOPBACK_HOSTS, create_app
 
-        self.data = DashboardData(get_storage(storage), allow_stop=allow_stop)
+        self.data = DashboardData(resolve(storage), allow_stop=allow_stop)
         trusted = LOOPBACK_HOSTS if host in _LOOPBACK else None
         app = create_app(self.data, trusted_hosts=trusted)
         self._socket = _bind(host, port)
@@ -194,7 +195,8 @@ def start_dashboard(
     """Start a dashboard over ``storage`` in a background thread and return it.
 
     Args:
-        storage: a storage or a database URL (``sqlite:///runs.db``, ``postgresql://...``).
+        storage: a storage, a database URL (``sqlite:///runs.db``, ``postgresql://...``) or
+            the path of an SQLite file (:func:`poptune.storage.resolve`).
         port: TCP port; 0 picks a free one (read it back from ``server.port``). Default 8880.
         host: address to bind. Default 127.0.0.1 (this machine only).
         allow_stop: enable the "Stop" buttons (the dashboard's only write). Default False.
@@ -241,13 +243,3 @@ def _print_banner(server: DashboardServer, banner: TextIO | bool) -> None:
         return
     out.write(server.banner())  # type: ignore[union-attr]
     out.flush()  # type: ignore[union-attr]
-
-
-def _start_for_study(study: Any, port: int, host: str = "127.0.0.1") -> DashboardServer | None:
-    """``Study(dashboard_port=...)``: start the dashboard, or warn and go on without it (a
-    training script should not die because the port is taken or the extra is missing)."""
-    try:
-        return start_dashboard(study._storage, port=port, host=host, study_name=study.name)
-    except (ConfigurationError, MissingDependencyError) as exc:
-        logger.warning("poptune: dashboard not started: %s", exc)
-        return None

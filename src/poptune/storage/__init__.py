@@ -4,62 +4,147 @@
 * :class:`~poptune.storage.sql.SQLStorage` — an SQLite file (``sqlite:///runs.db``, the
   embedded default whenever a study must survive the process or be shared by processes on
   one machine) or a PostgreSQL database (``postgresql://user@host/db``, many machines).
+
+:func:`resolve` is the one reader of a *storage spec* (what ``Study(storage=...)``, the
+``poptune`` command, the dashboard and ``poptune.optimize`` accept); :func:`copy_study`
+copies a study with its trials and algorithm state from one storage into another.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from poptune.exceptions import ConfigurationError
+from poptune.exceptions import ConfigurationError, StorageError
 from poptune.storage.base import Storage
 from poptune.storage.memory import MemoryStorage
+from poptune.trial import Trial
 
 if TYPE_CHECKING:
     from poptune.storage.sql import SQLStorage
 
-__all__ = ["MemoryStorage", "SQLStorage", "Storage", "get_storage"]
+__all__ = ["MemoryStorage", "SQLStorage", "Storage", "copy_study", "get_storage", "resolve"]
 
 _CACHE: dict[tuple[str, int], Storage] = {}
 _CACHE_LOCK = threading.Lock()
+_SQLITE = "sqlite:///"
+_EXPECTED = (
+    "expected 'memory', sqlite:///file.db, the path of an SQLite file or "
+    "postgresql://user@host/database"
+)
+
+
+def resolve(spec: Storage | str | os.PathLike[str] | None, *, must_exist: bool = False) -> Storage:
+    """The storage a *storage spec* names; the one parser of every ``storage`` argument.
+
+    ============================== ==========================================================
+    ``None`` or ``"memory"``       a new :class:`MemoryStorage`
+    a :class:`Storage`             itself
+    a URL (``sqlite:///f.db``,     the process's :class:`~poptune.storage.sql.SQLStorage`
+    ``postgresql://...``)          for that URL (one per URL and process, so studies in one
+                                   process share its connections and its synced view)
+    the path of an existing file   that file as an SQLite database
+    ============================== ==========================================================
+
+    A directory written by ``Study.save`` is not a storage: open it with ``Study.load``.
+
+    Args:
+        spec: the spec.
+        must_exist: never create a database: an SQLite URL or path must name an existing
+            file (what the ``poptune`` command and the dashboard opener want).
+
+    Raises:
+        StorageError: ``must_exist`` and there is no SQLite file there; the database cannot
+            be reached.
+        ConfigurationError: anything else, naming the spec.
+    """
+    if spec is None or (isinstance(spec, str) and spec == "memory"):
+        return MemoryStorage()
+    if isinstance(spec, Storage):
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ConfigurationError(
+            f"unknown storage {spec!r}: expected None, 'memory', a database URL, the path of "
+            "an SQLite file or a poptune.storage.Storage"
+        )
+    url = os.fspath(spec)
+    if "://" not in url:
+        path = Path(url)
+        if path.is_file():
+            url = f"{_SQLITE}{path.resolve()}"
+        elif must_exist:
+            raise StorageError(f"no SQLite database file at {url!r}")
+        elif path.is_dir():
+            raise ConfigurationError(
+                f"storage {url!r} is a directory; a study saved there opens with Study.load"
+            )
+        else:
+            raise ConfigurationError(f"unknown storage {url!r}: {_EXPECTED}")
+    elif must_exist and url.startswith(_SQLITE):
+        file = url[len(_SQLITE) :]
+        if not Path(file).is_file():
+            raise StorageError(f"no SQLite database file at {file!r}")
+    key = (url, os.getpid())
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            from poptune.storage.sql import SQLStorage  # sqlalchemy only once a URL is used
+
+            cached = _CACHE[key] = SQLStorage(url)
+        return cached
 
 
 def get_storage(storage: Storage | str | None) -> Storage:
-    """Resolve the ``storage=`` argument of :class:`~poptune.Study`.
-
-    ``None`` and ``"memory"`` give a new :class:`MemoryStorage`; a :class:`Storage` instance
-    is used as it is; a database URL (``sqlite:///file.db``, ``postgresql://...``) gives the
-    process's :class:`~poptune.storage.sql.SQLStorage` for that URL (one per URL and process,
-    so studies in one process share its connections and its synced view).
+    """Resolve the ``storage=`` argument of :class:`~poptune.Study`: :func:`resolve`.
 
     Raises:
-        ConfigurationError: any other value, or a URL poptune cannot use.
+        ConfigurationError: a value :func:`resolve` does not accept, or a URL poptune cannot
+            use.
         StorageError: the database cannot be reached.
     """
-    if storage is None or storage == "memory":
-        return MemoryStorage()
-    if isinstance(storage, Storage):
-        return storage
-    if isinstance(storage, (str, os.PathLike)):
-        url = os.fspath(storage)
-        if "://" not in url:
-            raise ConfigurationError(
-                f"unknown storage {url!r}: expected 'memory', sqlite:///file.db or "
-                "postgresql://user@host/database"
-            )
-        key = (url, os.getpid())
-        with _CACHE_LOCK:
-            cached = _CACHE.get(key)
-            if cached is None:
-                from poptune.storage.sql import SQLStorage
+    return resolve(storage)
 
-                cached = _CACHE[key] = SQLStorage(url)
-            return cached
-    raise ConfigurationError(
-        f"unknown storage {storage!r}: expected None, 'memory', a database URL or a "
-        "poptune.storage.Storage"
-    )
+
+def copy_study(
+    src: Storage,
+    study_id: int,
+    dst: Storage | str,
+    *,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> int:
+    """Copy a study (configuration, every trial with its observations, the algorithm's state)
+    from ``src`` into ``dst``; return its id in ``dst``.
+
+    Args:
+        src: the storage the study is in.
+        study_id: its id there.
+        dst: the storage (or a spec :func:`resolve` accepts) to copy it into.
+        name: its name in ``dst``; default its name in ``src``.
+        config: the configuration to store; default the one stored in ``src``.
+
+    Raises:
+        StudyMismatchError: ``dst`` already holds a study of that name.
+        StorageError: a value cannot be stored in ``dst`` (e.g. not JSON for a database).
+    """
+    target = resolve(dst)
+    with src.transaction(study_id):
+        if name is None:
+            name = next(n for n in src.list_studies() if src.get_study_id(n) == study_id)
+        if config is None:
+            config = src.get_study_config(study_id)
+        changed, _version = src.changes_since(study_id, 0)
+        trials = sorted(changed, key=lambda t: t.id)
+        state = src.get_algorithm_state(study_id)
+    new_id = target.create_study(name, config)
+    with target.transaction(new_id):
+        for trial in trials:
+            target.insert_trial(new_id, Trial.from_dict(trial.to_dict()))
+        target.set_algorithm_state(new_id, state)
+    return new_id
 
 
 def __getattr__(name: str) -> object:

@@ -1,4 +1,5 @@
-"""Saving a study to a directory and reading it back (``Study.save`` / ``Study.load``).
+"""Saving a study to a directory and reading it back: the bodies of ``Study.save`` and
+``Study.load``.
 
 ``study.json`` holds everything needed to resume: the configuration (parameters, algorithm,
 direction, seed), the algorithm's JSON state and every trial with its observations.
@@ -8,19 +9,96 @@ direction, seed), the algorithm's JSON state and every trial with its observatio
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from poptune.exceptions import StorageError, StudyMismatchError, StudyNotFoundError
+from poptune._config import object_from_config
+from poptune.algorithms.base import Algorithm, algorithm_from_config
+from poptune.exceptions import (
+    ConfigurationError,
+    InvalidParameterError,
+    StorageError,
+    StudyMismatchError,
+    StudyNotFoundError,
+)
+from poptune.parameters import Parameter
+from poptune.results import results_dataframe
+from poptune.stopping import StoppingRule
+from poptune.study._open import config_of
 from poptune.trial import Trial, TrialStatus
+
+if TYPE_CHECKING:
+    from poptune.study.study import Study
+
+__all__ = ["load", "read_saved", "save", "saved_trials", "write_atomic", "write_saved"]
+
+logger = logging.getLogger("poptune")
 
 FORMAT = "poptune.study"
 VERSION = 1
+
+
+def save(study: Study, output_dir: str | os.PathLike[str] | None) -> Path:
+    """``Study.save``: write ``study.json`` and ``results.csv``; return the directory."""
+    target = Path(output_dir) if output_dir is not None else study.output_dir
+    if target is None:
+        raise ConfigurationError("save() needs a directory: pass output_dir here or to Study(...)")
+    try:
+        config = config_of(study, strict=True, seed=study.seed)
+    except InvalidParameterError as exc:
+        raise StorageError(f"cannot save study {study.name!r} as JSON: {exc}") from None
+    with study._lock:
+        history = study.history
+        return write_saved(
+            target,
+            name=study.name,
+            config=config,
+            algorithm_state=study._storage.get_algorithm_state(study._study_id),
+            trials=history,
+            results=results_dataframe(history, study.lower_is_better),
+        )
+
+
+def load(
+    cls: type[Study],
+    path: str | os.PathLike[str],
+    algorithm: Algorithm | None,
+    stopping_rule: StoppingRule | None,
+) -> Study:
+    """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state."""
+    file, data = read_saved(path)
+    config = data["config"]
+    if algorithm is None:
+        algorithm = algorithm_from_config(config["algorithm"])
+    if stopping_rule is None and config.get("stopping_rule"):
+        stopping_rule = object_from_config(config["stopping_rule"], {}, StoppingRule)
+    study = cls(
+        [Parameter.from_dict(d) for d in config["parameters"]],
+        algorithm,
+        config["lower_is_better"],
+        stopping_rule=stopping_rule,
+        output_dir=file.parent,
+        seed=config["seed"],
+        study_name=data.get("name"),
+    )
+    trials, interrupted = saved_trials(data)
+    with study._writing():
+        for trial in trials:  # saved ids are dense from 1: each is the next id (checked)
+            study._append(lambda _next_id, saved=trial: saved)
+        study._storage.set_algorithm_state(study._study_id, data.get("algorithm_state") or {})
+    if interrupted:
+        logger.warning(
+            "poptune: trial(s) %s were running when study %r was saved; marked FAILED",
+            interrupted,
+            study.name,
+        )
+    return study
 
 
 def write_saved(

@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from poptune._polling import Backoff
 from poptune.exceptions import CheckpointError, PoptuneError, TrialFinishedError
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
 if TYPE_CHECKING:
-    from poptune.study import Study
+    from poptune.study.study import Study
 
-__all__ = ["Objective", "run_trial", "run_worker"]
+__all__ = ["Objective", "deadline_in", "iterate", "mark_interrupted", "run_trial", "run_worker"]
 
 logger = logging.getLogger("poptune")
 
@@ -41,7 +42,7 @@ Objective = Callable[[Trial], Any]
 
 def _fail(study: Study, trial: Trial, **info: Any) -> TrialStatus:
     try:
-        study._finish(trial.id, TrialStatus.FAILED, {**trial.meta, **info})
+        study.finalize(trial, TrialStatus.FAILED, meta={**trial.meta, **info})
     except TrialFinishedError:  # e.g. reaped meanwhile as its heartbeat looked lost
         pass
     return TrialStatus.FAILED
@@ -51,7 +52,7 @@ def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
     """Run ``objective`` on ``trial`` and finalize it; return the final status."""
     try:
         if trial.load_from and study.checkpoint_dir is not None:
-            study._checkpoint_store().load_path(trial)  # missing: CheckpointError, loudly
+            study.checkpoints.load_path(trial)  # missing: CheckpointError, loudly
         value = objective(trial)
     except KeyboardInterrupt:
         _fail(study, trial, interrupted=True)
@@ -73,10 +74,40 @@ def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
         return _fail(study, trial, error="the objective returned None and reported nothing")
     status = TrialStatus.STOPPED if trial._stop_seen else TrialStatus.COMPLETED
     try:
-        study._finish(trial.id, status)
+        study.finalize(trial, status)
     except TrialFinishedError:
         return trial.status
     return status
+
+
+def iterate(study: Study) -> Iterator[Trial]:
+    """``for trial in study``: see ``Study.__iter__`` (WAIT backs off from 10 ms to 1 s)."""
+    mine: set[int] = set()
+    backoff = Backoff(0.01, 1.0)
+    while True:
+        suggestion = study.get_suggestion()
+        if isinstance(suggestion, Trial):
+            mine.add(suggestion.id)
+            backoff.reset()
+            yield suggestion
+            continue
+        if suggestion is AlgorithmState.DONE:
+            return
+        unfinished = study._history.unfinished
+        if all(t.id in mine for t in unfinished):
+            logger.warning(
+                "poptune: the algorithm waits for trial(s) %s, which this loop handed out "
+                "but which were never finalized; ending the loop. Call study.finalize(trial) "
+                "for every trial.",
+                [t.id for t in unfinished],
+            )
+            return
+        backoff.wait()
+
+
+def deadline_in(seconds: float | None) -> float | None:
+    """The ``time.monotonic()`` deadline ``seconds`` from now (None: none)."""
+    return None if seconds is None else time.monotonic() + seconds
 
 
 def _final_iteration(trial: Trial) -> int:
@@ -107,8 +138,26 @@ def run_worker(
         # terminal sends one to every process, the parent may relay another) must not cut
         # the marking short.
         with _sigint_ignored():
-            study._mark_interrupted()
+            mark_interrupted(study)
         raise
+
+
+def mark_interrupted(study: Study) -> list[int]:
+    """After Ctrl-C: mark FAILED (meta ``interrupted``) every trial this object handed out
+    that is still running; return their ids."""
+    marked = []
+    running_here = study._storage.running_trials_of(study._study_id, study.worker_id)
+    for tid in sorted(study._handed_out | set(running_here)):
+        trial = study.history.get(tid)
+        if trial is None or trial.is_finished:
+            continue
+        try:
+            study.finalize(tid, TrialStatus.FAILED, meta={**trial.meta, "interrupted": True})
+        except PoptuneError:
+            continue
+        marked.append(tid)
+    study._handed_out.clear()
+    return marked
 
 
 @contextmanager
@@ -131,7 +180,7 @@ def _loop(
     on_trial: Callable[[Trial, TrialStatus], None] | None,
 ) -> int:
     ran = 0
-    delay = 0.01
+    backoff = Backoff(0.01, 0.5)
     while deadline is None or time.monotonic() < deadline:
         trial = study._suggest(max_trial_id)
         if trial is AlgorithmState.DONE:
@@ -139,13 +188,10 @@ def _loop(
                 break
             trial = AlgorithmState.WAIT  # a lost trial elsewhere may come back as a retry
         if trial is AlgorithmState.WAIT:
-            time.sleep(
-                delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
-            )
-            delay = min(delay * 1.5, 0.5)
+            backoff.wait(deadline)
             continue
         assert isinstance(trial, Trial)
-        delay = 0.01
+        backoff.reset()
         status = run_trial(study, trial, objective)
         ran += 1
         if on_trial is not None:

@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from poptune.study import Study
+    from poptune.study.study import Study
 
 
 class Progress:

@@ -1,10 +1,13 @@
-"""Heartbeats: a worker's sign of life for the trials it runs.
+"""Liveness: a worker's heartbeats for the trials it runs, and the recovery of lost trials.
 
 A :class:`Heartbeat` runs a daemon thread that, every ``interval`` seconds, stamps the
 storage's clock on every RUNNING trial of its worker. Any worker that finds a RUNNING trial
 whose stamp is older than the study's grace period marks it FAILED (its worker died:
-SIGKILL, a lost machine, a pre-empted job). The thread stops when the study object is
-garbage-collected or the process exits.
+SIGKILL, a lost machine, a pre-empted job): :func:`recover_lost_trials`, which then queues
+them again with :func:`requeue` when the study has ``retry_failed_trials``. :func:`requeue`
+is the one retry: ``Study.requeue`` is it, and the SHERPA job runner resubmits failed jobs
+through that. The thread stops when the study object is closed or garbage-collected, or the
+process exits.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 from poptune.storage.base import Storage
+from poptune.trial import Trial
 
 if TYPE_CHECKING:
-    from poptune.study import Study
+    from poptune.study.study import Study
+
+__all__ = ["Heartbeat", "recover_lost_trials", "requeue", "start_liveness"]
 
 logger = logging.getLogger("poptune")
 
@@ -66,34 +73,54 @@ class Heartbeat:
                 failing = False
 
 
-def reap(study: Study) -> None:
-    """Fail (and, with ``retry_failed_trials``, queue again) the trials whose worker stopped
-    beating; at most once per heartbeat interval of this study object."""
+def start_liveness(study: Study) -> None:
+    """Give ``study`` a heartbeat (started with its first trial), on storages shared by
+    processes and unless ``heartbeat_interval`` is None; set its liveness members."""
+    study._heartbeat, study._grace, study._next_recovery = None, None, 0.0
+    options = study._options
+    interval = options.heartbeat_interval
+    if study._storage.supports_heartbeat and interval is not None:
+        study._heartbeat = Heartbeat(study._storage, study._study_id, study.worker_id, interval)
+        weakref.finalize(study, study._heartbeat.stop)
+        study._grace = float(options.grace_period)  # type: ignore[arg-type]
+
+
+def requeue(study: Study, trial_id: int, max_attempts: int | None) -> Trial | None:
+    """The one retry (``Study.requeue``): queue trial ``trial_id`` once more, unless its
+    attempt number (``meta['attempt']``, 1 for an original) is already ``max_attempts``."""
+
+    def make(number: int) -> Trial | None:
+        old = study._storage.get_trial(study._study_id, trial_id)
+        if max_attempts is not None and int(old.meta.get("attempt", 1)) >= max_attempts:
+            return None
+        return old._retry(number)
+
+    return study._append(make)
+
+
+def recover_lost_trials(study: Study) -> None:
+    """Fail the trials whose worker stopped beating and, with ``retry_failed_trials=N``, queue
+    each again while it has had at most N attempts (``Study.requeue(max_attempts=N + 1)``); at
+    most once per heartbeat interval of this study object, and without the study's lock when
+    nothing is stale (the usual answer)."""
     heartbeat, grace = study._heartbeat, study._grace
     if grace is None or heartbeat is None:
         return
     now = time.monotonic()
-    if now < study._next_reap:
+    if now < study._next_recovery:
         return
-    study._next_reap = now + heartbeat.interval
+    study._next_recovery = now + heartbeat.interval
     storage, sid = study._storage, study._study_id
-    if not storage.has_stale_trials(sid, grace):  # the usual answer, without the study's lock
+    if not storage.has_stale_trials(sid, grace):
         return
     retried: list[int] = []
-    with storage.transaction(sid):
-        # Sync first: inside the transaction a storage shows what was committed before it,
-        # and failing a trial below stamps it with this transaction's version.
-        study._history.sync(storage, sid)
+    with study._writing():  # one transaction: a lost trial is never seen without its retry
         failed = storage.fail_stale_trials(sid, grace)
         if failed and study.retry_failed_trials:
-            next_id = study._history.next_trial_id
             for tid in failed:
-                old = storage.get_trial(sid, tid)
-                if int(old.meta.get("attempt", 1)) > study.retry_failed_trials:
-                    continue
-                storage.insert_trial(sid, old._retry(next_id))
-                retried.append(next_id)
-                next_id += 1
+                retry = requeue(study, tid, study.retry_failed_trials + 1)
+                if retry is not None:
+                    retried.append(retry.id)
     if failed:
         logger.warning(
             "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %g s) "

@@ -1,0 +1,99 @@
+"""The dashboard lifecycle of a Study: ``Study(dashboard_port=...)``, ``start_dashboard``,
+``load_dashboard`` and ``run_dashboard``. (:mod:`poptune.dashboard` imports its extra,
+``poptune[dashboard]``, only when a server starts.)"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poptune.dashboard import run_dashboard, start_dashboard
+from poptune.exceptions import ConfigurationError, MissingDependencyError, StudyNotFoundError
+from poptune.storage import resolve
+from poptune.study._open import read_only
+
+if TYPE_CHECKING:
+    from poptune.study.study import Study
+
+__all__ = ["load", "open_for_dashboard", "restart", "run", "start_for_study"]
+
+logger = logging.getLogger("poptune.dashboard")
+
+
+def start_for_study(study: Study, port: int, host: str = "127.0.0.1") -> Any:
+    """``Study(dashboard_port=...)``: start the dashboard, or warn and go on without it (a
+    training script should not die because the port is taken or the extra is missing)."""
+
+    try:
+        return start_dashboard(study._storage, port=port, host=host, study_name=study.name)
+    except (ConfigurationError, MissingDependencyError) as exc:
+        logger.warning("poptune: dashboard not started: %s", exc)
+        return None
+
+
+def restart(study: Study, port: int, host: str, allow_stop: bool) -> str:
+    """``Study.start_dashboard``: stop the one this object started, start another."""
+
+    if study._dashboard is not None:
+        study._dashboard.stop()
+        study._dashboard = None
+    study._dashboard = start_dashboard(
+        study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
+    )
+    return str(study._dashboard.url)
+
+
+def load(
+    cls: type[Study],
+    path: str | os.PathLike[str],
+    study_name: str | None,
+    port: int,
+    host: str,
+    allow_stop: bool,
+) -> Study:
+    """``Study.load_dashboard``."""
+
+    study = open_for_dashboard(cls, path, study_name)
+    study._dashboard = start_dashboard(
+        study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
+    )
+    return study
+
+
+def run(
+    cls: type[Study],
+    path: str | os.PathLike[str],
+    study_name: str | None,
+    port: int,
+    host: str,
+    allow_stop: bool,
+    banner: Any,
+) -> None:
+    """``Study.run_dashboard``."""
+
+    study = open_for_dashboard(cls, path, study_name)
+    run_dashboard(study._storage, port=port, host=host, allow_stop=allow_stop,
+                  study_name=study.name, banner=banner)  # fmt: skip
+
+
+def open_for_dashboard(
+    cls: type[Study], path: str | os.PathLike[str], study_name: str | None
+) -> Study:
+    """A read-only study from a saved directory (or its ``.json``), or from a database URL or
+    an SQLite file (:func:`poptune.storage.resolve`, never creating one)."""
+    text = os.fspath(path)
+    if "://" not in text and (Path(text).is_dir() or text.endswith(".json")):
+        study = cls.load(text)
+        study._read_only = True
+        return study
+    if "://" not in text and not Path(text).is_file():
+        raise StudyNotFoundError(f"no saved study, database URL or SQLite file at {text!r}")
+    storage = resolve(text, must_exist=True)
+    if study_name is None:
+        names = storage.list_studies()
+        if len(names) != 1:
+            raise StudyNotFoundError(f"{text} holds {len(names)} studies {names}: pass study_name")
+        study_name = names[0]
+    return read_only(cls, storage, study_name)

@@ -1,0 +1,261 @@
+"""Opening a study: create-or-join by name, config matching, and the stored-study openers.
+
+:func:`create_or_join` is what ``Study(...)`` runs against its storage: it creates the study
+or, when one of that name exists, checks that its configuration matches (:func:`check_same`;
+an algorithm config is compared as this version writes it, :func:`normalized`). The bodies of
+``load_study`` (:func:`read_only`) and ``join_study`` (:func:`join`) rebuild a study from its
+stored configuration; they receive the class to build, so this module never imports the face.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from poptune._config import object_from_config
+from poptune._rng import default_seed
+from poptune._validation import check_bool, check_int, check_positive, check_str
+from poptune.algorithms.base import Algorithm, algorithm_from_config
+from poptune.exceptions import (
+    ConfigurationError,
+    InvalidParameterError,
+    PoptuneError,
+    ReadOnlyStudyError,
+    StudyMismatchError,
+    StudyNotFoundError,
+)
+from poptune.history import History
+from poptune.parameters import Parameter
+from poptune.results import RESERVED_COLUMNS
+from poptune.stopping import StoppingRule
+from poptune.storage import Storage, get_storage
+from poptune.trial import AlgorithmState
+
+if TYPE_CHECKING:
+    from poptune.study.study import Study
+
+__all__ = [
+    "WorkerOptions",
+    "check_arguments",
+    "check_parameters",
+    "check_same",
+    "config_of",
+    "create_or_join",
+    "join",
+    "read_only",
+]
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """A study object's own settings, checked: not stored with the study (each worker passes
+    its own to ``join_study``; ``Study.optimize`` gives its workers the caller's).
+
+    Raises:
+        ConfigurationError: a value out of range, ``grace_period`` not longer than
+            ``heartbeat_interval``, ``keep_checkpoints`` without a ``checkpoint_dir``.
+    """
+
+    heartbeat_interval: float | None = 10.0
+    grace_period: float | None = None  # default: 4 x heartbeat_interval
+    retry_failed_trials: int = 0
+    checkpoint_dir: str | None = None
+    keep_checkpoints: int | None = None
+
+    def __post_init__(self) -> None:
+        interval = check_positive(
+            "Study", "heartbeat_interval", self.heartbeat_interval, allow_none=True
+        )
+        grace = check_positive("Study", "grace_period", self.grace_period, allow_none=True)
+        if grace is None and interval is not None:
+            grace = 4.0 * interval
+        if interval is not None and grace <= interval:  # type: ignore[operator]
+            raise ConfigurationError(
+                f"grace_period ({grace!r} s) must be longer than heartbeat_interval "
+                f"({interval!r} s)"
+            )
+        retry = check_int("Study", "retry_failed_trials", self.retry_failed_trials, 0)
+        keep = check_int("Study", "keep_checkpoints", self.keep_checkpoints, 0, allow_none=True)
+        if keep is not None and self.checkpoint_dir is None:
+            raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
+        checked = {"heartbeat_interval": interval, "grace_period": grace,
+                   "retry_failed_trials": retry, "keep_checkpoints": keep}  # fmt: skip
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments a worker joins with."""
+        return asdict(self)
+
+
+def check_arguments(
+    algorithm: Any, lower_is_better: Any, stopping_rule: Any, seed: Any, study_name: Any
+) -> tuple[bool, int | None]:
+    """Check the Study arguments that are not settings; return ``lower_is_better`` and
+    ``seed`` as they are used."""
+    if not isinstance(algorithm, Algorithm):
+        raise ConfigurationError(
+            f"algorithm must be a poptune.algorithms.Algorithm, got {algorithm!r}"
+        )
+    lower_is_better = check_bool("Study", "lower_is_better", lower_is_better)
+    if stopping_rule is not None and not isinstance(stopping_rule, StoppingRule):
+        raise ConfigurationError(
+            f"stopping_rule must be a poptune StoppingRule or None, got {stopping_rule!r}"
+        )
+    seed = check_int("Study", "seed", seed, 0, allow_none=True)
+    check_str("Study", "study_name", study_name, allow_none=True, nonempty=True)
+    return lower_is_better, seed
+
+
+def check_parameters(parameters: Sequence[Parameter]) -> list[Parameter]:
+    """The ``parameters`` argument of a Study as a list, or InvalidParameterError."""
+    if isinstance(parameters, Parameter) or not isinstance(parameters, Sequence):
+        raise InvalidParameterError(
+            f"parameters must be a list of Parameter objects, got {parameters!r}"
+        )
+    seen: set[str] = set()
+    for p in parameters:
+        if not isinstance(p, Parameter):
+            raise InvalidParameterError(
+                f"parameters must be Parameter objects (Continuous, Discrete, Choice, "
+                f"Ordinal), got {p!r}"
+            )
+        if p.name in seen:
+            raise InvalidParameterError(f"duplicate parameter name {p.name!r}")
+        if p.name in RESERVED_COLUMNS:
+            raise InvalidParameterError(
+                f"parameter name {p.name!r} is reserved for the results table; "
+                f"reserved: {list(RESERVED_COLUMNS)}"
+            )
+        seen.add(p.name)
+    return list(parameters)
+
+
+def config_of(study: Study, strict: bool, seed: int | None) -> dict[str, Any]:
+    """The configuration a study is stored with (``strict``: JSON values only, else a
+    parameter whose range is not JSON is written as its repr)."""
+    params = []
+    for p in study.parameters:
+        try:
+            params.append(p.to_dict())
+        except InvalidParameterError:
+            if strict:
+                raise
+            params.append(
+                {"name": p.name, "type": p.type, "range": repr(p.range), "scale": p.scale}
+            )
+    rule = study.stopping_rule
+    return {
+        "parameters": params,
+        "algorithm": study.algorithm.to_config(),
+        "lower_is_better": study.lower_is_better,
+        "stopping_rule": None if rule is None else rule.to_config(),
+        "seed": seed,
+    }
+
+
+def create_or_join(
+    storage: Storage, name: str, config: dict[str, Any], seed: int | None
+) -> tuple[int, int]:
+    """Create the study ``name`` or join the one stored under that name; return its id and
+    seed (a new study without ``seed`` draws one from ``poptune.rng``).
+
+    Raises:
+        StudyMismatchError: the stored study's configuration differs.
+    """
+    for _ in range(2):  # another process may create it between our look and our insert
+        try:
+            study_id = storage.get_study_id(name)
+        except StudyNotFoundError:
+            chosen = int(seed) if seed is not None else default_seed()
+            try:
+                return storage.create_study(name, {**config, "seed": chosen}), chosen
+            except StudyMismatchError:
+                continue
+        stored = storage.get_study_config(study_id)
+        check_same(name, stored, config)
+        return study_id, int(stored["seed"])
+    raise StudyMismatchError(f"study {name!r} could not be created nor found")
+
+
+def check_same(name: str, stored: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Raise StudyMismatchError unless ``config`` matches the ``stored`` one."""
+    stored = {**stored, "algorithm": normalized(stored.get("algorithm"))}
+    for key in ("parameters", "algorithm", "lower_is_better"):
+        if json.dumps(stored.get(key), sort_keys=True, default=repr) != json.dumps(
+            config.get(key), sort_keys=True, default=repr
+        ):
+            raise StudyMismatchError(
+                f"study {name!r} already exists with a different {key}: "
+                f"stored {stored.get(key)!r}, given {config.get(key)!r}"
+            )
+    if config.get("seed") is not None and config["seed"] != stored.get("seed"):
+        raise StudyMismatchError(
+            f"study {name!r} already exists with seed {stored.get('seed')!r}, "
+            f"given {config['seed']!r}"
+        )
+
+
+def normalized(config: Any) -> Any:
+    """An algorithm config as this version writes it: a study stored before an algorithm got
+    a new argument (with a default) still matches."""
+    if not isinstance(config, Mapping):
+        return config
+    try:
+        return algorithm_from_config(config).to_config()
+    except PoptuneError:  # not importable here: compare it as stored
+        return config
+
+
+class _StoredAlgorithm(Algorithm):
+    """Stands in for an algorithm that cannot be rebuilt here (a read-only study needs none)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._stored = dict(config)
+
+    def to_config(self) -> dict[str, Any]:
+        return dict(self._stored)
+
+    def suggest(self, history: History, rng: np.random.Generator) -> AlgorithmState:
+        raise ReadOnlyStudyError("this study's algorithm is not available in this process")
+
+
+def read_only(cls: type[Study], storage: Storage | str, study_name: str) -> Study:
+    """``load_study``: a ``cls`` opened read-only from its stored configuration."""
+    store = get_storage(storage)
+    config = store.get_study_config(store.get_study_id(study_name))
+    parameters = [Parameter.from_dict(d) for d in config["parameters"]]
+    try:
+        algorithm: Algorithm = algorithm_from_config(config["algorithm"])
+    except ConfigurationError:  # e.g. a custom algorithm that is not importable here
+        algorithm = _StoredAlgorithm(config["algorithm"])
+    study = cls(
+        parameters,
+        algorithm,
+        config["lower_is_better"],
+        storage=store,
+        study_name=study_name,
+    )
+    study._read_only = True
+    return study
+
+
+def join(cls: type[Study], storage: Storage | str, study_name: str, **options: Any) -> Study:
+    """``join_study``: a ``cls`` rebuilt from its stored configuration, with this worker's
+    ``options``."""
+    store = get_storage(storage)
+    config = store.get_study_config(store.get_study_id(study_name))
+    stopping = config.get("stopping_rule")
+    return cls(
+        [Parameter.from_dict(d) for d in config["parameters"]],
+        algorithm_from_config(config["algorithm"]),
+        config["lower_is_better"],
+        stopping_rule=object_from_config(stopping, {}, StoppingRule) if stopping else None,
+        storage=store,
+        study_name=study_name,
+        **options,
+    )

@@ -1,0 +1,216 @@
+"""``Study.optimize``: trials in this process, in local worker processes, or on a Dask cluster.
+
+Every worker runs the same loop (:func:`poptune.study._worker.run_worker`) against the study's
+storage; decisions stay with the algorithm and the storage lock, so workers need no
+coordination of their own. What each worker process or task is given is one
+:class:`WorkerPlan`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poptune._validation import check_int, check_positive
+from poptune.exceptions import ConfigurationError, PoptuneError
+from poptune.storage import copy_study, get_storage
+from poptune.study._open import config_of
+from poptune.study._progress import Progress
+from poptune.study._worker import Objective, deadline_in, run_worker
+
+if TYPE_CHECKING:
+    from poptune.study.study import Study
+
+__all__ = ["WorkerPlan", "optimize", "shared_url", "worker_main"]
+
+logger = logging.getLogger("poptune")
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What every worker process or task of one ``optimize`` call runs (picklable).
+
+    Attributes:
+        join: how a worker opens the study (``Study.join``).
+        url: the study's database URL.
+        study_name: the study's name.
+        objective: the user's objective.
+        max_trial_id: no trial above this id (``n_trials``), or None.
+        timeout: seconds from the worker's start after which it starts no trial, or None.
+        options: the caller's own Study settings (``WorkerOptions.as_kwargs()``).
+    """
+
+    join: Callable[..., Study]
+    url: str
+    study_name: str
+    objective: Objective
+    max_trial_id: int | None
+    timeout: float | None
+    options: dict[str, Any]
+
+
+def optimize(
+    study: Study,
+    objective: Objective,
+    n_trials: int | None,
+    timeout: float | None,
+    n_workers: int,
+    executor: Any,
+    show_progress: bool,
+    *,
+    join: Callable[..., Study],
+) -> None:
+    """See :meth:`poptune.Study.optimize`; ``join`` opens the study in a worker process."""
+    if not callable(objective):
+        raise ConfigurationError(f"objective must be callable, got {objective!r}")
+    check_int("optimize", "n_trials", n_trials, 1, allow_none=True)
+    check_positive("optimize", "timeout", timeout, allow_none=True)
+    check_int("optimize", "n_workers", n_workers, 1)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise ConfigurationError(
+            f"executor must have a submit() method (a dask.distributed.Client), got {executor!r}"
+        )
+    if executor is not None or n_workers > 1:
+        try:
+            pickle.dumps(objective)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure means the same
+            raise ConfigurationError(
+                f"objective {objective!r} cannot be sent to worker processes ({exc}); define "
+                "it at module level so it can be pickled"
+            ) from None
+    study._check_writable()
+    max_trial_id = study.history.n_trials + n_trials if n_trials is not None else None
+    start = study.history.n_trials
+    progress = Progress(study, n_trials, start, enabled=show_progress)
+    try:
+        if executor is None and n_workers == 1:
+            run_worker(study, objective, max_trial_id, deadline_in(timeout),
+                       on_trial=lambda trial, status: progress.refresh())  # fmt: skip
+        else:
+            plan = WorkerPlan(join, shared_url(study), study.name, objective, max_trial_id,
+                              timeout, study._options.as_kwargs())  # fmt: skip
+            if executor is None:
+                _run_processes(plan, n_workers, progress)
+            else:
+                _run_executor(executor, plan, n_workers, progress)
+    except KeyboardInterrupt:
+        logger.warning(
+            "poptune: interrupted; running trials were marked FAILED (meta 'interrupted'). "
+            "Nothing else is lost: run the study again to resume it."
+        )
+        raise
+    finally:
+        progress.close()
+
+
+def shared_url(study: Study) -> str:
+    """A database URL other processes can open for ``study``; a study kept in memory is
+    copied to a temporary SQLite file first (logged), and this object then works on that
+    file (``Study._rebind``)."""
+    url = getattr(study._storage, "url", None)
+    if url is not None:
+        return str(url)
+    directory = tempfile.mkdtemp(prefix="poptune-")
+    path = Path(directory) / f"{study.name}.db"
+    logger.warning(
+        "poptune: study %r lives in memory; its worker processes share a temporary SQLite "
+        "file, %s (pass storage='sqlite:///...' to choose where it lives)",
+        study.name,
+        path,
+    )
+    url = f"sqlite:///{path}"
+    with study._lock:
+        config = config_of(study, strict=True, seed=study.seed)
+        new_id = copy_study(study._storage, study._study_id, url, name=study.name, config=config)
+        study._rebind(get_storage(url), new_id)
+    weakref.finalize(study, shutil.rmtree, directory, True)
+    return url
+
+
+def worker_main(plan: WorkerPlan) -> int:
+    """Entry point of a worker process or task: join the study and run trials.
+
+    Returns the number of trials this worker ran.
+    """
+    deadline = deadline_in(plan.timeout)
+    study = plan.join(plan.url, plan.study_name, **plan.options)
+    return run_worker(study, plan.objective, plan.max_trial_id, deadline)
+
+
+def _process_entry(queue: Any, plan: WorkerPlan) -> None:
+    try:
+        worker_main(plan)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BaseException:
+        queue.put(traceback.format_exc())
+        sys.exit(1)
+
+
+def _run_processes(plan: WorkerPlan, n_workers: int, progress: Progress) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    errors = ctx.Queue()
+    procs = [
+        ctx.Process(target=_process_entry, args=(errors, plan), name=f"poptune-worker-{i}")
+        for i in range(n_workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            progress.refresh()
+            for p in procs:
+                p.join(0.25 / n_workers)
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reached the workers too: give them time to mark their trials;
+        # only then pass the interrupt on (if just this process got it), then make sure.
+        deadline = time.monotonic() + 5
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGINT)  # type: ignore[arg-type]
+        for p in procs:
+            p.join(15)
+            if p.is_alive():
+                p.terminate()
+        raise
+    progress.refresh()
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if failures or bad:
+        detail = failures[0].strip().splitlines()[-1] if failures else f"exit codes {bad}"
+        raise PoptuneError(f"{len(failures) or len(bad)} worker process(es) failed: {detail}")
+
+
+def _run_executor(executor: Any, plan: WorkerPlan, n_workers: int, progress: Progress) -> None:
+    kwargs: dict[str, Any] = {}
+    if type(executor).__module__.startswith("distributed"):
+        kwargs["pure"] = False  # n identical tasks must run n times
+    futures = [executor.submit(worker_main, plan, **kwargs) for _ in range(n_workers)]
+    try:
+        while not all(f.done() for f in futures):
+            progress.refresh()
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        for f in futures:
+            f.cancel()
+        raise
+    progress.refresh()
+    for f in futures:
+        f.result()  # re-raises a worker's error here

@@ -1,0 +1,57 @@
+"""Asking the algorithm for the next trial (``Study.get_suggestion``'s inner step).
+
+:func:`new_trial` runs inside ``Study._writing()`` (the Study lock, the storage's study lock,
+a synced History): the algorithm reads the History and its JSON state, answers, and what it
+noted in its state is written back whatever it answered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from poptune.algorithms.base import Suggestion
+from poptune.exceptions import ConfigurationError
+from poptune.trial import AlgorithmState, Trial, TrialStatus
+
+if TYPE_CHECKING:
+    from poptune.study.study import Study
+
+__all__ = ["new_trial", "unpack"]
+
+
+def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | AlgorithmState:
+    """The algorithm's trial ``number`` (RUNNING, not stored yet), WAIT or DONE; DONE rather
+    than a trial above ``max_trial_id``."""
+    if max_trial_id is not None and number > max_trial_id:
+        return AlgorithmState.DONE
+    storage, sid, history = study._storage, study._study_id, study._history
+    history.state = storage.get_algorithm_state(sid)
+    result = study.algorithm.suggest(history, study._rng.at(number))
+    # What the algorithm noted is kept whatever it answered, on every storage.
+    storage.set_algorithm_state(sid, history.state)
+    if result is None or result is AlgorithmState.DONE:
+        return AlgorithmState.DONE
+    if result is AlgorithmState.WAIT:
+        return AlgorithmState.WAIT
+    params, meta = unpack(study, result)
+    return Trial(number, params, TrialStatus.RUNNING, meta)
+
+
+def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A suggestion's parameters and meta, or ConfigurationError naming the algorithm."""
+    name = type(study.algorithm).__name__
+    if isinstance(result, Suggestion):
+        params, meta = result.parameters, result.meta
+    elif isinstance(result, dict):
+        params, meta = result, None
+    else:
+        raise ConfigurationError(
+            f"{name}.suggest returned {result!r}; expected a dict, a Suggestion, "
+            "AlgorithmState.WAIT or AlgorithmState.DONE"
+        )
+    for parameter in study._history.parameter_names:
+        if parameter not in params:
+            raise ConfigurationError(
+                f"{name}.suggest gave no value for parameter {parameter!r}: {params!r}"
+            )
+    return params, meta
