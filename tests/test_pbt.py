@@ -17,6 +17,8 @@ from poptune import (
 )
 from poptune.algorithms.pbt import explore, quantile_size, truncation_selection
 
+from .helpers import toy_q, toy_run
+
 PBT = algorithms.PopulationBasedTraining
 
 
@@ -360,3 +362,32 @@ def test_a_user_queued_copy_of_a_pbt_trial_takes_no_slot():
     pbt_trials = [t for t in [first, *trials] if t.member is not None]
     assert sorted(t.member for t in pbt_trials if t.generation == 1) == [0, 1, 2]
     assert sorted(t.member for t in pbt_trials if t.generation == 2) == [0, 1, 2]
+
+
+# -- the paper's toy problem (Jaderberg et al. 2017, Fig. 2) --------------------------------------
+PAPER_H = [{"h0": 1.0, "h1": 0.0}, {"h0": 0.0, "h1": 1.0}]
+
+
+def fixed_h_q(h, steps=200):
+    theta = np.array([0.9, 0.9])
+    for _ in range(steps):
+        theta = theta + 0.01 * (-2.0 * np.array(h) * theta)
+    return toy_q(theta)
+
+
+def test_sync_pbt_reaches_the_papers_optimum_on_the_toy_problem():
+    """Synchronous PBT, population 2 seeded with the paper's h = (1, 0) and (0, 1)
+    (``initial_population``), 50 generations of 4 steps (200 steps), quantile 1 of 2: the
+    worse member copies θ and h of the better one each generation and explores h (x0.8 or
+    x1.2, or with probability 0.25 resampled uniformly in [0, 1] — from h = 0 the
+    multiplicative rule alone barely moves). Measured: mean best Q 1.1971 over these 20 seeds,
+    1.1976 over 40 (lowest 1.1847); the paper's table: 1.200. The same members with h fixed
+    stay at 0.390."""
+    best = []
+    for seed in range(20):
+        algorithm = PBT(50, 2, resample_probability=0.25, initial_population=PAPER_H)
+        best.append(toy_run(algorithm, seed).get_best_result()["Objective"])
+    assert np.mean(best) >= 1.19
+    assert min(best) >= 1.15
+    fixed = [fixed_h_q(h) for h in ((1.0, 0.0), (0.0, 1.0))]
+    assert max(fixed) == pytest.approx(0.39, abs=0.005)
