@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 import poptune as pt
-from poptune import ConfigurationError, Continuous, Study, TrialStatus, algorithms
+from poptune import (
+    ConfigurationError,
+    Continuous,
+    InvalidStatusError,
+    Study,
+    TrialStatus,
+    algorithms,
+)
 from poptune._polling import Backoff
 
 PARAMS = [Continuous("lr", [1e-4, 1e-2], "log")]
@@ -39,10 +46,27 @@ def test_requeue_queues_a_retry_and_counts_attempts():
     assert retry.status is TrialStatus.QUEUED and retry.id == trial.id + 1
     assert retry.meta["retry_of"] == trial.id and retry.meta["attempt"] == 2
     assert retry.parameters["lr"] == trial.parameters["lr"]
+    assert study.get_suggestion().id == retry.id  # queued trials come first
+    study.finalize(retry.id, "FAILED")
     assert study.requeue(retry.id, max_attempts=2) is None  # its second attempt: used up
     again = study.requeue(retry.id)  # no limit
     assert again.meta["attempt"] == 3 and again.id == retry.id + 1
-    assert study.get_suggestion().id == retry.id  # queued trials come first
+
+
+@pytest.mark.parametrize("state", ["QUEUED", "RUNNING", "COMPLETED"])
+def test_requeue_refuses_a_trial_that_has_not_failed_or_stopped(state):
+    study = random_study()
+    trial = study.get_suggestion()
+    if state == "COMPLETED":
+        study.add_observation(trial, 1.0)
+        study.finalize(trial)
+    elif state == "QUEUED":
+        study.finalize(trial, "FAILED")
+        trial = study.requeue(trial)
+    n_trials = len(study.trials)
+    with pytest.raises(InvalidStatusError, match=f"trial {trial.id} is {state}"):
+        study.requeue(trial)
+    assert len(study.trials) == n_trials  # nothing queued
 
 
 def test_appends_inside_one_block_take_consecutive_ids(tmp_path):

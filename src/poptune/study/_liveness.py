@@ -87,7 +87,9 @@ def start_liveness(study: Study) -> None:
 
 def requeue(study: Study, trial_id: int, max_attempts: int | None) -> Trial | None:
     """The one retry (``Study.requeue``): queue trial ``trial_id`` once more, unless its
-    attempt number (``meta['attempt']``, 1 for an original) is already ``max_attempts``."""
+    attempt number (``meta['attempt']``, 1 for an original) is already ``max_attempts``.
+    The caller has checked that the trial failed or stopped (``fail_stale_trials`` just
+    failed it, in this transaction, or :meth:`Study.requeue` read its status)."""
 
     def make(number: int) -> Trial | None:
         old = study._storage.get_trial(study._study_id, trial_id)

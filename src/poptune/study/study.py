@@ -261,10 +261,18 @@ class Study:
         ``max_attempts`` (None: no limit). The one retry: a trial whose worker died
         (``retry_failed_trials=N`` is ``max_attempts=N + 1``) and a job that failed
         (``optimize(resubmit_failed_trials=True)`` is ``max_attempts=2``) both come here.
-        Raises UnknownTrialError.
+        Raises UnknownTrialError, or InvalidStatusError for a trial that is not FAILED or
+        STOPPED.
         """
         self._check_writable()
-        return requeue(self, self._trial_id(trial), max_attempts)
+        trial_id = self._trial_id(trial)
+        status = self._storage.get_trial(self._study_id, trial_id).status
+        if status not in (TrialStatus.FAILED, TrialStatus.STOPPED):
+            raise InvalidStatusError(
+                f"requeue: trial {trial_id} is {status.value}; only a FAILED or STOPPED trial "
+                "can be queued again"
+            )
+        return requeue(self, trial_id, max_attempts)
 
     def _trial_id(self, trial: Trial | int) -> int:
         if isinstance(trial, Trial):
