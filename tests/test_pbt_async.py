@@ -21,6 +21,7 @@ from poptune.algorithms.base import Suggestion
 from poptune.storage.sql import SQLStorage
 
 from .conftest import forget_storages
+from .helpers import fingerprint
 
 PBT = algorithms.PopulationBasedTraining
 PARAMS = [Continuous("learning_rate", [1e-4, 1e-2], "log")]
@@ -45,14 +46,6 @@ def finish(study, trial, value=None, status="COMPLETED"):
         objective = lr_objective(trial) if value is None else value
         study.add_observation(trial, objective, iteration=trial.generation or 1)
     study.finalize(trial, status)
-
-
-def fingerprint(study):
-    return [
-        (t.id, t.status.value, t.parameters, t.meta,
-         [(o.iteration, o.objective) for o in t.observations.values()])
-        for t in study.trials
-    ]  # fmt: skip
 
 
 def check_handout(study, trial, running):
