@@ -1,4 +1,7 @@
-"""History: the read view of a study that algorithms and stopping rules receive.
+"""History: the algorithm's window on a study, what algorithms and stopping rules receive.
+
+The trials and indexes are read-only to them; ``state`` is the one writable part: the
+algorithm's JSON state, which the Study stores in the same transaction as the suggestion.
 
 It is synced incrementally from the storage (only trials changed since the last sync are
 re-indexed), so a suggestion costs the same at trial 10 and at trial 100,000. Algorithms

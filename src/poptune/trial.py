@@ -29,7 +29,8 @@ class TrialStatus(str, enum.Enum):
     """Status of a trial, and the ``Status`` column of the results table.
 
     SHERPA's four values are there: ``INTERMEDIATE`` marks a row of the results table that
-    holds an observation of a trial that is still running; ``COMPLETED``, ``FAILED`` and
+    holds an observation of a trial that is still running (a row kind, never the status of a
+    trial: no trial is ever INTERMEDIATE); ``COMPLETED``, ``FAILED`` and
     ``STOPPED`` are the final statuses given to :meth:`~poptune.Study.finalize`. poptune adds
     ``QUEUED`` (made, not yet handed out) and ``RUNNING`` (handed out, not finalized).
 
