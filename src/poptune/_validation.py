@@ -104,15 +104,22 @@ def check_bool(owner: str, name: str, value: Any) -> bool:
 
 
 def check_str(
-    owner: str, name: str, value: Any, allow_none: bool = False, nonempty: bool = False
+    owner: str,
+    name: str,
+    value: Any,
+    allow_none: bool = False,
+    nonempty: bool = False,
+    *,
+    strip: bool = False,
 ) -> Any:
-    """Return ``value`` if it is a str (non-empty when asked; None when allowed), else raise."""
+    """Return ``value`` if it is a str (non-empty when asked, and then not only whitespace
+    with ``strip``; None when allowed), else raise."""
     if value is None and allow_none:
         return None
     extra = " or None" if allow_none else ""
     if not isinstance(value, str):
         reject(owner, name, f"a str{extra}", value, wrong_type=True)
-    if nonempty and not value:
+    if nonempty and not (value.strip() if strip else value):
         reject(owner, name, f"a non-empty str{extra}", value, wrong_type=False)
     return value
 
@@ -159,23 +166,26 @@ def check_number(
     maximum: float | None = None,
     *,
     allow_none: bool = False,
+    min_open: bool = False,
 ) -> Any:
-    """Return ``value`` as a finite float in [minimum, maximum] (bounds optional; None when
-    allowed), else raise. NaN and infinities are refused; bools are not numbers here."""
+    """Return ``value`` as a finite float in [minimum, maximum] (bounds optional; ``min_open``:
+    > minimum; None when allowed), else raise. NaN and infinities are refused; bools are not
+    numbers here."""
     if value is None and allow_none:
         return None
     real = is_real(value)
     ok = (
         real
         and math.isfinite(value)
-        and (minimum is None or value >= minimum)
+        and (minimum is None or value > minimum or (value == minimum and not min_open))
         and (maximum is None or value <= maximum)
     )
     if not ok:
+        bracket, relation = ("(", ">") if min_open else ("[", ">=")
         if minimum is not None and maximum is not None:
-            what = f"a number in [{minimum}, {maximum}]"
+            what = f"a number in {bracket}{minimum}, {maximum}]"
         elif minimum is not None:
-            what = f"a number >= {minimum}"
+            what = f"a number {relation} {minimum}"
         elif maximum is not None:
             what = f"a number <= {maximum}"
         else:
@@ -193,9 +203,8 @@ def check_path(owner: str, name: str, value: Any, allow_none: bool = False) -> A
     extra = " or None" if allow_none else ""
     if not isinstance(value, (str, os.PathLike)):
         reject(owner, name, f"a path (str or os.PathLike){extra}", value, wrong_type=True)
-    path = os.fspath(value)
-    if not isinstance(path, str) or not path:
-        reject(owner, name, f"a non-empty path{extra}", value, wrong_type=not isinstance(path, str))
+    if not os.fspath(value):
+        reject(owner, name, f"a non-empty path{extra}", value, wrong_type=False)
     return value
 
 
