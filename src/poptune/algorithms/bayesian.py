@@ -324,11 +324,10 @@ class BayesianOptimization(Algorithm):
             deviation}`` in the objective's units; ``{}`` when no trial has completed.
         """
         if not isinstance(history, History):
-            history = getattr(history, "history", None)
+            given, history = history, getattr(history, "history", None)
             if not isinstance(history, History):
-                raise ConfigurationError(
-                    f"get_best_pred expects a History or a Study, got {history!r}"
-                )
+                owner = f"{type(self).__name__}.get_best_pred"
+                reject(owner, "history", "a History or a Study", given, wrong_type=True)
         space = Space(history.parameters)
         X, y, configs = _training_data(history, space, self.window)
         sign = 1.0 if history.lower_is_better else -1.0
