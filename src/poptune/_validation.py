@@ -125,6 +125,7 @@ def check_str(
 
 
 def _listed(choices: Sequence[Any]) -> str:
+    choices = list(choices)
     if len(choices) == 1:
         return repr(choices[0])
     if len(choices) == 2:
