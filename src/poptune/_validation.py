@@ -7,7 +7,13 @@ raised as :class:`~poptune.ConfigurationError`; a value of the wrong *type* rais
 expects. What a user reports (objective, iteration, context):
 :class:`~poptune.InvalidObservationError` naming the trial and the value.
 
-This module knows no poptune class it checks for: callers pass names and values.
+Helpers: :func:`check_int`, :func:`check_number` (finite, bounded), :func:`check_positive`,
+:func:`check_fraction`, :func:`check_bool`, :func:`check_str`, :func:`check_choice`,
+:func:`check_path`, :func:`check_callable`, :func:`check_instance`,
+:func:`check_mapping_of_str`, :func:`check_factors`; :func:`reject` raises the same error for
+a check none of them covers (a nested entry, a duck-typed object).
+
+This module knows no poptune class it checks for: callers pass names, values and types.
 """
 
 from __future__ import annotations
