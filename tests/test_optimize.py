@@ -124,7 +124,7 @@ def test_n_trials_and_timeout():
         ({"n_trials": 0}, "n_trials must be an int >= 1"),
         ({"timeout": -1}, "timeout must be a number > 0"),
         ({"n_workers": 0}, "n_workers must be an int >= 1"),
-        ({"executor": object()}, "executor must have a submit() method"),
+        ({"executor": object()}, "executor must be None or an object with a submit() method"),
     ],
 )
 def test_bad_optimize_arguments(kwargs, fragment):

@@ -7,15 +7,22 @@ raised as :class:`~poptune.ConfigurationError`; a value of the wrong *type* rais
 expects. What a user reports (objective, iteration, context):
 :class:`~poptune.InvalidObservationError` naming the trial and the value.
 
-This module knows no poptune class it checks for: callers pass names and values.
+Helpers: :func:`check_int`, :func:`check_number` (finite, bounded), :func:`check_positive`,
+:func:`check_fraction`, :func:`check_bool`, :func:`check_str`, :func:`check_choice`,
+:func:`check_path`, :func:`check_callable`, :func:`check_instance`,
+:func:`check_mapping_of_str`, :func:`check_factors`; :func:`reject` raises the same error for
+a check none of them covers (a nested entry, a duck-typed object).
+
+This module knows no poptune class it checks for: callers pass names, values and types.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
-from typing import Any
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -24,26 +31,47 @@ from poptune.exceptions import ArgumentTypeError, ConfigurationError, InvalidObs
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _fail(owner: str, name: str, what: str, value: Any, *, wrong_type: bool) -> None:
+def reject(
+    owner: str, name: str, what: str, value: Any, *, wrong_type: bool, note: str = ""
+) -> NoReturn:
+    """Raise the one argument error: ``Owner: name must be <what>, got <value>[ <note>]``.
+
+    :class:`~poptune.exceptions.ArgumentTypeError` (a ``TypeError``) when ``wrong_type``,
+    else :class:`~poptune.ConfigurationError` (a ``ValueError``). For checks no helper below
+    covers (a combination of arguments, a nested entry), so that they read the same.
+    """
     cls = ArgumentTypeError if wrong_type else ConfigurationError
-    raise cls(f"{owner}: {name} must be {what}, got {value!r}")
+    tail = f" {note}" if note else ""
+    raise cls(f"{owner}: {name} must be {what}, got {value!r}{tail}")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (numpy's included), and not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (numpy's included), and not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_int(owner: str, name: str, value: Any, minimum: int, allow_none: bool = False) -> Any:
-    """Return ``value`` as an int >= ``minimum`` (or None when allowed), else raise."""
+def check_int(
+    owner: str,
+    name: str,
+    value: Any,
+    minimum: int,
+    allow_none: bool = False,
+    *,
+    maximum: int | None = None,
+) -> Any:
+    """Return ``value`` as an int >= ``minimum`` (and <= ``maximum`` when given; None when
+    allowed), else raise. Bools are refused; numpy integers are accepted."""
     if value is None and allow_none:
         return None
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
         extra = " or None" if allow_none else ""
-        _fail(owner, name, f"an int >= {minimum}{extra}", value, wrong_type=not _is_int(value))
+        what = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
+        reject(owner, name, what + extra, value, wrong_type=not is_int(value))
     return int(value)
 
 
@@ -51,15 +79,15 @@ def check_fraction(
     owner: str, name: str, value: Any, low: float, high: float, low_open: bool = False
 ) -> float:
     """Return ``value`` as a float in [low, high] (or (low, high]), else raise."""
-    ok = _is_real(value) and (low < value if low_open else low <= value) and value <= high
+    ok = is_real(value) and (low < value if low_open else low <= value) and value <= high
     if not ok:
         bracket = "(" if low_open else "["
-        _fail(
+        reject(
             owner,
             name,
             f"a number in {bracket}{low}, {high}]",
             value,
-            wrong_type=not _is_real(value),
+            wrong_type=not is_real(value),
         )
     return float(value)
 
@@ -68,49 +96,170 @@ def check_positive(owner: str, name: str, value: Any, allow_none: bool = False) 
     """Return ``value`` as a float > 0 (or None when allowed), else raise."""
     if value is None and allow_none:
         return None
-    if not _is_real(value) or not value > 0:
+    if not is_real(value) or not value > 0:
         extra = " or None" if allow_none else ""
-        _fail(owner, name, f"a number > 0{extra}", value, wrong_type=not _is_real(value))
+        reject(owner, name, f"a number > 0{extra}", value, wrong_type=not is_real(value))
     return float(value)
 
 
 def check_bool(owner: str, name: str, value: Any) -> bool:
     """Return ``value`` if it is a bool (numpy's included), else raise ArgumentTypeError."""
     if not isinstance(value, (bool, np.bool_)):
-        _fail(owner, name, "True or False", value, wrong_type=True)
+        reject(owner, name, "True or False", value, wrong_type=True)
     return bool(value)
 
 
 def check_str(
-    owner: str, name: str, value: Any, allow_none: bool = False, nonempty: bool = False
+    owner: str,
+    name: str,
+    value: Any,
+    allow_none: bool = False,
+    nonempty: bool = False,
+    *,
+    strip: bool = False,
 ) -> Any:
-    """Return ``value`` if it is a str (non-empty when asked; None when allowed), else raise."""
+    """Return ``value`` if it is a str (non-empty when asked, and then not only whitespace
+    with ``strip``; None when allowed), else raise."""
     if value is None and allow_none:
         return None
     extra = " or None" if allow_none else ""
     if not isinstance(value, str):
-        _fail(owner, name, f"a str{extra}", value, wrong_type=True)
-    if nonempty and not value:
-        _fail(owner, name, f"a non-empty str{extra}", value, wrong_type=False)
+        reject(owner, name, f"a str{extra}", value, wrong_type=True)
+    if nonempty and not (value.strip() if strip else value):
+        reject(owner, name, f"a non-empty str{extra}", value, wrong_type=False)
     return value
 
 
-def check_choice(owner: str, name: str, value: Any, choices: Sequence[Any]) -> Any:
-    """Return ``value`` if it is one of ``choices``, else raise ConfigurationError listing them."""
+def _listed(choices: Sequence[Any]) -> str:
+    choices = list(choices)
+    if len(choices) == 1:
+        return repr(choices[0])
+    if len(choices) == 2:
+        return f"{choices[0]!r} or {choices[1]!r}"
+    return "one of " + ", ".join(repr(c) for c in choices)
+
+
+def check_choice(
+    owner: str,
+    name: str,
+    value: Any,
+    choices: Sequence[Any],
+    *,
+    what: str | None = None,
+    note: str = "",
+) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise naming them.
+
+    A value whose type is none of the choices' types (``3`` where strings are expected)
+    raises :class:`~poptune.exceptions.ArgumentTypeError`; any other ConfigurationError.
+    ``what`` replaces the listed choices in the message (e.g. to leave out an alias), and
+    ``note`` follows the value.
+    """
     try:
         ok = value in choices
     except TypeError:  # unhashable value against a set of choices
         ok = False
     if not ok:
-        listed = ", ".join(repr(c) for c in choices)
-        _fail(owner, name, f"one of {listed}", value, wrong_type=False)
+        wrong_type = not any(isinstance(value, type(c)) for c in choices)
+        reject(owner, name, what or _listed(choices), value, wrong_type=wrong_type, note=note)
     return value
+
+
+def check_number(
+    owner: str,
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    allow_none: bool = False,
+    min_open: bool = False,
+) -> Any:
+    """Return ``value`` as a finite float in [minimum, maximum] (bounds optional; ``min_open``:
+    > minimum; None when allowed), else raise. NaN and infinities are refused; bools are not
+    numbers here."""
+    if value is None and allow_none:
+        return None
+    real = is_real(value)
+    ok = (
+        real
+        and math.isfinite(value)
+        and (minimum is None or value > minimum or (value == minimum and not min_open))
+        and (maximum is None or value <= maximum)
+    )
+    if not ok:
+        bracket, relation = ("(", ">") if min_open else ("[", ">=")
+        if minimum is not None and maximum is not None:
+            what = f"a number in {bracket}{minimum}, {maximum}]"
+        elif minimum is not None:
+            what = f"a number {relation} {minimum}"
+        elif maximum is not None:
+            what = f"a number <= {maximum}"
+        else:
+            what = "a finite number"
+        extra = " or None" if allow_none else ""
+        reject(owner, name, what + extra, value, wrong_type=not real)
+    return float(value)
+
+
+def check_path(owner: str, name: str, value: Any, allow_none: bool = False) -> Any:
+    """Return ``value`` if it is a non-empty path (``str`` or ``os.PathLike``; None when
+    allowed), else raise: ArgumentTypeError for another type, ConfigurationError for ''."""
+    if value is None and allow_none:
+        return None
+    extra = " or None" if allow_none else ""
+    if not isinstance(value, (str, os.PathLike)):
+        reject(owner, name, f"a path (str or os.PathLike){extra}", value, wrong_type=True)
+    if not os.fspath(value):
+        reject(owner, name, f"a non-empty path{extra}", value, wrong_type=False)
+    return value
+
+
+def check_callable(owner: str, name: str, value: Any) -> Callable[..., Any]:
+    """Return ``value`` if it is callable, else raise ArgumentTypeError."""
+    if not callable(value):
+        reject(owner, name, "callable", value, wrong_type=True)
+    return value
+
+
+def check_instance(
+    owner: str,
+    name: str,
+    value: Any,
+    kind: type | tuple[type, ...],
+    what: str,
+    allow_none: bool = False,
+) -> Any:
+    """Return ``value`` if it is an instance of ``kind`` (None when allowed), else raise
+    ArgumentTypeError saying ``what`` was expected."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, kind):
+        reject(owner, name, what + (" or None" if allow_none else ""), value, wrong_type=True)
+    return value
+
+
+def check_mapping_of_str(
+    owner: str, name: str, value: Any, allow_none: bool = False
+) -> dict[str, str]:
+    """Return ``value`` (a mapping of str to str; None, when allowed, as ``{}``) as a dict,
+    else raise ArgumentTypeError naming the mapping or the entry that is not a str."""
+    if value is None and allow_none:
+        return {}
+    if not isinstance(value, Mapping):
+        reject(owner, name, "a dict of str to str", value, wrong_type=True)
+    for key, item in value.items():
+        if not isinstance(key, str):
+            reject(owner, f"{name} keys", "str", key, wrong_type=True)
+        if not isinstance(item, str):
+            reject(owner, f"{name}[{key!r}]", "a str", item, wrong_type=True)
+    return dict(value)
 
 
 def check_factors(owner: str, factors: Any) -> tuple[float, ...]:
     """Perturbation factors: a non-empty sequence of finite numbers > 0, as floats."""
     if isinstance(factors, (str, bytes)) or not isinstance(factors, Sequence) or not factors:
-        _fail(
+        reject(
             owner,
             "perturbation_factors",
             "a non-empty sequence of numbers > 0",
@@ -118,8 +267,8 @@ def check_factors(owner: str, factors: Any) -> tuple[float, ...]:
             wrong_type=not isinstance(factors, Sequence) or isinstance(factors, (str, bytes)),
         )
     for f in factors:
-        if not _is_real(f) or not (math.isfinite(f) and f > 0):
-            raise (ArgumentTypeError if not _is_real(f) else ConfigurationError)(
+        if not is_real(f) or not (math.isfinite(f) and f > 0):
+            raise (ArgumentTypeError if not is_real(f) else ConfigurationError)(
                 f"{owner}: perturbation_factors must be numbers > 0, got {f!r} in "
                 f"{tuple(factors)!r}"
             )

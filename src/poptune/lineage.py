@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from poptune._validation import reject
 from poptune.exceptions import UnknownTrialError
 from poptune.history import History
 from poptune.trial import Trial
@@ -186,7 +187,9 @@ def schedule(study_or_history: Any, trial: Trial | int) -> list[dict[str, Any]]:
     if history is None:
         history = getattr(study_or_history, "history", None)
         if not isinstance(history, History):
-            raise TypeError(f"expected a Study or a History, got {study_or_history!r}")
+            owner = "poptune.lineage.schedule()"
+            what = "a Study or a History"
+            reject(owner, "study_or_history", what, study_or_history, wrong_type=True)
     tid = trial.id if isinstance(trial, Trial) else trial
     current = history.get(tid) if isinstance(tid, int) and not isinstance(tid, bool) else None
     if current is None:

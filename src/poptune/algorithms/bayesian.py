@@ -22,13 +22,19 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_int
+from poptune._validation import (
+    check_bool,
+    check_choice,
+    check_instance,
+    check_int,
+    is_int,
+    reject,
+)
 from poptune.algorithms._gp import (
     ACQUISITIONS,
     Posterior,
@@ -129,38 +135,30 @@ class BayesianOptimization(Algorithm):
         initial_data_points: Any = None,
     ) -> None:
         owner = type(self).__name__
-        if num_initial_data_points != "infer":
-            if (
-                isinstance(num_initial_data_points, bool)
-                or not isinstance(num_initial_data_points, numbers.Integral)
-                or num_initial_data_points < 1
-            ):
-                raise ConfigurationError(
-                    f"{owner}: num_initial_data_points must be 'infer' or an int >= 1, "
-                    f"got {num_initial_data_points!r}"
+        if not (isinstance(num_initial_data_points, str) and num_initial_data_points == "infer"):
+            if not is_int(num_initial_data_points) or num_initial_data_points < 1:
+                reject(
+                    owner,
+                    "num_initial_data_points",
+                    "'infer' or an int >= 1",
+                    num_initial_data_points,
+                    wrong_type=not isinstance(num_initial_data_points, str)
+                    and not is_int(num_initial_data_points),
                 )
             num_initial_data_points = int(num_initial_data_points)
         self.num_initial_data_points = num_initial_data_points
         self.max_num_trials = check_int(owner, "max_num_trials", max_num_trials, 1, True)
         self.max_concurrent = check_int(owner, "max_concurrent", max_concurrent, 1)
-        if acquisition_type not in ACQUISITIONS:
-            raise ConfigurationError(
-                f"{owner}: acquisition_type {acquisition_type!r} is not supported; expected "
-                f"one of {list(ACQUISITIONS)}"
-            )
-        self.acquisition_type = acquisition_type
-        if batch_strategy not in _BATCH_STRATEGIES:
-            raise ConfigurationError(
-                f"{owner}: batch_strategy {batch_strategy!r} is not supported; expected "
-                f"one of {list(_BATCH_STRATEGIES)}"
-            )
-        self.batch_strategy = batch_strategy
+        self.acquisition_type = check_choice(
+            owner, "acquisition_type", acquisition_type, list(ACQUISITIONS)
+        )
+        self.batch_strategy = check_choice(
+            owner, "batch_strategy", batch_strategy, list(_BATCH_STRATEGIES)
+        )
         self.window = check_int(owner, "window", window, 10)
         self.n_candidates = check_int(owner, "n_candidates", n_candidates, 1)
         self.n_restarts = check_int(owner, "n_restarts", n_restarts, 0)
-        if not isinstance(verbosity, (bool, np.bool_)):
-            raise ConfigurationError(f"{owner}: verbosity must be True or False, got {verbosity!r}")
-        self.verbosity = bool(verbosity)
+        self.verbosity = check_bool(owner, "verbosity", verbosity)
         self.initial_data_points = _initial_points(owner, initial_data_points)
 
     # -- configuration ---------------------------------------------------------------------
@@ -326,11 +324,10 @@ class BayesianOptimization(Algorithm):
             deviation}`` in the objective's units; ``{}`` when no trial has completed.
         """
         if not isinstance(history, History):
-            history = getattr(history, "history", None)
+            given, history = history, getattr(history, "history", None)
             if not isinstance(history, History):
-                raise ConfigurationError(
-                    f"get_best_pred expects a History or a Study, got {history!r}"
-                )
+                owner = f"{type(self).__name__}.get_best_pred"
+                reject(owner, "history", "a History or a Study", given, wrong_type=True)
         space = Space(history.parameters)
         X, y, configs = _training_data(history, space, self.window)
         sign = 1.0 if history.lower_is_better else -1.0
@@ -385,15 +382,10 @@ def _initial_points(owner: str, points: Any) -> list[dict[str, Any]]:
     if hasattr(points, "to_dict") and hasattr(points, "columns"):  # a pandas DataFrame
         points = points.to_dict("records")
     if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, Sequence):
-        raise ConfigurationError(
-            f"{owner}: initial_data_points must be a list of dicts, got {points!r}"
-        )
+        reject(owner, "initial_data_points", "a list of dicts", points, wrong_type=True)
     out = []
     for i, point in enumerate(points):
-        if not isinstance(point, Mapping):
-            raise ConfigurationError(
-                f"{owner}: initial_data_points[{i}] must be a dict, got {point!r}"
-            )
+        check_instance(owner, f"initial_data_points[{i}]", point, Mapping, "a dict")
         out.append({k: _plain(v) for k, v in point.items()})
     return out
 
@@ -441,12 +433,9 @@ class GPyOpt(BayesianOptimization):
         n_candidates: int = 1000,
         n_restarts: int = 5,
     ) -> None:
-        if model_type != "GP":
-            raise ConfigurationError(
-                f"GPyOpt: model_type {model_type!r} is not supported; poptune's GPyOpt has "
-                "only 'GP'"
-            )
-        self.model_type = model_type
+        self.model_type = check_choice(
+            "GPyOpt", "model_type", model_type, ["GP"], note="(poptune's GPyOpt has only 'GP')"
+        )
         super().__init__(
             num_initial_data_points=num_initial_data_points,
             max_num_trials=max_num_trials,

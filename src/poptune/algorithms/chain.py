@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from poptune._validation import check_instance, reject
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
@@ -39,9 +40,8 @@ class Chain(Algorithm):
         if isinstance(algorithms, (Algorithm, str, bytes, Mapping)) or not isinstance(
             algorithms, Iterable
         ):
-            raise ConfigurationError(
-                f"Chain: algorithms must be a list of Algorithm objects, got {algorithms!r}"
-            )
+            what = "a list of Algorithm objects"
+            reject("Chain", "algorithms", what, algorithms, wrong_type=True)
         items = list(algorithms)
         if not items:
             raise ConfigurationError("Chain: algorithms must not be empty, got []")
@@ -49,11 +49,8 @@ class Chain(Algorithm):
         for i, algorithm in enumerate(items):
             if isinstance(algorithm, Mapping):
                 algorithm = algorithm_from_config(algorithm)
-            if not isinstance(algorithm, Algorithm):
-                raise ConfigurationError(
-                    f"Chain: element {i} of algorithms must be a poptune.algorithms.Algorithm, "
-                    f"got {algorithm!r}"
-                )
+            what = "a poptune.algorithms.Algorithm"
+            check_instance("Chain", f"element {i} of algorithms", algorithm, Algorithm, what)
             built.append(algorithm)
         self.algorithms = built
         keys: dict[str, None] = {}

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from poptune._validation import check_instance
 from poptune.algorithms.base import Algorithm, SuggestResult
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
@@ -29,10 +30,7 @@ class Iterate(Algorithm):
     def __init__(self, hp_iter: Iterable[Mapping[str, Any]]) -> None:
         configs = list(hp_iter)
         for i, config in enumerate(configs):
-            if not isinstance(config, Mapping):
-                raise ConfigurationError(
-                    f"Iterate: element {i} of hp_iter must be a dict, got {config!r}"
-                )
+            check_instance("Iterate", f"element {i} of hp_iter", config, Mapping, "a dict")
         self.hp_iter = [dict(c) for c in configs]
 
     def setup(self, parameters, lower_is_better):  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_factors, check_int
+from poptune._validation import check_factors, check_instance, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.algorithms.pbt.explore import format_value, scale_number
 from poptune.exceptions import ConfigurationError, InvalidParameterError
@@ -129,11 +129,8 @@ class LocalSearch(Algorithm):
         repeat_trials: int = 1,
     ) -> None:
         owner = "LocalSearch"
-        if not isinstance(seed_configuration, Mapping):
-            raise ConfigurationError(
-                f"{owner}: seed_configuration must be a dict of parameter values, got "
-                f"{seed_configuration!r}"
-            )
+        what = "a dict of parameter values"
+        check_instance(owner, "seed_configuration", seed_configuration, Mapping, what)
         self.seed_configuration = dict(seed_configuration)
         self.perturbation_factors = check_factors(owner, perturbation_factors)
         self.repeat_trials = check_int(owner, "repeat_trials", repeat_trials, 1)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from poptune._groups import RESULT_GROUPS, best_of, group_trial
-from poptune._validation import check_int
+from poptune._validation import check_bool, check_instance, check_int
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
@@ -24,10 +24,6 @@ from poptune.parameters import Parameter
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
 __all__ = ["AggregatedHistory", "Repeat"]
-
-
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, (bool, np.bool_))
 
 
 class AggregatedHistory(History):
@@ -161,11 +157,9 @@ class AggregatedHistory(History):
 def _wrapped(owner: str, algorithm: Any) -> Algorithm:
     if isinstance(algorithm, Mapping):
         algorithm = algorithm_from_config(algorithm)
-    if not isinstance(algorithm, Algorithm):
-        raise ConfigurationError(
-            f"{owner}: algorithm must be a poptune.algorithms.Algorithm, got {algorithm!r}"
-        )
-    return algorithm
+    return check_instance(
+        owner, "algorithm", algorithm, Algorithm, "a poptune.algorithms.Algorithm"
+    )
 
 
 class Repeat(Algorithm):
@@ -214,11 +208,8 @@ class Repeat(Algorithm):
     ) -> None:
         self.algorithm = _wrapped("Repeat", algorithm)
         self.num_times = check_int("Repeat", "num_times", num_times, 1)
-        for name, value in (("wait_for_completion", wait_for_completion), ("agg", agg)):
-            if not _is_bool(value):
-                raise ConfigurationError(f"Repeat: {name} must be True or False, got {value!r}")
-        self.wait_for_completion = bool(wait_for_completion)
-        self.agg = bool(agg)
+        self.wait_for_completion = check_bool("Repeat", "wait_for_completion", wait_for_completion)
+        self.agg = check_bool("Repeat", "agg", agg)
         if not self.agg and "lineage" in self.algorithm.reserved_keys:
             # PBT (and Replay) would see every repeat as a member of its own: wrong parents.
             raise ConfigurationError(

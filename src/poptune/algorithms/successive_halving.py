@@ -17,13 +17,12 @@ which runs several brackets of it.
 from __future__ import annotations
 
 import bisect
-import math
 import numbers
 from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_int
+from poptune._validation import check_int, check_number
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
@@ -50,14 +49,8 @@ def check_arguments(
 
     Returns ``(r, R, eta, max_finished_configs, s)``, numbers kept as given.
     """
-    for name, value in (("r", r), ("R", R)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise ConfigurationError(f"{owner}: {name} must be a number > 0, got {value!r}")
+    check_number(owner, "r", r, minimum=0, min_open=True)
+    check_number(owner, "R", R, minimum=0, min_open=True)
     if R < r:
         raise ConfigurationError(f"{owner}: R must be >= r (r={r!r}), got R={R!r}")
     eta = check_int(owner, "eta", eta, 2)

@@ -52,8 +52,7 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket on (host, port); port 0 picks a free one."""
-    if check_int("dashboard", "port", port, 0) > 65535:
-        raise ConfigurationError(f"dashboard: port must be an int in [0, 65535], got {port!r}")
+    check_int("dashboard", "port", port, 0, maximum=65535)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from poptune._validation import check_choice, check_number
 from poptune.exceptions import (
     ConfigurationError,
     StudyNotFoundError,
@@ -176,15 +177,13 @@ class DashboardData:
             StudyNotFoundError: no such study.
             ConfigurationError: an unknown ``status`` or ``sort`` key, a negative ``since``.
         """
-        if since < 0:
-            raise ConfigurationError(f"since must be >= 0, got {since!r}")
-        if status is not None and status not in _STATUSES:
-            raise ConfigurationError(f"unknown status {status!r}: expected one of {_STATUSES}")
+        check_number("dashboard", "since", since, minimum=0)
+        if status is not None:
+            check_choice("dashboard", "status", status, _STATUSES)
         with self._view(name) as view:
             names = [p.name for p in view.parameters]
             keys = {"id", "status", "generation", "member", "iterations", "last", "best", *names}
-            if sort not in keys:
-                raise ConfigurationError(f"cannot sort by {sort!r}: expected one of {sorted(keys)}")
+            check_choice("dashboard", "sort", sort, sorted(keys))
             rows = []
             for trial in view.history:
                 if since and view.changed_at.get(trial.id, 0) <= since:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from poptune._validation import check_choice, reject
 from poptune.dashboard._data import DashboardData, StopNotAllowedError
 from poptune.exceptions import (
     ConfigurationError,
@@ -65,12 +66,13 @@ def _int_arg(params: Any, key: str, default: int | None, minimum: int = 0) -> in
     raw = params.get(key)
     if raw is None or raw == "":
         return default
+    value: int | None
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigurationError(f"query parameter {key}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigurationError(f"query parameter {key}={raw!r} must be >= {minimum}")
+        value = None
+    if value is None or value < minimum:
+        reject("dashboard", f"query parameter {key}", f"an int >= {minimum}", raw, wrong_type=False)
     return value
 
 
@@ -138,8 +140,7 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
     def trials(request: Request) -> dict[str, Any]:
         q = request.query_params
         order = q.get("order", "asc")
-        if order not in ("asc", "desc"):
-            raise ConfigurationError(f"query parameter order={order!r}: expected asc or desc")
+        check_choice("dashboard", "query parameter order", order, ("asc", "desc"))
         return data.trials(
             request.path_params["name"],
             since=_int_arg(q, "since", 0) or 0,

@@ -44,7 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from poptune._polling import Backoff
-from poptune._validation import check_bool, check_int, check_positive, check_str
+from poptune._validation import (
+    check_bool,
+    check_instance,
+    check_int,
+    check_path,
+    check_positive,
+    check_str,
+)
 from poptune.algorithms.base import Algorithm
 from poptune.exceptions import (
     ConfigurationError,
@@ -149,21 +156,16 @@ def optimize(
             f"(a Python script); got command={command!r}, filename={filename!r}"
         )
     if command is not None:
-        if not check_str("optimize", "command", command).strip():
-            raise ConfigurationError(f"optimize: command must be a non-empty str, got {command!r}")
+        check_str("optimize", "command", command, nonempty=True, strip=True)
         job_command = command
     else:
-        if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
-            raise ConfigurationError(f"optimize: filename must be a path, got {filename!r}")
+        check_path("optimize", "filename", filename)
         script = Path(filename).absolute()
         if not script.is_file():
             raise ConfigurationError(f"optimize: filename {os.fspath(filename)!r}: no such file")
         job_command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
-    if not isinstance(scheduler, Scheduler):
-        raise ConfigurationError(
-            "optimize: scheduler must be a poptune.schedulers.Scheduler (LocalScheduler, "
-            f"SLURMScheduler, SGEScheduler), got {scheduler!r}"
-        )
+    what = "a poptune.schedulers.Scheduler (LocalScheduler, SLURMScheduler, SGEScheduler)"
+    check_instance("optimize", "scheduler", scheduler, Scheduler, what)
     max_concurrent = check_int("optimize", "max_concurrent", max_concurrent, 1)
     poll_interval = check_positive("optimize", "poll_interval", poll_interval)
     for label, value in (("resubmit_failed_trials", resubmit_failed_trials), ("load", load),
@@ -172,8 +174,8 @@ def optimize(
     check_str("optimize", "study_name", study_name, nonempty=True)
     if output_dir is None:
         output_dir = f"output_{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    elif not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir):
-        raise ConfigurationError(f"optimize: output_dir must be a path or None, got {output_dir!r}")
+    else:
+        check_path("optimize", "output_dir", output_dir)
     out = Path(output_dir).absolute()
     url = _storage_url(storage, out)
 

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from poptune._validation import check_str
+from poptune._validation import check_mapping_of_str, check_path, check_str, reject
 from poptune.exceptions import ConfigurationError, PoptuneError
 
 __all__ = [
@@ -64,30 +64,22 @@ def _check_options(value: Any) -> list[str]:
 
 
 def _check_dir(value: Any) -> Path | None:
-    if value is None:
+    if check_path("Scheduler", "output_dir", value, allow_none=True) is None:
         return None
-    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        raise ConfigurationError(f"output_dir must be a path or None, got {value!r}")
     return Path(value).absolute()
 
 
 def _check_job_args(command: Any, env: Any, job_name: Any) -> dict[str, str]:
-    if not check_str("submit_job", "command", command).strip():
-        raise ConfigurationError(f"submit_job: command must be a non-empty str, got {command!r}")
-    if env is None:
-        env = {}
-    if not isinstance(env, Mapping):
-        raise ConfigurationError(f"env must be a dict of str to str, got {env!r}")
-    out: dict[str, str] = {}
-    for key, value in env.items():
-        if not isinstance(key, str) or not key.isidentifier():
-            raise ConfigurationError(f"env: {key!r} is not a valid environment variable name")
-        check_str("submit_job", f"env[{key!r}]", value)
-        out[key] = value
-    if not isinstance(job_name, str) or not job_name or any(c in job_name for c in "/\\\0"):
-        raise ConfigurationError(
-            f"job_name must be a non-empty str without slashes, got {job_name!r}"
-        )
+    check_str("submit_job", "command", command, nonempty=True, strip=True)
+    out = check_mapping_of_str("submit_job", "env", env, allow_none=True)
+    for key in out:
+        if not key.isidentifier():
+            reject("submit_job", "env", "a dict whose keys are valid environment variable names",
+                   key, wrong_type=False)  # fmt: skip
+    check_str("submit_job", "job_name", job_name, nonempty=True)
+    if any(c in job_name for c in "/\\\0"):
+        reject("submit_job", "job_name", "a non-empty str without slashes", job_name,
+               wrong_type=False)  # fmt: skip
     return out
 
 
@@ -256,13 +248,7 @@ class _BatchScheduler(Scheduler):
     ) -> None:
         self.options = _check_options(submit_options)
         self.submit_options = submit_options
-        if environment is not None and (
-            not isinstance(environment, (str, os.PathLike)) or not os.fspath(environment)
-        ):
-            raise ConfigurationError(
-                f"environment must be the path of a file to source (e.g. ~/.profile) or None, "
-                f"got {environment!r}"
-            )
+        check_path(type(self).__name__, "environment", environment, allow_none=True)
         self.environment = None if environment is None else os.fspath(environment)
         self.output_dir = _check_dir(output_dir)
         self._last: dict[str, str] = {}

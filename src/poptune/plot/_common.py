@@ -6,7 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from poptune.exceptions import ConfigurationError, InvalidParameterError, MissingDependencyError
+from poptune._validation import check_instance, reject
+from poptune.exceptions import InvalidParameterError, MissingDependencyError
 from poptune.history import History
 from poptune.parameters import Continuous, Discrete, Parameter
 from poptune.trial import Trial, TrialStatus
@@ -49,10 +50,8 @@ def _check_study(study: Any, function: str) -> StudyLike:
     if not isinstance(getattr(study, "history", None), History) or not all(
         hasattr(study, name) for name in ("name", "parameters", "lower_is_better")
     ):
-        raise ConfigurationError(
-            f"poptune.plot.{function}() expects a poptune.Study (or one opened with "
-            f"poptune.load_study), got {study!r}"
-        )
+        what = "a poptune.Study (or one opened with poptune.load_study)"
+        reject(f"poptune.plot.{function}()", "study", what, study, wrong_type=True)
     return study
 
 
@@ -65,11 +64,7 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 def _check_axes(ax: Any, function: str) -> Axes:
     from matplotlib.axes import Axes
 
-    if not isinstance(ax, Axes):
-        raise ConfigurationError(
-            f"poptune.plot.{function}(): ax must be a matplotlib Axes, got {ax!r}"
-        )
-    return ax
+    return check_instance(f"poptune.plot.{function}()", "ax", ax, Axes, "a matplotlib Axes")
 
 
 def _root_figure(ax: Axes) -> Figure:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from poptune._validation import reject
 from poptune.exceptions import ConfigurationError
 from poptune.lineage import is_exploit, is_pbt, parent_id
 from poptune.lineage import schedule as schedule_of
@@ -151,9 +152,8 @@ def lineage(
         else:
             pair = list(ax) if isinstance(ax, Iterable) else []
             if len(pair) != 2:
-                raise ConfigurationError(
-                    f"poptune.plot.lineage(): ax must be an Axes or a pair of Axes, got {ax!r}"
-                )
+                owner = "poptune.plot.lineage()"
+                reject(owner, "ax", "an Axes or a pair of Axes", ax, wrong_type=True)
             obj_ax, par_ax = (_check_axes(a, "lineage") for a in pair)
         fig = _root_figure(obj_ax)
 

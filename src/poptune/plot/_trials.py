@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from poptune.exceptions import ConfigurationError
+from poptune._validation import reject
 from poptune.parameters import Parameter
 from poptune.plot._common import (
     _MAX_CATEGORY_LABELS,
@@ -128,10 +128,8 @@ def parallel_coordinates(
     if parameters is None:
         params = list(study.parameters)
     elif isinstance(parameters, str) or not isinstance(parameters, Sequence):
-        raise ConfigurationError(
-            "poptune.plot.parallel_coordinates(): parameters must be a list of parameter "
-            f"names, got {parameters!r}"
-        )
+        owner = "poptune.plot.parallel_coordinates()"
+        reject(owner, "parameters", "a list of parameter names", parameters, wrong_type=True)
     else:
         params = [_parameter(study, name) for name in parameters]
     if ax is None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poptune.exceptions import ConfigurationError, StorageError
+from poptune.exceptions import ArgumentTypeError, ConfigurationError, StorageError
 from poptune.storage.base import Storage
 from poptune.storage.memory import MemoryStorage
 from poptune.trial import Trial
@@ -66,7 +66,8 @@ def resolve(spec: Storage | str | os.PathLike[str] | None, *, must_exist: bool =
     if isinstance(spec, Storage):
         return spec
     if not isinstance(spec, (str, os.PathLike)):
-        raise ConfigurationError(
+        # The "unknown storage <spec>" wording of every spec that is not understood; a TypeError.
+        raise ArgumentTypeError(
             f"unknown storage {spec!r}: expected None, 'memory', a database URL, the path of "
             "an SQLite file or a poptune.storage.Storage"
         )

@@ -18,7 +18,13 @@ import numpy as np
 
 from poptune._config import object_from_config
 from poptune._rng import default_seed
-from poptune._validation import check_bool, check_int, check_positive, check_str
+from poptune._validation import (
+    check_bool,
+    check_instance,
+    check_int,
+    check_positive,
+    check_str,
+)
 from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.exceptions import (
     ConfigurationError,
@@ -97,15 +103,11 @@ def check_arguments(
 ) -> tuple[bool, int | None]:
     """Check the Study arguments that are not settings; return ``lower_is_better`` and
     ``seed`` as they are used."""
-    if not isinstance(algorithm, Algorithm):
-        raise ConfigurationError(
-            f"algorithm must be a poptune.algorithms.Algorithm, got {algorithm!r}"
-        )
+    check_instance("Study", "algorithm", algorithm, Algorithm, "a poptune.algorithms.Algorithm")
     lower_is_better = check_bool("Study", "lower_is_better", lower_is_better)
-    if stopping_rule is not None and not isinstance(stopping_rule, StoppingRule):
-        raise ConfigurationError(
-            f"stopping_rule must be a poptune StoppingRule or None, got {stopping_rule!r}"
-        )
+    check_instance(
+        "Study", "stopping_rule", stopping_rule, StoppingRule, "a poptune StoppingRule", True
+    )
     seed = check_int("Study", "seed", seed, 0, allow_none=True)
     check_str("Study", "study_name", study_name, allow_none=True, nonempty=True)
     return lower_is_better, seed

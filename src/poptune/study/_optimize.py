@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poptune._validation import check_int, check_positive
+from poptune._validation import check_callable, check_int, check_positive, reject
 from poptune.exceptions import ConfigurationError, PoptuneError
 from poptune.storage import copy_study, get_storage
 from poptune.study._open import config_of
@@ -74,15 +74,13 @@ def optimize(
     join: Callable[..., Study],
 ) -> None:
     """See :meth:`poptune.Study.optimize`; ``join`` opens the study in a worker process."""
-    if not callable(objective):
-        raise ConfigurationError(f"objective must be callable, got {objective!r}")
+    check_callable("optimize", "objective", objective)
     check_int("optimize", "n_trials", n_trials, 1, allow_none=True)
     check_positive("optimize", "timeout", timeout, allow_none=True)
     check_int("optimize", "n_workers", n_workers, 1)
     if executor is not None and not callable(getattr(executor, "submit", None)):
-        raise ConfigurationError(
-            f"executor must have a submit() method (a dask.distributed.Client), got {executor!r}"
-        )
+        what = "None or an object with a submit() method (a dask.distributed.Client)"
+        reject("optimize", "executor", what, executor, wrong_type=True)
     if executor is not None or n_workers > 1:
         try:
             pickle.dumps(objective)

@@ -8,13 +8,21 @@ call (the founder factory and the explore hook); the modes are peers, one module
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_factors, check_fraction, check_int
+from poptune._validation import (
+    check_bool,
+    check_choice,
+    check_factors,
+    check_fraction,
+    check_instance,
+    check_int,
+    is_real,
+    reject,
+)
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.algorithms.pbt._mode import PBTMode
 from poptune.algorithms.pbt.asynchronous import AsynchronousPBT
@@ -155,28 +163,21 @@ class PopulationBasedTraining(Algorithm):
         self.resample_probability = check_fraction(
             owner, "resample_probability", resample_probability, 0.0, 1.0
         )
-        if rank_by not in _RANK_BY:
-            raise ConfigurationError(f"{owner}: rank_by must be 'last' or 'best', got {rank_by!r}")
-        self.rank_by = rank_by
+        self.rank_by = check_choice(owner, "rank_by", rank_by, _RANK_BY)
         if parameter_range is None:
             parameter_range = {}
-        if not isinstance(parameter_range, Mapping):
-            raise ConfigurationError(
-                f"{owner}: parameter_range must be a dict name -> range, got {parameter_range!r}"
-            )
+        check_instance(owner, "parameter_range", parameter_range, Mapping, "a dict name -> range")
         self.parameter_range = {k: list(v) for k, v in parameter_range.items()}
-        if not isinstance(synchronous, (bool, np.bool_)):
-            raise ConfigurationError(
-                f"{owner}: synchronous must be True or False, got {synchronous!r}"
-            )
-        self.synchronous = bool(synchronous)
+        self.synchronous = check_bool(owner, "synchronous", synchronous)
         self.burn_in = check_int(owner, "burn_in", burn_in, 0)
-        if not isinstance(exploit, str) or exploit not in _EXPLOIT:
-            raise ConfigurationError(
-                f"{owner}: exploit must be 'truncation' or 'tournament', got {exploit!r} "
-                "(or 'ttest', the t-test selection)"
-            )
-        self.exploit = exploit
+        self.exploit = check_choice(
+            owner,
+            "exploit",
+            exploit,
+            _EXPLOIT,
+            what="'truncation' or 'tournament'",
+            note="(or 'ttest', the t-test selection)",
+        )
         self.ttest_window = check_int(owner, "ttest_window", ttest_window, 2)
         if self.synchronous and self.burn_in:
             raise ConfigurationError(
@@ -218,22 +219,23 @@ class PopulationBasedTraining(Algorithm):
             if isinstance(p, (Choice, Ordinal)):
                 bad = [v for v in allowed if not p.contains(v)]
                 if not allowed or bad:
-                    raise ConfigurationError(
-                        f"PopulationBasedTraining: parameter_range[{name!r}] must be a non-empty "
-                        f"list of values of {p.range!r}, got {allowed!r}"
+                    reject(
+                        "PopulationBasedTraining",
+                        f"parameter_range[{name!r}]",
+                        f"a non-empty list of values of {p.range!r}",
+                        allowed,
+                        wrong_type=False,
                     )
                 continue
-            ok = (
-                len(allowed) == 2
-                and all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in allowed)
-                and allowed[0] < allowed[1]
-                and (p.scale != "log" or allowed[0] > 0)
-            )
-            if not ok:
-                raise ConfigurationError(
-                    f"PopulationBasedTraining: parameter_range[{name!r}] must be [low, high] with "
-                    f"low < high{' and low > 0 (log scale)' if p.scale == 'log' else ''}, "
-                    f"got {allowed!r}"
+            numeric = len(allowed) == 2 and all(is_real(b) for b in allowed)
+            if not (numeric and allowed[0] < allowed[1] and (p.scale != "log" or allowed[0] > 0)):
+                log = " and low > 0 (log scale)" if p.scale == "log" else ""
+                reject(
+                    "PopulationBasedTraining",
+                    f"parameter_range[{name!r}]",
+                    f"[low, high] with low < high{log}",
+                    allowed,
+                    wrong_type=False,
                 )
 
     def get_config(self) -> dict[str, Any]:
@@ -352,16 +354,22 @@ def _initial_population(
             )
         return algorithm_from_config(value)
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigurationError(
-            f"{owner}: initial_population must be a list of configurations (dicts) or an "
-            f"Algorithm, got {value!r}"
+        reject(
+            owner,
+            "initial_population",
+            "a list of configurations (dicts) or an Algorithm",
+            value,
+            wrong_type=True,
         )
     configs: list[dict[str, Any]] = []
     for i, config in enumerate(value):
         if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
-            raise ConfigurationError(
-                f"{owner}: initial_population[{i}] must be a dict parameter name -> value, "
-                f"got {config!r}"
+            reject(
+                owner,
+                f"initial_population[{i}]",
+                "a dict parameter name -> value",
+                config,
+                wrong_type=True,
             )
         configs.append(dict(config))
     if len(configs) > population_size:

@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import heapq
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_int
+from poptune._validation import check_int, check_number
 from poptune.algorithms._gp import (
     check_sklearn,
     condition,
@@ -60,7 +59,6 @@ from poptune.algorithms._gp import (
 )
 from poptune.algorithms.pbt.algorithm import InitialPopulation, PopulationBasedTraining
 from poptune.algorithms.pbt.explore import RunningConfigs, explore, format_value
-from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Continuous, Discrete, Parameter
 from poptune.trial import Trial, TrialStatus
@@ -122,13 +120,7 @@ class PB2(PopulationBasedTraining):
             ttest_window=ttest_window,
             initial_population=initial_population,
         )
-        if (
-            isinstance(kappa, bool)
-            or not isinstance(kappa, numbers.Real)
-            or not (math.isfinite(kappa) and kappa >= 0)
-        ):
-            raise ConfigurationError(f"PB2: kappa must be a number >= 0, got {kappa!r}")
-        self.kappa = float(kappa)
+        self.kappa = check_number("PB2", "kappa", kappa, minimum=0)
         self.max_data = check_int("PB2", "max_data", max_data, 2)
         check_sklearn("PB2")
         # A cache of the last fit: (data key, fitted kernel). Fitting is deterministic, so it

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from poptune._validation import reject
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
@@ -63,23 +64,20 @@ class Replay(Algorithm):
 
     def __init__(self, schedule: Sequence[Mapping[str, Any]]) -> None:
         if isinstance(schedule, (str, bytes, Mapping)) or not isinstance(schedule, Sequence):
-            raise ConfigurationError(
-                f"Replay: schedule must be a list of segments, got {schedule!r}"
-            )
+            reject("Replay", "schedule", "a list of segments", schedule, wrong_type=True)
         if not schedule:
             raise ConfigurationError("Replay: schedule must have at least one segment, got []")
         segments: list[dict[str, Any]] = []
         for i, entry in enumerate(schedule):
             if not isinstance(entry, Mapping) or not isinstance(entry.get("parameters"), Mapping):
-                raise ConfigurationError(
-                    f"Replay: schedule[{i}] must be a dict with a 'parameters' dict, got {entry!r}"
-                )
+                what = "a dict with a 'parameters' dict"
+                wrong_type = not isinstance(entry, Mapping)
+                reject("Replay", f"schedule[{i}]", what, entry, wrong_type=wrong_type)
             generation = entry.get("generation")
             if generation is not None and (type(generation) is not int or generation < 1):
-                raise ConfigurationError(
-                    f"Replay: schedule[{i}]['generation'] must be an int >= 1 or None, "
-                    f"got {generation!r}"
-                )
+                # exactly an int (as stored): numpy integers are refused here
+                reject("Replay", f"schedule[{i}]['generation']", "an int >= 1 or None",
+                       generation, wrong_type=type(generation) is not int)  # fmt: skip
             segment = dict(entry)
             segment["parameters"] = dict(entry["parameters"])
             segments.append(segment)
