@@ -20,6 +20,7 @@ a logging configuration, Python shows its warnings on stderr; configure logging 
 
 from poptune import algorithms, schedulers
 from poptune._rng import rng
+from poptune._version import __version__
 from poptune.algorithms import StoppingRule
 from poptune.exceptions import (
     ArgumentTypeError,
@@ -45,8 +46,6 @@ from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
 from poptune.storage import MemoryStorage, Storage
 from poptune.study import Study, load_study
 from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AlgorithmState",

@@ -178,20 +178,6 @@ class BayesianOptimization(Algorithm):
                 except InvalidParameterError as exc:
                     raise ConfigurationError(f"{owner}: initial_data_points[{i}]: {exc}") from None
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "num_initial_data_points": self.num_initial_data_points,
-            "max_num_trials": self.max_num_trials,
-            "max_concurrent": self.max_concurrent,
-            "acquisition_type": self.acquisition_type,
-            "batch_strategy": self.batch_strategy,
-            "window": self.window,
-            "n_candidates": self.n_candidates,
-            "n_restarts": self.n_restarts,
-            "verbosity": self.verbosity,
-            "initial_data_points": [dict(p) for p in self.initial_data_points],
-        }
-
     def num_initial(self, parameters: Sequence[Parameter]) -> int:
         """The number of suggestions made before the model is used."""
         if self.num_initial_data_points == "infer":
@@ -448,6 +434,3 @@ class GPyOpt(BayesianOptimization):
             verbosity=verbosity,
             initial_data_points=initial_data_points,
         )
-
-    def get_config(self) -> dict[str, Any]:
-        return {"model_type": self.model_type, **super().get_config()}

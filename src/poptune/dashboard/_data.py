@@ -289,7 +289,7 @@ def _summary(view: _StudyView, storage: Storage) -> dict[str, Any]:
 
 def _algorithm_name(config: Any) -> str:
     if isinstance(config, dict):
-        cls = config.get("class") or config.get("name") or config.get("type")
+        cls = config.get("type")  # what _config.to_config writes: "Name" or "module:Class"
         if isinstance(cls, str):
             return cls.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
     return str(config) if config is not None else ""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from poptune._validation import check_choice, reject
+from poptune._version import __version__
 from poptune.dashboard._data import DashboardData, StopNotAllowedError
 from poptune.exceptions import (
     ConfigurationError,
@@ -127,8 +128,6 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
         return endpoint
 
     def info(request: Request) -> dict[str, Any]:
-        from poptune import __version__
-
         return {"poptune": __version__, "allow_stop": data.allow_stop, "storage": data.label}
 
     def studies(request: Request) -> list[dict[str, Any]]:

@@ -239,26 +239,14 @@ class PopulationBasedTraining(Algorithm):
                 )
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "num_generations": self.num_generations,
-            "population_size": self.population_size,
-            "parameter_range": self.parameter_range,
-            "perturbation_factors": list(self.perturbation_factors),
-            "quantile_fraction": self.quantile_fraction,
-            "resample_probability": self.resample_probability,
-            "rank_by": self.rank_by,
-            "synchronous": self.synchronous,
-            "burn_in": self.burn_in,
-            "exploit": self.exploit,
-            "ttest_window": self.ttest_window,
-            "initial_population": (
-                self.initial_population.to_config()
-                if isinstance(self.initial_population, Algorithm)
-                else None
-                if self.initial_population is None
-                else [dict(c) for c in self.initial_population]
-            ),
-        }
+        """The constructor's arguments (derived, so subclasses such as PB2 add theirs for
+        free), with ``initial_population`` as JSON: an algorithm's config or plain dicts."""
+        initial = self.initial_population
+        if isinstance(initial, Algorithm):
+            initial = initial.to_config()
+        elif initial is not None:
+            initial = [dict(c) for c in initial]
+        return {**super().get_config(), "initial_population": initial}
 
     def _check_initial_population(
         self, parameters: Sequence[Parameter], lower_is_better: bool

@@ -127,9 +127,6 @@ class PB2(PopulationBasedTraining):
         # only saves time (several members explored in one plan share the data).
         self._fitted: tuple[Any, Any] | None = None
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "kappa": self.kappa, "max_data": self.max_data}
-
     # -- explore ---------------------------------------------------------------------------
     def explore(
         self,
