@@ -16,8 +16,14 @@ from typing import Any
 import numpy as np
 
 from poptune._groups import RESULT_GROUPS, best_of, group_trial
-from poptune._validation import check_bool, check_instance, check_int
-from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
+from poptune._validation import check_bool, check_int
+from poptune.algorithms.base import (
+    Algorithm,
+    Suggestion,
+    SuggestResult,
+    algorithm_from_config,
+    as_algorithm,
+)
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Parameter
@@ -157,9 +163,7 @@ class AggregatedHistory(History):
 def _wrapped(owner: str, algorithm: Any) -> Algorithm:
     if isinstance(algorithm, Mapping):
         algorithm = algorithm_from_config(algorithm)
-    return check_instance(
-        owner, "algorithm", algorithm, Algorithm, "a poptune.algorithms.Algorithm"
-    )
+    return as_algorithm(owner, algorithm)
 
 
 class Repeat(Algorithm):

@@ -127,7 +127,7 @@ class Study:
         keep_checkpoints: int | None = None,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
-        lower_is_better, seed = _open.check_arguments(
+        algorithm, lower_is_better, seed = _open.check_arguments(
             algorithm, lower_is_better, stopping_rule, seed, study_name
         )
         directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
