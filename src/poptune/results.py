@@ -87,7 +87,7 @@ def result_groups(
     """The groups of trial ids the study is ranked by, or None (rank single trials).
 
     ``state[RESULT_GROUPS]`` (``'result_groups'``: each list the trials of one configuration,
-    written by ``Repeat(agg=True)``) when the study's algorithm ``state`` holds it. A state
+    written by ``Repeat``) when the study's algorithm ``state`` holds it. A state
     stored before that key existed has it derived when ``algorithm`` (the stored algorithm
     config) is a top-level ``{'type': 'Repeat', 'agg': True, ...}``: its configurations with
     ``num_times`` trials, from ``state['groups']``, as that version ranked them. (Such a
@@ -112,6 +112,9 @@ def best_trial(
 ) -> Trial | None:
     """The trial :meth:`~poptune.Study.get_best_result` and the dashboard report.
 
+    SHERPA's definition under ``Repeat`` (``agg`` True or False): the best configuration by
+    the mean of its repeats, among those whose repeats have all finished.
+
     Without :func:`result_groups` (``state``: the study's algorithm state, ``algorithm``: its
     stored config), the COMPLETED trial holding the best single observation
     (:meth:`History.best_trial`). With them, the best configuration by the mean over its
@@ -121,6 +124,15 @@ def best_trial(
     last trial finished first). Trials in no group are not ranked then.
     """
     groups = result_groups(state, algorithm)
+    if groups is None and isinstance(algorithm, Mapping) and algorithm.get("type") == "Repeat":
+        # Repeat(agg=False) stored before it published its groups: found from the meta
+        found: dict[int, list[int]] = {}
+        for trial in history:
+            group = trial.meta.get("repeat_group")
+            if isinstance(group, int):
+                found.setdefault(group, []).append(trial.id)
+        n = algorithm.get("num_times", 5)
+        groups = [g for g in found.values() if len(g) >= n]
     if groups is None:
         return history.best_trial()
     return best_group(groups, history.get, history.lower_is_better)

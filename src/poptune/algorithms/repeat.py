@@ -1,8 +1,8 @@
 """Repeat each configuration of another algorithm, optionally showing it the mean results.
 
 With ``agg=True`` the wrapped algorithm sees an :class:`AggregatedHistory` (one trial per
-configuration, the mean of its repeats), and the configurations are published under the
-study state's ``result_groups`` key, from which :meth:`~poptune.Study.get_best_result` and the
+configuration, the mean of its repeats). With ``agg`` True or False the configurations are
+published under the study state's ``result_groups`` key, from which :meth:`~poptune.Study.get_best_result` and the
 dashboard rank the study without rebuilding the algorithm.
 """
 
@@ -160,6 +160,19 @@ class AggregatedHistory(History):
         return best_of(self.completed, self.lower_is_better)
 
 
+def _groups_from_meta(history: History, before: int) -> list[list[int]]:
+    """The configurations (trial-id lists, by ``meta['repeat_group']``) of the trials before
+    ``before``: how a state stored before ``agg=False`` published its groups is caught up."""
+    found: dict[int, list[int]] = {}
+    for trial in history:
+        if trial.id >= before:
+            break
+        group = trial.meta.get("repeat_group")
+        if isinstance(group, int):
+            found.setdefault(group, []).append(trial.id)
+    return list(found.values())
+
+
 def _wrapped(owner: str, algorithm: Any) -> Algorithm:
     if isinstance(algorithm, Mapping):
         algorithm = algorithm_from_config(algorithm)
@@ -184,15 +197,18 @@ class Repeat(Algorithm):
             COMPLETED once all its repeats finished, with the mean objective.
 
     State: the wrapped algorithm keeps its own in ``history.state['inner']``;
-    ``history.state['groups']`` holds the last configuration's trial ids. With ``agg``, each
+    ``history.state['groups']`` holds the last configuration's trial ids. Each
     configuration whose repeats have all been handed out is appended to the study-level key
     ``history.study_state['result_groups']`` (a list of trial-id lists, first id first; at the
     top of the study's state even when ``Repeat`` is wrapped, e.g. in a ``Chain``), and
     ``history.state['first_group']`` is the index of this Repeat's first configuration there.
     :meth:`~poptune.Study.get_best_result` and the dashboard rank the study by the means of
-    these groups, read from the stored state alone. A state stored before ``result_groups``
-    existed (every configuration in ``state['groups']``) is read as it is, and moved to the
-    new keys by the next suggestion.
+    these groups (SHERPA's best result under ``Repeat``, for ``agg=False`` too: the best
+    mean over the configurations whose repeats have all finished), read from the stored state
+    alone. A state stored before ``result_groups`` existed (``agg=True``: every configuration
+    in ``state['groups']``; ``agg=False``: the configurations found from the trials'
+    ``meta['repeat_group']``) is read as it is, and moved to the new keys by the next
+    suggestion.
 
     Costs O(1) per suggestion plus what the wrapped algorithm costs (with ``agg``, building
     the aggregated view when it reads it: O(trials)).
@@ -260,6 +276,10 @@ class Repeat(Algorithm):
         if "first_group" not in state:
             groups = state.get("groups", [])
             state["first_group"] = len(published)
+            if not self.agg and groups:
+                # agg=False kept only the configuration being repeated: the earlier ones are
+                # found from their trials' meta
+                groups = _groups_from_meta(history, groups[-1][0]) + groups[-1:]
             published.extend(g for g in groups if len(g) >= self.num_times)
             state["groups"] = groups[-1:]
         return published
@@ -272,7 +292,7 @@ class Repeat(Algorithm):
 
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         state = history.state
-        published = self._publish_from_here(history) if self.agg else None
+        published = self._publish_from_here(history)
         groups: list[list[int]] = state.setdefault("groups", [])
         tid = history.next_trial_id
         if groups and len(groups[-1]) < self.num_times:
@@ -283,7 +303,7 @@ class Repeat(Algorithm):
                 params["save_to"] = str(tid)
             meta = {**first.meta, "repeat": len(group), "repeat_group": group[0]}
             group.append(tid)
-            if published is not None and len(group) == self.num_times:
+            if len(group) == self.num_times:
                 published.append(list(group))
             return Suggestion(params, meta)
         if self.wait_for_completion and groups:
@@ -303,7 +323,7 @@ class Repeat(Algorithm):
             return result
         meta.update(repeat=0, repeat_group=tid)
         groups[:] = [[tid]]  # the configuration being repeated
-        if published is not None and self.num_times == 1:
+        if self.num_times == 1:
             published.append([tid])
         return Suggestion(dict(params), meta)
 
