@@ -2,8 +2,9 @@
 
 With ``agg=True`` the wrapped algorithm sees an :class:`AggregatedHistory` (one trial per
 configuration, the mean of its repeats). With ``agg`` True or False the configurations are
-published under the study state's ``result_groups`` key, from which :meth:`~poptune.Study.get_best_result` and the
-dashboard rank the study without rebuilding the algorithm.
+published under the study state's ``result_groups`` key, from which
+:meth:`~poptune.Study.get_best_result` and the dashboard rank the study without rebuilding the
+algorithm.
 """
 
 from __future__ import annotations
