@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from poptune import _rng
+import poptune._rng as _rng
 from poptune.exceptions import InvalidParameterError
 
 __all__ = ["Choice", "Continuous", "Discrete", "Ordinal", "Parameter"]

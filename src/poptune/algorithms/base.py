@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from poptune import _rng
+import poptune._rng as _rng
 from poptune._config import BUILTIN_ALGORITHMS, config_type, init_config, object_from_config
 from poptune._validation import reject
 from poptune.exceptions import ConfigurationError
