@@ -242,6 +242,10 @@ class ResultsTable:
                 continue
             emitted = self._open.pop(tid, 0)
             params = trial.parameters
+            if not emitted:  # its parameters are columns even before it has a row
+                for key in params:
+                    if key not in self._params:
+                        self._params[key] = [None] * len(self)
             obs = trial.observations
             for k, (it, o) in enumerate(obs.items()):
                 if k >= emitted:
