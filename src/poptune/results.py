@@ -263,23 +263,47 @@ class ResultsTable:
         self._next = max(self._next, history.next_trial_id)
         if rows or self._frame is None:
             rows.sort(key=lambda r: r[0])
+            start, names = len(self), (len(self._params), len(self._context))
             for _, row in rows:
                 self._append(row)
-            self._frame = self._build()
+            frame = self._frame
+            if frame is None or names != (len(self._params), len(self._context)):
+                self._frame = self._build(0)  # a new column: the whole table again
+            elif len(self) > start:
+                # only the new rows are converted; concat copies the old ones in C
+                self._frame = self._extend(frame, start)
         return self._frame
 
-    def _build(self) -> pd.DataFrame:
+    def _extend(self, frame: pd.DataFrame, start: int) -> pd.DataFrame:
+        """``frame`` (rows before ``start``) and the rows from ``start``, with the dtypes the
+        whole table built at once would have (else built at once)."""
+        tail = self._build(start)
+        tail.index = pd.RangeIndex(start, len(self))
+        if not start:
+            return tail
+        for name in tail.columns:
+            old, new = frame[name].dtype, tail[name].dtype
+            if old == new:
+                continue
+            if tail[name].isna().all() and old.kind in "fO":  # gaps only: NaN or None
+                tail[name] = tail[name].astype(old)
+            else:
+                return self._build(0)
+        return pd.concat([frame, tail])
+
+    def _build(self, start: int) -> pd.DataFrame:
+        """The DataFrame of rows ``start`` onwards."""
         columns = self._columns
         out: dict[str, Any] = {
-            "Trial-ID": columns["Trial-ID"],
-            "Status": columns["Status"],
-            "Iteration": columns["Iteration"],
+            "Trial-ID": columns["Trial-ID"][start:],
+            "Status": columns["Status"][start:],
+            "Iteration": columns["Iteration"][start:],
         }
         for key in sorted(self._params):
-            out[key] = self._params[key]
-        out["Objective"] = columns["Objective"]
+            out[key] = self._params[key][start:]
+        out["Objective"] = columns["Objective"][start:]
         for key in sorted(self._context):
-            out[key] = self._context[key]
+            out[key] = self._context[key][start:]
         frame = pd.DataFrame(out)
         frame["Objective"] = frame["Objective"].astype(float)
         return frame
