@@ -279,13 +279,21 @@ def test_a_mocked_algorithm_drives_the_study():
     parameters, results, lower = mock_algorithm.get_suggestion.call_args.args
     assert parameters == study.parameters and lower is True
     assert isinstance(results, pd.DataFrame) and len(results) == 0
-    assert list(results.columns) == ["Trial-ID", "Status", "Iteration", "lr", "n", "act",
+    assert list(results.columns) == ["Trial-ID", "Status", "Iteration", "act", "lr", "n",
                                      "Objective"]  # fmt: skip
+    # SHERPA's own test: study.results is the very table the algorithm was given
+    mock_algorithm.get_suggestion.assert_called_with(
+        study.parameters, study.results, study.lower_is_better
+    )
     study.add_observation(trial, objective=0.3, iteration=1, context={"acc": 0.9})
     study.finalize(trial)
     study.get_suggestion()
+    mock_algorithm.get_suggestion.assert_called_with(
+        study.parameters, study.results, study.lower_is_better
+    )
     results = mock_algorithm.get_suggestion.call_args.args[1]
-    pd.testing.assert_frame_equal(results, study.results)
+    assert results["Status"].tolist() == ["INTERMEDIATE", "COMPLETED"]
+    pd.testing.assert_frame_equal(study.results, results_dataframe(study.trials, True))
     mock_algorithm.get_suggestion.return_value = AlgorithmState.WAIT
     assert study.get_suggestion() is AlgorithmState.WAIT
     mock_algorithm.get_suggestion.return_value = None

@@ -223,17 +223,24 @@ class ResultsTable:
             for key, column in store.items():
                 column.append(values.get(key))
 
+    def follows(self, history: History) -> bool:
+        """Whether this table was last made from ``history``'s study (and kind of view)."""
+        source = self._source
+        return (
+            source is not None
+            and source[0] is type(history)  # type: ignore[index]
+            and source[1] is history._trials  # type: ignore[index]
+            and history.next_trial_id >= self._next
+        )
+
     def frame(self, history: History) -> pd.DataFrame:
-        """The results DataFrame of ``history`` now."""
-        source = (type(history), history.parameter_names, history._trials)
-        if (
-            self._source is None
-            or self._source[0] is not source[0]  # type: ignore[index]
-            or self._source[2] is not source[2]  # type: ignore[index]
-            or history.next_trial_id < self._next
-        ):
+        """The results DataFrame of ``history`` now (the same object while nothing changed;
+        with a column per study parameter even before the first row)."""
+        if not self.follows(history):
             self._reset()
-            self._source = source
+            self._source = (type(history), history._trials)
+            for name in history.parameter_names:
+                self._params[name] = []
         lower = history.lower_is_better
         rows: list[tuple[int, _Row]] = []
         for tid in [*self._open, *range(self._next, history.next_trial_id)]:

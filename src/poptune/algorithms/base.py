@@ -137,12 +137,19 @@ class Algorithm(abc.ABC):  # noqa: B024 - abstract by __new__: suggest or get_su
         if table is None:
             table = self.__dict__["_poptune_results"] = ResultsTable()
         results = table.frame(history)
-        if not len(results):
-            names = [p.name for p in history.parameters]
-            results = pd.DataFrame(columns=["Trial-ID", "Status", "Iteration", *names, "Objective"])
         _rng.rng.seed(int(rng.integers(0, 2**32)))
         answer = self.get_suggestion(history.parameters, results, history.lower_is_better)
         return _from_sherpa(answer, self)
+
+    def sherpa_results(self, history: History) -> pd.DataFrame | None:
+        """For a SHERPA-style algorithm that reads ``history``'s study: the results DataFrame
+        it was given, brought up to date (the same object while nothing changed, as SHERPA's
+        ``study.results`` was one object); None otherwise. :attr:`~poptune.Study.results`
+        answers with it, so ``study.results`` is the table the algorithm saw."""
+        table = self.__dict__.get("_poptune_results")
+        if table is None or not table.follows(history):
+            return None
+        return table.frame(history)
 
     def get_suggestion(
         self,

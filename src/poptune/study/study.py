@@ -435,8 +435,16 @@ class Study:
 
     @property
     def results(self) -> pd.DataFrame:
-        """SHERPA's results table, built now (see :mod:`poptune.results` for its shape)."""
-        return results_dataframe(self.history, self.lower_is_better)
+        """SHERPA's results table, built now (see :mod:`poptune.results` for its shape).
+
+        For a SHERPA-style algorithm (``get_suggestion``), the table it is given, brought up
+        to date: one object while nothing changes, as SHERPA's ``study.results`` was."""
+        with self._lock:
+            history = self.history
+            shared = self.algorithm.sherpa_results(history)
+        if shared is not None:
+            return shared
+        return results_dataframe(history, self.lower_is_better)
 
     def __repr__(self) -> str:
         return (
