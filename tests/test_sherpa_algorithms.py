@@ -21,8 +21,6 @@ from poptune.results import ResultsTable, history_from_results, results_datafram
 from poptune.study import join_study
 from poptune.trial import Observation, Trial, TrialStatus
 
-from .conftest import forget_storages
-
 PARAMS = [
     sherpa.Continuous("lr", [1e-4, 1e-2], "log"),
     sherpa.Discrete("n", [1, 4]),
@@ -367,31 +365,51 @@ def test_under_chain_and_repeat_without_agg():
 
 
 @pytest.mark.parametrize("algorithm", ["subclass", "duck"])
-def test_on_shared_storage(tmp_path, algorithm):
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+def test_on_shared_storage(db_url, algorithm):
     make = (lambda: Counting(max_num_trials=3)) if algorithm == "subclass" else Duck
-    try:
-        study = Study(PARAMS, make(), True, storage=url, study_name="s", seed=0)
-        trial = study.get_suggestion()
-        study.add_observation(trial, objective=0.5)
-        study.finalize(trial)
-        # a second process-like Study object joins with an object of the same kind
-        other = Study(PARAMS, make(), True, storage=url, study_name="s")
-        second = other.get_suggestion()
-        assert second.id == 2
-        stored = study.history  # the first one sees the second's trial after a sync
-        assert stored is not None
-        if algorithm == "subclass":
-            joined = join_study(url, "s")
-            assert type(joined.algorithm) is Counting
-        else:
-            assert other.algorithm.to_config() == {"type": f"{__name__}:Duck"}
-            with pytest.raises(ConfigurationError, match="not a poptune"):
-                join_study(url, "s")
-            viewer = sherpa.load_study(url, "s")  # read-only: needs no algorithm
-            assert [t.id for t in viewer.trials] == [1, 2]
-    finally:
-        forget_storages()
+    study = Study(PARAMS, make(), True, storage=db_url, study_name="s", seed=0)
+    trial = study.get_suggestion()
+    study.add_observation(trial, objective=0.5)
+    study.finalize(trial)
+    # another Study object (another worker) joins with an object of the same kind
+    other = Study(PARAMS, make(), True, storage=db_url, study_name="s")
+    second = other.get_suggestion()
+    assert second.id == 2
+    seen = study.algorithm.sherpa_results(study.history)
+    assert seen is None or isinstance(seen, pd.DataFrame)
+    other.add_observation(second, objective=0.25)
+    other.finalize(second)
+    third = study.get_suggestion()  # the first one's table has the second's rows now
+    assert third.id == 3
+    assert study.results["Trial-ID"].tolist() == [1, 1, 2, 2]
+    if algorithm == "subclass":
+        joined = join_study(db_url, "s")
+        assert type(joined.algorithm) is Counting
+        assert study.algorithm.seen[-1]["Trial-ID"].tolist() == [1, 1, 2, 2]
+    else:
+        assert other.algorithm.to_config() == {"type": f"{__name__}:Duck"}
+        with pytest.raises(ConfigurationError, match="not a poptune"):
+            join_study(db_url, "s")
+        viewer = sherpa.load_study(db_url, "s")  # read-only: needs no algorithm
+        assert [t.id for t in viewer.trials] == [1, 2, 3]
+
+
+def test_a_duck_typed_study_resumes_with_the_object(tmp_path):
+    study = Study(PARAMS, Duck(), True, seed=0)
+    first = study.get_suggestion()
+    study.add_observation(first, objective=0.5)
+    study.finalize(first)
+    study.save(tmp_path / "run")
+    with pytest.raises(ConfigurationError):
+        Study.load(tmp_path / "run")  # the object cannot be rebuilt from the saved config
+    resumed = Study.load(tmp_path / "run", algorithm=Duck())
+    assert resumed.get_suggestion().id == 2
+    assert resumed.results["Trial-ID"].tolist() == [1, 1]
+
+
+def test_a_table_without_trial_ids_is_refused():
+    with pytest.raises(ConfigurationError, match="Trial-ID"):
+        algorithms.RandomSearch().get_suggestion(PARAMS, pd.DataFrame({"Objective": [1.0]}))
 
 
 # -- stopping and the best result as SHERPA defines them --------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from poptune._groups import RESULT_GROUPS, best_group
+from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Continuous, Discrete, Parameter
 from poptune.trial import _FINISHED, Observation, Trial, TrialStatus
@@ -365,6 +366,10 @@ def history_from_results(
     history = History(params, lower_is_better)
     found: dict[int, dict[str, Any]] = {}
     if results is not None and len(results):
+        if "Trial-ID" not in results:
+            raise ConfigurationError(
+                f"a results table needs a 'Trial-ID' column, got {list(results.columns)!r}"
+            )
         columns = list(results.columns)
         skip = set(RESERVED_COLUMNS)
         param_columns = [c for c in columns if c in keys]
