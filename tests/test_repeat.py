@@ -71,12 +71,14 @@ def test_get_best_result_under_repeat_agg_is_the_best_mean(storage, tmp_path):
     assert best["Trial-ID"] == second[0].id and best["Objective"] == 2.0
     assert best["ObjectiveCount"] == 3 and best["ObjectiveVar"] == 0.0
     assert best["x"] == second[0].parameters["x"]
-    # without agg, the best single observation wins, as for any other algorithm
+    # without agg too (issue 13, SHERPA's definition): the best mean, not the luckiest
+    # single repeat (trial 1's 0.0)
     plain = Study(X, Repeat(RandomSearch(2), 3), True, seed=0)
     trials = [plain.get_suggestion() for _ in range(6)]
     for t, value in zip(trials, (0.0, 4.0, 5.0, 2.0, 2.0, 2.0), strict=True):
         finish(plain, t, value)
-    assert plain.get_best_result()["Trial-ID"] == trials[0].id
+    assert plain.get_best_result()["Trial-ID"] == trials[3].id
+    assert plain.get_best_result()["Objective"] == 2.0
     forget_storages()
 
 

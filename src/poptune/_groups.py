@@ -1,4 +1,4 @@
-"""Groups of trials that count as one configuration: ``Repeat(agg=True)``'s repeats.
+"""Groups of trials that count as one configuration: ``Repeat``'s repeats.
 
 A group's trial answers for all of them: the id, parameters and meta of its first trial, and
 (once every trial of a complete group has finished and one COMPLETED) one observation, the
@@ -17,8 +17,8 @@ from poptune.trial import Observation, Trial, TrialStatus
 __all__ = ["RESULT_GROUPS", "best_of", "best_group", "group_trial"]
 
 #: The study-level algorithm-state key (``history.study_state[RESULT_GROUPS]``) under which
-#: ``Repeat(agg=True)`` publishes its complete configurations: a list of lists of trial ids,
-#: one list per configuration (its first trial first), in the order the configurations
+#: ``Repeat`` (``agg`` True or False) publishes its complete configurations: a list of lists
+#: of trial ids, one list per configuration (its first trial first), in the order the configurations
 #: began. A configuration enters the list once all its repeats have been handed out.
 RESULT_GROUPS = "result_groups"
 

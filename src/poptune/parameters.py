@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+import poptune._rng as _rng
 from poptune.exceptions import InvalidParameterError
 
 __all__ = ["Choice", "Continuous", "Discrete", "Ordinal", "Parameter"]
@@ -43,6 +44,12 @@ def _check_name(name: Any) -> str:
     return name
 
 
+def _uniform(rng: np.random.Generator | np.random.RandomState | None) -> float:
+    """One uniform draw in [0, 1) from ``rng``, or from the module-level ``poptune.rng``
+    (looked up at each call: ``poptune.rng`` is the object ``poptune._rng.rng``)."""
+    return float((_rng.rng if rng is None else rng).random())
+
+
 class Parameter:
     """Base class of the four parameter types.
 
@@ -57,8 +64,13 @@ class Parameter:
     range: list[Any]
     scale: str
 
-    def sample(self, rng: np.random.Generator) -> Any:
-        """Draw one value uniformly (in log space for log scale) using ``rng``."""
+    def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> Any:
+        """Draw one value uniformly (in log space for log scale) using ``rng``.
+
+        Without ``rng`` (SHERPA's ``parameter.sample()``) the value comes from the
+        module-level :data:`poptune.rng`, so ``poptune.rng.seed(n)`` reproduces it; a
+        ``numpy.random.RandomState`` works as well as a ``Generator``.
+        """
         raise NotImplementedError
 
     def contains(self, value: Any) -> bool:
@@ -220,8 +232,8 @@ class Continuous(_Numeric):
             self._log_low = math.log(self.low)
             self._log_span = math.log(self.high) - self._log_low
 
-    def sample(self, rng: np.random.Generator) -> float:
-        u = rng.random()
+    def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> float:
+        u = _uniform(rng)
         if self.scale == "log":
             value = math.exp(self._log_low + u * self._log_span)
         else:
@@ -267,8 +279,8 @@ class Discrete(_Numeric):
             self._log_low = math.log(self.low - 0.5) if self.low > 0.5 else math.log(self.low)
             self._log_span = math.log(self.high + 0.5) - self._log_low
 
-    def sample(self, rng: np.random.Generator) -> int:
-        u = rng.random()
+    def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> int:
+        u = _uniform(rng)
         if self.scale == "log":
             value = int(round(math.exp(self._log_low + u * self._log_span)))
         else:
@@ -315,9 +327,9 @@ class _Categorical(Parameter):
                     )
         self.range = values
 
-    def sample(self, rng: np.random.Generator) -> Any:
+    def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> Any:
         values = self.range
-        return values[min(int(rng.random() * len(values)), len(values) - 1)]
+        return values[min(int(_uniform(rng) * len(values)), len(values) - 1)]
 
     def index(self, value: Any) -> int:
         """Position of ``value`` in the range; raises InvalidParameterError if absent."""

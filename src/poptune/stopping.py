@@ -7,10 +7,12 @@ import threading
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from poptune._config import config_type, init_config
 from poptune._validation import check_int
 from poptune.history import History
+from poptune.results import history_from_results
 from poptune.trial import Trial
 
 __all__ = ["MedianStoppingRule", "StoppingRule"]
@@ -104,7 +106,29 @@ class MedianStoppingRule(StoppingRule):
         self._index = None
         self._lock = threading.Lock()
 
-    def should_trial_stop(self, trial: Trial, history: History) -> bool:
+    def should_trial_stop(
+        self,
+        trial: Trial | int,
+        history: History | pd.DataFrame | None = None,
+        lower_is_better: bool | None = None,
+        *,
+        results: pd.DataFrame | None = None,
+    ) -> bool:
+        """Whether ``trial`` should stop now, given the study's ``history`` (poptune's form,
+        what a Study calls), or, as SHERPA called it, ``should_trial_stop(trial, results,
+        lower_is_better)`` with SHERPA's results DataFrame (``results=`` or in the place of
+        ``history``; ``lower_is_better`` defaults to True there). The table is read as
+        :func:`poptune.results.history_from_results` reads it; the trial's own observations
+        are its rows (or the trial's, when the table has none) and ``trial`` may be its id.
+        """
+        if results is not None or not isinstance(history, History):
+            table = history if results is None else results
+            lower = True if lower_is_better is None else bool(lower_is_better)
+            history = history_from_results(table, (), lower)
+            tid = trial if isinstance(trial, int) else trial.id
+            trial = history.get(tid) or (trial if isinstance(trial, Trial) else Trial(tid, {}))
+        elif isinstance(trial, int):
+            trial = history[trial]
         obs = trial.observations
         if not obs:
             return False

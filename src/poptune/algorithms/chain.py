@@ -7,8 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_instance, reject
-from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
+from poptune._validation import reject
+from poptune.algorithms.base import (
+    Algorithm,
+    Suggestion,
+    SuggestResult,
+    algorithm_from_config,
+    as_algorithm,
+)
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Parameter
@@ -49,9 +55,7 @@ class Chain(Algorithm):
         for i, algorithm in enumerate(items):
             if isinstance(algorithm, Mapping):
                 algorithm = algorithm_from_config(algorithm)
-            what = "a poptune.algorithms.Algorithm"
-            check_instance("Chain", f"element {i} of algorithms", algorithm, Algorithm, what)
-            built.append(algorithm)
+            built.append(as_algorithm("Chain", algorithm, f"element {i} of algorithms"))
         self.algorithms = built
         keys: dict[str, None] = {}
         for algorithm in built:

@@ -1,9 +1,10 @@
 """Repeat each configuration of another algorithm, optionally showing it the mean results.
 
 With ``agg=True`` the wrapped algorithm sees an :class:`AggregatedHistory` (one trial per
-configuration, the mean of its repeats), and the configurations are published under the
-study state's ``result_groups`` key, from which :meth:`~poptune.Study.get_best_result` and the
-dashboard rank the study without rebuilding the algorithm.
+configuration, the mean of its repeats). With ``agg`` True or False the configurations are
+published under the study state's ``result_groups`` key, from which
+:meth:`~poptune.Study.get_best_result` and the dashboard rank the study without rebuilding the
+algorithm.
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from typing import Any
 import numpy as np
 
 from poptune._groups import RESULT_GROUPS, best_of, group_trial
-from poptune._validation import check_bool, check_instance, check_int
-from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
+from poptune._validation import check_bool, check_int
+from poptune.algorithms.base import (
+    Algorithm,
+    Suggestion,
+    SuggestResult,
+    algorithm_from_config,
+    as_algorithm,
+)
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Parameter
@@ -154,12 +161,23 @@ class AggregatedHistory(History):
         return best_of(self.completed, self.lower_is_better)
 
 
+def _groups_from_meta(history: History, before: int) -> list[list[int]]:
+    """The configurations (trial-id lists, by ``meta['repeat_group']``) of the trials before
+    ``before``: how a state stored before ``agg=False`` published its groups is caught up."""
+    found: dict[int, list[int]] = {}
+    for trial in history:
+        if trial.id >= before:
+            break
+        group = trial.meta.get("repeat_group")
+        if isinstance(group, int):
+            found.setdefault(group, []).append(trial.id)
+    return list(found.values())
+
+
 def _wrapped(owner: str, algorithm: Any) -> Algorithm:
     if isinstance(algorithm, Mapping):
         algorithm = algorithm_from_config(algorithm)
-    return check_instance(
-        owner, "algorithm", algorithm, Algorithm, "a poptune.algorithms.Algorithm"
-    )
+    return as_algorithm(owner, algorithm)
 
 
 class Repeat(Algorithm):
@@ -180,15 +198,18 @@ class Repeat(Algorithm):
             COMPLETED once all its repeats finished, with the mean objective.
 
     State: the wrapped algorithm keeps its own in ``history.state['inner']``;
-    ``history.state['groups']`` holds the last configuration's trial ids. With ``agg``, each
+    ``history.state['groups']`` holds the last configuration's trial ids. Each
     configuration whose repeats have all been handed out is appended to the study-level key
     ``history.study_state['result_groups']`` (a list of trial-id lists, first id first; at the
     top of the study's state even when ``Repeat`` is wrapped, e.g. in a ``Chain``), and
     ``history.state['first_group']`` is the index of this Repeat's first configuration there.
     :meth:`~poptune.Study.get_best_result` and the dashboard rank the study by the means of
-    these groups, read from the stored state alone. A state stored before ``result_groups``
-    existed (every configuration in ``state['groups']``) is read as it is, and moved to the
-    new keys by the next suggestion.
+    these groups (SHERPA's best result under ``Repeat``, for ``agg=False`` too: the best
+    mean over the configurations whose repeats have all finished), read from the stored state
+    alone. A state stored before ``result_groups`` existed (``agg=True``: every configuration
+    in ``state['groups']``; ``agg=False``: the configurations found from the trials'
+    ``meta['repeat_group']``) is read as it is, and moved to the new keys by the next
+    suggestion.
 
     Costs O(1) per suggestion plus what the wrapped algorithm costs (with ``agg``, building
     the aggregated view when it reads it: O(trials)).
@@ -256,6 +277,10 @@ class Repeat(Algorithm):
         if "first_group" not in state:
             groups = state.get("groups", [])
             state["first_group"] = len(published)
+            if not self.agg and groups:
+                # agg=False kept only the configuration being repeated: the earlier ones are
+                # found from their trials' meta
+                groups = _groups_from_meta(history, groups[-1][0]) + groups[-1:]
             published.extend(g for g in groups if len(g) >= self.num_times)
             state["groups"] = groups[-1:]
         return published
@@ -268,7 +293,7 @@ class Repeat(Algorithm):
 
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         state = history.state
-        published = self._publish_from_here(history) if self.agg else None
+        published = self._publish_from_here(history)
         groups: list[list[int]] = state.setdefault("groups", [])
         tid = history.next_trial_id
         if groups and len(groups[-1]) < self.num_times:
@@ -279,7 +304,7 @@ class Repeat(Algorithm):
                 params["save_to"] = str(tid)
             meta = {**first.meta, "repeat": len(group), "repeat_group": group[0]}
             group.append(tid)
-            if published is not None and len(group) == self.num_times:
+            if len(group) == self.num_times:
                 published.append(list(group))
             return Suggestion(params, meta)
         if self.wait_for_completion and groups:
@@ -299,7 +324,7 @@ class Repeat(Algorithm):
             return result
         meta.update(repeat=0, repeat_group=tid)
         groups[:] = [[tid]]  # the configuration being repeated
-        if published is not None and self.num_times == 1:
+        if self.num_times == 1:
             published.append([tid])
         return Suggestion(dict(params), meta)
 

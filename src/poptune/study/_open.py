@@ -25,7 +25,7 @@ from poptune._validation import (
     check_positive,
     check_str,
 )
-from poptune.algorithms.base import Algorithm, algorithm_from_config
+from poptune.algorithms.base import Algorithm, algorithm_from_config, as_algorithm
 from poptune.exceptions import (
     ConfigurationError,
     InvalidParameterError,
@@ -100,17 +100,18 @@ class WorkerOptions:
 
 def check_arguments(
     algorithm: Any, lower_is_better: Any, stopping_rule: Any, seed: Any, study_name: Any
-) -> tuple[bool, int | None]:
-    """Check the Study arguments that are not settings; return ``lower_is_better`` and
-    ``seed`` as they are used."""
-    check_instance("Study", "algorithm", algorithm, Algorithm, "a poptune.algorithms.Algorithm")
+) -> tuple[Algorithm, bool, int | None]:
+    """Check the Study arguments that are not settings; return the algorithm (an object with
+    SHERPA's ``get_suggestion`` wrapped in :class:`~poptune.algorithms.base.SherpaAlgorithm`),
+    ``lower_is_better`` and ``seed`` as they are used."""
+    algorithm = as_algorithm("Study", algorithm)
     lower_is_better = check_bool("Study", "lower_is_better", lower_is_better)
     check_instance(
         "Study", "stopping_rule", stopping_rule, StoppingRule, "a poptune StoppingRule", True
     )
     seed = check_int("Study", "seed", seed, 0, allow_none=True)
     check_str("Study", "study_name", study_name, allow_none=True, nonempty=True)
-    return lower_is_better, seed
+    return algorithm, lower_is_better, seed
 
 
 def check_parameters(parameters: Sequence[Parameter]) -> list[Parameter]:

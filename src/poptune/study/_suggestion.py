@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from poptune.algorithms.base import Suggestion
+from poptune.algorithms.base import Suggestion, protocol_name
 from poptune.exceptions import ConfigurationError
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
@@ -39,19 +39,19 @@ def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | Al
 
 def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A suggestion's parameters and meta, or ConfigurationError naming the algorithm."""
-    name = type(study.algorithm).__name__
+    name = protocol_name(study.algorithm)
     if isinstance(result, Suggestion):
         params, meta = result.parameters, result.meta
     elif isinstance(result, dict):
         params, meta = result, None
     else:
         raise ConfigurationError(
-            f"{name}.suggest returned {result!r}; expected a dict, a Suggestion, "
+            f"{name} returned {result!r}; expected a dict, a Suggestion, "
             "AlgorithmState.WAIT or AlgorithmState.DONE"
         )
     for parameter in study._history.parameter_names:
         if parameter not in params:
             raise ConfigurationError(
-                f"{name}.suggest gave no value for parameter {parameter!r}: {params!r}"
+                f"{name} gave no value for parameter {parameter!r}: {params!r}"
             )
     return params, meta

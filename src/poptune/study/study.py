@@ -127,7 +127,7 @@ class Study:
         keep_checkpoints: int | None = None,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
-        lower_is_better, seed = _open.check_arguments(
+        algorithm, lower_is_better, seed = _open.check_arguments(
             algorithm, lower_is_better, stopping_rule, seed, study_name
         )
         directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
@@ -435,8 +435,16 @@ class Study:
 
     @property
     def results(self) -> pd.DataFrame:
-        """SHERPA's results table, built now (see :mod:`poptune.results` for its shape)."""
-        return results_dataframe(self.history, self.lower_is_better)
+        """SHERPA's results table, built now (see :mod:`poptune.results` for its shape).
+
+        For a SHERPA-style algorithm (``get_suggestion``), the table it is given, brought up
+        to date: one object while nothing changes, as SHERPA's ``study.results`` was."""
+        with self._lock:
+            history = self.history
+            shared = self.algorithm.sherpa_results(history)
+        if shared is not None:
+            return shared
+        return results_dataframe(history, self.lower_is_better)
 
     def __repr__(self) -> str:
         return (
