@@ -20,6 +20,7 @@ from poptune._validation import (
     check_fraction,
     check_instance,
     check_int,
+    check_list,
     is_real,
     reject,
 )
@@ -167,7 +168,15 @@ class PopulationBasedTraining(Algorithm):
         if parameter_range is None:
             parameter_range = {}
         check_instance(owner, "parameter_range", parameter_range, Mapping, "a dict name -> range")
-        self.parameter_range = {k: list(v) for k, v in parameter_range.items()}
+        self.parameter_range = {
+            k: check_list(
+                owner,
+                f"parameter_range[{k!r}]",
+                v,
+                "a list or tuple ([low, high], or the allowed values in order)",
+            )
+            for k, v in parameter_range.items()
+        }
         self.synchronous = check_bool(owner, "synchronous", synchronous)
         self.burn_in = check_int(owner, "burn_in", burn_in, 0)
         self.exploit = check_choice(

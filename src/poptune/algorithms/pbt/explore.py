@@ -2,8 +2,10 @@
 
 Rules, per parameter type (a factor is drawn uniformly from ``perturbation_factors``):
 
-* With probability ``resample_probability`` any parameter is redrawn from its own prior
-  (its range and scale), as in the paper: ``lr: 0.0034 -> 0.0091 (resampled)``.
+* With probability ``resample_probability`` any parameter is redrawn from its prior, as in
+  the paper: ``lr: 0.0034 -> 0.0091 (resampled)``. The draw stays inside
+  ``parameter_range`` when one is given (numbers: uniform on the parameter's scale between
+  its bounds; Choice/Ordinal: one of its values), see :func:`resample`.
 * ``Continuous``: a value other than 0 is multiplied by the factor (the sign is kept, the
   magnitude scales). A value of exactly 0 cannot be scaled, so it moves by
   ``(factor - 1) x 10%`` of the allowed range's width. Then clipped to ``parameter_range``
@@ -36,6 +38,7 @@ __all__ = [
     "explore",
     "format_value",
     "pick",
+    "resample",
     "scale_number",
 ]
 
@@ -77,6 +80,30 @@ def _bounds(parameter: Parameter, allowed: Any) -> tuple[float, float]:
     return float(allowed[0]), float(allowed[1])
 
 
+def resample(parameter: Parameter, allowed: Any, rng: np.random.Generator) -> Any:
+    """One value of ``parameter`` drawn from its prior restricted to ``allowed`` (its
+    ``parameter_range`` entry, or None for its own range), with one draw of ``rng``.
+
+    Continuous and Discrete: uniform over ``[low, high]`` on the parameter's scale (log scale:
+    uniform in log space), a Discrete over the integers inside the bounds; Choice and Ordinal:
+    uniform over the allowed values.
+    """
+    if allowed is None:
+        return parameter.sample(rng)
+    if isinstance(parameter, (Choice, Ordinal)):
+        return pick(allowed, rng)
+    if isinstance(parameter, Discrete):
+        low, high = math.ceil(allowed[0]), math.floor(allowed[1])
+        if low >= high:  # one integer inside (or none): where clipping puts every value
+            rng.random()
+            return parameter.clip(float(allowed[0]), (allowed[0], allowed[1]))
+        return Discrete(parameter.name, [low, high], parameter.scale).sample(rng)
+    if isinstance(parameter, Continuous):
+        bounds = [float(allowed[0]), float(allowed[1])]
+        return Continuous(parameter.name, bounds, parameter.scale).sample(rng)
+    return parameter.sample(rng)
+
+
 def scale_number(value: float, factor: float, low: float, high: float) -> float:
     """``value * factor``; a 0 (which cannot be scaled) moves by (factor - 1) x 10% of the
     width of ``[low, high]`` (explore's rule, also LocalSearch's)."""
@@ -114,9 +141,7 @@ def explore(
         old = config[name]
         allowed = ranges.get(name)
         if resample_probability > 0 and rng.random() < resample_probability:
-            new = p.sample(rng)
-            if allowed is not None and isinstance(p, (Choice, Ordinal)):
-                new = pick(allowed, rng)
+            new = resample(p, allowed, rng)
             out[name] = new
             records.append(f"{name}: {format_value(old)} -> {format_value(new)} (resampled)")
             continue
