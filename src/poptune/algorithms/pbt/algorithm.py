@@ -21,6 +21,7 @@ from poptune._validation import (
     check_instance,
     check_int,
     check_list,
+    check_str,
     is_real,
     reject,
 )
@@ -28,7 +29,18 @@ from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algori
 from poptune.algorithms.pbt._mode import PBTMode
 from poptune.algorithms.pbt.asynchronous import AsynchronousPBT
 from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES
-from poptune.algorithms.pbt.explore import RunningConfigs, explore
+from poptune.algorithms.pbt.explore import RunningConfigs, explore, format_value
+from poptune.algorithms.pbt.hooks import (
+    ExploreFn,
+    Resampler,
+    apply_explore_fn,
+    callable_argument,
+    callable_config,
+    check_resample_distributions,
+    resample_distributions_argument,
+    resample_distributions_config,
+    resampler,
+)
 from poptune.algorithms.pbt.synchronous import SynchronousPBT
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
@@ -37,6 +49,10 @@ from poptune.trial import Trial
 
 #: What ``initial_population`` accepts (a Mapping: an algorithm's config).
 InitialPopulation = Sequence[Mapping[str, Any]] | Algorithm | Mapping[str, Any] | None
+
+#: What ``resample_distributions`` accepts: ``{name: Parameter | f(rng) -> value}`` (or, as a
+#: config holds it, a Parameter's ``to_dict()`` and ``'module:function'`` text).
+ResampleDistributions = Mapping[str, Parameter | Resampler | Mapping[str, Any] | str] | None
 
 __all__ = ["PopulationBasedTraining"]
 
@@ -153,6 +169,9 @@ class PopulationBasedTraining(Algorithm):
         exploit: str = "truncation",
         ttest_window: int = 4,
         initial_population: InitialPopulation = None,
+        hyperparameters: Sequence[str] | None = None,
+        explore_fn: ExploreFn | str | None = None,
+        resample_distributions: ResampleDistributions = None,
     ) -> None:
         owner = type(self).__name__
         self.num_generations = check_int(owner, "num_generations", num_generations, 1)
@@ -194,6 +213,11 @@ class PopulationBasedTraining(Algorithm):
                 f"(synchronous=False); got burn_in={burn_in!r} with synchronous=True"
             )
         self.initial_population = _initial_population(owner, initial_population, population_size)
+        self.hyperparameters = _hyperparameters(owner, hyperparameters)
+        self.explore_fn: ExploreFn | None = (
+            None if explore_fn is None else callable_argument(owner, "explore_fn", explore_fn)
+        )
+        self.resample_distributions = resample_distributions_argument(owner, resample_distributions)
         self._mode = self._make_mode()
 
     def _make_mode(self) -> PBTMode:
@@ -206,7 +230,7 @@ class PopulationBasedTraining(Algorithm):
             "quantile_fraction": self.quantile_fraction,
             "ttest_window": self.ttest_window,
             "founder": self._founder,
-            "explore": self.explore,
+            "explore": self._explore_step,
         }
         if self.synchronous:
             return SynchronousPBT(**common)
@@ -218,6 +242,23 @@ class PopulationBasedTraining(Algorithm):
         self._mode = self._make_mode()
         by_name = {p.name: p for p in parameters}
         self._check_initial_population(parameters, lower_is_better)
+        for name in self.hyperparameters or ():
+            if name not in by_name:
+                raise ConfigurationError(
+                    f"{type(self).__name__}: hyperparameters names {name!r}, which is not a "
+                    f"parameter of the study (parameters: {sorted(by_name)})"
+                )
+        self._check_parameter_range(by_name)
+        if self.resample_distributions:
+            check_resample_distributions(
+                type(self).__name__,
+                self.resample_distributions,
+                parameters,
+                self.parameter_range,
+                [p.name for p in self.explored_parameters(parameters)],
+            )
+
+    def _check_parameter_range(self, by_name: Mapping[str, Parameter]) -> None:
         for name, allowed in self.parameter_range.items():
             p = by_name.get(name)
             if p is None:
@@ -255,7 +296,16 @@ class PopulationBasedTraining(Algorithm):
             initial = initial.to_config()
         elif initial is not None:
             initial = [dict(c) for c in initial]
-        return {**super().get_config(), "initial_population": initial}
+        owner = type(self).__name__
+        fn = self.explore_fn
+        return {
+            **super().get_config(),
+            "initial_population": initial,
+            "explore_fn": None if fn is None else callable_config(owner, "explore_fn", fn),
+            "resample_distributions": resample_distributions_config(
+                owner, self.resample_distributions
+            ),
+        }
 
     def _check_initial_population(
         self, parameters: Sequence[Parameter], lower_is_better: bool
@@ -302,6 +352,54 @@ class PopulationBasedTraining(Algorithm):
         }
 
     # -- the hooks the modes call --------------------------------------------------------
+    def explored_parameters(self, parameters: Sequence[Parameter]) -> list[Parameter]:
+        """The parameters explore changes: those named by ``hyperparameters`` (default:
+        all), in the study's order. An explore hook that a subclass overrides uses it too."""
+        names = self.hyperparameters
+        if names is None:
+            return list(parameters)
+        return [p for p in parameters if p.name in names]
+
+    def resamplers(self, parameters: Sequence[Parameter]) -> dict[str, Resampler]:
+        """``{name: draw(rng) -> value}`` for the parameters with a resample distribution
+        (``resample_distributions``), as :func:`~poptune.algorithms.pbt.explore.explore`
+        takes them."""
+        by_name = {p.name: p for p in parameters}
+        owner = type(self).__name__
+        return {
+            name: resampler(owner, name, spec, by_name[name], self.parameter_range.get(name))
+            for name, spec in (self.resample_distributions or {}).items()
+            if name in by_name
+        }
+
+    def _explore_step(
+        self,
+        history: History,
+        donor: Trial,
+        generation: int,
+        rng: np.random.Generator,
+        running: RunningConfigs,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """What the modes call for an exploit: :meth:`explore` (which a subclass may
+        override), the parameters outside ``hyperparameters`` set back to the donor's, then
+        ``explore_fn`` once, its answer checked against the parameters."""
+        config, records = self.explore(history, donor, generation, rng, running)
+        donor_config = history.hyperparameters(donor)
+        if self.hyperparameters is not None:
+            explored = set(self.hyperparameters)
+            config.update({k: v for k, v in donor_config.items() if k not in explored})
+        if self.explore_fn is None:
+            return config, records
+        return apply_explore_fn(
+            type(self).__name__,
+            self.explore_fn,
+            config,
+            donor_config,
+            history.parameters,
+            records,
+            format_value,
+        )
+
     def explore(
         self,
         history: History,
@@ -322,11 +420,12 @@ class PopulationBasedTraining(Algorithm):
         """
         return explore(
             history.hyperparameters(donor),
-            history.parameters,
+            self.explored_parameters(history.parameters),
             rng,
             self.perturbation_factors,
             self.resample_probability,
             self.parameter_range,
+            self.resamplers(history.parameters),
         )
 
     def pending_checkpoints(self, history: History) -> set[str]:
@@ -335,6 +434,24 @@ class PopulationBasedTraining(Algorithm):
     # -- decisions -----------------------------------------------------------------------
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         return self._mode.suggest(history, rng)
+
+
+def _hyperparameters(owner: str, value: Any) -> list[str] | None:
+    """Check ``hyperparameters``: None, or a non-empty list of distinct names."""
+    if value is None:
+        return None
+    names = check_list(owner, "hyperparameters", value, "a list or tuple of parameter names")
+    for i, name in enumerate(names):
+        check_str(owner, f"hyperparameters[{i}]", name, nonempty=True)
+    if not names or len(set(names)) != len(names):
+        reject(
+            owner,
+            "hyperparameters",
+            "a non-empty list of distinct parameter names",
+            value,
+            wrong_type=False,
+        )
+    return names
 
 
 def _initial_population(

@@ -17,6 +17,9 @@ Rules, per parameter type (a factor is drawn uniformly from ``perturbation_facto
 * ``Ordinal``: one step up the list for a factor > 1, down for a factor < 1 (``(+1)``),
   reflected at the ends so the value still changes.
 * ``Choice``: resampled uniformly among the allowed values (never multiplied).
+
+A parameter with a resample distribution (PBT's ``resample_distributions``) is redrawn from
+it instead of its prior, both when resampled and, for a Choice, when perturbed.
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ def explore(
     perturbation_factors: Sequence[float],
     resample_probability: float = 0.0,
     parameter_range: Mapping[str, Any] | None = None,
+    resamplers: Mapping[str, Callable[[np.random.Generator], Any]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Return a perturbed copy of ``config`` and one record line per parameter.
 
@@ -130,8 +134,13 @@ def explore(
         resample_probability: chance of redrawing a parameter from its prior instead.
         parameter_range: ``{name: [low, high]}`` (numbers) or ``{name: [values]}``
             (Choice/Ordinal) limiting where explore may go; default: the parameter's range.
+        resamplers: ``{name: draw}``, ``draw(rng) -> value``: how a parameter is redrawn
+            (with probability ``resample_probability``, and a Choice's perturbation) instead
+            of from its prior (PBT's ``resample_distributions``). A parameter of ``config``
+            left out of ``parameters`` is copied unchanged.
     """
     ranges = parameter_range or {}
+    draws = resamplers or {}
     out = dict(config)
     records: list[str] = []
     for p in parameters:
@@ -141,14 +150,16 @@ def explore(
         old = config[name]
         allowed = ranges.get(name)
         if resample_probability > 0 and rng.random() < resample_probability:
-            new = resample(p, allowed, rng)
+            draw = draws.get(name)
+            new = draw(rng) if draw is not None else resample(p, allowed, rng)
             out[name] = new
             records.append(f"{name}: {format_value(old)} -> {format_value(new)} (resampled)")
             continue
         factor = float(pick(perturbation_factors, rng))
         if isinstance(p, Choice):
             values = list(allowed) if allowed is not None else p.range
-            new = pick(values, rng)
+            draw = draws.get(name)
+            new = draw(rng) if draw is not None else pick(values, rng)
             note = "resampled"
         elif isinstance(p, Ordinal):
             values = list(allowed) if allowed is not None else p.range
