@@ -52,6 +52,10 @@ def objective(p, generation):
     return -abs(math.log10(p["lr"]) + 3) - abs(p["batch"] - 64) / 64 + 0.01 * generation
 
 
+def segment_objective(trial):
+    return objective(trial.parameters, trial.generation)
+
+
 def drive(study):
     for trial in study:
         study.add_observation(
@@ -403,6 +407,10 @@ def test_an_unstorable_callable_works_in_memory_and_is_refused_as_json(function,
     assert "pbt_hook" in str(info.value)
     with pytest.raises(StorageError, match="cannot save study"):
         study.save(tmp_path / "saved")
+    fresh = Study(SPACE, PBT(3, 4, explore_fn=function), False)
+    with pytest.raises(StorageError, match="UnstoredCallable"):  # worker processes: refused
+        fresh.optimize(segment_objective, n_workers=2, show_progress=False)
+    assert fresh.trials == []
 
 
 @pytest.mark.parametrize(

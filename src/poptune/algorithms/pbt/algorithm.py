@@ -111,22 +111,31 @@ class PopulationBasedTraining(Algorithm):
     slot, the trial whose checkpoint is loaded and the explore record (the bookkeeping is
     built by :mod:`poptune.lineage`).
 
-    **The explore hook.** Both modes choose the hyperparameters of an exploited segment by
-    calling :meth:`explore` ``(history, donor, generation, rng, running)``; it is the method a
-    subclass overrides to explore differently (:class:`~poptune.algorithms.PB2` does, with a
-    GP bandit). The default perturbs or resamples the donor's values
-    (:mod:`poptune.algorithms.pbt.explore`). Its signature may still change before the
-    README documents it as public.
+    **Explore, and its extension points.** Both modes choose the hyperparameters of an
+    exploited segment in three steps, once per explore: :meth:`explore` ``(history, donor,
+    generation, rng, running)`` proposes them (the default perturbs or resamples the donor's
+    values of the ``hyperparameters`` it explores, drawing a redraw from
+    ``resample_distributions`` where one is given, see
+    :mod:`poptune.algorithms.pbt.explore`; :class:`~poptune.algorithms.PB2` overrides it with
+    a GP bandit); the parameters outside ``hyperparameters`` are set back to the donor's; then
+    ``explore_fn(config, donor_config)``, when given, returns the configuration to use, which
+    is checked against the parameters. Overriding :meth:`explore` in a subclass is possible
+    (its signature may still change before the README documents it as public); the three
+    arguments are the public way. Founders (generation 1) are not passed to ``explore_fn``.
 
     Args:
         num_generations: generations to run (>= 1).
         population_size: members per generation (>= 2).
         parameter_range: ``{name: [low, high]}`` (numbers) or ``{name: [values]}``
-            (Choice/Ordinal) that explore may reach; default: each parameter's own range.
+            (Choice/Ordinal, in order: an Ordinal steps along this list) that explore may
+            reach, perturbed values clipped to it and resampled ones drawn inside it (numbers
+            on the parameter's scale); lists or tuples only; default: each parameter's own
+            range.
         perturbation_factors: factors a number is multiplied by when explored.
         quantile_fraction: share of the population in the bottom (replaced) and top (donor)
             quantiles, in (0, 0.5]; 0.2 as in SHERPA and the paper.
         resample_probability: probability that explore redraws a parameter from its prior
+            (inside ``parameter_range``; or from its ``resample_distributions`` entry)
             instead of perturbing it (the paper's *resample*); 0 as in SHERPA.
         rank_by: ``'last'`` (default) or ``'best'``.
         synchronous: True (default) for generations with a barrier, False for asynchronous
@@ -143,13 +152,40 @@ class PopulationBasedTraining(Algorithm):
             :class:`~poptune.algorithms.Algorithm` (e.g. ``GridSearch()``) whose suggestions
             fill generation 1 in order (it keeps its state in ``history.state['initial']``;
             once it answers DONE or WAIT the remaining founders are random). Default: random.
+        hyperparameters: the names of the parameters explore changes (a list or tuple);
+            the others are copied from the donor unchanged. Default: all of them.
+        explore_fn: a constraint hook ``explore_fn(config, donor_config) -> config``, called
+            once per explore with copies of the proposed configuration and the donor's (dicts
+            of the study's parameters, no bookkeeping keys); it returns every parameter of
+            ``config``, each value a value of its parameter (``parameter_range`` does not
+            bind it: its answer is final), else a ConfigurationError names the hook, the
+            parameter and the value. A value it changes adds ``'name: old -> new
+            (explore_fn)'`` to ``trial.explore``. Also ``'module:function'`` text naming a
+            function marked with :func:`~poptune.algorithms.pbt.pbt_hook`.
+        resample_distributions: ``{name: distribution}``: what a redraw of the parameter
+            (probability ``resample_probability``, and a Choice's perturbation) draws from
+            instead of its prior: a :class:`~poptune.Continuous`, :class:`~poptune.Discrete`
+            (the parameter's type), :class:`~poptune.Choice` or :class:`~poptune.Ordinal` of
+            that name whose values explore may reach (inside ``parameter_range``), or a
+            callable ``f(rng) -> value`` drawing only from the numpy ``rng`` it is given (its
+            value is checked). Only for parameters that explore changes.
+
+    **Storing the callables.** A config is JSON: ``explore_fn`` and a callable resample
+    distribution are written as ``'module:function'`` when they are module-level functions
+    marked with :func:`~poptune.algorithms.pbt.pbt_hook`, and rebuilt from that text only if
+    it names a marked function (so a stored config cannot call ``os:system``). Any other
+    callable works in memory, but a study whose config must be JSON (SQLite/PostgreSQL,
+    ``Study.save``, ``study.optimize`` with worker processes) raises a StorageError naming
+    it (see :mod:`poptune.algorithms.pbt.hooks`).
 
     Raises:
         ConfigurationError: any argument outside the ranges above, ``burn_in`` with
             ``synchronous=True``, more ``initial_population`` configurations than
-            ``population_size``, or (checked when the study is created) a
-            ``parameter_range`` or ``initial_population`` value naming a parameter the study
-            does not have or outside its range.
+            ``population_size``, a ``parameter_range`` value list that is not a list or
+            tuple (a set has no order; ArgumentTypeError), or (checked when the study is
+            created) a ``parameter_range``, ``initial_population``, ``hyperparameters`` or
+            ``resample_distributions`` entry naming a parameter the study does not have or
+            outside its range.
     """
 
     reserved_keys = ("generation", "load_from", "save_to", "lineage")

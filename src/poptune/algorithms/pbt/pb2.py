@@ -80,7 +80,10 @@ class PB2(PopulationBasedTraining):
     ``quantile_fraction=0.25``, the paper's small populations) and the same bookkeeping keys
     (``generation``, ``load_from``, ``save_to``, ``lineage``); works synchronously and
     asynchronously. ``perturbation_factors`` and ``resample_probability`` apply to Choice and
-    Ordinal parameters (and to the first exploit, before the model has data).
+    Ordinal parameters (and to the first exploit, before the model has data), as do
+    ``resample_distributions``. ``hyperparameters`` limits the explored parameters (the GP
+    models only the numeric ones among them) and ``explore_fn`` sees the GP's proposal, as
+    in PBT.
 
     Args:
         kappa: UCB's weight of the standard deviation (exploration), a number >= 0; default
