@@ -167,6 +167,34 @@ def test_a_bad_explore_fn_answer_is_a_configuration_error(answer, fragment, sync
         drive(Study(SPACE, algorithm, lower_is_better=False, seed=0))
 
 
+def test_explore_fn_may_answer_what_explore_may_reach():
+    """A parameter_range wider than the parameter's range: the hook may pass on what PBT
+    proposed there (a number inside parameter_range), and no more."""
+    wide = {"lr": [1e-6, 1e-1], "batch": [4, 300]}
+    space = [Continuous("lr", [1e-4, 1e-2], "log"), Discrete("batch", [8, 256])]
+    study = Study(
+        space,
+        PBT(6, 4, wide, explore_fn=lambda c, d: c, perturbation_factors=(3,)),
+        lower_is_better=False,
+        seed=0,
+    )
+    for trial in study:  # the best lr is the largest: explore leaves the parameter's range
+        study.add_observation(trial, trial.parameters["lr"], iteration=trial.generation)
+        study.finalize(trial)
+    assert any(t.parameters["lr"] > 1e-2 for t in explored(study))
+    too_far = PBT(3, 4, wide, explore_fn=lambda c, d: {**c, "batch": 301})
+    with pytest.raises(ConfigurationError, match="returned batch=301, which is not a value"):
+        drive(Study(SPACE, too_far, lower_is_better=False, seed=0))
+    fractional = PBT(3, 4, wide, explore_fn=lambda c, d: {**c, "batch": 4.5})
+    with pytest.raises(ConfigurationError, match="returned batch=4.5, which is not a value"):
+        drive(Study(SPACE, fractional, lower_is_better=False, seed=0))
+    inside = PBT(3, 4, wide, explore_fn=lambda c, d: {**c, "batch": 4.0})
+    assert all(
+        type(t.parameters["batch"]) is int
+        for t in drive(Study(SPACE, inside, lower_is_better=False, seed=0)).trials
+    )
+
+
 def test_explore_fn_must_be_callable():
     with pytest.raises(ArgumentTypeError, match="explore_fn must be callable, got 3"):
         PBT(3, 4, explore_fn=3)

@@ -157,11 +157,12 @@ class PopulationBasedTraining(Algorithm):
         explore_fn: a constraint hook ``explore_fn(config, donor_config) -> config``, called
             once per explore with copies of the proposed configuration and the donor's (dicts
             of the study's parameters, no bookkeeping keys); it returns every parameter of
-            ``config``, each value a value of its parameter (``parameter_range`` does not
-            bind it: its answer is final), else a ConfigurationError names the hook, the
-            parameter and the value. A value it changes adds ``'name: old -> new
-            (explore_fn)'`` to ``trial.explore``. Also ``'module:function'`` text naming a
-            function marked with :func:`~poptune.algorithms.pbt.pbt_hook`.
+            ``config``, each value one explore may reach (a value of its parameter, or a
+            number inside its ``parameter_range``; nothing is clipped: its answer is final),
+            else a ConfigurationError names the hook, the parameter and the value. A value
+            it changes adds ``'name: old -> new (explore_fn)'`` to ``trial.explore``. Also
+            ``'module:function'`` text naming a function marked with
+            :func:`~poptune.algorithms.pbt.pbt_hook`.
         resample_distributions: ``{name: distribution}``: what a redraw of the parameter
             (probability ``resample_probability``, and a Choice's perturbation) draws from
             instead of its prior: a :class:`~poptune.Continuous`, :class:`~poptune.Discrete`
@@ -432,6 +433,7 @@ class PopulationBasedTraining(Algorithm):
             config,
             donor_config,
             history.parameters,
+            self.parameter_range,
             records,
             format_value,
         )

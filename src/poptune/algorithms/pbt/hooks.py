@@ -28,13 +28,14 @@ same process), but writing the config as JSON, which SQLite/PostgreSQL storage,
 from __future__ import annotations
 
 import importlib
+import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
-from poptune._validation import check_callable, check_instance, reject
+from poptune._validation import check_callable, check_instance, is_real, reject
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
 
@@ -47,6 +48,7 @@ __all__ = [
     "callable_config",
     "check_resample_distributions",
     "pbt_hook",
+    "reachable_value",
     "resample_distributions_argument",
     "resample_distributions_config",
     "resampler",
@@ -308,6 +310,30 @@ def check_resample_distributions(
             reject(owner, key, what, spec, wrong_type=False)
 
 
+def reachable_value(parameter: Parameter, value: Any, allowed: Sequence[Any] | None) -> Any:
+    """``value`` made canonical if explore may produce it: a value of ``parameter``, or a
+    number inside ``allowed`` (its ``parameter_range`` bounds, which may reach past the
+    parameter's own range).
+
+    Raises:
+        InvalidParameterError: neither.
+    """
+    try:
+        return parameter.validate_value(value)
+    except InvalidParameterError:
+        if allowed is None or not isinstance(parameter, (Continuous, Discrete)):
+            raise
+        if not (is_real(value) and math.isfinite(value)):
+            raise
+        if not float(allowed[0]) <= value <= float(allowed[1]):
+            raise
+        if isinstance(parameter, Discrete):
+            if int(value) != value:
+                raise
+            return int(value)
+        return float(value)
+
+
 def resampler(
     owner: str,
     name: str,
@@ -325,7 +351,7 @@ def resampler(
         value = spec(rng)
         key = f"resample_distributions[{name!r}] ({callable_label(spec)})"
         try:
-            value = parameter.validate_value(value)
+            value = reachable_value(parameter, value, allowed)
         except InvalidParameterError as exc:
             raise ConfigurationError(
                 f"{owner}: {key} returned {value!r}, which is not a value of parameter "
@@ -353,11 +379,13 @@ def apply_explore_fn(
     config: dict[str, Any],
     donor_config: dict[str, Any],
     parameters: Sequence[Parameter],
+    parameter_range: Mapping[str, Sequence[Any]],
     records: list[str],
     format_value: Callable[[Any], str],
 ) -> tuple[dict[str, Any], list[str]]:
     """Call ``explore_fn`` once with copies of ``config`` (proposed) and ``donor_config``;
-    return its configuration, each value checked and made canonical by its parameter, and
+    return its configuration, each value checked and made canonical by its parameter (a
+    value explore may reach: :func:`reachable_value`), and
     ``records`` plus one line per value it changed (``'bs: 32 -> 64 (explore_fn)'``).
 
     Raises:
@@ -388,7 +416,7 @@ def apply_explore_fn(
     changes: list[str] = []
     for name, value in result.items():
         try:
-            final = by_name[name].validate_value(value)
+            final = reachable_value(by_name[name], value, parameter_range.get(name))
         except InvalidParameterError as exc:
             raise ConfigurationError(
                 f"{owner}: {label} returned {name}={value!r}, which is not a value of the "
