@@ -299,6 +299,17 @@ def test_a_callable_resample_distribution_draws_from_the_rng():
     assert all(1e-4 <= t.parameters["lr"] <= 1e-3 for t in explored(a))
 
 
+def test_a_distribution_gives_the_parameter_s_own_values():
+    space = [Choice("w", [1, 2, 4])]
+    algorithm = PBT(4, 4, resample_distributions={"w": Choice("w", [2.0, 4.0])})
+    study = Study(space, algorithm, lower_is_better=False, seed=0)
+    for trial in study:
+        study.add_observation(trial, trial.parameters["w"], iteration=trial.generation)
+        study.finalize(trial)
+    values = [t.parameters["w"] for t in explored(study)]
+    assert values and all(type(v) is int and v in (2, 4) for v in values)
+
+
 def test_a_choice_perturbation_draws_from_its_distribution():
     algorithm = PBT(5, 6, resample_distributions={"opt": Choice("opt", ["rmsprop"])})
     study = drive(Study(SPACE, algorithm, lower_is_better=False, seed=1))

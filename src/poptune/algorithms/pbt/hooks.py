@@ -342,10 +342,16 @@ def resampler(
     allowed: Sequence[Any] | None,
 ) -> Resampler:
     """The draw explore makes for ``parameter`` from its resample distribution ``spec``: a
-    Parameter's ``sample(rng)`` (checked by :func:`check_resample_distributions`), or the
-    callable's value, which must be a value of ``parameter`` inside ``allowed``."""
+    Parameter's ``sample(rng)`` (its values checked by :func:`check_resample_distributions`)
+    or the callable's value, which must be one explore may reach (:func:`reachable_value`)
+    inside ``allowed``; either made the parameter's canonical value."""
     if isinstance(spec, Parameter):
-        return spec.sample
+        sample = spec.sample
+
+        def draw_value(rng: np.random.Generator) -> Any:  # the parameter's own value (1, not 1.0)
+            return reachable_value(parameter, sample(rng), allowed)
+
+        return draw_value
 
     def draw(rng: np.random.Generator) -> Any:
         value = spec(rng)
