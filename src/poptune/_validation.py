@@ -10,7 +10,8 @@ expects. What a user reports (objective, iteration, context):
 Helpers: :func:`check_int`, :func:`check_number` (finite, bounded), :func:`check_positive`,
 :func:`check_fraction`, :func:`check_bool`, :func:`check_str`, :func:`check_choice`,
 :func:`check_path`, :func:`check_callable`, :func:`check_instance`,
-:func:`check_mapping_of_str`, :func:`check_factors`; :func:`reject` raises the same error for
+:func:`check_mapping_of_str`, :func:`check_factors`, :func:`check_list` (a list or tuple,
+never a set); :func:`reject` raises the same error for
 a check none of them covers (a nested entry, a duck-typed object).
 
 This module knows no poptune class it checks for: callers pass names, values and types.
@@ -273,6 +274,23 @@ def check_factors(owner: str, factors: Any) -> tuple[float, ...]:
                 f"{tuple(factors)!r}"
             )
     return tuple(float(f) for f in factors)
+
+
+def check_list(owner: str, name: str, value: Any, what: str = "a list or tuple") -> list[Any]:
+    """Return ``value`` (a list or tuple) as a new list, else raise ArgumentTypeError.
+
+    Only lists and tuples: a set (or a dict, a generator, a str) has no order of the user's
+    choosing, so a rule that reads the order (an Ordinal's neighbours) would silently go
+    wrong. The message says so when ``value`` is a set.
+    """
+    if not isinstance(value, (list, tuple)):
+        note = (
+            "(a set has no order; give a list in the order you mean)"
+            if isinstance(value, (set, frozenset))
+            else ""
+        )
+        reject(owner, name, what, value, wrong_type=True, note=note)
+    return list(value)
 
 
 def check_objective(value: Any, trial_id: int) -> float:

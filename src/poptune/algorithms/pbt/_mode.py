@@ -35,8 +35,9 @@ class PBTMode(abc.ABC):
             parameters of member ``member``'s first segment.
         explore: the explore hook ``explore(history, donor, generation, rng, running) ->
             (config, records)``: the study parameters of a segment that copies ``donor``
-            (:meth:`PopulationBasedTraining.explore
-            <poptune.algorithms.PopulationBasedTraining.explore>`, which PB2 overrides).
+            (the algorithm's explore step: :meth:`PopulationBasedTraining.explore
+            <poptune.algorithms.PopulationBasedTraining.explore>`, which PB2 overrides, then
+            ``hyperparameters`` and ``explore_fn``). Called once per exploit.
         burn_in: segments a member must have completed before it may be exploited
             (asynchronous mode; the synchronous mode has no such rule and requires 0).
     """

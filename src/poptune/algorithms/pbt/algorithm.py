@@ -20,6 +20,8 @@ from poptune._validation import (
     check_fraction,
     check_instance,
     check_int,
+    check_list,
+    check_str,
     is_real,
     reject,
 )
@@ -27,7 +29,18 @@ from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algori
 from poptune.algorithms.pbt._mode import PBTMode
 from poptune.algorithms.pbt.asynchronous import AsynchronousPBT
 from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES
-from poptune.algorithms.pbt.explore import RunningConfigs, explore
+from poptune.algorithms.pbt.explore import RunningConfigs, explore, format_value
+from poptune.algorithms.pbt.hooks import (
+    ExploreFn,
+    Resampler,
+    apply_explore_fn,
+    callable_argument,
+    callable_config,
+    check_resample_distributions,
+    resample_distributions_argument,
+    resample_distributions_config,
+    resampler,
+)
 from poptune.algorithms.pbt.synchronous import SynchronousPBT
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
@@ -36,6 +49,10 @@ from poptune.trial import Trial
 
 #: What ``initial_population`` accepts (a Mapping: an algorithm's config).
 InitialPopulation = Sequence[Mapping[str, Any]] | Algorithm | Mapping[str, Any] | None
+
+#: What ``resample_distributions`` accepts: ``{name: Parameter | f(rng) -> value}`` (or, as a
+#: config holds it, a Parameter's ``to_dict()`` and ``'module:function'`` text).
+ResampleDistributions = Mapping[str, Parameter | Resampler | Mapping[str, Any] | str] | None
 
 __all__ = ["PopulationBasedTraining"]
 
@@ -94,22 +111,31 @@ class PopulationBasedTraining(Algorithm):
     slot, the trial whose checkpoint is loaded and the explore record (the bookkeeping is
     built by :mod:`poptune.lineage`).
 
-    **The explore hook.** Both modes choose the hyperparameters of an exploited segment by
-    calling :meth:`explore` ``(history, donor, generation, rng, running)``; it is the method a
-    subclass overrides to explore differently (:class:`~poptune.algorithms.PB2` does, with a
-    GP bandit). The default perturbs or resamples the donor's values
-    (:mod:`poptune.algorithms.pbt.explore`). Its signature may still change before the
-    README documents it as public.
+    **Explore, and its extension points.** Both modes choose the hyperparameters of an
+    exploited segment in three steps, once per explore: :meth:`explore` ``(history, donor,
+    generation, rng, running)`` proposes them (the default perturbs or resamples the donor's
+    values of the ``hyperparameters`` it explores, drawing a redraw from
+    ``resample_distributions`` where one is given, see
+    :mod:`poptune.algorithms.pbt.explore`; :class:`~poptune.algorithms.PB2` overrides it with
+    a GP bandit); the parameters outside ``hyperparameters`` are set back to the donor's; then
+    ``explore_fn(config, donor_config)``, when given, returns the configuration to use, which
+    is checked against the parameters. Overriding :meth:`explore` in a subclass is possible
+    (its signature may still change before the README documents it as public); the three
+    arguments are the public way. Founders (generation 1) are not passed to ``explore_fn``.
 
     Args:
         num_generations: generations to run (>= 1).
         population_size: members per generation (>= 2).
         parameter_range: ``{name: [low, high]}`` (numbers) or ``{name: [values]}``
-            (Choice/Ordinal) that explore may reach; default: each parameter's own range.
+            (Choice/Ordinal, in order: an Ordinal steps along this list) that explore may
+            reach, perturbed values clipped to it and resampled ones drawn inside it (numbers
+            on the parameter's scale); lists or tuples only; default: each parameter's own
+            range.
         perturbation_factors: factors a number is multiplied by when explored.
         quantile_fraction: share of the population in the bottom (replaced) and top (donor)
             quantiles, in (0, 0.5]; 0.2 as in SHERPA and the paper.
         resample_probability: probability that explore redraws a parameter from its prior
+            (inside ``parameter_range``; or from its ``resample_distributions`` entry)
             instead of perturbing it (the paper's *resample*); 0 as in SHERPA.
         rank_by: ``'last'`` (default) or ``'best'``.
         synchronous: True (default) for generations with a barrier, False for asynchronous
@@ -126,13 +152,41 @@ class PopulationBasedTraining(Algorithm):
             :class:`~poptune.algorithms.Algorithm` (e.g. ``GridSearch()``) whose suggestions
             fill generation 1 in order (it keeps its state in ``history.state['initial']``;
             once it answers DONE or WAIT the remaining founders are random). Default: random.
+        hyperparameters: the names of the parameters explore changes (a list or tuple);
+            the others are copied from the donor unchanged. Default: all of them.
+        explore_fn: a constraint hook ``explore_fn(config, donor_config) -> config``, called
+            once per explore with copies of the proposed configuration and the donor's (dicts
+            of the study's parameters, no bookkeeping keys); it returns every parameter of
+            ``config``, each value one explore may reach (a value of its parameter, or a
+            number inside its ``parameter_range``; nothing is clipped: its answer is final),
+            else a ConfigurationError names the hook, the parameter and the value. A value
+            it changes adds ``'name: old -> new (explore_fn)'`` to ``trial.explore``. Also
+            ``'module:function'`` text naming a function marked with
+            :func:`~poptune.algorithms.pbt.pbt_hook`.
+        resample_distributions: ``{name: distribution}``: what a redraw of the parameter
+            (probability ``resample_probability``, and a Choice's perturbation) draws from
+            instead of its prior: a :class:`~poptune.Continuous`, :class:`~poptune.Discrete`
+            (the parameter's type), :class:`~poptune.Choice` or :class:`~poptune.Ordinal` of
+            that name whose values explore may reach (inside ``parameter_range``), or a
+            callable ``f(rng) -> value`` drawing only from the numpy ``rng`` it is given (its
+            value is checked). Only for parameters that explore changes.
+
+    **Storing the callables.** A config is JSON: ``explore_fn`` and a callable resample
+    distribution are written as ``'module:function'`` when they are module-level functions
+    marked with :func:`~poptune.algorithms.pbt.pbt_hook`, and rebuilt from that text only if
+    it names a marked function (so a stored config cannot call ``os:system``). Any other
+    callable works in memory, but a study whose config must be JSON (SQLite/PostgreSQL,
+    ``Study.save``, ``study.optimize`` with worker processes) raises a StorageError naming
+    it (see :mod:`poptune.algorithms.pbt.hooks`).
 
     Raises:
         ConfigurationError: any argument outside the ranges above, ``burn_in`` with
             ``synchronous=True``, more ``initial_population`` configurations than
-            ``population_size``, or (checked when the study is created) a
-            ``parameter_range`` or ``initial_population`` value naming a parameter the study
-            does not have or outside its range.
+            ``population_size``, a ``parameter_range`` value list that is not a list or
+            tuple (a set has no order; ArgumentTypeError), or (checked when the study is
+            created) a ``parameter_range``, ``initial_population``, ``hyperparameters`` or
+            ``resample_distributions`` entry naming a parameter the study does not have or
+            outside its range.
     """
 
     reserved_keys = ("generation", "load_from", "save_to", "lineage")
@@ -152,6 +206,9 @@ class PopulationBasedTraining(Algorithm):
         exploit: str = "truncation",
         ttest_window: int = 4,
         initial_population: InitialPopulation = None,
+        hyperparameters: Sequence[str] | None = None,
+        explore_fn: ExploreFn | str | None = None,
+        resample_distributions: ResampleDistributions = None,
     ) -> None:
         owner = type(self).__name__
         self.num_generations = check_int(owner, "num_generations", num_generations, 1)
@@ -167,7 +224,15 @@ class PopulationBasedTraining(Algorithm):
         if parameter_range is None:
             parameter_range = {}
         check_instance(owner, "parameter_range", parameter_range, Mapping, "a dict name -> range")
-        self.parameter_range = {k: list(v) for k, v in parameter_range.items()}
+        self.parameter_range = {
+            k: check_list(
+                owner,
+                f"parameter_range[{k!r}]",
+                v,
+                "a list or tuple ([low, high], or the allowed values in order)",
+            )
+            for k, v in parameter_range.items()
+        }
         self.synchronous = check_bool(owner, "synchronous", synchronous)
         self.burn_in = check_int(owner, "burn_in", burn_in, 0)
         self.exploit = check_choice(
@@ -185,6 +250,11 @@ class PopulationBasedTraining(Algorithm):
                 f"(synchronous=False); got burn_in={burn_in!r} with synchronous=True"
             )
         self.initial_population = _initial_population(owner, initial_population, population_size)
+        self.hyperparameters = _hyperparameters(owner, hyperparameters)
+        self.explore_fn: ExploreFn | None = (
+            None if explore_fn is None else callable_argument(owner, "explore_fn", explore_fn)
+        )
+        self.resample_distributions = resample_distributions_argument(owner, resample_distributions)
         self._mode = self._make_mode()
 
     def _make_mode(self) -> PBTMode:
@@ -197,7 +267,7 @@ class PopulationBasedTraining(Algorithm):
             "quantile_fraction": self.quantile_fraction,
             "ttest_window": self.ttest_window,
             "founder": self._founder,
-            "explore": self.explore,
+            "explore": self._explore_step,
         }
         if self.synchronous:
             return SynchronousPBT(**common)
@@ -209,6 +279,23 @@ class PopulationBasedTraining(Algorithm):
         self._mode = self._make_mode()
         by_name = {p.name: p for p in parameters}
         self._check_initial_population(parameters, lower_is_better)
+        for name in self.hyperparameters or ():
+            if name not in by_name:
+                raise ConfigurationError(
+                    f"{type(self).__name__}: hyperparameters names {name!r}, which is not a "
+                    f"parameter of the study (parameters: {sorted(by_name)})"
+                )
+        self._check_parameter_range(by_name)
+        if self.resample_distributions:
+            check_resample_distributions(
+                type(self).__name__,
+                self.resample_distributions,
+                parameters,
+                self.parameter_range,
+                [p.name for p in self.explored_parameters(parameters)],
+            )
+
+    def _check_parameter_range(self, by_name: Mapping[str, Parameter]) -> None:
         for name, allowed in self.parameter_range.items():
             p = by_name.get(name)
             if p is None:
@@ -246,7 +333,16 @@ class PopulationBasedTraining(Algorithm):
             initial = initial.to_config()
         elif initial is not None:
             initial = [dict(c) for c in initial]
-        return {**super().get_config(), "initial_population": initial}
+        owner = type(self).__name__
+        fn = self.explore_fn
+        return {
+            **super().get_config(),
+            "initial_population": initial,
+            "explore_fn": None if fn is None else callable_config(owner, "explore_fn", fn),
+            "resample_distributions": resample_distributions_config(
+                owner, self.resample_distributions
+            ),
+        }
 
     def _check_initial_population(
         self, parameters: Sequence[Parameter], lower_is_better: bool
@@ -293,6 +389,55 @@ class PopulationBasedTraining(Algorithm):
         }
 
     # -- the hooks the modes call --------------------------------------------------------
+    def explored_parameters(self, parameters: Sequence[Parameter]) -> list[Parameter]:
+        """The parameters explore changes: those named by ``hyperparameters`` (default:
+        all), in the study's order. An explore hook that a subclass overrides uses it too."""
+        names = self.hyperparameters
+        if names is None:
+            return list(parameters)
+        return [p for p in parameters if p.name in names]
+
+    def resamplers(self, parameters: Sequence[Parameter]) -> dict[str, Resampler]:
+        """``{name: draw(rng) -> value}`` for the parameters with a resample distribution
+        (``resample_distributions``), as :func:`~poptune.algorithms.pbt.explore.explore`
+        takes them."""
+        by_name = {p.name: p for p in parameters}
+        owner = type(self).__name__
+        return {
+            name: resampler(owner, name, spec, by_name[name], self.parameter_range.get(name))
+            for name, spec in (self.resample_distributions or {}).items()
+            if name in by_name
+        }
+
+    def _explore_step(
+        self,
+        history: History,
+        donor: Trial,
+        generation: int,
+        rng: np.random.Generator,
+        running: RunningConfigs,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """What the modes call for an exploit: :meth:`explore` (which a subclass may
+        override), the parameters outside ``hyperparameters`` set back to the donor's, then
+        ``explore_fn`` once, its answer checked against the parameters."""
+        config, records = self.explore(history, donor, generation, rng, running)
+        donor_config = history.hyperparameters(donor)
+        if self.hyperparameters is not None:
+            explored = set(self.hyperparameters)
+            config.update({k: v for k, v in donor_config.items() if k not in explored})
+        if self.explore_fn is None:
+            return config, records
+        return apply_explore_fn(
+            type(self).__name__,
+            self.explore_fn,
+            config,
+            donor_config,
+            history.parameters,
+            self.parameter_range,
+            records,
+            format_value,
+        )
+
     def explore(
         self,
         history: History,
@@ -313,11 +458,12 @@ class PopulationBasedTraining(Algorithm):
         """
         return explore(
             history.hyperparameters(donor),
-            history.parameters,
+            self.explored_parameters(history.parameters),
             rng,
             self.perturbation_factors,
             self.resample_probability,
             self.parameter_range,
+            self.resamplers(history.parameters),
         )
 
     def pending_checkpoints(self, history: History) -> set[str]:
@@ -326,6 +472,24 @@ class PopulationBasedTraining(Algorithm):
     # -- decisions -----------------------------------------------------------------------
     def suggest(self, history: History, rng: np.random.Generator) -> SuggestResult:
         return self._mode.suggest(history, rng)
+
+
+def _hyperparameters(owner: str, value: Any) -> list[str] | None:
+    """Check ``hyperparameters``: None, or a non-empty list of distinct names."""
+    if value is None:
+        return None
+    names = check_list(owner, "hyperparameters", value, "a list or tuple of parameter names")
+    for i, name in enumerate(names):
+        check_str(owner, f"hyperparameters[{i}]", name, nonempty=True)
+    if not names or len(set(names)) != len(names):
+        reject(
+            owner,
+            "hyperparameters",
+            "a non-empty list of distinct parameter names",
+            value,
+            wrong_type=False,
+        )
+    return names
 
 
 def _initial_population(

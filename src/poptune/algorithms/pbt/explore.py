@@ -2,8 +2,10 @@
 
 Rules, per parameter type (a factor is drawn uniformly from ``perturbation_factors``):
 
-* With probability ``resample_probability`` any parameter is redrawn from its own prior
-  (its range and scale), as in the paper: ``lr: 0.0034 -> 0.0091 (resampled)``.
+* With probability ``resample_probability`` any parameter is redrawn from its prior, as in
+  the paper: ``lr: 0.0034 -> 0.0091 (resampled)``. The draw stays inside
+  ``parameter_range`` when one is given (numbers: uniform on the parameter's scale between
+  its bounds; Choice/Ordinal: one of its values), see :func:`resample`.
 * ``Continuous``: a value other than 0 is multiplied by the factor (the sign is kept, the
   magnitude scales). A value of exactly 0 cannot be scaled, so it moves by
   ``(factor - 1) x 10%`` of the allowed range's width. Then clipped to ``parameter_range``
@@ -15,6 +17,9 @@ Rules, per parameter type (a factor is drawn uniformly from ``perturbation_facto
 * ``Ordinal``: one step up the list for a factor > 1, down for a factor < 1 (``(+1)``),
   reflected at the ends so the value still changes.
 * ``Choice``: resampled uniformly among the allowed values (never multiplied).
+
+A parameter with a resample distribution (PBT's ``resample_distributions``) is redrawn from
+it instead of its prior, both when resampled and, for a Choice, when perturbed.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = [
     "explore",
     "format_value",
     "pick",
+    "resample",
     "scale_number",
 ]
 
@@ -77,6 +83,30 @@ def _bounds(parameter: Parameter, allowed: Any) -> tuple[float, float]:
     return float(allowed[0]), float(allowed[1])
 
 
+def resample(parameter: Parameter, allowed: Any, rng: np.random.Generator) -> Any:
+    """One value of ``parameter`` drawn from its prior restricted to ``allowed`` (its
+    ``parameter_range`` entry, or None for its own range), with one draw of ``rng``.
+
+    Continuous and Discrete: uniform over ``[low, high]`` on the parameter's scale (log scale:
+    uniform in log space), a Discrete over the integers inside the bounds; Choice and Ordinal:
+    uniform over the allowed values.
+    """
+    if allowed is None:
+        return parameter.sample(rng)
+    if isinstance(parameter, (Choice, Ordinal)):
+        return pick(allowed, rng)
+    if isinstance(parameter, Discrete):
+        low, high = math.ceil(allowed[0]), math.floor(allowed[1])
+        if low >= high:  # one integer inside (or none): where clipping puts every value
+            rng.random()
+            return parameter.clip(float(allowed[0]), (allowed[0], allowed[1]))
+        return Discrete(parameter.name, [low, high], parameter.scale).sample(rng)
+    if isinstance(parameter, Continuous):
+        bounds = [float(allowed[0]), float(allowed[1])]
+        return Continuous(parameter.name, bounds, parameter.scale).sample(rng)
+    return parameter.sample(rng)
+
+
 def scale_number(value: float, factor: float, low: float, high: float) -> float:
     """``value * factor``; a 0 (which cannot be scaled) moves by (factor - 1) x 10% of the
     width of ``[low, high]`` (explore's rule, also LocalSearch's)."""
@@ -92,6 +122,7 @@ def explore(
     perturbation_factors: Sequence[float],
     resample_probability: float = 0.0,
     parameter_range: Mapping[str, Any] | None = None,
+    resamplers: Mapping[str, Callable[[np.random.Generator], Any]] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Return a perturbed copy of ``config`` and one record line per parameter.
 
@@ -103,8 +134,13 @@ def explore(
         resample_probability: chance of redrawing a parameter from its prior instead.
         parameter_range: ``{name: [low, high]}`` (numbers) or ``{name: [values]}``
             (Choice/Ordinal) limiting where explore may go; default: the parameter's range.
+        resamplers: ``{name: draw}``, ``draw(rng) -> value``: how a parameter is redrawn
+            (with probability ``resample_probability``, and a Choice's perturbation) instead
+            of from its prior (PBT's ``resample_distributions``). A parameter of ``config``
+            left out of ``parameters`` is copied unchanged.
     """
     ranges = parameter_range or {}
+    draws = resamplers or {}
     out = dict(config)
     records: list[str] = []
     for p in parameters:
@@ -114,16 +150,16 @@ def explore(
         old = config[name]
         allowed = ranges.get(name)
         if resample_probability > 0 and rng.random() < resample_probability:
-            new = p.sample(rng)
-            if allowed is not None and isinstance(p, (Choice, Ordinal)):
-                new = pick(allowed, rng)
+            draw = draws.get(name)
+            new = draw(rng) if draw is not None else resample(p, allowed, rng)
             out[name] = new
             records.append(f"{name}: {format_value(old)} -> {format_value(new)} (resampled)")
             continue
         factor = float(pick(perturbation_factors, rng))
         if isinstance(p, Choice):
             values = list(allowed) if allowed is not None else p.range
-            new = pick(values, rng)
+            draw = draws.get(name)
+            new = draw(rng) if draw is not None else pick(values, rng)
             note = "resampled"
         elif isinstance(p, Ordinal):
             values = list(allowed) if allowed is not None else p.range

@@ -57,8 +57,13 @@ from poptune.algorithms._gp import (
     quiet,
     to_unit,
 )
-from poptune.algorithms.pbt.algorithm import InitialPopulation, PopulationBasedTraining
+from poptune.algorithms.pbt.algorithm import (
+    InitialPopulation,
+    PopulationBasedTraining,
+    ResampleDistributions,
+)
 from poptune.algorithms.pbt.explore import RunningConfigs, explore, format_value
+from poptune.algorithms.pbt.hooks import ExploreFn
 from poptune.history import History
 from poptune.parameters import Continuous, Discrete, Parameter
 from poptune.trial import Trial, TrialStatus
@@ -75,7 +80,10 @@ class PB2(PopulationBasedTraining):
     ``quantile_fraction=0.25``, the paper's small populations) and the same bookkeeping keys
     (``generation``, ``load_from``, ``save_to``, ``lineage``); works synchronously and
     asynchronously. ``perturbation_factors`` and ``resample_probability`` apply to Choice and
-    Ordinal parameters (and to the first exploit, before the model has data).
+    Ordinal parameters (and to the first exploit, before the model has data), as do
+    ``resample_distributions``. ``hyperparameters`` limits the explored parameters (the GP
+    models only the numeric ones among them) and ``explore_fn`` sees the GP's proposal, as
+    in PBT.
 
     Args:
         kappa: UCB's weight of the standard deviation (exploration), a number >= 0; default
@@ -105,6 +113,9 @@ class PB2(PopulationBasedTraining):
         exploit: str = "truncation",
         ttest_window: int = 4,
         initial_population: InitialPopulation = None,
+        hyperparameters: Sequence[str] | None = None,
+        explore_fn: ExploreFn | str | None = None,
+        resample_distributions: ResampleDistributions = None,
     ) -> None:
         super().__init__(
             num_generations,
@@ -119,6 +130,9 @@ class PB2(PopulationBasedTraining):
             exploit=exploit,
             ttest_window=ttest_window,
             initial_population=initial_population,
+            hyperparameters=hyperparameters,
+            explore_fn=explore_fn,
+            resample_distributions=resample_distributions,
         )
         self.kappa = check_number("PB2", "kappa", kappa, minimum=0)
         self.max_data = check_int("PB2", "max_data", max_data, 2)
@@ -138,11 +152,13 @@ class PB2(PopulationBasedTraining):
     ) -> tuple[dict[str, Any], list[str]]:
         """PB2's explore hook: the numeric hyperparameters the GP bandit's UCB rates best
         (PBT's perturbation before the model has two points), the others by PBT's rules."""
-        numeric = [p for p in history.parameters if isinstance(p, (Continuous, Discrete))]
+        explored = self.explored_parameters(history.parameters)
+        numeric = [p for p in explored if isinstance(p, (Continuous, Discrete))]
         if not numeric:
             return super().explore(history, donor, generation, rng, running)
-        others = [p for p in history.parameters if not isinstance(p, (Continuous, Discrete))]
+        others = [p for p in explored if not isinstance(p, (Continuous, Discrete))]
         base = history.hyperparameters(donor)
+        resamplers = self.resamplers(history.parameters)
         config, other_records = explore(
             base,
             others,
@@ -150,6 +166,7 @@ class PB2(PopulationBasedTraining):
             self.perturbation_factors,
             self.resample_probability,
             self.parameter_range,
+            resamplers,
         )
         bounds = [self._bounds(p) for p in numeric]
         data = self._data(history, numeric, bounds)
@@ -161,6 +178,7 @@ class PB2(PopulationBasedTraining):
                 self.perturbation_factors,
                 self.resample_probability,
                 self.parameter_range,
+                resamplers,
             )
             config.update({p.name: new[p.name] for p in numeric})
         else:
