@@ -44,12 +44,6 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _uniform(rng: np.random.Generator | np.random.RandomState | None) -> float:
-    """One uniform draw in [0, 1) from ``rng``, or from the module-level ``poptune.rng``
-    (looked up at each call: ``poptune.rng`` is the object ``poptune._rng.rng``)."""
-    return float((_rng.rng if rng is None else rng).random())
-
-
 class Parameter:
     """Base class of the four parameter types.
 
@@ -233,7 +227,7 @@ class Continuous(_Numeric):
             self._log_span = math.log(self.high) - self._log_low
 
     def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> float:
-        u = _uniform(rng)
+        u = (_rng.rng if rng is None else rng).random()  # None: poptune.rng, looked up now
         if self.scale == "log":
             value = math.exp(self._log_low + u * self._log_span)
         else:
@@ -280,7 +274,7 @@ class Discrete(_Numeric):
             self._log_span = math.log(self.high + 0.5) - self._log_low
 
     def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> int:
-        u = _uniform(rng)
+        u = (_rng.rng if rng is None else rng).random()  # None: poptune.rng, looked up now
         if self.scale == "log":
             value = int(round(math.exp(self._log_low + u * self._log_span)))
         else:
@@ -329,7 +323,8 @@ class _Categorical(Parameter):
 
     def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> Any:
         values = self.range
-        return values[min(int(_uniform(rng) * len(values)), len(values) - 1)]
+        u = (_rng.rng if rng is None else rng).random()
+        return values[min(int(u * len(values)), len(values) - 1)]
 
     def index(self, value: Any) -> int:
         """Position of ``value`` in the range; raises InvalidParameterError if absent."""

@@ -39,19 +39,19 @@ def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | Al
 
 def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A suggestion's parameters and meta, or ConfigurationError naming the algorithm."""
-    name = protocol_name(study.algorithm)
     if isinstance(result, Suggestion):
         params, meta = result.parameters, result.meta
     elif isinstance(result, dict):
         params, meta = result, None
     else:
         raise ConfigurationError(
-            f"{name} returned {result!r}; expected a dict, a Suggestion, "
-            "AlgorithmState.WAIT or AlgorithmState.DONE"
+            f"{protocol_name(study.algorithm)} returned {result!r}; expected a dict, a "
+            "Suggestion, AlgorithmState.WAIT or AlgorithmState.DONE"
         )
     for parameter in study._history.parameter_names:
         if parameter not in params:
             raise ConfigurationError(
-                f"{name} gave no value for parameter {parameter!r}: {params!r}"
+                f"{protocol_name(study.algorithm)} gave no value for parameter {parameter!r}: "
+                f"{params!r}"
             )
     return params, meta
