@@ -38,15 +38,17 @@ BUILTIN_ALGORITHMS: dict[str, str] = {
 }
 
 
-def _import(path: str) -> Any:
-    """The object ``module:qualname`` names (ConfigurationError if it does not exist)."""
+def import_path(path: str, prefix: str = "cannot import") -> Any:
+    """The object ``module:qualname`` names, importing the module: a ConfigurationError
+    ``"<prefix> '<path>': <why>"`` if it does not exist. The one importer of stored and
+    command-line names; callers apply their trust rule to what it returns."""
     module, _, qualname = path.partition(":")
     try:
         obj: Any = importlib.import_module(module)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"cannot import {path!r}: {exc}") from None
+        raise ConfigurationError(f"{prefix} {path!r}: {exc}") from None
     return obj
 
 
@@ -54,7 +56,7 @@ def config_type(cls: type, registry: Mapping[str, str]) -> str:
     """The ``type`` a config of ``cls`` carries: its name when ``registry`` maps that name to
     ``cls`` itself, else ``module:Class``."""
     path = registry.get(cls.__name__)
-    if path is not None and _import(path) is cls:
+    if path is not None and import_path(path) is cls:
         return cls.__name__
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -102,13 +104,13 @@ def object_from_config(config: Mapping[str, Any], registry: Mapping[str, Any], b
         raise ConfigurationError(f"config without a 'type': {dict(config)!r}")
     cls: Any
     if ":" in kind:
-        cls = _import(kind)
+        cls = import_path(kind)
     else:
         cls = registry.get(kind)
         if cls is None:
             raise ConfigurationError(f"unknown type {kind!r}; known: {sorted(registry)}")
         if isinstance(cls, str):
-            cls = _import(cls)
+            cls = import_path(cls)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigurationError(
             f"{kind!r} is not a {base.__module__}.{base.__qualname__} subclass: refusing "

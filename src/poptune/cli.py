@@ -20,7 +20,6 @@ status 1; bad arguments exit with status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -31,7 +30,8 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from poptune import __version__
+from poptune._config import import_path
+from poptune._version import __version__
 from poptune.dashboard import run_dashboard
 from poptune.exceptions import PoptuneError
 from poptune.storage import Storage, resolve
@@ -170,12 +170,7 @@ def _import_objective(spec: str) -> Any:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise PoptuneError(f"objective must be given as module:function, got {spec!r}")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise PoptuneError(f"cannot import objective {spec!r}: {exc}") from None
+    target = import_path(spec, "cannot import objective")
     if not callable(target):
         raise PoptuneError(f"objective {spec!r} is not callable")
     return target

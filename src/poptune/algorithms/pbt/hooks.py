@@ -27,7 +27,6 @@ same process), but writing the config as JSON, which SQLite/PostgreSQL storage,
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from poptune._config import import_path
 from poptune._validation import check_callable, check_instance, is_real, reject
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
@@ -170,12 +170,7 @@ def _import_hook(owner: str, name: str, path: str) -> Callable[..., Any]:
     module, sep, qualname = path.partition(":")
     if not (sep and module and qualname):
         reject(owner, name, "a callable or 'module:function' text", path, wrong_type=False)
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"{owner}: {name}: cannot import {path!r}: {exc}") from None
+    obj = import_path(path, f"{owner}: {name}: cannot import")
     if not callable(obj) or getattr(obj, HOOK_MARK, False) is not True:
         raise ConfigurationError(
             f"{owner}: {name} = {path!r} is not marked with @poptune.algorithms.pbt.pbt_hook: "
