@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+import poptune.algorithms.tpe as tpe_module
 from poptune import (
     AlgorithmState,
     ArgumentTypeError,
@@ -142,14 +143,22 @@ def test_constant_liar_gives_distinct_points_to_concurrent_trials():
     assert all(t.meta["phase"] == "model" for t in batch)
     points = [(t.parameters["x"], t.parameters["y"]) for t in batch]
     assert len(set(points)) == 4
-    # the liar: a Choice whose good value is running counts it against that value
+    # the liar: running trials of the good value count against it, so the batch spreads ...
+    lie_batch = choice_batch(seed=0)
+    assert lie_batch[0] == "a" and set(lie_batch) > {"a"}
+
+
+def test_without_the_liar_a_batch_piles_onto_the_good_value(monkeypatch):
+    # ... which it does not when the running trials are hidden from the algorithm
+    monkeypatch.setattr(tpe_module, "_running", lambda history: [])
+    assert set(choice_batch(seed=0)) == {"a"}
+
+
+def choice_batch(seed):
     params = [Choice("c", ["a", "b", "c"])]
-    lie = Study(params, TPE(n_startup_trials=1, n_ei_candidates=1), True, seed=0)
-    run(lie, lambda p: {"a": 0.0, "b": 1.0, "c": 1.0}[p["c"]], 12)
-    honest = [lie.history.hyperparameters(t) for t in lie.history.unfinished]
-    assert honest == []
-    pending = [lie.get_suggestion() for _ in range(30)]
-    assert len({t.parameters["c"] for t in pending}) == 3
+    study = Study(params, TPE(n_startup_trials=1, n_ei_candidates=100), True, seed=seed)
+    run(study, lambda p: {"a": 0.0, "b": 1.0, "c": 1.0}[p["c"]], 12)
+    return [study.get_suggestion().parameters["c"] for _ in range(20)]
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):

@@ -127,10 +127,7 @@ class TPE(Algorithm):
         n_good = self.n_good(len(y))
         good = [configs[i] for i in order[:n_good]]
         bad = [configs[i] for i in order[n_good:]]
-        for trial in history.unfinished:  # the constant liar: running trials count as bad
-            config = history.hyperparameters(trial)
-            if _valid(parameters, config):
-                bad.append(config)
+        bad += _running(history)  # the constant liar: running trials count as bad
         score = np.zeros(self.n_ei_candidates)
         columns: list[list[Any]] = []
         for p in parameters:
@@ -168,6 +165,12 @@ def training_data(history: History, window: int) -> tuple[list[dict[str, Any]], 
     rows.sort(key=lambda r: (r[0], r[1]))
     rows = rows[-window:]
     return [r[2] for r in rows], np.array([r[3] for r in rows], dtype=float)
+
+
+def _running(history: History) -> list[dict[str, Any]]:
+    """The configurations of the trials still running (the constant liar's bad points)."""
+    configs = (history.hyperparameters(t) for t in history.unfinished)
+    return [c for c in configs if _valid(history.parameters, c)]
 
 
 def _valid(parameters: Sequence[Parameter], config: dict[str, Any]) -> bool:
