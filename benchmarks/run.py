@@ -1,7 +1,7 @@
 """``python -m benchmarks``: every benchmark of poptune against its peers, one command, one page.
 
 Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinned
-``benchmarks/peers/<peer>.txt``) when they are missing, runs the five cases — poptune and the
+``benchmarks/peers/<peer>.txt``) when they are missing, runs the six cases — poptune and the
 peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
 ``docs/images/bench_*.png``::
 
@@ -13,7 +13,8 @@ peers alternately, several times — and writes ``docs/benchmarks.md`` with its 
 Cases: 1 overhead and scale (vs Optuna, SHERPA), 2 throughput with worker processes (vs
 Optuna), 3 PBT on the paper's toy problem (vs a numpy reference), 4 PBT on Ray's
 ``pbt_function`` problem (vs Ray Tune), 5 real training on digits (PBT vs random search, ASHA,
-BO). A peer that cannot be installed or crashes is reported on the page; the run goes on.
+BO), 6 TPE on Branin and Hartmann-6 (vs Optuna's TPESampler). A peer that cannot be
+installed or crashes is reported on the page; the run goes on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ CASES = {
     3: ("toy", ()),
     4: ("pbt_function", ("ray",)),
     5: ("digits", ()),
+    6: ("tpe", ("optuna",)),
 }
 MODULES = {
     1: "benchmarks.cases.c1_overhead",
@@ -46,6 +48,7 @@ MODULES = {
     3: "benchmarks.cases.c3_toy",
     4: "benchmarks.cases.c4_pbt_function",
     5: "benchmarks.cases.c5_digits",
+    6: "benchmarks.cases.c6_tpe",
 }
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -67,7 +70,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(SHERPA's and Ray's are used if present: see --setup-peers)",
     )
     parser.add_argument(
-        "--cases", default="1,2,3,4,5", help="cases to run, e.g. 1,3 (default: all)"
+        "--cases", default="1,2,3,4,5,6", help="cases to run, e.g. 1,3 (default: all)"
     )
     parser.add_argument("--no-peers", action="store_true", help="run poptune only")
     parser.add_argument(
@@ -84,7 +87,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--setup-only", action="store_true", help="create the peers' virtualenvs and exit"
     )
     parser.add_argument("--output", type=Path, help=f"the page (default {DEFAULT_OUTPUT})")
-    parser.add_argument("--seeds", type=int, help="seeds for cases 3 and 5 (default 50 and 5)")
+    parser.add_argument(
+        "--seeds", type=int, help="seeds for cases 3, 5 and 6 (default 50, 5 and 20)"
+    )
     parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2 and 4")
     parser.add_argument(
         "--postgres-url",
@@ -96,9 +101,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     try:
         args.case_numbers = [int(c) for c in args.cases.replace(" ", "").split(",") if c]
     except ValueError:
-        parser.error(f"--cases takes numbers 1-5 separated by commas, got {args.cases!r}")
+        parser.error(f"--cases takes numbers 1-6 separated by commas, got {args.cases!r}")
     if not args.case_numbers or any(c not in CASES for c in args.case_numbers):
-        parser.error(f"--cases takes numbers 1-5, got {args.cases!r}")
+        parser.error(f"--cases takes numbers 1-6, got {args.cases!r}")
     args.peer_names = [p for p in args.peers.replace(" ", "").split(",") if p]
     if any(p not in PEERS for p in args.peer_names):
         parser.error(f"--peers takes names among {', '.join(PEERS)}, got {args.peers!r}")

@@ -193,6 +193,18 @@ BUILT_IN_CONFIGS = [
     (algorithms.Replay([{"parameters": {"x": 0.5}}]), None),
     (algorithms.BayesianOptimization(max_num_trials=5), None),
     (algorithms.GPyOpt(max_num_trials=5), None),
+    (
+        algorithms.TPE(5, 48, 0.1, 10, 2.0, 100, 30),
+        {
+            "n_startup_trials": 5,
+            "n_ei_candidates": 48,
+            "gamma": 0.1,
+            "max_good": 10,
+            "prior_weight": 2.0,
+            "window": 100,
+            "max_num_trials": 30,
+        },
+    ),  # fmt: skip
 ]
 
 

@@ -65,6 +65,7 @@ def test_algorithm_names_are_pinned():
         "StoppingRule",
         "SuccessiveHalving",
         "Suggestion",
+        "TPE",
         "algorithm_from_config",
     ]
     for name in poptune.algorithms.__all__:

@@ -35,6 +35,7 @@ BUILTIN_ALGORITHMS: dict[str, str] = {
     "Repeat": "poptune.algorithms.repeat:Repeat",
     "Replay": "poptune.algorithms.pbt.replay:Replay",
     "SuccessiveHalving": "poptune.algorithms.successive_halving:SuccessiveHalving",
+    "TPE": "poptune.algorithms.tpe:TPE",
 }
 
 

@@ -12,6 +12,7 @@ from poptune.algorithms.pbt import PB2, PopulationBasedTraining, Replay
 from poptune.algorithms.random_search import RandomSearch
 from poptune.algorithms.repeat import Repeat
 from poptune.algorithms.successive_halving import SuccessiveHalving
+from poptune.algorithms.tpe import TPE
 from poptune.stopping import MedianStoppingRule, StoppingRule
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "StoppingRule",
     "SuccessiveHalving",
     "Suggestion",
+    "TPE",
     "algorithm_from_config",
 ]
