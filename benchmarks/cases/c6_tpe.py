@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from benchmarks.harness import Context, Section, Target, log, mean_sd, table
-from benchmarks.peers.tpe_peer import PROBLEMS
+from benchmarks.problems import PROBLEMS
 
 TITLE = "6. TPE: poptune's against Optuna's TPESampler on Branin and Hartmann-6"
 BUDGETS = {"branin": 30, "hartmann6": 50}
