@@ -10,7 +10,7 @@ never see a pandas DataFrame.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from poptune.parameters import Parameter
@@ -60,6 +60,21 @@ class History:
         self._unfinished: dict[int, Trial] = {}
         self._completed: list[Trial] = []
         self._by_generation: dict[int, list[Trial]] = {}
+
+    @classmethod
+    def from_trials(
+        cls, parameters: Sequence[Parameter], lower_is_better: bool, trials: Iterable[Trial]
+    ) -> History:
+        """A history holding ``trials`` (in id order), read from somewhere other than a
+        storage (SHERPA's results table); ``next_trial_id`` is one above the highest id, as
+        ids in such a table need not be dense. It is never synced."""
+        history = cls(parameters, lower_is_better)
+        last = 0
+        for trial in trials:
+            history._index(trial)
+            last = max(last, trial.id)
+        history.next_trial_id = last + 1
+        return history
 
     # -- syncing ---------------------------------------------------------------------------
     def sync(self, storage: Storage, study_id: int, refresh: bool = True) -> list[Trial]:

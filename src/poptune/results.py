@@ -363,7 +363,6 @@ def history_from_results(
     params = list(parameters)
     by_name = {p.name: p for p in params}
     keys = set(by_name) | set(extra_keys)
-    history = History(params, lower_is_better)
     found: dict[int, dict[str, Any]] = {}
     if results is not None and len(results):
         if "Trial-ID" not in results:
@@ -413,7 +412,4 @@ def history_from_results(
             trial.status = TrialStatus(status)
             trial.finished_seq = seq
         trials.append(trial)
-    for trial in trials:
-        history._index(trial)  # a History read from a table, not synced from a storage
-    history.next_trial_id = (trials[-1].id if trials else 0) + 1
-    return history
+    return History.from_trials(params, lower_is_better, trials)
