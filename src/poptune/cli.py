@@ -28,8 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import pandas as pd
-
 from poptune._config import import_path
 from poptune._version import __version__
 from poptune.dashboard import run_dashboard
@@ -55,10 +53,19 @@ def _fmt(value: Any) -> str:
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    """Rows as right-aligned columns (the keys of every row, in order of first appearance);
+    a key a row lacks is blank. Written here rather than through pandas so that a read
+    command does not import it."""
     if not rows:
         return
-    frame = pd.DataFrame(rows).map(_fmt)
-    out.write(frame.to_string(index=False) + "\n")
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = [" ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += [" ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    out.write("\n".join(lines) + "\n")
 
 
 def _studies(args: argparse.Namespace, out: TextIO) -> int:
