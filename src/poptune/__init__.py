@@ -18,8 +18,14 @@ a logging configuration, Python shows its warnings on stderr; configure logging 
 ``logging.getLogger("poptune")``) to see its INFO messages or to silence it.
 """
 
-from poptune import algorithms, schedulers
+from poptune import (  # SHERPA's sherpa.core / sherpa.database paths
+    algorithms,
+    core,
+    database,
+    schedulers,
+)
 from poptune._rng import rng
+from poptune._sherpa_alias import install_sherpa_alias
 from poptune._version import __version__
 from poptune.algorithms import StoppingRule
 from poptune.exceptions import (
@@ -80,6 +86,9 @@ __all__ = [
     "UnknownTrialError",
     "__version__",
     "algorithms",
+    "core",
+    "database",
+    "install_sherpa_alias",
     "load_study",
     "optimize",
     "rng",
