@@ -61,12 +61,14 @@ _LAZY = {
     "load_study": "poptune.study",
     "optimize": "poptune.execution.jobs",
     "rng": "poptune._rng",
+    "install_sherpa_alias": "poptune._sherpa_alias",
 }
-_SUBMODULES = ("algorithms", "schedulers")
+_SUBMODULES = ("algorithms", "core", "database", "schedulers")  # SHERPA's paths too
 
 if typing.TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
-    from poptune import algorithms, schedulers
+    from poptune import algorithms, core, database, schedulers
     from poptune._rng import rng
+    from poptune._sherpa_alias import install_sherpa_alias
     from poptune.execution.client import Client
     from poptune.execution.jobs import optimize
     from poptune.history import History
@@ -127,6 +129,9 @@ __all__ = [
     "UnknownTrialError",
     "__version__",
     "algorithms",
+    "core",
+    "database",
+    "install_sherpa_alias",
     "load_study",
     "optimize",
     "rng",

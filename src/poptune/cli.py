@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from poptune._config import import_path
+from poptune._sherpa_alias import run_script
 from poptune._version import __version__
 from poptune.dashboard import run_dashboard
 from poptune.exceptions import PoptuneError
@@ -280,7 +281,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-stop", action="store_true",
                    help="enable the Stop buttons (the dashboard's only write)")  # fmt: skip
     p.set_defaults(run=_dashboard)
+    p = sub.add_parser("sherpa", help="run an unmodified SHERPA script on poptune")
+    sherpa_sub = p.add_subparsers(dest="sherpa_command", required=True, metavar="SUBCOMMAND")
+    p = sherpa_sub.add_parser(
+        "run",
+        help="run a script with `import sherpa` meaning poptune, in it and in the trial "
+        "scripts it launches",
+    )
+    p.add_argument("script", help="the SHERPA script (a .py file)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    p.set_defaults(run=_sherpa_run)
     return parser
+
+
+def _sherpa_run(args: argparse.Namespace, out: TextIO) -> int:
+    # the script's own SystemExit (sys.exit(n)) passes through: its status is the command's
+    run_script(args.script, args.args)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
