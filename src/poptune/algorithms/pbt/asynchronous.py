@@ -18,9 +18,29 @@ member's next segment, decided from the population as it stands at that moment:
   from a fresh random configuration);
 * otherwise it **continues** from its own checkpoint with unchanged hyperparameters.
 
-Members are ranked by the score (``rank_by``) of their latest COMPLETED segment; members
-without one are not ranked; the quantile is :func:`~poptune.algorithms.pbt.exploit.
-quantile_size` of the number ranked, so a member is never both top and bottom.
+Members are ranked by a score (``rank_by``) chosen by ``ranking``; members without a
+COMPLETED segment are not ranked; the quantile is :func:`~poptune.algorithms.pbt.exploit.
+quantile_size` of the number ranked, so a member is never both top and bottom:
+
+* ``'latest'``: every member's latest COMPLETED segment, however far it has trained. With
+  fewer workers than members the member that asks is usually the one that has waited
+  longest, so it is compared with members that trained one segment more and loses: on one
+  worker nearly every decision becomes an exploit;
+* ``'equal_progress'``: every member at the asking member's *progress*. The progress of a
+  segment is the number of segments its weights have been trained for, its lineage plus
+  itself (``len(trial.ancestors) + 1``; not ``generation``, which counts the member's own
+  segments: a member that copied a donor further ahead holds weights trained longer than
+  its generation says). The asker's progress ``p`` is that of the weights it holds (its
+  latest COMPLETED segment; after a FAILED or STOPPED segment, the checkpoint that segment
+  started from). Another member whose latest COMPLETED segment has trained further is scored
+  by the ancestor of that segment at progress ``p`` (read from its ``lineage``: the same
+  weights, when they had trained exactly as long as the asker's); a member not that far yet
+  is scored by its latest COMPLETED segment (the best it can show; the comparison then
+  favours the asker, so the error leans towards continuing). With ``'ttest'`` the values
+  compared are those along the lineage from the segment scored. Either way the donor is the
+  member's latest COMPLETED segment (its current weights, whose checkpoint the garbage
+  collector keeps), so an exploit copies the best weights of the member that was better at
+  equal progress.
 
 What is remembered lives in ``history.state['async']`` (JSON, one list entry per member):
 
@@ -58,17 +78,25 @@ from poptune.history import History
 from poptune.lineage import child_keys
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
-__all__ = ["STATE_KEY", "AsynchronousPBT"]
+__all__ = ["RANKINGS", "STATE_KEY", "AsynchronousPBT"]
 
 #: Key of the asynchronous bookkeeping in ``history.state``.
 STATE_KEY = "async"
+#: The rankings asynchronous PBT accepts (the first is the default).
+RANKINGS = ("latest", "equal_progress")
 
 
 class AsynchronousPBT(PBTMode):
     """The asynchronous mode of :class:`~poptune.algorithms.PopulationBasedTraining`.
 
-    Its settings and hooks are :class:`~poptune.algorithms.pbt._mode.PBTMode`'s.
+    Its settings and hooks are :class:`~poptune.algorithms.pbt._mode.PBTMode`'s, plus
+    ``ranking``: what members are compared by, one of :data:`RANKINGS` (see the module
+    docstring; checked by the algorithm that builds the mode).
     """
+
+    def __init__(self, *, ranking: str = RANKINGS[0], **settings: Any) -> None:
+        super().__init__(**settings)
+        self.ranking = ranking
 
     def pending_checkpoints(self, history: History) -> set[str]:
         """None: a member's next segment is decided when it is asked for, from the
@@ -106,25 +134,38 @@ class AsynchronousPBT(PBTMode):
         return _record(history, state, ready_member, suggestion)
 
     # -- the decision ---------------------------------------------------------------------------
-    def _ranking(self, history: History, state: dict[str, Any]) -> list[tuple[int, Trial]]:
-        """``(member, its latest COMPLETED segment)`` best first, ties by member index.
+    def _ranking(
+        self, history: History, state: dict[str, Any], asker: Trial
+    ) -> list[tuple[int, Trial, Trial]]:
+        """``(member, segment scored, donor segment)`` best first, ties by member index.
 
-        The same order as :func:`~poptune.algorithms.pbt.exploit.rank_members`, keyed by the
-        member's index in the state (one look-up per member).
+        The donor is the member's latest COMPLETED segment; the segment scored is that one
+        (``ranking='latest'``) or its ancestor at the progress of ``asker``'s weights
+        (``'equal_progress'``, see the module docstring). The same order as
+        :func:`~poptune.algorithms.pbt.exploit.rank_members`, keyed by the member's index in
+        the state (one look-up per member, and one more per member that trained further).
         """
         lower, rank_by = history.lower_is_better, self.rank_by
-        keyed: list[tuple[float, int, Trial]] = []
+        progress = None
+        if self.ranking == "equal_progress":
+            progress = _progress(asker)
+            if asker.status is not TrialStatus.COMPLETED:
+                progress -= 1  # the weights it holds: the checkpoint it started from
+        keyed: list[tuple[float, int, Trial, Trial]] = []
         completed = state["completed"]
         for m in range(self.population_size):
             tid = completed[m]
             if tid is None:
                 continue
             trial = history[tid]
-            score = trial.score(lower, rank_by)
+            scored = trial if progress is None else _at_progress(history, trial, progress)
+            score = scored.score(lower, rank_by)
+            if scored is not trial and not math.isfinite(score):  # an ancestor never reported
+                scored, score = trial, trial.score(lower, rank_by)
             if math.isfinite(score):  # always, for a COMPLETED trial; kept as in rank_members
-                keyed.append((score if lower else -score, m, trial))
+                keyed.append((score if lower else -score, m, scored, trial))
         keyed.sort(key=lambda item: (item[0], item[1]))
-        return [(m, trial) for _, m, trial in keyed]
+        return [(m, scored, trial) for _, m, scored, trial in keyed]
 
     def _decide(
         self, history: History, state: dict[str, Any], m: int, rng: np.random.Generator
@@ -132,8 +173,8 @@ class AsynchronousPBT(PBTMode):
         """Next segment of member ``m``, whose latest segment has finished."""
         trial = history[state["latest"][m]]
         generation = trial.parameters["generation"] + 1
-        ranked = self._ranking(history, state)
-        members = [member for member, _ in ranked]
+        ranked = self._ranking(history, state, trial)
+        members = [member for member, _, _ in ranked]
         n_quantile = quantile_size(len(ranked), self.quantile_fraction)
         others = [entry for entry in ranked if entry[0] != m]
 
@@ -156,7 +197,7 @@ class AsynchronousPBT(PBTMode):
                     self.exploit, len(ranked), members.index(m), rng, self.quantile_fraction, beats
                 )
                 if j is not None:
-                    donor = ranked[j][1]
+                    donor = ranked[j][2]
             if donor is None:
                 return _continue(history, m, trial, generation)
             return self._exploit(history, state, m, trial, donor, generation, rng)
@@ -165,11 +206,11 @@ class AsynchronousPBT(PBTMode):
         if not ranked:
             return _fresh(history, m, generation, rng)
         if not others:  # only this member ever completed a segment: go back to it
-            donor = ranked[0][1]
+            donor = ranked[0][2]
         elif self.exploit != "truncation":  # every completed member beats a failed one
-            donor = pick(others, rng)[1]
+            donor = pick(others, rng)[2]
         else:
-            donor = pick(others[: max(1, n_quantile)], rng)[1]
+            donor = pick(others[: max(1, n_quantile)], rng)[2]
         return self._exploit(history, state, m, trial, donor, generation, rng)
 
     def _exploit(
@@ -201,6 +242,24 @@ class AsynchronousPBT(PBTMode):
         meta["replaced"] = trial.id
         config.update(keys.parameters)
         return Suggestion(config, meta)
+
+
+# -- progress ------------------------------------------------------------------------------------
+def _progress(trial: Trial) -> int:
+    """Segments the weights of ``trial`` have been trained for: its lineage and itself."""
+    lineage = trial.lineage
+    return (lineage.count(",") if isinstance(lineage, str) else 0) + 1
+
+
+def _at_progress(history: History, trial: Trial, progress: int) -> Trial:
+    """``trial``'s ancestor at ``progress`` (``trial`` itself when it has not trained further,
+    or when its lineage names a trial the history lacks, e.g. a hand-made one)."""
+    if _progress(trial) <= progress or progress < 1:
+        return trial
+    ancestor = history.get(trial.ancestors[progress - 1])
+    if ancestor is None or ancestor.status is not TrialStatus.COMPLETED:
+        return trial
+    return ancestor
 
 
 # -- the state ----------------------------------------------------------------------------------
