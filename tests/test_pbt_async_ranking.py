@@ -103,16 +103,34 @@ def test_equal_progress_compares_the_asker_with_the_others_at_its_progress():
     assert nxt.parameters["learning_rate"] == trials[1][0].parameters["learning_rate"]
 
 
-def test_equal_progress_donor_is_the_best_at_equal_progress_with_its_latest_weights():
-    # at progress 1: 8 (member 0), 7 (member 2), 4 (member 1): member 1 copies member 0,
-    # the best at progress 1, though member 2 (12) is ahead by its latest segment; what it
-    # copies is member 0's latest COMPLETED segment (10), the checkpoint that is kept
+def test_equal_progress_donor_is_drawn_by_the_weights_it_hands_on():
+    # at progress 1: 8 (member 0), 7 (member 2), 4 (member 1): member 1 is the bottom one and
+    # is exploited; its donor is drawn from the top by the latest COMPLETED segments, the
+    # weights that are copied: member 2's (12), not member 0's (10), though member 0 was the
+    # better at progress 1
     study, nxt, trials = staged("equal_progress", 4.0)
     assert nxt.meta["replaced"] == trials[1][0].id
-    assert nxt.parent == trials[0][1].id
-    assert nxt.load_from == trials[0][1].save_to
-    _, nxt_latest, trials_latest = staged("latest", 4.0)
-    assert nxt_latest.parent == trials_latest[2][1].id  # 'latest' copies member 2
+    assert nxt.parent == trials[2][1].id
+    assert nxt.load_from == trials[2][1].save_to
+
+
+def test_equal_progress_donor_is_never_the_asker_itself():
+    """Members 0 and 2 got worse in their second segment (8 -> 5, 7 -> 4). Member 1 (6, one
+    segment) is the bottom at progress 1 (8, 7, 6), yet its own segment is the best latest
+    one: the donor is the best of the others by their latest segments, member 0's."""
+    study = Study(PARAMS, apbt(3, 3, ranking="equal_progress"), False, seed=0)
+    f0, f1, f2 = (study.get_suggestion() for _ in range(3))
+    finish(study, f2, 7.0)
+    s2 = study.get_suggestion()
+    finish(study, f0, 8.0)
+    s0 = study.get_suggestion()
+    assert (s2.parent, s0.parent) == (f2.id, f0.id)  # both go on
+    finish(study, f1, 6.0)
+    finish(study, s2, 4.0)
+    finish(study, s0, 5.0)
+    nxt = study.get_suggestion()
+    assert nxt.member == 1 and nxt.meta["replaced"] == f1.id
+    assert nxt.parent == s0.id
 
 
 def test_a_member_behind_the_asker_is_scored_by_its_latest_segment():

@@ -170,16 +170,17 @@ class PopulationBasedTraining(Algorithm):
             that name whose values explore may reach (inside ``parameter_range``), or a
             callable ``f(rng) -> value`` drawing only from the numpy ``rng`` it is given (its
             value is checked). Only for parameters that explore changes.
-        ranking: asynchronous mode: what a member is compared with when it decides.
+        ranking: asynchronous mode: what a member that asks is compared with.
             ``'latest'`` (default): every member's latest COMPLETED segment, however far it
-            has trained (with fewer workers than members, the member that asks has usually
-            trained least, and is exploited nearly every time); ``'equal_progress'``: every
-            member's score when its weights had trained as many segments as the asker's
-            (an ancestor along its lineage; its latest segment if it has not trained that
-            far), while the donor is still its latest COMPLETED segment. See
-            :mod:`poptune.algorithms.pbt.asynchronous`. Synchronous mode compares a
-            generation, whose members have all trained equally long: either value means the
-            same there.
+            has trained (with fewer workers than members the member that asks has usually
+            trained least, so it is exploited more often than a fair comparison would say);
+            ``'equal_progress'``: whether it is exploited is decided against every member's
+            score when its weights had trained as many segments as the asker's (an ancestor
+            along its lineage; its latest segment if it has not trained that far), and a
+            truncation donor is drawn from the others' latest COMPLETED segments, the
+            weights it copies. See :mod:`poptune.algorithms.pbt.asynchronous` and the
+            README for the measured trade-off. Synchronous mode compares a generation,
+            whose members have all trained equally long: either value means the same there.
 
     **Storing the callables.** A config is JSON: ``explore_fn`` and a callable resample
     distribution are written as ``'module:function'`` when they are module-level functions
@@ -190,8 +191,9 @@ class PopulationBasedTraining(Algorithm):
     it (see :mod:`poptune.algorithms.pbt.hooks`).
 
     Raises:
-        ConfigurationError: any argument outside the ranges above, ``burn_in`` with
-            ``synchronous=True``, more ``initial_population`` configurations than
+        ConfigurationError: any argument outside the ranges above (e.g. a ``ranking`` other
+            than ``'latest'`` or ``'equal_progress'``; ArgumentTypeError if not a str),
+            ``burn_in`` with ``synchronous=True``, more ``initial_population`` configurations than
             ``population_size``, a ``parameter_range`` value list that is not a list or
             tuple (a set has no order; ArgumentTypeError), or (checked when the study is
             created) a ``parameter_range``, ``initial_population``, ``hyperparameters`` or
