@@ -32,7 +32,9 @@ hold the score were trained for (their lineage and themselves; a member that cop
 trained further than itself holds weights trained longer than its own segment count, so
 this can exceed the number of generations). Means ± standard errors over the seeds (the
 same seeds for both rankings); "difference" is equal_progress − latest, paired by seed, ±
-its standard error.
+its standard error; "equal_progress is" says better/worse when that difference is more than
+two standard errors from 0. Synchronous PBT on the same problems and seeds is printed below
+for reference (with a barrier the worker count does not change its decisions).
 
 Run from the repository root::
 
@@ -80,7 +82,8 @@ class Problem:
     population: int
     generations: int
 
-    def study(self, ranking: str, seed: int) -> poptune.Study:
+    def study(self, ranking: str | None, seed: int) -> poptune.Study:
+        """A fresh study: asynchronous PBT with ``ranking``, or synchronous PBT (None)."""
         raise NotImplementedError
 
     def train(self, trial: poptune.Trial, seed: int) -> tuple[float, Any]:
@@ -98,7 +101,7 @@ class Toy(Problem):
         self.population, self.generations = population, generations
         self.checkpoints: dict[str, np.ndarray] = {}
 
-    def study(self, ranking: str, seed: int) -> poptune.Study:
+    def study(self, ranking: str | None, seed: int) -> poptune.Study:
         self.checkpoints = {}
         founders = [dict(f) for f in TOY_FOUNDERS] if self.population == 2 else None
         algorithm = PopulationBasedTraining(
@@ -106,8 +109,8 @@ class Toy(Problem):
             self.population,
             resample_probability=RESAMPLE,
             initial_population=founders,
-            synchronous=False,
-            ranking=ranking,
+            synchronous=ranking is None,
+            ranking=ranking or "latest",
         )
         params = [Continuous("h0", [0, 1]), Continuous("h1", [0, 1])]
         return poptune.Study(params, algorithm, False, seed=seed, disable_dashboard=True)
@@ -131,15 +134,15 @@ class PbtFunction(Problem):
         self.population, self.generations = population, generations
         self.checkpoints: dict[str, dict[str, float]] = {}
 
-    def study(self, ranking: str, seed: int) -> poptune.Study:
+    def study(self, ranking: str | None, seed: int) -> poptune.Study:
         self.checkpoints = {}
         algorithm = PopulationBasedTraining(
             self.generations,
             self.population,
             quantile_fraction=PF_QUANTILE,
             resample_probability=RESAMPLE,
-            synchronous=False,
-            ranking=ranking,
+            synchronous=ranking is None,
+            ranking=ranking or "latest",
         )
         params = [Continuous("lr", list(PF_LR_RANGE))]
         return poptune.Study(params, algorithm, False, seed=seed, disable_dashboard=True)
@@ -201,7 +204,8 @@ def simulate(
         idle.sort()
 
 
-def run_one(problem: Problem, ranking: str, workers: int, seed: int) -> dict[str, float]:
+def run_one(problem: Problem, ranking: str | None, workers: int, seed: int) -> dict[str, float]:
+    """One simulated run (``ranking`` None: synchronous PBT)."""
     study = problem.study(ranking, seed)
     simulate(
         study,
@@ -251,14 +255,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         problems = [Toy(2, 50), Toy(6, 25), PbtFunction(4, 30), PbtFunction(8, 30)]
     started = time.process_time()
-    rows = []
+    rows, sync_rows = [], []
     for problem in problems:
+        digits = 3 if problem.name.startswith("toy") else 1
+        sync = [run_one(problem, None, 1, seed) for seed in range(seeds)]
+        sync_rows.append(
+            [
+                problem.name,
+                cell([x["score"] for x in sync], digits),
+                cell([100 * x["exploits"] for x in sync], 1),
+                cell([x["progress"] for x in sync], 1),
+            ]
+        )
         for workers in sorted({1, 2, problem.population}):
             got: dict[str, list[dict[str, float]]] = {r: [] for r in RANKINGS}
             for seed in range(seeds):
                 for ranking in RANKINGS:
                     got[ranking].append(run_one(problem, ranking, workers, seed))
-            digits = 3 if problem.name.startswith("toy") else 1
             scores = {r: [x["score"] for x in got[r]] for r in RANKINGS}
             diff = [b - a for a, b in zip(scores["latest"], scores["equal_progress"], strict=True)]
             rows.append(
@@ -300,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
         *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        "For reference, synchronous PBT on the same problems and seeds (a generation barrier, "
+        "so every member is compared at equal progress and the worker count changes nothing "
+        "the algorithm decides):",
+        "",
+        "| problem | score, synchronous | exploits % | best model's segments |",
+        "|---|---|---|---|",
+        *("| " + " | ".join(row) + " |" for row in sync_rows),
     ]
     text = "\n".join(lines)
     print(text)

@@ -42,14 +42,14 @@ def exploits(study):
 def test_one_worker_equal_progress_makes_far_fewer_exploits():
     """On one worker the member that asks has trained one segment less than the members
     before it in the round: 'latest' ranks it below them, so it is exploited far more often
-    than a fair comparison would say (measured here: 159 of 330 decisions against 60)."""
+    than a fair comparison would say (measured here: 159 of 330 decisions against 85)."""
     latest = [exploits(one_worker_toy("latest", seed)) for seed in range(5)]
     fair = [exploits(one_worker_toy("equal_progress", seed)) for seed in range(5)]
     n = sum(d for _, d in latest)
     assert n == sum(d for _, d in fair) == 5 * 6 * 11
     n_latest, n_fair = sum(e for e, _ in latest), sum(e for e, _ in fair)
     assert n_latest > 0.4 * n  # nearly half the decisions are exploits
-    assert n_fair < 0.5 * n_latest
+    assert n_fair < 0.6 * n_latest
     # truncation with population 6 replaces the bottom member: ~1 decision in 6 when fair
     assert n_fair < 0.3 * n
 
@@ -133,17 +133,31 @@ def test_equal_progress_donor_is_never_the_asker_itself():
     assert nxt.parent == s0.id
 
 
-def test_a_member_behind_the_asker_is_scored_by_its_latest_segment():
-    """Member 1 has completed only its first segment (7.5) when members 2 and 0, at progress
-    2, ask: it is ranked by that segment, below them (12, 10), so neither is the bottom
-    member (leaving member 1 out would make member 0 the bottom of two and replace it)."""
-    study, nxt, trials = staged("equal_progress", 7.5)
-    s2 = study.get_suggestion()  # member 2 finished generation 2 first
-    assert (s2.member, s2.generation, s2.parent) == (2, 3, trials[2][1].id)
-    assert "replaced" not in s2.meta
+@pytest.mark.parametrize("ranking", ["latest", "equal_progress"])
+@pytest.mark.parametrize("m1_score", [9.0, 7.5])
+def test_a_member_behind_the_asker_meets_it_at_its_own_progress(ranking, m1_score):
+    """Member 1 has completed only its first segment (``m1_score``) when member 0, at
+    progress 2 (8, then 10), asks: with 'equal_progress' they are compared at progress 1,
+    member 0's first segment (8) against member 1's. Member 2 (7, then 12) beats member 0."""
+    study = Study(PARAMS, apbt(3, 3, ranking=ranking), False, seed=0)
+    f0, f1, f2 = (study.get_suggestion() for _ in range(3))
+    finish(study, f2, 7.0)
+    s2 = study.get_suggestion()
+    finish(study, f0, 8.0)
     s0 = study.get_suggestion()
-    assert (s0.member, s0.generation, s0.parent) == (0, 3, trials[0][1].id)
-    assert "replaced" not in s0.meta
+    finish(study, s2, 12.0)
+    finish(study, s0, 10.0)
+    finish(study, f1, m1_score)
+    t2 = study.get_suggestion()  # member 2 finished first; it beats member 0 at progress 2
+    assert (t2.member, t2.parent) == (2, s2.id) and "replaced" not in t2.meta
+    t0 = study.get_suggestion()
+    assert t0.member == 0
+    if ranking == "equal_progress" and m1_score > 8.0:
+        # member 1 (9) beat member 0's first segment (8) though not its latest (10): member 0
+        # lost to both, it is the bottom, and copies the best latest weights (member 2's)
+        assert t0.meta["replaced"] == s0.id and t0.parent == s2.id
+    else:  # 'latest': 10 beats 9 and 7.5; 'equal_progress': 8 beats 7.5
+        assert t0.parent == s0.id and "replaced" not in t0.meta
 
 
 def test_a_failed_segment_still_copies_a_donor():
@@ -159,9 +173,10 @@ def test_a_failed_segment_still_copies_a_donor():
     assert s1.meta["replaced"] == f1.id and s1.parent == f2.id
 
 
-def test_every_parent_is_a_completed_segment_and_budgets_are_kept():
-    study = Study(PARAMS, apbt(6, 5, ranking="equal_progress", resample_probability=0.25),
-                  False, seed=3)  # fmt: skip
+@pytest.mark.parametrize("exploit", ["truncation", "tournament", "ttest"])
+def test_every_parent_is_a_completed_segment_and_budgets_are_kept(exploit):
+    algorithm = apbt(6, 5, ranking="equal_progress", resample_probability=0.25, exploit=exploit)
+    study = Study(PARAMS, algorithm, False, seed=3)
     trials = drive([study], schedule_seed=5, workers=2, fail={7, 19})
     assert len(trials) == 30
     for trial in trials:
@@ -179,13 +194,13 @@ def test_same_seed_same_run():
     assert run(4) != run(5)
 
 
-def test_a_suggestion_reads_at_most_one_ancestor_more_per_member():
+def test_a_suggestion_reads_at_most_two_ancestors_more_per_member():
     READS.clear()
     population = 4
     algorithm = CountingPBT(40, population, synchronous=False, ranking="equal_progress")
     study = Study(PARAMS, algorithm, False, seed=0)
     assert len(drive([study], 0, workers=2, fail={20})) == 160
-    assert max(READS) <= 3 * population + 1
+    assert max(READS) <= 4 * population + 1  # and the two segments compared, per member
     assert max(READS[-40:]) <= max(READS[10:50])
 
 

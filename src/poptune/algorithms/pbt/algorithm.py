@@ -174,13 +174,13 @@ class PopulationBasedTraining(Algorithm):
             ``'latest'`` (default): every member's latest COMPLETED segment, however far it
             has trained (with fewer workers than members the member that asks has usually
             trained least, so it is exploited more often than a fair comparison would say);
-            ``'equal_progress'``: whether it is exploited is decided against every member's
-            score when its weights had trained as many segments as the asker's (an ancestor
-            along its lineage; its latest segment if it has not trained that far), and a
-            truncation donor is drawn from the others' latest COMPLETED segments, the
-            weights it copies. See :mod:`poptune.algorithms.pbt.asynchronous` and the
-            README for the measured trade-off. Synchronous mode compares a generation,
-            whose members have all trained equally long: either value means the same there.
+            ``'equal_progress'``: it meets each other member at the progress (segments
+            trained, along the lineage) both have reached, each scored by its segment at
+            that progress; a truncation donor is drawn by the others' latest COMPLETED
+            segments, the weights it copies. See :mod:`poptune.algorithms.pbt.asynchronous`
+            and the README for the measured trade-off. Synchronous mode compares a
+            generation, whose members have all trained equally long: either value means the
+            same there.
 
     **Storing the callables.** A config is JSON: ``explore_fn`` and a callable resample
     distribution are written as ``'module:function'`` when they are module-level functions

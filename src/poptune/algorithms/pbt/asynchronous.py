@@ -18,7 +18,7 @@ member's next segment, decided from the population as it stands at that moment:
   from a fresh random configuration);
 * otherwise it **continues** from its own checkpoint with unchanged hyperparameters.
 
-Members are ranked by their score (``rank_by``) as ``ranking`` says; members without a
+Members are compared by their score (``rank_by``) as ``ranking`` says; members without a
 COMPLETED segment are not ranked; the quantile is :func:`~poptune.algorithms.pbt.exploit.
 quantile_size` of the number ranked, so a member is never both top and bottom:
 
@@ -26,27 +26,28 @@ quantile_size` of the number ranked, so a member is never both top and bottom:
   has trained. With fewer workers than members the member that asks is usually the one that
   has waited longest, so it is compared with members that have trained one segment more:
   on one worker with 6 members about half the decisions are exploits where a fair
-  comparison makes one in six;
+  comparison makes one in six (with truncation);
 * ``'equal_progress'``: *whether* the asking member is exploited is decided at equal
   progress. The progress of a segment is the number of segments its weights have been
   trained for, its lineage plus itself (``len(trial.ancestors) + 1``; not ``generation``,
   which counts the member's own segments: a member that copied a donor further ahead holds
-  weights trained longer than its generation says). The asker's progress ``p`` is that of
-  the weights it holds (its latest COMPLETED segment; after a FAILED or STOPPED segment, the
-  checkpoint that segment started from). Another member whose latest COMPLETED segment has
-  trained further is scored by the ancestor of that segment at progress ``p`` (read from
-  its ``lineage``: the same weights, when they had trained exactly as long as the asker's);
-  a member not that far yet is scored by its latest COMPLETED segment (the best it can
-  show; the comparison then favours the asker, so the error leans towards continuing). The
-  tournament's and the t-test's rival is compared the same way (the t-test's values are
-  those along the lineage from the segment scored). *What* is copied is a member's latest
-  COMPLETED segment (its current weights, whose checkpoint the garbage collector keeps), so
-  truncation draws its donor from the top quantile of the members other than the asker
-  ranked by those segments: the weights being handed on, by their own score (drawing it by
-  the score at equal progress copied weights that had trained less: on ``pbt_function``
-  with one worker and 8 members it scored 164 against 204 over 24 seeds, see
-  ``benchmarks/async_ranking.py``).
-  Members whose segment FAILED or was STOPPED pick their donor the same way.
+  weights trained longer than its generation says). The asker (progress ``p``, its latest
+  COMPLETED segment) meets every other member (progress ``p'``, its latest COMPLETED
+  segment) at the progress both have reached, ``min(p, p')``: each side is scored by its
+  segment at that progress, an ancestor read from its ``lineage`` (the same weights, when
+  they had trained exactly that long). The other member *beats* the asker if its score
+  there is better (ties: the lower member index), and the asker's place is the number of
+  members that beat it: truncation exploits it when that place is in the bottom quantile
+  (it lost to all but fewer than ``quantile`` of the others), the tournament when its rival
+  (drawn uniformly) beats it, the t-test when its rival's values up to that progress
+  (along its lineage) are significantly better than the asker's up to it. *What* is copied
+  is a member's latest COMPLETED segment (its current weights, whose checkpoint the
+  garbage collector keeps), so truncation draws its donor from the top quantile of the
+  other members ranked by those segments, the weights being handed on by their own score
+  (drawing it by the score at equal progress copied weights that had trained less; on
+  ``pbt_function`` with one worker and 8 members that scored 164 against 204 over 24
+  seeds, see ``benchmarks/async_ranking.py``). A member whose segment FAILED or was STOPPED
+  picks its donor the same way in both rankings.
 
 What is remembered lives in ``history.state['async']`` (JSON, one list entry per member):
 
@@ -140,28 +141,14 @@ class AsynchronousPBT(PBTMode):
         return _record(history, state, ready_member, suggestion)
 
     # -- the decision ---------------------------------------------------------------------------
-    def _ranking(
-        self, history: History, state: dict[str, Any], asker: Trial
-    ) -> tuple[list[tuple[int, Trial, Trial]], list[tuple[int, Trial, Trial]]]:
-        """Two rankings of ``(member, segment scored, its latest COMPLETED segment)``, best
-        first, ties by member index: the one that decides *whether* ``asker``'s member is
-        exploited, and the one its truncation donor is drawn from.
+    def _ranking(self, history: History, state: dict[str, Any]) -> list[tuple[int, Trial]]:
+        """``(member, its latest COMPLETED segment)`` best first, ties by member index.
 
-        ``ranking='latest'``: both are the members' latest COMPLETED segments (one list).
-        ``'equal_progress'``: the first scores each member at the progress of ``asker``'s
-        weights (an ancestor of its latest segment, see the module docstring); the second
-        scores the latest segments, the weights a donor hands on. The same order as
-        :func:`~poptune.algorithms.pbt.exploit.rank_members`, keyed by the member's index in
-        the state (one look-up per member, and one more per member that trained further).
+        The same order as :func:`~poptune.algorithms.pbt.exploit.rank_members`, keyed by the
+        member's index in the state (one look-up per member).
         """
         lower, rank_by = history.lower_is_better, self.rank_by
-        progress = None
-        if self.ranking == "equal_progress":
-            progress = _progress(asker)
-            if asker.status is not TrialStatus.COMPLETED:
-                progress -= 1  # the weights it holds: the checkpoint it started from
-        keyed: list[tuple[float, int, Trial, Trial]] = []
-        latest_keyed: list[tuple[float, int, Trial, Trial]] = []
+        keyed: list[tuple[float, int, Trial]] = []
         completed = state["completed"]
         for m in range(self.population_size):
             tid = completed[m]
@@ -169,26 +156,51 @@ class AsynchronousPBT(PBTMode):
                 continue
             trial = history[tid]
             score = trial.score(lower, rank_by)
-            if not math.isfinite(score):  # never, for a COMPLETED trial; kept as in rank_members
-                continue
-            key = score if lower else -score
-            if progress is not None:
-                latest_keyed.append((key, m, trial, trial))
-                scored = _at_progress(history, trial, progress)
-                at = scored.score(lower, rank_by)
-                if scored is not trial and math.isfinite(at):  # else: an ancestor never reported
-                    key = at if lower else -at
-                else:
-                    scored = trial
-                keyed.append((key, m, scored, trial))
-            else:
-                keyed.append((key, m, trial, trial))
+            if math.isfinite(score):  # always, for a COMPLETED trial; kept as in rank_members
+                keyed.append((score if lower else -score, m, trial))
         keyed.sort(key=lambda item: (item[0], item[1]))
-        ranked = [(m, scored, trial) for _, m, scored, trial in keyed]
-        if progress is None:
-            return ranked, ranked
-        latest_keyed.sort(key=lambda item: (item[0], item[1]))
-        return ranked, [(m, scored, trial) for _, m, scored, trial in latest_keyed]
+        return [(m, trial) for _, m, trial in keyed]
+
+    def _compared(
+        self, history: History, m: int, by_latest: list[tuple[int, Trial]]
+    ) -> tuple[list[tuple[int, Trial]], dict[int, tuple[Trial, Trial]]]:
+        """``ranking='equal_progress'``: the order that decides whether member ``m`` (ranked
+        in ``by_latest``) is exploited, and for each other member the two segments compared.
+
+        Member ``m`` meets every other member at the progress both have reached (see the
+        module docstring); the others that beat it come first, then ``m``, then the rest,
+        each group in ``by_latest``'s order, so ``m``'s place is the number of members that
+        beat it. Returns ``(order, {other: (its segment, m's segment)})``; at most two more
+        look-ups per member (the ancestors compared).
+        """
+        lower, rank_by = history.lower_is_better, self.rank_by
+        mine = next(trial for member, trial in by_latest if member == m)
+        p = _progress(mine)
+        cache: dict[int, Trial] = {}
+
+        def key(trial: Trial, progress: int, own: bool) -> tuple[float, Trial]:
+            at = cache.get(progress) if own else None
+            if at is None:
+                at = _at_progress(history, trial, progress)
+                if own:
+                    cache[progress] = at
+            score = at.score(lower, rank_by)
+            if not math.isfinite(score):  # an ancestor that never reported: its latest
+                at, score = trial, trial.score(lower, rank_by)
+            return (score if lower else -score), at
+
+        beaters, rest = [], []
+        pairs: dict[int, tuple[Trial, Trial]] = {}
+        for other, trial in by_latest:
+            if other == m:
+                continue
+            q = min(p, _progress(trial))
+            theirs, their_segment = key(trial, q, False)
+            ours, our_segment = key(mine, q, True)
+            pairs[other] = (their_segment, our_segment)
+            wins = theirs < ours or (theirs == ours and other < m)
+            (beaters if wins else rest).append((other, trial))
+        return [*beaters, (m, mine), *rest], pairs
 
     def _decide(
         self, history: History, state: dict[str, Any], m: int, rng: np.random.Generator
@@ -196,33 +208,39 @@ class AsynchronousPBT(PBTMode):
         """Next segment of member ``m``, whose latest segment has finished."""
         trial = history[state["latest"][m]]
         generation = trial.parameters["generation"] + 1
-        ranked, by_latest = self._ranking(history, state, trial)
-        members = [member for member, _, _ in ranked]
+        ranked = by_latest = self._ranking(history, state)
+        members = [member for member, _ in ranked]
         n_quantile = quantile_size(len(ranked), self.quantile_fraction)
-        # the donors on offer, best first (with 'latest' this is ``ranked`` without ``m``,
-        # whose top quantile never holds the bottom member ``m``)
+        # the donors on offer, best first by the weights they hand on (with 'latest' this is
+        # ``ranked`` without ``m``, whose top quantile never holds the bottom member ``m``)
         others = [entry for entry in by_latest if entry[0] != m]
 
         if trial.status is TrialStatus.COMPLETED:
             donor: Trial | None = None
             if state["n_completed"][m] >= self.burn_in and m in members:
+                pairs: dict[int, tuple[Trial, Trial]] | None = None
+                if self.ranking == "equal_progress":
+                    ranked, pairs = self._compared(history, m, by_latest)
+                    members = [member for member, _ in ranked]
                 beats = None
                 if self.exploit == "ttest":
                     k = self.ttest_window
                     lower = history.lower_is_better
 
                     def beats(j: int, i: int) -> bool:
+                        if pairs is None:
+                            a, b = ranked[j][1], ranked[i][1]
+                        else:  # i is m's place: the two segments that member j and m compare
+                            a, b = pairs[ranked[j][0]]
                         return significantly_better(
-                            recent_scores(history, ranked[j][1], k),
-                            recent_scores(history, ranked[i][1], k),
-                            lower,
+                            recent_scores(history, a, k), recent_scores(history, b, k), lower
                         )
 
                 j = challenge(
                     self.exploit, len(ranked), members.index(m), rng, self.quantile_fraction, beats
                 )
                 if j is not None:  # truncation: a place in the top quantile; else the rival
-                    donor = others[j][2] if self.exploit == "truncation" else ranked[j][2]
+                    donor = others[j][1] if self.exploit == "truncation" else ranked[j][1]
             if donor is None:
                 return _continue(history, m, trial, generation)
             return self._exploit(history, state, m, trial, donor, generation, rng)
@@ -231,11 +249,11 @@ class AsynchronousPBT(PBTMode):
         if not ranked:
             return _fresh(history, m, generation, rng)
         if not others:  # only this member ever completed a segment: go back to it
-            donor = ranked[0][2]
+            donor = ranked[0][1]
         elif self.exploit != "truncation":  # every completed member beats a failed one
-            donor = pick(others, rng)[2]
+            donor = pick(others, rng)[1]
         else:
-            donor = pick(others[: max(1, n_quantile)], rng)[2]
+            donor = pick(others[: max(1, n_quantile)], rng)[1]
         return self._exploit(history, state, m, trial, donor, generation, rng)
 
     def _exploit(
