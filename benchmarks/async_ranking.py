@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.process_time()
     rows, sync_rows = [], []
     for problem in problems:
-        digits = 3 if problem.name.startswith("toy") else 1
+        digits = 4 if problem.name.startswith("toy") else 1
         sync = [run_one(problem, None, 1, seed) for seed in range(seeds)]
         sync_rows.append(
             [
