@@ -258,3 +258,12 @@ def test_either_ranking_is_accepted_in_synchronous_mode():
         for trial in study:
             finish(study, trial)
         assert len(study.trials) == 6
+
+
+def test_pb2_takes_the_ranking_too():
+    pytest.importorskip("sklearn")
+    pb2 = algorithms.PB2(3, 4, synchronous=False, ranking="equal_progress")
+    assert algorithm_from_config(pb2.to_config()).ranking == "equal_progress"
+    study = Study(PARAMS, pb2, False, seed=1)
+    trials = drive([study], schedule_seed=3, workers=2)
+    assert len(trials) == 12
