@@ -58,9 +58,12 @@ What is remembered lives in ``history.state['async']`` (JSON, one list entry per
 * ``n_completed``: how many segments each member has completed (for ``burn_in``).
 
 Each suggestion indexes only the trials created since the last one (re-queued trials are made
-outside the algorithm) and looks at one trial per member, so it costs O(population), however
-long the study has run (``'ttest'`` also reads the ``ttest_window`` segments that hold the
-two members' last values; PB2's explore reads the trials its model needs). Updating the
+outside the algorithm) and looks at one trial per member (``'equal_progress'``: at most two
+more, the segments compared), so it reads O(population) trials however long the study has
+run (``'ttest'`` also reads the ``ttest_window`` segments that hold the two members' last
+values; PB2's explore reads the trials its model needs). ``'equal_progress'`` finds a
+segment at a given progress by its position in the lineage text, a scan that grows with the
+segments trained: ~20 µs per member at 100 segments, ~0.1 ms at 1,000. Updating the
 state is idempotent (ids only grow), so a suggestion gives the same answer whether or not
 the state written during an earlier ``WAIT`` was kept.
 """
@@ -299,7 +302,8 @@ def _at_progress(history: History, trial: Trial, progress: int) -> Trial:
     or when its lineage names a trial the history lacks, e.g. a hand-made one)."""
     if _progress(trial) <= progress or progress < 1:
         return trial
-    ancestor = history.get(trial.ancestors[progress - 1])
+    # the (progress)-th id of the lineage text, without converting the others
+    ancestor = history.get(int(trial.lineage.split(",", progress)[progress - 1]))
     if ancestor is None or ancestor.status is not TrialStatus.COMPLETED:
         return trial
     return ancestor
