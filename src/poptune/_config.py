@@ -237,7 +237,7 @@ def object_from_config(config: Mapping[str, Any], registry: Mapping[str, Any], b
         raise ConfigurationError(f"config without a 'type': {dict(config)!r}")
     cls: Any
     if ":" in kind:
-        cls = import_stored(kind, "the stored type", "cannot import")
+        cls = import_stored(kind, f"the stored {base.__qualname__} type", "cannot import")
     else:
         cls = registry.get(kind)
         if cls is None:
