@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from poptune._config import BUILTIN_STOPPING_RULES, object_from_config, trusting
+from poptune._config import (
+    BUILTIN_STOPPING_RULES,
+    check_trusted_modules,
+    object_from_config,
+    trusting,
+)
 from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.exceptions import (
     ConfigurationError,
@@ -80,7 +85,7 @@ def load(
     a custom stopping rule left out."""
     file, data = read_saved(path)
     config = data["config"]
-    trusted = tuple(trusted_modules or ())
+    trusted = check_trusted_modules("Study.load", trusted_modules)
     with trusting(trusted, replace=read_only):
         try:
             if algorithm is None:
