@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from poptune._config import (
     BUILTIN_STOPPING_RULES,
     check_trusted_modules,
@@ -39,6 +37,8 @@ from poptune.study._open import _StoredAlgorithm, config_of
 from poptune.trial import Trial, TrialStatus
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from poptune.study.study import Study
 
 __all__ = ["load", "read_saved", "save", "saved_trials", "write_atomic", "write_saved"]
