@@ -14,7 +14,7 @@ from poptune import (
     Study,
     algorithms,
 )
-from poptune._config import object_from_config
+from poptune._config import object_from_config, trusting
 from poptune.algorithms import algorithm_from_config
 
 
@@ -146,7 +146,9 @@ def test_algorithm_config_round_trip(algo):
 def test_unknown_algorithm_config():
     with pytest.raises(ConfigurationError, match="unknown type 'Nope'"):
         algorithm_from_config({"type": "Nope"})
-    with pytest.raises(ConfigurationError, match="cannot import"):
+    with pytest.raises(ConfigurationError, match="does not trust"):  # never imported
+        algorithm_from_config({"type": "no.such.module:Algo"})
+    with trusting(["no"]), pytest.raises(ConfigurationError, match="cannot import"):
         algorithm_from_config({"type": "no.such.module:Algo"})
 
 

@@ -40,9 +40,10 @@ from poptune.trial import TrialStatus
 __all__ = ["main"]
 
 
-def _storage(spec: str) -> Storage:
-    """A storage from a URL or an SQLite file path; never creates a database."""
-    return resolve(spec, must_exist=True)
+def _storage(spec: str, write: bool = False) -> Storage:
+    """A storage from a URL or an SQLite file path; never creates a database, and opens it
+    read-only unless ``write`` (delete, worker, dashboard --allow-stop)."""
+    return resolve(spec, must_exist=True, read_only=not write)
 
 
 def _fmt(value: Any) -> str:
@@ -160,7 +161,7 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _delete(args: argparse.Namespace, out: TextIO) -> int:
-    storage = _storage(args.storage)
+    storage = _storage(args.storage, write=True)
     storage.get_study_id(args.study)  # StudyNotFoundError before asking anything
     if not args.yes:
         if not sys.stdin.isatty():
@@ -190,7 +191,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
             sys.path.insert(0, folder)
     objective = _import_objective(args.objective)
     ran = run_worker(
-        _storage(args.storage),
+        _storage(args.storage, write=True),
         args.study,
         objective,
         n_trials=args.n_trials,
@@ -200,6 +201,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
         retry_failed_trials=args.retry_failed_trials,
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
+        trusted_modules=args.trust_module,
     )
     out.write(f"worker ran {ran} trial(s) of study {args.study!r}\n")
     return 0
@@ -212,7 +214,7 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
         Study.run_dashboard(spec, port=args.port, host=args.host, allow_stop=args.allow_stop,
                             banner=out)  # fmt: skip
         return 0
-    storage = _storage(spec)
+    storage = _storage(spec, write=args.allow_stop)
     name = args.study
     if name is not None:
         storage.get_study_id(name)  # a missing study: one clear line, before serving
@@ -272,6 +274,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=float, help="seconds (default 4 x heartbeat)")
     p.add_argument("--path", action="append", default=[],
                    help="a directory to import the objective from (repeatable)")  # fmt: skip
+    p.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
+                   help="a module the stored algorithm may import (repeatable)")  # fmt: skip
     p.set_defaults(run=_worker)
     p = sub.add_parser("dashboard", help="serve the live web dashboard of a storage's studies")
     p.add_argument("storage", help=storage_help + ", or a directory written by Study.save")
