@@ -223,6 +223,49 @@ def test_loopback_dashboard_refuses_foreign_host_headers():
     assert rebinding.status_code == 400
 
 
+@pytest.mark.parametrize(
+    "host, allowed",
+    [
+        ("127.0.0.1", True), ("127.0.0.1:8880", True), ("127.1.2.3:80", True),
+        ("127.255.255.254", True), ("localhost", True), ("LOCALHOST:8880", True),
+        ("localhost.:8880", True), ("app.localhost:8880", True), ("[::1]", True),
+        ("[::1]:8880", True), ("::1", True), ("[::ffff:127.0.0.1]:8880", True),
+        ("evil.example", False), ("evil.example:8880", False), ("127.0.0.1.evil.example", False),
+        ("localhost.evil.example", False), ("128.0.0.1", False), ("[::2]:8880", False),
+        ("0.0.0.0", False), ("", False), ("[::1", False), ("10.0.0.1:8880", False),
+    ],
+)  # fmt: skip
+def test_the_loopback_host_check_covers_every_loopback_address(host, allowed):
+    client = TestClient(
+        create_app(DashboardData(poptune.storage.MemoryStorage()), trusted_hosts=LOOPBACK_HOSTS),
+        base_url="http://127.0.0.1:8880",
+    )
+    answer = client.get("/api/studies", headers={"host": host})
+    assert answer.status_code == (200 if allowed else 400), host
+
+
+def test_a_dashboard_bound_to_any_loopback_address_checks_hosts():
+    for bind in ("127.0.0.1", "localhost", "::1"):
+        try:
+            server = start_dashboard(poptune.storage.MemoryStorage(), host=bind, port=0,
+                                     banner=False)  # fmt: skip
+        except ConfigurationError:  # no IPv6 here
+            continue
+        try:
+            assert server.loopback and "this machine only" in server.banner()
+            base = server.url
+            ok = urllib.request.Request(base + "api/info")
+            with urllib.request.urlopen(ok, timeout=10) as answer:
+                assert answer.status == 200
+            evil = urllib.request.Request(base + "api/info", headers={"Host": "evil.example"})
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(evil, timeout=10)
+            assert info.value.code == 400
+            info.value.close()
+        finally:
+            server.stop()
+
+
 def _get(url: str) -> object:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())

@@ -18,6 +18,7 @@ folder; Plotly.js is served from the installed ``plotly`` package (no CDN).
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,64 @@ from poptune.exceptions import (
     UnknownTrialError,
 )
 
-__all__ = ["create_app", "plotly_js_path"]
+__all__ = ["create_app", "host_of", "is_loopback_host", "plotly_js_path"]
 
 STATIC = Path(__file__).parent / "static"
 
-#: Loopback names a dashboard bound to a loopback address answers to (DNS rebinding guard).
+#: Passed as ``trusted_hosts``: answer to every loopback Host (:func:`is_loopback_host`) and
+#: nothing else (a DNS rebinding guard for a dashboard bound to a loopback address).
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def host_of(value: str) -> str:
+    """The host name of an HTTP ``Host`` header (or a bind address), without its port or
+    the brackets of an IPv6 literal, in lower case: ``[::1]:8880`` -> ``::1``."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        return text[1:end] if end > 0 else text
+    if text.count(":") == 1:  # name:port (more colons: a bare IPv6 address)
+        text = text.split(":", 1)[0]
+    return text.rstrip(".")
+
+
+def is_loopback_host(value: str) -> bool:
+    """Whether a ``Host`` header (or a bind address) names this machine only: ``localhost``
+    and ``*.localhost`` (RFC 6761), any address of 127.0.0.0/8, ``::1`` and an IPv4-mapped
+    loopback address, with or without a port."""
+    host = host_of(value)
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+class _HostGuard:
+    """ASGI middleware answering 400 to a request whose Host header is not trusted."""
+
+    def __init__(self, app: Any, allowed: Callable[[str], bool]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = ""
+            for key, value in scope["headers"]:
+                if key == b"host":
+                    host = value.decode("latin-1")
+                    break
+            if not self.allowed(host):
+                from starlette.responses import JSONResponse
+
+                response = JSONResponse({"error": "invalid host header"}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
 
 _CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
@@ -82,9 +135,10 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
 
     Args:
         data: what to serve (a storage and whether stopping trials is allowed).
-        trusted_hosts: Host header values the app answers to (None: any). A dashboard bound to
-            127.0.0.1 passes :data:`LOOPBACK_HOSTS` so a web page elsewhere cannot reach it
-            through DNS rebinding.
+        trusted_hosts: host names the app answers to, whatever the port (None: any). A
+            dashboard bound to a loopback address passes :data:`LOOPBACK_HOSTS`, which means
+            every loopback name and address (:func:`is_loopback_host`), so a web page
+            elsewhere cannot reach it through DNS rebinding.
 
     Raises:
         MissingDependencyError: Starlette or plotly is not installed.
@@ -92,7 +146,6 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
     try:
         from starlette.applications import Starlette
         from starlette.middleware import Middleware
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
         from starlette.requests import Request
         from starlette.responses import FileResponse, JSONResponse, Response
         from starlette.routing import Route
@@ -199,7 +252,12 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
 
     middleware = [Middleware(BaseHTTPMiddleware, dispatch=headers)]
     if trusted_hosts is not None:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts))
+        if trusted_hosts == LOOPBACK_HOSTS:
+            allowed: Callable[[str], bool] = is_loopback_host
+        else:
+            names = {host_of(h) for h in trusted_hosts}
+            allowed = lambda header: host_of(header) in names  # noqa: E731
+        middleware.insert(0, Middleware(_HostGuard, allowed=allowed))
     routes = [
         Route("/", page),
         Route("/static/{file}", static),
