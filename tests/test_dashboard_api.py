@@ -200,7 +200,9 @@ def test_stop_action_reaches_the_trial_and_is_guarded(db_url):
 def test_static_files_plotly_from_the_package_and_security_headers(tmp_path):
     client = TestClient(create_app(DashboardData(poptune.storage.MemoryStorage())))
     page = client.get("/")
-    assert page.status_code == 200 and "static/plotly.min.js" in page.text
+    assert page.status_code == 200 and "static/app.js" in page.text
+    # Plotly is loaded by app.js when a plot is first shown, from this server
+    assert '"static/plotly.min.js"' in client.get("/static/app.js").text
     assert "cdn" not in page.text.lower()
     csp = page.headers["content-security-policy"]
     script_src = csp.split("script-src")[1].split(";")[0]

@@ -163,6 +163,7 @@ class DashboardServer:
             daemon=True,
         )
         self._thread.start()
+        self._warm_up()
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while not self._server.started and self._thread.is_alive():
@@ -175,7 +176,21 @@ class DashboardServer:
 
     def serve_forever(self) -> None:
         """Serve in this thread until Ctrl-C (or :meth:`stop` from another thread)."""
+        self._warm_up()
         self._run()
+
+    def _warm_up(self) -> None:
+        """Read every study once in the background, so that the first page opened does not
+        wait for a large study's first read (about a second for 16,000 trials)."""
+
+        def read() -> None:
+            try:
+                self.data.studies()
+            except Exception as exc:  # the page will show the error; nothing to do here
+                logger.debug("dashboard warm-up failed: %s", exc)
+
+        threading.Thread(target=read, name=f"poptune-dashboard-warm-{self.port}",
+                         daemon=True).start()  # fmt: skip
 
     def _run(self) -> None:
         async def serve() -> None:

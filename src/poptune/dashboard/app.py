@@ -7,6 +7,8 @@ API (every answer JSON; errors ``{"error": "..."}`` with 400, 403, 404 or 409)::
     GET  /api/studies/{name}                         summary + parameters + algorithm config
     GET  /api/studies/{name}/trials                  ?since=V&status=S&generation=G
                                                      &sort=K&order=asc|desc
+                                                     &offset=O&limit=L&observations=0|1
+    GET  /api/studies/{name}/curves                  ?top=N&recent=M&points=P
     GET  /api/studies/{name}/trials/{id}             one trial with its schedule
     GET  /api/studies/{name}/lineage                 PBT nodes and edges
     POST /api/studies/{name}/trials/{id}/stop        only with allow_stop; header X-Poptune: stop
@@ -25,7 +27,13 @@ from typing import Any
 
 from poptune._validation import check_choice, reject
 from poptune._version import __version__
-from poptune.dashboard._data import DashboardData, StopNotAllowedError
+from poptune.dashboard._data import (
+    CURVES_POINTS,
+    CURVES_RECENT,
+    CURVES_TOP,
+    DashboardData,
+    StopNotAllowedError,
+)
 from poptune.exceptions import (
     ConfigurationError,
     MissingDependencyError,
@@ -130,6 +138,15 @@ def _int_arg(params: Any, key: str, default: int | None, minimum: int = 0) -> in
     return value
 
 
+def _flag(params: Any, key: str, default: bool) -> bool:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    if raw not in ("0", "1", "true", "false"):
+        reject("dashboard", f"query parameter {key}", "0 or 1", raw, wrong_type=False)
+    return raw in ("1", "true")
+
+
 def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -> Any:
     """The Starlette application serving ``data``.
 
@@ -200,6 +217,18 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
             generation=_int_arg(q, "generation", None),
             sort=q.get("sort", "id"),
             descending=order == "desc",
+            offset=_int_arg(q, "offset", 0) or 0,
+            limit=_int_arg(q, "limit", None, minimum=1),
+            observations=_flag(q, "observations", True),
+        )
+
+    def curves(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        return data.curves(
+            request.path_params["name"],
+            top=_int_arg(q, "top", CURVES_TOP) or 0,
+            recent=_int_arg(q, "recent", CURVES_RECENT) or 0,
+            max_points=_int_arg(q, "points", CURVES_POINTS, minimum=2) or CURVES_POINTS,
         )
 
     def trial(request: Request) -> dict[str, Any]:
@@ -268,6 +297,7 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
         Route("/api/studies/{name:path}/trials/{tid:int}", api(trial)),
         Route("/api/studies/{name:path}/trials", api(trials)),
         Route("/api/studies/{name:path}/lineage", api(lineage)),
+        Route("/api/studies/{name:path}/curves", api(curves)),
         Route("/api/studies/{name:path}", api(study)),
     ]
     return Starlette(
