@@ -109,12 +109,92 @@ def test_trials_shape_filters_and_sorting(client):
         ("since=-1", "-1"),
         ("since=abc", "abc"),
         ("generation=x", "'x'"),
+        ("offset=-3", "-3"),
+        ("limit=0", "0"),
+        ("limit=999999", "999999"),
+        ("observations=maybe", "maybe"),
     ],
 )
 def test_bad_query_parameters_are_400_naming_the_value(client, query, words):
     response = client.get(f"/api/studies/pbt/trials?{query}")
     assert response.status_code == 400
     assert words in response.json()["error"]
+
+
+def _random_study(storage, n=250, name="many"):
+    study = poptune.Study(
+        [poptune.Continuous("x", [0, 1]), poptune.Choice("c", ["a", "b"])],
+        poptune.algorithms.RandomSearch(), lower_is_better=True,
+        storage=storage, study_name=name, seed=1,
+    )  # fmt: skip
+    for _ in range(n):
+        trial = study.get_suggestion()
+        if trial.id % 10 == 0:  # some trials without any observation
+            study.finalize(trial, "FAILED")
+            continue
+        for it in range(1, 4 + trial.id % 7):
+            study.add_observation(trial, trial.parameters["x"] + 1 / it, iteration=it)
+        study.finalize(trial)
+    return study
+
+
+def test_trials_are_paged_sorted_and_filtered_by_the_server():
+    study = _random_study(poptune.storage.MemoryStorage())
+    client = TestClient(create_app(DashboardData(study._storage)))
+    page = client.get("/api/studies/many/trials?offset=100&limit=50").json()
+    assert page["total"] == 250 and page["offset"] == 100
+    assert [r["id"] for r in page["trials"]] == list(range(101, 151))
+    # Sorted by best (minimize): the server's order over every trial, trials without a best
+    # last in either order, then paged.
+    everything = {t.id: t for t in study.trials}
+
+    def best(tid):
+        obs = everything[tid].best_observation(True)
+        return None if obs is None else obs.objective
+
+    for order in ("asc", "desc"):
+        ids = []
+        for offset in range(0, 250, 60):
+            answer = client.get(
+                f"/api/studies/many/trials?sort=best&order={order}&offset={offset}&limit=60"
+                "&observations=0"
+            ).json()
+            assert all("observations" not in r for r in answer["trials"])
+            ids += [r["id"] for r in answer["trials"]]
+        assert sorted(ids) == sorted(everything)
+        values = [best(i) for i in ids if best(i) is not None]
+        assert values == sorted(values, reverse=order == "desc")
+        assert all(best(i) is None for i in ids[len(values) :])  # missing values last
+        assert len(values) == 225
+    failed = client.get("/api/studies/many/trials?status=FAILED&limit=10").json()
+    assert failed["total"] == 25 and [r["id"] for r in failed["trials"]] == list(range(10, 110, 10))
+    beyond = client.get("/api/studies/many/trials?offset=1000&limit=10").json()
+    assert beyond["trials"] == [] and beyond["total"] == 250
+
+
+def test_curves_are_the_best_and_newest_trials_downsampled():
+    storage = poptune.storage.MemoryStorage()
+    study = _random_study(storage)
+    long = study.get_suggestion()  # a running trial with 1,000 observations
+    for it in range(1, 1001):
+        study.add_observation(long, 5.0 - it / 1000, iteration=it)
+    client = TestClient(create_app(DashboardData(storage)))
+    answer = client.get("/api/studies/many/curves?top=10&recent=5&points=50").json()
+    assert answer["total"] == 226  # trials with at least one observation
+    ids = [c["id"] for c in answer["trials"]]
+    assert len(ids) == 15 and ids == sorted(ids)
+    bests = sorted(
+        (t.best_observation(True).objective, t.id) for t in study.trials if t.observations
+    )
+    assert {tid for _, tid in bests[:10]} <= set(ids)
+    assert long.id in ids  # running, so among the newest
+    curve = next(c for c in answer["trials"] if c["id"] == long.id)
+    its = [o[0] for o in curve["observations"]]
+    assert len(its) <= 51 and its[0] == 1 and its[-1] == 1000 and its == sorted(its)
+    assert curve["status"] == "RUNNING"
+    default = client.get("/api/studies/many/curves").json()
+    assert len(default["trials"]) == 100  # 50 best + 50 newest
+    assert client.get("/api/studies/many/curves?points=1").status_code == 400
 
 
 def test_since_returns_only_what_changed(db_url):
