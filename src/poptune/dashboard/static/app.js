@@ -611,6 +611,7 @@
     const next = parseRoute();
     const previous = state.route;
     state.route = next;
+    if (next.page === "study" && next.tab !== "trials") loadPlotly().catch(() => {}); // meanwhile: the data
     if (next.page === "study") {
       const sameStudy = previous && previous.page === "study" && previous.name === next.name && state.study;
       if (sameStudy) {
