@@ -167,6 +167,11 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+#: Seconds without a heartbeat after which ``delete`` says a trial's worker may be dead (the
+#: workers' default grace period: 4 x the 10 s heartbeat interval).
+_STALE_AFTER = 40.0
+
+
 def _delete(args: argparse.Namespace, out: TextIO) -> int:
     storage = _storage(args.storage)
     storage.get_study_id(args.study)  # StudyNotFoundError before asking anything
@@ -174,10 +179,15 @@ def _delete(args: argparse.Namespace, out: TextIO) -> int:
                if t.status is TrialStatus.RUNNING]  # fmt: skip
     if running and not args.force:
         shown = ", ".join(map(str, running[:10])) + (", ..." if len(running) > 10 else "")
+        stale = ""
+        if storage.supports_heartbeat and storage.has_stale_trials(
+            storage.get_study_id(args.study), _STALE_AFTER
+        ):
+            stale = f" (some sent no heartbeat for {_STALE_AFTER:g} s: their workers may be dead)"
         raise PoptuneError(
-            f"study {args.study!r} has {len(running)} RUNNING trial(s) ({shown}): workers may "
-            "still be running it and would fail; stop them first, or pass --force to delete it "
-            "anyway"
+            f"study {args.study!r} has {len(running)} RUNNING trial(s) ({shown}){stale}: "
+            "workers may still be running it and would fail; stop them first, or pass --force "
+            "to delete it anyway"
         )
     if not args.yes:
         if not sys.stdin.isatty():
