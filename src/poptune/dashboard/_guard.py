@@ -34,7 +34,8 @@ MAX_CONNECTIONS = 64
 #: Default seconds a client has to send a request's headers.
 HEADER_TIMEOUT = 10.0
 
-logger = logging.getLogger("poptune.dashboard")
+#: Where the server's event loop reports its errors (rate-limited).
+logger = logging.getLogger("poptune.dashboard.server")
 
 
 class QuietLog(logging.Filter):
@@ -55,8 +56,9 @@ class QuietLog(logging.Filter):
             now = time.monotonic()
             if now - self._window >= self.interval:
                 if self.dropped:
+                    text = record.getMessage()
                     record.msg = f"%s (and {self.dropped} similar message(s) suppressed)"
-                    record.args = (record.getMessage(),)
+                    record.args = (text,)
                     record.exc_info = record.exc_text = None
                 self._window, self._passed, self.dropped = now, 0, 0
             if self._passed >= self.burst:
