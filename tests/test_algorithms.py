@@ -223,9 +223,20 @@ def test_every_built_in_config_round_trips_in_its_stored_format(algo, expected):
 def test_the_registry_names_every_built_in_algorithm():
     from poptune._config import BUILTIN_ALGORITHMS
 
-    built_in = {name for name in algorithms.__all__ if name not in (
-        "Algorithm", "Suggestion", "algorithm_from_config", "StoppingRule",
-        "MedianStoppingRule", "bayesian_optimization", "core")}  # fmt: skip (+ SHERPA's paths)
+    built_in = {
+        name
+        for name in algorithms.__all__
+        if name
+        not in (
+            "Algorithm",
+            "Suggestion",
+            "algorithm_from_config",
+            "StoppingRule",
+            "MedianStoppingRule",
+            "bayesian_optimization",
+            "core",
+        )
+    }  # fmt: skip (+ SHERPA's paths)
     assert set(BUILTIN_ALGORITHMS) == built_in
     assert {type(algo).__name__ for algo, _ in BUILT_IN_CONFIGS} == built_in
     for name in BUILTIN_ALGORITHMS:
