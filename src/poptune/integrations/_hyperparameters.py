@@ -112,9 +112,10 @@ def parameters_of(trial_or_parameters: Any) -> Mapping[str, Any]:
 def _scheduler_of(optimizer: Any, schedulers: list[Any]) -> Any:
     """The scheduler driving ``optimizer`` (unwrapping Accelerate's wrapper), or None."""
     for scheduler in schedulers:
-        inner = scheduler if hasattr(scheduler, "optimizer") else None
-        if inner is None or not hasattr(inner, "base_lrs"):
-            inner = getattr(scheduler, "scheduler", inner)
+        if hasattr(scheduler, "base_lrs") or hasattr(scheduler, "optimizer"):
+            inner = scheduler
+        else:
+            inner = getattr(scheduler, "scheduler", None)
         if inner is None or not hasattr(inner, "optimizer"):
             continue
         if inner.optimizer.param_groups is optimizer.param_groups:
