@@ -284,3 +284,15 @@ def test_without_torch_the_module_names_the_install_command(monkeypatch):
     monkeypatch.delitem(sys.modules, "poptune.integrations.torch")
     with pytest.raises(MissingDependencyError, match=r'pip install "poptune\[torch\]"'):
         importlib.import_module("poptune.integrations.torch")
+
+
+def test_import_poptune_does_not_import_the_integrations():
+    import subprocess
+
+    code = (
+        "import sys, poptune; "
+        "assert not [m for m in sys.modules if m.startswith('poptune.integrations')], "
+        "sorted(sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
