@@ -202,7 +202,8 @@ def apply_hyperparameters(
         return {}
     if not opts:
         raise HyperparameterNotAppliedError(
-            f"{_list(chosen)} did not reach any optimizer: none was given"
+            f"{_list(chosen)} did not reach any optimizer: none was given (pass the "
+            "optimizer, or leave a parameter out with mapping={NAME: None})"
         )
     by_key: dict[str, tuple[str, Any]] = {}
     for name, (key, value) in chosen.items():
