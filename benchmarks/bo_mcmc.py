@@ -102,8 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Best value after N evaluations, mean ± standard error over seeds {seeds[0]}–"
         f"{seeds[-1]}; CPU ms per suggestion over the whole run in brackets.",
         "",
-        "| problem (minimum) | N | " + " | ".join(MODES) + " |",
-        "|---|---|" + "---|" * len(MODES),
+        "| problem (minimum) | N | " + " | ".join(MODES) + " | GP_MCMC − GP, paired | "
+        "GP_MCMC better / worse |",
+        "|---|---|" + "---|" * (len(MODES) + 2),
     ]
     for problem, n in budgets.items():
         cells = []
@@ -114,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw["quality"][f"{problem}/{mode}"] = {"best": best, "ms_per_suggestion": ms}
             cells.append(f"{mean_se(best)} ({ms:.0f} ms)")
             print(f"  {problem} {name}: {cells[-1]}", file=sys.stderr, flush=True)
+        fit, mcmc = (raw["quality"][f"{problem}/{m}"]["best"] for m in MODES.values())
+        diff = [b - a for a, b in zip(fit, mcmc, strict=True)]
+        cells.append(mean_se(diff))
+        cells.append(f"{sum(d < 0 for d in diff)} / {sum(d > 0 for d in diff)}")
         minimum = PROBLEMS[problem][2]
         lines.append(f"| {problem} ({minimum:.3f}) | {n} | " + " | ".join(cells) + " |")
 

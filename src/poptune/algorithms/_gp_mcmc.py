@@ -61,14 +61,11 @@ _JITTER = 1e-8  # as the posterior's
 
 
 class _Target:
-    """The log posterior density of θ for one data set (pairwise squared differences of
-    the inputs computed once)."""
+    """The log posterior density of θ for one data set."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        self.y = y
+        self.X, self.y = X, y
         self.n, self.dim = X.shape
-        # (D, n, n): squared difference along each dimension
-        self.d2 = (X.T[:, :, None] - X.T[:, None, :]) ** 2
         priors = [PRIOR_AMPLITUDE] + [PRIOR_LENGTH_SCALE] * self.dim + [PRIOR_NOISE]
         self.mu = np.array([math.log(p[0]) for p in priors])
         self.sd = np.array([p[1] for p in priors])
@@ -84,9 +81,10 @@ class _Target:
     def log_likelihood(self, theta: np.ndarray) -> float:
         """The GP's log marginal likelihood of ``y`` (up to the constant ``n/2 log 2π``)."""
         amplitude, noise = math.exp(theta[0]), math.exp(theta[-1])
-        inverse_sq = np.exp(-2.0 * theta[1:-1])
-        r = np.sqrt(np.tensordot(inverse_sq, self.d2, axes=1))
-        K = matern52(r, amplitude)
+        Xs = self.X * np.exp(-theta[1:-1])
+        sq = np.sum(Xs * Xs, axis=1)
+        d2 = sq[:, None] + sq[None, :] - 2.0 * Xs @ Xs.T  # as Posterior computes distances
+        K = matern52(np.sqrt(np.maximum(d2, 0.0)), amplitude)
         K[np.diag_indices_from(K)] += noise + _JITTER
         try:
             L = np.linalg.cholesky(K)
