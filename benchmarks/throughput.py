@@ -93,6 +93,7 @@ class WorkerReport:
     trials: int = 0
     start: float = math.nan  # time.monotonic() at the barrier's release
     last: float = math.nan  # time.monotonic() at the end of its last trial
+    cpu_s: float = 0.0  # the worker's CPU time (user + system) from the barrier to its end
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -146,6 +147,7 @@ def _poptune_loop(job: Job, index: int, barrier: Any, counter: Any, report: Work
     barrier.wait(timeout=SETUP_TIMEOUT_S)
     clock, sleep_s = time.monotonic, job.sleep_s
     report.start = report.last = clock()
+    report.cpu_s = -time.process_time()
     stop_at = report.start + job.max_seconds
     for trial in study:
         p = trial.parameters
@@ -159,6 +161,33 @@ def _poptune_loop(job: Job, index: int, barrier: Any, counter: Any, report: Work
         report.last = clock()
         if report.last >= stop_at:
             break
+    report.cpu_s += time.process_time()
+
+
+#: Optuna's configurations: the RDB storage on the database's defaults ("optuna"), the RDB
+#: storage on SQLite with poptune's pragmas ("optuna-wal"), and JournalStorage on a file next
+#: to the run's SQLite file ("optuna-journal", Optuna's recommendation for several processes
+#: on one machine). The last two are SQLite-only.
+OPTUNA_CONFIGS = ("optuna", "optuna-wal", "optuna-journal")
+FILE_ONLY = ("optuna-wal", "optuna-journal")
+
+
+def optuna_storage(library: str, url: str) -> Any:
+    """The Optuna storage object of configuration ``library`` for the run's database ``url``."""
+    import optuna
+
+    from benchmarks.overhead import optuna_journal, optuna_rdb_with_pragmas
+
+    if library == "optuna":
+        return optuna.storages.RDBStorage(url)
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"{library} runs on a local file only, not on {url!r}")
+    path = url[len("sqlite:///") :]
+    if library == "optuna-wal":
+        return optuna_rdb_with_pragmas(path)
+    if library == "optuna-journal":
+        return optuna_journal(f"{path}.log")
+    raise ValueError(f"unknown Optuna configuration {library!r}")
 
 
 def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: WorkerReport) -> None:
@@ -167,7 +196,7 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=job.study_name,
-        storage=job.url,
+        storage=optuna_storage(job.library, job.url),
         sampler=optuna.samplers.RandomSampler(seed=job.seed + index),
         load_if_exists=True,
     )
@@ -175,6 +204,7 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
     barrier.wait(timeout=SETUP_TIMEOUT_S)
     clock, sleep_s, total = time.monotonic, job.sleep_s, job.total
     report.start = report.last = clock()
+    report.cpu_s = -time.process_time()
     stop_at = report.start + job.max_seconds
     while True:
         with counter.get_lock():  # hand out the fixed total on demand, like poptune does
@@ -192,6 +222,7 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
         report.last = clock()
         if report.last >= stop_at:
             break
+    report.cpu_s += time.process_time()
 
 
 def worker_main(job: Job, index: int, barrier: Any, counter: Any, reports: Any) -> None:
@@ -231,7 +262,7 @@ class SQLiteBackend:
         try:
             yield f"sqlite:///{path.as_posix()}"
         finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
+            for suffix in ("", "-wal", "-shm", "-journal", ".log", ".log.lock"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -309,11 +340,17 @@ class Run:
     stored: int  # completed trials found in the database afterwards
     capped: bool  # stopped by --max-seconds before the total
     error: str | None = None
+    cpu_s: float = math.nan  # the workers' CPU time, summed (not the database server's)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return self.trials / self.wall_s if self.wall_s > 0 else math.nan
+
+    @property
+    def cpu_ms_per_trial(self) -> float:
+        """The workers' CPU milliseconds per trial (the database server's not included)."""
+        return 1e3 * self.cpu_s / self.trials if self.trials else math.nan
 
 
 def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
@@ -335,7 +372,7 @@ def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rdb = optuna.storages.RDBStorage(url)
+    rdb = optuna_storage(library, url)
     optuna.create_study(study_name=name, storage=rdb, sampler=optuna.samplers.RandomSampler(seed))
 
     def close_optuna() -> int:
@@ -343,7 +380,8 @@ def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
             study = optuna.load_study(study_name=name, storage=rdb)
             return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         finally:
-            rdb.engine.dispose()
+            if hasattr(rdb, "engine"):
+                rdb.engine.dispose()
 
     return close_optuna
 
@@ -398,6 +436,7 @@ def run_once(
         trials=trials,
         wall_s=wall,
         stored=stored,
+        cpu_s=sum(r.cpu_s for r in ok),
         capped=trials < total,
         error=errors[0] if errors else None,
         warnings=[w for r in reports for w in r.warnings],
