@@ -44,6 +44,7 @@ LABEL = {
     "optuna-journal": "Optuna JournalStorage (JournalFileBackend)",
 }
 BUDGET_S, QUICK_BUDGET_S = 30.0, 4.0
+WARMUP, QUICK_WARMUP = 200, 50  # untimed trials before the timed ones, in the same process
 STORAGE_TITLE = {"memory": "in memory", "sqlite": "on a file"}
 #: Targets (issue 14, items 3 and 4), in CPU time per trial: poptune over the peer's
 #: configuration named here, and the growth of poptune's last 10% of trials over its first.
@@ -56,6 +57,7 @@ def run(ctx: Context) -> Section:
     sizes = ctx.pick(SIZES, QUICK_SIZES)
     repeats = ctx.repeats_or(3, 1)
     budget = ctx.pick(BUDGET_S, QUICK_BUDGET_S)
+    warmup = ctx.pick(WARMUP, QUICK_WARMUP)
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (config, n) -> runs
     failed: dict[str, str] = {}
     capped: dict[str, int] = {}  # config -> the size whose run hit the budget
@@ -75,7 +77,13 @@ def run(ctx: Context) -> Section:
                     out = ctx.run_peer(
                         lib,
                         "overhead_peer",
-                        {"case": config, "n": n, "seed": 1000 + r, "budget_s": budget},
+                        {
+                            "case": config,
+                            "n": n,
+                            "seed": 1000 + r,
+                            "budget_s": budget,
+                            "warmup": warmup,
+                        },
                         timeout_s=budget * 3 + 180,
                     )
                     if not out.ok:
@@ -129,8 +137,9 @@ def run(ctx: Context) -> Section:
         f"Per trial: ask for a trial (3 parameters: log-float, int, categorical), report a "
         f"trivial objective, finish it — poptune `for trial in study` + `add_observation` + "
         f"`finalize` (RandomSearch), Optuna ask/tell (RandomSampler), SHERPA's own loop "
-        f"(RandomSearch). Each run is a fresh process with a 200-trial warm-up; wall ms/trial = "
-        f"total time / trials, CPU ms/trial = the process's CPU time (user + system) / trials; "
+        f"(RandomSearch). Each run is a fresh process with a {warmup}-trial warm-up; "
+        f"wall ms/trial = total time / trials, CPU ms/trial = the process's CPU time "
+        f"(user + system) / trials; "
         f"median [min–max] of {repeats} alternating repeat(s). A run longer than {budget:g} s "
         "stops there (it is then run once, and not at larger n). On a file, Optuna runs in "
         "three configurations: its RDB storage on SQLite's defaults (rollback journal, "

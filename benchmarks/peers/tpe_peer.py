@@ -26,6 +26,10 @@ def run(problem: str, n: int, seeds: list[int], sampler: str = "tpe") -> dict[st
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective, box, _ = PROBLEMS[problem]
+    if sampler == "gp":  # what GPSampler imports on first use, outside the timing
+        import greenlet  # noqa: F401
+        import scipy.optimize  # noqa: F401
+        import torch  # noqa: F401
     best, seconds, cpu = [], 0.0, 0.0
     caught: list[str] = []
     for seed in seeds:
