@@ -189,12 +189,12 @@ def run(ctx: Context) -> Section:
         "budget is not comparable with a full one: it is left out of the means and its row "
         "says so.",
         "",
-        "**What the wall and CPU ratios measure:** the `pbt_function` step is a few "
-        "arithmetic operations, so these times are almost entirely framework overhead "
-        "(scheduling, reporting, checkpointing, processes). They say how much each library "
-        "costs on top of training, not how long a real training run would take: with steps "
-        "that take seconds, both libraries' times are dominated by the training itself and "
-        "the ratios move towards 1.",
+        "**The wall and CPU ratios measure framework overhead on a trivial function:** the "
+        "`pbt_function` step is a few arithmetic operations, so these times are almost "
+        "entirely the libraries' own (scheduling, reporting, checkpointing, processes). They "
+        "say how much each library costs on top of training, not how long a real training "
+        "run would take: with steps that take seconds, both libraries' times are dominated "
+        "by the training itself and the ratios move towards 1.",
         "",
         *table(
             [

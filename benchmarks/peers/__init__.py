@@ -33,7 +33,7 @@ REPO = HERE.parent.parent
 PEERS = ("optuna", "sherpa", "ray")
 #: The distributions whose versions the page reports, per environment.
 VERSIONS_OF = {
-    "optuna": ("optuna", "SQLAlchemy", "numpy", "psycopg"),
+    "optuna": ("optuna", "SQLAlchemy", "numpy", "psycopg", "torch", "scipy", "greenlet"),
     "sherpa": ("parameter-sherpa", "pandas", "numpy", "scikit-learn", "GPy", "GPyOpt"),
     "ray": ("ray", "numpy", "pandas", "scikit-learn"),
     "poptune": ("poptune", "numpy", "pandas", "SQLAlchemy", "psycopg", "scikit-learn", "torch"),
