@@ -604,6 +604,7 @@ def main_table(results: Results, storage: str) -> list[str]:
     ref = target.case if target.case in cases else None
     peers = [c for c in cases if c != ref]
     header = ["n"] + [f"{c} ms/trial (median [min–max])" for c in cases]
+    header += [f"{c} CPU ms/trial" for c in cases]
     if ref is not None:
         header += [f"ratio {ref}/{p}" for p in peers]
     header += [f"{c} first 10% / last 10% ms (growth × [min–max])" for c in cases]
@@ -623,6 +624,8 @@ def main_table(results: Results, storage: str) -> list[str]:
                 f"{fmt_ms(median(totals))} [{fmt_ms(min(totals))}–{fmt_ms(max(totals))}]"
                 + (f" ({'; '.join(extra)})" if extra else "")
             )
+        for c in cases:
+            row.append(fmt_ms(median([r.cpu_total for r in results.of(c, n)])))
         if ref is not None:
             mine = median([r.total for r in results.of(ref, n)])
             for p in peers:

@@ -51,11 +51,19 @@ from typing import Any
 
 if importlib.util.find_spec("poptune") is None:  # a checkout that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+if importlib.util.find_spec("benchmarks") is None:  # run as `python benchmarks/throughput.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# -- the problem (the same three parameters as overhead.py) ---------------------------------
-LR_RANGE = (1e-5, 1e-1)
-UNITS_RANGE = (8, 256)
-ACTIVATIONS = ["relu", "tanh", "sigmoid"]
+# -- the problem: overhead.py's three parameters and trivial objective ----------------------
+from benchmarks.overhead import (  # noqa: E402
+    ACTIVATIONS,
+    LR_RANGE,
+    UNITS_RANGE,
+    objective,
+    optuna_journal,
+    optuna_rdb_with_pragmas,
+)
+
 SLEEP_S = 0.05  # the "50 ms" objective
 
 OBJECTIVES = ("trivial", "50 ms")
@@ -79,11 +87,6 @@ TARGET_STORAGE = "postgres"
 TARGET_OBJECTIVE = "50 ms"
 TARGET_WORKERS = 8
 TARGET_EFFICIENCY = 0.90
-
-
-def objective(lr: float, units: int, act: str) -> float:
-    """The trivial objective; the "50 ms" objective sleeps 50 ms before computing it."""
-    return (math.log10(lr) + 3.0) ** 2 + units / 256.0 + (0.0 if act == "relu" else 0.1)
 
 
 # -- the workers (run in spawned processes) ---------------------------------------------------
@@ -175,8 +178,6 @@ FILE_ONLY = ("optuna-wal", "optuna-journal")
 def optuna_storage(library: str, url: str) -> Any:
     """The Optuna storage object of configuration ``library`` for the run's database ``url``."""
     import optuna
-
-    from benchmarks.overhead import optuna_journal, optuna_rdb_with_pragmas
 
     if library == "optuna":
         return optuna.storages.RDBStorage(url)
