@@ -562,6 +562,7 @@ def table(results: Results, libraries: list[str], objectives: Sequence[str]) -> 
     header += ["poptune efficiency (50 ms)"]
     if both:
         header += ["optuna efficiency (50 ms)"]
+    header += ["poptune workers' CPU ms/trial"] + (["optuna workers' CPU ms/trial"] if both else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for backend in results.backends:
         for objective_name in objectives:
@@ -576,6 +577,9 @@ def table(results: Results, libraries: list[str], objectives: Sequence[str]) -> 
                 row.append(fmt_pct(efficiency(mine, workers)) if sleepy else "n/a")
                 if both:
                     row.append(fmt_pct(efficiency(theirs, workers)) if sleepy else "n/a")
+                for runs in (mine, theirs) if both else (mine,):
+                    cpu = [r.cpu_ms_per_trial for r in runs if not r.error]
+                    row.append(f"{statistics.median(cpu):.2f}" if cpu else "–")
                 lines.append("| " + " | ".join(row) + " |")
     return lines
 
