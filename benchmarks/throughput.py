@@ -59,9 +59,12 @@ from benchmarks.overhead import (  # noqa: E402
     ACTIVATIONS,
     LR_RANGE,
     UNITS_RANGE,
+    load_average,
     objective,
     optuna_journal,
     optuna_rdb_with_pragmas,
+    progress,
+    version_of,
 )
 
 SLEEP_S = 0.05  # the "50 ms" objective
@@ -458,10 +461,6 @@ class Results:
         return self.runs.get((storage, objective_name, workers, library), [])
 
 
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def totals_for(args: argparse.Namespace, objective_name: str, workers: int) -> int:
     if objective_name == "trivial":
         return args.trivial_total
@@ -501,23 +500,6 @@ def run_all(args: argparse.Namespace, backends: list[Any], libraries: list[str])
 
 
 # -- the report -------------------------------------------------------------------------------
-def version_of(module: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # noqa: BLE001 - not installed
-        return "not installed"
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the system has none)."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 from benchmarks.harness import Context, Section, Target, figure, fmt, log, med, ratio, spread, table
+from benchmarks.throughput import usable_cpus
 
 TITLE = "2. Throughput: worker processes sharing one study (vs Optuna, same machine)"
 STORAGES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
@@ -212,19 +213,10 @@ def run(ctx: Context) -> Section:
             detail = f"{eff:.0%} of ideal ({fmt(med(got))} trials/s)"
             if eff < goal:
                 detail += (
-                    f"; on {ctx_cores()} cores the {workers} workers, the database server and "
+                    f"; on {usable_cpus()} cores the {workers} workers, the database server and "
                     "the harness share the CPU"
                 )
             section.targets.append(Target(what, eff >= goal, detail))
         else:
             section.targets.append(Target(what, None, "that configuration was not run"))
     return section
-
-
-def ctx_cores() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
