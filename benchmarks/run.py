@@ -5,7 +5,7 @@ Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinn
 peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
 ``docs/images/bench_*.png``::
 
-    python -m benchmarks                    # the whole page (under 30 minutes on 2 cores)
+    python -m benchmarks                    # the whole page (~1.5 hours on 2 cores, estimated)
     python -m benchmarks --quick            # a smoke run (~2-3 minutes), written to a temp dir
     python -m benchmarks --cases 3,5 --no-peers --output /tmp/bench/benchmarks.md
     python -m benchmarks --setup-only       # just create the peers' virtualenvs
@@ -13,9 +13,9 @@ peers alternately, several times — and writes ``docs/benchmarks.md`` with its 
 Cases: 1 overhead and scale (vs Optuna, SHERPA), 2 throughput with worker processes (vs
 Optuna), 3 PBT on the paper's toy problem (vs a numpy reference), 4 PBT on Ray's
 ``pbt_function`` problem (vs Ray Tune), 5 real training on digits (PBT vs random search, ASHA,
-BO), 6 TPE on Branin and Hartmann-6 (vs Optuna's TPESampler), 7 start-up: import, first
-trial, a read command (vs Optuna). A peer that cannot be
-installed or crashes is reported on the page; the run goes on.
+BO), 6 TPE and BO on Branin and Hartmann-6 (vs Optuna's TPESampler and GPSampler), 7
+start-up: import, first trial, a read command (vs Optuna). A peer that cannot be installed or
+crashes is reported on the page; the run goes on.
 """
 
 from __future__ import annotations
