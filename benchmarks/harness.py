@@ -125,15 +125,6 @@ def spread(values: Sequence[float], digits: int = 3) -> str:
     return f"{fmt(med(values), digits)} [{fmt(min(values), digits)}–{fmt(max(values), digits)}]"
 
 
-def mean_sd(values: Sequence[float], digits: int = 3) -> str:
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def mean_se(values: Sequence[float], digits: int = 3) -> str:
     """``mean ± standard error`` (just the value for one sample)."""
     values = [v for v in values if math.isfinite(v)]

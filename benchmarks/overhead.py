@@ -148,6 +148,8 @@ class Laps(list):
         super().__init__()
         Laps.current = self
         self.gc_seconds: list[float] = []
+        self.cpu_seconds = math.nan  # process CPU time from start() to finish()
+        self._cpu0 = math.nan
         stamps: list[float] = []
         gcs: list[float] = []
         self._stamps, self._gcs = stamps, gcs
@@ -176,11 +178,14 @@ class Laps(list):
         """Take the first time stamp; returns ``lap``."""
         self._stamps.clear()
         self._gcs.clear()
+        self._cpu0 = time.process_time()
         self.lap()
         self._limit[0] = self._stamps[0] + Laps.budget_s
         return self.lap
 
     def finish(self) -> Laps:
+        if math.isnan(self.cpu_seconds):
+            self.cpu_seconds = time.process_time() - self._cpu0
         s, g = self._stamps, self._gcs
         self[:] = [b - a for a, b in zip(s[:-1], s[1:], strict=True)]
         self.gc_seconds = [b - a for a, b in zip(g[:-1], g[1:], strict=True)]
@@ -263,8 +268,9 @@ def run_poptune(n: int, seed: int, **study_kwargs: Any) -> Laps:
     return laps.finish()
 
 
-def run_optuna(n: int, seed: int, storage: str | None = None) -> Laps:
-    """n ask/tell trials of a fresh Optuna study (``storage``: a database URL or memory)."""
+def run_optuna(n: int, seed: int, storage: Any = None) -> Laps:
+    """n ask/tell trials of a fresh Optuna study (``storage``: a database URL, an Optuna storage
+    object, or None for memory)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -302,8 +308,60 @@ def poptune_sqlite(n: int, seed: int) -> Laps:
 
 @register("optuna-sqlite", library="optuna", storage="sqlite", install="pip install optuna")
 def optuna_sqlite(n: int, seed: int) -> Laps:
+    """Optuna's RDB storage on SQLite's defaults (rollback journal, ``synchronous=FULL``)."""
     with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
         return run_optuna(n, seed, storage=f"sqlite:///{Path(tmp, 'optuna.db').as_posix()}")
+
+
+#: The SQLite settings poptune's SQLStorage uses (poptune.storage._statements.SQLITE_PRAGMAS:
+#: a write-ahead log, fsync at checkpoints only, a 60 s busy wait), given to Optuna too so
+#: that the two libraries are compared at the same durability. (foreign_keys=ON, poptune's
+#: fourth pragma, is a cost poptune pays and Optuna's schema does not ask for.)
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=60000",
+)
+
+
+def optuna_rdb_with_pragmas(path: str | Path) -> Any:
+    """Optuna's RDBStorage on the SQLite file ``path`` with :data:`SQLITE_PRAGMAS` set on every
+    connection (through SQLAlchemy's ``creator``, passed in Optuna's ``engine_kwargs``)."""
+    import sqlite3
+
+    import optuna
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), timeout=60.0, check_same_thread=False)
+        for pragma in SQLITE_PRAGMAS:
+            conn.execute(pragma)
+        return conn
+
+    url = f"sqlite:///{Path(path).as_posix()}"
+    return optuna.storages.RDBStorage(url, engine_kwargs={"creator": connect})
+
+
+def optuna_journal(path: str | Path) -> Any:
+    """Optuna's ``JournalStorage(JournalFileBackend(path))``: Optuna's recommended storage for
+    several processes on one machine (an append-only log file, a symlink lock)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+@register("optuna-sqlite-wal", library="optuna", storage="sqlite", install="pip install optuna")
+def optuna_sqlite_wal(n: int, seed: int) -> Laps:
+    """Optuna's RDB storage on SQLite with poptune's pragmas (WAL, ``synchronous=NORMAL``)."""
+    with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
+        return run_optuna(n, seed, storage=optuna_rdb_with_pragmas(Path(tmp, "optuna.db")))
+
+
+@register("optuna-journal", library="optuna", storage="sqlite", install="pip install optuna")
+def optuna_journal_file(n: int, seed: int) -> Laps:
+    """Optuna's JournalStorage on a file (shown in the SQLite table: a file on one disk)."""
+    with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
+        return run_optuna(n, seed, storage=optuna_journal(Path(tmp, "optuna.log")))
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -316,6 +374,7 @@ class Run:
     first: float
     last: float
     wall_s: float
+    cpu_total: float = math.nan  # process CPU ms per trial (Laps cases; NaN otherwise)
     has_gc: bool = False  # the case returned Laps: the gc_* figures are measured
     gc_total: float = math.nan
     gc_first: float = math.nan
@@ -341,6 +400,8 @@ def summarize(seconds: Sequence[float], n: int, wall_s: float, stopped: bool = F
         return 1e3 * math.fsum(values) / len(values)
 
     run = Run(n, ms(seconds), ms(seconds[:k]), ms(seconds[-k:]), wall_s)
+    cpu = getattr(seconds, "cpu_seconds", math.nan)
+    run.cpu_total = 1e3 * cpu / n
     gcs = getattr(seconds, "gc_seconds", None)
     if gcs is not None and len(gcs) == n:
         run.gc_total, run.gc_first, run.gc_last = ms(gcs), ms(gcs[:k]), ms(gcs[-k:])
@@ -543,6 +604,7 @@ def main_table(results: Results, storage: str) -> list[str]:
     ref = target.case if target.case in cases else None
     peers = [c for c in cases if c != ref]
     header = ["n"] + [f"{c} ms/trial (median [min–max])" for c in cases]
+    header += [f"{c} CPU ms/trial" for c in cases]
     if ref is not None:
         header += [f"ratio {ref}/{p}" for p in peers]
     header += [f"{c} first 10% / last 10% ms (growth × [min–max])" for c in cases]
@@ -562,6 +624,8 @@ def main_table(results: Results, storage: str) -> list[str]:
                 f"{fmt_ms(median(totals))} [{fmt_ms(min(totals))}–{fmt_ms(max(totals))}]"
                 + (f" ({'; '.join(extra)})" if extra else "")
             )
+        for c in cases:
+            row.append(fmt_ms(median([r.cpu_total for r in results.of(c, n)])))
         if ref is not None:
             mine = median([r.total for r in results.of(ref, n)])
             for p in peers:

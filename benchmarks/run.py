@@ -5,7 +5,7 @@ Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinn
 peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
 ``docs/images/bench_*.png``::
 
-    python -m benchmarks                    # the whole page (under 30 minutes on 2 cores)
+    python -m benchmarks                    # the whole page (~1.5 hours on 2 cores, estimated)
     python -m benchmarks --quick            # a smoke run (~2-3 minutes), written to a temp dir
     python -m benchmarks --cases 3,5 --no-peers --output /tmp/bench/benchmarks.md
     python -m benchmarks --setup-only       # just create the peers' virtualenvs
@@ -13,9 +13,9 @@ peers alternately, several times — and writes ``docs/benchmarks.md`` with its 
 Cases: 1 overhead and scale (vs Optuna, SHERPA), 2 throughput with worker processes (vs
 Optuna), 3 PBT on the paper's toy problem (vs a numpy reference), 4 PBT on Ray's
 ``pbt_function`` problem (vs Ray Tune), 5 real training on digits (PBT vs random search, ASHA,
-BO), 6 TPE on Branin and Hartmann-6 (vs Optuna's TPESampler), 7 start-up: import, first
-trial, a read command (vs Optuna). A peer that cannot be
-installed or crashes is reported on the page; the run goes on.
+BO), 6 TPE and BO on Branin and Hartmann-6 (vs Optuna's TPESampler and GPSampler), 7
+start-up: import, first trial, a read command (vs Optuna). A peer that cannot be installed or
+crashes is reported on the page; the run goes on.
 """
 
 from __future__ import annotations
@@ -60,6 +60,34 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 QUICK_SKIPS_SETUP = ("sherpa", "ray")
 
 
+#: The page's method, in front of its figures (what makes the comparisons fair, and where each
+#: kind of figure is).
+HOW_TO_READ = [
+    "## How to read this page",
+    "",
+    "- **Every peer in its recommended configuration beside its default one.** Optuna on a "
+    "file runs three ways: its RDB storage on SQLite's defaults (rollback journal, "
+    "`synchronous=FULL`), the same RDB storage with the SQLite pragmas poptune uses (WAL, "
+    "`synchronous=NORMAL`), and `JournalStorage(JournalFileBackend)`, Optuna's recommendation "
+    "for several processes on one machine (cases 1 and 2). Optuna's `TPESampler` stands "
+    "beside poptune's TPE and its `GPSampler` (with PyTorch and greenlet) beside poptune's "
+    "`BayesianOptimization` (case 6); Ray Tune runs with `reuse_actors=True`, its advice for "
+    "PBT (case 4).",
+    "- **Statistics.** Scores (cases 3–6) are means ± standard errors over at least 10 seeds "
+    "in a full run (case 5: see its seed count); timings (cases 1, 2, 7) are medians "
+    "[min–max] over alternating repeats, or means ± standard errors where the table says so.",
+    "- **Equal budgets.** A peer cut off by a time budget is not set against a full budget: "
+    "its cell says how far it got, and its ratio is left out or marked *not comparable*.",
+    "- **CPU time beside wall time** in every timing table: wall time on a shared 2-core "
+    "machine follows the load; CPU time is what the library itself spent.",
+    "- **Start-up is its own case** (7): `import` time and whole-process time (a fresh "
+    "process's first trial, a read-only command), beside `import numpy` and `python -c pass`; "
+    "the other cases time a warm process and leave start-up out.",
+    "- Case 4's wall and CPU ratios measure framework overhead on a trivial function, not "
+    "the time of a real training run.",
+]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -73,7 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(SHERPA's and Ray's are used if present: see --setup-peers)",
     )
     parser.add_argument(
-        "--cases", default="1,2,3,4,5,6", help="cases to run, e.g. 1,3 (default: all)"
+        "--cases", default="1,2,3,4,5,6,7", help="cases to run, e.g. 1,3 (default: all)"
     )
     parser.add_argument("--no-peers", action="store_true", help="run poptune only")
     parser.add_argument(
@@ -91,9 +119,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, help=f"the page (default {DEFAULT_OUTPUT})")
     parser.add_argument(
-        "--seeds", type=int, help="seeds for cases 3, 5 and 6 (default 50, 5 and 20)"
+        "--seeds",
+        type=int,
+        help="seeds for cases 3, 4, 5 and 6 (default 50, 10, 5 and 20; 10 for case 6's "
+        "Gaussian-process samplers)",
     )
-    parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2 and 4")
+    parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2 and 7")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("POPTUNE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
@@ -104,9 +135,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     try:
         args.case_numbers = [int(c) for c in args.cases.replace(" ", "").split(",") if c]
     except ValueError:
-        parser.error(f"--cases takes numbers 1-6 separated by commas, got {args.cases!r}")
+        parser.error(f"--cases takes numbers 1-7 separated by commas, got {args.cases!r}")
     if not args.case_numbers or any(c not in CASES for c in args.case_numbers):
-        parser.error(f"--cases takes numbers 1-6, got {args.cases!r}")
+        parser.error(f"--cases takes numbers 1-7, got {args.cases!r}")
     args.peer_names = [p for p in args.peers.replace(" ", "").split(",") if p]
     if any(p not in PEERS for p in args.peer_names):
         parser.error(f"--peers takes names among {', '.join(PEERS)}, got {args.peers!r}")
@@ -220,7 +251,7 @@ def render(
             )
         else:
             out.append(f"- **{name}: not available — {peer.error}**")
-    out += ["", "## Targets", ""]
+    out += ["", *HOW_TO_READ, "", "## Targets", ""]
     for section in sections:
         for target in section.targets:
             out.append(target.line().replace("- Target: ", f"- Case {section.title[0]}: ", 1))

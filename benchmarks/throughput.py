@@ -51,11 +51,22 @@ from typing import Any
 
 if importlib.util.find_spec("poptune") is None:  # a checkout that was not pip-installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+if importlib.util.find_spec("benchmarks") is None:  # run as `python benchmarks/throughput.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# -- the problem (the same three parameters as overhead.py) ---------------------------------
-LR_RANGE = (1e-5, 1e-1)
-UNITS_RANGE = (8, 256)
-ACTIVATIONS = ["relu", "tanh", "sigmoid"]
+# -- the problem: overhead.py's three parameters and trivial objective ----------------------
+from benchmarks.overhead import (  # noqa: E402
+    ACTIVATIONS,
+    LR_RANGE,
+    UNITS_RANGE,
+    load_average,
+    objective,
+    optuna_journal,
+    optuna_rdb_with_pragmas,
+    progress,
+    version_of,
+)
+
 SLEEP_S = 0.05  # the "50 ms" objective
 
 OBJECTIVES = ("trivial", "50 ms")
@@ -81,11 +92,6 @@ TARGET_WORKERS = 8
 TARGET_EFFICIENCY = 0.90
 
 
-def objective(lr: float, units: int, act: str) -> float:
-    """The trivial objective; the "50 ms" objective sleeps 50 ms before computing it."""
-    return (math.log10(lr) + 3.0) ** 2 + units / 256.0 + (0.0 if act == "relu" else 0.1)
-
-
 # -- the workers (run in spawned processes) ---------------------------------------------------
 @dataclass
 class WorkerReport:
@@ -93,6 +99,7 @@ class WorkerReport:
     trials: int = 0
     start: float = math.nan  # time.monotonic() at the barrier's release
     last: float = math.nan  # time.monotonic() at the end of its last trial
+    cpu_s: float = 0.0  # the worker's CPU time (user + system) from the barrier to its end
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -146,6 +153,7 @@ def _poptune_loop(job: Job, index: int, barrier: Any, counter: Any, report: Work
     barrier.wait(timeout=SETUP_TIMEOUT_S)
     clock, sleep_s = time.monotonic, job.sleep_s
     report.start = report.last = clock()
+    report.cpu_s = -time.process_time()
     stop_at = report.start + job.max_seconds
     for trial in study:
         p = trial.parameters
@@ -159,6 +167,31 @@ def _poptune_loop(job: Job, index: int, barrier: Any, counter: Any, report: Work
         report.last = clock()
         if report.last >= stop_at:
             break
+    report.cpu_s += time.process_time()
+
+
+#: Optuna's configurations: the RDB storage on the database's defaults ("optuna"), the RDB
+#: storage on SQLite with poptune's pragmas ("optuna-wal"), and JournalStorage on a file next
+#: to the run's SQLite file ("optuna-journal", Optuna's recommendation for several processes
+#: on one machine). The last two are SQLite-only.
+OPTUNA_CONFIGS = ("optuna", "optuna-wal", "optuna-journal")
+FILE_ONLY = ("optuna-wal", "optuna-journal")
+
+
+def optuna_storage(library: str, url: str) -> Any:
+    """The Optuna storage object of configuration ``library`` for the run's database ``url``."""
+    import optuna
+
+    if library == "optuna":
+        return optuna.storages.RDBStorage(url)
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"{library} runs on a local file only, not on {url!r}")
+    path = url[len("sqlite:///") :]
+    if library == "optuna-wal":
+        return optuna_rdb_with_pragmas(path)
+    if library == "optuna-journal":
+        return optuna_journal(f"{path}.log")
+    raise ValueError(f"unknown Optuna configuration {library!r}")
 
 
 def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: WorkerReport) -> None:
@@ -167,7 +200,7 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=job.study_name,
-        storage=job.url,
+        storage=optuna_storage(job.library, job.url),
         sampler=optuna.samplers.RandomSampler(seed=job.seed + index),
         load_if_exists=True,
     )
@@ -175,6 +208,7 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
     barrier.wait(timeout=SETUP_TIMEOUT_S)
     clock, sleep_s, total = time.monotonic, job.sleep_s, job.total
     report.start = report.last = clock()
+    report.cpu_s = -time.process_time()
     stop_at = report.start + job.max_seconds
     while True:
         with counter.get_lock():  # hand out the fixed total on demand, like poptune does
@@ -192,6 +226,7 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
         report.last = clock()
         if report.last >= stop_at:
             break
+    report.cpu_s += time.process_time()
 
 
 def worker_main(job: Job, index: int, barrier: Any, counter: Any, reports: Any) -> None:
@@ -231,7 +266,7 @@ class SQLiteBackend:
         try:
             yield f"sqlite:///{path.as_posix()}"
         finally:
-            for suffix in ("", "-wal", "-shm", "-journal"):
+            for suffix in ("", "-wal", "-shm", "-journal", ".log", ".log.lock"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -309,11 +344,17 @@ class Run:
     stored: int  # completed trials found in the database afterwards
     capped: bool  # stopped by --max-seconds before the total
     error: str | None = None
+    cpu_s: float = math.nan  # the workers' CPU time, summed (not the database server's)
     warnings: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return self.trials / self.wall_s if self.wall_s > 0 else math.nan
+
+    @property
+    def cpu_ms_per_trial(self) -> float:
+        """The workers' CPU milliseconds per trial (the database server's not included)."""
+        return 1e3 * self.cpu_s / self.trials if self.trials else math.nan
 
 
 def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
@@ -335,7 +376,7 @@ def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rdb = optuna.storages.RDBStorage(url)
+    rdb = optuna_storage(library, url)
     optuna.create_study(study_name=name, storage=rdb, sampler=optuna.samplers.RandomSampler(seed))
 
     def close_optuna() -> int:
@@ -343,7 +384,8 @@ def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
             study = optuna.load_study(study_name=name, storage=rdb)
             return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         finally:
-            rdb.engine.dispose()
+            if hasattr(rdb, "engine"):
+                rdb.engine.dispose()
 
     return close_optuna
 
@@ -398,6 +440,7 @@ def run_once(
         trials=trials,
         wall_s=wall,
         stored=stored,
+        cpu_s=sum(r.cpu_s for r in ok),
         capped=trials < total,
         error=errors[0] if errors else None,
         warnings=[w for r in reports for w in r.warnings],
@@ -416,10 +459,6 @@ class Results:
 
     def of(self, storage: str, objective_name: str, workers: int, library: str) -> list[Run]:
         return self.runs.get((storage, objective_name, workers, library), [])
-
-
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def totals_for(args: argparse.Namespace, objective_name: str, workers: int) -> int:
@@ -461,23 +500,6 @@ def run_all(args: argparse.Namespace, backends: list[Any], libraries: list[str])
 
 
 # -- the report -------------------------------------------------------------------------------
-def version_of(module: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # noqa: BLE001 - not installed
-        return "not installed"
-
-
-def load_average() -> float | None:
-    """The 1-minute load average (None where the system has none)."""
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None
-
-
 def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -522,6 +544,7 @@ def table(results: Results, libraries: list[str], objectives: Sequence[str]) -> 
     header += ["poptune efficiency (50 ms)"]
     if both:
         header += ["optuna efficiency (50 ms)"]
+    header += ["poptune workers' CPU ms/trial"] + (["optuna workers' CPU ms/trial"] if both else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for backend in results.backends:
         for objective_name in objectives:
@@ -536,6 +559,9 @@ def table(results: Results, libraries: list[str], objectives: Sequence[str]) -> 
                 row.append(fmt_pct(efficiency(mine, workers)) if sleepy else "n/a")
                 if both:
                     row.append(fmt_pct(efficiency(theirs, workers)) if sleepy else "n/a")
+                for runs in (mine, theirs) if both else (mine,):
+                    cpu = [r.cpu_ms_per_trial for r in runs if not r.error]
+                    row.append(f"{statistics.median(cpu):.2f}" if cpu else "–")
                 lines.append("| " + " | ".join(row) + " |")
     return lines
 

@@ -33,7 +33,7 @@ REPO = HERE.parent.parent
 PEERS = ("optuna", "sherpa", "ray")
 #: The distributions whose versions the page reports, per environment.
 VERSIONS_OF = {
-    "optuna": ("optuna", "SQLAlchemy", "numpy", "psycopg"),
+    "optuna": ("optuna", "SQLAlchemy", "numpy", "psycopg", "torch", "scipy", "greenlet"),
     "sherpa": ("parameter-sherpa", "pandas", "numpy", "scikit-learn", "GPy", "GPyOpt"),
     "ray": ("ray", "numpy", "pandas", "scikit-learn"),
     "poptune": ("poptune", "numpy", "pandas", "SQLAlchemy", "psycopg", "scikit-learn", "torch"),
@@ -235,3 +235,45 @@ def serve(run: Callable[..., Any]) -> None:
         text = f"{type(exc).__name__}: {exc}".strip().splitlines()
         payload = {"ok": False, "error": text[0][:400], "traceback": traceback.format_exc()}
     out.write_text(json.dumps(payload))
+
+
+# -- CPU time of a process tree ---------------------------------------------------------------
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by process ``root`` (default: this one) and all
+    its descendants, including the descendants that have exited and been waited for (they
+    count in their parent's children's time). Ray's driver, raylet, GCS and workers are all
+    descendants of the driver. Linux reads ``/proc``; elsewhere this process and its waited
+    children only (``resource.getrusage``)."""
+    root = os.getpid() if root is None else root
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (ppid, seconds)
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        names = []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            text = Path("/proc", name, "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
+        # fields[1] = ppid; utime, stime, cutime, cstime are fields 14-17 of stat (1-based)
+        ppid, times = int(fields[1]), sum(int(f) for f in fields[11:15])
+        stats[int(name)] = (ppid, times / ticks)
+    if root not in stats:
+        import resource
+
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo += children.get(pid, [])
+    return total

@@ -47,11 +47,13 @@ def sherpa_memory(n: int, seed: int) -> Laps:
     return laps.finish()
 
 
-def run(case: str, n: int, seed: int, budget_s: float) -> dict[str, Any]:
+def run(
+    case: str, n: int, seed: int, budget_s: float, warmup: int = overhead.WARMUP_TRIALS
+) -> dict[str, Any]:
     chosen = overhead.CASES[case]
     caught: list[str] = []
     with overhead.GC_METER:
-        overhead.measure(chosen, overhead.WARMUP_TRIALS, seed, caught)  # imports, caches
+        overhead.measure(chosen, warmup, seed, caught)  # imports, caches
         result = overhead.measure(chosen, n, seed, caught, budget_s if budget_s else math.inf)
     out = dataclasses.asdict(result)
     out["stopped"] = result.n < n

@@ -9,8 +9,10 @@ is :func:`benchmarks.problems.pf_step`. Both libraries report once per segment (
 ``training_iteration`` = one segment, with a checkpoint; poptune: one trial = one segment).
 (Reporting every step instead, Ray's PBT with population 8 took 83 s in one run here.)
 Result per configuration: the final score (the best member's accuracy after the last
-segment), the best accuracy ever reported, the steps trained and the wall time (library
-start-up — ``import``, ``ray.init`` — is not in it and is reported apart).
+segment), the best accuracy ever reported, the steps trained and the budget of steps (a
+member ``short`` of it was cut off, by Ray's ``time_budget_s``), the wall time and the CPU
+time of the process with all its descendants (Ray's raylet, GCS and workers); library
+start-up — ``import``, ``ray.init`` — is in neither and is reported apart.
 
     python -m benchmarks.peers.pbt_function_peer --args '{"library": "ray", "configs":
         [["pbt", 4]], "generations": 30, "steps": 5, "seeds": [0], "time_budget_s": 300}'
@@ -26,7 +28,7 @@ import tempfile
 import time
 from typing import Any
 
-from benchmarks.peers import serve
+from benchmarks.peers import serve, tree_cpu_seconds
 from benchmarks.problems import PF_LR_RANGE, pf_train
 
 QUANTILE = 0.25
@@ -80,7 +82,7 @@ def run_ray(
     try:
         for algorithm, population in configs:
             with tempfile.TemporaryDirectory(prefix="poptune-bench-ray-") as storage:
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), tree_cpu_seconds()
                 if algorithm == "pbt":
                     scheduler = PopulationBasedTraining(
                         time_attr="training_iteration",
@@ -116,7 +118,7 @@ def run_ray(
                     ),
                 )
                 grid = tuner.fit()
-                wall = time.perf_counter() - t0
+                wall, cpu = time.perf_counter() - t0, tree_cpu_seconds() - cpu0
                 finals, best, iterations, errors = [], [], 0, grid.num_errors
                 for result in grid:
                     if result.metrics and METRIC in result.metrics:
@@ -137,6 +139,8 @@ def run_ray(
                         "best": max(best) if best else None,
                         "iterations": iterations,
                         "wall_s": wall,
+                        "cpu_s": cpu,
+                        "budget_steps": population * generations * steps,
                         "errors": errors,
                         "short": short,
                     }
@@ -180,7 +184,7 @@ def run_poptune(
 
     for seed, (algorithm, population) in [(s, c) for s in seeds for c in configs]:
         with tempfile.TemporaryDirectory(prefix="poptune-bench-pf-") as tmp:
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), tree_cpu_seconds()
             if algorithm == "pbt":
                 algo = PopulationBasedTraining(
                     generations,
@@ -205,7 +209,7 @@ def run_poptune(
                 checkpoint_dir=os.path.join(tmp, "checkpoints"),
             )
             study.optimize(segment, show_progress=False)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, tree_cpu_seconds() - cpu0
             last: dict[int, Any] = {}  # member -> its latest segment
             best, iterations = [], 0
             for trial in study.trials:
@@ -224,6 +228,8 @@ def run_poptune(
                     "best": max(best) if best else None,
                     "iterations": iterations,
                     "wall_s": wall,
+                    "cpu_s": cpu,
+                    "budget_steps": population * generations * steps,
                     "errors": failed,
                     "short": 0,
                 }

@@ -26,7 +26,11 @@ def run(
     max_seconds: float,
     postgres_url: str,
 ) -> list[dict[str, Any]]:
-    """One run per worker count, in order; ``total`` is per worker with a sleeping objective."""
+    """One run per worker count, in order; ``total`` is per worker with a sleeping objective.
+
+    ``library``: ``"poptune"`` or one of ``throughput.OPTUNA_CONFIGS`` (``"optuna"``: its RDB
+    storage on the database's defaults; ``"optuna-wal"``, ``"optuna-journal"``: SQLite only).
+    """
     from benchmarks import throughput
 
     backend = (
@@ -45,6 +49,7 @@ def run(
                     "trials": result.trials,
                     "wall_s": result.wall_s,
                     "rate": result.rate,
+                    "cpu_ms": result.cpu_ms_per_trial,
                     "stored": result.stored,
                     "capped": result.capped,
                     "error": result.error.splitlines()[0] if result.error else None,

@@ -1,0 +1,108 @@
+"""The benchmark page's rules (issue 14): a peer cut off by its time budget is never set
+against a full budget, scores are means ± standard errors, CPU time stands beside wall time.
+
+These run a case's table-building code on canned peer results (no peer, no timing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("numpy")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.cases import c4_pbt_function  # noqa: E402
+from benchmarks.harness import Context, mean_se  # noqa: E402
+from benchmarks.peers import Outcome, Peer, tree_cpu_seconds  # noqa: E402
+
+
+def pf_run(final: float, wall: float, cpu: float, short: int = 0) -> dict[str, Any]:
+    steps = 8 * 30 * 5
+    return {
+        "final": final,
+        "best": final,
+        "iterations": steps - 200 * (short > 0),
+        "budget_steps": steps,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "errors": 0,
+        "short": short,
+    }
+
+
+class CannedContext(Context):
+    """Answers every peer script with canned results: Ray's first seed is cut off."""
+
+    def __init__(self, images: Path) -> None:
+        super().__init__(
+            quick=False,
+            repeats=None,
+            seeds=None,
+            peers={"ray": Peer("ray", python=sys.executable)},
+            no_peers=False,
+            images=images,
+            image_link="images",
+            postgres_url="",
+        )
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def run_peer(self, peer: str, module: str, args: dict[str, Any], timeout_s: float) -> Outcome:
+        self.calls.append((peer, args))
+        configs = [f"{a}-{p}" for a, p in args["configs"]]
+        if peer == "ray":
+            cut = args["seeds"] == [c4_pbt_function.FIRST_SEED]
+            runs = {
+                c: [pf_run(999.0 if cut else 100.0, 50.0, 60.0, short=3 * cut)] for c in configs
+            }
+        else:
+            runs = {
+                c: [pf_run(120.0 + s, 0.5, 0.4) for s in range(len(args["seeds"]))] for c in configs
+            }
+        return Outcome(True, {"startup_s": 1.0, "runs": runs})
+
+
+def test_case_4_runs_ten_seeds_and_leaves_a_cut_off_peer_run_out(tmp_path: Path) -> None:
+    ctx = CannedContext(tmp_path / "images")
+    section = c4_pbt_function.run(ctx)
+    ray_seeds = [args["seeds"] for peer, args in ctx.calls if peer == "ray"]
+    assert len(ray_seeds) == 10  # >= 10 seeds by default, one Ray process each
+    ray_rows = [line for line in section.lines if "| Ray Tune |" in line]
+    assert ray_rows and all("1 run(s) cut off by the time budget" in r for r in ray_rows)
+    assert all("**not comparable**" in r and "9 of 10" in r for r in ray_rows)
+    # the cut-off run's score (999) is not in Ray's mean: the nine full runs score 100
+    assert all(f"| {mean_se([100.0] * 9, 1)} |" in r for r in ray_rows)
+    assert "framework overhead on a trivial function" in "\n".join(section.lines)
+    header = next(line for line in section.lines if line.startswith("| population"))
+    assert "wall time s" in header and "CPU time s" in header
+    assert "mean ± s.e." in header
+
+
+def test_case_4_gives_no_ratio_when_every_peer_run_was_cut_off(tmp_path: Path) -> None:
+    class AllCut(CannedContext):
+        def run_peer(
+            self, peer: str, module: str, args: dict[str, Any], timeout_s: float
+        ) -> Outcome:
+            out = super().run_peer(peer, module, args, timeout_s)
+            if peer == "ray":
+                for runs in out.result["runs"].values():
+                    runs[0]["short"] = 2
+            return out
+
+    section = c4_pbt_function.run(AllCut(tmp_path / "images"))
+    ray_rows = [line for line in section.lines if "| Ray Tune |" in line]
+    assert ray_rows and all("| not comparable |" in r for r in ray_rows)
+    mine = [line for line in section.lines if "| poptune (sync) |" in line]
+    assert mine and all(line.rstrip(" |").endswith("– | – | –") for line in mine)
+    (target,) = section.targets
+    assert target.met is None and "not comparable" in target.detail
+
+
+def test_tree_cpu_seconds_counts_a_child_that_has_exited() -> None:
+    before = tree_cpu_seconds()
+    subprocess.run([sys.executable, "-c", "sum(range(20_000_000))"], check=True)
+    assert tree_cpu_seconds() - before > 0.05
