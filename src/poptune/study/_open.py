@@ -71,6 +71,7 @@ class WorkerOptions:
     retry_failed_trials: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int | None = None
+    allow_pickle: bool = False  # a trust decision of this process: never stored
 
     def __post_init__(self) -> None:
         interval = check_positive(
@@ -88,8 +89,10 @@ class WorkerOptions:
         keep = check_int("Study", "keep_checkpoints", self.keep_checkpoints, 0, allow_none=True)
         if keep is not None and self.checkpoint_dir is None:
             raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
+        pickle_ok = check_bool("Study", "allow_pickle", self.allow_pickle)
         checked = {"heartbeat_interval": interval, "grace_period": grace,
-                   "retry_failed_trials": retry, "keep_checkpoints": keep}  # fmt: skip
+                   "retry_failed_trials": retry, "keep_checkpoints": keep,
+                   "allow_pickle": pickle_ok}  # fmt: skip
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 

@@ -2,7 +2,9 @@
 ``Study.load``.
 
 ``study.json`` holds everything needed to resume: the configuration (parameters, algorithm,
-direction, seed), the algorithm's JSON state and every trial with its observations.
+direction, seed), the algorithm's JSON state, every trial with its observations, and the
+study object's checkpoint settings (``options``: ``checkpoint_dir`` as an absolute path and
+``keep_checkpoints``; never ``allow_pickle``, a trust decision each process makes).
 ``results.csv`` is SHERPA's results table, for people and spreadsheets.
 """
 
@@ -36,7 +38,15 @@ from poptune.trial import Trial, TrialStatus
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["load", "read_saved", "save", "saved_trials", "write_atomic", "write_saved"]
+__all__ = [
+    "load",
+    "read_saved",
+    "save",
+    "saved_options",
+    "saved_trials",
+    "write_atomic",
+    "write_saved",
+]
 
 logger = logging.getLogger("poptune")
 
@@ -62,7 +72,29 @@ def save(study: Study, output_dir: str | os.PathLike[str] | None) -> Path:
             algorithm_state=study._storage.get_algorithm_state(study._study_id),
             trials=history,
             results=results_dataframe(history, study.lower_is_better),
+            options=saved_options(study),
         )
+
+
+def saved_options(study: Study) -> dict[str, Any]:
+    """The study object's settings that ``Study.load`` restores."""
+    directory = study.checkpoint_dir
+    return {
+        "checkpoint_dir": None if directory is None else str(Path(directory).resolve()),
+        "keep_checkpoints": study.keep_checkpoints,
+    }
+
+
+def _loaded_options(file: Path, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved ``options`` (absent in files of older versions: none), checked."""
+    options = data.get("options") or {}
+    directory = options.get("checkpoint_dir") if isinstance(options, dict) else None
+    keep = options.get("keep_checkpoints") if isinstance(options, dict) else None
+    if not isinstance(options, dict) or not isinstance(directory, (str, type(None))):
+        raise StudyMismatchError(f"{file}: options {options!r} are not valid")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)):
+        raise StudyMismatchError(f"{file}: keep_checkpoints {keep!r} is not an int")
+    return {"checkpoint_dir": directory, "keep_checkpoints": keep if directory else None}
 
 
 def load(
@@ -70,9 +102,12 @@ def load(
     path: str | os.PathLike[str],
     algorithm: Algorithm | None,
     stopping_rule: StoppingRule | None,
+    allow_pickle: bool = False,
 ) -> Study:
-    """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state."""
+    """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state,
+    with the saved checkpoint settings and this caller's ``allow_pickle``."""
     file, data = read_saved(path)
+    options = _loaded_options(file, data)
     config = data["config"]
     if algorithm is None:
         algorithm = algorithm_from_config(config["algorithm"])
@@ -86,6 +121,8 @@ def load(
         output_dir=file.parent,
         seed=config["seed"],
         study_name=data.get("name"),
+        allow_pickle=allow_pickle,
+        **options,
     )
     trials, interrupted = saved_trials(data)
     with study._writing():
@@ -109,6 +146,7 @@ def write_saved(
     algorithm_state: Mapping[str, Any],
     trials: Iterable[Trial],
     results: pd.DataFrame,
+    options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``study.json`` and ``results.csv`` into ``target`` (created), atomically each."""
     target.mkdir(parents=True, exist_ok=True)
@@ -121,6 +159,7 @@ def write_saved(
                 "config": config,
                 "algorithm_state": algorithm_state,
                 "trials": [t.to_dict() for t in trials],
+                "options": dict(options or {}),
             },
             allow_nan=False,
         )

@@ -24,7 +24,6 @@ from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
     ConfigurationError,
     InvalidObservationError,
-    InvalidParameterError,
     InvalidStatusError,
     ReadOnlyStudyError,
     UnknownTrialError,
@@ -87,6 +86,8 @@ class Study:
         keep_checkpoints: None (default) keeps every checkpoint; an int ``N`` deletes, after
             each finalize, every checkpoint that no population member, queued or running
             trial needs, except those of the ``N`` best completed trials.
+        allow_pickle: let checkpoints be pickles; default False, as reading a pickle runs
+            code (see :mod:`poptune.checkpoints`).
 
     Raises:
         InvalidParameterError: duplicate or reserved parameter names.
@@ -125,6 +126,7 @@ class Study:
         retry_failed_trials: int = 0,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         keep_checkpoints: int | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
         algorithm, lower_is_better, seed = _open.check_arguments(
@@ -132,8 +134,9 @@ class Study:
         )
         directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self._options = _open.WorkerOptions(
-            heartbeat_interval, grace_period, retry_failed_trials, directory, keep_checkpoints
-        )
+            heartbeat_interval, grace_period, retry_failed_trials, directory, keep_checkpoints,
+            allow_pickle,
+        )  # fmt: skip
         self.algorithm, self.stopping_rule = algorithm, stopping_rule
         self.lower_is_better = lower_is_better
         self.output_dir = None if output_dir is None else Path(output_dir)
@@ -240,15 +243,10 @@ class Study:
         """Queue a trial of your own (a :class:`Trial`, whose id is ignored where SHERPA reused
         it, or a parameter dict); it is handed out before the algorithm's next suggestion.
         Returns the queued trial. Raises InvalidParameterError: a study parameter is missing
-        or has a value outside its range."""
+        or has a value outside its range, or ``load_from``/``save_to`` is not a checkpoint name
+        (a file name inside ``checkpoint_dir``, never a path)."""
         self._check_writable()
-        params = dict(trial.parameters if isinstance(trial, Trial) else trial)
-        for p in self.parameters:
-            if p.name not in params:
-                raise InvalidParameterError(
-                    f"add_trial: no value for parameter {p.name!r} in {params!r}"
-                )
-            params[p.name] = p.validate_value(params[p.name])
+        params = _suggestion.queued_parameters(self, trial)
         return self._append(
             lambda number: Trial(number, params, TrialStatus.QUEUED, {"source": "add_trial"})
         )
@@ -356,7 +354,9 @@ class Study:
                     f"study {self.name!r} has no checkpoint_dir: pass Study(..., "
                     "checkpoint_dir='checkpoints') to use trial checkpoints"
                 )
-            self._checkpoints = CheckpointStore(self.checkpoint_dir)
+            self._checkpoints = CheckpointStore(
+                self.checkpoint_dir, allow_pickle=self._options.allow_pickle
+            )
         return self._checkpoints
 
     def should_trial_stop(self, trial: Trial | int) -> bool:
@@ -507,8 +507,11 @@ class Study:
         path: str | os.PathLike[str],
         algorithm: Algorithm | None = None,
         stopping_rule: StoppingRule | None = None,
+        *,
+        allow_pickle: bool = False,
     ) -> Study:
-        """Load a study written by :meth:`save` (its directory or ``study.json``) and go on.
+        """Load a study written by :meth:`save` (its directory or ``study.json``) and go on,
+        with its ``checkpoint_dir`` and ``keep_checkpoints`` (``allow_pickle`` is not saved).
 
         The algorithm is rebuilt from the saved configuration with its saved state, so the
         resumed study suggests exactly what the uninterrupted one would have; ``algorithm``
@@ -520,7 +523,7 @@ class Study:
             StudyNotFoundError: no saved study at ``path``.
             StudyMismatchError: the file is not a poptune study or has a newer format.
         """
-        return _saved.load(cls, path, algorithm, stopping_rule)
+        return _saved.load(cls, path, algorithm, stopping_rule, allow_pickle)
 
     def start_dashboard(
         self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False
