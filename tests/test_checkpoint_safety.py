@@ -447,3 +447,14 @@ def test_a_non_finite_context_value_is_refused_and_nothing_recorded(tmp_path, ba
     study.finalize(trial)
     study.save(tmp_path)  # what was accepted is valid JSON
     assert json.loads((tmp_path / "study.json").read_text())["trials"][0]["observations"]
+
+
+def test_the_keras_callback_records_a_diverged_context_metric_as_none():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch", reason="Keras runs on the PyTorch backend here")
+    pytest.importorskip("keras", reason="keras_callback needs Keras")
+    study = Study(_params(), algorithms.RandomSearch(2), False)
+    trial = study.get_suggestion()
+    callback = study.keras_callback(trial, "accuracy", context_names=["loss"])
+    callback.on_epoch_end(0, {"accuracy": 0.3, "loss": float("nan")})
+    assert study.get_trial(trial.id).observations[0].context == {"loss": None}

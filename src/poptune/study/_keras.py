@@ -3,6 +3,7 @@ so the class is built once Keras imports)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +36,14 @@ def callback(study: Study, trial_id: int, objective_name: str, names: Sequence[s
                     f"keras_callback: {missing[0]!r} is not among the metrics Keras "
                     f"logged: {sorted(logs)}"
                 )
-            context = {n: float(logs[n]) for n in names}
+            # A diverged metric (NaN, inf) is recorded as None: contexts are finite or None.
+            context = {n: _finite_or_none(float(logs[n])) for n in names}
             study.add_observation(trial_id, float(logs[objective_name]), int(epoch), context)
             if study.should_trial_stop(trial_id):
                 self.model.stop_training = True
 
     return _PoptuneCallback()
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
