@@ -30,9 +30,10 @@ naming the file — never a silent fresh start.
 
 **Orphaned temporary files.** A writer killed mid-write leaves its temporary file
 (``.<name>.<host>.<pid>.<random>.tmp``). Opening the store and each garbage collection remove
-those whose writer is gone: on this machine, a file whose process no longer exists; from
-another machine (or an older poptune), one not modified for ``orphan_age`` seconds (default
-one hour). A live writer's file is never removed on its own machine.
+those whose writer is gone: on this machine (same host name, boot and pid namespace), a file
+whose process no longer exists; from another machine or container (or an older poptune), one
+not modified for ``orphan_age`` seconds (default one hour). A live writer's file is never
+removed on its own machine.
 
 Garbage collection (``keep_checkpoints=N``): after each finalize
 (:meth:`CheckpointStore.collect_after_finalize`), inside the study lock, files
@@ -66,8 +67,21 @@ from poptune.trial import Trial
 
 __all__ = ["CheckpointStore", "check_parameter_names", "check_trial_names", "read_checkpoint"]
 
-#: This machine, in temporary file names (hex: a host name may hold dots).
-_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:12]
+
+def _host_id() -> str:
+    """Who can tell whether a writer's pid is alive: this host name, boot and pid namespace
+    (two containers with one host name but their own pids differ), as hex (no dots)."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass  # not Linux: the host name alone
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+
+
+#: This machine (and pid namespace), in temporary file names.
+_HOST = _host_id()
 
 
 def check_trial_names(trial: Trial) -> None:
