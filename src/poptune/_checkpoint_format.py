@@ -188,10 +188,11 @@ def _read_torch(fh: IO[bytes], path: Path, allow_pickle: bool) -> Any:
     try:
         return torch.load(fh, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+        found = [line.strip() for line in str(exc).splitlines() if "Unsupported" in line]
+        what = f" ({found[0].split(' was not')[0]})" if found else ""
         raise CheckpointError(
             f"checkpoint {path} is a PyTorch file holding more than tensors and plain "
-            f"containers ({first.strip()}); it was not unpickled: {PICKLE_HINT}"
+            f"containers{what}; it was not unpickled: {PICKLE_HINT}"
         ) from None
 
 
