@@ -28,9 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import pandas as pd
-
 from poptune._config import import_path
+from poptune._sherpa_alias import run_script
 from poptune._version import __version__
 from poptune.dashboard import run_dashboard
 from poptune.exceptions import PoptuneError
@@ -55,10 +54,19 @@ def _fmt(value: Any) -> str:
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    """Rows as right-aligned columns (the keys of every row, in order of first appearance);
+    a key a row lacks is blank. Written here rather than through pandas so that a read
+    command does not import it."""
     if not rows:
         return
-    frame = pd.DataFrame(rows).map(_fmt)
-    out.write(frame.to_string(index=False) + "\n")
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = [" ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += [" ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    out.write("\n".join(lines) + "\n")
 
 
 def _studies(args: argparse.Namespace, out: TextIO) -> int:
@@ -273,7 +281,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-stop", action="store_true",
                    help="enable the Stop buttons (the dashboard's only write)")  # fmt: skip
     p.set_defaults(run=_dashboard)
+    p = sub.add_parser("sherpa", help="run an unmodified SHERPA script on poptune")
+    sherpa_sub = p.add_subparsers(dest="sherpa_command", required=True, metavar="SUBCOMMAND")
+    p = sherpa_sub.add_parser(
+        "run",
+        help="run a script with `import sherpa` meaning poptune, in it and in the trial "
+        "scripts it launches",
+    )
+    p.add_argument("script", help="the SHERPA script (a .py file)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    p.set_defaults(run=_sherpa_run)
     return parser
+
+
+def _sherpa_run(args: argparse.Namespace, out: TextIO) -> int:
+    # the script's own SystemExit (sys.exit(n)) passes through: its status is the command's
+    run_script(args.script, args.args)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:

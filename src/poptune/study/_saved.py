@@ -18,8 +18,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from poptune._config import object_from_config
 from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.exceptions import (
@@ -36,6 +34,8 @@ from poptune.study._open import config_of
 from poptune.trial import Trial, TrialStatus
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from poptune.study.study import Study
 
 __all__ = [

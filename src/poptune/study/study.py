@@ -13,9 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from poptune._rng import SuggestionRNG
 from poptune._validation import check_context, check_iteration, check_objective
@@ -38,6 +36,9 @@ from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggest
 from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Study"]
 
