@@ -7,7 +7,10 @@ decoding, an Ordinal its index divided by ``n - 1``, a Choice one dimension per 
 ``GaussianProcessRegressor``: a constant times a Matérn 5/2 kernel with one length scale per
 dimension, plus a white-noise kernel, ``normalize_y=True``) is fitted to the completed trials
 and the next configuration maximises an acquisition function (expected improvement by
-default), found by L-BFGS-B started from the best of many random candidates.
+default), found by L-BFGS-B started from the best of many random candidates. With
+``hyperparameters='mcmc'`` (GPyOpt's ``GP_MCMC``) the kernel hyperparameters are sampled
+from their posterior instead (:mod:`poptune.algorithms._gp_mcmc`) and the acquisition is
+averaged over the samples.
 
 Nothing is kept in the algorithm object but its configuration: the number of suggestions
 made lives in ``history.state`` and the model is refitted from the history at each
@@ -46,6 +49,16 @@ from poptune.algorithms._gp import (
     maximize,
     one_blas_thread,
 )
+from poptune.algorithms._gp_mcmc import (
+    N_BURNIN,
+    N_SAMPLES,
+    SUBSAMPLE_INTERVAL,
+    averaged_acquisition,
+    averaged_acquisition_gradient,
+    mixture_prediction,
+    posteriors,
+    sample_hyperparameters,
+)
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.history import History
@@ -57,6 +70,8 @@ __all__ = ["BayesianOptimization", "GPyOpt"]
 logger = logging.getLogger("poptune.bayes")
 
 _BATCH_STRATEGIES = ("constant_liar",)
+_HYPERPARAMETERS = ("fit", "mcmc")
+_MCMC_ACQUISITIONS = tuple(f"{kind}_MCMC" for kind in ACQUISITIONS)
 
 
 # -- the algorithm ---------------------------------------------------------------------------
@@ -108,10 +123,25 @@ class BayesianOptimization(Algorithm):
             instead of DEBUG.
         initial_data_points: configurations (dicts giving a value to every parameter) to
             suggest first.
+        hyperparameters: ``'fit'`` (default): the kernel's hyperparameters (amplitude, one
+            length scale per dimension, noise) are fitted by maximum likelihood. ``'mcmc'``:
+            they are sampled from their posterior (marginal likelihood times a weak
+            log-normal prior, by an adaptive Metropolis–Hastings chain in log space started
+            at the maximum-likelihood fit; see :mod:`poptune.algorithms._gp_mcmc`), each
+            sample gets its own posterior, and the acquisition is averaged over the samples
+            (EI and PI as probabilities/expectations, then logged; LCB as is). GPyOpt's
+            ``model_type='GP_MCMC'``. Costs about ``n_burnin + n_samples *
+            subsample_interval`` extra Cholesky factorizations and ``n_samples`` times the
+            acquisition's work per suggestion.
+        n_samples: hyperparameter samples kept (>= 1; default 10).
+        n_burnin: chain steps discarded first, while the proposal adapts (>= 0; default 100).
+        subsample_interval: steps between two kept samples (>= 1; default 10).
 
     Every suggestion's ``trial.meta['phase']`` says where it came from: ``'initial'``,
     ``'random'`` or ``'model'`` (then ``trial.meta['acquisition']`` is the acquisition
-    value: log EI, log PI, or minus the LCB, for the normalized objective).
+    value: log EI, log PI, or minus the LCB, for the normalized objective; with
+    ``hyperparameters='mcmc'`` the log of the averaged EI or PI, or the averaged minus LCB,
+    and ``trial.meta['mcmc_acceptance']`` the chain's acceptance rate after burn-in).
 
     Needs scikit-learn: ``pip install 'poptune[bayes]'``.
 
@@ -133,6 +163,10 @@ class BayesianOptimization(Algorithm):
         verbosity: bool = False,
         *,
         initial_data_points: Any = None,
+        hyperparameters: str = "fit",
+        n_samples: int = N_SAMPLES,
+        n_burnin: int = N_BURNIN,
+        subsample_interval: int = SUBSAMPLE_INTERVAL,
     ) -> None:
         owner = type(self).__name__
         if not (isinstance(num_initial_data_points, str) and num_initial_data_points == "infer"):
@@ -150,8 +184,21 @@ class BayesianOptimization(Algorithm):
         self.max_num_trials = check_int(owner, "max_num_trials", max_num_trials, 1, True)
         self.max_concurrent = check_int(owner, "max_concurrent", max_concurrent, 1)
         self.acquisition_type = check_choice(
-            owner, "acquisition_type", acquisition_type, list(ACQUISITIONS)
+            owner,
+            "acquisition_type",
+            acquisition_type,
+            list(ACQUISITIONS),
+            note="(the _MCMC variants are GPyOpt's names; here use hyperparameters='mcmc')"
+            if acquisition_type in _MCMC_ACQUISITIONS
+            else "",
         )
+        self._kind: str = acquisition_type  # the acquisition computed (GPyOpt renames it)
+        self.hyperparameters = check_choice(
+            owner, "hyperparameters", hyperparameters, list(_HYPERPARAMETERS)
+        )
+        self.n_samples = check_int(owner, "n_samples", n_samples, 1)
+        self.n_burnin = check_int(owner, "n_burnin", n_burnin, 0)
+        self.subsample_interval = check_int(owner, "subsample_interval", subsample_interval, 1)
         self.batch_strategy = check_choice(
             owner, "batch_strategy", batch_strategy, list(_BATCH_STRATEGIES)
         )
@@ -220,7 +267,7 @@ class BayesianOptimization(Algorithm):
         X, y, _ = _training_data(history, space, self.window)
         if len(y) < 2:
             return None
-        amplitude, length_scale, noise = matern_hyperparameters(X, y, rng)
+        fitted = matern_hyperparameters(X, y, rng)
         y_mean = float(np.mean(y))
         y_std = float(np.std(y)) or 1.0
         yn = (y - y_mean) / y_std
@@ -233,8 +280,36 @@ class BayesianOptimization(Algorithm):
         # Constant liar: pending points "returned" the best value seen so far.
         X_all = np.vstack([X, X_pending])
         y_all = np.concatenate([yn, np.full(len(X_pending), best)])
-        posterior = Posterior(X_all, y_all, amplitude, length_scale, noise)
-        kind = self.acquisition_type
+        kind = self._kind
+        meta: dict[str, Any] = {"phase": "model"}
+        if self.hyperparameters == "mcmc":
+            # Hyperparameters from their posterior given the real observations only.
+            samples, rate = sample_hyperparameters(
+                X,
+                yn,
+                fitted,
+                rng,
+                n_samples=self.n_samples,
+                n_burnin=self.n_burnin,
+                subsample_interval=self.subsample_interval,
+            )
+            models = posteriors(X_all, y_all, samples)
+            meta["mcmc_acceptance"] = rate
+
+            def score(Z: np.ndarray) -> np.ndarray:
+                return averaged_acquisition(kind, models, Z, best)
+
+            def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+                return averaged_acquisition_gradient(kind, models, x, best)
+
+        else:
+            posterior = Posterior(X_all, y_all, *fitted)
+
+            def score(Z: np.ndarray) -> np.ndarray:
+                return acquisition(kind, *posterior.predict(Z), best)
+
+            def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+                return acquisition_gradient(kind, posterior, x, best)
 
         n_local = self.n_candidates // 10
         candidates = [space.sample(rng, self.n_candidates - n_local)]
@@ -243,15 +318,11 @@ class BayesianOptimization(Algorithm):
             candidates.append(space.snap(local))
         candidates.append(incumbent[None, :])
         C = np.vstack(candidates)
-        scores = acquisition(kind, *posterior.predict(C), best)
+        scores = score(C)
         order = np.argsort(-scores, kind="stable")
 
         points = [C]
         if self.n_restarts:
-
-            def value_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
-                return acquisition_gradient(kind, posterior, x, best)
-
             starts: list[np.ndarray] = []
             for i in order:
                 if len(starts) == self.n_restarts:
@@ -266,7 +337,7 @@ class BayesianOptimization(Algorithm):
             if found:
                 points.insert(0, space.snap(np.vstack(found)))
         P = np.vstack(points)
-        values = acquisition(kind, *posterior.predict(P), best)
+        values = score(P)
         values = np.where(np.isfinite(values), values, -np.inf)
         seen = X_all
         chosen = None
@@ -278,7 +349,6 @@ class BayesianOptimization(Algorithm):
             return None
         params = space.decode(P[chosen])[0]
         value = float(values[chosen])
-        meta: dict[str, Any] = {"phase": "model"}
         if math.isfinite(value):
             meta["acquisition"] = value
         logger.log(
@@ -300,7 +370,10 @@ class BayesianOptimization(Algorithm):
         A Gaussian process is fitted, as for a suggestion, to the completed trials (at most
         ``window`` of them); among those trials' configurations the one whose posterior mean
         is best (lowest, or highest when ``lower_is_better`` is False) is returned. With a
-        noisy objective this is a more reliable pick than the best observed value.
+        noisy objective this is a more reliable pick than the best observed value. With
+        ``hyperparameters='mcmc'`` (GPyOpt's ``GP_MCMC``) the prediction is that of the equal
+        mixture of the posterior samples' models (a chain seeded with 0, so it is
+        reproducible).
 
         Args:
             history: a :class:`~poptune.history.History` or a :class:`~poptune.Study`.
@@ -322,11 +395,24 @@ class BayesianOptimization(Algorithm):
         if len(y) == 1:
             return {"parameters": configs[0], "predicted": sign * float(y[0]), "std": 0.0}
         with one_blas_thread():
-            amplitude, length_scale, noise = matern_hyperparameters(X, y, np.random.default_rng(0))
+            rng = np.random.default_rng(0)
+            fitted = matern_hyperparameters(X, y, rng)
             y_mean = float(np.mean(y))
             y_std = float(np.std(y)) or 1.0
-            posterior = Posterior(X, (y - y_mean) / y_std, amplitude, length_scale, noise)
-            mean, std = posterior.predict(X)
+            yn = (y - y_mean) / y_std
+            if self.hyperparameters == "mcmc":
+                samples, _ = sample_hyperparameters(
+                    X,
+                    yn,
+                    fitted,
+                    rng,
+                    n_samples=self.n_samples,
+                    n_burnin=self.n_burnin,
+                    subsample_interval=self.subsample_interval,
+                )
+                mean, std = mixture_prediction(posteriors(X, yn, samples), X)
+            else:
+                mean, std = Posterior(X, yn, *fitted).predict(X)
         i = int(np.argmin(mean))
         return {
             "parameters": configs[i],
@@ -388,19 +474,30 @@ class GPyOpt(BayesianOptimization):
     itself is not used).
 
     Args:
-        model_type: only ``'GP'`` (SHERPA's other models are not available).
+        model_type: ``'GP'`` (the kernel hyperparameters fitted by maximum likelihood) or
+            ``'GP_MCMC'`` (sampled from their posterior: BayesianOptimization's
+            ``hyperparameters='mcmc'``).
         num_initial_data_points: ``'infer'`` or an int, as for BayesianOptimization.
         initial_data_points: configurations (a list of dicts or a DataFrame) suggested first.
-        acquisition_type: ``'EI'``, ``'MPI'`` or ``'LCB'`` (the ``_MCMC`` variants are not
-            available).
+        acquisition_type: with ``model_type='GP'``: ``'EI'``, ``'MPI'`` or ``'LCB'``; with
+            ``'GP_MCMC'``: ``'EI_MCMC'``, ``'MPI_MCMC'`` or ``'LCB_MCMC'``, the same
+            acquisition averaged over the hyperparameter samples (as GPyOpt, each kind of
+            model takes only its own acquisitions).
         max_concurrent: at most this many trials unfinished at once (WAIT beyond).
         verbosity: log each model-based suggestion at INFO level.
         max_num_trials: DONE after this many suggestions.
         batch_strategy, window, n_candidates, n_restarts: keyword-only, as for
             :class:`BayesianOptimization`.
+        n_samples, n_burnin, subsample_interval: keyword-only, GPyOpt's ``GP_MCMC``
+            arguments with GPyOpt's defaults (10, 100, 10) and meaning: the chain runs
+            ``n_burnin + n_samples * subsample_interval`` steps and keeps every
+            ``subsample_interval``-th after the burn-in. Used with ``'GP_MCMC'`` only.
+            (GPyOpt's HMC ``step_size`` and ``leapfrog_steps`` have no counterpart: the
+            chain here is an adaptive Metropolis–Hastings one.)
 
     Raises:
-        ConfigurationError: ``model_type`` other than ``'GP'``, or any argument
+        ConfigurationError: ``model_type`` other than ``'GP'`` or ``'GP_MCMC'``, an
+            acquisition of the other kind of model (naming both values), or any argument
             BayesianOptimization rejects.
     """
 
@@ -418,19 +515,36 @@ class GPyOpt(BayesianOptimization):
         window: int = 500,
         n_candidates: int = 1000,
         n_restarts: int = 5,
+        n_samples: int = N_SAMPLES,
+        n_burnin: int = N_BURNIN,
+        subsample_interval: int = SUBSAMPLE_INTERVAL,
     ) -> None:
-        self.model_type = check_choice(
-            "GPyOpt", "model_type", model_type, ["GP"], note="(poptune's GPyOpt has only 'GP')"
-        )
+        self.model_type = check_choice("GPyOpt", "model_type", model_type, ["GP", "GP_MCMC"])
+        mcmc = model_type == "GP_MCMC"
+        own = _MCMC_ACQUISITIONS if mcmc else ACQUISITIONS
+        if acquisition_type not in own:
+            other = ACQUISITIONS if mcmc else _MCMC_ACQUISITIONS
+            if isinstance(acquisition_type, str) and acquisition_type in other:
+                raise ConfigurationError(
+                    f"GPyOpt: acquisition_type {acquisition_type!r} does not go with "
+                    f"model_type {model_type!r}; with {model_type!r} use one of "
+                    + ", ".join(repr(a) for a in own)
+                )
+            check_choice("GPyOpt", "acquisition_type", acquisition_type, list(own))
         super().__init__(
             num_initial_data_points=num_initial_data_points,
             max_num_trials=max_num_trials,
             max_concurrent=max_concurrent,
-            acquisition_type=acquisition_type,
+            acquisition_type=acquisition_type.removesuffix("_MCMC"),
             batch_strategy=batch_strategy,
             window=window,
             n_candidates=n_candidates,
             n_restarts=n_restarts,
             verbosity=verbosity,
             initial_data_points=initial_data_points,
+            hyperparameters="mcmc" if mcmc else "fit",
+            n_samples=n_samples,
+            n_burnin=n_burnin,
+            subsample_interval=subsample_interval,
         )
+        self.acquisition_type = acquisition_type  # SHERPA's name, for the config

@@ -14,11 +14,16 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poptune._config import object_from_config
+from poptune._config import (
+    BUILTIN_STOPPING_RULES,
+    check_trusted_modules,
+    object_from_config,
+    trusting,
+)
 from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.exceptions import (
     ConfigurationError,
@@ -30,7 +35,7 @@ from poptune.exceptions import (
 from poptune.parameters import Parameter
 from poptune.results import results_dataframe
 from poptune.stopping import StoppingRule
-from poptune.study._open import config_of
+from poptune.study._open import _StoredAlgorithm, config_of
 from poptune.trial import Trial, TrialStatus
 
 if TYPE_CHECKING:
@@ -102,17 +107,33 @@ def load(
     path: str | os.PathLike[str],
     algorithm: Algorithm | None,
     stopping_rule: StoppingRule | None,
+    trusted_modules: Sequence[str] | None = None,
     allow_pickle: bool = False,
+    *,
+    read_only: bool = False,
 ) -> Study:
-    """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state,
-    with the saved checkpoint settings and this caller's ``allow_pickle``."""
+    """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state
+    (a saved custom algorithm is imported only from ``trusted_modules``), with the saved
+    checkpoint settings and this caller's ``allow_pickle``. ``read_only`` (the
+    dashboard): import nothing but poptune's own; a custom algorithm is kept as its config,
+    a custom stopping rule left out."""
     file, data = read_saved(path)
     options = _loaded_options(file, data)
     config = data["config"]
-    if algorithm is None:
-        algorithm = algorithm_from_config(config["algorithm"])
-    if stopping_rule is None and config.get("stopping_rule"):
-        stopping_rule = object_from_config(config["stopping_rule"], {}, StoppingRule)
+    trusted = check_trusted_modules("Study.load", trusted_modules)
+    with trusting(trusted, replace=read_only):
+        try:
+            if algorithm is None:
+                algorithm = algorithm_from_config(config["algorithm"])
+            if stopping_rule is None and config.get("stopping_rule"):
+                stopping_rule = object_from_config(
+                    config["stopping_rule"], BUILTIN_STOPPING_RULES, StoppingRule
+                )
+        except ConfigurationError:
+            if not read_only:
+                raise
+            if algorithm is None:
+                algorithm = _StoredAlgorithm(config["algorithm"])
     study = cls(
         [Parameter.from_dict(d) for d in config["parameters"]],
         algorithm,
@@ -121,6 +142,7 @@ def load(
         output_dir=file.parent,
         seed=config["seed"],
         study_name=data.get("name"),
+        trusted_modules=trusted_modules,
         allow_pickle=allow_pickle,
         **options,
     )

@@ -87,8 +87,10 @@ class Study:
         keep_checkpoints: None (default) keeps every checkpoint; an int ``N`` deletes, after
             each finalize, every checkpoint that no population member, queued or running
             trial needs, except those of the ``N`` best completed trials.
-        allow_pickle: let checkpoints be pickles; default False, as reading a pickle runs
-            code (see :mod:`poptune.checkpoints`).
+        trusted_modules: modules (and their submodules) a *stored* config may import to
+            rebuild a custom algorithm, stopping rule or PBT hook, here and in this study's
+            workers; those of the objects passed here are trusted (see :mod:`poptune._config`).
+        allow_pickle: let checkpoints be pickles (default False: reading one runs code).
 
     Raises:
         InvalidParameterError: duplicate or reserved parameter names.
@@ -127,6 +129,7 @@ class Study:
         retry_failed_trials: int = 0,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         keep_checkpoints: int | None = None,
+        trusted_modules: Sequence[str] | None = None,
         allow_pickle: bool = False,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
@@ -134,10 +137,8 @@ class Study:
             algorithm, lower_is_better, stopping_rule, seed, study_name
         )
         directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-        self._options = _open.WorkerOptions(
-            heartbeat_interval, grace_period, retry_failed_trials, directory, keep_checkpoints,
-            allow_pickle,
-        )  # fmt: skip
+        self._options = _open.WorkerOptions(heartbeat_interval, grace_period, retry_failed_trials,
+            directory, keep_checkpoints, trusted_modules, allow_pickle)  # fmt: skip
         self.algorithm, self.stopping_rule = algorithm, stopping_rule
         self.lower_is_better = lower_is_better
         self.output_dir = None if output_dir is None else Path(output_dir)
@@ -150,7 +151,7 @@ class Study:
             (*RESERVED_COLUMNS, *algorithm.reserved_keys, *(p.name for p in self.parameters))
         )
         config = _open.config_of(self, strict=self._storage.requires_json, seed=seed)
-        self._study_id, self.seed = _open.create_or_join(self._storage, self.name, config, seed)
+        self._study_id, self.seed = _open.create_or_join(self, config, seed)
         self._rng = SuggestionRNG(self.seed)
         self._history = History(self.parameters, self.lower_is_better)
         # Guards the History: taken before the storage lock, never after it.
@@ -509,22 +510,23 @@ class Study:
         algorithm: Algorithm | None = None,
         stopping_rule: StoppingRule | None = None,
         *,
+        trusted_modules: Sequence[str] | None = None,
         allow_pickle: bool = False,
     ) -> Study:
-        """Load a study written by :meth:`save` (its directory or ``study.json``) and go on,
-        with its ``checkpoint_dir`` and ``keep_checkpoints`` (``allow_pickle`` is not saved).
+        """Load a study written by :meth:`save` (its directory or ``study.json``) and go on.
 
         The algorithm is rebuilt from the saved configuration with its saved state, so the
         resumed study suggests exactly what the uninterrupted one would have; ``algorithm``
         and ``stopping_rule`` replace the saved ones (the saved state is kept). Trials that
         were running when it was saved are marked FAILED (observations kept); PBT replaces
-        such members by exploiting.
+        such members by exploiting. ``checkpoint_dir`` and ``keep_checkpoints`` are restored;
+        ``trusted_modules`` and ``allow_pickle`` (never saved): as for :class:`Study`.
 
         Raises:
             StudyNotFoundError: no saved study at ``path``.
             StudyMismatchError: the file is not a poptune study or has a newer format.
         """
-        return _saved.load(cls, path, algorithm, stopping_rule, allow_pickle)
+        return _saved.load(cls, path, algorithm, stopping_rule, trusted_modules, allow_pickle)
 
     def start_dashboard(
         self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False
