@@ -2,7 +2,6 @@
 
 import logging
 import math
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from poptune import (
     TrialStatus,
     algorithms,
 )
+from poptune.checkpoints import read_checkpoint
 
 from . import objectives
 
@@ -165,26 +165,17 @@ def test_exploited_trials_start_from_the_donors_weights(tmp_path):
     exploited = [t for t in trials.values() if t.explore]
     assert exploited
     for t in trials.values():
-        saved = pickle_or_torch(tmp_path / "ckpt" / t.save_to)
+        saved = read_checkpoint(tmp_path / "ckpt" / t.save_to)
         if t.generation == 1:
             assert saved["loaded_from"] is None
             continue
         assert saved["loaded_from"] == t.parent  # started from the donor's checkpoint
-        donor = pickle_or_torch(tmp_path / "ckpt" / t.load_from)
+        donor = read_checkpoint(tmp_path / "ckpt" / t.load_from)
         step = t.parameters["lr"] * 100.0
         assert np.allclose(saved["weights"], donor["weights"] + step)  # donor's weights + step
         assert saved["lr"] == t.parameters["lr"]  # the explored value is the one in effect
         if t.explore:
             assert t.parameters["lr"] != trials[t.parent].parameters["lr"]
-
-
-def pickle_or_torch(path):
-    head = path.read_bytes()[:2]
-    if head == b"PK":
-        import torch
-
-        return torch.load(path, weights_only=False)
-    return pickle.loads(path.read_bytes())
 
 
 def test_a_missing_checkpoint_fails_loudly_and_pbt_replaces_the_member(tmp_path):
@@ -226,7 +217,7 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         plain.get_suggestion().checkpoint_path  # noqa: B018
 
 
-def test_checkpoints_are_written_atomically_with_pickle_or_torch(tmp_path):
+def test_checkpoints_are_written_atomically(tmp_path):
     study = random_study(1, checkpoint_dir=tmp_path)
     trial = study.get_suggestion()
     path = trial.save_checkpoint({"w": np.arange(3)})

@@ -119,8 +119,10 @@ def test_two_workers_share_ids_and_the_pbt_barrier(db_url):
 def test_bad_input_changes_nothing_in_the_database(db_url):
     study = Study(PARAMS, algorithms.RandomSearch(5), True, storage=db_url, study_name="bad")
     trial = study.get_suggestion()
-    study.add_observation(trial, 0.5, iteration=1, context={"loss": float("nan")})
+    study.add_observation(trial, 0.5, iteration=1, context={"loss": 0.25})
     before = fingerprint(study)
+    with pytest.raises(InvalidObservationError, match="must be finite"):
+        study.add_observation(trial, 0.4, iteration=2, context={"loss": float("nan")})
     with pytest.raises(DuplicateIterationError):
         study.add_observation(trial, 0.4, iteration=1)
     with pytest.raises(InvalidObservationError):
@@ -141,7 +143,7 @@ def test_bad_input_changes_nothing_in_the_database(db_url):
                   study_name="bad")  # fmt: skip
     t1 = fresh.get_trial(1)
     assert t1.status == "COMPLETED" and list(t1.observations) == [1]
-    assert math.isnan(t1.observations[1].context["loss"])  # NaN context survives storage
+    assert t1.observations[1].context == {"loss": 0.25}  # the refused NaN left no trace
     assert fresh.get_trial(2).status == "RUNNING"
     assert [(t.id, t.parameters) for t in fresh.trials] == [(t[0], t[2]) for t in before] + [
         (2, second.parameters)

@@ -6,6 +6,7 @@ functions, so neither the Study nor SHERPA's in-job Client has to know the other
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ __all__ = ["epoch_callback"]
 
 def epoch_callback(
     caller: str,
-    report: Callable[[float, int, dict[str, float]], None],
+    report: Callable[[float, int, dict[str, float | None]], None],
     should_stop: Callable[[], bool],
     objective_name: str,
     names: Sequence[str],
@@ -53,8 +54,14 @@ def epoch_callback(
                     f"{caller}: {missing[0]!r} is not among the metrics Keras "
                     f"logged: {sorted(logs)}"
                 )
-            report(float(logs[objective_name]), int(epoch), {n: float(logs[n]) for n in names})
+            # A diverged metric (NaN, inf) is reported as None: contexts are finite or None.
+            context = {n: _finite_or_none(float(logs[n])) for n in names}
+            report(float(logs[objective_name]), int(epoch), context)
             if should_stop():
                 self.model.stop_training = True
 
     return _PoptuneCallback()
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

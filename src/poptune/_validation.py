@@ -20,6 +20,7 @@ This module knows no poptune class it checks for: callers pass names, values and
 from __future__ import annotations
 
 import math
+import ntpath
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -356,5 +357,56 @@ def check_context(
                     f"trial {trial_id}: context[{key!r}] must be a str, number, bool or "
                     f"None, got {value!r} of type {type(value).__name__}"
                 )
+        if type(value) is float and not math.isfinite(value):
+            # Refused here rather than stored: JSON (Study.save, export, the dashboard) has no
+            # NaN or inf, and one study must read the same wherever it is written.
+            raise InvalidObservationError(
+                f"trial {trial_id}: context[{key!r}] must be finite, got {value!r} (report "
+                "None, or a str such as 'nan', for a metric that has no value)"
+            )
         out[key] = value
     return out
+
+
+#: The bookkeeping parameters that name a checkpoint (SHERPA's names).
+CHECKPOINT_FIELDS = ("load_from", "save_to")
+
+
+def checkpoint_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a checkpoint (a file directly inside a checkpoint directory),
+    or None when it can. A name is a str (or an int, a trial id) that is not empty, is at most
+    255 characters, holds no path separator (``/``, ``\\``), no NUL, no ``..``, does not start
+    with ``.`` (the store's temporary files do) and has no drive (``C:``)."""
+    if isinstance(name, bool) or not isinstance(name, (str, int)):
+        return f"a name is a str, got {type(name).__name__}"
+    text = str(name)
+    if not text:
+        return "it is empty"
+    for bad, what in (("/", "a path separator '/'"), ("\\", "a path separator '\\'"),
+                      ("\0", "a NUL character"), ("..", "'..'")):  # fmt: skip
+        if bad in text:
+            return f"it contains {what}"
+    if text.startswith("."):
+        return "it starts with '.' (the checkpoint store's temporary files do)"
+    if ntpath.splitdrive(text)[0] or os.path.isabs(text):
+        return "it is an absolute path or names a drive"
+    if len(text) > 255:
+        return f"it is {len(text)} characters long (at most 255)"
+    return None
+
+
+def checkpoint_fields_problem(parameters: Mapping[str, Any]) -> str | None:
+    """The first bad checkpoint name among a trial's ``load_from`` / ``save_to`` parameters
+    as a message naming the field and the value, or None. ``''`` and a missing key (None)
+    mean "none" (a fresh model; the trial id as the name to save to) and are accepted."""
+    for field in CHECKPOINT_FIELDS:
+        value = parameters.get(field)
+        if value is None or value == "":
+            continue
+        problem = checkpoint_name_problem(value)
+        if problem is not None:
+            return (
+                f"{field} {value!r} is not a checkpoint name: {problem}; a checkpoint name "
+                "is one file name inside checkpoint_dir, such as a trial id"
+            )
+    return None

@@ -113,9 +113,9 @@ class TrialCheckpoints(Protocol):
     def save(self, trial: Trial, obj: Any) -> Path:
         """Write ``obj`` atomically to ``trial``'s checkpoint; returns its path."""
 
-    def load(self, trial: Trial, weights_only: bool = False) -> Any:
+    def load(self, trial: Trial, weights_only: bool | None = None) -> Any:
         """Read the checkpoint ``trial`` starts from (None for a fresh model; CheckpointError
-        when it is missing)."""
+        when it is missing, or a pickle the store does not allow)."""
 
 
 class TrialContext(Protocol):
@@ -349,19 +349,31 @@ class Trial:
 
     def save_checkpoint(self, obj: Any) -> Path:
         """Write ``obj`` (e.g. ``{'model': model.state_dict(), 'optimizer': ...}``) to
-        :attr:`checkpoint_path` atomically, with ``torch.save`` when PyTorch is installed and
-        ``pickle`` otherwise; return the path."""
-        return self._ctx().checkpoints.save(self, obj)
+        :attr:`checkpoint_path` atomically and return the path.
 
-    def load_checkpoint(self, weights_only: bool = False) -> Any:
-        """Read the checkpoint this trial starts from (None for a fresh model).
-
-        Checkpoints written by :meth:`save_checkpoint` are the study's own, so any picklable
-        object reads back (numpy arrays, optimizer states...). ``weights_only=True`` restricts
-        ``torch.load`` to tensors and plain containers, for checkpoints from elsewhere.
+        Written without pickle (:mod:`poptune.checkpoints`): PyTorch tensors and
+        ``state_dict`` s, numpy arrays, numbers, str, bytes, and dicts, lists and tuples of
+        them. Anything else needs the study's ``allow_pickle=True``.
 
         Raises:
-            CheckpointError: the file is missing or unreadable — never a silent fresh start.
+            CheckpointError: ``obj`` holds something that only pickle stores (the message
+                says where) and pickle is not allowed; or ``save_to`` is not a checkpoint
+                name.
+        """
+        return self._ctx().checkpoints.save(self, obj)
+
+    def load_checkpoint(self, weights_only: bool | None = None) -> Any:
+        """Read the checkpoint this trial starts from (None for a fresh model).
+
+        Reading never runs code unless the study has ``allow_pickle=True``: checkpoints
+        written by :meth:`save_checkpoint` and PyTorch files (``torch.load(...,
+        weights_only=True)``) read back; a pickle is refused. ``weights_only=True`` refuses
+        pickles even when they are allowed; ``weights_only=False`` insists on a full read and
+        needs ``allow_pickle``.
+
+        Raises:
+            CheckpointError: the file is missing, unreadable, or a pickle that is not allowed
+                (never unpickled) — never a silent fresh start.
         """
         return self._ctx().checkpoints.load(self, weights_only)
 

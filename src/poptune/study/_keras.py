@@ -18,7 +18,7 @@ def callback(study: Study, trial_id: int, objective_name: str, names: Sequence[s
     """A ``keras.callbacks.Callback`` reporting ``logs[objective_name]`` (and the ``names``
     as context) for ``trial_id`` at each epoch end; see ``Study.keras_callback``."""
 
-    def report(value: float, epoch: int, context: dict[str, float]) -> None:
+    def report(value: float, epoch: int, context: dict[str, float | None]) -> None:
         study.add_observation(trial_id, value, epoch, context)
 
     return epoch_callback(

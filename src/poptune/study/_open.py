@@ -80,6 +80,7 @@ class WorkerOptions:
     #: modules a stored config may import (see :mod:`poptune._config`); a worker this study
     #: starts (``optimize``) trusts them too.
     trusted_modules: Sequence[str] | None = ()
+    allow_pickle: bool = False  # a trust decision of this process: never stored
 
     def __post_init__(self) -> None:
         interval = check_positive(
@@ -98,9 +99,10 @@ class WorkerOptions:
         if keep is not None and self.checkpoint_dir is None:
             raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
         trusted = check_trusted_modules("Study", self.trusted_modules)
+        pickle_ok = check_bool("Study", "allow_pickle", self.allow_pickle)
         checked = {"heartbeat_interval": interval, "grace_period": grace,
                    "retry_failed_trials": retry, "keep_checkpoints": keep,
-                   "trusted_modules": trusted}  # fmt: skip
+                   "trusted_modules": trusted, "allow_pickle": pickle_ok}  # fmt: skip
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 

@@ -2,7 +2,9 @@
 ``Study.load``.
 
 ``study.json`` holds everything needed to resume: the configuration (parameters, algorithm,
-direction, seed), the algorithm's JSON state and every trial with its observations.
+direction, seed), the algorithm's JSON state, every trial with its observations, and the
+study object's checkpoint settings (``options``: ``checkpoint_dir`` as an absolute path and
+``keep_checkpoints``; never ``allow_pickle``, a trust decision each process makes).
 ``results.csv`` is SHERPA's results table, for people and spreadsheets.
 """
 
@@ -41,7 +43,15 @@ if TYPE_CHECKING:
 
     from poptune.study.study import Study
 
-__all__ = ["load", "read_saved", "save", "saved_trials", "write_atomic", "write_saved"]
+__all__ = [
+    "load",
+    "read_saved",
+    "save",
+    "saved_options",
+    "saved_trials",
+    "write_atomic",
+    "write_saved",
+]
 
 logger = logging.getLogger("poptune")
 
@@ -67,7 +77,29 @@ def save(study: Study, output_dir: str | os.PathLike[str] | None) -> Path:
             algorithm_state=study._storage.get_algorithm_state(study._study_id),
             trials=history,
             results=results_dataframe(history, study.lower_is_better),
+            options=saved_options(study),
         )
+
+
+def saved_options(study: Study) -> dict[str, Any]:
+    """The study object's settings that ``Study.load`` restores."""
+    directory = study.checkpoint_dir
+    return {
+        "checkpoint_dir": None if directory is None else str(Path(directory).resolve()),
+        "keep_checkpoints": study.keep_checkpoints,
+    }
+
+
+def _loaded_options(file: Path, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved ``options`` (absent in files of older versions: none), checked."""
+    options = data.get("options") or {}
+    directory = options.get("checkpoint_dir") if isinstance(options, dict) else None
+    keep = options.get("keep_checkpoints") if isinstance(options, dict) else None
+    if not isinstance(options, dict) or not isinstance(directory, (str, type(None))):
+        raise StudyMismatchError(f"{file}: options {options!r} are not valid")
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)):
+        raise StudyMismatchError(f"{file}: keep_checkpoints {keep!r} is not an int")
+    return {"checkpoint_dir": directory, "keep_checkpoints": keep if directory else None}
 
 
 def load(
@@ -76,14 +108,17 @@ def load(
     algorithm: Algorithm | None,
     stopping_rule: StoppingRule | None,
     trusted_modules: Sequence[str] | None = None,
+    allow_pickle: bool = False,
     *,
     read_only: bool = False,
 ) -> Study:
     """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state
-    (a saved custom algorithm is imported only from ``trusted_modules``). ``read_only`` (the
+    (a saved custom algorithm is imported only from ``trusted_modules``), with the saved
+    checkpoint settings and this caller's ``allow_pickle``. ``read_only`` (the
     dashboard): import nothing but poptune's own; a custom algorithm is kept as its config,
     a custom stopping rule left out."""
     file, data = read_saved(path)
+    options = _loaded_options(file, data)
     config = data["config"]
     trusted = check_trusted_modules("Study.load", trusted_modules)
     with trusting(trusted, replace=read_only):
@@ -108,6 +143,8 @@ def load(
         seed=config["seed"],
         study_name=data.get("name"),
         trusted_modules=trusted_modules,
+        allow_pickle=allow_pickle,
+        **options,
     )
     trials, interrupted = saved_trials(data)
     with study._writing():
@@ -131,6 +168,7 @@ def write_saved(
     algorithm_state: Mapping[str, Any],
     trials: Iterable[Trial],
     results: pd.DataFrame,
+    options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``study.json`` and ``results.csv`` into ``target`` (created), atomically each."""
     target.mkdir(parents=True, exist_ok=True)
@@ -143,6 +181,7 @@ def write_saved(
                 "config": config,
                 "algorithm_state": algorithm_state,
                 "trials": [t.to_dict() for t in trials],
+                "options": dict(options or {}),
             },
             allow_nan=False,
         )

@@ -7,16 +7,18 @@ noted in its state is written back whatever it answered.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from poptune.algorithms.base import Suggestion, protocol_name
-from poptune.exceptions import ConfigurationError
+from poptune.checkpoints import check_parameter_names
+from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["new_trial", "unpack"]
+__all__ = ["new_trial", "queued_parameters", "unpack"]
 
 
 def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | AlgorithmState:
@@ -54,4 +56,19 @@ def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | 
                 f"{protocol_name(study.algorithm)} gave no value for parameter {parameter!r}: "
                 f"{params!r}"
             )
+    check_parameter_names(params, protocol_name(study.algorithm), ConfigurationError)
     return params, meta
+
+
+def queued_parameters(study: Study, trial: Trial | Mapping[str, Any]) -> dict[str, Any]:
+    """``add_trial``'s parameters, checked: every study parameter given and in its range, and
+    ``load_from`` / ``save_to`` checkpoint names (never paths); else InvalidParameterError."""
+    params = dict(trial.parameters if isinstance(trial, Trial) else trial)
+    for p in study.parameters:
+        if p.name not in params:
+            raise InvalidParameterError(
+                f"add_trial: no value for parameter {p.name!r} in {params!r}"
+            )
+        params[p.name] = p.validate_value(params[p.name])
+    check_parameter_names(params, "add_trial")
+    return params

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from poptune._polling import Backoff
+from poptune.checkpoints import check_trial_names
 from poptune.exceptions import CheckpointError, PoptuneError, TrialFinishedError
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
@@ -51,6 +52,7 @@ def _fail(study: Study, trial: Trial, **info: Any) -> TrialStatus:
 def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
     """Run ``objective`` on ``trial`` and finalize it; return the final status."""
     try:
+        check_trial_names(trial)  # a crafted row fails here, before any file is touched
         if trial.load_from and study.checkpoint_dir is not None:
             study.checkpoints.load_path(trial)  # missing: CheckpointError, loudly
         value = objective(trial)

@@ -22,7 +22,6 @@ from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
     ConfigurationError,
     InvalidObservationError,
-    InvalidParameterError,
     InvalidStatusError,
     ReadOnlyStudyError,
     UnknownTrialError,
@@ -91,6 +90,7 @@ class Study:
         trusted_modules: modules (and their submodules) a *stored* config may import to
             rebuild a custom algorithm, stopping rule or PBT hook, here and in this study's
             workers; those of the objects passed here are trusted (see :mod:`poptune._config`).
+        allow_pickle: let checkpoints be pickles (default False: reading one runs code).
 
     Raises:
         InvalidParameterError: duplicate or reserved parameter names.
@@ -130,14 +130,15 @@ class Study:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         keep_checkpoints: int | None = None,
         trusted_modules: Sequence[str] | None = None,
+        allow_pickle: bool = False,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
         algorithm, lower_is_better, seed = _open.check_arguments(
             algorithm, lower_is_better, stopping_rule, seed, study_name
         )
         directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-        self._options = _open.WorkerOptions(heartbeat_interval, grace_period,
-            retry_failed_trials, directory, keep_checkpoints, trusted_modules)  # fmt: skip
+        self._options = _open.WorkerOptions(heartbeat_interval, grace_period, retry_failed_trials,
+            directory, keep_checkpoints, trusted_modules, allow_pickle)  # fmt: skip
         self.algorithm, self.stopping_rule = algorithm, stopping_rule
         self.lower_is_better = lower_is_better
         self.output_dir = None if output_dir is None else Path(output_dir)
@@ -244,15 +245,10 @@ class Study:
         """Queue a trial of your own (a :class:`Trial`, whose id is ignored where SHERPA reused
         it, or a parameter dict); it is handed out before the algorithm's next suggestion.
         Returns the queued trial. Raises InvalidParameterError: a study parameter is missing
-        or has a value outside its range."""
+        or has a value outside its range, or ``load_from``/``save_to`` is not a checkpoint name
+        (a file name inside ``checkpoint_dir``, never a path)."""
         self._check_writable()
-        params = dict(trial.parameters if isinstance(trial, Trial) else trial)
-        for p in self.parameters:
-            if p.name not in params:
-                raise InvalidParameterError(
-                    f"add_trial: no value for parameter {p.name!r} in {params!r}"
-                )
-            params[p.name] = p.validate_value(params[p.name])
+        params = _suggestion.queued_parameters(self, trial)
         return self._append(
             lambda number: Trial(number, params, TrialStatus.QUEUED, {"source": "add_trial"})
         )
@@ -360,7 +356,9 @@ class Study:
                     f"study {self.name!r} has no checkpoint_dir: pass Study(..., "
                     "checkpoint_dir='checkpoints') to use trial checkpoints"
                 )
-            self._checkpoints = CheckpointStore(self.checkpoint_dir)
+            self._checkpoints = CheckpointStore(
+                self.checkpoint_dir, allow_pickle=self._options.allow_pickle
+            )
         return self._checkpoints
 
     def should_trial_stop(self, trial: Trial | int) -> bool:
@@ -513,6 +511,7 @@ class Study:
         stopping_rule: StoppingRule | None = None,
         *,
         trusted_modules: Sequence[str] | None = None,
+        allow_pickle: bool = False,
     ) -> Study:
         """Load a study written by :meth:`save` (its directory or ``study.json``) and go on.
 
@@ -520,13 +519,14 @@ class Study:
         resumed study suggests exactly what the uninterrupted one would have; ``algorithm``
         and ``stopping_rule`` replace the saved ones (the saved state is kept). Trials that
         were running when it was saved are marked FAILED (observations kept); PBT replaces
-        such members by exploiting. ``trusted_modules``: as for :class:`Study`.
+        such members by exploiting. ``checkpoint_dir`` and ``keep_checkpoints`` are restored;
+        ``trusted_modules`` and ``allow_pickle`` (never saved): as for :class:`Study`.
 
         Raises:
             StudyNotFoundError: no saved study at ``path``.
             StudyMismatchError: the file is not a poptune study or has a newer format.
         """
-        return _saved.load(cls, path, algorithm, stopping_rule, trusted_modules)
+        return _saved.load(cls, path, algorithm, stopping_rule, trusted_modules, allow_pickle)
 
     def start_dashboard(
         self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False
