@@ -39,6 +39,7 @@ from poptune import (
     Study,
     TrialStatus,
     algorithms,
+    load_study,
 )
 from poptune.algorithms.base import Algorithm
 from poptune.checkpoints import CheckpointStore, read_checkpoint
@@ -458,3 +459,45 @@ def test_the_keras_callback_records_a_diverged_context_metric_as_none():
     callback = study.keras_callback(trial, "accuracy", context_names=["loss"])
     callback.on_epoch_end(0, {"accuracy": 0.3, "loss": float("nan")})
     assert study.get_trial(trial.id).observations[0].context == {"loss": None}
+
+
+class _NotPlainData:
+    """An object only pickle can store (module level, so the worker can unpickle it)."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
+def load_pickled_state(trial):
+    """`poptune worker`'s objective: continue from the pickled state of trial 1."""
+    return trial.load_checkpoint().value
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_poptune_worker_reads_a_pickle_checkpoint_only_with_allow_pickle(tmp_path, allow):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    ckpt = tmp_path / "ckpt"
+    study = Study(_params(), algorithms.RandomSearch(1), True, storage=url, study_name="p",
+                  checkpoint_dir=ckpt, allow_pickle=True)  # fmt: skip
+    first = study.get_suggestion()
+    first.save_checkpoint(_NotPlainData(0.25))
+    study.add_observation(first, 1.0, iteration=1)
+    study.finalize(first)
+    study.add_trial({"lr": 0.5, "load_from": str(first.id), "save_to": "next"})
+    study.close()
+    forget_storages()
+    command = [sys.executable, "-m", "poptune", "worker", url, "p",
+               "tests.test_checkpoint_safety:load_pickled_state", "--checkpoint-dir", str(ckpt),
+               "--n-trials", "0"] + (["--allow-pickle"] if allow else [])  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                [str(REPO / "src"), str(REPO)])})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    done = load_study(url, "p").get_trial(2)
+    if allow:
+        assert done.status is TrialStatus.COMPLETED
+        assert done.best_observation(True).objective == 0.25
+    else:
+        assert done.status is TrialStatus.FAILED
+        assert "allow_pickle" in done.meta["error"]
+    forget_storages()

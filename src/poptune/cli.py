@@ -328,6 +328,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
         trusted_modules=args.trust_module,
+        allow_pickle=args.allow_pickle,
     )
     out.write(f"worker ran {ran} trial(s) of study {args.study!r}\n")
     return 0
@@ -407,6 +408,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=float, help="seconds (default 4 x heartbeat)")
     p.add_argument("--path", action="append", default=[],
                    help="a directory to import the objective from (repeatable)")  # fmt: skip
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="also load checkpoints that are pickles: a pickle can run code, so "
+                   "only for checkpoint files you trust")  # fmt: skip
     p.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
                    help="a module the stored algorithm may import (repeatable)")  # fmt: skip
     p.set_defaults(run=_worker)
