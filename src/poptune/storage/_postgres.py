@@ -18,18 +18,29 @@ optimizations (README, "Performance"). SQLite never imports this module.
   the server closed (restart, ``pg_terminate_backend``) has its socket readable and is
   replaced; one idle for longer than :data:`PING_AFTER_S` is pinged first (what
   ``pool_pre_ping`` did on every checkout, and still does for drivers other than psycopg 3).
+* **Bounded waits, frozen holders, lost connections** (README, "Locks, frozen workers and lost
+  connections"): every session runs with ``lock_timeout`` (a wait for the study lock that
+  times out is rolled back and tried again) and ``idle_in_transaction_session_timeout`` (the
+  server ends a session that holds a transaction open without a word, e.g. a worker stopped
+  by ``SIGSTOP``, which releases its lock). A transaction knows its id
+  (``pg_current_xact_id()``, read with the lock): if the connection dies during ``COMMIT``,
+  :meth:`Postgres.outcome` asks the server whether it committed. A single-statement write
+  (:meth:`Postgres.run_alone`) whose connection died is tried once more, and recognizes its
+  own earlier commit (the observation is there, the status is set) instead of repeating it.
 * **Statistics early** (:data:`ANALYZE_AT`): the worker that creates a study's 500th (5,000th,
   50,000th) trial runs ``ANALYZE`` on poptune's tables after its commit.
 """
 
 from __future__ import annotations
 
+import json
 import select
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from poptune.exceptions import DuplicateIterationError, StorageError
 from poptune.storage._mirror import Changes, reads_after
 from poptune.storage._statements import (
     COMMIT,
@@ -41,9 +52,21 @@ from poptune.storage._statements import (
     PG_ANALYZE,
     PG_FINISH,
     PG_PING,
+    TRIAL_STATUS,
     Statement,
     every_statement,
 )
+from poptune.storage._transaction import (
+    LockSettings,
+    Write,
+    acquire,
+    first_line,
+    is_busy,
+    is_lost,
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from poptune.storage.sql import SQLStorage
 
 __all__ = ["ANALYZE_AT", "PING_AFTER_S", "Pipelined", "Postgres"]
 
@@ -59,12 +82,21 @@ CHECKED_IN = "poptune_checked_in"
 #: status (until autovacuum's first analyze, a minute or more later). Statistics make it
 #: choose the primary key; autovacuum keeps them fresh later.
 ANALYZE_AT = frozenset({500, 5_000, 50_000})
+#: The transaction's id, read in the statements that take the lock.
+PG_XID = sa.text("SELECT CAST(pg_current_xact_id() AS TEXT)")
+#: What became of a transaction: 'committed', 'aborted' or 'in progress'.
+PG_XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
+#: An observation already recorded (to recognize a write whose acknowledgement was lost).
+PG_OBS_AT = sa.text(
+    "SELECT objective, context FROM poptune_observations "
+    "WHERE study_id = :sid AND trial_id = :tid AND iteration = :it"
+)
 
 
 class Postgres:
     """One storage's PostgreSQL specifics (pipelining where the driver is psycopg 3)."""
 
-    def __init__(self, url: sa.URL, sync_observations: bool) -> None:
+    def __init__(self, url: sa.URL, sync_observations: bool, locks: LockSettings) -> None:
         if url.get_driver_name() in ("psycopg2", "psycopg", "") and url.drivername in (
             "postgresql",
             "postgres",
@@ -76,6 +108,16 @@ class Postgres:
         self.psycopg = psycopg_with_pipeline(url)
         #: Other drivers have no checkout check of their own: they ping on every checkout.
         self.engine_kwargs: dict[str, Any] = {} if self.psycopg else {"pool_pre_ping": True}
+        # Bounded waits and holders: set on every session poptune opens (libpq ``options``).
+        options = url.query.get("options", "")
+        options = options[-1] if isinstance(options, tuple) else options
+        url = self.url = url.set(query={**url.query, "options": " ".join(filter(None, (
+            options, f"-c lock_timeout={max(1, round(locks.lock_timeout * 1000))}",
+            "-c idle_in_transaction_session_timeout="
+            f"{max(1, round(locks.stall_timeout * 1000))}",
+        )))})  # fmt: skip
+        #: The statement whose answer is a transaction's id.
+        self.xid = (PG_XID, {})
         #: A write in a transaction -> the same write as one statement that takes the lock
         #: and numbers itself (``RETURNING`` its version), and whether the changes after the
         #: mirror's version come back with it.
@@ -164,6 +206,97 @@ class Postgres:
             return None, None
         version = rows[0][0]
         return version, (Changes(version, answers[1][0], answers[2][0]) if pull else None)
+
+    def outcome(self, xid: str) -> str | None:
+        """Whether transaction ``xid`` committed (``'committed'``, ``'aborted'``), asked on a
+        new connection, waiting up to 5 s for a backend the server is still ending; None if
+        that cannot be learnt."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                with self._engine.connect() as conn:  # type: ignore[union-attr]
+                    status = conn.execute(PG_XACT_STATUS, {"xid": xid}).scalar()
+            except Exception:  # noqa: BLE001 - unknown, said so by the caller
+                return None
+            if status in ("committed", "aborted") or time.monotonic() > deadline:
+                return status if status in ("committed", "aborted") else None
+            time.sleep(0.05)
+
+    def run_alone(
+        self, storage: SQLStorage, study_id: int, write: Write,
+        alone: tuple[sa.TextClause, bool],
+    ) -> bool:  # fmt: skip
+        """Run ``write`` as its single statement ``alone`` (see :attr:`alone`); whether it
+        changed something. A wait for the lock that times out is tried again; a lost
+        connection, once: then the statement may have committed before the connection died,
+        and finding its effect (the same observation there, the trial in the status set)
+        counts as success, without a second write (the mirror then learns it on its next
+        refresh)."""
+        (_, params), lost = write.statements[0], None
+        for _attempt in range(2):
+            with storage._mirrors.lock:
+                base = storage._mirrors.get(study_id)
+                lo = base.db_version if alone[1] else None
+            try:
+                with storage._connection() as conn:
+                    channel = storage._channel(conn)
+                    if lost is not None and self._already_made(channel, write, params, study_id):
+                        return True
+                    version, changes = self._write_alone_waiting(
+                        channel, alone[0], params, study_id, lo, storage
+                    )
+                    if version is None:
+                        storage._check_running(study_id, write.guard, channel, write.refused)
+                        return False
+            except Exception as exc:
+                if lost is not None or isinstance(exc, DuplicateIterationError) or not is_lost(exc):
+                    raise
+                lost = exc
+                continue
+            storage._mirrors.commit(study_id, version, (write.apply,), changes, base)
+            return True
+        raise StorageError(f"connection to {storage._where} lost twice: {first_line(lost)}")
+
+    def _write_alone_waiting(
+        self, channel: Any, statement: sa.TextClause, params: dict[str, Any], study_id: int,
+        lo: int | None, storage: SQLStorage,
+    ) -> tuple[int | None, Changes | None]:  # fmt: skip
+        """:meth:`write_alone`, its lock waits that time out tried again (see ``acquire``)."""
+        while True:
+            try:
+                return self.write_alone(channel, statement, params, study_id, lo)
+            except sa.exc.DBAPIError as exc:
+                if not is_busy(exc):
+                    raise
+            # the statement failed as a whole: nothing was written; wait and ask again
+            acquire(channel, [(PG_PING, None)], storage.lock_watch, storage._where)
+            storage.lock_watch.blocked()
+            time.sleep(0.05)
+
+    @staticmethod
+    def _already_made(channel: Any, write: Write, params: dict[str, Any], sid: int) -> bool:
+        """After a lost connection: whether ``write`` (an observation or a final status)
+        committed before it was lost."""
+        stmt = write.statements[0][0]
+        key = {"sid": sid, "tid": params["tid"]}
+        if stmt is INS_OBS_RUNNING:
+            rows = channel.query((PG_OBS_AT, {**key, "it": params["it"]}))[0][0]
+            if not rows:
+                return False
+            objective, context = rows[0]
+            ours = params["ctx"]
+            same_ctx = (context is None and ours is None) or (
+                context is not None and ours is not None and json.loads(context) == json.loads(ours)
+            )
+            if objective == params["obj"] and same_ctx:
+                return True
+            raise DuplicateIterationError(
+                f"trial {params['tid']} already has an observation at iteration {params['it']}"
+            )
+        if stmt is FINISH:
+            rows = channel.query((TRIAL_STATUS, key))[0][0]
+            return bool(rows) and rows[0][0] == params["status"]
+        return False
 
     @staticmethod
     def wants_analyze(trial_id: int) -> bool:

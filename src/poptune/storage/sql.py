@@ -45,6 +45,7 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
+from poptune.storage import _transaction as txn
 from poptune.storage._mirror import (
     Changes,
     Mirror,
@@ -66,10 +67,8 @@ from poptune.storage._statements import (
     LIST_STUDIES,
     LOCK,
     PG_MIGRATION_LOCK,
-    ROLLBACK,
     RUNNING_TRIALS_OF,
     SET_STATE,
-    SQLITE_PRAGMAS,
     STOP,
     STUDY_CONFIG,
     STUDY_ID,
@@ -119,6 +118,14 @@ class SQLStorage(Storage):
             final status — always flushed, and flushing everything committed before it — has
             already reached the disk. True waits for every observation's flush. (SQLite files
             are written with ``synchronous=NORMAL``, the same trade on a power loss.)
+        lock_timeout: seconds one wait for a study's lock lasts (PostgreSQL ``lock_timeout``,
+            SQLite ``busy_timeout``) before it is rolled back and tried again with backoff;
+            default 10, or ``?lock_timeout=`` in the URL (README: "Locks, frozen workers and
+            lost connections").
+        stall_timeout: PostgreSQL: seconds a poptune session may sit in an open transaction
+            without sending anything before the server ends it, which releases the lock of a
+            frozen holder (``idle_in_transaction_session_timeout``); default 60, or
+            ``?stall_timeout=`` in the URL. It must exceed the longest suggestion.
 
     Raises:
         ConfigurationError: the URL is not an SQLite or PostgreSQL URL, or the driver is not
@@ -135,6 +142,8 @@ class SQLStorage(Storage):
         engine_kwargs: Mapping[str, Any] | None = None,
         *,
         sync_observations: bool = False,
+        lock_timeout: float | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         self.url = url
         self._where = safe_url(url)
@@ -145,6 +154,9 @@ class SQLStorage(Storage):
                 f"not a database URL: {url!r}; expected sqlite:///file.db or "
                 "postgresql://user@host/database"
             ) from None
+        parsed, self._locks = txn.LockSettings.take(parsed, lock_timeout, stall_timeout)
+        #: How long this process's transactions held study locks, and waits that timed out.
+        self.lock_watch = txn.LockWatch()
         backend = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
         self._pg: Postgres | None = None
@@ -154,12 +166,13 @@ class SQLStorage(Storage):
                     f"{url!r} is an in-memory SQLite database, which other processes cannot "
                     "see; use storage='memory', or a file: sqlite:///runs.db"
                 )
-            kwargs["connect_args"] = {"timeout": 60.0, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": self._locks.lock_timeout,
+                                      "check_same_thread": False}  # fmt: skip
         elif backend == "postgresql":
             # Imported here: SQLite never loads PostgreSQL's fast path (nor psycopg).
             from poptune.storage._postgres import Postgres
 
-            self._pg = Postgres(parsed, sync_observations)
+            self._pg = Postgres(parsed, sync_observations, self._locks)
             parsed = self._pg.url
             kwargs.update(self._pg.engine_kwargs)
         else:
@@ -177,7 +190,7 @@ class SQLStorage(Storage):
                 "pip install 'poptune[postgres]'"
             ) from None
         if self._pg is None:
-            sa.event.listen(self._engine, "connect", _sqlite_on_connect)
+            sa.event.listen(self._engine, "connect", self._locks.sqlite_on_connect())
         else:
             self._pg.attach(self._engine)
         # Close the pooled connections when this storage is dropped (or at exit).
@@ -202,7 +215,7 @@ class SQLStorage(Storage):
         except sa.exc.IntegrityError:
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise StorageError(f"database error on {self._where}: {_first_line(exc)}") from exc
+            raise StorageError(f"database error on {self._where}: {txn.first_line(exc)}") from exc
 
     def _channel(self, conn: sa.Connection) -> Direct | Pipelined:
         """How statements travel on ``conn``: pipelined where the driver can."""
@@ -221,7 +234,7 @@ class SQLStorage(Storage):
                 yield conn
                 conn.exec_driver_sql(COMMIT)
             except BaseException:
-                _rollback(conn)
+                txn.rollback(conn)
                 raise
 
     def transaction(self, study_id: int) -> AbstractContextManager[None]:  # type: ignore[override]
@@ -251,9 +264,10 @@ class SQLStorage(Storage):
                 if state_json != tx.state_json or tx.n_trials != n_trials:
                     tx.channel.send(SET_STATE, {"state": state_json, "n": tx.n_trials,
                                                 "sid": study_id})  # fmt: skip
-                tx.channel.commit()
-            except BaseException:
-                _rollback(conn)
+                txn.commit(tx, self._pg.outcome if self._pg is not None else None)
+            except BaseException as exc:
+                txn.rollback(conn)
+                txn.raise_if_lost(exc, self._where)
                 raise
             finally:
                 self._local.tx = None
@@ -272,20 +286,24 @@ class SQLStorage(Storage):
             with self._mirrors.lock:
                 base = self._mirrors.get(study_id)
                 statements += reads_after(study_id, base.db_version)
-        answers = channel.query(*statements)
+        if self._pg is not None:
+            statements.append(self._pg.xid)  # the last answer: the transaction's id
+        answers = txn.acquire(channel, statements, self.lock_watch, self._where)
         if not answers[1][0]:
             raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
         version, state_json, n_trials = answers[1][0][0]
         if base is not None:
             changes = Changes(version - 1, answers[2][0], answers[3][0])
             self._mirrors.catch_up(study_id, base, changes)
-        return Tx(channel, study_id, version, state_json, n_trials)
+        xid = answers[-1][0][0][0] if self._pg is not None else None
+        return Tx(channel, study_id, version, state_json, n_trials, self.lock_watch, xid)
 
     def _tx(self, study_id: int) -> Tx | None:
         tx: Tx | None = getattr(self._local, "tx", None)
         return tx if tx is not None and tx.sid == study_id else None
 
     # -- the one write path -----------------------------------------------------------------
+    @txn.retried(reads=False)
     def _execute_write(self, study_id: int, write: Write) -> bool:
         """Run a write to a study; whether it was made (an answered write may change nothing).
 
@@ -298,17 +316,7 @@ class SQLStorage(Storage):
             stmt, params = write.statements[0]
             alone = self._pg.alone.get(stmt)
             if alone is not None:
-                with self._mirrors.lock:
-                    base = self._mirrors.get(study_id)
-                    lo = base.db_version if alone[1] else None
-                with self._connection() as conn:
-                    channel = self._channel(conn)
-                    version, changes = self._pg.write_alone(channel, alone[0], params, study_id, lo)
-                    if version is None:
-                        self._check_running(study_id, write.guard, channel, write.refused)
-                        return False
-                self._mirrors.commit(study_id, version, (write.apply,), changes, base)
-                return True
+                return self._pg.run_alone(self, study_id, write, alone)
         with self._transaction(study_id, prefetch=False) as tx:
             channel = tx.channel
             *first, (last, params) = write.statements
@@ -363,7 +371,7 @@ class SQLStorage(Storage):
             except StudyNotFoundError:
                 raise
             except BaseException:
-                _rollback(conn)
+                txn.rollback(conn)
                 raise
 
     # -- schema -----------------------------------------------------------------------------
@@ -393,6 +401,7 @@ class SQLStorage(Storage):
             ) from None
         return int(row[0])  # type: ignore[index]
 
+    @txn.retried(reads=True)
     def get_study_id(self, name: str) -> int:
         with self._connection() as conn:
             row = conn.execute(STUDY_ID, {"name": name}).first()
@@ -400,6 +409,7 @@ class SQLStorage(Storage):
             raise StudyNotFoundError(f"no study named {name!r} in {self._where}")
         return int(row[0])
 
+    @txn.retried(reads=True)
     def _study_json(self, study_id: int, select: sa.TextClause) -> Any:
         """A JSON column of a study (:data:`STUDY_CONFIG`, :data:`STUDY_STATE`), read outside
         transactions."""
@@ -412,6 +422,7 @@ class SQLStorage(Storage):
     def get_study_config(self, study_id: int) -> dict[str, Any]:
         return self._study_json(study_id, STUDY_CONFIG)
 
+    @txn.retried(reads=True)
     def list_studies(self) -> list[str]:
         with self._connection() as conn:
             return [r[0] for r in conn.execute(LIST_STUDIES)]
@@ -424,6 +435,7 @@ class SQLStorage(Storage):
         self._mirrors.drop(study_id)
 
     # -- trials -----------------------------------------------------------------------------
+    @txn.retried(reads=True)
     def changes_since(
         self, study_id: int, version: int, refresh: bool = True
     ) -> tuple[list[Trial], int]:
@@ -431,6 +443,7 @@ class SQLStorage(Storage):
             mirror = self._refresh_mirror(study_id) if refresh else self._mirrors.get(study_id)
             return mirror.since(version)
 
+    @txn.retried(reads=True)
     def get_trial(self, study_id: int, trial_id: int) -> Trial:
         with self._mirrors.lock:
             trial = self._refresh_mirror(study_id).trials.get(trial_id)  # type: ignore[arg-type]
@@ -438,6 +451,7 @@ class SQLStorage(Storage):
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
         return trial
 
+    @txn.retried(reads=False)
     def insert_trial(self, study_id: int, trial: Trial, worker: str | None = None) -> Trial:
         params = dumps(trial.parameters, f"trial {trial.id}'s parameters")
         meta = dumps(trial.meta, f"trial {trial.id}'s metadata")
@@ -464,6 +478,7 @@ class SQLStorage(Storage):
             self._execute_write(study_id, Write(statements, lambda m, v: m.insert(trial, v)))
         return trial
 
+    @txn.retried(reads=False)
     def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
         with self._transaction(study_id, prefetch=True):
             with self._mirrors.lock:
@@ -505,6 +520,7 @@ class SQLStorage(Storage):
                        answered=True, guard=trial_id, refused=_NO_OBSERVATION)  # fmt: skip
         self._execute_write(study_id, write)
 
+    @txn.retried(reads=False)
     def request_stop(self, study_id: int, trial_id: int) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             self._check_running(study_id, trial_id, tx.channel)
@@ -512,16 +528,19 @@ class SQLStorage(Storage):
             self._execute_write(study_id, Write((stop,), lambda m, v: m.stop(trial_id, v)))
 
     # -- liveness ---------------------------------------------------------------------------
+    @txn.retried(reads=True)
     def heartbeat(self, study_id: int, worker: str) -> int:
         with self._raw_transaction(write=True) as conn:
             params = {"sid": study_id, "worker": worker}
             return int(conn.execute(self._sql.heartbeat, params).rowcount)
 
+    @txn.retried(reads=True)
     def running_trials_of(self, study_id: int, worker: str) -> list[int]:
         with self._connection() as conn:
             rows = conn.execute(RUNNING_TRIALS_OF, {"sid": study_id, "worker": worker})
             return [int(r[0]) for r in rows]
 
+    @txn.retried(reads=True)
     def has_stale_trials(self, study_id: int, grace_period: float) -> bool:
         # One read, no lock and no commit: workers look every heartbeat interval, and a
         # locked transaction each time would queue them behind one another (all at once when
@@ -530,6 +549,7 @@ class SQLStorage(Storage):
         with self._connection() as conn:
             return bool(self._channel(conn).query((self._sql.any_stale, params))[0][0])
 
+    @txn.retried(reads=False)
     def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
         with self._transaction(study_id, prefetch=False) as tx:
             params = {"sid": study_id, "grace": grace_period}
@@ -558,26 +578,7 @@ class SQLStorage(Storage):
             return tx.state
         return self._study_json(study_id, STUDY_STATE)
 
+    @txn.retried(reads=False)
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             tx.state = state
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
-
-
-def _rollback(conn: sa.Connection) -> None:
-    try:
-        conn.exec_driver_sql(ROLLBACK)
-    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the error that got us here matters
-        pass
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
