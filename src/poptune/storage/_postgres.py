@@ -33,6 +33,7 @@ optimizations (README, "Performance"). SQLite never imports this module.
 
 from __future__ import annotations
 
+import functools
 import json
 import select
 import time
@@ -57,12 +58,14 @@ from poptune.storage._statements import (
     every_statement,
 )
 from poptune.storage._transaction import (
+    RETRIES,
     LockSettings,
     Write,
     acquire,
     first_line,
-    is_busy,
     is_lost,
+    logger,
+    rollback,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -86,6 +89,17 @@ ANALYZE_AT = frozenset({500, 5_000, 50_000})
 PG_XID = sa.text("SELECT CAST(pg_current_xact_id() AS TEXT)")
 #: What became of a transaction: 'committed', 'aborted' or 'in progress'.
 PG_XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
+#: Ends the sessions of this application (poptune's) on this database that have sat in an
+#: open transaction, without a word, for longer than ``:stall`` seconds: frozen or hung lock
+#: holders. (``idle_in_transaction_session_timeout`` does not catch a pipelined session:
+#: after a pipeline psycopg's last message is a flush, which disarms the server's timer.)
+PG_UNSTALL = sa.text(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND application_name = current_setting('application_name') "
+    "AND state IN ('idle in transaction', 'idle in transaction (aborted)') "
+    "AND state_change < clock_timestamp() - CAST(:stall AS DOUBLE PRECISION) * INTERVAL '1 second'"
+)
 #: An observation already recorded (to recognize a write whose acknowledgement was lost).
 PG_OBS_AT = sa.text(
     "SELECT objective, context FROM poptune_observations "
@@ -111,13 +125,16 @@ class Postgres:
         # Bounded waits and holders: set on every session poptune opens (libpq ``options``).
         options = url.query.get("options", "")
         options = options[-1] if isinstance(options, tuple) else options
-        url = self.url = url.set(query={**url.query, "options": " ".join(filter(None, (
+        name = {} if "application_name" in url.query else {"application_name": "poptune"}
+        url = self.url = url.set(query={**url.query, **name, "options": " ".join(filter(None, (
             options, f"-c lock_timeout={max(1, round(locks.lock_timeout * 1000))}",
             "-c idle_in_transaction_session_timeout="
             f"{max(1, round(locks.stall_timeout * 1000))}",
         )))})  # fmt: skip
         #: The statement whose answer is a transaction's id.
         self.xid = (PG_XID, {})
+        self.stall_timeout = locks.stall_timeout
+        self._unstall_warned = False
         #: A write in a transaction -> the same write as one statement that takes the lock
         #: and numbers itself (``RETURNING`` its version), and whether the changes after the
         #: mirror's version come back with it.
@@ -178,9 +195,12 @@ class Postgres:
                         cursors.append(cursor)
         except self.psycopg.Error as exc:  # type: ignore[union-attr]
             dialect = conn.dialect
-            lost = dialect.is_disconnect(exc, driver, None)
+            lost = dialect.is_disconnect(exc, driver, None) or _broken(driver)
             if lost:
                 conn.invalidate(exc)
+                # The other pooled connections are likely gone too (a restart, a mass
+                # termination): a fresh pool, so the retry does not pick one of them.
+                self._engine.dispose(close=False)  # type: ignore[union-attr]
             raise sa.exc.DBAPIError.instance(
                 "; ".join(s if isinstance(s, str) else self.sql(s) for s, _ in statements),
                 None, exc, self.psycopg.Error, connection_invalidated=lost,  # type: ignore[union-attr]
@@ -207,19 +227,39 @@ class Postgres:
         version = rows[0][0]
         return version, (Changes(version, answers[1][0], answers[2][0]) if pull else None)
 
+    def unstall(self, conn: sa.Connection) -> None:
+        """End poptune's sessions stalled in a transaction longer than ``stall_timeout``
+        (:data:`PG_UNSTALL`); best effort: a role that may not signal them is warned once."""
+        try:
+            ended = conn.execute(PG_UNSTALL, {"stall": self.stall_timeout}).all()
+        except Exception as exc:  # noqa: BLE001 - e.g. permission denied: the wait goes on
+            rollback(conn)
+            if not self._unstall_warned:
+                self._unstall_warned = True
+                logger.warning("poptune: cannot end a stalled lock holder: %s", first_line(exc))
+            return
+        if ended:
+            logger.warning(
+                "poptune: ended %d session(s) that held a transaction open for more than "
+                "%g s (stall_timeout) without a word", len(ended), self.stall_timeout,
+            )  # fmt: skip
+
     def outcome(self, xid: str) -> str | None:
         """Whether transaction ``xid`` committed (``'committed'``, ``'aborted'``), asked on a
         new connection, waiting up to 5 s for a backend the server is still ending; None if
         that cannot be learnt."""
         deadline = time.monotonic() + 5.0
         while True:
+            status = None
             try:
                 with self._engine.connect() as conn:  # type: ignore[union-attr]
                     status = conn.execute(PG_XACT_STATUS, {"xid": xid}).scalar()
-            except Exception:  # noqa: BLE001 - unknown, said so by the caller
+            except Exception:  # noqa: BLE001 - e.g. another lost connection: ask again
+                pass
+            if status in ("committed", "aborted"):
+                return status
+            if time.monotonic() > deadline:
                 return None
-            if status in ("committed", "aborted") or time.monotonic() > deadline:
-                return status if status in ("committed", "aborted") else None
             time.sleep(0.05)
 
     def run_alone(
@@ -233,7 +273,7 @@ class Postgres:
         counts as success, without a second write (the mirror then learns it on its next
         refresh)."""
         (_, params), lost = write.statements[0], None
-        for _attempt in range(2):
+        for _attempt in range(RETRIES + 1):
             with storage._mirrors.lock:
                 base = storage._mirrors.get(study_id)
                 lo = base.db_version if alone[1] else None
@@ -242,36 +282,25 @@ class Postgres:
                     channel = storage._channel(conn)
                     if lost is not None and self._already_made(channel, write, params, study_id):
                         return True
-                    version, changes = self._write_alone_waiting(
-                        channel, alone[0], params, study_id, lo, storage
-                    )
+                    version, changes = acquire(
+                        channel, [], storage.lock_watch, storage._where,
+                        functools.partial(self.write_alone, channel, alone[0], params,
+                                          study_id, lo),
+                    )  # fmt: skip
                     if version is None:
                         storage._check_running(study_id, write.guard, channel, write.refused)
                         return False
             except Exception as exc:
-                if lost is not None or isinstance(exc, DuplicateIterationError) or not is_lost(exc):
+                if isinstance(exc, DuplicateIterationError) or not is_lost(exc):
                     raise
                 lost = exc
+                time.sleep(0.1)
                 continue
             storage._mirrors.commit(study_id, version, (write.apply,), changes, base)
             return True
-        raise StorageError(f"connection to {storage._where} lost twice: {first_line(lost)}")
-
-    def _write_alone_waiting(
-        self, channel: Any, statement: sa.TextClause, params: dict[str, Any], study_id: int,
-        lo: int | None, storage: SQLStorage,
-    ) -> tuple[int | None, Changes | None]:  # fmt: skip
-        """:meth:`write_alone`, its lock waits that time out tried again (see ``acquire``)."""
-        while True:
-            try:
-                return self.write_alone(channel, statement, params, study_id, lo)
-            except sa.exc.DBAPIError as exc:
-                if not is_busy(exc):
-                    raise
-            # the statement failed as a whole: nothing was written; wait and ask again
-            acquire(channel, [(PG_PING, None)], storage.lock_watch, storage._where)
-            storage.lock_watch.blocked()
-            time.sleep(0.05)
+        raise StorageError(
+            f"connection to {storage._where} lost {RETRIES + 1} times: {first_line(lost)}"
+        )
 
     @staticmethod
     def _already_made(channel: Any, write: Write, params: dict[str, Any], sid: int) -> bool:
@@ -330,6 +359,10 @@ class Pipelined:
         self.where = where
         self.unsent: list[Statement] = []
 
+    def unstall(self) -> None:
+        """Between waits for the lock: see :meth:`Postgres.unstall`."""
+        self.postgres.unstall(self.conn)
+
     def send(self, stmt: sa.TextClause, params: dict[str, Any]) -> None:
         """A write whose answer is not needed: it waits to travel with the next query."""
         self.unsent.append((stmt, params))
@@ -385,6 +418,15 @@ def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise sa.exc.DisconnectionError(f"connection lost: {_first_line(exc)}") from exc
     if closed:
         raise sa.exc.DisconnectionError("the server closed the connection")
+
+
+def _broken(driver: Any) -> bool:
+    """Whether psycopg's connection is unusable (e.g. "cannot exit pipeline mode while busy"
+    after the server ended it mid-pipeline, which SQLAlchemy does not see as a disconnect)."""
+    try:
+        return bool(driver.closed or driver.broken or driver.pgconn.status != 0)  # 0: OK
+    except Exception:  # noqa: BLE001 - a connection that cannot say is not one to keep
+        return True
 
 
 def _readable(fd: int) -> bool:

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from poptune.storage._postgres import Pipelined
 
 __all__ = [
-    "DEFAULT_LOCK_TIMEOUT", "DEFAULT_STALL_TIMEOUT", "STOP_BEFORE_COMMIT_ENV", "Direct",
-    "LockSettings", "LockWatch", "TransactionLost", "Tx", "Write", "acquire", "commit", "dumps",
-    "dumps_context", "is_busy", "is_lost", "raise_if_lost", "retried",
+    "DEFAULT_LOCK_TIMEOUT", "DEFAULT_STALL_TIMEOUT", "RETRIES", "STOP_BEFORE_COMMIT_ENV",
+    "Direct", "LockSettings", "LockWatch", "TransactionLost", "Tx", "Write", "acquire",
+    "commit", "dumps", "dumps_context", "is_busy", "is_lost", "raise_if_lost", "retried",
 ]  # fmt: skip
 
 logger = logging.getLogger("poptune")
@@ -140,6 +140,9 @@ DEFAULT_STALL_TIMEOUT = 60.0
 #: exists (and deletes it), so tests can freeze a lock holder at a known point.
 STOP_BEFORE_COMMIT_ENV = "POPTUNE_TEST_STOP_BEFORE_COMMIT"
 _STOP_FILE = os.environ.get(STOP_BEFORE_COMMIT_ENV)
+#: How many times an operation whose connection was lost is run again (once is the rule; the
+#: second covers a replacement connection that the same server-side event had ended too).
+RETRIES = 2
 
 
 class LockSettings(NamedTuple):
@@ -199,10 +202,14 @@ class TransactionLost(StorageError):
 
 class LockWatch:
     """One storage's record of its study-lock transactions: how long each held the lock (from
-    the answer to the lock to the ``COMMIT``'s), how many waits timed out, and when one last
-    did (the reaper's evidence that the database was not writable)."""
+    the answer to the lock to the ``COMMIT``'s), how many waits timed out, and when the
+    database was last seen blocked (the reaper's evidence that it was not writable): a wait
+    of this process that timed out, or a transaction of its own that held the lock longer
+    than ``lock_timeout`` (others' waits then timed out: a process that was itself frozen
+    holding the lock learns so here)."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.lock_timeout = lock_timeout
         self._lock = threading.Lock()
         self.held_n = 0
         self.held_total_s = 0.0
@@ -215,6 +222,8 @@ class LockWatch:
             self.held_n += 1
             self.held_total_s += seconds
             self.held_max_s = max(self.held_max_s, seconds)
+            if seconds > self.lock_timeout:
+                self._blocked_at = time.monotonic()
 
     def blocked(self) -> None:
         """A write could not get the lock (a wait timed out, a heartbeat failed or was late)."""
@@ -247,34 +256,49 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def is_lost(exc: BaseException | None) -> bool:
-    """The connection under ``exc`` (or an error it was raised from) is gone."""
+    """The connection under ``exc`` (or an error it was raised from) is gone, or may be: on
+    PostgreSQL any operational error of the driver but a lock timeout (psycopg does not always
+    flag a connection the server ended mid-pipeline: "cannot exit pipeline mode while busy")."""
     seen = 0
     while exc is not None and seen < 4:
         if isinstance(exc, sa.exc.DisconnectionError):
             return True
         if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
             return True
+        if (
+            isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+            and type(exc.orig).__module__.startswith("psycopg")
+            and not is_busy(exc)
+        ):
+            return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
 
 
-def acquire(channel: Direct | Pipelined, statements: list[Statement], watch: LockWatch,
-            where: str) -> list[Any]:  # fmt: skip
-    """Run the statements that begin a transaction and take the study lock; a wait that
-    times out (``lock_timeout`` / ``busy_timeout``) is rolled back and tried again, with
-    backoff from 20 ms to 1 s, for as long as it takes: never an error."""
+def acquire(
+    channel: Direct | Pipelined, statements: list[Statement], watch: LockWatch, where: str,
+    run: Callable[[], Any] | None = None,
+) -> Any:  # fmt: skip
+    """Run the statements that begin a transaction and take the study lock (or ``run()``, a
+    statement that takes it alone); a wait that times out (``lock_timeout`` /
+    ``busy_timeout``) is rolled back and tried again, with backoff from 20 ms to 1 s, for as
+    long as it takes: never an error. Between tries, a channel that can (PostgreSQL's
+    :class:`~poptune.storage._postgres.Pipelined`) ends sessions stalled in a transaction
+    (``unstall``), which is what releases a frozen holder's lock."""
     delay, since = 0.02, None
     while True:
         try:
-            return channel.query(*statements)
+            return run() if run is not None else channel.query(*statements)
         except sa.exc.DBAPIError as exc:
             if not is_busy(exc):
                 raise
             rollback(channel.conn)
         watch.blocked()
-        now = time.monotonic()
+        unstall = getattr(channel, "unstall", None)
+        if unstall is not None:
+            unstall()
         if since is None:
-            since = now
+            since = time.monotonic()
             logger.warning("poptune: waiting for a study's lock on %s (held elsewhere)", where)
         time.sleep(delay * random.uniform(0.5, 1.5))
         delay = min(delay * 2, 1.0)
@@ -291,10 +315,14 @@ def commit(tx: Tx, outcome: Callable[[str], str | None] | None) -> None:
     except BaseException as exc:
         if not is_lost(exc):
             raise
+        try:  # closed, so that a transaction still open on it ends (the server aborts it)
+            tx.channel.conn.invalidate()
+        except Exception:  # noqa: BLE001, S110 - already gone
+            pass
         status = outcome(tx.xid) if outcome is not None and tx.xid else None
         if status == "committed":
             logger.warning("poptune: connection lost during COMMIT, which had committed")
-        elif status == "aborted" or (outcome is not None and tx.xid and status is None):
+        elif status == "aborted":
             raise TransactionLost(
                 f"connection to {tx.channel.where} lost before COMMIT: {first_line(exc)}"
             ) from exc
@@ -307,31 +335,37 @@ def commit(tx: Tx, outcome: Callable[[str], str | None] | None) -> None:
         tx.watch.held(time.monotonic() - tx.locked_at)
 
 
-def raise_if_lost(exc: BaseException, where: str) -> None:
+def raise_if_lost(exc: BaseException, where: str, conn: sa.Connection) -> None:
     """In a transaction that failed with ``exc``: raise :class:`TransactionLost` if its
     connection went away (the server rolls the transaction back); else return."""
     if not isinstance(exc, StorageError) and is_lost(exc):
+        try:  # closed, so that the transaction still open on it ends (the server aborts it)
+            conn.invalidate()
+        except Exception:  # noqa: BLE001, S110 - already gone
+            pass
         raise TransactionLost(
             f"connection to {where} lost in a transaction: {first_line(exc)}"
         ) from exc
 
 
 def retried(reads: bool) -> Callable[[F], F]:
-    """Decorate a storage method that, when no transaction is open in this thread, runs once
-    more after a lost connection: any lost connection for ``reads``, only a
-    :class:`TransactionLost` (known not committed) otherwise."""
+    """Decorate a storage method that, when no transaction is open in this thread, runs again
+    after a lost connection (at most :data:`RETRIES` times, 0.1 s apart): any lost connection
+    for ``reads``, only a :class:`TransactionLost` (known not committed) otherwise."""
 
     def decorate(method: F) -> F:
         @functools.wraps(method)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             if getattr(self._local, "tx", None) is not None:
                 return method(self, *args, **kwargs)
-            try:
-                return method(self, *args, **kwargs)
-            except Exception as exc:
-                if not (getattr(exc, "rolled_back", False) or (reads and is_lost(exc))):
-                    raise
-                logger.warning("poptune: %s; trying once more", first_line(exc))
+            for _ in range(RETRIES):
+                try:
+                    return method(self, *args, **kwargs)
+                except Exception as exc:
+                    if not (getattr(exc, "rolled_back", False) or (reads and is_lost(exc))):
+                        raise
+                    logger.warning("poptune: %s; trying again", first_line(exc))
+                time.sleep(0.1)
             return method(self, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -351,10 +385,17 @@ def pause_before_commit() -> None:
 
 
 def rollback(conn: sa.Connection) -> None:
+    """``ROLLBACK``, quietly. On PostgreSQL a connection that cannot roll back is broken: it
+    is invalidated, so that the pool discards it rather than fail resetting it (which would
+    hide the error that got us here). SQLite refuses a ROLLBACK with no transaction: benign."""
     try:
         conn.exec_driver_sql(ROLLBACK)
-    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the error that got us here matters
-        pass
+    except Exception:  # noqa: BLE001 - the connection may be gone; the error that got us here matters
+        if conn.dialect.name != "sqlite":
+            try:
+                conn.invalidate()
+            except Exception:  # noqa: BLE001, S110 - nothing more to do with it
+                pass
 
 
 def first_line(exc: BaseException) -> str:

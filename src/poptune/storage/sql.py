@@ -156,7 +156,7 @@ class SQLStorage(Storage):
             ) from None
         parsed, self._locks = txn.LockSettings.take(parsed, lock_timeout, stall_timeout)
         #: How long this process's transactions held study locks, and waits that timed out.
-        self.lock_watch = txn.LockWatch()
+        self.lock_watch = txn.LockWatch(self._locks.lock_timeout)
         backend = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
         self._pg: Postgres | None = None
@@ -229,7 +229,8 @@ class SQLStorage(Storage):
     def _raw_transaction(self, write: bool) -> Iterator[sa.Connection]:
         """A transaction not tied to a study (schema, creating and deleting studies)."""
         with self._connection() as conn:
-            conn.exec_driver_sql(self._sql.begin_write if write else self._sql.begin_read)
+            begin = [(self._sql.begin_write if write else self._sql.begin_read, None)]
+            txn.acquire(Direct(conn, self._sql, self._where), begin, self.lock_watch, self._where)
             try:
                 yield conn
                 conn.exec_driver_sql(COMMIT)
@@ -267,7 +268,7 @@ class SQLStorage(Storage):
                 txn.commit(tx, self._pg.outcome if self._pg is not None else None)
             except BaseException as exc:
                 txn.rollback(conn)
-                txn.raise_if_lost(exc, self._where)
+                txn.raise_if_lost(exc, self._where, conn)
                 raise
             finally:
                 self._local.tx = None

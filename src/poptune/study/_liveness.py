@@ -13,7 +13,8 @@ process exits.
 process, a lost connection) is tried again after at most a second, and never makes anyone's
 trials look lost: stale means "no heartbeat for ``grace_period`` seconds *while the database
 could be written*". The storage's ``lock_watch`` records when a write of this process last
-had to give up waiting for the lock (or a heartbeat failed, or took longer than an interval);
+had to give up waiting for the lock (or a heartbeat failed, or one of its own transactions
+held the lock for longer than that wait lasts);
 :func:`recover_lost_trials` reaps nothing until a full grace period has passed since that last
 block, so owners that were only waiting have had the time to beat. (The evidence is this
 process's own: a process that starts just as a long block ends has seen none, and may reap a
@@ -74,7 +75,6 @@ class Heartbeat:
     def _run(self) -> None:
         failing, delay = False, self.interval
         while not self._stop.wait(delay):
-            start = time.monotonic()
             try:
                 self.storage.heartbeat(self.study_id, self.worker)
             except Exception as exc:  # noqa: BLE001 - keep beating through passing outages
@@ -83,8 +83,6 @@ class Heartbeat:
                     logger.warning("poptune: heartbeat of %s failed: %s", self.worker, exc)
                 failing, delay = True, min(self.interval, 1.0)  # try again soon
                 continue
-            if time.monotonic() - start > self.interval:  # it waited for the database
-                _note_blocked(self.storage)
             failing, delay = False, self.interval
 
 

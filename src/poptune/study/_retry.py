@@ -6,7 +6,8 @@ reports it aborted (a PostgreSQL backend terminated, a frozen holder's session e
 ``idle_in_transaction_session_timeout``): nothing of it was written. The whole block — sync,
 the algorithm's decision, the inserts — then runs again in a new transaction, so the retry
 decides on what is in the database now and cannot make a second trial for one suggestion.
-Once: a second loss is raised.
+Once, and once more if the new connection was ended by the same event (a mass termination,
+a restart): ``RETRIES``; a further loss is raised.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from poptune.exceptions import StorageError
+from poptune.storage._transaction import RETRIES
 from poptune.study import _suggestion
 from poptune.trial import AlgorithmState, Trial
 
@@ -29,16 +31,17 @@ _T = TypeVar("_T")
 
 
 def once(study: Study, attempt: Callable[[], _T]) -> _T:
-    """``attempt()``, run once more if its transaction was lost (never inside an open
+    """``attempt()``, run again if its transaction was lost (never inside an open
     ``_writing()`` block: the outermost block is the one to run again)."""
     if study._next_id is not None:
         return attempt()
-    try:
-        return attempt()
-    except StorageError as exc:
-        if not getattr(exc, "rolled_back", False):
-            raise
-        logger.warning("poptune: %s; running the transaction again", exc)
+    for _ in range(RETRIES):
+        try:
+            return attempt()
+        except StorageError as exc:
+            if not getattr(exc, "rolled_back", False):
+                raise
+            logger.warning("poptune: %s; running the transaction again", exc)
     return attempt()
 
 
