@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -218,3 +220,67 @@ def test_postgres_sessions_get_the_timeouts(tmp_path):
             assert conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar() == "4s"
     finally:
         storage.close()
+
+
+def _sqlite_study(url, name, **kw):
+    return pt.Study([pt.Continuous("lr", [1e-4, 1e-2], "log")], pt.algorithms.RandomSearch(50),
+                    True, storage=SQLStorage(url), study_name=name, seed=0, **kw)  # fmt: skip
+
+
+def test_a_sqlite_wait_past_busy_timeout_is_tried_again_not_failed(tmp_path, caplog):
+    path = tmp_path / "w.db"
+    study = _sqlite_study(f"sqlite:///{path}?lock_timeout=0.2", "w", heartbeat_interval=None)
+    trial = study.get_suggestion()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    errors = []
+
+    def observe():
+        try:
+            study.add_observation(trial, 1.0)
+        except Exception as exc:  # noqa: BLE001 - what the test looks for
+            errors.append(exc)
+
+    thread = threading.Thread(target=observe)
+    thread.start()
+    time.sleep(1.0)  # five busy_timeouts
+    assert thread.is_alive() and not errors  # still waiting, not failed
+    blocker.execute("ROLLBACK")
+    thread.join(10)
+    assert not thread.is_alive() and not errors
+    assert list(study.get_trial(trial.id).observations) == [1]
+    assert study._storage.lock_watch.stats()["timeouts"] >= 2
+    assert "waiting for a study's lock" in caplog.text
+    blocker.close()
+
+
+def test_a_heartbeat_the_busy_database_held_back_does_not_look_lost(tmp_path):
+    """The database is locked (by another process) for twice the grace period: nobody can
+    write a heartbeat; once it is free, the reaper sees an old heartbeat but knows the
+    database was blocked, and waits a grace period, in which the live owner beats again."""
+    path = tmp_path / "hb.db"
+    url = f"sqlite:///{path}?lock_timeout=0.1"
+    fast = {"heartbeat_interval": 0.1, "grace_period": 1.0}
+    a, b = _sqlite_study(url, "hb", **fast), _sqlite_study(url, "hb", **fast)
+    mine, theirs = a.get_suggestion(), b.get_suggestion()  # both beat from now on
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    time.sleep(2.0)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert b._storage.has_stale_trials(b._study_id, 1.0)  # a's heartbeat is old...
+    b.add_observation(theirs, 0.1)
+    b.finalize(theirs)
+    b._next_recovery = 0.0  # look now
+    b.get_suggestion()  # ...but b does not reap it: the database was blocked
+    assert b.get_trial(mine.id).status is TrialStatus.RUNNING
+    time.sleep(1.5)  # a grace period later a has beaten again
+    b._next_recovery = 0.0
+    b.get_suggestion()
+    assert b.get_trial(mine.id).status is TrialStatus.RUNNING
+    a.close()  # now a really stops beating: reaped after a grace period
+    time.sleep(1.6)
+    b._next_recovery = 0.0
+    b.get_suggestion()
+    assert b.get_trial(mine.id).status is TrialStatus.FAILED
+    b.close()
