@@ -200,7 +200,7 @@ class Postgres:
                 conn.invalidate(exc)
                 # The other pooled connections are likely gone too (a restart, a mass
                 # termination): a fresh pool, so the retry does not pick one of them.
-                self._engine.dispose(close=False)  # type: ignore[union-attr]
+                self._engine.dispose()  # type: ignore[union-attr]
             raise sa.exc.DBAPIError.instance(
                 "; ".join(s if isinstance(s, str) else self.sql(s) for s, _ in statements),
                 None, exc, self.psycopg.Error, connection_invalidated=lost,  # type: ignore[union-attr]
