@@ -52,7 +52,11 @@ from poptune.storage._statements import (
     PG_ADD_OBS_ASYNC,
     PG_ANALYZE,
     PG_FINISH,
+    PG_OBS_AT,
     PG_PING,
+    PG_UNSTALL,
+    PG_XACT_STATUS,
+    PG_XID,
     TRIAL_STATUS,
     Statement,
     every_statement,
@@ -85,26 +89,6 @@ CHECKED_IN = "poptune_checked_in"
 #: status (until autovacuum's first analyze, a minute or more later). Statistics make it
 #: choose the primary key; autovacuum keeps them fresh later.
 ANALYZE_AT = frozenset({500, 5_000, 50_000})
-#: The transaction's id, read in the statements that take the lock.
-PG_XID = sa.text("SELECT CAST(pg_current_xact_id() AS TEXT)")
-#: What became of a transaction: 'committed', 'aborted' or 'in progress'.
-PG_XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
-#: Ends the sessions of this application (poptune's) on this database that have sat in an
-#: open transaction, without a word, for longer than ``:stall`` seconds: frozen or hung lock
-#: holders. (``idle_in_transaction_session_timeout`` does not catch a pipelined session:
-#: after a pipeline psycopg's last message is a flush, which disarms the server's timer.)
-PG_UNSTALL = sa.text(
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-    "AND application_name = current_setting('application_name') "
-    "AND state IN ('idle in transaction', 'idle in transaction (aborted)') "
-    "AND state_change < clock_timestamp() - CAST(:stall AS DOUBLE PRECISION) * INTERVAL '1 second'"
-)
-#: An observation already recorded (to recognize a write whose acknowledgement was lost).
-PG_OBS_AT = sa.text(
-    "SELECT objective, context FROM poptune_observations "
-    "WHERE study_id = :sid AND trial_id = :tid AND iteration = :it"
-)
 
 
 class Postgres:

@@ -181,11 +181,10 @@ class LockSettings(NamedTuple):
 
     def sqlite_on_connect(self) -> Callable[[Any, Any], None]:
         """The listener that sets up every new SQLite connection (pragmas, busy timeout)."""
-        busy_ms = max(1, round(self.lock_timeout * 1000))
 
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
-            for pragma in (*SQLITE_PRAGMAS, f"PRAGMA busy_timeout={busy_ms}"):
+            for pragma in SQLITE_PRAGMAS:  # the busy timeout is the connection's ``timeout``
                 cursor.execute(pragma)
             cursor.close()
 
