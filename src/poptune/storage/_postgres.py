@@ -25,7 +25,7 @@ optimizations (README, "Performance"). SQLite never imports this module.
   by ``SIGSTOP``, which releases its lock). A transaction knows its id
   (``pg_current_xact_id()``, read with the lock): if the connection dies during ``COMMIT``,
   :meth:`Postgres.outcome` asks the server whether it committed. A single-statement write
-  (:meth:`Postgres.run_alone`) whose connection died is tried once more, and recognizes its
+  (:meth:`Postgres.run_alone`) whose connection died is tried again, and recognizes its
   own earlier commit (the observation is there, the status is set) instead of repeating it.
 * **Statistics early** (:data:`ANALYZE_AT`): the worker that creates a study's 500th (5,000th,
   50,000th) trial runs ``ANALYZE`` on poptune's tables after its commit.
@@ -251,8 +251,9 @@ class Postgres:
         alone: tuple[sa.TextClause, bool],
     ) -> bool:  # fmt: skip
         """Run ``write`` as its single statement ``alone`` (see :attr:`alone`); whether it
-        changed something. A wait for the lock that times out is tried again; a lost
-        connection, once: then the statement may have committed before the connection died,
+        changed something. A wait for the lock that times out is tried again; after a lost
+        connection the write is tried again (at most ``RETRIES`` times), but it may have
+        committed before the connection died,
         and finding its effect (the same observation there, the trial in the status set)
         counts as success, without a second write (the mirror then learns it on its next
         refresh)."""
