@@ -186,7 +186,7 @@ def test_sqlite_frozen_lock_holder_stalls_nobody_into_failure(tmp_path):
     heartbeat for longer than the grace period; after SIGCONT everything goes on."""
     url = make_url("sqlite", tmp_path) + "?lock_timeout=0.5"
     try:
-        run = _freeze_run(url, tmp_path, freeze_s=5.0, interval=0.3, grace=1.5)
+        run = _freeze_run(url, tmp_path, freeze_s=5.0, interval=0.3, grace=3.0)
         frozen = _longest_gap(run, run["frozen_at"], run["resumed_at"])
         resumed = _longest_gap(run, run["resumed_at"], run["resumed_at"] + 2.0)
         print(f"\nSQLite: longest stretch without a completed trial: {frozen:.2f} s of the 5 s "
