@@ -94,7 +94,7 @@ def resolve(
         else:
             raise ConfigurationError(f"unknown storage {url!r}: {_EXPECTED}")
     elif must_exist and url.startswith(_SQLITE):
-        file = url[len(_SQLITE) :]
+        file = url[len(_SQLITE) :].split("?", 1)[0]  # without ?lock_timeout=... options
         if not Path(file).is_file():
             raise StorageError(f"no SQLite database file at {file!r}")
     key = (url, os.getpid(), read_only)

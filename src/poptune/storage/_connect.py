@@ -9,19 +9,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from poptune.storage._statements import ROLLBACK, SQLITE_PRAGMAS
+from poptune.storage._statements import SQLITE_PRAGMAS
 
-__all__ = [
-    "first_line",
-    "on_connect",
-    "on_connect_read_only",
-    "read_only_connect",
-    "rollback",
-    "safe_url",
-]
+__all__ = ["on_connect_read_only", "read_only_connect", "safe_url"]
 
 
 def read_only_connect(database: str, query: Mapping[str, Any]) -> Callable[[], Any]:
@@ -58,29 +50,9 @@ def on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
-
-
 def safe_url(url: str) -> str:
     """The URL with its password hidden, for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
         return url
-
-
-def first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
-
-
-def rollback(conn: sa.Connection) -> None:
-    try:
-        conn.exec_driver_sql(ROLLBACK)
-    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the error that got us here matters
-        pass

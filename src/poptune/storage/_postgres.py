@@ -18,18 +18,30 @@ optimizations (README, "Performance"). SQLite never imports this module.
   the server closed (restart, ``pg_terminate_backend``) has its socket readable and is
   replaced; one idle for longer than :data:`PING_AFTER_S` is pinged first (what
   ``pool_pre_ping`` did on every checkout, and still does for drivers other than psycopg 3).
+* **Bounded waits, frozen holders, lost connections** (README, "Locks, frozen workers and lost
+  connections"): every session runs with ``lock_timeout`` (a wait for the study lock that
+  times out is rolled back and tried again) and ``idle_in_transaction_session_timeout`` (the
+  server ends a session that holds a transaction open without a word, e.g. a worker stopped
+  by ``SIGSTOP``, which releases its lock). A transaction knows its id
+  (``pg_current_xact_id()``, read with the lock): if the connection dies during ``COMMIT``,
+  :meth:`Postgres.outcome` asks the server whether it committed. A single-statement write
+  (:meth:`Postgres.run_alone`) whose connection died is tried again, and recognizes its
+  own earlier commit (the observation is there, the status is set) instead of repeating it.
 * **Statistics early** (:data:`ANALYZE_AT`): the worker that creates a study's 500th (5,000th,
   50,000th) trial runs ``ANALYZE`` on poptune's tables after its commit.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import select
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from poptune.exceptions import DuplicateIterationError, StorageError
 from poptune.storage._mirror import Changes, reads_after
 from poptune.storage._statements import (
     COMMIT,
@@ -40,10 +52,28 @@ from poptune.storage._statements import (
     PG_ADD_OBS_ASYNC,
     PG_ANALYZE,
     PG_FINISH,
+    PG_OBS_AT,
     PG_PING,
+    PG_UNSTALL,
+    PG_XACT_STATUS,
+    PG_XID,
+    TRIAL_STATUS,
     Statement,
     every_statement,
 )
+from poptune.storage._transaction import (
+    RETRIES,
+    LockSettings,
+    Write,
+    acquire,
+    first_line,
+    is_lost,
+    logger,
+    rollback,
+)  # fmt: skip
+
+if TYPE_CHECKING:
+    from poptune.storage.sql import SQLStorage
 
 __all__ = ["ANALYZE_AT", "PING_AFTER_S", "Pipelined", "Postgres"]
 
@@ -64,7 +94,7 @@ ANALYZE_AT = frozenset({500, 5_000, 50_000})
 class Postgres:
     """One storage's PostgreSQL specifics (pipelining where the driver is psycopg 3)."""
 
-    def __init__(self, url: sa.URL, sync_observations: bool) -> None:
+    def __init__(self, url: sa.URL, sync_observations: bool, locks: LockSettings) -> None:
         if url.get_driver_name() in ("psycopg2", "psycopg", "") and url.drivername in (
             "postgresql",
             "postgres",
@@ -76,6 +106,19 @@ class Postgres:
         self.psycopg = psycopg_with_pipeline(url)
         #: Other drivers have no checkout check of their own: they ping on every checkout.
         self.engine_kwargs: dict[str, Any] = {} if self.psycopg else {"pool_pre_ping": True}
+        # Bounded waits and holders: set on every session poptune opens (libpq ``options``).
+        options = url.query.get("options", "")
+        options = options[-1] if isinstance(options, tuple) else options
+        name = {} if "application_name" in url.query else {"application_name": "poptune"}
+        url = self.url = url.set(query={**url.query, **name, "options": " ".join(filter(None, (
+            options, f"-c lock_timeout={max(1, round(locks.lock_timeout * 1000))}",
+            "-c idle_in_transaction_session_timeout="
+            f"{max(1, round(locks.stall_timeout * 1000))}",
+        )))})  # fmt: skip
+        #: The statement whose answer is a transaction's id.
+        self.xid = (PG_XID, {})
+        self.stall_timeout = locks.stall_timeout
+        self._unstall_warned = False
         #: A write in a transaction -> the same write as one statement that takes the lock
         #: and numbers itself (``RETURNING`` its version), and whether the changes after the
         #: mirror's version come back with it.
@@ -136,9 +179,12 @@ class Postgres:
                         cursors.append(cursor)
         except self.psycopg.Error as exc:  # type: ignore[union-attr]
             dialect = conn.dialect
-            lost = dialect.is_disconnect(exc, driver, None)
+            lost = dialect.is_disconnect(exc, driver, None) or _broken(driver)
             if lost:
                 conn.invalidate(exc)
+                # The other pooled connections are likely gone too (a restart, a mass
+                # termination): a fresh pool, so the retry does not pick one of them.
+                self._engine.dispose()  # type: ignore[union-attr]
             raise sa.exc.DBAPIError.instance(
                 "; ".join(s if isinstance(s, str) else self.sql(s) for s, _ in statements),
                 None, exc, self.psycopg.Error, connection_invalidated=lost,  # type: ignore[union-attr]
@@ -164,6 +210,108 @@ class Postgres:
             return None, None
         version = rows[0][0]
         return version, (Changes(version, answers[1][0], answers[2][0]) if pull else None)
+
+    def unstall(self, conn: sa.Connection) -> None:
+        """End poptune's sessions stalled in a transaction longer than ``stall_timeout``
+        (:data:`PG_UNSTALL`); best effort: a role that may not signal them is warned once."""
+        try:
+            ended = conn.execute(PG_UNSTALL, {"stall": self.stall_timeout}).all()
+        except Exception as exc:  # noqa: BLE001 - e.g. permission denied: the wait goes on
+            rollback(conn)
+            if not self._unstall_warned:
+                self._unstall_warned = True
+                logger.warning("poptune: cannot end a stalled lock holder: %s", first_line(exc))
+            return
+        if ended:
+            logger.warning(
+                "poptune: ended %d session(s) that held a transaction open for more than "
+                "%g s (stall_timeout) without a word", len(ended), self.stall_timeout,
+            )  # fmt: skip
+
+    def outcome(self, xid: str) -> str | None:
+        """Whether transaction ``xid`` committed (``'committed'``, ``'aborted'``), asked on a
+        new connection, waiting up to 5 s for a backend the server is still ending; None if
+        that cannot be learnt."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            status = None
+            try:
+                with self._engine.connect() as conn:  # type: ignore[union-attr]
+                    status = conn.execute(PG_XACT_STATUS, {"xid": xid}).scalar()
+            except Exception:  # noqa: BLE001 - e.g. another lost connection: ask again
+                pass
+            if status in ("committed", "aborted"):
+                return status
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    def run_alone(
+        self, storage: SQLStorage, study_id: int, write: Write,
+        alone: tuple[sa.TextClause, bool],
+    ) -> bool:  # fmt: skip
+        """Run ``write`` as its single statement ``alone`` (see :attr:`alone`); whether it
+        changed something. A wait for the lock that times out is tried again; after a lost
+        connection the write is tried again (at most ``RETRIES`` times), but it may have
+        committed before the connection died,
+        and finding its effect (the same observation there, the trial in the status set)
+        counts as success, without a second write (the mirror then learns it on its next
+        refresh)."""
+        (_, params), lost = write.statements[0], None
+        for _attempt in range(RETRIES + 1):
+            with storage._mirrors.lock:
+                base = storage._mirrors.get(study_id)
+                lo = base.db_version if alone[1] else None
+            try:
+                with storage._connection() as conn:
+                    channel = storage._channel(conn)
+                    if lost is not None and self._already_made(channel, write, params, study_id):
+                        return True
+                    version, changes = acquire(
+                        channel, [], storage.lock_watch, storage._where,
+                        functools.partial(self.write_alone, channel, alone[0], params,
+                                          study_id, lo),
+                    )  # fmt: skip
+                    if version is None:
+                        storage._check_running(study_id, write.guard, channel, write.refused)
+                        return False
+            except Exception as exc:
+                if isinstance(exc, DuplicateIterationError) or not is_lost(exc):
+                    raise
+                lost = exc
+                time.sleep(0.1)
+                continue
+            with storage._naming(study_id):
+                storage._mirrors.commit(study_id, version, (write.apply,), changes, base)
+            return True
+        raise StorageError(
+            f"connection to {storage._where} lost {RETRIES + 1} times: {first_line(lost)}"
+        )
+
+    @staticmethod
+    def _already_made(channel: Any, write: Write, params: dict[str, Any], sid: int) -> bool:
+        """After a lost connection: whether ``write`` (an observation or a final status)
+        committed before it was lost."""
+        stmt = write.statements[0][0]
+        key = {"sid": sid, "tid": params["tid"]}
+        if stmt is INS_OBS_RUNNING:
+            rows = channel.query((PG_OBS_AT, {**key, "it": params["it"]}))[0][0]
+            if not rows:
+                return False
+            objective, context = rows[0]
+            ours = params["ctx"]
+            same_ctx = (context is None and ours is None) or (
+                context is not None and ours is not None and json.loads(context) == json.loads(ours)
+            )
+            if objective == params["obj"] and same_ctx:
+                return True
+            raise DuplicateIterationError(
+                f"trial {params['tid']} already has an observation at iteration {params['it']}"
+            )
+        if stmt is FINISH:
+            rows = channel.query((TRIAL_STATUS, key))[0][0]
+            return bool(rows) and rows[0][0] == params["status"]
+        return False
 
     @staticmethod
     def wants_analyze(trial_id: int) -> bool:
@@ -196,6 +344,10 @@ class Pipelined:
         self.driver = driver
         self.where = where
         self.unsent: list[Statement] = []
+
+    def unstall(self) -> None:
+        """Between waits for the lock: see :meth:`Postgres.unstall`."""
+        self.postgres.unstall(self.conn)
 
     def send(self, stmt: sa.TextClause, params: dict[str, Any]) -> None:
         """A write whose answer is not needed: it waits to travel with the next query."""
@@ -252,6 +404,15 @@ def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise sa.exc.DisconnectionError(f"connection lost: {_first_line(exc)}") from exc
     if closed:
         raise sa.exc.DisconnectionError("the server closed the connection")
+
+
+def _broken(driver: Any) -> bool:
+    """Whether psycopg's connection is unusable (e.g. "cannot exit pipeline mode while busy"
+    after the server ended it mid-pipeline, which SQLAlchemy does not see as a disconnect)."""
+    try:
+        return bool(driver.closed or driver.broken or driver.pgconn.status != 0)  # 0: OK
+    except Exception:  # noqa: BLE001 - a connection that cannot say is not one to keep
+        return True
 
 
 def _readable(fd: int) -> bool:

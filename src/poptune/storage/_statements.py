@@ -186,11 +186,11 @@ DIALECTS = {
     )  # fmt: skip
 }
 
-#: Run on every new SQLite connection.
+#: Run on every new SQLite connection. (Its busy timeout is the driver's ``timeout``, set from
+#: ``lock_timeout``.)
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=60000",
     "PRAGMA foreign_keys=ON",
 )
 #: PostgreSQL: the advisory lock that serializes migrations ('poptu').
@@ -199,6 +199,28 @@ PG_MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7061797475)"
 PG_ANALYZE = "ANALYZE poptune_trials, poptune_observations"
 #: PostgreSQL: a ping of a connection idle for a while.
 PG_PING = "SELECT 1"
+
+# -- PostgreSQL: stalled holders and lost connections (see poptune.storage._postgres) -------
+#: The transaction's id, read in the statements that take the lock.
+PG_XID = sa.text("SELECT CAST(pg_current_xact_id() AS TEXT)")
+#: What became of a transaction: 'committed', 'aborted' or 'in progress'.
+PG_XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
+#: Ends the sessions of this application (poptune's) on this database that have sat in an
+#: open transaction, without a word, for longer than ``:stall`` seconds: frozen or hung lock
+#: holders. (``idle_in_transaction_session_timeout`` does not catch a pipelined session:
+#: after a pipeline psycopg's last message is a flush, which disarms the server's timer.)
+PG_UNSTALL = sa.text(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+    "AND application_name = current_setting('application_name') "
+    "AND state IN ('idle in transaction', 'idle in transaction (aborted)') "
+    "AND state_change < clock_timestamp() - CAST(:stall AS DOUBLE PRECISION) * INTERVAL '1 second'"
+)
+#: An observation already recorded (to recognize a write whose acknowledgement was lost).
+PG_OBS_AT = sa.text(
+    "SELECT objective, context FROM poptune_observations "
+    "WHERE study_id = :sid AND trial_id = :tid AND iteration = :it"
+)
 
 
 def every_statement(dialect: str) -> list[sa.TextClause]:

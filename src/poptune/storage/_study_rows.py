@@ -24,7 +24,7 @@ from poptune.storage._statements import (
     STUDY_ID,
     STUDY_NAME,
 )
-from poptune.storage._transaction import dumps
+from poptune.storage._transaction import dumps, retried
 
 if TYPE_CHECKING:
     from poptune.storage._mirror import Mirrors
@@ -96,6 +96,7 @@ class StudyRows:
             ) from None
         return int(row[0])  # type: ignore[index]
 
+    @retried(reads=True)
     def get_study_id(self, name: str) -> int:
         with self._connection() as conn:
             row = conn.execute(STUDY_ID, {"name": name}).first()
@@ -103,6 +104,7 @@ class StudyRows:
             raise StudyNotFoundError(f"no study named {name!r} in {self._where}")
         return int(row[0])
 
+    @retried(reads=True)
     def _study_json(self, study_id: int, select: sa.TextClause) -> Any:
         """A JSON column of a study (:data:`STUDY_CONFIG`, :data:`STUDY_STATE`), read outside
         transactions."""
@@ -119,6 +121,7 @@ class StudyRows:
         with self._naming(study_id):
             return check_config(config)
 
+    @retried(reads=True)
     def list_studies(self) -> list[str]:
         with self._connection() as conn:
             return [r[0] for r in conn.execute(LIST_STUDIES)]

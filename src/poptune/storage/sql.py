@@ -51,14 +51,8 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
-from poptune.storage._connect import (
-    first_line,
-    on_connect,
-    on_connect_read_only,
-    read_only_connect,
-    rollback,
-    safe_url,
-)
+from poptune.storage import _transaction as txn
+from poptune.storage._connect import on_connect_read_only, read_only_connect, safe_url
 from poptune.storage._mirror import (
     Changes,
     Mirror,
@@ -126,6 +120,14 @@ class SQLStorage(StudyRows, Storage):
             its ``-wal``/``-shm`` side files where the directory allows it (the reader
             protocol; the database file is not changed); on a read-only file system the file
             is opened ``immutable=1`` instead.
+        lock_timeout: seconds one wait for a study's lock lasts (PostgreSQL ``lock_timeout``,
+            SQLite ``busy_timeout``) before it is rolled back and tried again with backoff;
+            default 10, or ``?lock_timeout=`` in the URL (README: "Locks, frozen workers and
+            lost connections").
+        stall_timeout: PostgreSQL: seconds a poptune session may sit in an open transaction
+            without sending anything before the server ends it, which releases the lock of a
+            frozen holder (``idle_in_transaction_session_timeout``); default 60, or
+            ``?stall_timeout=`` in the URL. It must exceed the longest suggestion.
 
     Raises:
         ConfigurationError: the URL is not an SQLite or PostgreSQL URL, or the driver is not
@@ -143,6 +145,8 @@ class SQLStorage(StudyRows, Storage):
         *,
         sync_observations: bool = False,
         read_only: bool = False,
+        lock_timeout: float | None = None,
+        stall_timeout: float | None = None,
     ) -> None:
         self.url = url
         self.read_only = bool(read_only)
@@ -154,6 +158,9 @@ class SQLStorage(StudyRows, Storage):
                 f"not a database URL: {url!r}; expected sqlite:///file.db or "
                 "postgresql://user@host/database"
             ) from None
+        parsed, self._locks = txn.LockSettings.take(parsed, lock_timeout, stall_timeout)
+        #: How long this process's transactions held study locks, and waits that timed out.
+        self.lock_watch = txn.LockWatch(self._locks.lock_timeout)
         backend = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
         self._pg: Postgres | None = None
@@ -163,14 +170,15 @@ class SQLStorage(StudyRows, Storage):
                     f"{url!r} is an in-memory SQLite database, which other processes cannot "
                     "see; use storage='memory', or a file: sqlite:///runs.db"
                 )
-            kwargs["connect_args"] = {"timeout": 60.0, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": self._locks.lock_timeout,
+                                      "check_same_thread": False}  # fmt: skip
             if self.read_only:
                 kwargs["creator"] = read_only_connect(parsed.database, parsed.query)
         elif backend == "postgresql":
             # Imported here: SQLite never loads PostgreSQL's fast path (nor psycopg).
             from poptune.storage._postgres import Postgres
 
-            self._pg = Postgres(parsed, sync_observations)
+            self._pg = Postgres(parsed, sync_observations, self._locks)
             parsed = self._pg.url
             kwargs.update(self._pg.engine_kwargs)
         else:
@@ -188,7 +196,7 @@ class SQLStorage(StudyRows, Storage):
                 "pip install 'poptune[postgres]'"
             ) from None
         if self._pg is None:
-            listener = on_connect_read_only if self.read_only else on_connect
+            listener = on_connect_read_only if self.read_only else self._locks.sqlite_on_connect()
             sa.event.listen(self._engine, "connect", listener)
         else:
             self._pg.attach(self._engine)
@@ -219,7 +227,7 @@ class SQLStorage(StudyRows, Storage):
             raise
         except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
             # OperationalError and, e.g., "file is not a database", "no such column"
-            raise StorageError(f"database error on {self._where}: {first_line(exc)}") from exc
+            raise StorageError(f"database error on {self._where}: {txn.first_line(exc)}") from exc
 
     def _channel(self, conn: sa.Connection) -> Direct | Pipelined:
         """How statements travel on ``conn``: pipelined where the driver can."""
@@ -242,12 +250,13 @@ class SQLStorage(StudyRows, Storage):
         if write:
             self._check_writable()
         with self._connection() as conn:
-            conn.exec_driver_sql(self._sql.begin_write if write else self._sql.begin_read)
+            begin = [(self._sql.begin_write if write else self._sql.begin_read, None)]
+            txn.acquire(Direct(conn, self._sql, self._where), begin, self.lock_watch, self._where)
             try:
                 yield conn
                 conn.exec_driver_sql(COMMIT)
             except BaseException:
-                rollback(conn)
+                txn.rollback(conn)
                 raise
 
     def transaction(self, study_id: int) -> AbstractContextManager[None]:  # type: ignore[override]
@@ -277,9 +286,10 @@ class SQLStorage(StudyRows, Storage):
                 if state_json != tx.state_json or tx.n_trials != n_trials:
                     tx.channel.send(SET_STATE, {"state": state_json, "n": tx.n_trials,
                                                 "sid": study_id})  # fmt: skip
-                tx.channel.commit()
-            except BaseException:
-                rollback(conn)
+                txn.commit(tx, self._pg.outcome if self._pg is not None else None)
+            except BaseException as exc:
+                txn.rollback(conn)
+                txn.raise_if_lost(exc, self._where, conn)
                 raise
             finally:
                 self._local.tx = None
@@ -299,7 +309,9 @@ class SQLStorage(StudyRows, Storage):
             with self._mirrors.lock:
                 base = self._mirrors.get(study_id)
                 statements += reads_after(study_id, base.db_version)
-        answers = channel.query(*statements)
+        if self._pg is not None:
+            statements.append(self._pg.xid)  # the last answer: the transaction's id
+        answers = txn.acquire(channel, statements, self.lock_watch, self._where)
         if not answers[1][0]:
             raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
         version, state_json, n_trials = answers[1][0][0]
@@ -307,13 +319,15 @@ class SQLStorage(StudyRows, Storage):
             changes = Changes(version - 1, answers[2][0], answers[3][0])
             with self._naming(study_id):
                 self._mirrors.catch_up(study_id, base, changes)
-        return Tx(channel, study_id, version, state_json, n_trials)
+        xid = answers[-1][0][0][0] if self._pg is not None else None
+        return Tx(channel, study_id, version, state_json, n_trials, self.lock_watch, xid)
 
     def _tx(self, study_id: int) -> Tx | None:
         tx: Tx | None = getattr(self._local, "tx", None)
         return tx if tx is not None and tx.sid == study_id else None
 
     # -- the one write path -----------------------------------------------------------------
+    @txn.retried(reads=False)
     def _execute_write(self, study_id: int, write: Write) -> bool:
         """Run a write to a study; whether it was made (an answered write may change nothing).
 
@@ -327,18 +341,7 @@ class SQLStorage(StudyRows, Storage):
             stmt, params = write.statements[0]
             alone = self._pg.alone.get(stmt)
             if alone is not None:
-                with self._mirrors.lock:
-                    base = self._mirrors.get(study_id)
-                    lo = base.db_version if alone[1] else None
-                with self._connection() as conn:
-                    channel = self._channel(conn)
-                    version, changes = self._pg.write_alone(channel, alone[0], params, study_id, lo)
-                    if version is None:
-                        self._check_running(study_id, write.guard, channel, write.refused)
-                        return False
-                with self._naming(study_id):
-                    self._mirrors.commit(study_id, version, (write.apply,), changes, base)
-                return True
+                return self._pg.run_alone(self, study_id, write, alone)
         with self._transaction(study_id, prefetch=False) as tx:
             channel = tx.channel
             *first, (last, params) = write.statements
@@ -402,10 +405,11 @@ class SQLStorage(StudyRows, Storage):
             except StudyNotFoundError:
                 raise
             except BaseException:
-                rollback(conn)
+                txn.rollback(conn)
                 raise
 
     # -- trials -----------------------------------------------------------------------------
+    @txn.retried(reads=True)
     def changes_since(
         self, study_id: int, version: int, refresh: bool = True
     ) -> tuple[list[Trial], int]:
@@ -413,6 +417,7 @@ class SQLStorage(StudyRows, Storage):
             mirror = self._refresh_mirror(study_id) if refresh else self._mirrors.get(study_id)
             return mirror.since(version)
 
+    @txn.retried(reads=True)
     def get_trial(self, study_id: int, trial_id: int) -> Trial:
         with self._mirrors.lock:
             trial = self._refresh_mirror(study_id).trials.get(trial_id)  # type: ignore[arg-type]
@@ -420,6 +425,7 @@ class SQLStorage(StudyRows, Storage):
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
         return trial
 
+    @txn.retried(reads=False)
     def insert_trial(self, study_id: int, trial: Trial, worker: str | None = None) -> Trial:
         params = dumps(trial.parameters, f"trial {trial.id}'s parameters")
         meta = dumps(trial.meta, f"trial {trial.id}'s metadata")
@@ -446,6 +452,7 @@ class SQLStorage(StudyRows, Storage):
             self._execute_write(study_id, Write(statements, lambda m, v: m.insert(trial, v)))
         return trial
 
+    @txn.retried(reads=False)
     def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
         with self._transaction(study_id, prefetch=True):
             with self._mirrors.lock:
@@ -487,6 +494,7 @@ class SQLStorage(StudyRows, Storage):
                        answered=True, guard=trial_id, refused=_NO_OBSERVATION)  # fmt: skip
         self._execute_write(study_id, write)
 
+    @txn.retried(reads=False)
     def request_stop(self, study_id: int, trial_id: int) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             self._check_running(study_id, trial_id, tx.channel)
@@ -494,16 +502,19 @@ class SQLStorage(StudyRows, Storage):
             self._execute_write(study_id, Write((stop,), lambda m, v: m.stop(trial_id, v)))
 
     # -- liveness ---------------------------------------------------------------------------
+    @txn.retried(reads=True)
     def heartbeat(self, study_id: int, worker: str) -> int:
         with self._raw_transaction(write=True) as conn:
             params = {"sid": study_id, "worker": worker}
             return int(conn.execute(self._sql.heartbeat, params).rowcount)
 
+    @txn.retried(reads=True)
     def running_trials_of(self, study_id: int, worker: str) -> list[int]:
         with self._connection() as conn:
             rows = conn.execute(RUNNING_TRIALS_OF, {"sid": study_id, "worker": worker})
             return [int(r[0]) for r in rows]
 
+    @txn.retried(reads=True)
     def has_stale_trials(self, study_id: int, grace_period: float) -> bool:
         # One read, no lock and no commit: workers look every heartbeat interval, and a
         # locked transaction each time would queue them behind one another (all at once when
@@ -512,6 +523,7 @@ class SQLStorage(StudyRows, Storage):
         with self._connection() as conn:
             return bool(self._channel(conn).query((self._sql.any_stale, params))[0][0])
 
+    @txn.retried(reads=False)
     def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
         with self._transaction(study_id, prefetch=False) as tx:
             params = {"sid": study_id, "grace": grace_period}
@@ -542,6 +554,7 @@ class SQLStorage(StudyRows, Storage):
             return tx.state
         return self._study_json(study_id, STUDY_STATE)
 
+    @txn.retried(reads=False)
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             tx.state = state

@@ -8,6 +8,17 @@ them again with :func:`requeue` when the study has ``retry_failed_trials``. :fun
 is the one retry: ``Study.requeue`` is it, and the SHERPA job runner resubmits failed jobs
 through that. The thread stops when the study object is closed or garbage-collected, or the
 process exits.
+
+**Busy is not dead.** A heartbeat that could not be written (the database locked by another
+process, a lost connection) is tried again after at most a second, and never makes anyone's
+trials look lost: stale means "no heartbeat for ``grace_period`` seconds *while the database
+could be written*". The storage's ``lock_watch`` records when a write of this process last
+had to give up waiting for the lock (or a heartbeat failed, or one of its own transactions
+held the lock for longer than that wait lasts);
+:func:`recover_lost_trials` reaps nothing until a full grace period has passed since that last
+block, so owners that were only waiting have had the time to beat. (The evidence is this
+process's own: a process that starts just as a long block ends has seen none, and may reap a
+trial whose owner has not beaten yet; every process that was running during the block saw it.)
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from poptune.storage.base import Storage
+from poptune.study._retry import once
 from poptune.trial import Trial
 
 if TYPE_CHECKING:
@@ -61,16 +73,30 @@ class Heartbeat:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        failing = False
-        while not self._stop.wait(self.interval):
+        failing, delay = False, self.interval
+        while not self._stop.wait(delay):
             try:
                 self.storage.heartbeat(self.study_id, self.worker)
             except Exception as exc:  # noqa: BLE001 - keep beating through passing outages
+                _note_blocked(self.storage)
                 if not failing:
                     logger.warning("poptune: heartbeat of %s failed: %s", self.worker, exc)
-                failing = True
-            else:
-                failing = False
+                failing, delay = True, min(self.interval, 1.0)  # try again soon
+                continue
+            failing, delay = False, self.interval
+
+
+def _note_blocked(storage: Storage) -> None:
+    watch = getattr(storage, "lock_watch", None)
+    if watch is not None:
+        watch.blocked()
+
+
+def blocked_within(storage: Storage, seconds: float) -> bool:
+    """Whether this process saw ``storage`` unwritable in the last
+    ``seconds``: then a trial's old heartbeat may be the database's fault, not its worker's."""
+    watch = getattr(storage, "lock_watch", None)
+    return watch is not None and watch.blocked_within(seconds)
 
 
 def start_liveness(study: Study) -> None:
@@ -113,16 +139,23 @@ def recover_lost_trials(study: Study) -> None:
         return
     study._next_recovery = now + heartbeat.interval
     storage, sid = study._storage, study._study_id
-    if not storage.has_stale_trials(sid, grace):
+    if not storage.has_stale_trials(sid, grace) or blocked_within(storage, grace):
         return
-    retried: list[int] = []
-    with study._writing():  # one transaction: a lost trial is never seen without its retry
-        failed = storage.fail_stale_trials(sid, grace)
-        if failed and study.retry_failed_trials:
-            for tid in failed:
-                retry = requeue(study, tid, study.retry_failed_trials + 1)
-                if retry is not None:
-                    retried.append(retry.id)
+
+    def reap() -> tuple[list[int], list[int]]:
+        retried: list[int] = []
+        with study._writing():  # one transaction: a lost trial is never seen without its retry
+            if blocked_within(storage, grace):  # this very wait for the lock was one
+                return [], []
+            failed = storage.fail_stale_trials(sid, grace)
+            if failed and study.retry_failed_trials:
+                for tid in failed:
+                    retry = requeue(study, tid, study.retry_failed_trials + 1)
+                    if retry is not None:
+                        retried.append(retry.id)
+        return failed, retried
+
+    failed, retried = once(study, reap)
     if failed:
         logger.warning(
             "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %g s) "

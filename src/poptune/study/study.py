@@ -32,7 +32,7 @@ from poptune.parameters import Parameter
 from poptune.results import RESERVED_COLUMNS, best_result, best_trial, results_dataframe
 from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
-from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggestion, _worker
+from poptune.study import _dashboard, _keras, _open, _optimize, _retry, _saved, _suggestion, _worker
 from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
@@ -196,8 +196,7 @@ class Study:
         """Lock, sync, take the next id, insert: ``make_trial(next_id)`` builds the trial
         (anything but a :class:`Trial`, e.g. ``AlgorithmState.WAIT``, inserts nothing and is
         returned as it is). A RUNNING trial is recorded as run by ``worker_id``."""
-        with self._writing():
-            return self._insert(make_trial, worker_id)
+        return _retry.append(self, make_trial, worker_id)
 
     def _insert(self, make_trial: Callable[[int], _T], worker_id: str | None) -> _T:
         """:meth:`_append`'s insert, inside an open :meth:`_writing` block."""
@@ -218,16 +217,9 @@ class Study:
         self._check_writable()
         with self._lock:
             recover_lost_trials(self)
-            with self._writing():
-                trial = self._storage.claim_queued_trial(self._study_id, self.worker_id)
-                if trial is None:
-                    answer = self._insert(
-                        lambda number: _suggestion.new_trial(self, number, max_trial_id),
-                        self.worker_id,
-                    )
-                    if not isinstance(answer, Trial):
-                        return answer
-                    trial = answer
+            trial = _retry.claim_or_suggest(self, max_trial_id)
+            if not isinstance(trial, Trial):
+                return trial
             if self._heartbeat is not None:
                 self._heartbeat.start()
             trial._context = self._context
