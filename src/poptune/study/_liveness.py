@@ -19,6 +19,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from poptune.storage.base import Storage
+from poptune.study._worker import final_segment_attempts
 from poptune.trial import Trial
 
 if TYPE_CHECKING:
@@ -118,11 +119,11 @@ def recover_lost_trials(study: Study) -> None:
     retried: list[int] = []
     with study._writing():  # one transaction: a lost trial is never seen without its retry
         failed = storage.fail_stale_trials(sid, grace)
-        if failed and study.retry_failed_trials:
-            for tid in failed:
-                retry = requeue(study, tid, study.retry_failed_trials + 1)
-                if retry is not None:
-                    retried.append(retry.id)
+        for tid in failed:  # a lost final PBT segment is run again even without retries
+            attempts = final_segment_attempts(study, tid)
+            retry = None if attempts is None else requeue(study, tid, attempts)
+            if retry is not None:
+                retried.append(retry.id)
     if failed:
         logger.warning(
             "poptune: trial(s) %s of study %r lost their worker (no heartbeat for %g s) "
