@@ -248,10 +248,14 @@ def run_once(
     points: tuple[str, ...] | None = None,
     algorithm: str | None = None,
     terminate: bool | None = None,
+    terminations: int = 2,
     timeout: float = 120.0,
 ) -> RunResult:
     """One chaos run on a fresh study in ``url`` (wiped by the caller); returns its result
-    with ``problems`` listing every broken invariant (empty: all held)."""
+    with ``problems`` listing every broken invariant (empty: all held). ``points``,
+    ``algorithm`` and ``terminate`` (``pg_terminate_backend`` ``terminations`` times, 0.5-3 s
+    apart) default to a draw from ``seed``; ``timeout`` seconds without the run ending is a
+    hang."""
     rnd = random.Random(seed)
     algorithm = algorithm or rnd.choice(ALGORITHMS)
     retries = rnd.choice((0, 1))
@@ -285,7 +289,7 @@ def run_once(
     next_external = t0 + rnd.uniform(0.5, 3.0)
     next_terminate = t0 + rnd.uniform(0.5, 3.0)
     external_left = 2 if "external" in points else 0
-    terminate_left = 2 if terminate else 0
+    terminate_left = terminations if terminate else 0
     hung = False
     while True:
         for i, p in enumerate(procs):

@@ -16,7 +16,7 @@ import pytest
 from poptune import Continuous, PoptuneError, Study, TrialStatus, algorithms
 
 PARAMS = [Continuous("lr", [1e-3, 1e-1], "log")]
-FAST = {"heartbeat_interval": 0.2, "grace_period": 1.0}
+FAST = {"heartbeat_interval": 0.2, "grace_period": 2.0}  # generous: a loaded machine
 GENERATIONS, POPULATION = 3, 4
 
 
