@@ -37,6 +37,7 @@ import os
 import random
 import signal
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,9 +77,8 @@ class RunResult:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.points.items())) or "none"
         state = "OK" if not self.problems else "FAILED: " + "; ".join(self.problems)
         if self.connection_failures:
-            state += (
-                f" ({len(self.connection_failures)} trial(s) failed on a terminated connection)"
-            )
+            n = len(self.connection_failures)
+            state += f" ({n} trial or worker failure(s) on a terminated connection)"
         return (
             f"seed {self.seed} {self.backend} {self.algorithm} retries={self.retries}: "
             f"{self.trials} trials, {self.acknowledged} acknowledged observations, "
@@ -267,7 +267,7 @@ def run_once(
     directory.mkdir(parents=True, exist_ok=True)
     ckpt = directory / "ckpt"
     ckpt.mkdir(exist_ok=True)
-    name = f"chaos-{seed}"
+    name = f"chaos-{seed}-{uuid.uuid4().hex[:8]}"  # a fresh study, even in a used database
     make_study(url, name, algorithm, retries, ckpt)
     last = GENERATIONS if algorithm != "random" else RANDOM_TRIALS - 3
     spec = {"url": url, "name": name, "retries": retries, "ckpt": str(ckpt),

@@ -33,9 +33,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=os.environ.get("POPTUNE_TEST_POSTGRES_URL"),
                         help="PostgreSQL URL (default $POPTUNE_TEST_POSTGRES_URL)")  # fmt: skip
     parser.add_argument("--only", type=int, default=None, help="run just run number N")
+    parser.add_argument("--backends", default=None,
+                        help="sqlite,postgres (default: both if a URL)")  # fmt: skip
+    parser.add_argument("--terminations", type=int, default=None,
+                        help="terminate backends in every PostgreSQL run, N times "
+                             "(default: in half the runs, twice)")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
     backends = ["sqlite"] + (["postgres"] if args.postgres_url else [])
+    if args.backends:
+        backends = args.backends.split(",")
+        if "postgres" in backends and not args.postgres_url:
+            parser.error("--backends postgres needs --postgres-url")
     results: list[RunResult] = []
     start = time.monotonic()
     i = 0 if args.only is None else args.only
@@ -45,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="poptune-soak-"))
         try:
             url = f"sqlite:///{workdir / 'soak.db'}" if backend == "sqlite" else args.postgres_url
-            result = run_once(seed, url, backend, workdir)
+            kw: dict[str, Any] = {}
+            if args.terminations is not None:
+                kw = {"terminate": args.terminations > 0, "terminations": args.terminations}
+            result = run_once(seed, url, backend, workdir, **kw)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         results.append(result)
