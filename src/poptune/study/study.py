@@ -482,8 +482,6 @@ class Study:
 
         Raises:
             ConfigurationError: bad arguments.
-            PoptuneError: workers died leaving work undone (a lost worker whose trials the
-                others finished, retried or replaced is only a warning).
             KeyboardInterrupt: after Ctrl-C, once running trials are marked FAILED with
                 ``meta['interrupted']``; run the study again to resume it.
         """
