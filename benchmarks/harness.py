@@ -134,6 +134,17 @@ def mean_sd(values: Sequence[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def mean_se(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± standard error`` (just the value for one sample)."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    se = statistics.stdev(values) / len(values) ** 0.5
+    return f"{statistics.fmean(values):.{digits}f} ± {se:.{digits}f}"
+
+
 def ratio(a: float, b: float) -> str:
     if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
         return "–"

@@ -1,7 +1,7 @@
 """``python -m benchmarks``: every benchmark of poptune against its peers, one command, one page.
 
 Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinned
-``benchmarks/peers/<peer>.txt``) when they are missing, runs the six cases — poptune and the
+``benchmarks/peers/<peer>.txt``) when they are missing, runs the seven cases — poptune and the
 peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
 ``docs/images/bench_*.png``::
 
@@ -13,7 +13,8 @@ peers alternately, several times — and writes ``docs/benchmarks.md`` with its 
 Cases: 1 overhead and scale (vs Optuna, SHERPA), 2 throughput with worker processes (vs
 Optuna), 3 PBT on the paper's toy problem (vs a numpy reference), 4 PBT on Ray's
 ``pbt_function`` problem (vs Ray Tune), 5 real training on digits (PBT vs random search, ASHA,
-BO), 6 TPE on Branin and Hartmann-6 (vs Optuna's TPESampler). A peer that cannot be
+BO), 6 TPE on Branin and Hartmann-6 (vs Optuna's TPESampler), 7 start-up: import, first
+trial, a read command (vs Optuna). A peer that cannot be
 installed or crashes is reported on the page; the run goes on.
 """
 
@@ -41,6 +42,7 @@ CASES = {
     4: ("pbt_function", ("ray",)),
     5: ("digits", ()),
     6: ("tpe", ("optuna",)),
+    7: ("startup", ("optuna",)),
 }
 MODULES = {
     1: "benchmarks.cases.c1_overhead",
@@ -49,6 +51,7 @@ MODULES = {
     4: "benchmarks.cases.c4_pbt_function",
     5: "benchmarks.cases.c5_digits",
     6: "benchmarks.cases.c6_tpe",
+    7: "benchmarks.cases.c7_startup",
 }
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -89,10 +89,13 @@ def test_export_csv_and_json(stored, tmp_path):
 
 def test_delete_asks_then_deletes(stored, capsys):
     url, _ = stored
-    code, _ = run("delete", url, "rs")  # stdin is not a terminal under pytest
+    code, _ = run("delete", url, "rs")  # a trial of rs is RUNNING
+    assert code == 1
+    assert "1 RUNNING trial(s)" in capsys.readouterr().err
+    code, _ = run("delete", url, "rs", "--force")  # stdin is not a terminal under pytest
     assert code == 1
     assert "needs --yes" in capsys.readouterr().err
-    code, text = run("delete", url, "rs", "--yes")
+    code, text = run("delete", url, "rs", "--yes", "--force")
     assert code == 0 and "deleted study 'rs'" in text
     code, text = run("studies", url)
     assert [line.split()[0] for line in text.splitlines()[1:]] == ["mnist-pbt"]

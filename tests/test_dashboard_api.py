@@ -109,12 +109,92 @@ def test_trials_shape_filters_and_sorting(client):
         ("since=-1", "-1"),
         ("since=abc", "abc"),
         ("generation=x", "'x'"),
+        ("offset=-3", "-3"),
+        ("limit=0", "0"),
+        ("limit=999999", "999999"),
+        ("observations=maybe", "maybe"),
     ],
 )
 def test_bad_query_parameters_are_400_naming_the_value(client, query, words):
     response = client.get(f"/api/studies/pbt/trials?{query}")
     assert response.status_code == 400
     assert words in response.json()["error"]
+
+
+def _random_study(storage, n=250, name="many"):
+    study = poptune.Study(
+        [poptune.Continuous("x", [0, 1]), poptune.Choice("c", ["a", "b"])],
+        poptune.algorithms.RandomSearch(), lower_is_better=True,
+        storage=storage, study_name=name, seed=1,
+    )  # fmt: skip
+    for _ in range(n):
+        trial = study.get_suggestion()
+        if trial.id % 10 == 0:  # some trials without any observation
+            study.finalize(trial, "FAILED")
+            continue
+        for it in range(1, 4 + trial.id % 7):
+            study.add_observation(trial, trial.parameters["x"] + 1 / it, iteration=it)
+        study.finalize(trial)
+    return study
+
+
+def test_trials_are_paged_sorted_and_filtered_by_the_server():
+    study = _random_study(poptune.storage.MemoryStorage())
+    client = TestClient(create_app(DashboardData(study._storage)))
+    page = client.get("/api/studies/many/trials?offset=100&limit=50").json()
+    assert page["total"] == 250 and page["offset"] == 100
+    assert [r["id"] for r in page["trials"]] == list(range(101, 151))
+    # Sorted by best (minimize): the server's order over every trial, trials without a best
+    # last in either order, then paged.
+    everything = {t.id: t for t in study.trials}
+
+    def best(tid):
+        obs = everything[tid].best_observation(True)
+        return None if obs is None else obs.objective
+
+    for order in ("asc", "desc"):
+        ids = []
+        for offset in range(0, 250, 60):
+            answer = client.get(
+                f"/api/studies/many/trials?sort=best&order={order}&offset={offset}&limit=60"
+                "&observations=0"
+            ).json()
+            assert all("observations" not in r for r in answer["trials"])
+            ids += [r["id"] for r in answer["trials"]]
+        assert sorted(ids) == sorted(everything)
+        values = [best(i) for i in ids if best(i) is not None]
+        assert values == sorted(values, reverse=order == "desc")
+        assert all(best(i) is None for i in ids[len(values) :])  # missing values last
+        assert len(values) == 225
+    failed = client.get("/api/studies/many/trials?status=FAILED&limit=10").json()
+    assert failed["total"] == 25 and [r["id"] for r in failed["trials"]] == list(range(10, 110, 10))
+    beyond = client.get("/api/studies/many/trials?offset=1000&limit=10").json()
+    assert beyond["trials"] == [] and beyond["total"] == 250
+
+
+def test_curves_are_the_best_and_newest_trials_downsampled():
+    storage = poptune.storage.MemoryStorage()
+    study = _random_study(storage)
+    long = study.get_suggestion()  # a running trial with 1,000 observations
+    for it in range(1, 1001):
+        study.add_observation(long, 5.0 - it / 1000, iteration=it)
+    client = TestClient(create_app(DashboardData(storage)))
+    answer = client.get("/api/studies/many/curves?top=10&recent=5&points=50").json()
+    assert answer["total"] == 226  # trials with at least one observation
+    ids = [c["id"] for c in answer["trials"]]
+    assert len(ids) == 15 and ids == sorted(ids)
+    bests = sorted(
+        (t.best_observation(True).objective, t.id) for t in study.trials if t.observations
+    )
+    assert {tid for _, tid in bests[:10]} <= set(ids)
+    assert long.id in ids  # running, so among the newest
+    curve = next(c for c in answer["trials"] if c["id"] == long.id)
+    its = [o[0] for o in curve["observations"]]
+    assert len(its) <= 51 and its[0] == 1 and its[-1] == 1000 and its == sorted(its)
+    assert curve["status"] == "RUNNING"
+    default = client.get("/api/studies/many/curves").json()
+    assert len(default["trials"]) == 100  # 50 best + 50 newest
+    assert client.get("/api/studies/many/curves?points=1").status_code == 400
 
 
 def test_since_returns_only_what_changed(db_url):
@@ -200,7 +280,9 @@ def test_stop_action_reaches_the_trial_and_is_guarded(db_url):
 def test_static_files_plotly_from_the_package_and_security_headers(tmp_path):
     client = TestClient(create_app(DashboardData(poptune.storage.MemoryStorage())))
     page = client.get("/")
-    assert page.status_code == 200 and "static/plotly.min.js" in page.text
+    assert page.status_code == 200 and "static/app.js" in page.text
+    # Plotly is loaded by app.js when a plot is first shown, from this server
+    assert '"static/plotly.min.js"' in client.get("/static/app.js").text
     assert "cdn" not in page.text.lower()
     csp = page.headers["content-security-policy"]
     script_src = csp.split("script-src")[1].split(";")[0]
@@ -221,6 +303,49 @@ def test_loopback_dashboard_refuses_foreign_host_headers():
     assert client.get("/api/studies").status_code == 200
     rebinding = client.get("/api/studies", headers={"host": "evil.example:8880"})
     assert rebinding.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "host, allowed",
+    [
+        ("127.0.0.1", True), ("127.0.0.1:8880", True), ("127.1.2.3:80", True),
+        ("127.255.255.254", True), ("localhost", True), ("LOCALHOST:8880", True),
+        ("localhost.:8880", True), ("app.localhost:8880", True), ("[::1]", True),
+        ("[::1]:8880", True), ("::1", True), ("[::ffff:127.0.0.1]:8880", True),
+        ("evil.example", False), ("evil.example:8880", False), ("127.0.0.1.evil.example", False),
+        ("localhost.evil.example", False), ("128.0.0.1", False), ("[::2]:8880", False),
+        ("0.0.0.0", False), ("", False), ("[::1", False), ("10.0.0.1:8880", False),
+    ],
+)  # fmt: skip
+def test_the_loopback_host_check_covers_every_loopback_address(host, allowed):
+    client = TestClient(
+        create_app(DashboardData(poptune.storage.MemoryStorage()), trusted_hosts=LOOPBACK_HOSTS),
+        base_url="http://127.0.0.1:8880",
+    )
+    answer = client.get("/api/studies", headers={"host": host})
+    assert answer.status_code == (200 if allowed else 400), host
+
+
+def test_a_dashboard_bound_to_any_loopback_address_checks_hosts():
+    for bind in ("127.0.0.1", "localhost", "::1"):
+        try:
+            server = start_dashboard(poptune.storage.MemoryStorage(), host=bind, port=0,
+                                     banner=False)  # fmt: skip
+        except ConfigurationError:  # no IPv6 here
+            continue
+        try:
+            assert server.loopback and "this machine only" in server.banner()
+            base = server.url
+            ok = urllib.request.Request(base + "api/info")
+            with urllib.request.urlopen(ok, timeout=10) as answer:
+                assert answer.status == 200
+            evil = urllib.request.Request(base + "api/info", headers={"Host": "evil.example"})
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(evil, timeout=10)
+            assert info.value.code == 400
+            info.value.close()
+        finally:
+            server.stop()
 
 
 def _get(url: str) -> object:

@@ -355,3 +355,86 @@ def test_the_seed_example_with_dashboard_port_shows_its_run_live(browser, tmp_pa
         process.terminate()
         process.wait(timeout=30)
         process.stdout.close()
+
+
+BIG = 16_000
+
+
+@pytest.fixture(scope="module")
+def big_url(tmp_path_factory):
+    """A finished 16,000-trial random-search study in SQLite (about a minute to write)."""
+    path = tmp_path_factory.mktemp("big") / "big.db"
+    db = f"sqlite:///{path}"
+    study = poptune.Study(
+        [poptune.Continuous("lr", [1e-4, 1e-1], "log"), poptune.Choice("act", ["relu", "tanh"]),
+         poptune.Discrete("units", [8, 256])],
+        poptune.algorithms.RandomSearch(max_num_trials=BIG), lower_is_better=True,
+        storage=db, study_name="big", seed=0,
+    )  # fmt: skip
+    for trial in study:
+        for it in (1, 2, 3):
+            study.add_observation(trial, trial.parameters["lr"] * (4 - it), iteration=it)
+        study.finalize(trial)
+    forget_storages()
+    yield db
+    forget_storages()
+
+
+def _timed_open(browser, base: str, fragment: str, ready: str) -> tuple[Page, float]:
+    tab = Page(browser, base)
+    started = time.monotonic()
+    tab.open(fragment, ready)
+    return tab, time.monotonic() - started
+
+
+def test_a_16000_trial_study_opens_with_one_page_of_rows(browser, big_url):
+    """Time to first usable render of a 16,000-trial study (printed: run with -s to read
+    the figures); the assertions are on structure, with only a generous bound on time."""
+    server = start_dashboard(big_url, port=0, banner=False)
+    base = server.url.split("#")[0]
+    figures = {}
+    try:
+        # Opened at once (the server has not finished its first read of the study)...
+        tab, figures["trials, cold server"] = _timed_open(
+            browser, base, "#/study/big/trials", "#trials tbody tr"
+        )
+        assert tab.page.locator("#trials tbody tr").count() == 100
+        assert "trials 1–100 of 16000" in tab.page.locator("#page-info").inner_text()
+        tab.page.locator("#page-next").click()
+        tab.page.wait_for_selector('#trials tr[data-trial="101"]', timeout=15_000)
+        assert tab.page.locator("#trials tbody tr").count() == 100
+        tab.page.locator('#trials th[data-key="best"]').click()  # sorted by the server
+        tab.page.wait_for_function(
+            "() => document.querySelector('#page-info').innerText.startsWith('trials 1–100')",
+            timeout=15_000,
+        )
+        tab.page.wait_for_selector("#trials th.sorted.asc[data-key='best']", timeout=15_000)
+        best = poptune.load_study(big_url, "big").get_best_result()["Trial-ID"]
+        tab.page.wait_for_function(
+            f"() => document.querySelector('#trials tbody tr').dataset.trial === '{best}'",
+            timeout=15_000,
+        )
+        assert tab.errors == []
+        tab.close()
+        # ... and again once it has.
+        tab, figures["trials, warm server"] = _timed_open(
+            browser, base, "#/study/big/trials", "#trials tbody tr"
+        )
+        tab.close()
+        tab, figures["learning curves"] = _timed_open(
+            browser, base, "#/study/big/curves", "#curves-plot .main-svg .scatterlayer .trace"
+        )
+        traces = tab.page.evaluate("() => document.getElementById('curves-plot').data.length")
+        assert traces == 100  # the 50 best and the 50 newest, not 16,000
+        assert tab.errors == []
+        tab.close()
+        tab, figures["parallel coordinates"] = _timed_open(
+            browser, base, "#/study/big/parallel", "#parallel-plot .main-svg .scatterlayer .trace"
+        )
+        assert "the 1000 best of 16000 trials" in tab.page.locator("#parallel-plot").inner_text()
+        assert tab.errors == []
+        tab.close()
+    finally:
+        server.stop()
+    print("\n16,000-trial study, seconds to first usable render:", figures)
+    assert all(seconds < 60 for seconds in figures.values()), figures  # generous: a loaded CI

@@ -178,3 +178,54 @@ def test_torch_example_with_two_workers_and_asynchronous_pbt(tmp_path):
     assert best["Objective"] > 0.5
     assert (tmp_path / "models" / best["save_to"]).is_file()
     assert "The best found hyperparameter configuration is:" in result.stdout
+
+
+# -- the training-framework examples (poptune.integrations), at their tiny size ---------------
+def _pbt_checks(study: poptune.Study, out: Path, members: int, generations: int) -> None:
+    trials = study.trials
+    assert len(trials) == members * generations
+    assert all(t.status == "COMPLETED" for t in trials)
+    assert any(t.explore for t in trials)  # some member was exploited and explored
+    best = study.get_best_result()
+    assert (out / "models" / best["save_to"]).is_file()
+
+
+@pytest.fixture
+def tiny_env(monkeypatch):
+    monkeypatch.delenv("POPTUNE_EXAMPLE_TINY", raising=False)  # --tiny sets it; undo after
+    monkeypatch.delenv("POPTUNE_EXAMPLE_EPOCHS", raising=False)
+
+
+def test_pytorch_example_tiny(tmp_path, tiny_env):
+    torch = pytest.importorskip("torch", reason="pip install -e '.[torch]' torch==2.13.0")
+    study = load_example("pbt_torch").main(["--tiny", "--quiet", "--output-dir", str(tmp_path)])
+    _pbt_checks(study, tmp_path, 3, 2)
+    kept = [t for t in study.trials if (tmp_path / "models" / t.save_to).exists()]
+    assert len(kept) >= 3  # the rest were garbage-collected (keep_checkpoints=2)
+    for trial in kept:  # each segment trained with its own (perturbed) values
+        saved = torch.load(tmp_path / "models" / trial.save_to, weights_only=True)
+        group = saved["optimizers"][0]["param_groups"][0]
+        assert group["initial_lr"] == trial.parameters["learning_rate"]
+        assert group["weight_decay"] == trial.parameters["weight_decay"]
+
+
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+@pytest.mark.filterwarnings("ignore:.*does not have many workers.*")
+def test_lightning_example_tiny(tmp_path, tiny_env):
+    pytest.importorskip("torch", reason="pip install -e '.[lightning]' torch==2.13.0")
+    pytest.importorskip("lightning", reason="pip install -e '.[lightning]' torch==2.13.0")
+    study = load_example("pbt_lightning").main(["--tiny", "--quiet", "--output-dir", str(tmp_path)])
+    _pbt_checks(study, tmp_path, 2, 2)
+    assert all("val_acc" in t.last_observation.context for t in study.trials)
+
+
+def test_transformers_example_tiny(tmp_path, tiny_env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    pytest.importorskip("torch", reason="pip install -e '.[transformers]' torch==2.13.0")
+    pytest.importorskip("transformers", reason="pip install -e '.[transformers]' torch==2.13.0")
+    pytest.importorskip("accelerate", reason="pip install -e '.[transformers]' torch==2.13.0")
+    module = load_example("pbt_transformers")
+    study = module.main(["--tiny", "--quiet", "--output-dir", str(tmp_path)])
+    _pbt_checks(study, tmp_path, 2, 2)
+    assert all(t.last_observation.iteration == 4 * t.generation for t in study.trials)

@@ -462,7 +462,8 @@ def test_an_unstorable_callable_works_in_memory_and_is_refused_as_json(function,
         ),
         (f"{__name__}:unmarked", "is not marked with @poptune.algorithms.pbt.pbt_hook"),
         ("json:JSONDecoder", "is not marked"),
-        ("no_such_module_xyz:f", "explore_fn: cannot import 'no_such_module_xyz:f'"),
+        # a module neither imported nor trusted is refused before any import
+        ("no_such_module_xyz:f", "'no_such_module_xyz', which this process does not trust"),
         (f"{__name__}:nothing_here", "cannot import"),
     ],
 )
@@ -538,7 +539,7 @@ def test_a_shared_study_is_rebuilt_in_a_second_process(kind, db_url, tmp_path, m
         textwrap.dedent(f"""
         import math
         from poptune.study import join_study
-        study = join_study({db_url!r}, "hooks")
+        study = join_study({db_url!r}, "hooks", trusted_modules=["pbt_shared_hooks"])
         assert study.algorithm.explore_fn.__module__ == "pbt_shared_hooks"
         for trial in study:
             p, g = trial.parameters, trial.generation

@@ -190,7 +190,9 @@ class Outcome:
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)
-    env["PYTHONPATH"] = str(REPO)  # Ray's worker processes import the benchmark modules too
+    # Ray's worker processes import the benchmark modules too; src/ first so that poptune's
+    # side measures this checkout, not whichever poptune the virtualenv has installed
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
     env.setdefault("PYTHONHASHSEED", "0")
     return env
 

@@ -12,9 +12,17 @@
     poptune dashboard STORAGE [--port 8880] [--host 127.0.0.1] [--study S] [--allow-stop]
 
 STORAGE is a database URL (``sqlite:///runs.db``, ``postgresql://user@host/db``) or the path
-of an SQLite file (``dashboard`` also takes a directory written by ``Study.save``). Errors (a
-bad URL, a missing study, a server that does not answer) print one line and exit with
-status 1; bad arguments exit with status 2.
+of an SQLite file (``dashboard`` also takes a directory written by ``Study.save``).
+
+Errors (a bad URL, a missing study, a file that is not a database, a server that does not
+answer, a file that cannot be written) print one line, ``poptune: error: ...``, on standard
+error and exit with status 1; bad arguments exit with status 2 (argparse). ``poptune --debug``
+or ``POPTUNE_DEBUG=1`` prints the traceback too.
+
+Nothing a command writes can destroy a study: ``export --output`` refuses the storage's own
+file (and its ``-wal``/``-shm``/``-journal`` siblings), any SQLite database and, without
+``--force``, any existing file; it writes a temporary file in the target's directory and
+renames it into place. ``delete`` refuses a study with RUNNING trials unless ``--force``.
 """
 
 from __future__ import annotations
@@ -24,13 +32,14 @@ import json
 import math
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import pandas as pd
-
 from poptune._config import import_path
+from poptune._sherpa_alias import run_script
 from poptune._version import __version__
 from poptune.dashboard import run_dashboard
 from poptune.exceptions import PoptuneError
@@ -41,9 +50,10 @@ from poptune.trial import TrialStatus
 __all__ = ["main"]
 
 
-def _storage(spec: str) -> Storage:
-    """A storage from a URL or an SQLite file path; never creates a database."""
-    return resolve(spec, must_exist=True)
+def _storage(spec: str, write: bool = False) -> Storage:
+    """A storage from a URL or an SQLite file path; never creates a database, and opens it
+    read-only unless ``write`` (delete, worker, dashboard --allow-stop)."""
+    return resolve(spec, must_exist=True, read_only=not write)
 
 
 def _fmt(value: Any) -> str:
@@ -55,10 +65,19 @@ def _fmt(value: Any) -> str:
 
 
 def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
+    """Rows as right-aligned columns (the keys of every row, in order of first appearance);
+    a key a row lacks is blank. Written here rather than through pandas so that a read
+    command does not import it."""
     if not rows:
         return
-    frame = pd.DataFrame(rows).map(_fmt)
-    out.write(frame.to_string(index=False) + "\n")
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = [" ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += [" ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    out.write("\n".join(lines) + "\n")
 
 
 def _studies(args: argparse.Namespace, out: TextIO) -> int:
@@ -131,7 +150,11 @@ def _best(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _export(args: argparse.Namespace, out: TextIO) -> int:
-    study = _open(args)
+    storage = _storage(args.storage)
+    target = None if args.output in (None, "-") else Path(args.output)
+    if target is not None:  # refuse before reading the study: a mistake costs nothing
+        _check_output(target, storage, force=args.force)
+    study = load_study(storage, args.study)
     if args.format == "csv":
         text = study.results.to_csv(index=False)
     else:
@@ -144,16 +167,37 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
             },
             indent=2,
         )
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
+    if target is None:
         out.write(text if text.endswith("\n") else text + "\n")
+    else:
+        _check_output(target, storage, force=args.force)  # again: it may have appeared since
+        _write_atomically(target, text)
+        out.write(f"wrote {target}\n")
     return 0
 
 
+#: Seconds without a heartbeat after which ``delete`` says a trial's worker may be dead (the
+#: workers' default grace period: 4 x the 10 s heartbeat interval).
+_STALE_AFTER = 40.0
+
+
 def _delete(args: argparse.Namespace, out: TextIO) -> int:
-    storage = _storage(args.storage)
+    storage = _storage(args.storage, write=True)
     storage.get_study_id(args.study)  # StudyNotFoundError before asking anything
+    running = [t.id for t in load_study(storage, args.study).trials
+               if t.status is TrialStatus.RUNNING]  # fmt: skip
+    if running and not args.force:
+        shown = ", ".join(map(str, running[:10])) + (", ..." if len(running) > 10 else "")
+        stale = ""
+        if storage.supports_heartbeat and storage.has_stale_trials(
+            storage.get_study_id(args.study), _STALE_AFTER
+        ):
+            stale = f" (some sent no heartbeat for {_STALE_AFTER:g} s: their workers may be dead)"
+        raise PoptuneError(
+            f"study {args.study!r} has {len(running)} RUNNING trial(s) ({shown}){stale}: "
+            "workers may still be running it and would fail; stop them first, or pass --force "
+            "to delete it anyway"
+        )
     if not args.yes:
         if not sys.stdin.isatty():
             raise PoptuneError(f"deleting study {args.study!r} needs --yes when not interactive")
@@ -164,6 +208,97 @@ def _delete(args: argparse.Namespace, out: TextIO) -> int:
     storage.delete_study(args.study)
     out.write(f"deleted study {args.study!r}\n")
     return 0
+
+
+# -- files the CLI writes -------------------------------------------------------------------
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_SIBLINGS = ("-wal", "-shm", "-journal")
+
+
+def _sqlite_file(storage: Storage) -> Path | None:
+    """The file of an SQLite storage (None for any other storage)."""
+    url = getattr(storage, "url", None)
+    if not isinstance(url, str) or not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _is_sqlite_database(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:  # one of them does not exist
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_output(path: Path, storage: Storage, *, force: bool) -> None:
+    """Refuse an output path that would overwrite a study, or an existing file without
+    ``force``; a missing directory is one clear error."""
+    database = _sqlite_file(storage)
+    if database is not None:
+        for sibling in ("", *_SQLITE_SIBLINGS):
+            if _same_file(path, Path(str(database) + sibling)):
+                which = f"file ({sibling[1:]})" if sibling else "file"
+                raise PoptuneError(
+                    f"--output {str(path)!r} is the storage's own {which}: export never "
+                    "overwrites a study"
+                )
+    for sibling in _SQLITE_SIBLINGS:  # the WAL of some other database
+        if path.name.endswith(sibling) and _is_sqlite_database(
+            path.with_name(path.name[: -len(sibling)])
+        ):
+            raise PoptuneError(f"--output {str(path)!r} belongs to an SQLite database: refused")
+    if path.is_dir():
+        raise PoptuneError(f"--output {str(path)!r} is a directory: name a file")
+    if _is_sqlite_database(path):
+        raise PoptuneError(
+            f"--output {str(path)!r} is an SQLite database: export never overwrites one "
+            "(not even with --force)"
+        )
+    if path.exists() and not force:
+        raise PoptuneError(f"--output {str(path)!r} exists: pass --force to overwrite it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise PoptuneError(f"cannot write {str(path)!r}: no directory {str(parent)!r}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory, renamed
+    into place: a reader (or a crash) never sees half a file."""
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
 
 
 def _import_objective(spec: str) -> Any:
@@ -182,7 +317,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
             sys.path.insert(0, folder)
     objective = _import_objective(args.objective)
     ran = run_worker(
-        _storage(args.storage),
+        _storage(args.storage, write=True),
         args.study,
         objective,
         n_trials=args.n_trials,
@@ -192,6 +327,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
         retry_failed_trials=args.retry_failed_trials,
         heartbeat_interval=args.heartbeat_interval,
         grace_period=args.grace_period,
+        trusted_modules=args.trust_module,
     )
     out.write(f"worker ran {ran} trial(s) of study {args.study!r}\n")
     return 0
@@ -204,7 +340,7 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
         Study.run_dashboard(spec, port=args.port, host=args.host, allow_stop=args.allow_stop,
                             banner=out)  # fmt: skip
         return 0
-    storage = _storage(spec)
+    storage = _storage(spec, write=args.allow_stop)
     name = args.study
     if name is not None:
         storage.get_study_id(name)  # a missing study: one clear line, before serving
@@ -220,6 +356,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="poptune", description="Look into poptune studies stored in SQLite or PostgreSQL."
     )
     parser.add_argument("--version", action="version", version=f"poptune {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an error (also: POPTUNE_DEBUG=1)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     storage_help = "database URL (sqlite:///runs.db, postgresql://...) or SQLite file path"
 
@@ -244,9 +382,14 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print JSON")
         elif name == "export":
             p.add_argument("--format", choices=("csv", "json"), default="csv")
-            p.add_argument("--output", "-o", help="file to write (default: standard output)")
+            p.add_argument("--output", "-o",
+                           help="file to write (default or '-': standard output); never the "
+                           "storage's file or any SQLite database")  # fmt: skip
+            p.add_argument("--force", action="store_true", help="overwrite an existing file")
         elif name == "delete":
             p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+            p.add_argument("--force", action="store_true",
+                           help="delete even while trials are RUNNING")  # fmt: skip
     p = sub.add_parser(
         "worker",
         help="run trials of a stored study with an objective function (SLURM, Kubernetes...)",
@@ -264,6 +407,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-period", type=float, help="seconds (default 4 x heartbeat)")
     p.add_argument("--path", action="append", default=[],
                    help="a directory to import the objective from (repeatable)")  # fmt: skip
+    p.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
+                   help="a module the stored algorithm may import (repeatable)")  # fmt: skip
     p.set_defaults(run=_worker)
     p = sub.add_parser("dashboard", help="serve the live web dashboard of a storage's studies")
     p.add_argument("storage", help=storage_help + ", or a directory written by Study.save")
@@ -273,16 +418,81 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-stop", action="store_true",
                    help="enable the Stop buttons (the dashboard's only write)")  # fmt: skip
     p.set_defaults(run=_dashboard)
+    p = sub.add_parser("sherpa", help="run an unmodified SHERPA script on poptune")
+    sherpa_sub = p.add_subparsers(dest="sherpa_command", required=True, metavar="SUBCOMMAND")
+    p = sherpa_sub.add_parser(
+        "run",
+        help="run a script with `import sherpa` meaning poptune, in it and in the trial "
+        "scripts it launches",
+    )
+    p.add_argument("script", help="the SHERPA script (a .py file)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
+    p.set_defaults(run=_sherpa_run)
     return parser
 
 
+def _sherpa_run(args: argparse.Namespace, out: TextIO) -> int:
+    # the script's own SystemExit (sys.exit(n)) passes through: its status is the command's
+    run_script(args.script, args.args)
+    return 0
+
+
+#: Packages whose errors (a database that is not one, a server gone) are reported in one line.
+_DATABASE_PACKAGES = {"sqlalchemy", "sqlite3", "psycopg", "psycopg2"}
+
+
+def _reported(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error of the user's situation (printed in one line) rather than
+    a bug in poptune (a traceback)."""
+    if isinstance(exc, (PoptuneError, OSError)):
+        return True
+    return type(exc).__module__.split(".")[0] in _DATABASE_PACKAGES
+
+
+def _one_line(exc: BaseException, storage: str | None) -> str:
+    """The message of ``exc`` in one line, without SQL, parameters or a password."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename!r}" if exc.filename is not None else ""
+        return f"{exc.strerror}{where}"
+    if not isinstance(exc, PoptuneError):
+        orig = getattr(exc, "orig", None)  # sqlalchemy wraps the driver's error
+        lines = str(orig if orig is not None else exc).strip().splitlines()
+        where = ""
+        if storage is not None:
+            from poptune.storage.sql import safe_url
+
+            where = f" on {safe_url(storage) if '://' in storage else storage}"
+        return f"database error{where}: {lines[0] if lines else type(exc).__name__}"
+    text = str(exc).strip()
+    lines = text.splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _debugging(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("POPTUNE_DEBUG", "") not in (
+        "", "0"
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status (0, 1 for an error, 2 for bad arguments).
+
+    An error of poptune (:class:`~poptune.exceptions.PoptuneError`), of the operating system
+    (``OSError``) or of the database driver prints one line on standard error; ``--debug`` or
+    ``POPTUNE_DEBUG=1`` prints its traceback first.
+    """
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args, out or sys.stdout))
-    except PoptuneError as exc:
-        sys.stderr.write(f"poptune: error: {exc}\n")
+    except KeyboardInterrupt:
+        sys.stderr.write("poptune: interrupted\n")
+        return 130
+    except Exception as exc:
+        if not _reported(exc):
+            raise
+        if _debugging(args):
+            traceback.print_exc()
+        sys.stderr.write(f"poptune: error: {_one_line(exc, getattr(args, 'storage', None))}\n")
         return 1
 
 

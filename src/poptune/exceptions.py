@@ -17,9 +17,11 @@ exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError`
     ├── CheckpointError                        a checkpoint to load is missing or unreadable
     ├── ReadOnlyStudyError                     a study opened with load_study() was asked to change
     ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
-    │   └── ArgumentTypeError (TypeError)      ... because it has the wrong type
+    │   ├── ArgumentTypeError (TypeError)      ... because it has the wrong type
+    │   └── UntrustedModuleError               a stored config names a module not trusted here
     ├── MissingDependencyError (ImportError)   an optional extra (plot, dashboard) is missing
     └── StorageError                           the storage failed (I/O, serialization)
+        └── CorruptRowError                    a stored row cannot be read back (names it)
 
 Messages name the bad value and what would have been accepted.
 """
@@ -30,6 +32,7 @@ __all__ = [
     "ArgumentTypeError",
     "CheckpointError",
     "ConfigurationError",
+    "CorruptRowError",
     "DuplicateIterationError",
     "InvalidObservationError",
     "InvalidParameterError",
@@ -43,6 +46,7 @@ __all__ = [
     "StudyNotFoundError",
     "TrialFinishedError",
     "UnknownTrialError",
+    "UntrustedModuleError",
 ]
 
 
@@ -122,3 +126,18 @@ class MissingDependencyError(PoptuneError, ImportError):
 
 class StorageError(PoptuneError):
     """The storage could not complete an operation (I/O error, value that cannot be stored)."""
+
+
+class UntrustedModuleError(ConfigurationError):
+    """A stored configuration (a database, a saved study) names a ``module:Class`` (or a PBT
+    hook) whose module this process was not told to trust, so it was not imported (importing
+    runs the module's top-level code). The message names the module and how to trust it:
+    ``trusted_modules=[...]`` on :class:`~poptune.Study`, :func:`~poptune.study.join_study`,
+    :meth:`~poptune.Study.load`, or ``poptune worker --trust-module MODULE``."""
+
+
+class CorruptRowError(StorageError):
+    """A row read from a database cannot be read back: an unknown trial status, a column that
+    is not valid JSON or not of the expected shape. The message names the study, the trial
+    (where there is one) and the field; the rest of the storage (other studies) stays readable.
+    """

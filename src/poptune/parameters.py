@@ -212,7 +212,8 @@ class Continuous(_Numeric):
         scale: ``'linear'`` (uniform) or ``'log'`` (uniform in log space; needs ``low > 0``).
 
     Raises:
-        InvalidParameterError: on a non-str name, unknown scale, ``low >= high`` or a log
+        InvalidParameterError: on a non-str name, unknown scale, ``low >= high`` (also as
+            floats), a NaN or infinite bound, a span ``high - low`` that overflows, or a log
             bound ``<= 0``.
     """
 
@@ -221,6 +222,16 @@ class Continuous(_Numeric):
     def _set_bounds(self, low: float, high: float) -> None:
         self.low = float(low)
         self.high = float(high)
+        if not self.low < self.high:  # distinct ints that are one float: [10**20, 10**20 + 1]
+            raise InvalidParameterError(
+                f"parameter {self.name!r}: range {[low, high]!r} is a single float value "
+                f"{self.low!r}; give bounds that differ as floats"
+            )
+        if not math.isfinite(self.high - self.low):
+            raise InvalidParameterError(
+                f"parameter {self.name!r}: range {[low, high]!r} is wider than a float can "
+                "hold (high - low overflows); narrow it or use scale='log'"
+            )
         self.range = [self.low, self.high]
         if self.scale == "log":
             self._log_low = math.log(self.low)
@@ -314,6 +325,11 @@ class _Categorical(Parameter):
         if not values:
             raise InvalidParameterError(f"parameter {name!r}: range must not be empty")
         for i, v in enumerate(values):
+            if not _same(v, v):
+                raise InvalidParameterError(
+                    f"parameter {name!r}: value {v!r} in range {values!r} is not equal to "
+                    "itself (NaN), so no suggestion of it could be recognized"
+                )
             for w in values[:i]:
                 if _same(v, w):
                     raise InvalidParameterError(
@@ -357,7 +373,7 @@ class Choice(_Categorical):
 
     Args:
         name: key in ``trial.parameters``.
-        range: the values (non-empty, no duplicates). Any Python objects work in memory;
+        range: the values (non-empty, no duplicates, no NaN). Any Python objects work in memory;
             storing a study in a file or database needs JSON values (str, numbers, bool,
             None, lists, dicts).
 

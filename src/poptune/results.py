@@ -15,16 +15,18 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from poptune._groups import RESULT_GROUPS, best_group
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Continuous, Discrete, Parameter
 from poptune.trial import _FINISHED, Observation, Trial, TrialStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "RESERVED_COLUMNS",
@@ -40,6 +42,13 @@ __all__ = [
 
 RESERVED_COLUMNS = ("Trial-ID", "Status", "Iteration", "Objective")
 _EMPTY: dict[str, Any] = {}
+
+
+def _pandas() -> Any:
+    """pandas, imported when a table is first built: ``import poptune`` does not pay for it."""
+    import pandas
+
+    return pandas
 
 
 def results_dataframe(trials: Iterable[Trial], lower_is_better: bool) -> pd.DataFrame:
@@ -77,7 +86,7 @@ def results_dataframe(trials: Iterable[Trial], lower_is_better: bool) -> pd.Data
     columns["Objective"] = [r[5] for r in rows]
     for key in context_sorted:
         columns[key] = [r[6].get(key) for r in rows]
-    frame = pd.DataFrame(columns)
+    frame = _pandas().DataFrame(columns)
     frame["Objective"] = frame["Objective"].astype(float)
     return frame
 
@@ -162,7 +171,7 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     NaN and then ``load_from`` into floats (``17.0``); here they stay str (``''``, ``'17'``).
     """
     text_columns = ("load_from", "save_to", "lineage")
-    frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+    frame = _pandas().read_csv(path, dtype=dict.fromkeys(text_columns, str))
     for column in text_columns:
         if column in frame:
             frame[column] = frame[column].fillna("")
@@ -286,7 +295,7 @@ class ResultsTable:
         """``frame`` (rows before ``start``) and the rows from ``start``, with the dtypes the
         whole table built at once would have (else built at once)."""
         tail = self._build(start)
-        tail.index = pd.RangeIndex(start, len(self))
+        tail.index = _pandas().RangeIndex(start, len(self))
         if not start:
             return tail
         for name in tail.columns:
@@ -297,7 +306,7 @@ class ResultsTable:
                 tail[name] = tail[name].astype(old)
             else:
                 return self._build(0)
-        return pd.concat([frame, tail])
+        return _pandas().concat([frame, tail])
 
     def _build(self, start: int) -> pd.DataFrame:
         """The DataFrame of rows ``start`` onwards."""
@@ -312,7 +321,7 @@ class ResultsTable:
         out["Objective"] = columns["Objective"][start:]
         for key in sorted(self._context):
             out[key] = self._context[key][start:]
-        frame = pd.DataFrame(out)
+        frame = _pandas().DataFrame(out)
         frame["Objective"] = frame["Objective"].astype(float)
         return frame
 

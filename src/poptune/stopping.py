@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from poptune._config import config_type, init_config
 from poptune._validation import check_int
 from poptune.history import History
 from poptune.results import history_from_results
 from poptune.trial import Trial
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["MedianStoppingRule", "StoppingRule"]
 

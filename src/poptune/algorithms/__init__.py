@@ -1,5 +1,6 @@
 """Search algorithms. ``poptune.algorithms.X`` mirrors ``sherpa.algorithms.X``."""
 
+from poptune.algorithms import bayesian_optimization, core  # SHERPA's module paths
 from poptune.algorithms.base import Algorithm, Suggestion, algorithm_from_config
 from poptune.algorithms.bayesian import BayesianOptimization, GPyOpt
 from poptune.algorithms.chain import Chain
@@ -36,4 +37,6 @@ __all__ = [
     "Suggestion",
     "TPE",
     "algorithm_from_config",
+    "bayesian_optimization",
+    "core",
 ]

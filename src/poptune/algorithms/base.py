@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 import poptune._rng as _rng
 from poptune._config import BUILTIN_ALGORITHMS, config_type, init_config, object_from_config
@@ -41,6 +40,9 @@ from poptune.history import History
 from poptune.parameters import Parameter
 from poptune.results import ResultsTable, history_from_results
 from poptune.trial import AlgorithmState
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "Algorithm",

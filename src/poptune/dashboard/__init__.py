@@ -15,11 +15,15 @@ Start it
 * for a saved study: ``Study.load_dashboard(path)`` / ``Study.run_dashboard(path)``.
 
 It binds 127.0.0.1 unless told otherwise (``host="0.0.0.0"`` shares it with the network: it has
-no authentication, so do that only on a network you trust).
+no authentication, so do that only on a network you trust). It cannot starve the process it
+runs in: at most :data:`MAX_CONNECTIONS` open connections, request headers within
+:data:`HEADER_TIMEOUT` seconds, idle keep-alive connections closed after 5 s, and its error
+log rate-limited (:mod:`poptune.dashboard._guard`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import socket
@@ -29,12 +33,21 @@ import time
 import urllib.parse
 from typing import TextIO
 
-from poptune._validation import check_int
+from poptune._validation import check_int, check_number
 from poptune.dashboard._data import DashboardData, StopNotAllowedError
+from poptune.dashboard._guard import (
+    HEADER_TIMEOUT,
+    MAX_CONNECTIONS,
+    guarded_protocol,
+    loop_exception_handler,
+    quiet_uvicorn,
+)
 from poptune.exceptions import ConfigurationError, MissingDependencyError
 from poptune.storage import Storage, resolve
 
 __all__ = [
+    "HEADER_TIMEOUT",
+    "MAX_CONNECTIONS",
     "DashboardData",
     "DashboardServer",
     "StopNotAllowedError",
@@ -46,8 +59,6 @@ logger = logging.getLogger("poptune.dashboard")
 
 #: Default port (SHERPA's dashboard used 8880 too).
 DEFAULT_PORT = 8880
-
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -78,6 +89,14 @@ class DashboardServer:
     Use :func:`start_dashboard` (background thread) or :func:`run_dashboard` (blocking)
     rather than this class directly.
 
+    Args:
+        max_connections: open connections at most (default :data:`MAX_CONNECTIONS`); past
+            it the connection that has waited longest for its request is closed, or the new
+            one refused.
+        header_timeout: seconds a client has to send a request's headers (default
+            :data:`HEADER_TIMEOUT`); a slower one is disconnected.
+        (the others as in :func:`start_dashboard`)
+
     Attributes:
         host, port: where it listens (``port`` is the real one when 0 was asked for).
         url: the address to open in a browser (the study's page when a study was named).
@@ -91,17 +110,22 @@ class DashboardServer:
         port: int = DEFAULT_PORT,
         allow_stop: bool = False,
         study_name: str | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT,
     ) -> None:
+        check_int("dashboard", "max_connections", max_connections, 1)
+        check_number("dashboard", "header_timeout", header_timeout, minimum=0.001)
         try:
             import uvicorn
         except ImportError:
             raise MissingDependencyError(
                 'the dashboard needs uvicorn and starlette: pip install "poptune[dashboard]"'
             ) from None
-        from poptune.dashboard.app import LOOPBACK_HOSTS, create_app
+        from poptune.dashboard.app import LOOPBACK_HOSTS, create_app, is_loopback_host
 
         self.data = DashboardData(resolve(storage), allow_stop=allow_stop)
-        trusted = LOOPBACK_HOSTS if host in _LOOPBACK else None
+        self.loopback = is_loopback_host(host)
+        trusted = LOOPBACK_HOSTS if self.loopback else None
         app = create_app(self.data, trusted_hosts=trusted)
         self._socket = _bind(host, port)
         self.host = host
@@ -117,9 +141,13 @@ class DashboardServer:
             access_log=False,
             lifespan="off",
             ws="none",
-            http="h11",
+            http=guarded_protocol(max_connections, header_timeout),
             loop="asyncio",
+            timeout_keep_alive=5,
+            h11_max_incomplete_event_size=16 * 1024,
+            backlog=64,
         )
+        quiet_uvicorn()
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
@@ -130,12 +158,12 @@ class DashboardServer:
         if self._thread is not None:
             return self
         self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
+            target=self._run,
             name=f"poptune-dashboard-{self.port}",
             daemon=True,
         )
         self._thread.start()
+        self._warm_up()
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while not self._server.started and self._thread.is_alive():
@@ -148,7 +176,28 @@ class DashboardServer:
 
     def serve_forever(self) -> None:
         """Serve in this thread until Ctrl-C (or :meth:`stop` from another thread)."""
-        self._server.run(sockets=[self._socket])
+        self._warm_up()
+        self._run()
+
+    def _warm_up(self) -> None:
+        """Read every study once in the background, so that the first page opened does not
+        wait for a large study's first read (about a second for 16,000 trials)."""
+
+        def read() -> None:
+            try:
+                self.data.studies()
+            except Exception as exc:  # the page will show the error; nothing to do here
+                logger.debug("dashboard warm-up failed: %s", exc)
+
+        threading.Thread(target=read, name=f"poptune-dashboard-warm-{self.port}",
+                         daemon=True).start()  # fmt: skip
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            asyncio.get_running_loop().set_exception_handler(loop_exception_handler)
+            await self._server.serve(sockets=[self._socket])
+
+        asyncio.run(serve())
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and wait (at most ``timeout`` seconds) for the server to end."""
@@ -172,7 +221,7 @@ class DashboardServer:
         line = "-" * 63
         where = (
             "this machine only; host 0.0.0.0 would share it, without authentication"
-            if self.host in _LOOPBACK
+            if self.loopback
             else f"listening on {self.host}: anyone who can reach this port can see it"
         )
         mode = "stop buttons enabled" if self.data.allow_stop else "read-only"

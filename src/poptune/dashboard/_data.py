@@ -36,6 +36,11 @@ _META_SHOWN = ("member", "parent", "explore", "error", "interrupted", "heartbeat
 
 _STATUSES = [s.value for s in TrialStatus if s is not TrialStatus.INTERMEDIATE]
 
+#: Most trials one page of :meth:`DashboardData.trials` holds.
+MAX_PAGE = 5000
+#: Learning curves: default best and most recent trials drawn, and points per curve.
+CURVES_TOP, CURVES_RECENT, CURVES_POINTS = 50, 50, 200
+
 
 class StopNotAllowedError(ConfigurationError):
     """The dashboard was started read-only; stopping trials needs ``allow_stop=True``."""
@@ -72,6 +77,17 @@ class _StudyView:
         self.history = History(self.parameters, self.lower_is_better)
         self.changed_at: dict[int, int] = {}  # trial id -> view version of its last change
         self.lock = threading.Lock()
+        # (version, query) -> result: a poll that finds nothing new costs no sort
+        self._cache: dict[Any, Any] = {}
+
+    def cached(self, key: Any, compute: Any) -> Any:
+        """``compute()``, remembered until the view's version changes."""
+        key = (self.version, key)
+        if key not in self._cache:
+            if len(self._cache) > 16 or any(k[0] != self.version for k in self._cache):
+                self._cache = {k: v for k, v in self._cache.items() if k[0] == self.version}
+            self._cache[key] = compute()
+        return self._cache[key]
 
     def sync(self, storage: Storage) -> None:
         """Bring the view up to date, recording at which version each trial last changed."""
@@ -164,38 +180,103 @@ class DashboardData:
         generation: int | None = None,
         sort: str = "id",
         descending: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+        observations: bool = True,
     ) -> dict[str, Any]:
-        """Trials changed after view version ``since`` (0: all), filtered and sorted.
+        """Trials changed after view version ``since`` (0: all), filtered, sorted and paged.
 
-        Returns ``{'version': v, 'trials': [...]}``; pass ``v`` back as ``since`` to get only
-        what changed meanwhile. Each trial: ``id``, ``status``, ``parameters`` (study
-        parameters only), ``generation``, ``member``, ``parent``, ``load_from``, ``lineage``,
-        ``explore``, ``meta``, ``stop_requested``, ``iterations``, ``last``, ``best`` and
-        ``observations`` (``[[iteration, objective], ...]`` in iteration order).
+        Returns ``{'version': v, 'total': n, 'offset': o, 'generations': [...], 'trials':
+        [...]}``: ``total`` trials match (before paging), ``trials`` holds at most ``limit``
+        of them from position ``offset`` (``limit=None``: all); ``generations`` lists the
+        study's PBT generations (for a filter). Pass ``v`` back as ``since`` to get only what
+        changed meanwhile. Each trial: ``id``, ``status``, ``parameters`` (study parameters
+        only), ``generation``, ``member``, ``parent``, ``load_from``, ``lineage``,
+        ``explore``, ``meta``, ``stop_requested``, ``iterations``, ``last``, ``best`` and,
+        unless ``observations=False``, ``observations`` (``[[iteration, objective], ...]``
+        in iteration order). Sorting puts trials without a value (no ``best`` yet) last in
+        either order, and ties in id order.
 
         Raises:
             StudyNotFoundError: no such study.
-            ConfigurationError: an unknown ``status`` or ``sort`` key, a negative ``since``.
+            ConfigurationError: an unknown ``status`` or ``sort`` key, a negative ``since``
+                or ``offset``, a ``limit`` outside 1..:data:`MAX_PAGE`.
         """
         check_number("dashboard", "since", since, minimum=0)
+        check_number("dashboard", "offset", offset, minimum=0)
+        if limit is not None:
+            check_number("dashboard", "limit", limit, minimum=1, maximum=MAX_PAGE)
         if status is not None:
             check_choice("dashboard", "status", status, _STATUSES)
         with self._view(name) as view:
             names = [p.name for p in view.parameters]
             keys = {"id", "status", "generation", "member", "iterations", "last", "best", *names}
             check_choice("dashboard", "sort", sort, sorted(keys))
-            rows = []
-            for trial in view.history:
-                if since and view.changed_at.get(trial.id, 0) <= since:
-                    continue
-                if status is not None and trial.status.value != status:
-                    continue
-                if generation is not None and trial.generation != generation:
-                    continue
-                rows.append(_trial_dict(view, trial))
-            if sort != "id" or descending:
-                rows.sort(key=lambda r: _sort_key(r, sort), reverse=descending)
-            return {"version": view.version, "trials": rows}
+
+            def select() -> list[Trial]:
+                chosen = [
+                    trial
+                    for trial in view.history
+                    if (not since or view.changed_at.get(trial.id, 0) > since)
+                    and (status is None or trial.status.value == status)
+                    and (generation is None or trial.generation == generation)
+                ]
+                if sort != "id" or descending:
+                    chosen = _sorted(view, chosen, sort, descending)
+                return chosen
+
+            chosen = view.cached(("trials", since, status, generation, sort, descending), select)
+            generations = view.cached(("generations",), lambda: sorted(
+                {t.generation for t in view.history if t.generation is not None}))  # fmt: skip
+            page = chosen[offset:] if limit is None else chosen[offset : offset + limit]
+            return {
+                "version": view.version,
+                "total": len(chosen),
+                "offset": offset,
+                "generations": generations,
+                "trials": [_trial_dict(view, t, observations) for t in page],
+            }
+
+    def curves(
+        self,
+        name: str,
+        *,
+        top: int = CURVES_TOP,
+        recent: int = CURVES_RECENT,
+        max_points: int = CURVES_POINTS,
+    ) -> dict[str, Any]:
+        """The learning curves worth drawing: the ``top`` trials with the best objective and
+        the ``recent`` newest other trials (running ones first), each with at most
+        ``max_points`` observations (evenly spaced, always the first, the last and the best).
+
+        Returns ``{'version': v, 'total': n, 'trials': [{'id', 'status', 'best',
+        'observations': [[iteration, objective], ...]}, ...]}`` where ``total`` counts the
+        trials with an observation.
+
+        Raises:
+            StudyNotFoundError: no such study.
+            ConfigurationError: a negative ``top`` or ``recent``, ``max_points`` below 2.
+        """
+        check_number("dashboard", "top", top, minimum=0)
+        check_number("dashboard", "recent", recent, minimum=0)
+        check_number("dashboard", "max_points", max_points, minimum=2)
+        with self._view(name) as view:
+
+            def compute() -> dict[str, Any]:
+                observed = [t for t in view.history if t.observations]
+                ranked = _sorted(view, observed, "best", not view.lower_is_better)[:top]
+                chosen = {t.id for t in ranked}
+                rest = [t for t in observed if t.id not in chosen]
+                rest.sort(key=lambda t: (not t.is_finished, t.id), reverse=True)
+                picked = sorted([*ranked, *rest[:recent]], key=lambda t: t.id)
+                return {
+                    "version": view.version,
+                    "total": len(observed),
+                    "trials": [_curve(view, t, max_points) for t in picked],
+                }
+
+            result: dict[str, Any] = view.cached(("curves", top, recent, max_points), compute)
+            return result
 
     def trial(self, name: str, trial_id: int) -> dict[str, Any]:
         """One trial (as in :meth:`trials`) with its ``schedule`` (see ``Study.schedule``).
@@ -295,12 +376,12 @@ def _algorithm_name(config: Any) -> str:
     return str(config) if config is not None else ""
 
 
-def _trial_dict(view: _StudyView, trial: Trial) -> dict[str, Any]:
+def _trial_dict(view: _StudyView, trial: Trial, observations: bool = True) -> dict[str, Any]:
     lower = view.lower_is_better
     last = trial.last_observation
     best = trial.best_observation(lower)
-    observations = trial.observations
-    return {
+    observed = trial.observations
+    out = {
         "id": trial.id,
         "status": trial.status.value,
         "parameters": {k: _jsonable(v) for k, v in view.history.hyperparameters(trial).items()},
@@ -312,20 +393,70 @@ def _trial_dict(view: _StudyView, trial: Trial) -> dict[str, Any]:
         "explore": trial.explore,
         "meta": {k: _jsonable(trial.meta[k]) for k in _META_SHOWN if k in trial.meta},
         "stop_requested": bool(trial.stop_requested),
-        "iterations": len(observations),
+        "iterations": len(observed),
         "last": None if last is None else _number(last.objective),
         "best": None if best is None else _number(best.objective),
-        "observations": [[it, _number(observations[it].objective)] for it in sorted(observations)],
+    }
+    if observations:
+        out["observations"] = [[it, _number(observed[it].objective)] for it in sorted(observed)]
+    return out
+
+
+def _curve(view: _StudyView, trial: Trial, max_points: int) -> dict[str, Any]:
+    observed = trial.observations
+    iterations = sorted(observed)
+    if len(iterations) > max_points:
+        best = trial.best_observation(view.lower_is_better)
+        step = (len(iterations) - 1) / (max_points - 2)
+        keep = {iterations[round(i * step)] for i in range(max_points - 1)}
+        keep.add(iterations[-1])
+        if best is not None:
+            keep.add(best.iteration)
+        iterations = sorted(keep)
+    best_obs = trial.best_observation(view.lower_is_better)
+    return {
+        "id": trial.id,
+        "status": trial.status.value,
+        "best": None if best_obs is None else _number(best_obs.objective),
+        "observations": [[it, _number(observed[it].objective)] for it in iterations],
     }
 
 
-def _sort_key(row: dict[str, Any], key: str) -> tuple[int, Any]:
-    value = row["parameters"].get(key) if key in row["parameters"] else row.get(key)
-    if value is None:
-        return (2, 0)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value)
-    return (1, str(value))
+def _sort_value(view: _StudyView, trial: Trial, key: str) -> Any:
+    if key == "id":
+        return trial.id
+    if key == "status":
+        return trial.status.value
+    if key in ("generation", "member"):
+        return getattr(trial, key)
+    if key == "iterations":
+        return len(trial.observations)
+    if key in ("last", "best"):
+        obs = trial.last_observation if key == "last" else trial.best_observation(
+            view.lower_is_better)  # fmt: skip
+        return None if obs is None else _number(obs.objective)
+    return _jsonable(trial.parameters.get(key))
+
+
+def _sorted(view: _StudyView, trials: list[Trial], key: str, descending: bool) -> list[Trial]:
+    """``trials`` by ``key`` (numbers before text), those without a value last in either
+    order, ties by id."""
+    numbers, texts, missing = [], [], []
+    for trial in trials:
+        value = _sort_value(view, trial, key)
+        if value is None:
+            missing.append(trial)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers.append((value, trial))
+        else:
+            texts.append((str(value), trial))
+    out: list[Trial] = []
+    for group in (numbers, texts):
+        group.sort(key=lambda pair: pair[1].id)
+        group.sort(key=lambda pair: pair[0], reverse=descending)  # stable: ties stay by id
+        out.extend(trial for _, trial in group)
+    out.extend(sorted(missing, key=lambda t: t.id))
+    return out
 
 
 def _jsonable_tree(value: Any) -> Any:

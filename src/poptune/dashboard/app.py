@@ -7,6 +7,8 @@ API (every answer JSON; errors ``{"error": "..."}`` with 400, 403, 404 or 409)::
     GET  /api/studies/{name}                         summary + parameters + algorithm config
     GET  /api/studies/{name}/trials                  ?since=V&status=S&generation=G
                                                      &sort=K&order=asc|desc
+                                                     &offset=O&limit=L&observations=0|1
+    GET  /api/studies/{name}/curves                  ?top=N&recent=M&points=P
     GET  /api/studies/{name}/trials/{id}             one trial with its schedule
     GET  /api/studies/{name}/lineage                 PBT nodes and edges
     POST /api/studies/{name}/trials/{id}/stop        only with allow_stop; header X-Poptune: stop
@@ -18,13 +20,20 @@ folder; Plotly.js is served from the installed ``plotly`` package (no CDN).
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from poptune._validation import check_choice, reject
 from poptune._version import __version__
-from poptune.dashboard._data import DashboardData, StopNotAllowedError
+from poptune.dashboard._data import (
+    CURVES_POINTS,
+    CURVES_RECENT,
+    CURVES_TOP,
+    DashboardData,
+    StopNotAllowedError,
+)
 from poptune.exceptions import (
     ConfigurationError,
     MissingDependencyError,
@@ -34,12 +43,64 @@ from poptune.exceptions import (
     UnknownTrialError,
 )
 
-__all__ = ["create_app", "plotly_js_path"]
+__all__ = ["create_app", "host_of", "is_loopback_host", "plotly_js_path"]
 
 STATIC = Path(__file__).parent / "static"
 
-#: Loopback names a dashboard bound to a loopback address answers to (DNS rebinding guard).
+#: Passed as ``trusted_hosts``: answer to every loopback Host (:func:`is_loopback_host`) and
+#: nothing else (a DNS rebinding guard for a dashboard bound to a loopback address).
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def host_of(value: str) -> str:
+    """The host name of an HTTP ``Host`` header (or a bind address), without its port or
+    the brackets of an IPv6 literal, in lower case: ``[::1]:8880`` -> ``::1``."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        return text[1:end] if end > 0 else text
+    if text.count(":") == 1:  # name:port (more colons: a bare IPv6 address)
+        text = text.split(":", 1)[0]
+    return text.rstrip(".")
+
+
+def is_loopback_host(value: str) -> bool:
+    """Whether a ``Host`` header (or a bind address) names this machine only: ``localhost``
+    and ``*.localhost`` (RFC 6761), any address of 127.0.0.0/8, ``::1`` and an IPv4-mapped
+    loopback address, with or without a port."""
+    host = host_of(value)
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+class _HostGuard:
+    """ASGI middleware answering 400 to a request whose Host header is not trusted."""
+
+    def __init__(self, app: Any, allowed: Callable[[str], bool]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = ""
+            for key, value in scope["headers"]:
+                if key == b"host":
+                    host = value.decode("latin-1")
+                    break
+            if not self.allowed(host):
+                from starlette.responses import JSONResponse
+
+                response = JSONResponse({"error": "invalid host header"}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
 
 _CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
@@ -77,14 +138,24 @@ def _int_arg(params: Any, key: str, default: int | None, minimum: int = 0) -> in
     return value
 
 
+def _flag(params: Any, key: str, default: bool) -> bool:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    if raw not in ("0", "1", "true", "false"):
+        reject("dashboard", f"query parameter {key}", "0 or 1", raw, wrong_type=False)
+    return raw in ("1", "true")
+
+
 def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -> Any:
     """The Starlette application serving ``data``.
 
     Args:
         data: what to serve (a storage and whether stopping trials is allowed).
-        trusted_hosts: Host header values the app answers to (None: any). A dashboard bound to
-            127.0.0.1 passes :data:`LOOPBACK_HOSTS` so a web page elsewhere cannot reach it
-            through DNS rebinding.
+        trusted_hosts: host names the app answers to, whatever the port (None: any). A
+            dashboard bound to a loopback address passes :data:`LOOPBACK_HOSTS`, which means
+            every loopback name and address (:func:`is_loopback_host`), so a web page
+            elsewhere cannot reach it through DNS rebinding.
 
     Raises:
         MissingDependencyError: Starlette or plotly is not installed.
@@ -92,7 +163,6 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
     try:
         from starlette.applications import Starlette
         from starlette.middleware import Middleware
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
         from starlette.requests import Request
         from starlette.responses import FileResponse, JSONResponse, Response
         from starlette.routing import Route
@@ -147,6 +217,18 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
             generation=_int_arg(q, "generation", None),
             sort=q.get("sort", "id"),
             descending=order == "desc",
+            offset=_int_arg(q, "offset", 0) or 0,
+            limit=_int_arg(q, "limit", None, minimum=1),
+            observations=_flag(q, "observations", True),
+        )
+
+    def curves(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        return data.curves(
+            request.path_params["name"],
+            top=_int_arg(q, "top", CURVES_TOP) or 0,
+            recent=_int_arg(q, "recent", CURVES_RECENT) or 0,
+            max_points=_int_arg(q, "points", CURVES_POINTS, minimum=2) or CURVES_POINTS,
         )
 
     def trial(request: Request) -> dict[str, Any]:
@@ -199,7 +281,12 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
 
     middleware = [Middleware(BaseHTTPMiddleware, dispatch=headers)]
     if trusted_hosts is not None:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts))
+        if trusted_hosts == LOOPBACK_HOSTS:
+            allowed: Callable[[str], bool] = is_loopback_host
+        else:
+            names = {host_of(h) for h in trusted_hosts}
+            allowed = lambda header: host_of(header) in names  # noqa: E731
+        middleware.insert(0, Middleware(_HostGuard, allowed=allowed))
     routes = [
         Route("/", page),
         Route("/static/{file}", static),
@@ -210,6 +297,7 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
         Route("/api/studies/{name:path}/trials/{tid:int}", api(trial)),
         Route("/api/studies/{name:path}/trials", api(trials)),
         Route("/api/studies/{name:path}/lineage", api(lineage)),
+        Route("/api/studies/{name:path}/curves", api(curves)),
         Route("/api/studies/{name:path}", api(study)),
     ]
     return Starlette(

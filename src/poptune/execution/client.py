@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from poptune._keras import epoch_callback
 from poptune._validation import check_context, check_iteration, check_objective
 from poptune.exceptions import ConfigurationError, DuplicateIterationError, UnknownTrialError
 from poptune.results import RESERVED_COLUMNS
@@ -182,6 +183,43 @@ class Client:
         self._storage.add_observation(self._study_id, tid, observation)
         if trial is self._trial_cache.get(tid):
             trial._record(observation)  # so get_trial()'s trial shows what was sent
+
+    def keras_send_metrics(
+        self,
+        trial: Trial | int,
+        objective_name: str,
+        context_names: Sequence[str] = (),
+    ) -> Any:
+        """A Keras callback sending the trial's metrics at every epoch end (SHERPA's
+        ``Client.keras_send_metrics``): ``iteration`` = the epoch number Keras gives
+        (0-based, as SHERPA), ``objective`` = ``logs[objective_name]`` (e.g. ``'val_loss'``),
+        ``context`` = the ``logs`` values named in ``context_names``. When a stop was requested
+        for the trial (:meth:`should_stop`), it sets ``model.stop_training``.
+
+        Raises MissingDependencyError (Keras 3 is not installed), UnknownTrialError (not a
+        Trial or an id), ConfigurationError (a name that is not a str; at an epoch end, a
+        metric Keras did not log), and at an epoch end what :meth:`send_metrics` raises."""
+        if isinstance(trial, Trial):
+            target = trial
+        elif isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
+            target = self._trial_cache.get(int(trial)) or self.get_trial()
+            if target.id != int(trial):
+                raise UnknownTrialError(
+                    f"keras_send_metrics: trial {trial!r} is not this job's trial {self.trial_id}"
+                )
+        else:
+            raise UnknownTrialError(f"expected a Trial or a trial id, got {trial!r}")
+
+        def report(value: float, epoch: int, context: dict[str, float]) -> None:
+            self.send_metrics(target, epoch, value, context)
+
+        return epoch_callback(
+            "keras_send_metrics",
+            report,
+            lambda: self.should_stop(target),
+            objective_name,
+            list(context_names),
+        )
 
     # -- the TrialContext of the trial get_trial() returns ---------------------------------
     def report(

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from poptune._polling import Backoff
+from poptune._sherpa_alias import job_environment
 from poptune._validation import (
     check_bool,
     check_instance,
@@ -337,6 +338,7 @@ class _Runner:
             ENV_TRIAL_ID: str(trial.id),
             _SHERPA_TRIAL_ID: str(trial.id),
             _SHERPA_OUTPUT_DIR: str(self.output_dir),
+            **job_environment(self.output_dir),  # `import sherpa` in the job, when aliased
         }
         try:
             job_id = self.scheduler.submit_job(self.command, env, f"trial_{trial.id}")

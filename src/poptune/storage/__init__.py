@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MemoryStorage", "SQLStorage", "Storage", "copy_study", "get_storage", "resolve"]
 
-_CACHE: dict[tuple[str, int], Storage] = {}
+_CACHE: dict[tuple[str, int, bool], Storage] = {}
 _CACHE_LOCK = threading.Lock()
 _SQLITE = "sqlite:///"
 _EXPECTED = (
@@ -37,7 +37,12 @@ _EXPECTED = (
 )
 
 
-def resolve(spec: Storage | str | os.PathLike[str] | None, *, must_exist: bool = False) -> Storage:
+def resolve(
+    spec: Storage | str | os.PathLike[str] | None,
+    *,
+    must_exist: bool = False,
+    read_only: bool = False,
+) -> Storage:
     """The storage a *storage spec* names; the one parser of every ``storage`` argument.
 
     ============================== ==========================================================
@@ -55,6 +60,10 @@ def resolve(spec: Storage | str | os.PathLike[str] | None, *, must_exist: bool =
         spec: the spec.
         must_exist: never create a database: an SQLite URL or path must name an existing
             file (what the ``poptune`` command and the dashboard opener want).
+        read_only: open a database URL or file for reading only (``load_study``, the
+            ``poptune`` read commands, the dashboard): nothing is created, migrated or
+            written (see :class:`~poptune.storage.sql.SQLStorage`'s ``read_only``); a
+            storage object is returned as it is.
 
     Raises:
         StorageError: ``must_exist`` and there is no SQLite file there; the database cannot
@@ -88,13 +97,13 @@ def resolve(spec: Storage | str | os.PathLike[str] | None, *, must_exist: bool =
         file = url[len(_SQLITE) :]
         if not Path(file).is_file():
             raise StorageError(f"no SQLite database file at {file!r}")
-    key = (url, os.getpid())
+    key = (url, os.getpid(), read_only)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is None:
             from poptune.storage.sql import SQLStorage  # sqlalchemy only once a URL is used
 
-            cached = _CACHE[key] = SQLStorage(url)
+            cached = _CACHE[key] = SQLStorage(url, read_only=read_only)
         return cached
 
 

@@ -18,13 +18,14 @@ shared, not copied: callers read them and never change them.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from poptune.exceptions import StudyNotFoundError
+from poptune.exceptions import CorruptRowError, StudyNotFoundError
 from poptune.storage._statements import (
     COMMIT,
     SEL_OBS,
@@ -35,9 +36,107 @@ from poptune.storage._statements import (
 )
 from poptune.trial import Observation, Trial, TrialStatus
 
-__all__ = ["Changes", "Mirror", "Mirrors", "read_locked", "read_snapshot", "reads_after"]
+__all__ = [
+    "Changes",
+    "Mirror",
+    "Mirrors",
+    "check_config",
+    "decode_json",
+    "decode_status",
+    "read_locked",
+    "read_snapshot",
+    "reads_after",
+]
 
 _STATUS = {s.value: s for s in TrialStatus}
+
+
+def _where(trial_id: Any, field: str) -> str:
+    return f"trial {trial_id!r}: field {field!r}" if trial_id is not None else f"field {field!r}"
+
+
+def decode_json(text: Any, field: str, trial_id: Any = None, *, kind: type = dict) -> Any:
+    """A JSON column read back: a ``kind`` (a dict by default), or CorruptRowError naming the
+    trial and the field (and showing the start of the bad text)."""
+    if not isinstance(text, str):
+        raise CorruptRowError(f"{_where(trial_id, field)} is {text!r}, not JSON text")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CorruptRowError(
+            f"{_where(trial_id, field)} is not valid JSON ({exc}): {text[:80]!r}"
+        ) from None
+    if not isinstance(value, kind):
+        raise CorruptRowError(
+            f"{_where(trial_id, field)} holds {type(value).__name__} {text[:80]!r}, "
+            f"expected a JSON {'object' if kind is dict else kind.__name__}"
+        )
+    return value
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A study's stored configuration, or CorruptRowError naming what it lacks."""
+    missing = [k for k in ("parameters", "algorithm", "lower_is_better") if k not in config]
+    if missing or not isinstance(config["parameters"], list):
+        what = missing or "a list of parameters"
+        raise CorruptRowError(f"field 'config' lacks {what}: {str(config)[:80]}")
+    return config
+
+
+def decode_status(value: Any, trial_id: Any) -> TrialStatus:
+    """A status column read back, or CorruptRowError naming the trial and the value."""
+    status = _STATUS.get(value) if isinstance(value, str) else None
+    if status is None:
+        raise CorruptRowError(
+            f"{_where(trial_id, 'status')} is {value!r}, not a trial status ({', '.join(_STATUS)})"
+        )
+    return status
+
+
+def _decode_int(value: Any, field: str, trial_id: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CorruptRowError(f"{_where(trial_id, field)} is {value!r}, not an integer")
+    return value
+
+
+_Row = tuple[int, TrialStatus, Any, Any, bool, int]
+
+
+def _decode_trial(row: Sequence[Any]) -> _Row:
+    if len(row) != 6:
+        raise CorruptRowError(f"a trial row has {len(row)} columns, expected 6: {row!r}")
+    tid, status, params, meta, stop, fseq = row
+    tid = _decode_int(tid, "trial_id", tid)
+    if stop not in (0, 1, True, False):
+        raise CorruptRowError(f"{_where(tid, 'stop_requested')} is {stop!r}, not a boolean")
+    return (
+        tid,
+        decode_status(status, tid),
+        decode_json(params, "parameters", tid),
+        decode_json(meta, "meta", tid),
+        bool(stop),
+        _decode_int(fseq, "finished_seq", tid),
+    )
+
+
+def _decode_observation(row: Sequence[Any], known: Any) -> tuple[int, int, float, Any, int]:
+    if len(row) != 5:
+        raise CorruptRowError(f"an observation row has {len(row)} columns, expected 5: {row!r}")
+    tid, it, objective, context, seq = row
+    tid = _decode_int(tid, "trial_id", tid)
+    if tid not in known:
+        raise CorruptRowError(f"an observation of trial {tid} names no trial of the study")
+    it = _decode_int(it, "iteration", tid)
+    if isinstance(objective, bool) or not isinstance(objective, (int, float)):
+        raise CorruptRowError(
+            f"{_where(tid, 'objective')} at iteration {it} is {objective!r}, not a number"
+        )
+    if not math.isfinite(objective):
+        raise CorruptRowError(f"{_where(tid, 'objective')} at iteration {it} is {objective!r}")
+    items = None
+    if context:
+        items = tuple(decode_json(context, f"context (iteration {it})", tid).items())
+    return tid, it, float(objective), items, _decode_int(seq, "seq", tid)
 
 
 class Changes(NamedTuple):
@@ -87,25 +186,30 @@ class Mirror:
         return [trials[i] for i in dict.fromkeys(log[version:])], len(log)
 
     def apply(self, changes: Changes) -> None:
-        """Apply rows read from the database; the mirror is then complete up to their version."""
+        """Apply rows read from the database; the mirror is then complete up to their version.
+
+        Every row is checked before any is applied (:func:`decode_json`, :func:`decode_status`):
+        a corrupt one raises :class:`~poptune.exceptions.CorruptRowError` naming the trial and
+        the field, and leaves the mirror as it was.
+
+        Raises:
+            CorruptRowError: a row that cannot be read back.
+        """
         trials = self.trials
-        rows = sorted(changes.trials, key=lambda r: r[0])
+        rows = sorted((_decode_trial(r) for r in changes.trials), key=lambda r: r[0])
+        known = trials.keys() | {r[0] for r in rows}
+        obs_rows = [_decode_observation(r, known) for r in changes.observations]
         for tid, status, params, meta, stop, fseq in rows:
             trial = trials.get(tid)
             if trial is None:
-                trial = trials[tid] = Trial(tid, json.loads(params), _STATUS[status])
+                trial = trials[tid] = Trial(tid, params, status)
             else:
-                trial.status = _STATUS[status]
-            trial.meta = json.loads(meta)
-            trial.stop_requested = bool(stop)
+                trial.status = status
+            trial.meta = meta
+            trial.stop_requested = stop
             trial.finished_seq = fseq
-        obs_rows = changes.observations
-        for tid, it, objective, context, seq in obs_rows:
-            trials[tid]._obs[it] = (
-                objective,
-                tuple(json.loads(context).items()) if context else None,
-                seq,
-            )
+        for tid, it, objective, items, seq in obs_rows:
+            trials[tid]._obs[it] = (objective, items, seq)
         for tid in dict.fromkeys([r[0] for r in rows] + [r[0] for r in obs_rows]):
             self.touch(trials[tid])
         self.db_version = changes.version

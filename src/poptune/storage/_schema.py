@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from poptune.exceptions import StorageError
+from poptune.exceptions import CorruptRowError, StorageError
 
 SCHEMA_VERSION = 2
 
@@ -187,3 +187,35 @@ def migrate(conn: sa.Connection, where: str) -> None:
     for step in range(version + 1, SCHEMA_VERSION + 1):
         MIGRATIONS[step](conn)
         set_schema_version(conn, step)
+
+
+def read_version(conn: sa.Connection, where: str) -> int:
+    """:func:`schema_version`, or CorruptRowError when the stored version is not a number."""
+    try:
+        return schema_version(conn)
+    except (ValueError, TypeError):
+        raise CorruptRowError(
+            f"{where}: poptune_meta's 'schema_version' is not an integer"
+        ) from None
+
+
+def check_readable(version: int, where: str) -> None:
+    """Raise StorageError unless a database at schema ``version`` can be read as it is (a
+    read-only opening creates and migrates nothing), saying what to do."""
+    if version == 0:
+        raise StorageError(
+            f"{where} holds no poptune tables: not a poptune database (nothing was changed; "
+            "storing a study there creates them)"
+        )
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{where} has poptune schema version {version}; this poptune knows up to "
+            f"{SCHEMA_VERSION}: upgrade poptune"
+        )
+    if version < SCHEMA_VERSION:
+        raise StorageError(
+            f"{where} has poptune schema version {version} and needs a migration to version "
+            f"{SCHEMA_VERSION}, which a read-only opening does not make; migrate it by opening "
+            f'it writable once: python -c "from poptune.storage.sql import SQLStorage; '
+            f'SQLStorage({where!r})"'
+        )

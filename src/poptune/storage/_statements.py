@@ -132,6 +132,7 @@ CREATE_STUDY = sa.text(
     "VALUES (:name, :config, '{}', 0, 0, :now) RETURNING study_id"
 )
 STUDY_ID = sa.text("SELECT study_id FROM poptune_studies WHERE name = :name")
+STUDY_NAME = sa.text("SELECT name FROM poptune_studies WHERE study_id = :sid")
 STUDY_CONFIG = sa.text("SELECT config FROM poptune_studies WHERE study_id = :sid")
 STUDY_STATE = sa.text("SELECT state FROM poptune_studies WHERE study_id = :sid")
 LIST_STUDIES = sa.text("SELECT name FROM poptune_studies ORDER BY study_id")

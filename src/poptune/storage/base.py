@@ -22,6 +22,14 @@ Contract, for every implementation:
 * **Returned objects** are owned by the storage for :class:`MemoryStorage` (no copies, for
   speed) and are fresh copies for database storages. Callers must treat them as read-only and
   change them only through the storage's methods.
+* **Rows read are checked.** A storage that reads rows back from a file or a server checks
+  each one (status, JSON, shape) and raises :class:`~poptune.exceptions.CorruptRowError`
+  (a StorageError) naming the study, the trial and the field instead of a ``KeyError`` or
+  ``JSONDecodeError``; a corrupt trial makes its study unreadable (never silently dropped),
+  not the other studies.
+* **Read-only.** ``read_only`` is True for a storage opened for reading only (``load_study``,
+  the ``poptune`` read commands, the dashboard): it creates, migrates and writes nothing, and
+  every mutating method raises StorageError.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ class Storage(abc.ABC):
 
     #: Whether values must be JSON (True for database storages).
     requires_json: bool = False
+    #: Whether this storage was opened for reading only (see the module docstring).
+    read_only: bool = False
 
     # -- studies -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -19,12 +19,19 @@
   imported for SQLite); all SQL text is in :mod:`poptune.storage._statements`.
 * **Dead workers are looked for without the lock**: one read per heartbeat interval
   (:meth:`SQLStorage.has_stale_trials`); only a stale trial found takes the lock to fail it.
-* Values are stored as JSON text, never pickled.
+* Values are stored as JSON text, never pickled. **Every row read is checked**
+  (:func:`~poptune.storage._mirror.decode_json`, :func:`~poptune.storage._mirror.
+  decode_status`): a corrupt row raises :class:`~poptune.exceptions.CorruptRowError` naming
+  the study, the trial and the field. A study with a corrupt trial row is refused as a whole
+  (loudly, naming the row) rather than read without it; other studies stay readable.
+* **Read-only openings** (``read_only=True``) never write: SQLite is opened with
+  ``mode=ro`` (and ``immutable=1`` where even that cannot open it, on a read-only file
+  system), with no ``journal_mode`` change; no table is created and no schema migrated (a
+  database that needs a migration says so); every write raises StorageError.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import weakref
@@ -40,43 +47,44 @@ from poptune.exceptions import (
     DuplicateIterationError,
     NoObservationsError,
     StorageError,
-    StudyMismatchError,
     StudyNotFoundError,
     TrialFinishedError,
     UnknownTrialError,
+)
+from poptune.storage._connect import (
+    first_line,
+    on_connect,
+    on_connect_read_only,
+    read_only_connect,
+    rollback,
+    safe_url,
 )
 from poptune.storage._mirror import (
     Changes,
     Mirror,
     Mirrors,
+    decode_json,
+    decode_status,
     read_locked,
     read_snapshot,
     reads_after,
 )
-from poptune.storage._schema import migrate, schema_version
 from poptune.storage._statements import (
     COMMIT,
-    CREATE_STUDY,
-    DELETE_STUDY,
     DIALECTS,
     FAIL_STALE,
     FINISH,
     INS_OBS,
     INS_OBS_RUNNING,
-    LIST_STUDIES,
     LOCK,
-    PG_MIGRATION_LOCK,
-    ROLLBACK,
     RUNNING_TRIALS_OF,
     SET_STATE,
-    SQLITE_PRAGMAS,
     STOP,
-    STUDY_CONFIG,
-    STUDY_ID,
     STUDY_STATE,
     TRIAL_STATUS,
     Statement,
 )
+from poptune.storage._study_rows import StudyRows
 from poptune.storage._transaction import Direct, Tx, Write, dumps, dumps_context
 from poptune.storage.base import Storage
 from poptune.trial import Observation, Trial, TrialStatus
@@ -84,7 +92,7 @@ from poptune.trial import Observation, Trial, TrialStatus
 if TYPE_CHECKING:
     from poptune.storage._postgres import Pipelined, Postgres
 
-__all__ = ["SQLStorage"]
+__all__ = ["SQLStorage", "safe_url"]
 
 
 _NO_OBSERVATION = (
@@ -93,15 +101,7 @@ _NO_OBSERVATION = (
 )
 
 
-def safe_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
-        return url
-
-
-class SQLStorage(Storage):
+class SQLStorage(StudyRows, Storage):
     """Studies in an SQLite file or a PostgreSQL database, shared by any number of processes.
 
     Args:
@@ -119,6 +119,13 @@ class SQLStorage(Storage):
             final status — always flushed, and flushing everything committed before it — has
             already reached the disk. True waits for every observation's flush. (SQLite files
             are written with ``synchronous=NORMAL``, the same trade on a power loss.)
+        read_only: open for reading only (what ``load_study``, the ``poptune`` read commands
+            and the dashboard do): no table created, no migration, no write of any kind
+            (each raises StorageError); an SQLite file is opened ``mode=ro`` and its journal
+            mode is left as it is. Reading a WAL-mode SQLite file still makes SQLite create
+            its ``-wal``/``-shm`` side files where the directory allows it (the reader
+            protocol; the database file is not changed); on a read-only file system the file
+            is opened ``immutable=1`` instead.
 
     Raises:
         ConfigurationError: the URL is not an SQLite or PostgreSQL URL, or the driver is not
@@ -135,8 +142,10 @@ class SQLStorage(Storage):
         engine_kwargs: Mapping[str, Any] | None = None,
         *,
         sync_observations: bool = False,
+        read_only: bool = False,
     ) -> None:
         self.url = url
+        self.read_only = bool(read_only)
         self._where = safe_url(url)
         try:
             parsed = make_url(url)
@@ -155,6 +164,8 @@ class SQLStorage(Storage):
                     "see; use storage='memory', or a file: sqlite:///runs.db"
                 )
             kwargs["connect_args"] = {"timeout": 60.0, "check_same_thread": False}
+            if self.read_only:
+                kwargs["creator"] = read_only_connect(parsed.database, parsed.query)
         elif backend == "postgresql":
             # Imported here: SQLite never loads PostgreSQL's fast path (nor psycopg).
             from poptune.storage._postgres import Postgres
@@ -177,17 +188,22 @@ class SQLStorage(Storage):
                 "pip install 'poptune[postgres]'"
             ) from None
         if self._pg is None:
-            sa.event.listen(self._engine, "connect", _sqlite_on_connect)
+            listener = on_connect_read_only if self.read_only else on_connect
+            sa.event.listen(self._engine, "connect", listener)
         else:
             self._pg.attach(self._engine)
         # Close the pooled connections when this storage is dropped (or at exit).
         self._finalizer = weakref.finalize(self, self._engine.dispose)
         self._local = threading.local()
         self._mirrors = Mirrors()
-        self._migrate()
+        if self.read_only:
+            self._check_schema()
+        else:
+            self._migrate()
 
     def __repr__(self) -> str:
-        return f"SQLStorage({self._where!r})"
+        mode = ", read_only=True" if self.read_only else ""
+        return f"SQLStorage({self._where!r}{mode})"
 
     def close(self) -> None:
         """Close the database connections (the storage reconnects if used again)."""
@@ -201,8 +217,9 @@ class SQLStorage(Storage):
                 yield conn
         except sa.exc.IntegrityError:
             raise
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            raise StorageError(f"database error on {self._where}: {_first_line(exc)}") from exc
+        except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
+            # OperationalError and, e.g., "file is not a database", "no such column"
+            raise StorageError(f"database error on {self._where}: {first_line(exc)}") from exc
 
     def _channel(self, conn: sa.Connection) -> Direct | Pipelined:
         """How statements travel on ``conn``: pipelined where the driver can."""
@@ -212,16 +229,25 @@ class SQLStorage(Storage):
                 return pipelined
         return Direct(conn, self._sql, self._where)
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StorageError(
+                f"{self._where} was opened read-only: nothing can be written through it; "
+                "open it with storage=URL (e.g. Study(..., storage=...)) to change it"
+            )
+
     @contextmanager
     def _raw_transaction(self, write: bool) -> Iterator[sa.Connection]:
         """A transaction not tied to a study (schema, creating and deleting studies)."""
+        if write:
+            self._check_writable()
         with self._connection() as conn:
             conn.exec_driver_sql(self._sql.begin_write if write else self._sql.begin_read)
             try:
                 yield conn
                 conn.exec_driver_sql(COMMIT)
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
 
     def transaction(self, study_id: int) -> AbstractContextManager[None]:  # type: ignore[override]
@@ -253,7 +279,7 @@ class SQLStorage(Storage):
                                                 "sid": study_id})  # fmt: skip
                 tx.channel.commit()
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
             finally:
                 self._local.tx = None
@@ -264,6 +290,7 @@ class SQLStorage(Storage):
     def _open(self, conn: sa.Connection, study_id: int, prefetch: bool) -> Tx:
         """Begin a write transaction and take the study's lock (by bumping its version); where
         pipelined and ``prefetch``, the changes after the mirror's version come along."""
+        self._check_writable()
         channel = self._channel(conn)
         statements: list[Statement] = [(self._sql.begin_write, None), (LOCK, {"sid": study_id})]
         base = None
@@ -278,7 +305,8 @@ class SQLStorage(Storage):
         version, state_json, n_trials = answers[1][0][0]
         if base is not None:
             changes = Changes(version - 1, answers[2][0], answers[3][0])
-            self._mirrors.catch_up(study_id, base, changes)
+            with self._naming(study_id):
+                self._mirrors.catch_up(study_id, base, changes)
         return Tx(channel, study_id, version, state_json, n_trials)
 
     def _tx(self, study_id: int) -> Tx | None:
@@ -294,6 +322,7 @@ class SQLStorage(Storage):
         transaction (and may bring back the changes since the mirror's version, read with the
         lock held). Otherwise the write goes into the caller's transaction, or one of its own.
         Either way the mirror gets ``write.apply`` once the write commits."""
+        self._check_writable()
         if self._pg is not None and len(write.statements) == 1 and self._tx(study_id) is None:
             stmt, params = write.statements[0]
             alone = self._pg.alone.get(stmt)
@@ -307,7 +336,8 @@ class SQLStorage(Storage):
                     if version is None:
                         self._check_running(study_id, write.guard, channel, write.refused)
                         return False
-                self._mirrors.commit(study_id, version, (write.apply,), changes, base)
+                with self._naming(study_id):
+                    self._mirrors.commit(study_id, version, (write.apply,), changes, base)
                 return True
         with self._transaction(study_id, prefetch=False) as tx:
             channel = tx.channel
@@ -337,7 +367,10 @@ class SQLStorage(Storage):
         rows = channel.query((TRIAL_STATUS, {"sid": study_id, "tid": trial_id}))[0][0]
         if not rows:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
-        if TrialStatus(rows[0][0]).is_finished:
+        status = rows[0][0]
+        with self._naming(study_id):
+            finished = decode_status(status, trial_id).is_finished
+        if finished:
             raise TrialFinishedError(
                 f"trial {trial_id} was already finalized with status {rows[0][0]}"
             )
@@ -347,81 +380,30 @@ class SQLStorage(Storage):
     # -- the mirror -------------------------------------------------------------------------
     def _refresh_mirror(self, study_id: int) -> Mirror:
         """Bring the study's mirror up to date: in this thread's transaction on it, up to the
-        version before its lock; else from one consistent snapshot."""
+        version before its lock; else from one consistent snapshot.
+
+        Raises:
+            CorruptRowError: a row of the study cannot be read back (names it).
+        """
         tx = self._tx(study_id)
         if tx is not None:
             upto = tx.version - 1
-            return self._mirrors.refresh(
-                study_id, lambda lo: read_locked(tx.channel, study_id, lo, upto)
-            )
+            with self._naming(study_id):
+                return self._mirrors.refresh(
+                    study_id, lambda lo: read_locked(tx.channel, study_id, lo, upto)
+                )
         with self._connection() as conn:
             channel = self._channel(conn)
             try:
-                return self._mirrors.refresh(
-                    study_id, lambda lo: read_snapshot(channel, study_id, lo)
-                )
+                with self._naming(study_id):
+                    return self._mirrors.refresh(
+                        study_id, lambda lo: read_snapshot(channel, study_id, lo)
+                    )
             except StudyNotFoundError:
                 raise
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
-
-    # -- schema -----------------------------------------------------------------------------
-    def _migrate(self) -> None:
-        with self._raw_transaction(write=True) as conn:
-            if self._pg is not None:  # several processes opening a new database migrate it once
-                conn.exec_driver_sql(PG_MIGRATION_LOCK)
-            migrate(conn, self._where)
-
-    @property
-    def schema_version(self) -> int:
-        """The schema version of the database (after opening, always the current one)."""
-        with self._raw_transaction(write=False) as conn:
-            return schema_version(conn)
-
-    # -- studies ----------------------------------------------------------------------------
-    def create_study(self, name: str, config: Mapping[str, Any]) -> int:
-        config_json = dumps(dict(config), "the study configuration")
-        try:
-            with self._raw_transaction(write=True) as conn:
-                row = conn.execute(
-                    CREATE_STUDY, {"name": name, "config": config_json, "now": time.time()}
-                ).first()
-        except sa.exc.IntegrityError:
-            raise StudyMismatchError(
-                f"a study named {name!r} already exists in {self._where}"
-            ) from None
-        return int(row[0])  # type: ignore[index]
-
-    def get_study_id(self, name: str) -> int:
-        with self._connection() as conn:
-            row = conn.execute(STUDY_ID, {"name": name}).first()
-        if row is None:
-            raise StudyNotFoundError(f"no study named {name!r} in {self._where}")
-        return int(row[0])
-
-    def _study_json(self, study_id: int, select: sa.TextClause) -> Any:
-        """A JSON column of a study (:data:`STUDY_CONFIG`, :data:`STUDY_STATE`), read outside
-        transactions."""
-        with self._connection() as conn:
-            row = conn.execute(select, {"sid": study_id}).first()
-        if row is None:
-            raise StudyNotFoundError(f"no study with id {study_id!r} in {self._where}")
-        return json.loads(row[0])
-
-    def get_study_config(self, study_id: int) -> dict[str, Any]:
-        return self._study_json(study_id, STUDY_CONFIG)
-
-    def list_studies(self) -> list[str]:
-        with self._connection() as conn:
-            return [r[0] for r in conn.execute(LIST_STUDIES)]
-
-    def delete_study(self, name: str) -> None:
-        study_id = self.get_study_id(name)
-        with self._raw_transaction(write=True) as conn:
-            for delete in DELETE_STUDY:
-                conn.execute(delete, {"sid": study_id})
-        self._mirrors.drop(study_id)
 
     # -- trials -----------------------------------------------------------------------------
     def changes_since(
@@ -535,8 +517,9 @@ class SQLStorage(Storage):
             params = {"sid": study_id, "grace": grace_period}
             stale = tx.channel.query((self._sql.stale, params))[0][0]
             now = time.time()
-            failed = [(tid, {**json.loads(meta_json), "heartbeat_lost": True})
-                      for tid, meta_json in stale]  # fmt: skip
+            with self._naming(study_id):
+                failed = [(tid, {**decode_json(meta_json, "meta", tid), "heartbeat_lost": True})
+                          for tid, meta_json in stale]  # fmt: skip
             if failed:
                 statements = [(FAIL_STALE, {"meta": dumps(meta, "trial metadata"), "now": now,
                                             "sid": study_id, "tid": tid})
@@ -554,30 +537,11 @@ class SQLStorage(Storage):
         tx = self._tx(study_id)
         if tx is not None:
             if tx.state is None:
-                tx.state = json.loads(tx.state_json)
+                with self._naming(study_id):
+                    tx.state = decode_json(tx.state_json, "state")
             return tx.state
         return self._study_json(study_id, STUDY_STATE)
 
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             tx.state = state
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
-
-
-def _rollback(conn: sa.Connection) -> None:
-    try:
-        conn.exec_driver_sql(ROLLBACK)
-    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the error that got us here matters
-        pass
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()

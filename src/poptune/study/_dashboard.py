@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from poptune.dashboard import run_dashboard, start_dashboard
 from poptune.exceptions import ConfigurationError, MissingDependencyError, StudyNotFoundError
 from poptune.storage import resolve
+from poptune.study import _saved
 from poptune.study._open import read_only
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def load(
 ) -> Study:
     """``Study.load_dashboard``."""
 
-    study = open_for_dashboard(cls, path, study_name)
+    study = open_for_dashboard(cls, path, study_name, writable=allow_stop)
     study._dashboard = start_dashboard(
         study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
     )
@@ -73,24 +74,25 @@ def run(
 ) -> None:
     """``Study.run_dashboard``."""
 
-    study = open_for_dashboard(cls, path, study_name)
+    study = open_for_dashboard(cls, path, study_name, writable=allow_stop)
     run_dashboard(study._storage, port=port, host=host, allow_stop=allow_stop,
                   study_name=study.name, banner=banner)  # fmt: skip
 
 
 def open_for_dashboard(
-    cls: type[Study], path: str | os.PathLike[str], study_name: str | None
+    cls: type[Study], path: str | os.PathLike[str], study_name: str | None, writable: bool = False
 ) -> Study:
     """A read-only study from a saved directory (or its ``.json``), or from a database URL or
-    an SQLite file (:func:`poptune.storage.resolve`, never creating one)."""
+    an SQLite file (:func:`poptune.storage.resolve`, never creating one; opened read-only
+    unless ``writable``, which the Stop buttons need). No user module is imported."""
     text = os.fspath(path)
     if "://" not in text and (Path(text).is_dir() or text.endswith(".json")):
-        study = cls.load(text)
+        study = _saved.load(cls, text, None, None, read_only=True)
         study._read_only = True
         return study
     if "://" not in text and not Path(text).is_file():
         raise StudyNotFoundError(f"no saved study, database URL or SQLite file at {text!r}")
-    storage = resolve(text, must_exist=True)
+    storage = resolve(text, must_exist=True, read_only=not writable)
     if study_name is None:
         names = storage.list_studies()
         if len(names) != 1:

@@ -1,12 +1,12 @@
-"""``Study.keras_callback``: a Keras callback reporting every epoch (Keras is an optional extra,
-so the class is built once Keras imports)."""
+"""``Study.keras_callback``: the shared epoch callback (:mod:`poptune._keras`) bound to a
+study's trial."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from poptune.exceptions import ConfigurationError, MissingDependencyError
+from poptune._keras import epoch_callback
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
@@ -17,27 +17,14 @@ __all__ = ["callback"]
 def callback(study: Study, trial_id: int, objective_name: str, names: Sequence[str]) -> Any:
     """A ``keras.callbacks.Callback`` reporting ``logs[objective_name]`` (and the ``names``
     as context) for ``trial_id`` at each epoch end; see ``Study.keras_callback``."""
-    try:
-        import keras
-    except ImportError:
-        raise MissingDependencyError(
-            "keras_callback needs Keras: pip install keras (with a backend: torch, jax "
-            "or tensorflow)"
-        ) from None
-    names = list(names)
 
-    class _PoptuneCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
-        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-            logs = dict(logs or {})
-            missing = [n for n in (objective_name, *names) if n not in logs]
-            if missing:
-                raise ConfigurationError(
-                    f"keras_callback: {missing[0]!r} is not among the metrics Keras "
-                    f"logged: {sorted(logs)}"
-                )
-            context = {n: float(logs[n]) for n in names}
-            study.add_observation(trial_id, float(logs[objective_name]), int(epoch), context)
-            if study.should_trial_stop(trial_id):
-                self.model.stop_training = True
+    def report(value: float, epoch: int, context: dict[str, float]) -> None:
+        study.add_observation(trial_id, value, epoch, context)
 
-    return _PoptuneCallback()
+    return epoch_callback(
+        "keras_callback",
+        report,
+        lambda: study.should_trial_stop(trial_id),
+        objective_name,
+        names,
+    )

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from poptune._config import object_from_config
+from poptune._config import (
+    BUILTIN_STOPPING_RULES,
+    check_trusted_modules,
+    modules_of_config,
+    object_from_config,
+    trusting,
+)
 from poptune._rng import default_seed
 from poptune._validation import (
     check_bool,
@@ -38,7 +44,7 @@ from poptune.history import History
 from poptune.parameters import Parameter
 from poptune.results import RESERVED_COLUMNS
 from poptune.stopping import StoppingRule
-from poptune.storage import Storage, get_storage
+from poptune.storage import Storage, get_storage, resolve
 from poptune.trial import AlgorithmState
 
 if TYPE_CHECKING:
@@ -71,6 +77,9 @@ class WorkerOptions:
     retry_failed_trials: int = 0
     checkpoint_dir: str | None = None
     keep_checkpoints: int | None = None
+    #: modules a stored config may import (see :mod:`poptune._config`); a worker this study
+    #: starts (``optimize``) trusts them too.
+    trusted_modules: Sequence[str] | None = ()
 
     def __post_init__(self) -> None:
         interval = check_positive(
@@ -88,8 +97,10 @@ class WorkerOptions:
         keep = check_int("Study", "keep_checkpoints", self.keep_checkpoints, 0, allow_none=True)
         if keep is not None and self.checkpoint_dir is None:
             raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
+        trusted = check_trusted_modules("Study", self.trusted_modules)
         checked = {"heartbeat_interval": interval, "grace_period": grace,
-                   "retry_failed_trials": retry, "keep_checkpoints": keep}  # fmt: skip
+                   "retry_failed_trials": retry, "keep_checkpoints": keep,
+                   "trusted_modules": trusted}  # fmt: skip
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
@@ -161,15 +172,29 @@ def config_of(study: Study, strict: bool, seed: int | None) -> dict[str, Any]:
     }
 
 
-def create_or_join(
-    storage: Storage, name: str, config: dict[str, Any], seed: int | None
-) -> tuple[int, int]:
-    """Create the study ``name`` or join the one stored under that name; return its id and
-    seed (a new study without ``seed`` draws one from ``poptune.rng``).
+def create_or_join(study: Study, config: dict[str, Any], seed: int | None) -> tuple[int, int]:
+    """Create ``study``'s study in its storage, or join the one stored under its name; return
+    its id and seed (:func:`_create_or_join`). First the modules of the objects the user passed
+    (those the ``config`` they wrote names, already imported) join ``study._options.
+    trusted_modules``: a stored config naming them is rebuilt here and in the workers the
+    study starts (see :mod:`poptune._config`).
 
     Raises:
         StudyMismatchError: the stored study's configuration differs.
     """
+    options = study._options
+    own = sorted(modules_of_config([config.get("algorithm"), config.get("stopping_rule")]))
+    trusted = tuple(dict.fromkeys((*options.trusted_modules, *own)))
+    study._options = replace(options, trusted_modules=trusted)
+    with trusting(trusted):
+        return _create_or_join(study._storage, study.name, config, seed)
+
+
+def _create_or_join(
+    storage: Storage, name: str, config: dict[str, Any], seed: int | None
+) -> tuple[int, int]:
+    """Create the study ``name`` or join the one stored under that name; return its id and
+    seed (a new study without ``seed`` draws one from ``poptune.rng``)."""
     for _ in range(2):  # another process may create it between our look and our insert
         try:
             study_id = storage.get_study_id(name)
@@ -228,13 +253,21 @@ class _StoredAlgorithm(Algorithm):
 
 
 def read_only(cls: type[Study], storage: Storage | str, study_name: str) -> Study:
-    """``load_study``: a ``cls`` opened read-only from its stored configuration."""
-    store = get_storage(storage)
+    """``load_study``: a ``cls`` opened read-only from its stored configuration. A storage
+    given as text is opened read-only (:func:`poptune.storage.resolve`: nothing created,
+    migrated or written). Only poptune's built-in algorithms are rebuilt: any other stored
+    ``module:Class`` is kept as data (:class:`_StoredAlgorithm`), never imported."""
+    store = (
+        storage
+        if isinstance(storage, Storage)
+        else resolve(storage, must_exist=True, read_only=True)
+    )
     config = store.get_study_config(store.get_study_id(study_name))
     parameters = [Parameter.from_dict(d) for d in config["parameters"]]
     try:
-        algorithm: Algorithm = algorithm_from_config(config["algorithm"])
-    except ConfigurationError:  # e.g. a custom algorithm that is not importable here
+        with trusting((), replace=True):  # read means read: import no user module
+            algorithm: Algorithm = algorithm_from_config(config["algorithm"])
+    except ConfigurationError:  # a custom algorithm: shown as its stored config
         algorithm = _StoredAlgorithm(config["algorithm"])
     study = cls(
         parameters,
@@ -253,11 +286,17 @@ def join(cls: type[Study], storage: Storage | str, study_name: str, **options: A
     store = get_storage(storage)
     config = store.get_study_config(store.get_study_id(study_name))
     stopping = config.get("stopping_rule")
+    trusted = check_trusted_modules("join_study", options.get("trusted_modules"))
+    with trusting(trusted):
+        algorithm = algorithm_from_config(config["algorithm"])
+        rule = (
+            object_from_config(stopping, BUILTIN_STOPPING_RULES, StoppingRule) if stopping else None
+        )
     return cls(
         [Parameter.from_dict(d) for d in config["parameters"]],
-        algorithm_from_config(config["algorithm"]),
+        algorithm,
         config["lower_is_better"],
-        stopping_rule=object_from_config(stopping, {}, StoppingRule) if stopping else None,
+        stopping_rule=rule,
         storage=store,
         study_name=study_name,
         **options,

@@ -12,13 +12,16 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from poptune._config import object_from_config
+from poptune._config import (
+    BUILTIN_STOPPING_RULES,
+    check_trusted_modules,
+    object_from_config,
+    trusting,
+)
 from poptune.algorithms.base import Algorithm, algorithm_from_config
 from poptune.exceptions import (
     ConfigurationError,
@@ -30,10 +33,12 @@ from poptune.exceptions import (
 from poptune.parameters import Parameter
 from poptune.results import results_dataframe
 from poptune.stopping import StoppingRule
-from poptune.study._open import config_of
+from poptune.study._open import _StoredAlgorithm, config_of
 from poptune.trial import Trial, TrialStatus
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from poptune.study.study import Study
 
 __all__ = ["load", "read_saved", "save", "saved_trials", "write_atomic", "write_saved"]
@@ -70,14 +75,30 @@ def load(
     path: str | os.PathLike[str],
     algorithm: Algorithm | None,
     stopping_rule: StoppingRule | None,
+    trusted_modules: Sequence[str] | None = None,
+    *,
+    read_only: bool = False,
 ) -> Study:
-    """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state."""
+    """``Study.load``: a new ``cls`` in memory holding the saved trials and algorithm state
+    (a saved custom algorithm is imported only from ``trusted_modules``). ``read_only`` (the
+    dashboard): import nothing but poptune's own; a custom algorithm is kept as its config,
+    a custom stopping rule left out."""
     file, data = read_saved(path)
     config = data["config"]
-    if algorithm is None:
-        algorithm = algorithm_from_config(config["algorithm"])
-    if stopping_rule is None and config.get("stopping_rule"):
-        stopping_rule = object_from_config(config["stopping_rule"], {}, StoppingRule)
+    trusted = check_trusted_modules("Study.load", trusted_modules)
+    with trusting(trusted, replace=read_only):
+        try:
+            if algorithm is None:
+                algorithm = algorithm_from_config(config["algorithm"])
+            if stopping_rule is None and config.get("stopping_rule"):
+                stopping_rule = object_from_config(
+                    config["stopping_rule"], BUILTIN_STOPPING_RULES, StoppingRule
+                )
+        except ConfigurationError:
+            if not read_only:
+                raise
+            if algorithm is None:
+                algorithm = _StoredAlgorithm(config["algorithm"])
     study = cls(
         [Parameter.from_dict(d) for d in config["parameters"]],
         algorithm,
@@ -86,6 +107,7 @@ def load(
         output_dir=file.parent,
         seed=config["seed"],
         study_name=data.get("name"),
+        trusted_modules=trusted_modules,
     )
     trials, interrupted = saved_trials(data)
     with study._writing():

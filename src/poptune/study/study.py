@@ -13,9 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from poptune._rng import SuggestionRNG
 from poptune._validation import check_context, check_iteration, check_objective
@@ -39,6 +37,9 @@ from poptune.study import _dashboard, _keras, _open, _optimize, _saved, _suggest
 from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Study"]
 
@@ -87,6 +88,9 @@ class Study:
         keep_checkpoints: None (default) keeps every checkpoint; an int ``N`` deletes, after
             each finalize, every checkpoint that no population member, queued or running
             trial needs, except those of the ``N`` best completed trials.
+        trusted_modules: modules (and their submodules) a *stored* config may import to
+            rebuild a custom algorithm, stopping rule or PBT hook, here and in this study's
+            workers; those of the objects passed here are trusted (see :mod:`poptune._config`).
 
     Raises:
         InvalidParameterError: duplicate or reserved parameter names.
@@ -125,15 +129,15 @@ class Study:
         retry_failed_trials: int = 0,
         checkpoint_dir: str | os.PathLike[str] | None = None,
         keep_checkpoints: int | None = None,
+        trusted_modules: Sequence[str] | None = None,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
         algorithm, lower_is_better, seed = _open.check_arguments(
             algorithm, lower_is_better, stopping_rule, seed, study_name
         )
         directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-        self._options = _open.WorkerOptions(
-            heartbeat_interval, grace_period, retry_failed_trials, directory, keep_checkpoints
-        )
+        self._options = _open.WorkerOptions(heartbeat_interval, grace_period,
+            retry_failed_trials, directory, keep_checkpoints, trusted_modules)  # fmt: skip
         self.algorithm, self.stopping_rule = algorithm, stopping_rule
         self.lower_is_better = lower_is_better
         self.output_dir = None if output_dir is None else Path(output_dir)
@@ -146,7 +150,7 @@ class Study:
             (*RESERVED_COLUMNS, *algorithm.reserved_keys, *(p.name for p in self.parameters))
         )
         config = _open.config_of(self, strict=self._storage.requires_json, seed=seed)
-        self._study_id, self.seed = _open.create_or_join(self._storage, self.name, config, seed)
+        self._study_id, self.seed = _open.create_or_join(self, config, seed)
         self._rng = SuggestionRNG(self.seed)
         self._history = History(self.parameters, self.lower_is_better)
         # Guards the History: taken before the storage lock, never after it.
@@ -507,6 +511,8 @@ class Study:
         path: str | os.PathLike[str],
         algorithm: Algorithm | None = None,
         stopping_rule: StoppingRule | None = None,
+        *,
+        trusted_modules: Sequence[str] | None = None,
     ) -> Study:
         """Load a study written by :meth:`save` (its directory or ``study.json``) and go on.
 
@@ -514,13 +520,13 @@ class Study:
         resumed study suggests exactly what the uninterrupted one would have; ``algorithm``
         and ``stopping_rule`` replace the saved ones (the saved state is kept). Trials that
         were running when it was saved are marked FAILED (observations kept); PBT replaces
-        such members by exploiting.
+        such members by exploiting. ``trusted_modules``: as for :class:`Study`.
 
         Raises:
             StudyNotFoundError: no saved study at ``path``.
             StudyMismatchError: the file is not a poptune study or has a newer format.
         """
-        return _saved.load(cls, path, algorithm, stopping_rule)
+        return _saved.load(cls, path, algorithm, stopping_rule, trusted_modules)
 
     def start_dashboard(
         self, port: int = 8880, *, host: str = "127.0.0.1", allow_stop: bool = False

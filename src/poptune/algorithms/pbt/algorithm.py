@@ -27,7 +27,7 @@ from poptune._validation import (
 )
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult, algorithm_from_config
 from poptune.algorithms.pbt._mode import PBTMode
-from poptune.algorithms.pbt.asynchronous import AsynchronousPBT
+from poptune.algorithms.pbt.asynchronous import RANKINGS, AsynchronousPBT
 from poptune.algorithms.pbt.exploit import EXPLOIT_STRATEGIES
 from poptune.algorithms.pbt.explore import RunningConfigs, explore, format_value
 from poptune.algorithms.pbt.hooks import (
@@ -170,6 +170,17 @@ class PopulationBasedTraining(Algorithm):
             that name whose values explore may reach (inside ``parameter_range``), or a
             callable ``f(rng) -> value`` drawing only from the numpy ``rng`` it is given (its
             value is checked). Only for parameters that explore changes.
+        ranking: asynchronous mode: what a member that asks is compared with.
+            ``'latest'`` (default): every member's latest COMPLETED segment, however far it
+            has trained (with fewer workers than members the member that asks has usually
+            trained least, so it is exploited more often than a fair comparison would say);
+            ``'equal_progress'``: it meets each other member at the progress (segments
+            trained, along the lineage) both have reached, each scored by its segment at
+            that progress; a truncation donor is drawn by the others' latest COMPLETED
+            segments, the weights it copies. See :mod:`poptune.algorithms.pbt.asynchronous`
+            and the README for the measured trade-off. Synchronous mode compares a
+            generation, whose members have all trained equally long: either value means the
+            same there.
 
     **Storing the callables.** A config is JSON: ``explore_fn`` and a callable resample
     distribution are written as ``'module:function'`` when they are module-level functions
@@ -180,8 +191,9 @@ class PopulationBasedTraining(Algorithm):
     it (see :mod:`poptune.algorithms.pbt.hooks`).
 
     Raises:
-        ConfigurationError: any argument outside the ranges above, ``burn_in`` with
-            ``synchronous=True``, more ``initial_population`` configurations than
+        ConfigurationError: any argument outside the ranges above (e.g. a ``ranking`` other
+            than ``'latest'`` or ``'equal_progress'``; ArgumentTypeError if not a str),
+            ``burn_in`` with ``synchronous=True``, more ``initial_population`` configurations than
             ``population_size``, a ``parameter_range`` value list that is not a list or
             tuple (a set has no order; ArgumentTypeError), or (checked when the study is
             created) a ``parameter_range``, ``initial_population``, ``hyperparameters`` or
@@ -209,6 +221,7 @@ class PopulationBasedTraining(Algorithm):
         hyperparameters: Sequence[str] | None = None,
         explore_fn: ExploreFn | str | None = None,
         resample_distributions: ResampleDistributions = None,
+        ranking: str = "latest",
     ) -> None:
         owner = type(self).__name__
         self.num_generations = check_int(owner, "num_generations", num_generations, 1)
@@ -244,6 +257,7 @@ class PopulationBasedTraining(Algorithm):
             note="(or 'ttest', the t-test selection)",
         )
         self.ttest_window = check_int(owner, "ttest_window", ttest_window, 2)
+        self.ranking = check_choice(owner, "ranking", ranking, RANKINGS)
         if self.synchronous and self.burn_in:
             raise ConfigurationError(
                 f"{owner}: the burn_in rules apply to asynchronous PBT only "
@@ -271,7 +285,7 @@ class PopulationBasedTraining(Algorithm):
         }
         if self.synchronous:
             return SynchronousPBT(**common)
-        return AsynchronousPBT(burn_in=self.burn_in, **common)
+        return AsynchronousPBT(burn_in=self.burn_in, ranking=self.ranking, **common)
 
     # -- configuration -------------------------------------------------------------------
     def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:

@@ -15,7 +15,8 @@ take three of them:
 **Storing a callable.** A config is JSON, so a callable argument is written as the text
 ``'module:qualname'`` when it is a module-level function marked with :func:`pbt_hook` that
 importing that name gives back. Rebuilding follows the rule :mod:`poptune._config` applies to
-``module:Class``: the module is imported, and the object it names must carry the
+``module:Class``: the module is imported only if it is trusted (``trusted_modules``, or the
+module of a function passed in this process), and the object it names must carry the
 :func:`pbt_hook` mark, or the config is refused, so a stored configuration (a database, a
 saved study) cannot make PBT call an arbitrary function such as ``os:system``. Any other
 callable (a lambda, a nested function, an unmarked function, a ``functools.partial``) is kept
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from poptune._config import import_path
+from poptune._config import import_stored
 from poptune._validation import check_callable, check_instance, is_real, reject
 from poptune.exceptions import ConfigurationError, InvalidParameterError
 from poptune.parameters import Choice, Continuous, Discrete, Ordinal, Parameter
@@ -170,7 +171,7 @@ def _import_hook(owner: str, name: str, path: str) -> Callable[..., Any]:
     module, sep, qualname = path.partition(":")
     if not (sep and module and qualname):
         reject(owner, name, "a callable or 'module:function' text", path, wrong_type=False)
-    obj = import_path(path, f"{owner}: {name}: cannot import")
+    obj = import_stored(path, f"{owner}: {name}", f"{owner}: {name}: cannot import")
     if not callable(obj) or getattr(obj, HOOK_MARK, False) is not True:
         raise ConfigurationError(
             f"{owner}: {name} = {path!r} is not marked with @poptune.algorithms.pbt.pbt_hook: "

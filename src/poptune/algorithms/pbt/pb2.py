@@ -116,6 +116,7 @@ class PB2(PopulationBasedTraining):
         hyperparameters: Sequence[str] | None = None,
         explore_fn: ExploreFn | str | None = None,
         resample_distributions: ResampleDistributions = None,
+        ranking: str = "latest",
     ) -> None:
         super().__init__(
             num_generations,
@@ -133,6 +134,7 @@ class PB2(PopulationBasedTraining):
             hyperparameters=hyperparameters,
             explore_fn=explore_fn,
             resample_distributions=resample_distributions,
+            ranking=ranking,
         )
         self.kappa = check_number("PB2", "kappa", kappa, minimum=0)
         self.max_data = check_int("PB2", "max_data", max_data, 2)

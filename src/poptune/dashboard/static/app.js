@@ -1,4 +1,7 @@
 // poptune dashboard: one page, hash routes, polling the JSON API once a second.
+// A study of any size stays quick: the trials table is a page of rows sorted and filtered by
+// the server, the learning curves are the best and newest trials (downsampled), the parallel
+// coordinates the best trials; only the PBT views (lineage, schedules) load every trial.
 // Every user-provided string (study and parameter names, choice values, context keys) reaches
 // the DOM through textContent, and Plotly through esc(): nothing is parsed as HTML.
 "use strict";
@@ -14,6 +17,8 @@
   const RAMP = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39",
     "#fde725"];
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
+  const PAGE_SIZES = [50, 100, 500];
+  const PARALLEL_MAX = 1000; // parallel coordinates: the best trials drawn
 
   const view = document.getElementById("view");
   const crumbs = document.getElementById("crumbs");
@@ -24,7 +29,8 @@
     info: null, route: null, studies: null,
     study: null, // {name, meta, trials: Map(id -> trial), version, lineage}
     sort: { key: "id", desc: false }, filter: { status: "", generation: "" },
-    selected: null, param: null, busy: false, dirty: true,
+    page: { offset: 0, size: 100 },
+    selected: null, param: null, busy: false, again: false, dirty: true,
   };
 
   // -- helpers ---------------------------------------------------------------------------------
@@ -79,8 +85,9 @@
 
   // -- polling ---------------------------------------------------------------------------------
   async function tick() {
-    if (state.busy) return;
+    if (state.busy) { state.again = true; return; }
     state.busy = true;
+    state.again = false;
     try {
       if (!state.info) state.info = await api("api/info");
       const route = state.route;
@@ -100,30 +107,67 @@
       showError(err.message);
     } finally {
       state.busy = false;
+      if (state.again) tick();
     }
+  }
+
+  // What the current tab needs, as [key, path]: polled every second, redrawn when it changed.
+  function tabQuery(study) {
+    const tab = state.route.tab;
+    const base = studyApi(study.name);
+    if (tab === "trials") {
+      const q = new URLSearchParams({ offset: state.page.offset, limit: state.page.size,
+        sort: state.sort.key, order: state.sort.desc ? "desc" : "asc", observations: "0" });
+      if (state.filter.status) q.set("status", state.filter.status);
+      if (state.filter.generation) q.set("generation", state.filter.generation);
+      return `${base}/trials?${q}`;
+    }
+    if (tab === "curves") return `${base}/curves`;
+    if (tab === "parallel") {
+      const order = study.meta.direction === "minimize" ? "asc" : "desc";
+      return `${base}/trials?sort=best&order=${order}&limit=${PARALLEL_MAX}&observations=0`;
+    }
+    return null; // lineage, schedules: every trial, synced incrementally
   }
 
   async function pollStudy(name) {
     let study = state.study;
     if (!study || study.name !== name) {
       const meta = await api(studyApi(name));
-      study = state.study = { name, meta, trials: new Map(), version: 0, lineage: null };
+      study = state.study = { name, meta, trials: new Map(), version: 0, lineage: null,
+        answer: null, query: null, seen: -1, fresh: true };
       renderStudyFrame();
       state.dirty = true;
     }
-    const answer = await api(`${studyApi(name)}/trials?since=${study.version}`);
-    if (answer.version !== study.version || study.version === 0) {
-      for (const trial of answer.trials) study.trials.set(trial.id, trial);
-      study.version = answer.version;
-      study.meta = await api(studyApi(name));
-      if (study.meta.pbt && state.route.tab === "lineage") {
-        study.lineage = await api(`${studyApi(name)}/lineage`);
-      } else {
-        study.lineage = null;
+    const query = tabQuery(study);
+    let version;
+    if (query !== null) {
+      const answer = await api(query);
+      version = answer.version;
+      if (version !== study.seen || query !== study.query) {
+        study.answer = { ...answer, tab: state.route.tab };
+        study.query = query;
+        if (version !== study.seen && !study.fresh) study.meta = await api(studyApi(name));
+        study.fresh = false;
+        study.seen = version;
+        state.dirty = true;
       }
-      state.dirty = true;
+    } else {
+      const answer = await api(`${studyApi(name)}/trials?since=${study.version}`);
+      version = answer.version;
+      if (answer.version !== study.version || study.version === 0) {
+        for (const trial of answer.trials) study.trials.set(trial.id, trial);
+        study.version = answer.version;
+        study.meta = await api(studyApi(name));
+        if (study.meta.pbt && state.route.tab === "lineage") {
+          study.lineage = await api(`${studyApi(name)}/lineage`);
+        } else {
+          study.lineage = null;
+        }
+        state.dirty = true;
+      }
     }
-    document.body.dataset.version = String(study.version);
+    document.body.dataset.version = String(version);
   }
 
   // -- the study list ----------------------------------------------------------------------------
@@ -174,10 +218,31 @@
       item("stopped", counts.STOPPED), item(`best (trial ${fmt(meta.best_trial)})`, meta.best));
   }
 
+  // Plotly (3 MB of script) loads when a plot is first shown, not before the table.
+  let plotlyLoading = null;
+  function loadPlotly() {
+    if (!plotlyLoading) {
+      plotlyLoading = new Promise((resolve, reject) => {
+        const script = el("script", { src: "static/plotly.min.js" });
+        script.addEventListener("load", resolve);
+        script.addEventListener("error", () => {
+          plotlyLoading = null;
+          reject(new Error("cannot load static/plotly.min.js"));
+        });
+        document.head.append(script);
+      });
+    }
+    return plotlyLoading;
+  }
+
   function renderStudyTab() {
     state.dirty = false;
     renderSummary();
     const tab = state.route.tab;
+    if (tab !== "trials" && !window.Plotly) {
+      loadPlotly().then(() => { if (state.study) renderStudyTab(); }, (err) => showError(err.message));
+      return;
+    }
     const renderers = { trials: renderTrials, curves: renderCurves, parallel: renderParallel,
       lineage: renderLineage, schedules: renderSchedules };
     renderers[tab]();
@@ -187,57 +252,57 @@
   function parameterNames() { return state.study.meta.parameters.map((p) => p.name); }
   function trialList() { return Array.from(state.study.trials.values()).sort((a, b) => a.id - b.id); }
 
-  // trials table
+  // trials table: one page of rows, sorted, filtered and paged by the server
+  function refetch() { state.study.query = null; tick(); }
+
   function renderTrials() {
     const study = state.study;
+    const answer = study.answer;
+    if (!answer || answer.tab !== "trials") { state.dirty = true; return; }
     const container = document.getElementById("tab");
     const names = parameterNames();
     const pbt = study.meta.pbt;
     let filters = document.getElementById("filters");
     if (!filters) {
       const statusSelect = el("select", { id: "filter-status",
-        onchange: (e) => { state.filter.status = e.target.value; renderTrials(); } },
+        onchange: (e) => { state.filter.status = e.target.value; state.page.offset = 0; refetch(); } },
       el("option", { value: "" }, "all"), STATUSES.map((s) => el("option", { value: s }, s)));
       const genSelect = el("select", { id: "filter-generation",
-        onchange: (e) => { state.filter.generation = e.target.value; renderTrials(); } });
+        onchange: (e) => { state.filter.generation = e.target.value; state.page.offset = 0; refetch(); } });
+      const sizeSelect = el("select", { id: "page-size",
+        onchange: (e) => { state.page.size = Number(e.target.value); state.page.offset = 0; refetch(); } },
+      PAGE_SIZES.map((n) => el("option", { value: String(n) }, n)));
       filters = el("div", { class: "filters", id: "filters" },
         el("label", {}, "status ", statusSelect),
-        pbt ? el("label", {}, "generation ", genSelect) : null);
-      container.replaceChildren(filters, el("div", { id: "table-holder" }));
+        pbt ? el("label", {}, "generation ", genSelect) : null,
+        el("label", {}, "rows per page ", sizeSelect));
+      container.replaceChildren(filters, el("div", { id: "pager-holder" }), el("div", { id: "table-holder" }));
     }
     const genSelect = document.getElementById("filter-generation");
     if (genSelect) {
-      const gens = Array.from(new Set(trialList().map((t) => t.generation).filter((g) => g !== null)))
-        .sort((a, b) => a - b);
       const current = state.filter.generation;
       genSelect.replaceChildren(el("option", { value: "" }, "all"),
-        gens.map((g) => el("option", { value: String(g) }, g)));
+        (answer.generations || []).map((g) => el("option", { value: String(g) }, g)));
       genSelect.value = current;
     }
     document.getElementById("filter-status").value = state.filter.status;
+    document.getElementById("page-size").value = String(state.page.size);
     const columns = [["id", "id"], ["status", "status"]];
     if (pbt) columns.push(["generation", "generation"], ["member", "member"], ["parent", "parent"]);
     for (const name of names) columns.push([name, name, true]);
     columns.push(["iterations", "iterations"], ["last", "last"], ["best", "best"]);
-    let rows = trialList().filter((t) =>
-      (!state.filter.status || t.status === state.filter.status) &&
-      (!state.filter.generation || String(t.generation) === state.filter.generation));
     const { key, desc } = state.sort;
-    const value = (t) => (names.includes(key) ? t.parameters[key] : t[key]);
-    rows.sort((a, b) => {
-      const x = value(a), y = value(b);
-      if (x === y) return a.id - b.id;
-      if (x === null || x === undefined) return 1;
-      if (y === null || y === undefined) return -1;
-      const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
-      return desc ? -order : order;
-    });
     const allowStop = state.info && state.info.allow_stop;
     const header = el("tr", {}, columns.map(([k, label]) => el("th", {
-      class: k === key ? `sorted ${desc ? "desc" : "asc"}` : "", "data-key": k,
-      onclick: () => { state.sort = { key: k, desc: k === key ? !desc : false }; renderTrials(); },
+      class: (k === key ? `sorted ${desc ? "desc" : "asc"}` : "") + (k === "parent" ? "" : " sortable"),
+      "data-key": k,
+      onclick: k === "parent" ? null : () => {
+        state.sort = { key: k, desc: k === key ? !desc : false };
+        state.page.offset = 0;
+        refetch();
+      },
     }, label)), allowStop ? el("th", {}, "") : null);
-    const body = rows.map((t) => el("tr", {
+    const body = answer.trials.map((t) => el("tr", {
       class: "clickable" + (state.selected === t.id ? " selected" : ""), "data-trial": t.id,
       onclick: () => renderDetail(t.id, true),
     }, columns.map(([k, , isParam]) => {
@@ -245,8 +310,21 @@
       if (k === "status") return el("td", { class: `status status-${v}` }, v + (t.stop_requested && !["COMPLETED", "FAILED", "STOPPED"].includes(v) ? " (stop requested)" : ""));
       return el("td", { class: typeof v === "number" ? "num" : "" }, fmt(v));
     }), allowStop ? el("td", {}, stopButton(t)) : null));
+    const total = answer.total;
+    const first = total ? answer.offset + 1 : 0;
+    const last = answer.offset + answer.trials.length;
+    const go = (offset) => { state.page.offset = Math.max(0, offset); refetch(); };
+    const size = state.page.size;
+    const lastPage = Math.max(0, Math.floor((total - 1) / size) * size);
+    document.getElementById("pager-holder").replaceChildren(el("div", { class: "pager", id: "pager" },
+      el("button", { id: "page-first", disabled: answer.offset === 0, onclick: () => go(0) }, "«"),
+      el("button", { id: "page-prev", disabled: answer.offset === 0, onclick: () => go(answer.offset - size) }, "‹ previous"),
+      el("span", { class: "muted", id: "page-info" }, `trials ${first}–${last} of ${total}` +
+        (total !== study.meta.trials ? ` (filtered from ${study.meta.trials})` : "")),
+      el("button", { id: "page-next", disabled: last >= total, onclick: () => go(answer.offset + size) }, "next ›"),
+      el("button", { id: "page-last", disabled: last >= total, onclick: () => go(lastPage) }, "»")));
+    if (answer.offset > 0 && answer.offset >= total) { go(lastPage); return; } // the page emptied
     document.getElementById("table-holder").replaceChildren(
-      el("p", { class: "muted" }, `${rows.length} of ${study.trials.size} trials`),
       el("table", { id: "trials" }, el("thead", {}, header), el("tbody", {}, body)));
   }
 
@@ -271,9 +349,11 @@
     }
   }
 
-  // learning curves: objective per iteration, one line per trial
+  // learning curves: objective per iteration, one line per trial (the best and the newest)
   function renderCurves() {
-    const trials = trialList().filter((t) => t.observations.length);
+    const answer = state.study.answer;
+    if (!answer || answer.tab !== "curves") { state.dirty = true; return; }
+    const trials = answer.trials;
     ensurePlot("curves-plot");
     const many = trials.length > 30;
     const traces = trials.map((t) => ({
@@ -282,10 +362,12 @@
       customdata: t.observations.map(() => t.id), marker: { size: 4 }, line: { width: 1.5 },
       hovertemplate: `trial ${t.id}<br>iteration %{x}<br>objective %{y}<extra></extra>`,
     }));
+    const title = !trials.length ? "no observations yet"
+      : trials.length < answer.total ? `the ${trials.length} best and newest of ${answer.total} trials` : "";
     Plotly.react("curves-plot", traces, {
       margin: { t: 30, r: 20 }, showlegend: !many,
       xaxis: { title: { text: "iteration" } }, yaxis: { title: { text: "objective" } },
-      title: { text: trials.length ? "" : "no observations yet" },
+      title: { text: title },
     }, PLOT_CONFIG).then(() => bindClick("curves-plot"));
   }
 
@@ -293,7 +375,9 @@
   function renderParallel() {
     const meta = state.study.meta;
     const lower = meta.direction === "minimize";
-    const trials = trialList().filter((t) => t.best !== null);
+    const answer = state.study.answer;
+    if (!answer || answer.tab !== "parallel") { state.dirty = true; return; }
+    const trials = answer.trials.filter((t) => t.best !== null);
     ensurePlot("parallel-plot");
     const axes = meta.parameters.map((p) => axisFor(p, trials));
     const objectives = trials.map((t) => t.best);
@@ -323,11 +407,13 @@
           xshift: 4, font: { size: 10, color: "#555" } });
       }
     });
+    const title = !trials.length ? "no observations yet"
+      : answer.total > answer.trials.length ? `the ${answer.trials.length} best of ${answer.total} trials` : "";
     Plotly.react("parallel-plot", traces, {
       margin: { t: 50, r: 60, l: 30 }, shapes, annotations, hovermode: "closest",
       xaxis: { visible: false, range: [-0.2, axes.length - 0.6] },
       yaxis: { visible: false, range: [-0.05, 1.12] },
-      title: { text: trials.length ? "" : "no observations yet" },
+      title: { text: title },
     }, PLOT_CONFIG).then(() => bindClick("parallel-plot"));
   }
 
@@ -525,18 +611,22 @@
     const next = parseRoute();
     const previous = state.route;
     state.route = next;
+    if (next.page === "study" && next.tab !== "trials") loadPlotly().catch(() => {}); // meanwhile: the data
     if (next.page === "study") {
       const sameStudy = previous && previous.page === "study" && previous.name === next.name && state.study;
       if (sameStudy) {
         renderStudyFrame();
         state.study.lineage = null;
         state.study.version = 0; // refetch so the new tab has what it needs
+        state.study.answer = null;
+        state.study.query = null;
         state.dirty = true;
       } else {
         state.study = null;
         state.selected = null;
         state.filter = { status: "", generation: "" };
         state.sort = { key: "id", desc: false };
+        state.page = { offset: 0, size: 100 };
       }
     }
     tick();

@@ -1,0 +1,86 @@
+"""Connecting for :class:`~poptune.storage.sql.SQLStorage`: URLs and driver errors as
+messages show them, what every new SQLite connection runs, and SQLite's read-only opening
+(``mode=ro``, never changing the file)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from poptune.storage._statements import ROLLBACK, SQLITE_PRAGMAS
+
+__all__ = [
+    "first_line",
+    "on_connect",
+    "on_connect_read_only",
+    "read_only_connect",
+    "rollback",
+    "safe_url",
+]
+
+
+def read_only_connect(database: str, query: Mapping[str, Any]) -> Callable[[], Any]:
+    """The connect function of a read-only SQLite storage: ``mode=ro``, or ``mode=ro&
+    immutable=1`` where SQLite cannot open the file even for reading (a WAL-mode file whose
+    ``-shm`` cannot be created: a read-only file system, where no writer can exist)."""
+    target = database
+    if not (query.get("uri") and database.startswith("file:")):
+        target = Path(database).resolve().as_uri()  # percent-encoded, absolute
+    sep = "&" if "?" in target else "?"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(f"{target}{sep}mode=ro", uri=True, timeout=60.0,
+                               check_same_thread=False)  # fmt: skip
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "unable to open" not in str(exc):
+                raise
+            conn = sqlite3.connect(f"{target}{sep}mode=ro&immutable=1", uri=True,
+                                   timeout=60.0, check_same_thread=False)  # fmt: skip
+        return conn
+
+    return connect
+
+
+def on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        if "journal_mode" not in pragma:  # changing it writes the file's header
+            cursor.execute(pragma)
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
+        return url
+
+
+def first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+def rollback(conn: sa.Connection) -> None:
+    try:
+        conn.exec_driver_sql(ROLLBACK)
+    except Exception:  # noqa: BLE001, S110 - the connection may be gone; the error that got us here matters
+        pass
