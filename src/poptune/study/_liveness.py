@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from poptune.storage.base import Storage
 from poptune.study._retry import once
+from poptune.study._worker import final_segment_attempts
 from poptune.trial import Trial
 
 if TYPE_CHECKING:
@@ -148,11 +149,11 @@ def recover_lost_trials(study: Study) -> None:
             if blocked_within(storage, grace):  # this very wait for the lock was one
                 return [], []
             failed = storage.fail_stale_trials(sid, grace)
-            if failed and study.retry_failed_trials:
-                for tid in failed:
-                    retry = requeue(study, tid, study.retry_failed_trials + 1)
-                    if retry is not None:
-                        retried.append(retry.id)
+            for tid in failed:  # a lost final PBT segment is run again even without retries
+                attempts = final_segment_attempts(study, tid)
+                retry = None if attempts is None else requeue(study, tid, attempts)
+                if retry is not None:
+                    retried.append(retry.id)
         return failed, retried
 
     failed, retried = once(study, reap)

@@ -101,9 +101,10 @@ def optimize(
             plan = WorkerPlan(join, shared_url(study), study.name, objective, max_trial_id,
                               timeout, study._options.as_kwargs())  # fmt: skip
             if executor is None:
-                _run_processes(plan, n_workers, progress)
+                outcome = _run_processes(plan, n_workers, progress)
             else:
-                _run_executor(executor, plan, n_workers, progress)
+                outcome = _run_executor(executor, plan, n_workers, progress)
+            judge(study, outcome, start, max_trial_id)
     except KeyboardInterrupt:
         logger.warning(
             "poptune: interrupted; running trials were marked FAILED (meta 'interrupted'). "
@@ -121,8 +122,10 @@ def shared_url(study: Study) -> str:
     url = getattr(study._storage, "url", None)
     if url is not None:
         return str(url)
+    # The file is named for nothing the user chose: a study name like '../../x' must not
+    # become a path (issue 17).
     directory = tempfile.mkdtemp(prefix="poptune-")
-    path = Path(directory) / f"{study.name}.db"
+    path = Path(directory) / "study.db"
     logger.warning(
         "poptune: study %r lives in memory; its worker processes share a temporary SQLite "
         "file, %s (pass storage='sqlite:///...' to choose where it lives)",
@@ -158,7 +161,7 @@ def _process_entry(queue: Any, plan: WorkerPlan) -> None:
         sys.exit(1)
 
 
-def _run_processes(plan: WorkerPlan, n_workers: int, progress: Progress) -> None:
+def _run_processes(plan: WorkerPlan, n_workers: int, progress: Progress) -> WorkerOutcome:
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [
@@ -187,16 +190,25 @@ def _run_processes(plan: WorkerPlan, n_workers: int, progress: Progress) -> None
                 p.terminate()
         raise
     progress.refresh()
-    failures = []
+    tracebacks = []
     while not errors.empty():
-        failures.append(errors.get())
-    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if failures or bad:
-        detail = failures[0].strip().splitlines()[-1] if failures else f"exit codes {bad}"
-        raise PoptuneError(f"{len(failures) or len(bad)} worker process(es) failed: {detail}")
+        tracebacks.append(errors.get().strip().splitlines()[-1])
+    failures = []
+    for p in procs:
+        if p.exitcode == 1 and tracebacks:
+            failures.append(f"{p.name}: {tracebacks.pop(0)}")
+        elif p.exitcode not in (0, None):
+            code = p.exitcode
+            what = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            failures.append(f"{p.name}: {what}")
+    failures.extend(tracebacks)
+    n_clean = sum(1 for p in procs if p.exitcode == 0)
+    return WorkerOutcome(n_workers, n_clean, failures)
 
 
-def _run_executor(executor: Any, plan: WorkerPlan, n_workers: int, progress: Progress) -> None:
+def _run_executor(
+    executor: Any, plan: WorkerPlan, n_workers: int, progress: Progress
+) -> WorkerOutcome:
     kwargs: dict[str, Any] = {}
     if type(executor).__module__.startswith("distributed"):
         kwargs["pure"] = False  # n identical tasks must run n times
@@ -210,5 +222,59 @@ def _run_executor(executor: Any, plan: WorkerPlan, n_workers: int, progress: Pro
             f.cancel()
         raise
     progress.refresh()
+    failures, first = [], None
     for f in futures:
-        f.result()  # re-raises a worker's error here
+        try:
+            f.result()
+        except Exception as exc:  # noqa: BLE001 - a lost task; judged by what is left undone
+            failures.append(f"{type(exc).__name__}: {exc}")
+            first = first or exc
+    return WorkerOutcome(n_workers, n_workers - len(failures), failures, first)
+
+
+@dataclass
+class WorkerOutcome:
+    """How the workers of one ``optimize`` call ended: how many there were, how many
+    returned normally, one line per one that did not, and (tasks) the first exception."""
+
+    n_workers: int
+    n_clean: int
+    failures: list[str]
+    first_error: BaseException | None = None
+
+
+def work_left(study: Study, start: int, max_trial_id: int | None) -> list[int]:
+    """Ids of this call's trials (above ``start``; with ``n_trials`` up to ``max_trial_id``,
+    and their retries) still QUEUED or RUNNING: work the workers left undone."""
+    return [
+        t.id
+        for t in study.history.unfinished
+        if t.id > start and (max_trial_id is None or t.id <= max_trial_id or "retry_of" in t.meta)
+    ]
+
+
+def judge(study: Study, outcome: WorkerOutcome, start: int, max_trial_id: int | None) -> None:
+    """After the workers of an ``optimize`` call ended: return if the study's work is done
+    (a lost worker is then a warning: the others reaped its trial and ran its retry or
+    replacement); raise PoptuneError if no worker returned normally or trials are left
+    unfinished."""
+    if not outcome.failures:
+        return
+    n_bad = len(outcome.failures)
+    undone = work_left(study, start, max_trial_id)
+    if outcome.n_clean and not undone:
+        logger.warning(
+            "poptune: %d of %d worker(s) of study %r were lost (%s); the other workers "
+            "finished the study (lost trials are FAILED with meta 'heartbeat_lost', and "
+            "retried or replaced where the study says so)",
+            n_bad,
+            outcome.n_workers,
+            study.name,
+            "; ".join(outcome.failures),
+        )
+        return
+    why = f"trial(s) {undone} left unfinished" if undone else "no worker finished"
+    error = PoptuneError(f"{n_bad} worker process(es) failed ({why}): {outcome.failures[0]}")
+    if outcome.first_error is not None:
+        raise error from outcome.first_error
+    raise error

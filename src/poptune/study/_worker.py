@@ -34,7 +34,16 @@ from poptune.trial import AlgorithmState, Trial, TrialStatus
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["Objective", "deadline_in", "iterate", "mark_interrupted", "run_trial", "run_worker"]
+__all__ = [
+    "Objective",
+    "deadline_in",
+    "final_segment_attempts",
+    "iterate",
+    "mark_interrupted",
+    "others_running",
+    "run_trial",
+    "run_worker",
+]
 
 logger = logging.getLogger("poptune")
 
@@ -130,8 +139,12 @@ def run_worker(
     ``deadline`` (``time.monotonic()``) passes; return how many trials ran here.
 
     On WAIT (a PBT generation finishing elsewhere) it polls with backoff, 10 ms to 0.5 s.
-    With ``retry_failed_trials``, DONE with trials still running elsewhere is a WAIT too: a
-    worker that died there has its trial re-queued here once its heartbeat is stale.
+    DONE while trials run elsewhere (the last PBT generation, the last trials of a search) is
+    a wait too, on storages with heartbeats (polled from 50 ms up to the heartbeat interval,
+    at most 2 s): a trial whose worker died goes stale after the grace period, is marked
+    FAILED here, and its retry (``retry_failed_trials``) or, for a PBT segment of the last
+    generation, its replacement runs here before this worker leaves. So the study is
+    complete, not 3 of 4 members finished, when the last worker returns.
     """
     try:
         return _loop(study, objective, max_trial_id, deadline, on_trial)
@@ -183,12 +196,18 @@ def _loop(
 ) -> int:
     ran = 0
     backoff = Backoff(0.01, 0.5)
+    draining = _drain_backoff(study)
     while deadline is None or time.monotonic() < deadline:
         trial = study._suggest(max_trial_id)
         if trial is AlgorithmState.DONE:
-            if not (study.retry_failed_trials and study.history.n_unfinished):
+            if not others_running(study, max_trial_id):
                 break
-            trial = AlgorithmState.WAIT  # a lost trial elsewhere may come back as a retry
+            # The last generation: trials running elsewhere may still fail, and their worker
+            # may be dead. Stay until they finish or go stale; the next _suggest reaps a
+            # stale one and claims its retry (or the replacement of a final segment).
+            draining.wait(deadline)
+            continue
+        draining.reset()
         if trial is AlgorithmState.WAIT:
             backoff.wait(deadline)
             continue
@@ -199,3 +218,52 @@ def _loop(
         if on_trial is not None:
             on_trial(trial, status)
     return ran
+
+
+def _drain_backoff(study: Study) -> Backoff:
+    """Polls while the study is DONE but trials run elsewhere: from 50 ms up to the heartbeat
+    interval (at most 2 s): a lost trial is reaped at most once per interval anyway."""
+    heartbeat = study._heartbeat
+    cap = 0.5 if heartbeat is None else min(2.0, max(0.5, heartbeat.interval))
+    return Backoff(0.05, cap)
+
+
+def others_running(study: Study, max_trial_id: int | None = None) -> list[int]:
+    """Ids of the QUEUED or RUNNING trials that other workers may still finish, fail or lose,
+    and that this worker must therefore wait for before it leaves a study that is DONE.
+
+    Only on storages with heartbeats (a dead worker's trial is reaped there; elsewhere nobody
+    could tell it from a slow one, so nobody waits). Not the trials this Study object handed
+    out itself (its own loop finalizes them, or nobody will). With ``max_trial_id`` (an
+    ``optimize(n_trials=...)`` call), only this call's trials and retries: trials of workers
+    of other calls are theirs to wait for.
+    """
+    if study._grace is None:
+        return []
+    mine = study._handed_out
+    return [
+        t.id
+        for t in study.history.unfinished
+        if t.id not in mine
+        and (max_trial_id is None or t.id <= max_trial_id or "retry_of" in t.meta)
+    ]
+
+
+def final_segment_attempts(study: Study, trial_id: int) -> int | None:
+    """How many attempts a trial that lost its worker may have in all, for
+    :func:`~poptune.study._liveness.recover_lost_trials`: ``retry_failed_trials + 1``, except
+    that a PBT segment of the last generation gets one more attempt even without retries.
+    Without retries PBT replaces a lost member by exploiting in the next generation; after the
+    last one there is none, so the member's final segment is run again instead (a retry with
+    ``meta['retry_of']``, which PBT counts as another attempt at the same slot). Returns None
+    for no retry."""
+    retries = study.retry_failed_trials
+    if retries:
+        return retries + 1
+    last = getattr(study.algorithm, "num_generations", None)
+    trial = study._history.get(trial_id)
+    if not isinstance(last, int) or trial is None or trial.member is None:
+        return None
+    if trial.generation is None or trial.generation < last:
+        return None
+    return 2
