@@ -348,14 +348,16 @@ def test_ctrl_c_with_worker_processes(tmp_path):
         "from tests import objectives\n"
         "if __name__ == '__main__':\n"
         "    study = pt.Study([pt.Continuous('lr', [1e-4, 1e-2], 'log')],\n"
-        "                     pt.algorithms.RandomSearch(40), True, seed=0,\n"
+        "                     pt.algorithms.RandomSearch(400), True, seed=0,\n"
         f"                     storage={url!r}, study_name='c')\n"
         "    study.optimize(objectives.sleepy, n_workers=2, show_progress=False)\n"
     )
     root = str(Path(__file__).resolve().parent.parent)
+    # 400 trials of 0.3 s on 2 workers: a minute, so even a machine too loaded to read the
+    # study for a while interrupts it mid-run (with 40 it sometimes finished first)
     proc = subprocess.Popen([sys.executable, str(script)], cwd=root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": root},
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(root) / "src"), root])},
                             start_new_session=True)  # fmt: skip
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -374,6 +376,6 @@ def test_ctrl_c_with_worker_processes(tmp_path):
     # (under heavy load Ctrl-C can land between two trials, when none is running)
     assert all(t.status is TrialStatus.FAILED for t in interrupted)
     assert all(t.is_finished for t in study.trials)  # nothing left RUNNING
-    resumed = random_study(40, storage=url, study_name="c")
+    resumed = random_study(400, storage=url, study_name="c")
     resumed.optimize(objectives.quadratic, show_progress=False)
-    assert len(resumed.trials) == 40 and all(t.is_finished for t in resumed.trials)
+    assert len(resumed.trials) == 400 and all(t.is_finished for t in resumed.trials)
