@@ -357,7 +357,8 @@ def test_ctrl_c_with_worker_processes(tmp_path):
     # study for a while interrupts it mid-run (with 40 it sometimes finished first)
     proc = subprocess.Popen([sys.executable, str(script)], cwd=root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(root) / "src"), root])},
+                            env={**os.environ,
+                                 "PYTHONPATH": os.pathsep.join([f"{root}/src", root])},
                             start_new_session=True)  # fmt: skip
     deadline = time.time() + 60
     while time.time() < deadline:
