@@ -133,6 +133,16 @@ def test_cli_prints_a_corrupt_row_as_one_line(tmp_path):
     assert done.returncode == 0 and done.stdout.count("COMPLETED") == 3
 
 
+def test_cli_studies_lists_the_readable_studies_beside_a_corrupt_one(tmp_path):
+    db = tmp_path / "runs.db"
+    two_studies(f"sqlite:///{db}")
+    execute(f"sqlite:///{db}", CORRUPTIONS["status"][0])
+    done = cli("studies", str(db), cwd=tmp_path)
+    assert done.returncode == 1  # something could not be read, said on stderr
+    assert "good" in done.stdout and "bad" not in done.stdout
+    assert_one_line_error(done, "'PWNED'", "trial 2")
+
+
 def test_a_file_that_is_not_a_database_is_one_line(tmp_path):
     passwd = tmp_path / "passwd"
     passwd.write_text("root:x:0:0:root:/root:/bin/bash\n" * 40)

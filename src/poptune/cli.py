@@ -42,7 +42,7 @@ from poptune._config import import_path
 from poptune._sherpa_alias import run_script
 from poptune._version import __version__
 from poptune.dashboard import run_dashboard
-from poptune.exceptions import PoptuneError
+from poptune.exceptions import CorruptRowError, PoptuneError
 from poptune.storage import Storage, resolve
 from poptune.study import Study, load_study, run_worker
 from poptune.trial import TrialStatus
@@ -83,9 +83,14 @@ def _print_table(rows: list[dict[str, Any]], out: TextIO) -> None:
 def _studies(args: argparse.Namespace, out: TextIO) -> int:
     storage = _storage(args.storage)
     rows = []
+    unreadable = []
     for name in storage.list_studies():
-        study = load_study(storage, name)
-        trials = study.trials
+        try:
+            study = load_study(storage, name)
+            trials = study.trials
+        except CorruptRowError as exc:  # one corrupt study: the others are still listed
+            unreadable.append(str(exc))
+            continue
         counts = {s: 0 for s in ("RUNNING", "COMPLETED", "FAILED", "STOPPED")}
         for t in trials:
             key = "RUNNING" if t.status in (TrialStatus.QUEUED, TrialStatus.RUNNING) else t.status
@@ -102,10 +107,12 @@ def _studies(args: argparse.Namespace, out: TextIO) -> int:
             "best": best.get("Objective"),
             "best trial": best.get("Trial-ID"),
         })  # fmt: skip
-    if not rows:
+    if not rows and not unreadable:
         out.write("no studies\n")
     _print_table(rows, out)
-    return 0
+    for message in unreadable:
+        sys.stderr.write(f"poptune: error: {message}\n")
+    return 1 if unreadable else 0
 
 
 def _open(args: argparse.Namespace) -> Study:
