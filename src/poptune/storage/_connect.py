@@ -12,9 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from poptune.exceptions import StorageError
 from poptune.storage._statements import ROLLBACK, SQLITE_PRAGMAS
 
 __all__ = [
+    "canonical_url",
+    "connection_error",
     "first_line",
     "on_connect",
     "on_connect_read_only",
@@ -63,6 +66,28 @@ def on_connect(dbapi_connection: Any, _record: Any) -> None:
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+def canonical_url(url: str) -> str:
+    """``url`` with PostgreSQL's other scheme spelled as SQLAlchemy knows it:
+    ``postgres://`` (what Heroku, ``psql`` and many hosting services print) and
+    ``postgres+DRIVER://`` become ``postgresql://`` and ``postgresql+DRIVER://``; any other
+    URL is returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    if sep and (scheme == "postgres" or scheme.startswith("postgres+")):
+        return f"postgresql{scheme[len('postgres') :]}://{rest}"
+    return url
+
+
+def connection_error(where: str, exc: BaseException) -> StorageError:
+    """The one error a failed connection raises (server down, wrong host, port or database,
+    refused credentials): a :class:`~poptune.exceptions.StorageError` naming ``where`` (the
+    URL without its password) and the driver's first line. The SQLAlchemy error is kept as
+    its ``cause`` attribute (its ``orig``, the driver's own error); raise it ``from None`` so
+    a traceback shows this error only, not the driver's and SQLAlchemy's chain."""
+    error = StorageError(f"database error on {where}: cannot connect: {first_line(exc)}")
+    error.cause = exc  # type: ignore[attr-defined]
+    return error
 
 
 def safe_url(url: str) -> str:
