@@ -72,11 +72,8 @@ class Study:
         storage: where trials live: None or ``"memory"`` (default, this process only), a
             database URL, the path of an SQLite file, or a :class:`~poptune.storage.Storage`
             (see :func:`poptune.storage.resolve`).
-        study_name: name of the study in the storage. If a study of that name exists there,
-            this object joins it (parameters, algorithm and direction must match). Default:
-            on a database, the one stored study whose configuration matches, else a name
-            derived from the configuration, so re-running a script resumes its study (README,
-            "Persistence"); several matching studies raise StudyMismatchError.
+        study_name: the study's name in the storage; one that exists is joined (parameters,
+            algorithm, direction must match). Default: a re-run resumes (README, "Persistence").
         heartbeat_interval: seconds between the heartbeats a worker writes for the trials it
             runs, on storages shared by processes (SQL); None: none. Default 10.
         grace_period: seconds without a heartbeat after which a RUNNING trial is marked
