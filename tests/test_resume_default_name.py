@@ -77,7 +77,8 @@ def _study(db: str, low: float = 0.0, name: str | None = None, **kwargs) -> popt
     )
 
 
-def test_rerunning_the_same_script_continues_the_same_study(db):
+def test_rerunning_the_same_script_continues_the_same_study(db_url):
+    db = db_url  # an SQLite file, and a PostgreSQL database
     first = _run(db)
     second = _run(db)
     assert first["name"] == second["name"]
