@@ -1,10 +1,13 @@
 """storage.resolve, the one reader of a storage spec, and storage.copy_study."""
 
+import traceback
+
 import pytest
 
-from poptune import Continuous, Study, algorithms
+from poptune import Continuous, Study, algorithms, load_study
 from poptune.exceptions import ConfigurationError, StorageError
 from poptune.storage import MemoryStorage, copy_study, get_storage, resolve
+from tests.conftest import forget_storages, postgres_url, wipe_postgres
 
 PARAMS = [Continuous("lr", [1e-4, 1e-2], "log")]
 
@@ -71,3 +74,86 @@ def test_copy_study_copies_trials_observations_and_state(tmp_path):
     ]
     assert dst.get_algorithm_state(new_id) == study._storage.get_algorithm_state(study._study_id)
     assert dst.get_study_config(new_id)["seed"] == 3
+
+
+# -- postgres:// is postgresql:// ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    "given, meant",
+    [
+        ("postgres://u@h/db", "postgresql://u@h/db"),
+        ("postgres+psycopg://u:pw@h:5433/db", "postgresql+psycopg://u:pw@h:5433/db"),
+        (
+            "postgres+psycopg2://u@h/db?sslmode=require",
+            "postgresql+psycopg2://u@h/db?sslmode=require",
+        ),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("sqlite:///postgres://x.db", "sqlite:///postgres://x.db"),
+        ("postgresx://u@h/db", "postgresx://u@h/db"),
+    ],
+)
+def test_postgres_scheme_is_read_as_postgresql(given, meant):
+    from poptune.storage._connect import canonical_url
+
+    assert canonical_url(given) == meant
+
+
+def test_a_postgres_url_is_not_refused_as_unsupported():
+    # No server needed: the URL is accepted, then the (closed) port refuses the connection.
+    with pytest.raises(
+        StorageError, match="database error on postgresql://u:\\*\\*\\*@127.0.0.1:1/db"
+    ):
+        resolve("postgres://u:secret@127.0.0.1:1/db")
+
+
+def test_postgres_and_postgresql_urls_open_the_same_database():
+    url = postgres_url()
+    wipe_postgres(url)
+    try:
+        alias = "postgres://" + url.split("://", 1)[1]
+        study = Study(PARAMS, algorithms.RandomSearch(2), True, storage=alias, study_name="pg")
+        trial = study.get_suggestion()
+        study.add_observation(trial, 0.25)
+        study.finalize(trial)
+        assert resolve(alias) is resolve(url)  # one storage per database and process
+        forget_storages()
+        loaded = load_study(url, "pg")  # postgresql:// sees what postgres:// wrote
+        assert [t.status.name for t in loaded.trials] == ["COMPLETED"]
+    finally:
+        forget_storages()
+
+
+# -- a failed connection is one short error ---------------------------------------------------
+BAD_URLS = [
+    pytest.param("postgresql://postgres:hunter2@127.0.0.1:1/db", "127.0.0.1:1", id="down"),
+    pytest.param(
+        "postgresql://postgres:hunter2@no-such-host.invalid/db", "no-such-host", id="bad-host"
+    ),  # fmt: skip
+]
+
+
+def _check_short(error: StorageError, where: str) -> None:
+    text = "".join(traceback.format_exception(error))
+    assert "hunter2" not in text and "hunter2" not in str(error)
+    assert where in str(error)
+    assert "The above exception" not in text and "During handling" not in text
+    assert len(text.splitlines()) < 30, text  # was 124 lines of chained tracebacks
+    assert error.__cause__ is None and error.__suppress_context__
+    driver = error.cause.orig  # the SQLAlchemy error, then the driver's own
+    assert type(driver).__module__.startswith("psycopg")
+    assert str(driver).strip().splitlines()[0] in str(error)
+
+
+@pytest.mark.parametrize("url, where", BAD_URLS)
+def test_a_failed_connection_is_one_short_error_with_its_cause_kept(url, where):
+    with pytest.raises(StorageError, match="cannot connect: ") as info:
+        resolve(url)
+    _check_short(info.value, where)
+
+
+def test_a_wrong_database_name_is_one_short_error():
+    url = postgres_url()
+    base = url.rsplit("/", 1)[0]
+    with pytest.raises(StorageError, match="cannot connect: ") as info:
+        resolve(f"{base}/poptune_no_such_database")
+    _check_short(info.value, "poptune_no_such_database")
+    assert "does not exist" in str(info.value)

@@ -10,6 +10,7 @@
     poptune worker STORAGE STUDY module:function [--n-trials N] [--timeout S]
                    [--checkpoint-dir DIR] [--retry-failed-trials N] ...
     poptune dashboard STORAGE [--port 8880] [--host 127.0.0.1] [--study S] [--allow-stop]
+    poptune fail-stale STORAGE STUDY [--older-than SECONDS] [--yes]
 
 STORAGE is a database URL (``sqlite:///runs.db``, ``postgresql://user@host/db``) or the path
 of an SQLite file (``dashboard`` also takes a directory written by ``Study.save``).
@@ -214,6 +215,42 @@ def _delete(args: argparse.Namespace, out: TextIO) -> int:
             return 1
     storage.delete_study(args.study)
     out.write(f"deleted study {args.study!r}\n")
+    return 0
+
+
+def _fail_stale(args: argparse.Namespace, out: TextIO) -> int:
+    """Mark FAILED the RUNNING trials without a heartbeat for ``--older-than`` seconds: the
+    workers' own rule (``Storage.fail_stale_trials``, what every worker does after its grace
+    period), by hand. Opens the storage read-only first: when nothing is stale, nothing is
+    written."""
+    older = args.older_than
+    if not (math.isfinite(older) and older > 0):
+        raise PoptuneError(f"--older-than must be a positive number of seconds, got {older!r}")
+    storage = _storage(args.storage)
+    sid = storage.get_study_id(args.study)
+    if not storage.supports_heartbeat:
+        raise PoptuneError(f"{args.storage!r} keeps no heartbeats: no trial there can be stale")
+    if not storage.has_stale_trials(sid, older):
+        out.write(f"no RUNNING trial of study {args.study!r} is without a heartbeat for "
+                  f"{older:g} s: nothing changed\n")  # fmt: skip
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise PoptuneError(
+                f"failing the stale trials of study {args.study!r} needs --yes when not interactive"
+            )
+        question = (f"Mark FAILED the RUNNING trials of study {args.study!r} without a "
+                    f"heartbeat for {older:g} s (their workers died)? [y/N] ")  # fmt: skip
+        if input(question).strip().lower() not in ("y", "yes"):
+            out.write("nothing changed\n")
+            return 1
+    writable = _storage(args.storage, write=True)
+    failed = writable.fail_stale_trials(writable.get_study_id(args.study), older)
+    if not failed:  # a worker failed them, or beat again, since we looked
+        out.write(f"no RUNNING trial of study {args.study!r} is stale any more: nothing changed\n")
+        return 0
+    out.write(f"marked FAILED (no heartbeat for {older:g} s, meta heartbeat_lost): trial(s) "
+              f"{', '.join(map(str, failed))} of study {args.study!r}\n")  # fmt: skip
     return 0
 
 
@@ -429,6 +466,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-stop", action="store_true",
                    help="enable the Stop buttons (the dashboard's only write)")  # fmt: skip
     p.set_defaults(run=_dashboard)
+    p = sub.add_parser(
+        "fail-stale",
+        help="mark FAILED the RUNNING trials whose workers stopped sending heartbeats",
+    )
+    p.add_argument("storage", help=storage_help)
+    p.add_argument("study", help="the study's name")
+    p.add_argument("--older-than", type=float, default=_STALE_AFTER, metavar="SECONDS",
+                   help="seconds without a heartbeat (default 40: the workers' default grace "
+                   "period, 4 x the 10 s heartbeat)")  # fmt: skip
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(run=_fail_stale)
     p = sub.add_parser("sherpa", help="run an unmodified SHERPA script on poptune")
     sherpa_sub = p.add_subparsers(dest="sherpa_command", required=True, metavar="SUBCOMMAND")
     p = sherpa_sub.add_parser(

@@ -54,6 +54,9 @@ def resolve(
     the path of an existing file   that file as an SQLite database
     ============================== ==========================================================
 
+    ``postgres://`` (and ``postgres+DRIVER://``) is read as ``postgresql://``
+    (``postgresql+DRIVER://``), naming the same storage.
+
     A directory written by ``Study.save`` is not a storage: open it with ``Study.load``.
 
     Args:
@@ -67,7 +70,8 @@ def resolve(
 
     Raises:
         StorageError: ``must_exist`` and there is no SQLite file there; the database cannot
-            be reached.
+            be reached (one short error naming the URL without its password and the driver's
+            first line; the driver's error is its ``cause`` attribute).
         ConfigurationError: anything else, naming the spec.
     """
     if spec is None or (isinstance(spec, str) and spec == "memory"):
@@ -93,7 +97,11 @@ def resolve(
             )
         else:
             raise ConfigurationError(f"unknown storage {url!r}: {_EXPECTED}")
-    elif must_exist and url.startswith(_SQLITE):
+    else:
+        from poptune.storage._connect import canonical_url  # sqlalchemy once a URL is used
+
+        url = canonical_url(url)  # postgres:// and postgresql:// name one storage
+    if must_exist and url.startswith(_SQLITE):
         file = url[len(_SQLITE) :].split("?", 1)[0]  # without ?lock_timeout=... options
         if not Path(file).is_file():
             raise StorageError(f"no SQLite database file at {file!r}")

@@ -11,9 +11,17 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from poptune.exceptions import StorageError
 from poptune.storage._statements import SQLITE_PRAGMAS
+from poptune.storage._transaction import first_line
 
-__all__ = ["on_connect_read_only", "read_only_connect", "safe_url"]
+__all__ = [
+    "canonical_url",
+    "connection_error",
+    "on_connect_read_only",
+    "read_only_connect",
+    "safe_url",
+]
 
 
 def read_only_connect(database: str, query: Mapping[str, Any]) -> Callable[[], Any]:
@@ -48,6 +56,28 @@ def on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
             cursor.execute(pragma)
     cursor.execute("PRAGMA query_only=ON")
     cursor.close()
+
+
+def canonical_url(url: str) -> str:
+    """``url`` with PostgreSQL's other scheme spelled as SQLAlchemy knows it:
+    ``postgres://`` (what Heroku, ``psql`` and many hosting services print) and
+    ``postgres+DRIVER://`` become ``postgresql://`` and ``postgresql+DRIVER://``; any other
+    URL is returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    if sep and (scheme == "postgres" or scheme.startswith("postgres+")):
+        return f"postgresql{scheme[len('postgres') :]}://{rest}"
+    return url
+
+
+def connection_error(where: str, exc: BaseException) -> StorageError:
+    """The one error a failed connection raises (server down, wrong host, port or database,
+    refused credentials): a :class:`~poptune.exceptions.StorageError` naming ``where`` (the
+    URL without its password) and the driver's first line. The SQLAlchemy error is kept as
+    its ``cause`` attribute (its ``orig``, the driver's own error); raise it ``from None`` so
+    a traceback shows this error only, not the driver's and SQLAlchemy's chain."""
+    error = StorageError(f"database error on {where}: cannot connect: {first_line(exc)}")
+    error.cause = exc  # type: ignore[attr-defined]
+    return error
 
 
 def safe_url(url: str) -> str:

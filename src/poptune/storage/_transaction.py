@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from poptune.exceptions import ConfigurationError, StorageError
 from poptune.storage._mirror import Apply
 from poptune.storage._statements import COMMIT, ROLLBACK, SQLITE_PRAGMAS, Dialect, Statement
+from poptune.storage.base import LOST_TRANSACTION_RETRIES
 
 if TYPE_CHECKING:
     from poptune.storage._postgres import Pipelined
@@ -140,9 +141,7 @@ DEFAULT_STALL_TIMEOUT = 60.0
 #: exists (and deletes it), so tests can freeze a lock holder at a known point.
 STOP_BEFORE_COMMIT_ENV = "POPTUNE_TEST_STOP_BEFORE_COMMIT"
 _STOP_FILE = os.environ.get(STOP_BEFORE_COMMIT_ENV)
-#: How many times an operation whose connection was lost is run again (once is the rule; the
-#: second covers a replacement connection that the same server-side event had ended too).
-RETRIES = 2
+RETRIES = LOST_TRANSACTION_RETRIES
 
 
 class LockSettings(NamedTuple):

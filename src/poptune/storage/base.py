@@ -41,7 +41,12 @@ from typing import Any
 
 from poptune.trial import Observation, Trial, TrialStatus
 
-__all__ = ["Storage"]
+__all__ = ["LOST_TRANSACTION_RETRIES", "Storage"]
+
+#: How many times an operation whose connection was lost is run again (once is the rule; the
+#: second covers a replacement connection that the same server-side event had ended too).
+#: Here, not beside the SQL code, so that a Study in memory imports no SQLAlchemy for it.
+LOST_TRANSACTION_RETRIES = 2
 
 
 class Storage(abc.ABC):

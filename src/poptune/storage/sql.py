@@ -52,7 +52,13 @@ from poptune.exceptions import (
     UnknownTrialError,
 )
 from poptune.storage import _transaction as txn
-from poptune.storage._connect import on_connect_read_only, read_only_connect, safe_url
+from poptune.storage._connect import (
+    canonical_url,
+    connection_error,
+    on_connect_read_only,
+    read_only_connect,
+    safe_url,
+)
 from poptune.storage._mirror import (
     Changes,
     Mirror,
@@ -102,7 +108,7 @@ class SQLStorage(StudyRows, Storage):
         url: ``sqlite:///path/to/file.db`` (relative to the working directory;
             ``sqlite:////abs/path.db`` for an absolute path) or
             ``postgresql://user:password@host:port/database`` (needs ``poptune[postgres]``,
-            i.e. psycopg 3).
+            i.e. psycopg 3); ``postgres://`` is the same.
         engine_kwargs: extra keyword arguments for :func:`sqlalchemy.create_engine`.
         sync_observations: PostgreSQL only. False (the default): an observation recorded
             outside a transaction is committed without waiting for the server to flush it to
@@ -132,7 +138,8 @@ class SQLStorage(StudyRows, Storage):
     Raises:
         ConfigurationError: the URL is not an SQLite or PostgreSQL URL, or the driver is not
             installed.
-        StorageError: the database cannot be reached or opened.
+        StorageError: the database cannot be reached or opened; a failed connection is one
+            short error (the driver's error kept as its ``cause`` attribute, not chained).
     """
 
     requires_json = True
@@ -148,6 +155,7 @@ class SQLStorage(StudyRows, Storage):
         lock_timeout: float | None = None,
         stall_timeout: float | None = None,
     ) -> None:
+        url = canonical_url(url)  # postgres:// is postgresql://
         self.url = url
         self.read_only = bool(read_only)
         self._where = safe_url(url)
@@ -221,7 +229,12 @@ class SQLStorage(StudyRows, Storage):
     @contextmanager
     def _connection(self) -> Iterator[sa.Connection]:
         try:
-            with self._engine.connect() as conn:
+            connection = self._engine.connect()
+        except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
+            # One short error, the driver's kept as its cause (not 100+ lines of chain).
+            raise connection_error(self._where, exc) from None
+        try:
+            with connection as conn:
                 yield conn
         except sa.exc.IntegrityError:
             raise

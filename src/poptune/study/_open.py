@@ -9,7 +9,9 @@ stored configuration; they receive the class to build, so this module never impo
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -44,7 +46,7 @@ from poptune.history import History
 from poptune.parameters import Parameter
 from poptune.results import RESERVED_COLUMNS
 from poptune.stopping import StoppingRule
-from poptune.storage import Storage, get_storage, resolve
+from poptune.storage import MemoryStorage, Storage, get_storage, resolve
 from poptune.trial import AlgorithmState
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ __all__ = [
     "check_same",
     "config_of",
     "create_or_join",
+    "default_name",
     "join",
     "read_only",
 ]
@@ -189,7 +192,48 @@ def create_or_join(study: Study, config: dict[str, Any], seed: int | None) -> tu
     trusted = tuple(dict.fromkeys((*options.trusted_modules, *own)))
     study._options = replace(options, trusted_modules=trusted)
     with trusting(trusted):
+        if not study.name:  # no study_name given
+            study.name = default_name(study._storage, config)
         return _create_or_join(study._storage, study.name, config, seed)
+
+
+def default_name(storage: Storage, config: Mapping[str, Any]) -> str:
+    """The study a ``Study(..., storage=...)`` without ``study_name`` opens, so that running
+    the same script again resumes its study:
+
+    * the one study in ``storage`` whose configuration matches (:func:`check_same`: the
+      parameters, the algorithm's config, ``lower_is_better``, and the seed when one is
+      given), whatever its name;
+    * none: ``study-<12 hex digits>``, a hash of those same values (the same in every run
+      and process, so concurrent first runs create one study);
+    * a :class:`~poptune.storage.MemoryStorage`, which no re-run can see: a random name.
+
+    Raises:
+        StudyMismatchError: several stored studies match; the message lists their names
+            (pass ``study_name=`` to choose one).
+    """
+    if isinstance(storage, MemoryStorage):
+        return f"study-{uuid.uuid4().hex[:12]}"
+    matching = []
+    for name in storage.list_studies():
+        try:
+            check_same(name, storage.get_study_config(storage.get_study_id(name)), config)
+        except (StudyMismatchError, StudyNotFoundError):  # another study, or just deleted
+            continue
+        matching.append(name)
+    if len(matching) > 1:
+        raise StudyMismatchError(
+            f"no study_name given and {len(matching)} studies in this storage match this "
+            f"configuration: {sorted(matching)!r}; pass study_name= to choose one (or a new "
+            "name for a new study)"
+        )
+    if matching:
+        return matching[0]
+    keyed = {key: config.get(key) for key in ("parameters", "algorithm", "lower_is_better")}
+    if config.get("seed") is not None:
+        keyed["seed"] = config["seed"]
+    text = json.dumps(keyed, sort_keys=True, default=repr)
+    return f"study-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def _create_or_join(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from poptune.exceptions import StorageError
-from poptune.storage._transaction import RETRIES
+from poptune.storage.base import LOST_TRANSACTION_RETRIES as RETRIES
 from poptune.study import _suggestion
 from poptune.trial import AlgorithmState, Trial
 

@@ -71,8 +71,8 @@ class Study:
         storage: where trials live: None or ``"memory"`` (default, this process only), a
             database URL, the path of an SQLite file, or a :class:`~poptune.storage.Storage`
             (see :func:`poptune.storage.resolve`).
-        study_name: name of the study in the storage. If a study of that name exists there,
-            this object joins it (parameters, algorithm and direction must match).
+        study_name: the study's name in the storage; one that exists is joined (parameters,
+            algorithm, direction must match). Default: a re-run resumes (README, "Persistence").
         heartbeat_interval: seconds between the heartbeats a worker writes for the trials it
             runs, on storages shared by processes (SQL); None: none. Default 10.
         grace_period: seconds without a heartbeat after which a RUNNING trial is marked
@@ -146,7 +146,7 @@ class Study:
         algorithm.setup(self.parameters, self.lower_is_better)
 
         self._storage = get_storage(storage)
-        self.name = study_name or f"study-{uuid.uuid4().hex[:12]}"
+        self.name = study_name or ""  # none given: create_or_join picks (_open.default_name)
         self._reserved_context = frozenset(
             (*RESERVED_COLUMNS, *algorithm.reserved_keys, *(p.name for p in self.parameters))
         )
