@@ -195,16 +195,18 @@ def test_debug_shows_the_traceback(tmp_path):
         assert result.stderr.rstrip().splitlines()[-1].startswith("poptune: error: ")
 
 
-def test_an_unreadable_file_is_one_line(tmp_path, db):
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")
-    db.chmod(0)
-    try:
-        result = cli("studies", db)
-    finally:
-        db.chmod(0o644)
-    assert result.returncode == 1
-    assert_one_line_error(result.stderr)
+def test_an_unreadable_file_is_one_line(tmp_path, db, monkeypatch, capsys):
+    """What the operating system refuses (here: reading the file) is one line. The refusal is
+    made by the test, because CI runs as root, whom chmod does not stop."""
+    from poptune import cli as cli_module
+
+    def refused(spec, **kwargs):
+        raise PermissionError(13, "Permission denied", str(db))
+
+    monkeypatch.setattr(cli_module, "resolve", refused)
+    assert cli_module.main(["studies", str(db)]) == 1
+    err = capsys.readouterr().err
+    assert_one_line_error(err, "Permission denied", str(db))
 
 
 # -- delete refuses a study that workers are running --------------------------------------------
