@@ -284,15 +284,7 @@ class BayesianOptimization(Algorithm):
         meta: dict[str, Any] = {"phase": "model"}
         if self.hyperparameters == "mcmc":
             # Hyperparameters from their posterior given the real observations only.
-            samples, rate = sample_hyperparameters(
-                X,
-                yn,
-                fitted,
-                rng,
-                n_samples=self.n_samples,
-                n_burnin=self.n_burnin,
-                subsample_interval=self.subsample_interval,
-            )
+            samples, rate = self._posterior_samples(X, yn, fitted, rng)
             models = posteriors(X_all, y_all, samples)
             meta["mcmc_acceptance"] = rate
 
@@ -364,6 +356,17 @@ class BayesianOptimization(Algorithm):
         return params, meta
 
     # -- SHERPA's GPyOpt.get_best_pred ------------------------------------------------------
+    def _posterior_samples(
+        self, X: np.ndarray, yn: np.ndarray, fitted: Any, rng: np.random.Generator
+    ) -> tuple[Any, float]:
+        """``hyperparameters='mcmc'``: kernel hyperparameters drawn from their posterior given
+        ``(X, yn)``, started at the fit, with this algorithm's chain settings; and the chain's
+        acceptance rate."""
+        return sample_hyperparameters(
+            X, yn, fitted, rng, n_samples=self.n_samples, n_burnin=self.n_burnin,
+            subsample_interval=self.subsample_interval,
+        )  # fmt: skip
+
     def get_best_pred(self, history: Any) -> dict[str, Any]:
         """The completed configuration with the best *predicted* objective.
 
@@ -401,15 +404,7 @@ class BayesianOptimization(Algorithm):
             y_std = float(np.std(y)) or 1.0
             yn = (y - y_mean) / y_std
             if self.hyperparameters == "mcmc":
-                samples, _ = sample_hyperparameters(
-                    X,
-                    yn,
-                    fitted,
-                    rng,
-                    n_samples=self.n_samples,
-                    n_burnin=self.n_burnin,
-                    subsample_interval=self.subsample_interval,
-                )
+                samples, _ = self._posterior_samples(X, yn, fitted, rng)
                 mean, std = mixture_prediction(posteriors(X, yn, samples), X)
             else:
                 mean, std = Posterior(X, yn, *fitted).predict(X)
