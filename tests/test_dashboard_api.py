@@ -642,3 +642,28 @@ def test_ranking_never_imports_a_module_the_database_names(monkeypatch):
     assert summary["best"] == pytest.approx(4.25) and summary["best_trial"] == 3
     assert summary["algorithm"] == "Repeat"
     assert imported == []
+
+
+def test_a_corrupt_study_is_listed_with_its_error_and_the_others_stay_readable(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    _pbt_study(url, name="good")
+    _pbt_study(url, name="bad")
+    with sqlite3.connect(tmp_path / "runs.db") as conn:
+        bad = "(SELECT study_id FROM poptune_studies WHERE name = 'bad')"
+        conn.execute(
+            f"UPDATE poptune_trials SET status = 'PWNED' WHERE trial_id = 2 AND study_id = {bad}"
+        )
+    from tests.conftest import forget_storages
+
+    forget_storages()
+    storage = poptune.storage.resolve(url, read_only=True)
+    with TestClient(create_app(DashboardData(storage))) as client:
+        listed = {s["name"]: s for s in client.get("/api/studies").json()}
+        assert listed["good"]["counts"]["COMPLETED"] == 12 and "error" not in listed["good"]
+        assert "'PWNED'" in listed["bad"]["error"] and "trial 2" in listed["bad"]["error"]
+        one = client.get("/api/studies/bad")
+        assert one.status_code == 500 and "'PWNED'" in one.json()["error"]
+        assert client.get("/api/studies/good").status_code == 200
+    forget_storages()

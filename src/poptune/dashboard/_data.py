@@ -17,6 +17,7 @@ from typing import Any
 from poptune._validation import check_choice, check_number
 from poptune.exceptions import (
     ConfigurationError,
+    CorruptRowError,
     StudyNotFoundError,
     TrialFinishedError,
     UnknownTrialError,
@@ -151,6 +152,13 @@ class DashboardData:
                 out.append(self.study_summary(name))
             except StudyNotFoundError:  # deleted meanwhile
                 self.forget(name)
+            except CorruptRowError as exc:  # listed with its error; the others stay readable
+                self.forget(name)
+                out.append({
+                    "name": name, "error": str(exc), "direction": "", "algorithm": "",
+                    "trials": None, "counts": dict.fromkeys(_STATUSES, 0), "best": None,
+                    "best_trial": None, "version": None, "pbt": False,
+                })  # fmt: skip
         return out
 
     def study_summary(self, name: str) -> dict[str, Any]:

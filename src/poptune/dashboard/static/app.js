@@ -174,6 +174,10 @@
   function renderStudies() {
     crumbs.replaceChildren("studies");
     const rows = (state.studies || []).map((s) => {
+      if (s.error) {  // a study the server could not read (a corrupt row): its name and why
+        return el("tr", { "data-study": s.name, class: "error" },
+          el("td", {}, s.name), el("td", { colspan: "9", class: "muted" }, s.error));
+      }
       const running = s.counts.RUNNING + s.counts.QUEUED;
       return el("tr", { class: "clickable", "data-study": s.name,
         onclick: () => { location.hash = studyHash(s.name, "trials"); } },
