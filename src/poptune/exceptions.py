@@ -14,7 +14,8 @@ exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError`
     ├── NoObservationsError (ValueError)       COMPLETED without any observation
     ├── StudyMismatchError (ValueError)        a saved or shared study differs from this one
     ├── StudyNotFoundError (KeyError)          no study with that name or at that path
-    ├── CheckpointError                        a checkpoint to load is missing or unreadable
+    ├── CheckpointError                        a checkpoint is missing, unreadable, a pickle
+    │                                          without allow_pickle, or named like a path
     ├── ReadOnlyStudyError                     a study opened with load_study() was asked to change
     ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
     │   ├── ArgumentTypeError (TypeError)      ... because it has the wrong type
@@ -102,7 +103,8 @@ class StudyNotFoundError(PoptuneError, KeyError):
 
 class CheckpointError(PoptuneError):
     """A checkpoint a trial must start from is missing or cannot be read (never a silent
-    fresh start)."""
+    fresh start); a checkpoint that only pickle can read or write and ``allow_pickle`` is not
+    set; or a ``load_from``/``save_to`` that is not a plain file name (a path, ``..``)."""
 
 
 class ReadOnlyStudyError(PoptuneError):
