@@ -53,6 +53,26 @@ class HyperparameterNotAppliedError(ConfigurationError):
     """
 
 
+def check_callback_arguments(
+    trial: Any, name: str, metric: Any, metric_is: str, context: Any
+) -> None:
+    """The checks both framework callbacks make of their arguments: ``trial`` is a poptune
+    Trial, the metric ``name`` (``metric``) is a non-empty str (``metric_is`` says what it
+    must be), ``context`` a list of metric names.
+
+    Raises:
+        ArgumentTypeError: naming the argument and the value.
+    """
+    if not hasattr(trial, "report") or not hasattr(trial, "parameters"):
+        raise ArgumentTypeError(f"PoptuneCallback: trial must be a poptune Trial, got {trial!r}")
+    if not isinstance(metric, str) or not metric:
+        raise ArgumentTypeError(f"PoptuneCallback: {name} must be {metric_is}, got {metric!r}")
+    if isinstance(context, str) or not all(isinstance(c, str) for c in context):
+        raise ArgumentTypeError(
+            f"PoptuneCallback: context must be a list of metric names, got {context!r}"
+        )
+
+
 def optimizer_keys(mapping: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """:data:`DEFAULT_OPTIMIZER_KEYS` updated by ``mapping``.
 

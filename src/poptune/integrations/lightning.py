@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from poptune.exceptions import ArgumentTypeError, ConfigurationError, MissingDependencyError
+from poptune.exceptions import ConfigurationError, MissingDependencyError
 
 try:
     import lightning.pytorch as pl
@@ -40,6 +40,7 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating a missi
     ) from None
 
 from poptune.integrations import torch as pt_torch  # noqa: E402 - after the dependency check
+from poptune.integrations._hyperparameters import check_callback_arguments  # noqa: E402
 
 __all__ = ["PoptuneCallback"]
 
@@ -76,18 +77,7 @@ class PoptuneCallback(pl.Callback):
         restore_rng: bool | None = None,
         checkpoints: bool = True,
     ) -> None:
-        if not hasattr(trial, "report") or not hasattr(trial, "parameters"):
-            raise ArgumentTypeError(
-                f"PoptuneCallback: trial must be a poptune Trial, got {trial!r}"
-            )
-        if not isinstance(monitor, str) or not monitor:
-            raise ArgumentTypeError(
-                f"PoptuneCallback: monitor must be a metric name, got {monitor!r}"
-            )
-        if isinstance(context, str) or not all(isinstance(c, str) for c in context):
-            raise ArgumentTypeError(
-                f"PoptuneCallback: context must be a list of metric names, got {context!r}"
-            )
+        check_callback_arguments(trial, "monitor", monitor, "a metric name", context)
         self.trial = trial
         self.monitor = monitor
         self.context = list(context)

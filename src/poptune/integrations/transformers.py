@@ -49,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised by simulating a missi
 from poptune.integrations import torch as pt_torch  # noqa: E402 - after the dependency check
 from poptune.integrations._hyperparameters import (  # noqa: E402
     HyperparameterNotAppliedError,
+    check_callback_arguments,
     parameters_of,
 )
 
@@ -173,16 +174,7 @@ class PoptuneCallback(transformers.TrainerCallback):
         restore_rng: bool | None = None,
         checkpoints: bool = True,
     ) -> None:
-        if not hasattr(trial, "report") or not hasattr(trial, "parameters"):
-            raise ArgumentTypeError(
-                f"PoptuneCallback: trial must be a poptune Trial, got {trial!r}"
-            )
-        if not isinstance(metric, str) or not metric:
-            raise ArgumentTypeError(f"PoptuneCallback: metric must be a name, got {metric!r}")
-        if isinstance(context, str) or not all(isinstance(c, str) for c in context):
-            raise ArgumentTypeError(
-                f"PoptuneCallback: context must be a list of metric names, got {context!r}"
-            )
+        check_callback_arguments(trial, "metric", metric, "a name", context)
         self.trial = trial
         self.metric = metric
         self.context = list(context)
