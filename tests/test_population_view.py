@@ -29,7 +29,7 @@ def population_study(
 ) -> poptune.Study:  # fmt: skip
     """A PBT study of ``population`` x ``generations`` segments, made in memory with PBT's
     own bookkeeping and copied to ``url`` (None: left in memory). The objective (lower is
-    better) improves each generation at a rate set by how close ``lr`` is to 10**-2.5, with
+    better) shrinks each generation by a rate set by how close ``lr`` is to 10**-2.5, times
     a little noise, so lanes differ and exploits pull the poor members up.
     ``stop_after`` finalizes only that many trials (the rest stay RUNNING or unmade)."""
     storage = MemoryStorage()
@@ -47,8 +47,8 @@ def population_study(
         lr = trial.parameters["lr"]
         rate = 0.06 * math.exp(-((math.log10(lr) + 2.5) ** 2) / 2)
         rate *= 1.1 if trial.parameters["act"] == "relu" else 1.0
-        noise = 0.01 * math.sin(trial.id * 12.9898) ** 2
-        value = loss.get(trial.parent, 1.0) * (1 - rate) + noise
+        noise = 1 + 0.01 * (math.sin(trial.id * 12.9898) ** 2 - 0.5)
+        value = loss.get(trial.parent, 1.0) * (1 - rate) * noise
         study.add_observation(trial, objective=value, iteration=trial.generation)
         if stop_after is not None and done >= stop_after:
             break
@@ -266,6 +266,21 @@ def test_population_lanes_figure_draws_one_row_per_member_and_one_arrow_per_expl
     assert "lower is better" in fig.axes[1].get_ylabel()
     none = poptune.plot.population_lanes(small.history, arrows=False, value="best")
     assert _artists(none)[2] == []
+
+
+def test_population_lanes_figure_ranks_within_each_generation(small):
+    fig = poptune.plot.population_lanes(small, scale="generation")
+    _, lanes, _ = _artists(fig)
+    grid = lanes.get_array()
+    by_cell = {(t.member, t.generation): t.last_observation.objective for t in small.trials}
+    for col in range(grid.shape[1]):
+        column = [float(v) for v in grid[:, col]]
+        assert sorted(column) == [k / 5 for k in range(6)]  # 6 members: 0, 0.2, ..., 1
+        best = min(range(6), key=lambda m: by_cell[m, col + 1])  # lower is better
+        assert column[best] == 1.0
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["worst", "median", "best"]
+    with pytest.raises(ConfigurationError, match="scale"):
+        poptune.plot.population_lanes(small, scale="log")
 
 
 def test_population_lanes_figure_errors(small):

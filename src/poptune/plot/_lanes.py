@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from poptune._validation import reject
+from poptune._validation import check_choice, reject
 from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.lineage import is_pbt
@@ -28,6 +28,7 @@ def population_lanes(
     study_or_history: Any,
     *,
     value: str = "last",
+    scale: str = "study",
     arrows: bool = True,
     cmap: str = "viridis",
     ax: Axes | None = None,
@@ -49,6 +50,10 @@ def population_lanes(
             :func:`poptune.load_study`, or its :class:`~poptune.history.History`.
         value: ``'last'`` (default: the segment's last observation, what PBT ranks by
             unless its ``rank_by`` says otherwise) or ``'best'`` (its best observation).
+        scale: ``'study'`` (default: one colour scale for every cell) or ``'generation'``
+            (each cell coloured by its objective's rank among its generation's, 1 the
+            best and 0 the worst: who leads and who is replaced, when the whole population
+            improves over time).
         arrows: draw the exploit arrows (default True).
         cmap: a matplotlib colour map name (default ``'viridis'``).
         ax: the Axes to draw on; None (default) makes a new Figure.
@@ -64,7 +69,8 @@ def population_lanes(
         ArgumentTypeError: ``study_or_history`` is neither a Study nor a History, or ``ax``
             is not an Axes.
         ConfigurationError: the study is not a PBT study, ``value`` is not ``'last'`` or
-            ``'best'``, or ``cmap`` is not a colour map.
+            ``'best'``, ``scale`` not ``'study'`` or ``'generation'``, or ``cmap`` is not a
+            colour map.
     """
     _require_matplotlib()
     from matplotlib import colormaps
@@ -77,11 +83,13 @@ def population_lanes(
             f"{name} has no PBT generations or lineage. Use poptune.plot.history() instead"
         )
     layout = layout_lanes(history, history.lower_is_better, value)
+    check_choice("poptune.plot.population_lanes()", "scale", scale, ("study", "generation"))
     if cmap not in colormaps:
         reject("poptune.plot.population_lanes()", "cmap", "a matplotlib colour map name", cmap,
                wrong_type=False)  # fmt: skip
     lower = history.lower_is_better
-    colours = colormaps[cmap].reversed() if lower else colormaps[cmap]
+    ranked = scale == "generation"
+    colours = colormaps[cmap].reversed() if lower and not ranked else colormaps[cmap]
 
     if ax is None:
         rows = max(1, len(layout.lanes))
@@ -103,19 +111,25 @@ def population_lanes(
     for cell in layout.cells:
         if cell.objective is not None:
             grid[cell.lane, cell.generation - first] = cell.objective
+    if ranked:
+        _rank_columns(grid, lower)
     xs = np.arange(first - 0.5, last + 1.0)
     ys = np.arange(-0.5, len(layout.lanes))
     colours = colours.with_extremes(bad="#e6e9ef")
-    edge = 0.3 if grid.size < 20_000 else 0.0
+    edge = 0.3 if grid.size <= 2_000 else 0.0
     mesh = ax.pcolormesh(
         xs, ys, np.ma.masked_invalid(grid), cmap=colours, shading="flat", edgecolors="white",
         linewidth=edge,
     )  # fmt: skip
     mesh.set_gid("population-lanes")
     bar = fig.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04)
-    bar.set_label(f"{value} objective ({'lower' if lower else 'higher'} is better)")
-    if lower:
-        bar.ax.invert_yaxis()  # better (bright) at the top either way
+    if ranked:
+        bar.set_ticks([0, 0.5, 1], labels=["worst", "median", "best"])
+        bar.set_label(f"rank in its generation ({value} objective)")
+    else:
+        bar.set_label(f"{value} objective ({'lower' if lower else 'higher'} is better)")
+        if lower:
+            bar.ax.invert_yaxis()  # better (bright) at the top either way
 
     if arrows and layout.exploits:
         x0 = np.array([e.from_generation for e in layout.exploits], dtype=float)
@@ -124,7 +138,7 @@ def population_lanes(
         dy = np.array([e.to_lane for e in layout.exploits], dtype=float) - y0
         quiver = ax.quiver(
             x0, y0, dx, dy, angles="xy", scale_units="xy", scale=1, color="#c82828",
-            alpha=0.6, width=0.0016, headwidth=4, headlength=5, headaxislength=4.5,
+            alpha=0.5, width=0.0011, headwidth=5, headlength=6, headaxislength=5.5,
             label="exploit (copied weights)", zorder=3,
         )  # fmt: skip
         quiver.set_gid("exploit-arrows")
@@ -144,6 +158,21 @@ def population_lanes(
         fontsize="medium",
     )
     return fig
+
+
+def _rank_columns(grid: Any, lower: bool) -> None:
+    """Each column's values as their rank there, in place: 1 the best, 0 the worst."""
+    import numpy as np
+
+    for col in range(grid.shape[1]):
+        rows = np.flatnonzero(~np.isnan(grid[:, col]))
+        if rows.size == 0:
+            continue
+        values = grid[rows, col]
+        order = np.argsort(-values if lower else values, kind="stable")  # worst first
+        ranks = np.empty(rows.size)
+        ranks[order] = np.arange(rows.size) / (rows.size - 1) if rows.size > 1 else 1.0
+        grid[rows, col] = ranks
 
 
 def _history_of(value: Any) -> tuple[History, str]:

@@ -20,6 +20,7 @@
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
   const PAGE_SIZES = [50, 100, 500];
   const PARALLEL_MAX = 1000; // parallel coordinates: the best trials drawn
+  const LANE_WINDOWS = [25, 50, 100, 200, 500]; // population view: generations per window
 
   const view = document.getElementById("view");
   const crumbs = document.getElementById("crumbs");
@@ -35,7 +36,9 @@
     lanes: freshLanes(),
   };
   // the population view's window (start null: follow the newest generations) and options
-  function freshLanes() { return { start: null, count: 100, value: "last", arrows: true, focus: null }; }
+  function freshLanes() {
+    return { start: null, count: 100, value: "last", scale: "study", arrows: true, focus: null };
+  }
 
   // -- helpers ---------------------------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -464,16 +467,25 @@
       const value = el("select", { id: "population-value",
         onchange: (e) => { state.lanes.value = e.target.value; refetch(); } },
       el("option", { value: "last" }, "last observation"), el("option", { value: "best" }, "best observation"));
+      const scale = el("select", { id: "population-scale",
+        onchange: (e) => { state.lanes.scale = e.target.value; renderPopulation(); } },
+      el("option", { value: "study" }, "across the study"), el("option", { value: "generation" }, "rank within each generation"));
+      const count = el("select", { id: "population-count",
+        onchange: (e) => { state.lanes.count = Number(e.target.value); refetch(); } },
+      LANE_WINDOWS.map((n) => el("option", { value: String(n) }, n)));
       const arrows = el("input", { type: "checkbox", id: "population-arrows", checked: state.lanes.arrows,
         onchange: (e) => { state.lanes.arrows = e.target.checked; renderPopulation(); } });
       container.replaceChildren(el("div", { class: "filters", id: "population-controls" },
-        el("label", {}, "colour: ", value), el("label", {}, arrows, " exploit arrows"),
+        el("label", {}, "colour: ", value), el("label", {}, "scale: ", scale),
+        el("label", {}, "generations shown ", count), el("label", {}, arrows, " exploit arrows"),
         el("div", { class: "pager", id: "population-pager" })),
       el("p", { class: "muted" }, "One lane per population member. Hover a cell for its " +
         "hyperparameters; click it to open the trial and trace the lineage of its weights."),
       el("div", { id: "population-plot", class: "plot" }));
     }
     document.getElementById("population-value").value = state.lanes.value;
+    document.getElementById("population-scale").value = state.lanes.scale;
+    document.getElementById("population-count").value = String(state.lanes.count);
     populationPager(answer.window);
     const lower = answer.direction === "minimize";
     const lanes = answer.lanes, w = answer.window, c = answer.cells, ex = answer.exploits;
@@ -501,12 +513,16 @@
       text[lane][col] = lines.join("<br>");
       if (c.status[i] === "RUNNING" || c.status[i] === "QUEUED") { running.x.push(c.generation[i]); running.y.push(lane); }
     }
+    const ranked = state.lanes.scale === "generation";
+    if (ranked) rankColumns(z, lower);
     const heat = { type: "heatmap", meta: "lanes", x: xs, y: ys, z, customdata: ids, text,
       hovertemplate: "%{text}<extra></extra>", hoverongaps: false, xgap: 1, ygap: 1,
-      colorscale: "Viridis", reversescale: lower,
-      zmin: answer.range ? answer.range[0] : undefined, zmax: answer.range ? answer.range[1] : undefined,
-      colorbar: { title: { text: `${answer.value} objective<br>${lower ? "lower" : "higher"} is better`, side: "right" },
-        thickness: 14 } };
+      colorscale: "Viridis", reversescale: lower && !ranked,
+      zmin: ranked ? 0 : answer.range ? answer.range[0] : undefined,
+      zmax: ranked ? 1 : answer.range ? answer.range[1] : undefined,
+      colorbar: { title: { text: ranked ? `rank in its generation<br>(${answer.value} objective)`
+        : `${answer.value} objective<br>${lower ? "lower" : "higher"} is better`, side: "right" },
+      thickness: 14, tickvals: ranked ? [0, 0.5, 1] : undefined, ticktext: ranked ? ["worst", "median", "best"] : undefined } };
     const arrow = { type: "scatter", mode: "lines+markers", meta: "exploit-arrows", name: "exploit (copied weights)",
       x: [], y: [], customdata: [], marker: { symbol: "arrow", angleref: "previous", size: [], color: "rgba(200,40,40,0.8)" },
       line: { color: "rgba(200,40,40,0.4)", width: 0.8 }, hoverinfo: "skip", visible: state.lanes.arrows };
@@ -558,6 +574,18 @@
         renderDetail(tid, true);
       });
     });
+  }
+
+  // each column's objectives as their rank there: 1 for the best, 0 for the worst
+  function rankColumns(z, lower) {
+    const columns = z.length ? z[0].length : 0;
+    for (let col = 0; col < columns; col++) {
+      const rows = z.map((_, i) => i).filter((i) => z[i][col] !== null);
+      rows.sort((a, b) => (lower ? z[b][col] - z[a][col] : z[a][col] - z[b][col])); // worst first
+      const n = rows.length;
+      const rank = new Map(rows.map((row, k) => [row, n > 1 ? k / (n - 1) : 1]));
+      for (const [row, q] of rank) z[row][col] = q;
+    }
   }
 
   function short(text) { const s = String(text); return s.length > 48 ? s.slice(0, 47) + "…" : s; }
