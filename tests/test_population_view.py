@@ -47,7 +47,7 @@ def population_study(
         lr = trial.parameters["lr"]
         rate = 0.06 * math.exp(-((math.log10(lr) + 2.5) ** 2) / 2)
         rate *= 1.1 if trial.parameters["act"] == "relu" else 1.0
-        noise = 1 + 0.01 * (math.sin(trial.id * 12.9898) ** 2 - 0.5)
+        noise = 1 + 0.002 * (math.sin(trial.id * 12.9898) ** 2 - 0.5)
         value = loss.get(trial.parent, 1.0) * (1 - rate) * noise
         study.add_observation(trial, objective=value, iteration=trial.generation)
         if stop_after is not None and done >= stop_after:
@@ -280,7 +280,18 @@ def test_population_lanes_figure_ranks_within_each_generation(small):
         assert column[best] == 1.0
     assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["worst", "median", "best"]
     with pytest.raises(ConfigurationError, match="scale"):
-        poptune.plot.population_lanes(small, scale="log")
+        poptune.plot.population_lanes(small, scale="sqrt")
+    log = poptune.plot.population_lanes(small, scale="log")
+    assert type(_artists(log)[1].norm).__name__ == "LogNorm"
+    negative = poptune.Study(
+        [poptune.Continuous("lr", [1e-3, 1e-1], "log")],
+        poptune.algorithms.PopulationBasedTraining(population_size=2, num_generations=2), True,
+    )  # fmt: skip
+    for trial in negative:
+        negative.add_observation(trial, objective=-trial.parameters["lr"], iteration=1)
+        negative.finalize(trial)
+    with pytest.raises(ConfigurationError, match="objective is <= 0"):
+        poptune.plot.population_lanes(negative, scale="log")
 
 
 def test_population_lanes_figure_errors(small):

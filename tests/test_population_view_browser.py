@@ -151,11 +151,18 @@ def test_64_members_by_100_generations_draw_every_cell_and_exploit_arrow(page, u
     donor = trials[receiver.parent]
     assert f"copied the weights of member {donor.member} (trial {donor.id})" in text
     target = os.environ.get("POPTUNE_SCREENSHOTS")
-    if target:
+    if target:  # the docs' images: coloured by rank within each generation, one hover
         Path(target).mkdir(parents=True, exist_ok=True)
+        page.select_option("#population-scale", "generation")
+        page.wait_for_function(
+            "() => /rank in its generation/.test(document.getElementById('population-plot')"
+            ".data[0].colorbar.title.text)"
+        )
+        _hover(page, receiver.generation, receiver.member)
         page.wait_for_timeout(500)
         page.locator("#population-plot").screenshot(path=str(Path(target) / "population_lanes.png"))
         _save_figure(url, Path(target) / "population_lanes_plot.png")
+        page.select_option("#population-scale", "study")
 
     # click: the trial's detail, and its lineage traced through the lanes
     x, y = page.evaluate(_CELL_XY, [receiver.generation, receiver.member])
@@ -258,5 +265,5 @@ def _save_figure(url: str, path: Path) -> None:
     pytest.importorskip("matplotlib")
     import poptune.plot
 
-    fig = poptune.plot.population_lanes(poptune.load_study(url, "big"))
-    fig.savefig(path, dpi=110)
+    fig = poptune.plot.population_lanes(poptune.load_study(url, "big"), scale="generation")
+    fig.savefig(path, dpi=90)

@@ -50,10 +50,11 @@ def population_lanes(
             :func:`poptune.load_study`, or its :class:`~poptune.history.History`.
         value: ``'last'`` (default: the segment's last observation, what PBT ranks by
             unless its ``rank_by`` says otherwise) or ``'best'`` (its best observation).
-        scale: ``'study'`` (default: one colour scale for every cell) or ``'generation'``
-            (each cell coloured by its objective's rank among its generation's, 1 the
-            best and 0 the worst: who leads and who is replaced, when the whole population
-            improves over time).
+        scale: ``'study'`` (default: one linear colour scale for every cell), ``'log'`` (a
+            logarithmic one: losses that fall by orders of magnitude; needs objectives > 0)
+            or ``'generation'`` (each cell coloured by its objective's rank among its
+            generation's, 1 the best and 0 the worst: who leads and who is replaced, when
+            the whole population improves over time).
         arrows: draw the exploit arrows (default True).
         cmap: a matplotlib colour map name (default ``'viridis'``).
         ax: the Axes to draw on; None (default) makes a new Figure.
@@ -69,8 +70,8 @@ def population_lanes(
         ArgumentTypeError: ``study_or_history`` is neither a Study nor a History, or ``ax``
             is not an Axes.
         ConfigurationError: the study is not a PBT study, ``value`` is not ``'last'`` or
-            ``'best'``, ``scale`` not ``'study'`` or ``'generation'``, or ``cmap`` is not a
-            colour map.
+            ``'best'``, ``scale`` not ``'study'``, ``'log'`` or ``'generation'`` (or
+            ``'log'`` with an objective <= 0), or ``cmap`` is not a colour map.
     """
     _require_matplotlib()
     from matplotlib import colormaps
@@ -83,7 +84,7 @@ def population_lanes(
             f"{name} has no PBT generations or lineage. Use poptune.plot.history() instead"
         )
     layout = layout_lanes(history, history.lower_is_better, value)
-    check_choice("poptune.plot.population_lanes()", "scale", scale, ("study", "generation"))
+    check_choice("poptune.plot.population_lanes()", "scale", scale, ("study", "log", "generation"))
     if cmap not in colormaps:
         reject("poptune.plot.population_lanes()", "cmap", "a matplotlib colour map name", cmap,
                wrong_type=False)  # fmt: skip
@@ -117,9 +118,17 @@ def population_lanes(
     ys = np.arange(-0.5, len(layout.lanes))
     colours = colours.with_extremes(bad="#e6e9ef")
     edge = 0.3 if grid.size <= 2_000 else 0.0
+    norm = None
+    if scale == "log":
+        from matplotlib.colors import LogNorm
+
+        if np.nanmin(grid, initial=np.inf) <= 0:
+            reject("poptune.plot.population_lanes()", "scale", "'study' or 'generation' when "
+                   "an objective is <= 0", scale, wrong_type=False)  # fmt: skip
+        norm = LogNorm()
     mesh = ax.pcolormesh(
-        xs, ys, np.ma.masked_invalid(grid), cmap=colours, shading="flat", edgecolors="white",
-        linewidth=edge,
+        xs, ys, np.ma.masked_invalid(grid), cmap=colours, norm=norm, shading="flat",
+        edgecolors="white", linewidth=edge,
     )  # fmt: skip
     mesh.set_gid("population-lanes")
     bar = fig.colorbar(mesh, ax=ax, pad=0.01, fraction=0.04)
@@ -137,8 +146,8 @@ def population_lanes(
         dx = np.array([e.to_generation for e in layout.exploits], dtype=float) - x0
         dy = np.array([e.to_lane for e in layout.exploits], dtype=float) - y0
         quiver = ax.quiver(
-            x0, y0, dx, dy, angles="xy", scale_units="xy", scale=1, color="#c82828",
-            alpha=0.5, width=0.0011, headwidth=5, headlength=6, headaxislength=5.5,
+            x0, y0, dx, dy, angles="xy", scale_units="xy", scale=1, color="#e0102a",
+            alpha=0.65, width=0.001, headwidth=5, headlength=6, headaxislength=5.5,
             label="exploit (copied weights)", zorder=3,
         )  # fmt: skip
         quiver.set_gid("exploit-arrows")

@@ -469,7 +469,8 @@
       el("option", { value: "last" }, "last observation"), el("option", { value: "best" }, "best observation"));
       const scale = el("select", { id: "population-scale",
         onchange: (e) => { state.lanes.scale = e.target.value; renderPopulation(); } },
-      el("option", { value: "study" }, "across the study"), el("option", { value: "generation" }, "rank within each generation"));
+      el("option", { value: "study" }, "linear"), el("option", { value: "log" }, "logarithmic"),
+      el("option", { value: "generation" }, "rank within each generation"));
       const count = el("select", { id: "population-count",
         onchange: (e) => { state.lanes.count = Number(e.target.value); refetch(); } },
       LANE_WINDOWS.map((n) => el("option", { value: String(n) }, n)));
@@ -513,16 +514,12 @@
       text[lane][col] = lines.join("<br>");
       if (c.status[i] === "RUNNING" || c.status[i] === "QUEUED") { running.x.push(c.generation[i]); running.y.push(lane); }
     }
-    const ranked = state.lanes.scale === "generation";
-    if (ranked) rankColumns(z, lower);
+    const colour = colourScale(z, answer, lower);
     const heat = { type: "heatmap", meta: "lanes", x: xs, y: ys, z, customdata: ids, text,
       hovertemplate: "%{text}<extra></extra>", hoverongaps: false, xgap: 1, ygap: 1,
-      colorscale: "Viridis", reversescale: lower && !ranked,
-      zmin: ranked ? 0 : answer.range ? answer.range[0] : undefined,
-      zmax: ranked ? 1 : answer.range ? answer.range[1] : undefined,
-      colorbar: { title: { text: ranked ? `rank in its generation<br>(${answer.value} objective)`
-        : `${answer.value} objective<br>${lower ? "lower" : "higher"} is better`, side: "right" },
-      thickness: 14, tickvals: ranked ? [0, 0.5, 1] : undefined, ticktext: ranked ? ["worst", "median", "best"] : undefined } };
+      colorscale: "Viridis", reversescale: colour.reverse, zmin: colour.zmin, zmax: colour.zmax,
+      colorbar: { title: { text: colour.title, side: "right" }, thickness: 14,
+        tickvals: colour.tickvals, ticktext: colour.ticktext } };
     const arrow = { type: "scatter", mode: "lines+markers", meta: "exploit-arrows", name: "exploit (copied weights)",
       x: [], y: [], customdata: [], marker: { symbol: "arrow", angleref: "previous", size: [], color: "rgba(200,40,40,0.8)" },
       line: { color: "rgba(200,40,40,0.4)", width: 0.8 }, hoverinfo: "skip", visible: state.lanes.arrows };
@@ -574,6 +571,31 @@
         renderDetail(tid, true);
       });
     });
+  }
+
+  // the colour of the cells (z changed in place): linear, logarithmic (positive objectives
+  // only, else linear) or the rank within each generation; bright is better in every case
+  function colourScale(z, answer, lower) {
+    const what = `${answer.value} objective<br>${lower ? "lower" : "higher"} is better`;
+    const scale = state.lanes.scale;
+    if (scale === "generation") {
+      rankColumns(z, lower);
+      return { reverse: false, zmin: 0, zmax: 1, title: `rank in its generation<br>(${answer.value} objective)`,
+        tickvals: [0, 0.5, 1], ticktext: ["worst", "median", "best"] };
+    }
+    const range = answer.range;
+    if (scale === "log" && range && range[0] > 0) {
+      for (const row of z) for (let i = 0; i < row.length; i++) if (row[i] !== null) row[i] = Math.log10(row[i]);
+      const lo = Math.log10(range[0]), hi = Math.log10(range[1]);
+      const tickvals = [];
+      for (let k = Math.ceil(lo); k <= Math.floor(hi); k++) tickvals.push(k);
+      if (tickvals.length < 2) tickvals.splice(0, tickvals.length, lo, hi);
+      return { reverse: lower, zmin: lo, zmax: hi, title: `${what}<br>(log scale)`, tickvals,
+        ticktext: tickvals.map((k) => fmt(Number((10 ** k).toPrecision(3)))) };
+    }
+    const note = scale === "log" ? "<br>(log needs objectives > 0)" : "";
+    return { reverse: lower, zmin: range ? range[0] : undefined, zmax: range ? range[1] : undefined,
+      title: what + note };
   }
 
   // each column's objectives as their rank there: 1 for the best, 0 for the worst
