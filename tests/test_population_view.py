@@ -141,7 +141,8 @@ def test_population_endpoint_matches_the_stored_study(data):
     cells = answer["cells"]
     assert answer["pbt"] is True and answer["direction"] == "minimize"
     assert answer["lanes"] == [f"member {m}" for m in range(6)]
-    assert answer["window"] == {"start": 1, "end": 8, "first": 1, "last": 8, "count": 100}
+    assert answer["window"] == {"start": 1, "end": 8, "first": 1, "last": 8, "count": 8}
+    assert answer["skipped"] == 0
     assert sorted(cells["trial"]) == sorted(trials)
     assert answer["parameters"] == ["lr", "act"]
     for i, tid in enumerate(cells["trial"]):

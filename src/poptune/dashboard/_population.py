@@ -24,7 +24,7 @@ __all__ = ["DEFAULT_GENERATIONS", "MAX_CELLS", "MAX_GENERATIONS", "population"]
 DEFAULT_GENERATIONS = 100
 #: Most generations one answer holds.
 MAX_GENERATIONS = 500
-#: Most cells one answer holds (lanes x generations): a wider window is narrowed to fit.
+#: Most cells (trials) one answer holds: a wider window is narrowed to fit.
 MAX_CELLS = 25_000
 
 
@@ -39,9 +39,13 @@ def population(
     """The population lanes of the window ``[start, start + count - 1]`` of generations.
 
     ``start=None`` shows the newest ``count`` generations (the window follows a running
-    study). ``count`` is narrowed so that lanes x generations stays within
-    :data:`MAX_CELLS`. ``since`` equal to the study's version answers only
-    ``{'version': v, 'unchanged': True}``: a poll that finds nothing new costs nothing.
+    study); a ``start`` past the newest generation shows the newest one. The window is
+    narrowed so that it holds at most :data:`MAX_CELLS` trials (at least one generation).
+    Only the window's trials are laid out (through the History's generation index): an
+    answer costs what it shows, whatever the size of the study. Its lanes are the members
+    with a trial in the window (every member, for PBT). ``since`` equal to the study's
+    version answers only ``{'version': v, 'unchanged': True}``: a poll that finds nothing
+    new costs nothing.
 
     Returns ``{'version', 'pbt', 'direction', 'value', 'lanes', 'members', 'window':
     {'start', 'end', 'first', 'last', 'count'}, 'range': [lo, hi] | None, 'parameters':
@@ -49,7 +53,9 @@ def population(
     'attempts', 'values': [[value per parameter], ...]}, 'exploits': {'source', 'target',
     'from_lane', 'from_generation', 'to_lane', 'to_generation'}, 'skipped'}``: every
     ``cells``/``exploits`` entry is a list with one item per cell/arrow in the window (an
-    arrow is in it when both its ends are). ``range`` spans the window's objectives.
+    arrow is in it when both its ends are). ``window.count`` is the number of generations
+    shown, ``range`` spans the window's objectives and ``skipped`` counts the trials that
+    are no PBT segment (no int ``generation``), drawn nowhere.
 
     Raises:
         ConfigurationError: ``count`` outside 1..:data:`MAX_GENERATIONS`, ``start`` or
@@ -70,31 +76,41 @@ def population(
 
 
 def _window(view: _StudyView, start: int | None, count: int, value: str) -> dict[str, Any]:
+    """Lay out only the window's trials (read through the History's generation index), so
+    an answer costs what it shows, not the size of the study."""
     from poptune.dashboard._data import _jsonable
 
     history = view.history
-    layout = view.cached(("lanes", value), lambda: layout_lanes(history, view.lower_is_better,
-                                                                value))  # fmt: skip
-    gens = layout.generations
-    lanes = max(1, len(layout.lanes))
-    count = max(1, min(count, MAX_CELLS // lanes))
+    gens = [g for g in history.generations if type(g) is int]
     first, last = (gens[0], gens[-1]) if gens else (None, None)
-    if first is None or last is None:
-        lo = hi = None
-    elif start is None:
-        hi = last
-        lo = max(first, last - count + 1)
-    else:  # a window past the newest generation shows the newest one
-        lo = min(max(start, first), last)
-        hi = min(lo + count - 1, last)
+    lo = hi = None
+    if first is not None and last is not None:
+        if start is None:  # the newest generations, back to count of them or MAX_CELLS cells
+            hi = last
+            lo, cells = hi, len(history.generation(hi))
+            while lo > first and hi - lo + 1 < count:
+                more = len(history.generation(lo - 1))
+                if cells + more > MAX_CELLS:
+                    break
+                lo, cells = lo - 1, cells + more
+        else:  # a window past the newest generation shows the newest one
+            lo = min(max(start, first), last)
+            hi, cells = lo, len(history.generation(lo))
+            while hi < last and hi - lo + 1 < count:
+                more = len(history.generation(hi + 1))
+                if cells + more > MAX_CELLS:
+                    break
+                hi, cells = hi + 1, cells + more
+    shown = [] if lo is None or hi is None else [
+        t for g in range(lo, hi + 1) for t in history.generation(g)]  # fmt: skip
+    layout = layout_lanes(shown, view.lower_is_better, value)
+    placed = sum(len(history.generation(g)) for g in gens)
     names = list(history.parameter_names)
     cells: dict[str, list[Any]] = {key: [] for key in
                                    ("trial", "lane", "generation", "objective", "status",
                                     "parent", "attempts", "values")}  # fmt: skip
     objectives = []
     for cell in layout.cells:
-        if lo is None or hi is None or not lo <= cell.generation <= hi:
-            continue
         trial = cell.trial
         params = trial.parameters
         cells["trial"].append(trial.id)
@@ -110,13 +126,10 @@ def _window(view: _StudyView, start: int | None, count: int, value: str) -> dict
     arrows: dict[str, list[int]] = {key: [] for key in
                                     ("source", "target", "from_lane", "from_generation",
                                      "to_lane", "to_generation")}  # fmt: skip
-    for e in layout.exploits:
-        if lo is None or hi is None:
-            break
-        if lo <= e.from_generation <= hi and lo <= e.to_generation <= hi:
-            for key, item in zip(arrows, (e.donor, e.receiver, e.from_lane, e.from_generation,
-                                          e.to_lane, e.to_generation), strict=True):  # fmt: skip
-                arrows[key].append(item)
+    for e in layout.exploits:  # both ends are in the window: the layout saw no other trial
+        for key, item in zip(arrows, (e.donor, e.receiver, e.from_lane, e.from_generation,
+                                      e.to_lane, e.to_generation), strict=True):  # fmt: skip
+            arrows[key].append(item)
     return {
         "version": view.version,
         "pbt": is_pbt(history, names),
@@ -124,10 +137,16 @@ def _window(view: _StudyView, start: int | None, count: int, value: str) -> dict
         "value": value,
         "lanes": layout.lanes,
         "members": [_jsonable(m) for m in layout.members],
-        "window": {"start": lo, "end": hi, "first": first, "last": last, "count": count},
+        "window": {
+            "start": lo,
+            "end": hi,
+            "first": first,
+            "last": last,
+            "count": None if lo is None or hi is None else hi - lo + 1,
+        },  # fmt: skip
         "range": [min(objectives), max(objectives)] if objectives else None,
         "parameters": names,
         "cells": cells,
         "exploits": arrows,
-        "skipped": layout.skipped,
+        "skipped": history.n_trials - placed,
     }
