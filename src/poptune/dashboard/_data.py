@@ -15,6 +15,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from poptune._validation import check_choice, check_number
+from poptune.dashboard._population import DEFAULT_GENERATIONS, population
 from poptune.exceptions import (
     ConfigurationError,
     CorruptRowError,
@@ -329,6 +330,25 @@ class DashboardData:
                     exploit = is_exploit(trial, parent)
                     edges.append({"source": parent.id, "target": trial.id, "exploit": exploit})
             return {"version": view.version, "nodes": nodes, "edges": edges}
+
+    def population(
+        self,
+        name: str,
+        *,
+        start: int | None = None,
+        count: int = DEFAULT_GENERATIONS,
+        value: str = "last",
+        since: int | None = None,
+    ) -> dict[str, Any]:
+        """The population lanes of a PBT study: one lane per member over a window of
+        generations, with the exploit arrows (:func:`poptune.dashboard._population.population`).
+
+        Raises:
+            StudyNotFoundError: no such study.
+            ConfigurationError: a bad ``start``, ``count``, ``value`` or ``since``.
+        """
+        with self._view(name) as view:
+            return population(view, start=start, count=count, value=value, since=since)
 
     # -- the one write -----------------------------------------------------------------------
     def request_stop(self, name: str, trial_id: int) -> None:

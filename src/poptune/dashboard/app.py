@@ -11,6 +11,9 @@ API (every answer JSON; errors ``{"error": "..."}`` with 400, 403, 404 or 409)::
     GET  /api/studies/{name}/curves                  ?top=N&recent=M&points=P
     GET  /api/studies/{name}/trials/{id}             one trial with its schedule
     GET  /api/studies/{name}/lineage                 PBT nodes and edges
+    GET  /api/studies/{name}/population              ?start=G&count=N&value=last|best&since=V
+                                                     PBT lanes: one per member, a window of
+                                                     generations, exploit arrows
     POST /api/studies/{name}/trials/{id}/stop        only with allow_stop; header X-Poptune: stop
 
 The page (``/``) is static HTML and JavaScript from :mod:`poptune.dashboard`'s ``static``
@@ -34,6 +37,7 @@ from poptune.dashboard._data import (
     DashboardData,
     StopNotAllowedError,
 )
+from poptune.dashboard._population import DEFAULT_GENERATIONS
 from poptune.exceptions import (
     ConfigurationError,
     MissingDependencyError,
@@ -237,6 +241,16 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
     def lineage(request: Request) -> dict[str, Any]:
         return data.lineage(request.path_params["name"])
 
+    def lanes(request: Request) -> dict[str, Any]:
+        q = request.query_params
+        return data.population(
+            request.path_params["name"],
+            start=_int_arg(q, "start", None),
+            count=_int_arg(q, "count", DEFAULT_GENERATIONS, minimum=1) or DEFAULT_GENERATIONS,
+            value=q.get("value") or "last",
+            since=_int_arg(q, "since", None),
+        )
+
     def stop(request: Request) -> Response:
         if request.method != "POST":  # routed here so that a GET is not taken for a study name
             return error(405, f"method {request.method} not allowed: POST to stop a trial")
@@ -298,6 +312,7 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
         Route("/api/studies/{name:path}/trials", api(trials)),
         Route("/api/studies/{name:path}/lineage", api(lineage)),
         Route("/api/studies/{name:path}/curves", api(curves)),
+        Route("/api/studies/{name:path}/population", api(lanes)),
         Route("/api/studies/{name:path}", api(study)),
     ]
     return Starlette(

@@ -1,10 +1,13 @@
 """Figures of a study, drawn with matplotlib.
 
-Four functions, each taking a :class:`~poptune.Study` (also one opened read-only with
+Five functions, each taking a :class:`~poptune.Study` (also one opened read-only with
 :func:`poptune.load_study`) and returning a :class:`matplotlib.figure.Figure`:
 
 * :func:`lineage`: a Population Based Training study's family tree, the objective and one
   hyperparameter along every founder-to-leaf path (SHERPA's PBT notebook figure);
+* :func:`population_lanes`: a PBT study's population, one lane per member over generations,
+  coloured by the objective, with an arrow for every exploit (the dashboard's "Population"
+  view; it takes a History too);
 * :func:`schedule`: the hyperparameter schedule that produced one trial;
 * :func:`history`: the objective of each completed trial and the best so far;
 * :func:`parallel_coordinates`: every completed trial across the parameters and the objective.
@@ -22,12 +25,14 @@ plain text: dollar signs are escaped, so ``$x$`` is not read as mathtext.
 
 The figures only read a study (:class:`StudyLike`: its name, parameters, direction and
 History) and take lineage from :mod:`poptune.lineage`; they import neither the Study nor an
-algorithm. ``_pbt.py`` holds the PBT figures, ``_trials.py`` those of any study and
-``_common.py`` what they share.
+algorithm. ``_pbt.py`` holds the PBT figures, ``_lanes.py`` the population lanes (laid out
+by ``_layout.py``, which has no matplotlib and which the dashboard shares), ``_trials.py``
+the figures of any study and ``_common.py`` what they share.
 """
 
 from poptune.exceptions import MissingDependencyError
 from poptune.plot._common import StudyLike
+from poptune.plot._lanes import population_lanes
 from poptune.plot._pbt import lineage, schedule
 from poptune.plot._trials import history, parallel_coordinates
 
@@ -37,5 +42,6 @@ __all__ = [
     "history",
     "lineage",
     "parallel_coordinates",
+    "population_lanes",
     "schedule",
 ]

@@ -1,7 +1,8 @@
 // poptune dashboard: one page, hash routes, polling the JSON API once a second.
 // A study of any size stays quick: the trials table is a page of rows sorted and filtered by
 // the server, the learning curves are the best and newest trials (downsampled), the parallel
-// coordinates the best trials; only the PBT views (lineage, schedules) load every trial.
+// coordinates the best trials; the population lanes a window of generations (columnar
+// arrays); only the PBT lineage and schedules views load every trial.
 // Every user-provided string (study and parameter names, choice values, context keys) reaches
 // the DOM through textContent, and Plotly through esc(): nothing is parsed as HTML.
 "use strict";
@@ -9,7 +10,7 @@
   const POLL_MS = 1000;
   const TABS = [
     ["trials", "Trials"], ["curves", "Learning curves"], ["parallel", "Parallel coordinates"],
-    ["lineage", "PBT lineage"], ["schedules", "Schedules"],
+    ["population", "Population"], ["lineage", "PBT lineage"], ["schedules", "Schedules"],
   ];
   const STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED"];
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -19,6 +20,7 @@
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
   const PAGE_SIZES = [50, 100, 500];
   const PARALLEL_MAX = 1000; // parallel coordinates: the best trials drawn
+  const LANE_WINDOWS = [25, 50, 100, 200, 500]; // population view: generations per window
 
   const view = document.getElementById("view");
   const crumbs = document.getElementById("crumbs");
@@ -31,7 +33,12 @@
     sort: { key: "id", desc: false }, filter: { status: "", generation: "" },
     page: { offset: 0, size: 100 },
     selected: null, param: null, busy: false, again: false, dirty: true,
+    lanes: freshLanes(),
   };
+  // the population view's window (start null: follow the newest generations) and options
+  function freshLanes() {
+    return { start: null, count: 100, value: "last", scale: "study", arrows: true, focus: null };
+  }
 
   // -- helpers ---------------------------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -123,6 +130,11 @@
       return `${base}/trials?${q}`;
     }
     if (tab === "curves") return `${base}/curves`;
+    if (tab === "population") {
+      const q = new URLSearchParams({ count: state.lanes.count, value: state.lanes.value });
+      if (state.lanes.start !== null) q.set("start", state.lanes.start);
+      return `${base}/population?${q}`;
+    }
     if (tab === "parallel") {
       const order = study.meta.direction === "minimize" ? "asc" : "desc";
       return `${base}/trials?sort=best&order=${order}&limit=${PARALLEL_MAX}&observations=0`;
@@ -142,9 +154,11 @@
     const query = tabQuery(study);
     let version;
     if (query !== null) {
-      const answer = await api(query);
+      // the population answer is large: ask for it only when the study changed
+      const since = state.route.tab === "population" && query === study.query && study.seen >= 0;
+      const answer = await api(since ? `${query}&since=${study.seen}` : query);
       version = answer.version;
-      if (version !== study.seen || query !== study.query) {
+      if (!answer.unchanged && (version !== study.seen || query !== study.query)) {
         study.answer = { ...answer, tab: state.route.tab };
         study.query = query;
         if (version !== study.seen && !study.fresh) study.meta = await api(studyApi(name));
@@ -248,7 +262,7 @@
       return;
     }
     const renderers = { trials: renderTrials, curves: renderCurves, parallel: renderParallel,
-      lineage: renderLineage, schedules: renderSchedules };
+      population: renderPopulation, lineage: renderLineage, schedules: renderSchedules };
     renderers[tab]();
     if (state.selected !== null) renderDetail(state.selected, false);
   }
@@ -434,6 +448,182 @@
     const [a, b] = [f(p.range[0]), f(p.range[1])];
     return { name, norm: (t) => (b > a ? (f(t.parameters[name]) - a) / (b - a) : 0.5),
       ticks: [[0, fmt(p.range[0])], [1, fmt(p.range[1])]] };
+  }
+
+  // Population lanes: one lane per member (y), one column per generation (x), colour = the
+  // objective (bright = better in either direction), exploit arrows from the donor's cell to
+  // the receiver's. The server sends a window of generations as columnar arrays.
+  function renderPopulation() {
+    const study = state.study;
+    const container = document.getElementById("tab");
+    if (!study.meta.pbt) {
+      container.replaceChildren(el("p", { class: "muted", id: "population-none" },
+        "Not a PBT study: its trials have no population members or generations."));
+      return;
+    }
+    const answer = study.answer;
+    if (!answer || answer.tab !== "population") { state.dirty = true; return; }
+    if (!document.getElementById("population-plot")) {
+      const value = el("select", { id: "population-value",
+        onchange: (e) => { state.lanes.value = e.target.value; refetch(); } },
+      el("option", { value: "last" }, "last observation"), el("option", { value: "best" }, "best observation"));
+      const scale = el("select", { id: "population-scale",
+        onchange: (e) => { state.lanes.scale = e.target.value; renderPopulation(); } },
+      el("option", { value: "study" }, "linear"), el("option", { value: "log" }, "logarithmic"),
+      el("option", { value: "generation" }, "rank within each generation"));
+      const count = el("select", { id: "population-count",
+        onchange: (e) => { state.lanes.count = Number(e.target.value); refetch(); } },
+      LANE_WINDOWS.map((n) => el("option", { value: String(n) }, n)));
+      const arrows = el("input", { type: "checkbox", id: "population-arrows", checked: state.lanes.arrows,
+        onchange: (e) => { state.lanes.arrows = e.target.checked; renderPopulation(); } });
+      container.replaceChildren(el("div", { class: "filters", id: "population-controls" },
+        el("label", {}, "colour: ", value), el("label", {}, "scale: ", scale),
+        el("label", {}, "generations shown ", count), el("label", {}, arrows, " exploit arrows"),
+        el("div", { class: "pager", id: "population-pager" })),
+      el("p", { class: "muted" }, "One lane per population member. Hover a cell for its " +
+        "hyperparameters; click it to open the trial and trace the lineage of its weights."),
+      el("div", { id: "population-plot", class: "plot" }));
+    }
+    document.getElementById("population-value").value = state.lanes.value;
+    document.getElementById("population-scale").value = state.lanes.scale;
+    document.getElementById("population-count").value = String(state.lanes.count);
+    populationPager(answer.window);
+    const lower = answer.direction === "minimize";
+    const lanes = answer.lanes, w = answer.window, c = answer.cells, ex = answer.exploits;
+    const xs = [];
+    if (w.start !== null) for (let g = w.start; g <= w.end; g++) xs.push(g);
+    const ys = lanes.map((_, i) => i);
+    const z = ys.map(() => xs.map(() => null));
+    const ids = ys.map(() => xs.map(() => null));
+    const text = ys.map(() => xs.map(() => ""));
+    const where = new Map(); // trial id -> [generation, lane] of its cell
+    const donorOf = new Map();
+    for (let i = 0; i < ex.target.length; i++) donorOf.set(ex.target[i], [ex.source[i], ex.from_lane[i]]);
+    const running = { x: [], y: [] };
+    for (let i = 0; i < c.trial.length; i++) {
+      const lane = c.lane[i], col = c.generation[i] - w.start, tid = c.trial[i];
+      z[lane][col] = c.objective[i];
+      ids[lane][col] = tid;
+      where.set(tid, [c.generation[i], lane]);
+      const lines = [`trial ${tid} · ${esc(lanes[lane])} · generation ${c.generation[i]}`,
+        `${answer.value} objective ${fmt(c.objective[i])} · ${c.status[i]}`];
+      answer.parameters.forEach((n, k) => lines.push(`${esc(short(n))} = ${esc(short(fmt(c.values[i][k])))}`));
+      const donor = donorOf.get(tid);
+      if (donor) lines.push(`copied the weights of ${esc(lanes[donor[1]])} (trial ${donor[0]})`);
+      if (c.attempts[i] > 1) lines.push(`${c.attempts[i]} attempts`);
+      text[lane][col] = lines.join("<br>");
+      if (c.status[i] === "RUNNING" || c.status[i] === "QUEUED") { running.x.push(c.generation[i]); running.y.push(lane); }
+    }
+    const colour = colourScale(z, answer, lower);
+    const heat = { type: "heatmap", meta: "lanes", x: xs, y: ys, z, customdata: ids, text,
+      hovertemplate: "%{text}<extra></extra>", hoverongaps: false, xgap: 1, ygap: 1,
+      colorscale: "Viridis", reversescale: colour.reverse, zmin: colour.zmin, zmax: colour.zmax,
+      colorbar: { title: { text: colour.title, side: "right" }, thickness: 14,
+        tickvals: colour.tickvals, ticktext: colour.ticktext } };
+    const arrow = { type: "scatter", mode: "lines+markers", meta: "exploit-arrows", name: "exploit (copied weights)",
+      x: [], y: [], customdata: [], marker: { symbol: "arrow", angleref: "previous", size: [], color: "rgba(200,40,40,0.8)" },
+      line: { color: "rgba(200,40,40,0.4)", width: 0.8 }, hoverinfo: "skip", visible: state.lanes.arrows };
+    for (let i = 0; i < ex.source.length; i++) {
+      arrow.x.push(ex.from_generation[i], ex.to_generation[i], null);
+      arrow.y.push(ex.from_lane[i], ex.to_lane[i], null);
+      const pair = [ex.source[i], ex.target[i]];
+      arrow.customdata.push(pair, pair, null);
+      arrow.marker.size.push(0, 6, 0);
+    }
+    const live = { type: "scatter", mode: "markers", meta: "running", name: "running", x: running.x, y: running.y,
+      marker: { symbol: "square-open", size: 9, color: "#2f6fdf", line: { width: 2 } }, hoverinfo: "skip" };
+    const focus = { type: "scatter", mode: "lines+markers", meta: "focus", name: "lineage of the selected trial",
+      x: [], y: [], customdata: [], line: { color: "#1d2330", width: 3 }, marker: { size: 6, color: "#fff",
+        line: { color: "#1d2330", width: 2 } }, hoverinfo: "skip" };
+    const byTrial = new Map(c.trial.map((t, i) => [t, i]));
+    for (let t = state.lanes.focus; t !== null && t !== undefined && where.has(t);) {
+      const [g, lane] = where.get(t);
+      focus.x.unshift(g); focus.y.unshift(lane); focus.customdata.unshift(t);
+      t = c.parent[byTrial.get(t)];
+    }
+    const step = Math.max(1, Math.ceil(lanes.length / 32));
+    const ticks = ys.filter((i) => i % step === 0);
+    const height = Math.max(420, Math.min(1400, lanes.length * 11 + 150));
+    const title = w.start === null ? "no trials yet"
+      : `${lanes.length} members × generations ${w.start}–${w.end}` +
+        `${w.first < w.start || w.last > w.end ? ` (of ${w.first}–${w.last})` : ""} · ${ex.source.length} exploits`;
+    Plotly.react("population-plot", [heat, arrow, live, focus], {
+      margin: { t: 40, r: 10, l: 90, b: 50 }, height, hovermode: "closest", title: { text: title, font: { size: 13 } },
+      xaxis: { title: { text: "generation" }, showgrid: false, zeroline: false,
+        range: w.start === null ? undefined : [w.start - 0.5, w.end + 0.5] },
+      yaxis: { title: { text: "population member" }, tickvals: ticks, ticktext: ticks.map((i) => esc(lanes[i])),
+        range: [lanes.length - 0.5, -0.5], showgrid: false, zeroline: false, tickfont: { size: 10 } },
+      plot_bgcolor: "#e6e9ef", showlegend: true,
+      legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom", xanchor: "left", font: { size: 11 } },
+    }, PLOT_CONFIG).then(() => {
+      const gd = document.getElementById("population-plot");
+      gd.dataset.version = String(answer.version);
+      if (gd.dataset.bound) return;
+      gd.dataset.bound = "1";
+      gd.on("plotly_click", (event) => {
+        const point = event.points && event.points[0];
+        if (!point) return;
+        let tid = point.customdata;
+        if (Array.isArray(tid)) tid = tid[1];
+        if (typeof tid !== "number") return;
+        state.lanes.focus = tid;
+        renderPopulation();
+        renderDetail(tid, true);
+      });
+    });
+  }
+
+  // the colour of the cells (z changed in place): linear, logarithmic (positive objectives
+  // only, else linear) or the rank within each generation; bright is better in every case
+  function colourScale(z, answer, lower) {
+    const what = `${answer.value} objective<br>${lower ? "lower" : "higher"} is better`;
+    const scale = state.lanes.scale;
+    if (scale === "generation") {
+      rankColumns(z, lower);
+      return { reverse: false, zmin: 0, zmax: 1, title: `rank in its generation<br>(${answer.value} objective)`,
+        tickvals: [0, 0.5, 1], ticktext: ["worst", "median", "best"] };
+    }
+    const range = answer.range;
+    if (scale === "log" && range && range[0] > 0) {
+      for (const row of z) for (let i = 0; i < row.length; i++) if (row[i] !== null) row[i] = Math.log10(row[i]);
+      const lo = Math.log10(range[0]), hi = Math.log10(range[1]);
+      const tickvals = [];
+      for (let k = Math.ceil(lo); k <= Math.floor(hi); k++) tickvals.push(k);
+      if (tickvals.length < 2) tickvals.splice(0, tickvals.length, lo, hi);
+      return { reverse: lower, zmin: lo, zmax: hi, title: `${what}<br>(log scale)`, tickvals,
+        ticktext: tickvals.map((k) => fmt(Number((10 ** k).toPrecision(3)))) };
+    }
+    const note = scale === "log" ? "<br>(log needs objectives > 0)" : "";
+    return { reverse: lower, zmin: range ? range[0] : undefined, zmax: range ? range[1] : undefined,
+      title: what + note };
+  }
+
+  // each column's objectives as their rank there: 1 for the best, 0 for the worst
+  function rankColumns(z, lower) {
+    const columns = z.length ? z[0].length : 0;
+    for (let col = 0; col < columns; col++) {
+      const rows = z.map((_, i) => i).filter((i) => z[i][col] !== null);
+      rows.sort((a, b) => (lower ? z[b][col] - z[a][col] : z[a][col] - z[b][col])); // worst first
+      const n = rows.length;
+      const rank = new Map(rows.map((row, k) => [row, n > 1 ? k / (n - 1) : 1]));
+      for (const [row, q] of rank) z[row][col] = q;
+    }
+  }
+
+  function short(text) { const s = String(text); return s.length > 48 ? s.slice(0, 47) + "…" : s; }
+
+  function populationPager(w) {
+    const lanes = state.lanes;
+    const go = (start) => { lanes.start = start; refetch(); };
+    const older = w.start !== null && w.first < w.start;
+    const newer = w.start !== null && w.end < w.last;
+    document.getElementById("population-pager").replaceChildren(
+      el("button", { id: "lanes-first", disabled: !older, onclick: () => go(w.first) }, "«"),
+      el("button", { id: "lanes-earlier", disabled: !older, onclick: () => go(Math.max(w.first, w.start - w.count)) }, "‹ earlier"),
+      el("span", { class: "muted", id: "lanes-info" }, w.start === null ? "" :
+        `generations ${w.start}–${w.end} of ${w.first}–${w.last}` + (lanes.start === null ? " (following the newest)" : "")),
+      el("button", { id: "lanes-later", disabled: !newer, onclick: () => go(w.start + w.count) }, "later ›"),
+      el("button", { id: "lanes-newest", disabled: lanes.start === null, onclick: () => go(null) }, "newest »"));
   }
 
   // PBT lineage: one node per trial, edges parent -> child, exploit edges dashed
@@ -631,6 +821,7 @@
         state.filter = { status: "", generation: "" };
         state.sort = { key: "id", desc: false };
         state.page = { offset: 0, size: 100 };
+        state.lanes = freshLanes();
       }
     }
     tick();
