@@ -51,6 +51,8 @@ SPOOL_BYTES = 64 * 2**20
 _MAKES_DIRECTORIES = frozenset({"file", "local", "sftp", "ssh", "ftp", "smb", "webdav"})
 
 Writer = Callable[[IO[bytes]], None]
+#: Reads of a blob that keeps being replaced while it is read, before giving up.
+_READ_ATTEMPTS = 5
 
 
 def _host_id() -> str:
@@ -299,10 +301,22 @@ class FsspecBackend:
 
     @contextmanager
     def read(self, name: str) -> Iterator[IO[bytes]]:
+        """A copy of the blob; one replaced while it was being read (an object store reads in
+        ranges: s3fs's ``FileExpired``) is read again from the start, so the copy is one
+        version."""
         self._fresh()
         with spool() as fh:
-            with self.fs.open(self._key(name), "rb") as src:
-                shutil.copyfileobj(src, fh, 2**22)
+            for attempt in range(_READ_ATTEMPTS):
+                fh.seek(0)
+                fh.truncate()
+                try:
+                    with self.fs.open(self._key(name), "rb") as src:
+                        shutil.copyfileobj(src, fh, 2**22)
+                    break
+                except OSError as exc:
+                    if type(exc).__name__ != "FileExpired" or attempt == _READ_ATTEMPTS - 1:
+                        raise
+                    self._fresh()
             fh.seek(0)
             yield fh
 

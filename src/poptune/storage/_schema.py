@@ -94,6 +94,7 @@ meta = sa.Table(
 
 def _checkpoint_tables(m: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """The tables of checkpoints kept in the database (version 3; frozen)."""
+
     def study() -> sa.ForeignKey:
         return sa.ForeignKey("poptune_studies.study_id", ondelete="CASCADE")
 
