@@ -118,7 +118,8 @@ def test_a_checkpoint_round_trips_and_errors_name_what_is_missing(where):
     assert np.array_equal(state["w"], np.arange(5000) + int(nxt.load_from))
     assert nxt.load_path == study.checkpoints.path(nxt.load_from)
     study.checkpoints._backend.delete(nxt.load_from)  # someone removed the donor's checkpoint
-    with pytest.raises(CheckpointError, match=f"starts from checkpoint '{nxt.load_from}'.*does not"):
+    missing = f"starts from checkpoint '{nxt.load_from}'.*does not"
+    with pytest.raises(CheckpointError, match=missing):
         nxt.load_checkpoint()
     with pytest.raises(CheckpointError, match="does not exist"):
         nxt.load_path  # noqa: B018
@@ -351,3 +352,63 @@ def test_locations_and_options_are_checked_where_the_study_is_made(tmp_path):
     local = Study(_params(), pbt, False, checkpoint_dir=f"file://{tmp_path}/c")
     assert local.checkpoint_dir == Path(f"{tmp_path}/c")  # a file:// URL is a local directory
     assert local.get_suggestion().save_checkpoint({"w": 1}) == tmp_path / "c" / "1"
+
+
+def test_two_poptune_workers_share_checkpoints_in_the_database(tmp_path):
+    import subprocess
+    import sys
+
+    url = make_url("sqlite", tmp_path)
+    study = pbt_study((url, IN_DATABASE, None), generations=3, population=4)
+    repo = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "poptune", "worker", url, "remote",
+               "tests.objectives:pbt_weights", "--checkpoint-dir", "database://",
+               "--checkpoint-option", "chunk_bytes=2048"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), str(repo)])}
+    workers = [subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    trials = {t.id: t for t in study.trials}
+    assert len(trials) == 12 and all(t.status.value == "COMPLETED" for t in trials.values())
+    for t in trials.values():
+        if t.load_from:
+            assert study.checkpoints.read(t.save_to)["loaded_from"] == int(t.load_from)
+    with study._storage._engine.connect() as conn:  # written in 2 kB chunks
+        assert conn.exec_driver_sql("SELECT MAX(LENGTH(data)) FROM poptune_checkpoint_chunks"
+                                    ).scalar_one() <= 2048  # fmt: skip
+    bad = subprocess.run([*command[:-2], "--checkpoint-option", "chunk_bytes"], cwd=repo,
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode != 0 and "expected KEY=VALUE" in bad.stderr
+    forget_storages()
+
+
+def test_the_torch_integration_saves_and_loads_through_every_backend(where):
+    torch = pytest.importorskip("torch")
+    from poptune.integrations import torch as pt_torch
+
+    study = pbt_study(where, generations=2, population=2)
+    for t in (study.get_suggestion(), study.get_suggestion()):
+        torch.manual_seed(t.id)
+        model = torch.nn.Linear(3, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=t.parameters["lr"], momentum=0.9)
+        state = pt_torch.load_checkpoint(t, model, optimizer)
+        assert state.fresh
+        location = pt_torch.save_checkpoint(t, model, optimizer, epoch=1)
+        assert location == t.checkpoint_path
+        t.report(float(t.id), iteration=1)
+        study.finalize(t)
+    nxt = study.get_suggestion()
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    state = pt_torch.load_checkpoint(nxt, model, optimizer)
+    assert state.epoch == 1 and state.path == nxt.load_path
+    torch.manual_seed(int(nxt.load_from))
+    assert torch.equal(model.weight, torch.nn.Linear(3, 2).weight)  # the donor's weights
+    assert optimizer.param_groups[0]["lr"] == nxt.parameters["lr"]  # the trial's, applied
+    raw = nxt.load_checkpoint()  # the same file, read by the store's pickle-free reader
+    assert raw["format"] == pt_torch.FORMAT and raw["epoch"] == 1
+    study.checkpoints._backend.delete(nxt.load_from)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        pt_torch.load_checkpoint(nxt, model, optimizer)
