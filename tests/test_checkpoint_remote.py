@@ -412,3 +412,42 @@ def test_the_torch_integration_saves_and_loads_through_every_backend(where):
     study.checkpoints._backend.delete(nxt.load_from)
     with pytest.raises(CheckpointError, match="does not exist"):
         pt_torch.load_checkpoint(nxt, model, optimizer)
+
+
+_DB_WRITER = """
+import sys, time
+import numpy as np
+import poptune as pt
+from poptune.storage._blobs import DatabaseBackend
+
+DatabaseBackend._commit = lambda *a: time.sleep(3600)  # stop between the chunks and the commit
+from poptune.study import join_study
+study = join_study(sys.argv[1], "remote", checkpoint_dir="database://",
+                      checkpoint_options={"chunk_bytes": 1024})
+study.checkpoints.save(pt.Trial(7, {"save_to": "7"}), {"w": np.zeros(2000)})
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_chunks_the_next_store_removes(db_where, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    study = pbt_study(db_where)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    writer = subprocess.Popen([sys.executable, "-c", _DB_WRITER, db_where[0]], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while _rows(study, "poptune_checkpoint_chunks") < 16:  # all 16 kB of its chunks
+            assert writer.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert study.checkpoints.remove_orphans() == []  # its writer lives: kept
+        assert study.checkpoints.names() == []  # and no checkpoint: it was never committed
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    store = CheckpointStore(IN_DATABASE, storage=study._storage, study_id=study._study_id)
+    assert store._backend.temporaries() == []  # opening the store removed the dead writer's
+    assert _rows(study, "poptune_checkpoint_chunks") == 0
