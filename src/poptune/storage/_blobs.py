@@ -8,8 +8,9 @@ Two tables (schema version 3, :mod:`poptune.storage._schema`):
   large checkpoint never holds the database's write lock (SQLite) for long;
 * ``poptune_checkpoints(study_id, name, upload, size, sha256, chunks, written_at)``: one row
   per *whole* checkpoint. A checkpoint exists once this row is committed, in one transaction
-  after all its chunks (which also deletes the chunks of the checkpoint it replaces): a
-  reader sees the old checkpoint or the new one, never part of one.
+  after all its chunks: a reader sees the old checkpoint or the new one, never part of one.
+  The chunks of the checkpoint it replaced (or of one deleted) are then deleted one chunk per
+  transaction.
 
 An upload's key is its temporary name (``.<name>.<host>.<pid>.<random>.tmp``): chunks no
 row points to are an upload in progress or one whose writer died, which the store's orphan
@@ -216,7 +217,8 @@ class DatabaseBackend:
                             study_id=self.study_id, name=name, **values))  # fmt: skip
                     else:
                         conn.execute(sa.update(heads_table).where(where).values(**values))
-                        conn.execute(sa.delete(chunks_table).where(c.upload == old))
+                if old is not None:
+                    self._drop(old)
                 return
             except sa.exc.IntegrityError:
                 if attempt:  # a concurrent first write of the same name won twice
@@ -259,15 +261,27 @@ class DatabaseBackend:
             return [r[0] for r in rows]
 
     def delete(self, name: str) -> bool:
-        h, c = heads_table.c, chunks_table.c
+        h = heads_table.c
         with self._begin(write=True) as conn:
             where = (h.study_id == self.study_id) & (h.name == name)
             old = conn.execute(sa.select(h.upload).where(where)).scalar_one_or_none()
             if old is None:
                 return False
             conn.execute(sa.delete(heads_table).where(where))
-            conn.execute(sa.delete(chunks_table).where(c.upload == old))
+        self._drop(old)
         return True
+
+    def _drop(self, upload: str) -> None:
+        """Delete the chunks of an upload no row points to any more, one chunk per
+        transaction (a 1 GiB checkpoint never holds SQLite's write lock for long). A reader
+        already in a snapshot that holds the old row keeps seeing them; a crash half-way
+        leaves an unreferenced upload, which the orphan rule removes."""
+        c = chunks_table.c
+        with self._begin(write=False) as conn:
+            seqs = [r[0] for r in conn.execute(sa.select(c.seq).where(c.upload == upload))]
+        for seq in seqs:
+            with self._begin(write=True) as conn:
+                conn.execute(sa.delete(chunks_table).where(c.upload == upload, c.seq == seq))
 
     def temporaries(self) -> list[tuple[str, float | None]]:
         """Uploads no checkpoint row points to, with their first chunk's time."""
