@@ -29,7 +29,8 @@ def wipe_postgres(url: str) -> None:
     """Drop poptune's tables so a test starts from an empty database."""
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
-        for table in ("poptune_observations", "poptune_trials", "poptune_studies", "poptune_meta"):
+        for table in ("poptune_checkpoint_chunks", "poptune_checkpoints", "poptune_observations",
+                      "poptune_trials", "poptune_studies", "poptune_meta"):  # fmt: skip
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table} CASCADE")
     engine.dispose()
 

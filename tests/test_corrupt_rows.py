@@ -170,7 +170,7 @@ def test_a_missing_column_is_one_line(tmp_path):
 def test_a_newer_schema_is_refused_read_only_and_writable(db_url, tmp_path):
     two_studies(db_url)
     execute(db_url, "UPDATE poptune_meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StorageError, match="schema version 99; this poptune knows up to 2"):
+    with pytest.raises(StorageError, match="schema version 99; this poptune knows up to 3"):
         load_study(db_url, "good")
     with pytest.raises(StorageError, match="upgrade poptune"):
         Study(SPACE, RandomSearch(), True, storage=db_url, study_name="good")

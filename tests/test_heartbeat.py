@@ -118,7 +118,7 @@ def test_a_database_written_by_schema_version_1_opens_and_continues(tmp_path):
     shutil.copy(V1_DB, path)
     url = f"sqlite:///{path}"
     storage = SQLStorage(url)
-    assert storage.schema_version == SCHEMA_VERSION == 2
+    assert storage.schema_version == SCHEMA_VERSION == 3
     expected = {t.name: sorted(c.name for c in t.columns) for t in METADATA.tables.values()}
     assert columns(url) == expected
     assert storage.list_studies() == ["pbt-v1", "random-v1"]
@@ -146,7 +146,7 @@ def test_a_newer_schema_is_refused(tmp_path):
     with engine.begin() as conn:
         conn.exec_driver_sql("UPDATE poptune_meta SET value = '99' WHERE key = 'schema_version'")
     engine.dispose()
-    with pytest.raises(pt.StorageError, match="schema version 99; this poptune knows up to 2"):
+    with pytest.raises(pt.StorageError, match="schema version 99; this poptune knows up to 3"):
         SQLStorage(url)
 
 

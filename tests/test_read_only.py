@@ -90,7 +90,7 @@ def test_a_schema_v1_file_is_not_migrated_by_reading(tmp_path):
     shutil.copy(DATA / "schema_v1.db", old)
     before = snapshot(old)
     done = cli("studies", str(old), cwd=tmp_path)
-    one_line(done, "has poptune schema version 1 and needs a migration to version 2")
+    one_line(done, "has poptune schema version 1 and needs a migration to version 3")
     assert "opening it writable once" in done.stderr
     with pytest.raises(StorageError, match="needs a migration"):
         load_study(str(old), "legacy")

@@ -151,32 +151,37 @@ def write(fh: IO[bytes], encoded: _Encoder) -> None:
             zf.writestr(_TENSORS, buffer.getvalue())
 
 
-def read(path: Path, allow_pickle: bool) -> Any:
-    """Read the checkpoint file ``path``: poptune's format, a PyTorch file
-    (``weights_only=True`` unless ``allow_pickle``) or, with ``allow_pickle`` only, a pickle.
+def read(source: Path | IO[bytes], allow_pickle: bool, where: str | None = None) -> Any:
+    """Read a checkpoint (a file ``source``, or a seekable binary file object): poptune's
+    format, a PyTorch file (``weights_only=True`` unless ``allow_pickle``) or, with
+    ``allow_pickle`` only, a pickle. ``where`` names it in messages (default: the path).
 
     Raises:
-        CheckpointError: the file cannot be read, or needs pickle and ``allow_pickle`` is
-            False (it is never unpickled then).
+        CheckpointError: it cannot be read, or needs pickle and ``allow_pickle`` is False (it
+            is never unpickled then).
     """
-    with open(path, "rb") as fh:
-        head = fh.read(4)
+    if isinstance(source, Path):
+        with open(source, "rb") as fh:
+            return read(fh, allow_pickle, where or str(source))
+    path = where or "the checkpoint"
+    fh = source
+    head = fh.read(4)
+    fh.seek(0)
+    if head[:2] == b"PK":
+        with zipfile.ZipFile(fh) as zf:
+            if _INDEX in zf.namelist():
+                return _read_own(zf, path)
         fh.seek(0)
-        if head[:2] == b"PK":
-            with zipfile.ZipFile(fh) as zf:
-                if _INDEX in zf.namelist():
-                    return _read_own(zf, path)
-            fh.seek(0)
-            return _read_torch(fh, path, allow_pickle)
-        if not allow_pickle:
-            raise CheckpointError(
-                f"checkpoint {path} is not in poptune's pickle-free format nor a PyTorch file "
-                f"(a pickle, or written elsewhere); it was not read: {PICKLE_HINT}"
-            )
-        return pickle.load(fh)
+        return _read_torch(fh, path, allow_pickle)
+    if not allow_pickle:
+        raise CheckpointError(
+            f"checkpoint {path} is not in poptune's pickle-free format nor a PyTorch file "
+            f"(a pickle, or written elsewhere); it was not read: {PICKLE_HINT}"
+        )
+    return pickle.load(fh)
 
 
-def _read_torch(fh: IO[bytes], path: Path, allow_pickle: bool) -> Any:
+def _read_torch(fh: IO[bytes], path: str, allow_pickle: bool) -> Any:
     try:
         import torch
     except ImportError:
@@ -196,7 +201,7 @@ def _read_torch(fh: IO[bytes], path: Path, allow_pickle: bool) -> Any:
         ) from None
 
 
-def _read_own(zf: zipfile.ZipFile, path: Path) -> Any:
+def _read_own(zf: zipfile.ZipFile, path: str) -> Any:
     index = json.loads(zf.read(_INDEX))
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path} has an unknown index")

@@ -35,6 +35,15 @@ whose process no longer exists; from another machine or container (or an older p
 not modified for ``orphan_age`` seconds (default one hour). A live writer's file is never
 removed on its own machine.
 
+**Where.** ``checkpoint_dir`` is a local directory, any fsspec URL (``s3://bucket/run``,
+``gs://bucket/run``, ``memory://run``; options such as ``endpoint_url`` and credentials in
+``checkpoint_options`` or fsspec's own configuration) or ``"database://"`` (the study's own
+SQLite or PostgreSQL database, :mod:`poptune.storage._blobs`). The bytes are handled by a
+backend (:mod:`poptune._checkpoint_files`); every rule here holds for each: names checked,
+atomic writes through a temporary name, a missing checkpoint an error, orphans and garbage
+collection. For a URL or the database, ``trial.checkpoint_path`` / ``load_path`` are location
+strings, not local files: write with ``trial.save_checkpoint`` (or the torch integration).
+
 Garbage collection (``keep_checkpoints=N``): after each finalize
 (:meth:`CheckpointStore.collect_after_finalize`), inside the study lock, files
 that nothing needs are deleted. Needed: the latest completed segment of every population
@@ -45,19 +54,24 @@ load (PBT's next generation), and the ``N`` best completed trials' checkpoints.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import os
 import pickle
-import shutil
-import socket
-import tempfile
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import poptune._checkpoint_format as _checkpoint_format
+from poptune._checkpoint_files import (
+    HOST,
+    Backend,
+    FsspecBackend,
+    LocalBackend,
+    is_url,
+    now,
+    pid_alive,
+    temporary_name,
+)
 from poptune._validation import check_bool, checkpoint_fields_problem, checkpoint_name_problem
 from poptune.exceptions import CheckpointError, ConfigurationError, InvalidParameterError
 from poptune.history import History
@@ -65,23 +79,84 @@ from poptune.lineage import checkpoint_name
 from poptune.storage.base import Storage
 from poptune.trial import Trial
 
-__all__ = ["CheckpointStore", "check_parameter_names", "check_trial_names", "read_checkpoint"]
+__all__ = [
+    "IN_DATABASE",
+    "CheckpointStore",
+    "check_location",
+    "check_parameter_names",
+    "check_trial_names",
+    "location_of",
+    "read_checkpoint",
+]
+
+#: ``checkpoint_dir=IN_DATABASE`` keeps the checkpoints in the study's own database.
+IN_DATABASE = "database://"
+#: The options of ``checkpoint_dir="database://"``.
+_DATABASE_OPTIONS = ("chunk_bytes", "max_bytes")
+
+_T = TypeVar("_T")
 
 
-def _host_id() -> str:
-    """Who can tell whether a writer's pid is alive: this host name, boot and pid namespace
-    (two containers with one host name but their own pids differ), as hex (no dots)."""
-    parts = [socket.gethostname()]
-    try:
-        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    except OSError:
-        pass  # not Linux: the host name alone
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
+def location_of(value: str | os.PathLike[str]) -> Path | str:
+    """A ``checkpoint_dir`` as the store keeps it: a :class:`~pathlib.Path` for a local
+    directory (a ``file://`` URL included), the string itself for another URL
+    (``s3://bucket/run``, ``memory://run``) and for :data:`IN_DATABASE`."""
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise ConfigurationError(f"checkpoint_dir must be a str or a path, got {value!r}")
+    if text.startswith("file://"):
+        return Path(text[len("file://") :])
+    if text.rstrip("/") == IN_DATABASE.rstrip("/"):
+        return IN_DATABASE
+    return text if is_url(text) else Path(text)
 
 
-#: This machine (and pid namespace), in temporary file names.
-_HOST = _host_id()
+def check_location(
+    value: str | os.PathLike[str] | None,
+    options: Mapping[str, Any] | None,
+    storage: Storage | None,
+) -> Any:
+    """:func:`location_of` (None for None), checked where a Study is made: a URL's file
+    system is known and installed, options are a dict with str keys that fit the location,
+    and :data:`IN_DATABASE` has a database to live in. Raises ConfigurationError."""
+    if value is None:
+        return None
+    location = location_of(value)
+    if options is not None and (
+        not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options)
+    ):
+        raise ConfigurationError(
+            f"checkpoint_options must be a dict of str keys (the file system's keyword "
+            f"arguments), got {options!r}"
+        )
+    if location == IN_DATABASE:
+        _database_options(options)
+        if storage is not None:
+            from poptune.storage._blobs import DatabaseBackend
+
+            DatabaseBackend(storage, 0)  # raises when the study has no database
+    elif isinstance(location, Path):
+        if options:
+            raise ConfigurationError(
+                f"checkpoint_options {dict(options)!r} apply to a URL or 'database://'; "
+                f"checkpoint_dir {str(location)!r} is a local directory"
+            )
+    else:
+        from fsspec.core import split_protocol
+
+        protocol = split_protocol(location)[0]
+        FsspecBackend.check_protocol(location, protocol)
+    return location
+
+
+def _database_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    unknown = sorted(set(options or {}) - set(_DATABASE_OPTIONS))
+    if unknown:
+        raise ConfigurationError(
+            f"checkpoint_options for 'database://' are {', '.join(_DATABASE_OPTIONS)}; got "
+            f"{unknown[0]!r}"
+        )
+    return dict(options or {})
 
 
 def check_trial_names(trial: Trial) -> None:
@@ -104,50 +179,87 @@ def check_parameter_names(
         raise error(f"{owner}: {problem}")
 
 
-def read_checkpoint(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Any:
-    """Read a checkpoint file written by :meth:`CheckpointStore.save` (or ``torch.save``),
-    e.g. the best trial's, after a study: ``read_checkpoint(study.checkpoint_dir / '17')``.
+def read_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    allow_pickle: bool = False,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """Read a checkpoint written by :meth:`CheckpointStore.save` (or ``torch.save``), e.g.
+    the best trial's, after a study: ``read_checkpoint(study.checkpoint_dir / '17')``, or
+    ``read_checkpoint('s3://bucket/run/17', options={...})`` (``options``: the file system's,
+    as ``checkpoint_options``). A checkpoint kept in the database is read with
+    ``study.checkpoints.read('17')``.
 
     Raises:
         CheckpointError: missing, unreadable, or a pickle without ``allow_pickle=True``.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise CheckpointError(f"checkpoint {file} does not exist")
+    location = location_of(path)
+    if location == IN_DATABASE or str(location).startswith(IN_DATABASE):
+        raise CheckpointError(
+            f"{str(path)!r}: a checkpoint kept in the database is read through its study: "
+            "study.checkpoints.read(name)"
+        )
+    if isinstance(location, Path):
+        if not location.is_file():
+            raise CheckpointError(f"checkpoint {location} does not exist")
+        return _read(lambda: _opened(location), str(location), allow_pickle)
+    parent, _, name = location.rstrip("/").rpartition("/")
+    backend = FsspecBackend(parent, options)
+    return _read(lambda: backend.read(name), location, allow_pickle)
+
+
+def _opened(path: Path) -> Any:
+    return open(path, "rb")
+
+
+def _read(
+    opener: Callable[[], Any],
+    where: str,
+    allow_pickle: bool,
+    missing: Callable[[], CheckpointError] | None = None,
+) -> Any:
+    """Read poptune's format (or a PyTorch file, or an allowed pickle) from ``opener()``;
+    every failure is a CheckpointError naming ``where`` (``missing()`` when it is not there)."""
     try:
-        return _checkpoint_format.read(file, allow_pickle)
+        with opener() as fh:
+            return _checkpoint_format.read(fh, allow_pickle, where)
     except CheckpointError:
         raise
+    except FileNotFoundError:
+        if missing is not None:
+            raise missing() from None
+        raise CheckpointError(f"checkpoint {where} does not exist") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt file
         raise CheckpointError(
-            f"checkpoint {file} cannot be read: {type(exc).__name__}: {exc}"
+            f"checkpoint {where} cannot be read: {type(exc).__name__}: {exc}"
         ) from exc
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # someone else's process (or a number we cannot ask about): keep
-    return True
-
-
 class CheckpointStore:
-    """Paths, atomic reads and writes, and garbage collection under one directory.
+    """Names, atomic reads and writes, orphans and garbage collection of one study's
+    checkpoints, wherever they live.
 
     Args:
-        directory: the checkpoint directory (created if needed).
+        directory: where: a local directory (created if needed; ``file://`` URLs too), an
+            fsspec URL (``s3://bucket/run``, ``gs://bucket/run``, ``memory://run``) or
+            ``"database://"`` (:data:`IN_DATABASE`: the study's SQL database, which needs
+            ``storage`` and ``study_id``).
         allow_pickle: also write objects the pickle-free format cannot hold (with
             ``torch.save`` when PyTorch is installed, else ``pickle``) and read pickles and
             full PyTorch files. Default False: reading a pickle runs code its writer chose,
             so only allow it for a directory (and a database) that only you can write.
         orphan_age: seconds after which a temporary file from another machine (or one whose
             writer cannot be told) is taken as orphaned and removed. Default 3600.
+        options: for a URL, the file system's keyword arguments (``endpoint_url``, ``key``,
+            ``secret``, ``anon``, ...; fsspec's own configuration applies too); for the
+            database, ``chunk_bytes`` (default 4 MiB) and ``max_bytes`` (default 1 GiB).
+            Never stored with the study (they may hold credentials).
+        storage, study_id: the study's storage and id, for ``"database://"``.
 
     Raises:
-        ConfigurationError: a bad ``allow_pickle`` or ``orphan_age``.
+        ConfigurationError: a bad ``allow_pickle``, ``orphan_age`` or option; an unknown or
+            not installed fsspec protocol; ``"database://"`` without an SQL storage.
     """
 
     def __init__(
@@ -156,6 +268,9 @@ class CheckpointStore:
         *,
         allow_pickle: bool = False,
         orphan_age: float = 3600.0,
+        options: Mapping[str, Any] | None = None,
+        storage: Storage | None = None,
+        study_id: int | None = None,
     ) -> None:
         self.allow_pickle = check_bool("CheckpointStore", "allow_pickle", allow_pickle)
         if isinstance(orphan_age, bool) or not isinstance(orphan_age, (int, float)):
@@ -167,14 +282,37 @@ class CheckpointStore:
                 f"CheckpointStore: orphan_age must be > 0 seconds, got {orphan_age!r}"
             )
         self.orphan_age = float(orphan_age)
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._root = self.directory.resolve()
-        self.remove_orphans()
+        location = check_location(directory, options, None)
+        #: The local directory (a Path), or the URL / ``"database://"`` (a str).
+        self.directory: Path | str = location
+        self._backend: Backend
+        #: Whether deletions wait until the study's transaction has committed (the database:
+        #: SQLite has one writer at a time, and that transaction is it).
+        self._delete_after_commit = False
+        if location == IN_DATABASE:
+            from poptune.storage._blobs import DatabaseBackend
+
+            if storage is None or study_id is None:
+                raise ConfigurationError(
+                    "CheckpointStore('database://') needs the study's storage and study_id"
+                )
+            self._backend = DatabaseBackend(storage, study_id, **_database_options(options))
+            self._delete_after_commit = True
+        elif isinstance(location, Path):
+            self._backend = LocalBackend(location)
+        else:
+            self._backend = FsspecBackend(location, options)
+        if not getattr(self._backend, "_read_only", False):
+            self.remove_orphans()
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore({str(self.directory)!r})"
 
     # -- paths ---------------------------------------------------------------------------------
-    def path(self, name: str) -> Path:
-        """The file of checkpoint ``name`` (a trial's ``save_to``).
+    def path(self, name: str) -> Path | str:
+        """Where checkpoint ``name`` (a trial's ``save_to``) lives: a local Path, or for a URL
+        or the database a location string (``s3://bucket/run/17``, ``database://3/17``) that
+        only this store reads and writes.
 
         Raises:
             CheckpointError: ``name`` is not a checkpoint name, or resolves (through a
@@ -183,58 +321,85 @@ class CheckpointStore:
         problem = checkpoint_name_problem(name)
         if problem is not None:
             raise CheckpointError(f"checkpoint name {name!r} is refused: {problem}")
-        path = self.directory / str(name)
-        resolved = path.resolve()
-        if resolved.parent != self._root:
-            raise CheckpointError(
-                f"checkpoint {name!r} resolves to {resolved}, outside the checkpoint directory "
-                f"{self._root}; refused"
-            )
-        return path
+        return self._backend.location(str(name))
 
     @staticmethod
     def name_of(trial: Trial) -> str:
         """The checkpoint name of ``trial`` (:func:`poptune.lineage.checkpoint_name`)."""
         return checkpoint_name(trial)
 
-    def save_path(self, trial: Trial) -> Path:
+    def save_path(self, trial: Trial) -> Path | str:
         """Where ``trial`` saves. Raises CheckpointError (a bad ``save_to``)."""
         try:
             return self.path(self.name_of(trial))
         except CheckpointError as exc:
             raise CheckpointError(f"trial {trial.id}: save_to: {exc}") from None
 
-    def load_path(self, trial: Trial) -> Path | None:
+    def _load_name(self, trial: Trial) -> str | None:
+        load_from = trial.load_from
+        if load_from is None or load_from == "":
+            return None
+        try:
+            self.path(load_from)
+        except CheckpointError as exc:
+            raise CheckpointError(f"trial {trial.id}: load_from: {exc}") from None
+        return str(load_from)
+
+    def _missing(self, trial: Trial, name: str) -> CheckpointError:
+        return CheckpointError(
+            f"trial {trial.id} starts from checkpoint {name!r}, but {self.path(name)} does not "
+            "exist (was it saved with trial.save_checkpoint or to trial.checkpoint_path?)"
+        )
+
+    def load_path(self, trial: Trial) -> Path | str | None:
         """Where ``trial`` starts from: None for a fresh model.
 
         Raises:
             CheckpointError: the trial should start from a checkpoint that does not exist,
                 or its ``load_from`` is not a checkpoint name.
         """
-        load_from = trial.load_from
-        if load_from is None or load_from == "":
+        name = self._load_name(trial)
+        if name is None:
             return None
-        try:
-            path = self.path(load_from)
-        except CheckpointError as exc:
-            raise CheckpointError(f"trial {trial.id}: load_from: {exc}") from None
-        if not path.exists():
-            raise CheckpointError(
-                f"trial {trial.id} starts from checkpoint {load_from!r}, but {path} does not "
-                "exist (was it saved with trial.save_checkpoint or to trial.checkpoint_path?)"
-            )
-        return path
+        if not self._backend.exists(name):
+            raise self._missing(trial, name)
+        return self.path(name)
 
     # -- reading and writing -------------------------------------------------------------
-    def save(self, trial: Trial, obj: Any) -> Path:
-        """Write ``obj`` as ``trial``'s checkpoint, atomically; return the path.
+    def save_with(self, trial: Trial, write: Callable[[IO[bytes]], None]) -> Path | str:
+        """Store whatever ``write(fh)`` writes to the binary file ``fh`` as ``trial``'s
+        checkpoint, atomically (how :mod:`poptune.integrations.torch` saves with
+        ``torch.save``); return its location. Raises CheckpointError (a bad ``save_to``)."""
+        target = self.save_path(trial)
+        name = self.name_of(trial)
+        self._backend.write(name, temporary_name(name), write)
+        return target
+
+    def load_with(self, trial: Trial, read: Callable[[IO[bytes]], _T]) -> _T | None:
+        """``read(fh)`` on the checkpoint ``trial`` starts from (a seekable binary file), or
+        None for a fresh model. The caller's reader decides what may be unpickled.
+
+        Raises:
+            CheckpointError: missing (never a silent fresh start), or a bad ``load_from``.
+        """
+        name = self._load_name(trial)
+        if name is None:
+            return None
+        try:
+            with self._backend.read(name) as fh:
+                return read(fh)
+        except FileNotFoundError:
+            raise self._missing(trial, name) from None
+
+    def save(self, trial: Trial, obj: Any) -> Path | str:
+        """Write ``obj`` as ``trial``'s checkpoint, atomically; return its location.
 
         Raises:
             CheckpointError: a bad ``save_to``, or ``obj`` holds something the pickle-free
                 format cannot store (the message says what and where) and ``allow_pickle``
                 is False.
         """
-        target = self.save_path(trial)
+        self.save_path(trial)  # a bad name: refused before anything is encoded
         try:
             encoded: Any = _checkpoint_format.encode(obj)
         except _checkpoint_format.UnsupportedValue as exc:
@@ -245,20 +410,14 @@ class CheckpointStore:
                     f"or {_checkpoint_format.PICKLE_HINT}"
                 ) from None
             encoded = None
-        prefix = f".{target.name}.{_HOST}.{os.getpid()}."
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=prefix, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                if encoded is not None:
-                    _checkpoint_format.write(fh, encoded)
-                else:
-                    _pickle(obj, fh)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return target
+
+        def write(fh: IO[bytes]) -> None:
+            if encoded is not None:
+                _checkpoint_format.write(fh, encoded)
+            else:
+                _pickle(obj, fh)
+
+        return self.save_with(trial, write)
 
     def load(self, trial: Trial, weights_only: bool | None = None) -> Any:
         """Read the checkpoint ``trial`` starts from (None for a fresh model).
@@ -267,8 +426,8 @@ class CheckpointStore:
         True never does; False insists on a full read, which needs ``allow_pickle``.
 
         Raises:
-            CheckpointError: the file is missing, cannot be read, or needs pickle and pickle
-                is not allowed (it is not unpickled); ``weights_only=False`` without
+            CheckpointError: the checkpoint is missing, cannot be read, or needs pickle and
+                pickle is not allowed (it is not unpickled); ``weights_only=False`` without
                 ``allow_pickle``.
         """
         if weights_only is False and not self.allow_pickle:
@@ -276,48 +435,48 @@ class CheckpointStore:
                 f"trial {trial.id}: load_checkpoint(weights_only=False) unpickles the file: "
                 f"{_checkpoint_format.PICKLE_HINT}"
             )
-        path = self.load_path(trial)
-        if path is None:
+        name = self._load_name(trial)
+        if name is None:
             return None
         allow = self.allow_pickle and weights_only is not True
-        try:
-            return _checkpoint_format.read(path, allow)
-        except CheckpointError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt file
-            raise CheckpointError(
-                f"checkpoint {path} of trial {trial.load_from} cannot be read: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        where = f"{self.path(name)} of trial {trial.load_from}"
+        missing = lambda: self._missing(trial, name)  # noqa: E731
+        return _read(lambda: self._backend.read(name), where, allow, missing)
+
+    def read(self, name: str, *, allow_pickle: bool | None = None) -> Any:
+        """Read checkpoint ``name`` (e.g. the best trial's id, after the study); pickles only
+        with ``allow_pickle`` (default: the store's).
+
+        Raises:
+            CheckpointError: a bad name, missing, unreadable or a pickle not allowed.
+        """
+        where = self.path(name)
+        allow = self.allow_pickle if allow_pickle is None else bool(allow_pickle)
+        return _read(lambda: self._backend.read(str(name)), str(where), allow)
+
+    def exists(self, name: str) -> bool:
+        """Whether checkpoint ``name`` is stored (whole). Raises CheckpointError (bad name)."""
+        self.path(name)
+        return self._backend.exists(str(name))
+
+    def names(self) -> list[str]:
+        """The names of the checkpoints stored (temporary files excluded), sorted."""
+        return sorted(self._backend.names())
 
     # -- orphaned temporary files -------------------------------------------------------
     def remove_orphans(self) -> list[str]:
         """Delete the temporary files whose writer is gone (see the module docstring);
         return their names. Never one of a live process on this machine."""
         removed = []
-        now = time.time()
-        try:
-            entries = list(os.scandir(self.directory))
-        except FileNotFoundError:
-            return removed
-        for entry in entries:
-            name = entry.name
-            if not (name.startswith(".") and name.endswith(".tmp")) or not entry.is_file():
-                continue
+        clock = now()
+        for name, modified in self._backend.temporaries():
             parts = name[: -len(".tmp")].rsplit(".", 3)
-            if len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit():
-                if _pid_alive(int(parts[2])):
+            if len(parts) == 4 and parts[1] == HOST and parts[2].isdigit():
+                if pid_alive(int(parts[2])):
                     continue
-            else:
-                try:
-                    if now - entry.stat().st_mtime < self.orphan_age:
-                        continue
-                except FileNotFoundError:
-                    continue
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
+            elif modified is None or clock - modified < self.orphan_age:
                 continue
+            self._backend.remove_temporary(name)
             removed.append(name)
         return removed
 
@@ -346,31 +505,30 @@ class CheckpointStore:
             keep.update(self.name_of(t) for _, _, t in heapq.nsmallest(keep_best, scored))
         return keep
 
-    def collect(self, history: History, keep_best: int, pending: set[str]) -> list[str]:
-        """Delete the checkpoints nothing needs; return the deleted names.
-
-        Only files named after a finished trial of this study are considered; anything else in
-        the directory is left alone.
-        """
+    def unneeded(self, history: History, keep_best: int, pending: set[str]) -> list[str]:
+        """The stored checkpoints :meth:`collect` deletes: named after a finished trial of
+        this study and not :meth:`needed`."""
         keep = self.needed(history, keep_best, pending)
-        self.remove_orphans()
-        deleted = []
-        for entry in self.directory.iterdir():
-            name = entry.name
+        doomed = []
+        for name in sorted(self._backend.names()):
             if name in keep or not name.isdigit():
                 continue
             trial = history.get(int(name))
-            if trial is None or not trial.is_finished:
-                continue
-            try:
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-            except FileNotFoundError:
-                continue
-            deleted.append(name)
-        return deleted
+            if trial is not None and trial.is_finished:
+                doomed.append(name)
+        return doomed
+
+    def _delete(self, names: list[str]) -> list[str]:
+        self.remove_orphans()
+        return [name for name in names if self._backend.delete(name)]
+
+    def collect(self, history: History, keep_best: int, pending: set[str]) -> list[str]:
+        """Delete the checkpoints nothing needs; return the deleted names.
+
+        Only checkpoints named after a finished trial of this study are considered; anything
+        else there is left alone.
+        """
+        return self._delete(self.unneeded(history, keep_best, pending))
 
     def collect_after_finalize(
         self,
@@ -383,11 +541,16 @@ class CheckpointStore:
         """The GC's trigger, run after each finalize (``keep_checkpoints=keep_best``): in one
         storage transaction (the study's lock), sync ``history``, give it the algorithm's
         state, ask ``pending_of(history)`` (the algorithm's ``pending_checkpoints``) and
-        :meth:`collect`. The caller holds the lock that guards ``history``."""
+        :meth:`collect`. The caller holds the lock that guards ``history``. Checkpoints in
+        the database are deleted just after that transaction commits (what to delete was
+        decided under the lock: finished trials' checkpoints nothing needs or plans to)."""
         with storage.transaction(study_id):
             history.sync(storage, study_id)
             history.state = storage.get_algorithm_state(study_id)
-            return self.collect(history, keep_best, pending_of(history))
+            doomed = self.unneeded(history, keep_best, pending_of(history))
+            if not self._delete_after_commit:
+                return self._delete(doomed)
+        return self._delete(doomed)
 
 
 def _pickle(obj: Any, fh: Any) -> None:

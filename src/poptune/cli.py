@@ -43,7 +43,7 @@ from poptune._config import import_path
 from poptune._sherpa_alias import run_script
 from poptune._version import __version__
 from poptune.dashboard import run_dashboard
-from poptune.exceptions import CorruptRowError, PoptuneError
+from poptune.exceptions import ConfigurationError, CorruptRowError, PoptuneError
 from poptune.storage import Storage, resolve
 from poptune.study import Study, load_study, run_worker
 from poptune.trial import TrialStatus
@@ -355,6 +355,20 @@ def _import_objective(spec: str) -> Any:
     return target
 
 
+def _options(pairs: list[str]) -> dict[str, Any] | None:
+    """``--checkpoint-option KEY=VALUE`` as a dict; a VALUE that is JSON (true, 3) is parsed."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--checkpoint-option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options or None
+
+
 def _worker(args: argparse.Namespace, out: TextIO) -> int:
     for folder in [*args.path, os.getcwd()]:  # like python -m: the working directory imports
         if folder not in sys.path:
@@ -373,6 +387,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
         grace_period=args.grace_period,
         trusted_modules=args.trust_module,
         allow_pickle=args.allow_pickle,
+        checkpoint_options=_options(args.checkpoint_option),
     )
     out.write(f"worker ran {ran} trial(s) of study {args.study!r}\n")
     return 0
@@ -444,7 +459,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("objective", help="the objective, as module:function (importable here)")
     p.add_argument("--n-trials", type=int, help="stop after the study has this many more trials")
     p.add_argument("--timeout", type=float, help="seconds after which no trial is started")
-    p.add_argument("--checkpoint-dir", help="directory of the trials' checkpoints")
+    p.add_argument("--checkpoint-dir", help="the trials' checkpoints: a directory, an fsspec "
+                   "URL (s3://bucket/run) or database:// (the study's database)")  # fmt: skip
+    p.add_argument("--checkpoint-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the checkpoint URL's file system, e.g. "
+                   "endpoint_url=http://127.0.0.1:9000 (repeatable)")  # fmt: skip
     p.add_argument("--keep-checkpoints", type=int, help="delete unneeded checkpoints, keep N best")
     p.add_argument("--retry-failed-trials", type=int, default=0,
                    help="re-queue a trial whose worker died up to N times")  # fmt: skip

@@ -104,13 +104,13 @@ class TrialCheckpoints(Protocol):
     """What a trial asks of a checkpoint store (:class:`poptune.checkpoints.CheckpointStore`
     is one); declared here so that the record does not import the store."""
 
-    def save_path(self, trial: Trial) -> Path:
-        """Where ``trial`` saves its checkpoint."""
+    def save_path(self, trial: Trial) -> Path | str:
+        """Where ``trial`` saves its checkpoint (a str for a URL or the database)."""
 
-    def load_path(self, trial: Trial) -> Path | None:
+    def load_path(self, trial: Trial) -> Path | str | None:
         """Where ``trial`` loads its checkpoint from (None: it starts fresh)."""
 
-    def save(self, trial: Trial, obj: Any) -> Path:
+    def save(self, trial: Trial, obj: Any) -> Path | str:
         """Write ``obj`` atomically to ``trial``'s checkpoint; returns its path."""
 
     def load(self, trial: Trial, weights_only: bool | None = None) -> Any:
@@ -329,8 +329,15 @@ class Trial:
         return stop
 
     @property
+    def checkpoint_store(self) -> Any:
+        """The :class:`~poptune.checkpoints.CheckpointStore` of this trial's study (what the
+        integrations save and load through). Raises ConfigurationError without one."""
+        return self._ctx().checkpoints
+
+    @property
     def checkpoint_path(self) -> Path:
-        """Where this trial's checkpoint goes: ``<checkpoint_dir>/<save_to>``.
+        """Where this trial's checkpoint goes: ``<checkpoint_dir>/<save_to>`` (for a URL or
+        ``"database://"`` a location str: save with :meth:`save_checkpoint`).
 
         Raises:
             ConfigurationError: the study has no ``checkpoint_dir``.

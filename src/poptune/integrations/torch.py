@@ -19,26 +19,27 @@
 A checkpoint holds the model's ``state_dict``, every optimizer's and LR scheduler's, the AMP
 ``GradScaler``'s, the RNG states of torch (and CUDA), numpy's global generator and Python's
 ``random`` (as tensors, lists and ints), ``epoch``, ``step`` and the user's ``extra`` dict.
-It is written atomically (a temporary file beside it, then ``os.replace``) and read with
+It is written with ``torch.save``, atomically (a temporary name, then a rename), and read with
 ``torch.load(weights_only=True)``: loading a checkpoint never runs code from it, so ``extra``
 holds tensors, numbers, strings, None and lists/tuples/dicts of them.
 
-Where: :func:`save_checkpoint` writes to ``trial.checkpoint_path`` and :func:`load_checkpoint`
-reads ``trial.load_path`` (the library's paths under the study's ``checkpoint_dir``; a
-checkpoint that should be there and is not is a ``CheckpointError``). :func:`save_state` and
-:func:`load_state` do the same with a path of your choosing.
+Where: :func:`save_checkpoint` and :func:`load_checkpoint` go through the study's checkpoint
+store (``trial.checkpoint_store``): a local ``checkpoint_dir``, an fsspec URL
+(``s3://bucket/run``) or ``"database://"`` alike, with its name checks and a
+``CheckpointError`` for a checkpoint that should be there and is not. :func:`save_state`
+and :func:`load_state` do the same with a local path of your choosing.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poptune._checkpoint_files import write_file_atomically
 from poptune.exceptions import ArgumentTypeError, CheckpointError, MissingDependencyError
 from poptune.integrations._hyperparameters import (
     DEFAULT_OPTIMIZER_KEYS,
@@ -85,7 +86,8 @@ class TrainingState:
             epochs trained so far, so the next one is ``epoch + 1``.
         step: the ``step`` saved (0 for a fresh start).
         extra: the user's ``extra`` dict ({} for a fresh start).
-        path: the checkpoint read, or None for a fresh start.
+        path: the checkpoint read (a Path; for a URL or the database its location str), or
+            None for a fresh start.
         rng_restored: whether the RNG states were set from the checkpoint.
         hyperparameters: ``{name: value}`` applied to the optimizers after loading.
     """
@@ -93,7 +95,7 @@ class TrainingState:
     epoch: int = 0
     step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
+    path: Path | str | None = None
     rng_restored: bool = False
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
@@ -262,31 +264,25 @@ def restore_state(
 
 # -- files -----------------------------------------------------------------------------------------
 def _write_atomically(obj: Any, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    return write_file_atomically(target, lambda fh: torch.save(obj, fh))
+
+
+def _load(source: Any, map_location: Any, where: Any) -> Any:
+    """``torch.load(weights_only=True)`` of a path or a binary file; CheckpointError naming
+    ``where`` when it fails."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return target
+        return torch.load(source, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {where} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt or foreign file
+        raise CheckpointError(
+            f"checkpoint {where} cannot be read with torch.load(weights_only=True): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _read(path: Path, map_location: Any) -> Any:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupt or foreign file
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read with torch.load(weights_only=True): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    return _load(path, map_location, path)
 
 
 def save_state(
@@ -344,7 +340,9 @@ def save_checkpoint(
     step: int = 0,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the training state to ``trial.checkpoint_path`` atomically; return the path.
+    """Write the training state as ``trial``'s checkpoint (``trial.checkpoint_path``)
+    atomically, through the study's checkpoint store; return its location (a Path for a
+    local directory, a str for a URL or the database).
 
     Args:
         trial: the trial being trained (its study needs a ``checkpoint_dir``).
@@ -364,7 +362,7 @@ def save_checkpoint(
         model, optimizer, scheduler, scaler, epoch=epoch, step=step, extra=extra,
         member=trial.member, trial_id=trial.id,
     )  # fmt: skip
-    return _write_atomically(state, Path(trial.checkpoint_path))
+    return trial.checkpoint_store.save_with(trial, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(
@@ -403,12 +401,12 @@ def load_checkpoint(
         CheckpointError: the checkpoint to start from is missing or unreadable.
         HyperparameterNotAppliedError: a mapped hyperparameter did not reach the optimizer.
     """
-    path = trial.load_path
-    if path is None:
+    store = trial.checkpoint_store  # the name checked, a missing checkpoint a CheckpointError
+    saved = store.load_with(trial, lambda fh: _load(fh, map_location, store.path(trial.load_from)))
+    if saved is None:
         state = TrainingState()
     else:
-        path = Path(path)
-        saved = _read(path, map_location)
+        path = store.path(trial.load_from)
         rng = restore_rng
         if rng is None:
             rng = isinstance(saved, Mapping) and saved.get("member") == trial.member

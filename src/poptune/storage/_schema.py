@@ -13,6 +13,9 @@ Versions:
 1. studies, trials, observations, meta.
 2. trials.heartbeat (database time of the worker's last sign of life, seconds since the epoch)
    and trials.worker (who runs the trial), for detecting dead workers.
+3. checkpoints kept in the database (``checkpoint_dir="database://"``,
+   :mod:`poptune.storage._blobs`): poptune_checkpoints (one row per whole checkpoint of a
+   study) and poptune_checkpoint_chunks (its bytes, in chunks), both deleted with their study.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sqlalchemy as sa
 
 from poptune.exceptions import CorruptRowError, StorageError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 METADATA = sa.MetaData()
 
@@ -89,6 +92,37 @@ meta = sa.Table(
 )
 
 
+def _checkpoint_tables(m: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """The tables of checkpoints kept in the database (version 3; frozen)."""
+
+    def study() -> sa.ForeignKey:
+        return sa.ForeignKey("poptune_studies.study_id", ondelete="CASCADE")
+
+    heads = sa.Table(
+        "poptune_checkpoints", m,
+        sa.Column("study_id", sa.Integer, study(), primary_key=True),
+        sa.Column("name", sa.String(255), primary_key=True),
+        sa.Column("upload", sa.String(320), nullable=False),  # the chunks' key
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("chunks", sa.Integer, nullable=False),
+        sa.Column("written_at", sa.Double, nullable=False),
+    )  # fmt: skip
+    chunks = sa.Table(
+        "poptune_checkpoint_chunks", m,
+        sa.Column("upload", sa.String(320), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("study_id", sa.Integer, study(), nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Index("ix_poptune_checkpoint_chunks_study", "study_id"),
+    )  # fmt: skip
+    return heads, chunks
+
+
+checkpoints, checkpoint_chunks = _checkpoint_tables(METADATA)
+
+
 def _v1(conn: sa.Connection) -> None:
     """Version 1: meta, studies, trials, observations (as first released; frozen)."""
     m = sa.MetaData()
@@ -144,8 +178,17 @@ def _v2(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE poptune_trials ADD COLUMN worker VARCHAR(128)")
 
 
+def _v3(conn: sa.Connection) -> None:
+    """Version 3: checkpoints in the database (two new tables; nothing else changes)."""
+    m = sa.MetaData()
+    sa.Table("poptune_studies", m, sa.Column("study_id", sa.Integer, primary_key=True))
+    heads, chunks = _checkpoint_tables(m)
+    heads.create(conn)
+    chunks.create(conn)
+
+
 #: ``MIGRATIONS[v]`` brings a database from version ``v - 1`` to ``v``.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1, 2: _v2}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
 
 
 def schema_version(conn: sa.Connection) -> int:

@@ -34,6 +34,7 @@ from poptune._validation import (
     check_str,
 )
 from poptune.algorithms.base import Algorithm, algorithm_from_config, as_algorithm
+from poptune.checkpoints import check_location
 from poptune.exceptions import (
     ConfigurationError,
     InvalidParameterError,
@@ -84,6 +85,8 @@ class WorkerOptions:
     #: starts (``optimize``) trusts them too.
     trusted_modules: Sequence[str] | None = ()
     allow_pickle: bool = False  # a trust decision of this process: never stored
+    #: the checkpoint file system's options (credentials, endpoint): never stored
+    checkpoint_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         interval = check_positive(
@@ -103,9 +106,16 @@ class WorkerOptions:
             raise ConfigurationError("keep_checkpoints needs a checkpoint_dir")
         trusted = check_trusted_modules("Study", self.trusted_modules)
         pickle_ok = check_bool("Study", "allow_pickle", self.allow_pickle)
+        options = self.checkpoint_options
+        if options is not None and self.checkpoint_dir is None:
+            raise ConfigurationError("checkpoint_options needs a checkpoint_dir")
+        if self.checkpoint_dir is not None:  # a URL's file system known, options that fit
+            check_location(self.checkpoint_dir, options, None)
+        options = None if options is None else dict(options)
         checked = {"heartbeat_interval": interval, "grace_period": grace,
                    "retry_failed_trials": retry, "keep_checkpoints": keep,
-                   "trusted_modules": trusted, "allow_pickle": pickle_ok}  # fmt: skip
+                   "trusted_modules": trusted, "allow_pickle": pickle_ok,
+                   "checkpoint_options": options}  # fmt: skip
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 

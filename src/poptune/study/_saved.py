@@ -84,8 +84,10 @@ def save(study: Study, output_dir: str | os.PathLike[str] | None) -> Path:
 def saved_options(study: Study) -> dict[str, Any]:
     """The study object's settings that ``Study.load`` restores."""
     directory = study.checkpoint_dir
+    if isinstance(directory, Path):  # a URL (a str) is kept as it is
+        directory = str(directory.resolve())
     return {
-        "checkpoint_dir": None if directory is None else str(Path(directory).resolve()),
+        "checkpoint_dir": directory,
         "keep_checkpoints": study.keep_checkpoints,
     }
 

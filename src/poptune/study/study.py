@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from poptune._rng import SuggestionRNG
 from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
-from poptune.checkpoints import CheckpointStore
+from poptune.checkpoints import CheckpointStore, check_location
 from poptune.exceptions import (
     ConfigurationError,
     InvalidObservationError,
@@ -81,9 +81,12 @@ class Study:
         retry_failed_trials: how many times a trial whose worker died is queued again (a
             new trial with the same parameters, ``meta['retry_of']`` naming the old one).
             Default 0: PBT replaces such a member by exploiting instead.
-        checkpoint_dir: directory of the trials' checkpoints (shared by all workers); gives
-            trials ``checkpoint_path``, ``load_path``, ``save_checkpoint`` and
-            ``load_checkpoint`` (see :mod:`poptune.checkpoints`).
+        checkpoint_dir: where the trials' checkpoints live (shared by all workers): a
+            directory, an fsspec URL (``s3://bucket/run``) or ``"database://"`` (the study's
+            SQL database); gives trials ``checkpoint_path``, ``load_path``,
+            ``save_checkpoint`` and ``load_checkpoint`` (:mod:`poptune.checkpoints`).
+        checkpoint_options: a URL's file system options (``endpoint_url``, credentials), or
+            ``chunk_bytes`` / ``max_bytes`` for the database; given to workers, never stored.
         keep_checkpoints: None (default) keeps every checkpoint; an int ``N`` deletes, after
             each finalize, every checkpoint that no population member, queued or running
             trial needs, except those of the ``N`` best completed trials.
@@ -131,6 +134,7 @@ class Study:
         keep_checkpoints: int | None = None,
         trusted_modules: Sequence[str] | None = None,
         allow_pickle: bool = False,
+        checkpoint_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
         algorithm, lower_is_better, seed = _open.check_arguments(
@@ -138,7 +142,8 @@ class Study:
         )
         directory = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
         self._options = _open.WorkerOptions(heartbeat_interval, grace_period, retry_failed_trials,
-            directory, keep_checkpoints, trusted_modules, allow_pickle)  # fmt: skip
+            directory, keep_checkpoints, trusted_modules, allow_pickle,
+            checkpoint_options)  # fmt: skip
         self.algorithm, self.stopping_rule = algorithm, stopping_rule
         self.lower_is_better = lower_is_better
         self.output_dir = None if output_dir is None else Path(output_dir)
@@ -160,7 +165,8 @@ class Study:
         self._read_only = False
         self._context = StudyContext(self)
         self._handed_out: set[int] = set()  # ids this object handed out (to mark on Ctrl-C)
-        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        # A Path for a local directory; a URL (or "database://") as a str; or None.
+        self.checkpoint_dir = check_location(directory, checkpoint_options, self._storage)
         self.keep_checkpoints: int | None = self._options.keep_checkpoints
         self._checkpoints: CheckpointStore | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -182,6 +188,7 @@ class Study:
         heartbeats there when that storage has them)."""
         with self._lock:
             self._storage, self._study_id = storage, study_id
+            self._checkpoints = None  # a database's checkpoints follow the study
             self._history = History(self.parameters, self.lower_is_better)
             self._history.sync(storage, study_id)
             start_liveness(self)
@@ -348,9 +355,9 @@ class Study:
                     f"study {self.name!r} has no checkpoint_dir: pass Study(..., "
                     "checkpoint_dir='checkpoints') to use trial checkpoints"
                 )
-            self._checkpoints = CheckpointStore(
-                self.checkpoint_dir, allow_pickle=self._options.allow_pickle
-            )
+            self._checkpoints = CheckpointStore(self.checkpoint_dir,
+                allow_pickle=self._options.allow_pickle, options=self._options.checkpoint_options,
+                storage=self._storage, study_id=self._study_id)  # fmt: skip
         return self._checkpoints
 
     def should_trial_stop(self, trial: Trial | int) -> bool:
