@@ -53,3 +53,21 @@ def sleepy(trial):
     """0.3 s per trial: long enough to be interrupted in the middle."""
     time.sleep(0.3)
     return quadratic(trial)
+
+
+def typo(trial):
+    """The objective with a typo of issue 18: every trial fails the same way."""
+    return trial.paramters["lr"]  # the typo is the point
+
+
+def device_seen(trial):
+    """Reports the device its worker was given, as the objective sees it."""
+    trial.report(
+        quadratic(trial),
+        iteration=1,
+        device=str(trial.device),
+        cuda_visible=os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        assigned=os.environ.get("POPTUNE_DEVICE_ASSIGNED", "<unset>"),
+        pid=os.getpid(),
+    )
+    time.sleep(0.05)

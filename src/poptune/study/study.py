@@ -20,7 +20,6 @@ from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
 from poptune.checkpoints import CheckpointStore
 from poptune.exceptions import (
-    ConfigurationError,
     InvalidObservationError,
     InvalidStatusError,
     ReadOnlyStudyError,
@@ -33,6 +32,7 @@ from poptune.results import RESERVED_COLUMNS, best_result, best_trial, results_d
 from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
 from poptune.study import _dashboard, _keras, _open, _optimize, _retry, _saved, _suggestion, _worker
+from poptune.study._best import BestResults, attached
 from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
@@ -49,7 +49,7 @@ _FINAL = {status.value: status for status in _FINISHED}
 _T = TypeVar("_T")
 
 
-class Study:
+class Study(BestResults):
     """A hyperparameter optimization study (``sherpa.Study`` compatible).
 
     Args:
@@ -340,17 +340,10 @@ class Study:
 
     @property
     def checkpoints(self) -> CheckpointStore:
-        """The :class:`~poptune.checkpoints.CheckpointStore` of ``checkpoint_dir`` (what
-        trials' checkpoint helpers use). Raises ConfigurationError without a checkpoint_dir."""
+        """The :class:`~poptune.checkpoints.CheckpointStore` of this study's own folder in
+        ``checkpoint_dir`` (:func:`poptune.study._open.checkpoint_store`: which, errors)."""
         if self._checkpoints is None:
-            if self.checkpoint_dir is None:
-                raise ConfigurationError(
-                    f"study {self.name!r} has no checkpoint_dir: pass Study(..., "
-                    "checkpoint_dir='checkpoints') to use trial checkpoints"
-                )
-            self._checkpoints = CheckpointStore(
-                self.checkpoint_dir, allow_pickle=self._options.allow_pickle
-            )
+            self._checkpoints = _open.checkpoint_store(self)
         return self._checkpoints
 
     def should_trial_stop(self, trial: Trial | int) -> bool:
@@ -403,7 +396,7 @@ class Study:
         trial = self.history.get(trial_id)
         if trial is None:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {self.name!r}")
-        return trial
+        return attached(self, trial)  # its checkpoint_path and load_checkpoint() work
 
     def schedule(self, trial: Trial | int) -> list[dict[str, Any]]:
         """The hyperparameter schedule that produced ``trial``: its lineage, oldest segment
@@ -454,8 +447,13 @@ class Study:
         n_workers: int = 1,
         executor: Any = None,
         show_progress: bool = True,
+        *,
+        max_consecutive_failures: int | None = 5,
+        devices: int | Sequence[str | int] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
-        """Run ``objective(trial)`` on trials until the algorithm is done.
+        """Run ``objective(trial)`` on trials until the algorithm is done; log a summary (a
+        WARNING naming the first error when a trial failed).
 
         The objective trains; it reports with ``trial.report(value, iteration=...,
         **context)`` and/or returns a final value, and may call ``trial.should_stop()``. The
@@ -473,14 +471,21 @@ class Study:
                 ``n_workers`` worker tasks, which connect to the study's storage URL (use one
                 they can reach: PostgreSQL, or SQLite on a shared disk).
             show_progress: a progress bar on stderr when it is a terminal.
+            max_consecutive_failures: stop once this many trials failed in a row (default
+                5; None or 0: carry on). devices: a device per worker process, round-robin
+                (``["cuda:0", "cuda:1"]`` or a GPU count; ``trial.device``). resources: with an
+                executor, every task's ``submit`` resources (``{"GPU": 1}``). See
+                ``docs/topics/failures-and-checkpoints.md`` and ``docs/topics/devices.md``.
 
         Raises:
+            TrialsFailingError: ``max_consecutive_failures`` trials failed in a row.
             ConfigurationError: bad arguments.
             KeyboardInterrupt: after Ctrl-C, once running trials are marked FAILED with
                 ``meta['interrupted']``; run the study again to resume it.
         """
         _optimize.optimize(self, objective, n_trials, timeout, n_workers, executor,
-                           show_progress, join=Study.join)  # fmt: skip
+                           show_progress, join=Study.join, resources=resources, devices=devices,
+                           max_consecutive_failures=max_consecutive_failures)  # fmt: skip
 
     @classmethod
     def join(cls, storage: Storage | str, study_name: str, **options: Any) -> Study:
