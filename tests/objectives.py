@@ -71,3 +71,22 @@ def device_seen(trial):
         pid=os.getpid(),
     )
     time.sleep(0.05)
+
+
+def wait_at_barrier():
+    """Block until ``POPTUNE_TEST_BARRIER_N`` processes have arrived at the barrier folder
+    ``POPTUNE_TEST_BARRIER`` (at most 60 s): the trials running now are in that many workers."""
+    folder = Path(os.environ["POPTUNE_TEST_BARRIER"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(folder.iterdir())) < int(os.environ["POPTUNE_TEST_BARRIER_N"]):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
+def device_barrier(trial):
+    """device_seen, once every worker is running a trial."""
+    wait_at_barrier()
+    device_seen(trial)

@@ -106,7 +106,7 @@ def check_parameter_names(
 
 def read_checkpoint(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> Any:
     """Read a checkpoint file written by :meth:`CheckpointStore.save` (or ``torch.save``),
-    e.g. the best trial's, after a study: ``read_checkpoint(study.checkpoint_dir / '17')``.
+    e.g. the best trial's, after a study: ``read_checkpoint(study.best_checkpoint())``.
 
     Raises:
         CheckpointError: missing, unreadable, or a pickle without ``allow_pickle=True``.

@@ -93,9 +93,10 @@ class RecordContext:
 
 
 def attached(study: Study, trial: Trial) -> Trial:
-    """``trial`` with a context to work through (a :class:`RecordContext`) unless whoever
-    handed it out gave it one."""
-    if trial._context is None:
+    """``trial`` working through a :class:`RecordContext` of ``study`` (in place of none, or of
+    the study's own: the same answers, except what a finished trial's ``load_checkpoint()``
+    reads); a context someone else gave it (a job's Client) is kept."""
+    if trial._context is None or trial._context is study._context:
         context = getattr(study, "_record_context", None)
         if context is None:
             context = study._record_context = RecordContext(study)  # type: ignore[attr-defined]

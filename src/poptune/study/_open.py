@@ -313,7 +313,12 @@ class _StoredAlgorithm(Algorithm):
         raise ReadOnlyStudyError("this study's algorithm is not available in this process")
 
 
-def read_only(cls: type[Study], storage: Storage | str, study_name: str) -> Study:
+def read_only(
+    cls: type[Study],
+    storage: Storage | str,
+    study_name: str,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+) -> Study:
     """``load_study``: a ``cls`` opened read-only from its stored configuration. A storage
     given as text is opened read-only (:func:`poptune.storage.resolve`: nothing created,
     migrated or written). Only poptune's built-in algorithms are rebuilt: any other stored
@@ -336,6 +341,7 @@ def read_only(cls: type[Study], storage: Storage | str, study_name: str) -> Stud
         config["lower_is_better"],
         storage=store,
         study_name=study_name,
+        checkpoint_dir=checkpoint_dir,
     )
     study._read_only = True
     return study
