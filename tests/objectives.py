@@ -53,3 +53,40 @@ def sleepy(trial):
     """0.3 s per trial: long enough to be interrupted in the middle."""
     time.sleep(0.3)
     return quadratic(trial)
+
+
+def typo(trial):
+    """The objective with a typo of issue 18: every trial fails the same way."""
+    return trial.paramters["lr"]  # the typo is the point
+
+
+def device_seen(trial):
+    """Reports the device its worker was given, as the objective sees it."""
+    trial.report(
+        quadratic(trial),
+        iteration=1,
+        device=str(trial.device),
+        cuda_visible=os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        assigned=os.environ.get("POPTUNE_DEVICE_ASSIGNED", "<unset>"),
+        pid=os.getpid(),
+    )
+    time.sleep(0.05)
+
+
+def wait_at_barrier():
+    """Block until ``POPTUNE_TEST_BARRIER_N`` processes have arrived at the barrier folder
+    ``POPTUNE_TEST_BARRIER`` (at most 60 s): the trials running now are in that many workers."""
+    folder = Path(os.environ["POPTUNE_TEST_BARRIER"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(folder.iterdir())) < int(os.environ["POPTUNE_TEST_BARRIER_N"]):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
+def device_barrier(trial):
+    """device_seen, once every worker is running a trial."""
+    wait_at_barrier()
+    device_seen(trial)

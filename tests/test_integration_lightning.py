@@ -95,6 +95,7 @@ def check_every_segment_trained_with_its_own_values(study: Study, ckpt: Path) ->
     trials = {t.id: t for t in study.trials}
     assert len(trials) == 8 and all(t.status == "COMPLETED" for t in trials.values())
     assert any(t.explore for t in trials.values())
+    ckpt = study.checkpoints.directory  # the study's folder inside checkpoint_dir
     saved = {i: torch.load(ckpt / str(i), weights_only=True) for i in trials}
     for i, trial in trials.items():
         group = saved[i]["optimizers"][0]["param_groups"][0]

@@ -242,7 +242,7 @@ def test_a_missing_checkpoint_is_a_loud_error(tmp_path):
         trial.report(1.0, iteration=1)
         study.finalize(trial)
     trial = study.get_suggestion()
-    (tmp_path / "ckpt" / trial.load_from).unlink()
+    (study.checkpoints.directory / trial.load_from).unlink()
     with pytest.raises(CheckpointError, match="does not exist"):
         pt_torch.load_checkpoint(trial, *make(0)[:2])
 

@@ -98,7 +98,8 @@ def test_pbt_with_trainer_exploited_members_train_with_their_new_learning_rate(t
     trials = {t.id: t for t in study.trials}
     assert len(trials) == 4 and all(t.status == "COMPLETED" for t in trials.values())
     assert any(t.explore for t in trials.values())
-    saved = {i: torch.load(tmp_path / "ckpt" / str(i), weights_only=True) for i in trials}
+    ckpt = study.checkpoints.directory  # the study's folder inside checkpoint_dir
+    saved = {i: torch.load(ckpt / str(i), weights_only=True) for i in trials}
     for i, trial in trials.items():
         groups = saved[i]["optimizers"][0]["param_groups"]
         assert {g["lr"] for g in groups} == {trial.parameters["learning_rate"]}

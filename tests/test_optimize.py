@@ -160,17 +160,19 @@ def test_ctrl_c_marks_the_trial_and_the_study_resumes(tmp_path):
 def test_exploited_trials_start_from_the_donors_weights(tmp_path):
     study = pbt_study(generations=4, population=4, checkpoint_dir=tmp_path / "ckpt")
     study.optimize(objectives.pbt_weights, show_progress=False)
+    ckpt = study.checkpoints.directory  # the study's own folder in checkpoint_dir
+    assert ckpt == tmp_path / "ckpt" / study.name
     trials = {t.id: t for t in study.trials}
     assert len(trials) == 16
     exploited = [t for t in trials.values() if t.explore]
     assert exploited
     for t in trials.values():
-        saved = read_checkpoint(tmp_path / "ckpt" / t.save_to)
+        saved = read_checkpoint(ckpt / t.save_to)
         if t.generation == 1:
             assert saved["loaded_from"] is None
             continue
         assert saved["loaded_from"] == t.parent  # started from the donor's checkpoint
-        donor = read_checkpoint(tmp_path / "ckpt" / t.load_from)
+        donor = read_checkpoint(ckpt / t.load_from)
         step = t.parameters["lr"] * 100.0
         assert np.allclose(saved["weights"], donor["weights"] + step)  # donor's weights + step
         assert saved["lr"] == t.parameters["lr"]  # the explored value is the one in effect
@@ -179,8 +181,8 @@ def test_exploited_trials_start_from_the_donors_weights(tmp_path):
 
 
 def test_a_missing_checkpoint_fails_loudly_and_pbt_replaces_the_member(tmp_path):
-    ckpt = tmp_path / "ckpt"
-    study = pbt_study(generations=3, population=3, checkpoint_dir=ckpt)
+    study = pbt_study(generations=3, population=3, checkpoint_dir=tmp_path / "ckpt")
+    ckpt = study.checkpoints.directory
     first = [study.get_suggestion() for _ in range(3)]
     for t in first:
         objectives.pbt_weights(t)
@@ -199,6 +201,7 @@ def test_a_missing_checkpoint_fails_loudly_and_pbt_replaces_the_member(tmp_path)
 
 def test_checkpoint_errors_name_the_file(tmp_path):
     study = pbt_study(generations=2, population=2, checkpoint_dir=tmp_path)
+    tmp_path = study.checkpoints.directory  # the study's folder
     for t in (study.get_suggestion(), study.get_suggestion()):
         assert t.load_path is None and t.load_checkpoint() is None
         t.save_checkpoint({"w": 1})
@@ -219,17 +222,17 @@ def test_checkpoint_errors_name_the_file(tmp_path):
 
 def test_checkpoints_are_written_atomically(tmp_path):
     study = random_study(1, checkpoint_dir=tmp_path)
+    tmp_path = study.checkpoints.directory
     trial = study.get_suggestion()
     path = trial.save_checkpoint({"w": np.arange(3)})
     assert path == trial.checkpoint_path == tmp_path / "1"
-    assert [p.name for p in tmp_path.iterdir()] == ["1"]  # no temporary file left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".poptune-study.json"] == ["1"]
 
 
 def test_garbage_collection_keeps_what_is_needed(tmp_path):
-    ckpt = tmp_path / "ckpt"
-    study = pbt_study(generations=5, population=4, checkpoint_dir=ckpt, keep_checkpoints=1)
+    study = pbt_study(generations=5, population=4, checkpoint_dir=tmp_path, keep_checkpoints=1)
     study.optimize(objectives.pbt_weights, show_progress=False)
-    kept = sorted(int(p.name) for p in ckpt.iterdir())
+    kept = sorted(int(p.name) for p in study.checkpoints.directory.iterdir() if p.name.isdigit())
     last_gen = sorted(t.id for t in study.trials if t.generation == 5)
     best = study.get_best_result()["Trial-ID"]
     assert set(kept) == set(last_gen) | {best}
@@ -238,8 +241,8 @@ def test_garbage_collection_keeps_what_is_needed(tmp_path):
 
 
 def test_garbage_collection_never_deletes_a_checkpoint_about_to_be_loaded(tmp_path):
-    ckpt = tmp_path / "ckpt"
-    study = pbt_study(generations=3, population=4, checkpoint_dir=ckpt, keep_checkpoints=0)
+    study = pbt_study(generations=3, population=4, checkpoint_dir=tmp_path, keep_checkpoints=0)
+    ckpt = study.checkpoints.directory
     seen_missing = []
 
     def objective(trial):

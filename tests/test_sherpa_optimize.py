@@ -180,7 +180,10 @@ def test_command_form_and_verbose_zero(tmp_path, caplog):
 
 
 def test_failing_script_fails_its_trial(tmp_path):
-    best, study = run(tmp_path, algorithms.RandomSearch(2), FAILING_SCRIPT.format(condition=True))
+    with pytest.warns(RuntimeWarning, match="every one of the 2 trial"):
+        best, study = run(
+            tmp_path, algorithms.RandomSearch(2), FAILING_SCRIPT.format(condition=True)
+        )
     trials = study.trials
     assert [t.status for t in trials] == [TrialStatus.FAILED] * 2
     assert all(t.meta["job_status"] == "FAILED" for t in trials)
@@ -191,12 +194,13 @@ def test_failing_script_fails_its_trial(tmp_path):
 
 
 def test_failed_trials_are_resubmitted_once(tmp_path):
-    _, study = run(
-        tmp_path,
-        algorithms.RandomSearch(2),
-        FAILING_SCRIPT.format(condition=True),
-        resubmit_failed_trials=True,
-    )
+    with pytest.warns(RuntimeWarning, match="every one of the 4 trial"):
+        _, study = run(
+            tmp_path,
+            algorithms.RandomSearch(2),
+            FAILING_SCRIPT.format(condition=True),
+            resubmit_failed_trials=True,
+        )
     trials = study.trials
     assert len(trials) == 4 and all(t.status is TrialStatus.FAILED for t in trials)
     retries = {t.meta["retry_of"]: t for t in trials if "retry_of" in t.meta}
@@ -215,7 +219,8 @@ def test_resubmitted_trial_can_complete(tmp_path):
 
 
 def test_script_that_reports_nothing_fails(tmp_path):
-    _, study = run(tmp_path, algorithms.RandomSearch(1), "import sys\n")
+    with pytest.warns(RuntimeWarning, match="every one of the 1 trial"):
+        _, study = run(tmp_path, algorithms.RandomSearch(1), "import sys\n")
     (trial,) = study.trials
     assert trial.status is TrialStatus.FAILED
     assert "without sending metrics" in trial.meta["error"]

@@ -186,7 +186,7 @@ def read_checkpoint(
     options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Read a checkpoint written by :meth:`CheckpointStore.save` (or ``torch.save``), e.g.
-    the best trial's, after a study: ``read_checkpoint(study.checkpoint_dir / '17')``, or
+    the best trial's, after a study: ``read_checkpoint(study.best_checkpoint())``, or
     ``read_checkpoint('s3://bucket/run/17', options={...})`` (``options``: the file system's,
     as ``checkpoint_options``). A checkpoint kept in the database is read with
     ``study.checkpoints.read('17')``.

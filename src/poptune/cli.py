@@ -7,7 +7,7 @@
     poptune best STORAGE STUDY [--json]           the best result
     poptune export STORAGE STUDY --format csv|json [--output FILE]
     poptune delete STORAGE STUDY [--yes]
-    poptune worker STORAGE STUDY module:function [--n-trials N] [--timeout S]
+    poptune worker STORAGE STUDY module:function [--n-trials N] [--timeout S] [--device D]
                    [--checkpoint-dir DIR] [--retry-failed-trials N] ...
     poptune dashboard STORAGE [--port 8880] [--host 127.0.0.1] [--study S] [--allow-stop]
     poptune fail-stale STORAGE STUDY [--older-than SECONDS] [--yes]
@@ -46,6 +46,8 @@ from poptune.dashboard import run_dashboard
 from poptune.exceptions import ConfigurationError, CorruptRowError, PoptuneError
 from poptune.storage import Storage, resolve
 from poptune.study import Study, load_study, run_worker
+from poptune.study._devices import check_device
+from poptune.study._devices import environment as device_environment
 from poptune.trial import TrialStatus
 
 __all__ = ["main"]
@@ -373,6 +375,8 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
     for folder in [*args.path, os.getcwd()]:  # like python -m: the working directory imports
         if folder not in sys.path:
             sys.path.insert(0, folder)
+    if args.device is not None:  # before the objective's module can initialize CUDA
+        os.environ.update(device_environment(check_device("poptune worker", args.device)))
     objective = _import_objective(args.objective)
     ran = run_worker(
         _storage(args.storage, write=True),
@@ -467,6 +471,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-checkpoints", type=int, help="delete unneeded checkpoints, keep N best")
     p.add_argument("--retry-failed-trials", type=int, default=0,
                    help="re-queue a trial whose worker died up to N times")  # fmt: skip
+    p.add_argument("--device", help="this worker's device, e.g. cuda:1 (sets "
+                   "CUDA_VISIBLE_DEVICES; the objective reads trial.device)")  # fmt: skip
     p.add_argument("--heartbeat-interval", type=float, default=10.0, help="seconds")
     p.add_argument("--grace-period", type=float, help="seconds (default 4 x heartbeat)")
     p.add_argument("--path", action="append", default=[],

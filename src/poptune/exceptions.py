@@ -17,6 +17,8 @@ exception a Python user would expect (``ValueError``, ``TypeError``, ``KeyError`
     ├── CheckpointError                        a checkpoint is missing, unreadable, a pickle
     │                                          without allow_pickle, or named like a path
     ├── ReadOnlyStudyError                     a study opened with load_study() was asked to change
+    ├── TrialsFailingError                     optimize() stopped: too many trials failed in a row
+    ├── NoCompletedTrialError (ValueError)     best_params/best_value/... of a study with no result
     ├── ConfigurationError (ValueError)        a Study or algorithm argument is not valid
     │   ├── ArgumentTypeError (TypeError)      ... because it has the wrong type
     │   └── UntrustedModuleError               a stored config names a module not trusted here
@@ -39,6 +41,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidStatusError",
     "MissingDependencyError",
+    "NoCompletedTrialError",
     "NoObservationsError",
     "PoptuneError",
     "ReadOnlyStudyError",
@@ -46,6 +49,7 @@ __all__ = [
     "StudyMismatchError",
     "StudyNotFoundError",
     "TrialFinishedError",
+    "TrialsFailingError",
     "UnknownTrialError",
     "UntrustedModuleError",
 ]
@@ -109,6 +113,48 @@ class CheckpointError(PoptuneError):
 
 class ReadOnlyStudyError(PoptuneError):
     """The study was opened read-only (:func:`poptune.load_study`) and cannot be changed."""
+
+
+class TrialsFailingError(PoptuneError):
+    """``study.optimize`` stopped because ``max_consecutive_failures`` trials of the call failed
+    one after another with no success in between (an objective that cannot work: a typo, an
+    import that fails, a missing file). The failed trials stay FAILED; fix the objective and
+    run again, or pass ``max_consecutive_failures=None`` to carry on despite failures.
+
+    Attributes:
+        trial_id: the first failed trial of the run of failures.
+        error: its error, ``"NameError: name 'lr' is not defined"``.
+        traceback: the objective's traceback text as recorded in ``trial.meta['traceback']``
+            ('' when the trial failed without one, e.g. its worker died).
+        failed: the ids of the failed trials, in id order.
+    """
+
+    def __init__(
+        self, message: str, *, trial_id: int, error: str, traceback: str, failed: list[int]
+    ) -> None:
+        super().__init__(message)
+        self.trial_id = trial_id
+        self.error = error
+        self.traceback = traceback
+        self.failed = list(failed)
+
+    def __reduce__(self) -> tuple[object, ...]:  # keyword-only arguments: pickle by hand
+        return _rebuild_failing, (self.args[0], self.trial_id, self.error, self.traceback,
+                                  self.failed)  # fmt: skip
+
+
+def _rebuild_failing(
+    message: str, trial_id: int, error: str, traceback: str, failed: list[int]
+) -> TrialsFailingError:
+    return TrialsFailingError(
+        message, trial_id=trial_id, error=error, traceback=traceback, failed=failed
+    )
+
+
+class NoCompletedTrialError(PoptuneError, ValueError):
+    """``best_params``, ``best_value``, ``best_trial`` or ``best_checkpoint()`` was asked of a
+    study that has no COMPLETED trial with an observation (the message says how many trials
+    failed, and the first error)."""
 
 
 class ConfigurationError(PoptuneError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -254,6 +255,13 @@ class Trial:
     @property
     def is_finished(self) -> bool:
         return self.status in _FINISHED
+
+    @property
+    def device(self) -> str | None:
+        """The device this process's worker was given (``optimize(devices=...)``, ``poptune
+        worker --device``), as this process names it: ``"cuda:0"`` for the one GPU a worker
+        sees, ``"cpu"``, ...; None when none was (environment variable ``POPTUNE_DEVICE``)."""
+        return os.environ.get("POPTUNE_DEVICE") or None
 
     @property
     def observations(self) -> ObservationMap:

@@ -38,6 +38,8 @@ import logging
 import os
 import shlex
 import sys
+import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,8 +130,13 @@ def optimize(
             127.0.0.1 while the jobs run (as ``Study(dashboard_port=...)``).
         resubmit_failed_trials: queue a trial whose job failed once more, with the same
             parameters (a new trial whose ``meta['retry_of']`` names the failed one).
-        verbose: log (logger ``poptune``, INFO) one line per submitted and finished job;
-            0 logs them at DEBUG.
+        verbose: 1 (default) says what happens, as SHERPA did: each submitted trial with its
+            parameters, each finished job with its status and best objective, a failed job
+            with the end of its output file, the stopping rule's stops, and a summary at the
+            end; printed on standard output unless logger ``poptune`` shows INFO (then logged
+            there, not twice). 0 logs them at DEBUG only. Whatever ``verbose``, a failed job
+            is a WARNING naming its output file, and a run in which every trial failed ends
+            with a ``RuntimeWarning`` (the result is then ``{}``).
         load: resume the study ``study_name`` stored there (a previous run into the same
             ``output_dir``, or the same ``storage``) instead of starting a new one.
         storage: a database URL every job can reach. Default
@@ -224,6 +231,7 @@ def optimize(
             resubmit=resubmit_failed_trials,
             level=logging.INFO if verbose else logging.DEBUG,
             poll_interval=poll_interval,
+            verbose=bool(verbose),
         ),
     )
     try:
@@ -276,6 +284,7 @@ class _Plan:
     resubmit: bool
     level: int  # logging level of the per-job lines
     poll_interval: float
+    verbose: bool = False  # print the per-job lines when logging would not show them
 
 
 class _Runner:
@@ -290,6 +299,7 @@ class _Runner:
         self.max_concurrent = plan.max_concurrent
         self.resubmit = plan.resubmit
         self.level = plan.level
+        self.verbose = plan.verbose
         self.poll = Backoff(plan.poll_interval, plan.poll_interval)  # a fixed interval
         self.running: dict[int, _Job] = {}
         self._requeued = False
@@ -321,13 +331,40 @@ class _Runner:
             study.close()  # no more heartbeats (the jobs report for themselves)
         study.save(self.output_dir)
         best = study.get_best_result()
-        logger.log(
-            self.level,
-            "poptune: study %r done; results in %s",
-            study.name,
-            self.output_dir / "results.csv",
-        )
+        self._summary(best)
         return best
+
+    # -- saying what happens -------------------------------------------------------------
+    def _say(self, message: str, *args: Any, block: str = "") -> None:
+        """Log a per-job line at the runner's level; with ``verbose`` and logger ``poptune``
+        not showing it, print it (and ``block``, more lines) on standard output."""
+        logger.log(self.level, message, *args)
+        if self.verbose and not logger.isEnabledFor(logging.INFO):
+            print((message % args if args else message) + block, flush=True)  # noqa: T201
+
+    def _output_of(self, trial_id: int) -> Path:
+        return self.output_dir / "jobs" / f"trial_{trial_id}.out"
+
+    def _summary(self, best: dict[str, Any]) -> None:
+        trials = self.study.trials
+        counts = Counter(t.status.value for t in trials)
+        text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        self._say("poptune: study %r done: %d trial(s) (%s); results in %s",
+                  self.study.name, len(trials), text or "none",
+                  self.output_dir / "results.csv")  # fmt: skip
+        if best:
+            where = (best.get("Trial-ID"), best.get("Objective"), best.get("Iteration"))
+            self._say("poptune: best result: trial %s, objective %.6g at iteration %s", *where)
+        if trials and counts.get("FAILED", 0) == len(trials):
+            first = trials[0]
+            warnings.warn(
+                f"poptune.optimize: every one of the {len(trials)} trial(s) of study "
+                f"{self.study.name!r} failed, so the result is {{}}. Trial {first.id}: "
+                f"{first.meta.get('error', 'no error recorded')}. Job output: "
+                f"{self.output_dir / 'jobs'}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     # -- submitting ----------------------------------------------------------------------
     def _submit(self, trial: Trial) -> None:
@@ -347,13 +384,10 @@ class _Runner:
                          {**trial.meta, "error": f"job submission failed: {exc}"})  # fmt: skip
             raise
         self.running[trial.id] = _Job(str(job_id), trial)
-        logger.log(
-            self.level,
-            "poptune: trial %d submitted as job %s: %s",
-            trial.id,
-            job_id,
-            _describe(trial),
-        )
+        width = max((len(str(k)) for k in trial.parameters), default=0)
+        block = "".join(f"\n    {str(k):<{width}} = {v!r}" for k, v in trial.parameters.items())
+        self._say("poptune: trial %d submitted as job %s: %s", trial.id, job_id,
+                  _describe(trial), block=block)  # fmt: skip
 
     # -- watching ------------------------------------------------------------------------
     def _poll(self) -> None:
@@ -379,13 +413,8 @@ class _Runner:
             logger.warning("poptune: could not kill job %s of trial %d: %s",
                            job.job_id, job.trial.id, exc)  # fmt: skip
         status = self._finalize(job.trial.id, TrialStatus.STOPPED)
-        logger.log(
-            self.level,
-            "poptune: trial %d (job %s) stopped by the stopping rule: %s",
-            job.trial.id,
-            job.job_id,
-            status,
-        )
+        self._say("poptune: trial %d (job %s) stopped by the stopping rule: %s",
+                  job.trial.id, job.job_id, status)  # fmt: skip
         self._save()
 
     def _ended(self, job: _Job, state: str) -> None:
@@ -404,20 +433,21 @@ class _Runner:
                 error = "the job was killed"
             else:
                 error = f"the job failed; see its output in {self.output_dir / 'jobs'}"
+            output = self._output_of(tid)
+            last = _last_line(output)
+            if last:
+                error += f"; its output {output.name} ends with: {last}"
             meta = {**trial.meta, "error": error, "job_id": job.job_id, "job_status": state}
             status = self._finalize(tid, TrialStatus.FAILED, meta)
             failed = status is TrialStatus.FAILED
+            if failed:
+                where = output if output.is_file() else self.output_dir / "jobs"
+                logger.warning("poptune: trial %d (job %s) FAILED: %s (output: %s)",
+                               tid, job.job_id, error, where)  # fmt: skip
         best = trial.best_observation(self.study.lower_is_better)
-        logger.log(
-            self.level,
-            "poptune: trial %d (job %s) %s: %s, %d observation(s)%s",
-            tid,
-            job.job_id,
-            state.lower(),
-            status,
-            n,
-            "" if best is None else f", best objective {best.objective:.6g}",
-        )
+        self._say("poptune: trial %d (job %s) %s: %s, %d observation(s)%s", tid, job.job_id,
+                  state.lower(), status, n,
+                  "" if best is None else f", best objective {best.objective:.6g}")  # fmt: skip
         if failed and self.resubmit:
             self._requeue(job.trial)
         self._save()
@@ -443,7 +473,7 @@ class _Runner:
         if retry is None:  # already a resubmission: once per original trial
             return
         self._requeued = True
-        logger.log(self.level, "poptune: trial %d queued again as trial %d", trial.id, retry.id)
+        self._say("poptune: trial %d queued again as trial %d", trial.id, retry.id)
 
     def _save(self) -> None:
         try:
@@ -480,6 +510,20 @@ class _Runner:
             "interrupted" if interrupted else f"optimize() stopped ({type(exc).__name__})",
             str(self.output_dir),
         )
+
+
+def _last_line(path: Path, limit: int = 300) -> str:
+    """The last non-empty line of a job's output file ('' if none): a trial script that could
+    not import ends with its ``ModuleNotFoundError``."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:limit] if lines else ""
 
 
 def _describe(trial: Trial) -> str:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,8 +37,9 @@ from poptune._validation import (
     check_str,
 )
 from poptune.algorithms.base import Algorithm, algorithm_from_config, as_algorithm
-from poptune.checkpoints import check_location
+from poptune.checkpoints import CheckpointStore, check_location
 from poptune.exceptions import (
+    CheckpointError,
     ConfigurationError,
     InvalidParameterError,
     PoptuneError,
@@ -54,8 +58,12 @@ if TYPE_CHECKING:
     from poptune.study.study import Study
 
 __all__ = [
+    "LAYOUT_KEY",
     "WorkerOptions",
     "check_arguments",
+    "checkpoint_folder",
+    "checkpoint_layout",
+    "checkpoint_store",
     "check_parameters",
     "check_same",
     "config_of",
@@ -178,13 +186,18 @@ def config_of(study: Study, strict: bool, seed: int | None) -> dict[str, Any]:
                 {"name": p.name, "type": p.type, "range": repr(p.range), "scale": p.scale}
             )
     rule = study.stopping_rule
-    return {
+    config = {
         "parameters": params,
         "algorithm": study.algorithm.to_config(),
         "lower_is_better": study.lower_is_better,
         "stopping_rule": None if rule is None else rule.to_config(),
         "seed": seed,
     }
+    if hasattr(study, "_study_id"):  # a copy or a save keeps where the checkpoints are
+        layout = checkpoint_layout(study)
+        if layout is not None:
+            config[LAYOUT_KEY] = layout
+    return config
 
 
 def create_or_join(study: Study, config: dict[str, Any], seed: int | None) -> tuple[int, int]:
@@ -256,8 +269,9 @@ def _create_or_join(
             study_id = storage.get_study_id(name)
         except StudyNotFoundError:
             chosen = int(seed) if seed is not None else default_seed()
+            stored = {LAYOUT_KEY: PER_STUDY, **config, "seed": chosen}
             try:
-                return storage.create_study(name, {**config, "seed": chosen}), chosen
+                return storage.create_study(name, stored), chosen
             except StudyMismatchError:
                 continue
         stored = storage.get_study_config(study_id)
@@ -308,7 +322,12 @@ class _StoredAlgorithm(Algorithm):
         raise ReadOnlyStudyError("this study's algorithm is not available in this process")
 
 
-def read_only(cls: type[Study], storage: Storage | str, study_name: str) -> Study:
+def read_only(
+    cls: type[Study],
+    storage: Storage | str,
+    study_name: str,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+) -> Study:
     """``load_study``: a ``cls`` opened read-only from its stored configuration. A storage
     given as text is opened read-only (:func:`poptune.storage.resolve`: nothing created,
     migrated or written). Only poptune's built-in algorithms are rebuilt: any other stored
@@ -331,6 +350,7 @@ def read_only(cls: type[Study], storage: Storage | str, study_name: str) -> Stud
         config["lower_is_better"],
         storage=store,
         study_name=study_name,
+        checkpoint_dir=checkpoint_dir,
     )
     study._read_only = True
     return study
@@ -356,4 +376,114 @@ def join(cls: type[Study], storage: Storage | str, study_name: str, **options: A
         storage=store,
         study_name=study_name,
         **options,
+    )
+
+
+# -- where a study's checkpoints live -------------------------------------------------------
+#: Stored in the configuration of every study created since checkpoints got a folder per
+#: study: ``"per-study"``. A study stored without it keeps them directly in ``checkpoint_dir``.
+LAYOUT_KEY = "checkpoint_layout"
+PER_STUDY = "per-study"
+#: In a study's own folder: the study it belongs to (two names one folder: refused).
+FOLDER_MARKER = ".poptune-study.json"
+#: In a ``checkpoint_dir`` an older study uses directly: that study (a second one: refused).
+FLAT_MARKER = ".poptune-flat-study.json"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def checkpoint_store(study: Study) -> CheckpointStore:
+    """Open the :class:`~poptune.checkpoints.CheckpointStore` of ``study``'s checkpoints: its
+    own folder in ``checkpoint_dir`` (:func:`checkpoint_folder`).
+
+    Raises:
+        ConfigurationError: the study has no ``checkpoint_dir``.
+        CheckpointError: the folder belongs to another study.
+    """
+    if study.checkpoint_dir is None:
+        raise ConfigurationError(
+            f"study {study.name!r} has no checkpoint_dir: pass Study(..., "
+            "checkpoint_dir='checkpoints') to use trial checkpoints"
+        )
+    return CheckpointStore(
+        checkpoint_folder(study),
+        allow_pickle=study._options.allow_pickle,
+        options=study._options.checkpoint_options,
+        storage=study._storage,
+        study_id=study._study_id,
+    )
+
+
+def checkpoint_layout(study: Study) -> str | None:
+    """``"per-study"``, or None for a study created before checkpoints got a folder per study
+    (its stored configuration has no :data:`LAYOUT_KEY`; ``Study.load`` of an older save sets
+    ``_legacy_checkpoints``)."""
+    if getattr(study, "_legacy_checkpoints", False):
+        return None
+    layout = study._storage.get_study_config(study._study_id).get(LAYOUT_KEY)
+    return None if layout is None else str(layout)
+
+
+def folder_name(name: str) -> str:
+    """The folder of study ``name`` inside ``checkpoint_dir``: the name itself when it is a
+    plain file name (letters, digits, ``._-``, at most 80, not all digits: a trial's own
+    checkpoint is named by digits), else a cleaned name and a hash of the name
+    (``my_study-3f2a9c01d4``): a study name is never a path."""
+    if _SAFE_NAME.fullmatch(name) and not name.isdigit() and not name.endswith(".tmp"):
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:40] or "study"
+    return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def checkpoint_folder(study: Study) -> Path | str:
+    """Where ``study``'s checkpoints live: ``<checkpoint_dir>/<folder_name(name)>/``, so two
+    studies given one ``checkpoint_dir`` never share a file; a study created before that
+    (:func:`checkpoint_layout` None) keeps ``checkpoint_dir`` itself. ``"database://"`` (the
+    study's own database) is given as it is. A local folder is claimed for its study by a
+    marker file, so that two studies that would share one (a name that differs only in case
+    on a case-insensitive disk; two older studies in one directory) are refused, loudly.
+
+    Raises:
+        CheckpointError: the folder belongs to another study.
+    """
+    root = study.checkpoint_dir
+    assert root is not None
+    text = os.fspath(root)
+    if text.startswith("database:"):
+        return root
+    per_study = checkpoint_layout(study) == PER_STUDY
+    if "://" in text:  # an fsspec URL: its own file system, no markers
+        return text.rstrip("/") + "/" + folder_name(study.name) if per_study else text
+    folder = Path(root) / folder_name(study.name) if per_study else Path(root)
+    if not study._read_only:
+        _claim(folder / (FOLDER_MARKER if per_study else FLAT_MARKER), study.name, per_study)
+    return folder
+
+
+def _claim(marker: Path, name: str, per_study: bool) -> None:
+    """Write ``marker`` naming study ``name`` unless it exists; refuse another study's."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps({"study": name})
+    try:
+        with open(marker, "x", encoding="utf-8") as fh:
+            fh.write(payload)
+        return
+    except FileExistsError:
+        pass
+    try:
+        owner = json.loads(marker.read_text(encoding="utf-8")).get("study")
+    except (OSError, ValueError, AttributeError):
+        return  # half written by a concurrent first claim, or not ours to judge
+    if owner == name:
+        return
+    if per_study:
+        raise CheckpointError(
+            f"checkpoint folder {marker.parent} belongs to study {owner!r}, not {name!r} (their "
+            "names differ only where this disk does not tell them apart); give this study "
+            "another name or checkpoint_dir"
+        )
+    raise CheckpointError(
+        f"checkpoint_dir {marker.parent} holds the checkpoints of study {owner!r} directly (the "
+        f"layout of studies created before poptune kept a folder per study); study {name!r} is "
+        "as old and would overwrite them, trial id by trial id: give it another "
+        "checkpoint_dir (or move its checkpoints into a directory of its own)"
     )

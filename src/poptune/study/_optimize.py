@@ -8,6 +8,7 @@ coordination of their own. What each worker process or task is given is one
 
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 import os
@@ -19,22 +20,39 @@ import tempfile
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poptune._validation import check_callable, check_int, check_positive, reject
+from poptune.algorithms.base import SherpaAlgorithm
 from poptune.exceptions import ConfigurationError, PoptuneError
 from poptune.storage import copy_study, get_storage
+from poptune.study._devices import (
+    ENV_ASSIGNED,
+    ENV_DEVICE,
+    assign,
+    check_devices,
+    environ,
+    environment,
+)
+from poptune.study._failures import (
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    FailureLimit,
+    check_limit,
+    conclude,
+)
 from poptune.study._open import config_of
 from poptune.study._progress import Progress
+from poptune.study._suggestion import new_trial
 from poptune.study._worker import Objective, deadline_in, run_worker
+from poptune.trial import AlgorithmState
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["WorkerPlan", "optimize", "shared_url", "worker_main"]
+__all__ = ["WorkerPlan", "nothing_to_do", "optimize", "shared_url", "worker_main"]
 
 logger = logging.getLogger("poptune")
 
@@ -51,6 +69,7 @@ class WorkerPlan:
         max_trial_id: no trial above this id (``n_trials``), or None.
         timeout: seconds from the worker's start after which it starts no trial, or None.
         options: the caller's own Study settings (``WorkerOptions.as_kwargs()``).
+        failures: when to stop after failed trials (``max_consecutive_failures``), or None.
     """
 
     join: Callable[..., Study]
@@ -60,6 +79,7 @@ class WorkerPlan:
     max_trial_id: int | None
     timeout: float | None
     options: dict[str, Any]
+    failures: FailureLimit | None = None
 
 
 def optimize(
@@ -72,8 +92,15 @@ def optimize(
     show_progress: bool,
     *,
     join: Callable[..., Study],
+    max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    devices: int | Sequence[str | int] | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> None:
-    """See :meth:`poptune.Study.optimize`; ``join`` opens the study in a worker process."""
+    """See :meth:`poptune.Study.optimize`; ``join`` opens the study in a worker process.
+
+    Ends with the call's summary, or raises TrialsFailingError
+    (:mod:`poptune.study._failures`); ``devices``: :mod:`poptune.study._devices`;
+    ``resources``: passed to the executor's ``submit`` for every worker task."""
     check_callable("optimize", "objective", objective)
     check_int("optimize", "n_trials", n_trials, 1, allow_none=True)
     check_positive("optimize", "timeout", timeout, allow_none=True)
@@ -81,6 +108,11 @@ def optimize(
     if executor is not None and not callable(getattr(executor, "submit", None)):
         what = "None or an object with a submit() method (a dask.distributed.Client)"
         reject("optimize", "executor", what, executor, wrong_type=True)
+    limit = check_limit("optimize", max_consecutive_failures)
+    device_list = check_devices(devices, executor)
+    if resources is not None and (executor is None or not isinstance(resources, Mapping)):
+        what = "a mapping such as {'GPU': 1}, given with an executor"
+        reject("optimize", "resources", what, resources, wrong_type=executor is not None)
     if executor is not None or n_workers > 1:
         try:
             pickle.dumps(objective)
@@ -92,19 +124,24 @@ def optimize(
     study._check_writable()
     max_trial_id = study.history.n_trials + n_trials if n_trials is not None else None
     start = study.history.n_trials
+    failures = None if limit is None else FailureLimit(start, limit)
+    outcome: WorkerOutcome | None = None
     progress = Progress(study, n_trials, start, enabled=show_progress)
     try:
         if executor is None and n_workers == 1:
-            run_worker(study, objective, max_trial_id, deadline_in(timeout),
-                       on_trial=lambda trial, status: progress.refresh())  # fmt: skip
-        else:
+            env = {} if device_list is None else {ENV_DEVICE: device_list[0],
+                                                  ENV_ASSIGNED: device_list[0]}  # fmt: skip
+            with environ(env):
+                run_worker(study, objective, max_trial_id, deadline_in(timeout),
+                           on_trial=lambda trial, status: progress.refresh(),
+                           failures=failures)  # fmt: skip
+        elif not nothing_to_do(study, max_trial_id):
             plan = WorkerPlan(join, shared_url(study), study.name, objective, max_trial_id,
-                              timeout, study._options.as_kwargs())  # fmt: skip
+                              timeout, study._options.as_kwargs(), failures)  # fmt: skip
             if executor is None:
-                outcome = _run_processes(plan, n_workers, progress)
+                outcome = _run_processes(plan, n_workers, progress, device_list)
             else:
-                outcome = _run_executor(executor, plan, n_workers, progress)
-            judge(study, outcome, start, max_trial_id)
+                outcome = _run_executor(executor, plan, n_workers, progress, resources)
     except KeyboardInterrupt:
         logger.warning(
             "poptune: interrupted; running trials were marked FAILED (meta 'interrupted'). "
@@ -113,6 +150,42 @@ def optimize(
         raise
     finally:
         progress.close()
+    conclude(study, start, limit)  # the summary; TrialsFailingError when failures stopped it
+    if outcome is not None:
+        judge(study, outcome, start, max_trial_id)
+
+
+def nothing_to_do(study: Study, max_trial_id: int | None) -> bool:
+    """Whether a call would find the study finished: no trial QUEUED or RUNNING and the
+    algorithm answering DONE. Asked before any worker process is started, in a transaction
+    whose writes are undone (the algorithm's state is put back as it was): a finished study
+    run again returns at once. Only poptune's own algorithms are asked (they keep everything
+    in the stored state); a SHERPA-style one may count its calls, so it is not."""
+    if isinstance(study.algorithm, SherpaAlgorithm):
+        return False
+    history = study.history
+    if history.n_unfinished:
+        return False
+    answer: Any = None
+    with study._lock:
+        try:
+            with study._writing():
+                saved = copy.deepcopy(study._storage.get_algorithm_state(study._study_id))
+                try:
+                    answer = new_trial(study, study._next_id, max_trial_id)  # type: ignore[arg-type]
+                finally:
+                    study._storage.set_algorithm_state(study._study_id, saved)
+                raise _Undo
+        except _Undo:
+            pass
+    if answer is AlgorithmState.DONE:
+        logger.info("poptune: study %r is done; no worker started", study.name)
+        return True
+    return False
+
+
+class _Undo(Exception):
+    """Ends :func:`nothing_to_do`'s transaction, undoing it."""
 
 
 def shared_url(study: Study) -> str:
@@ -148,7 +221,8 @@ def worker_main(plan: WorkerPlan) -> int:
     """
     deadline = deadline_in(plan.timeout)
     study = plan.join(plan.url, plan.study_name, **plan.options)
-    return run_worker(study, plan.objective, plan.max_trial_id, deadline)
+    return run_worker(study, plan.objective, plan.max_trial_id, deadline,
+                      failures=plan.failures, announce=False)  # fmt: skip
 
 
 def _process_entry(queue: Any, plan: WorkerPlan) -> None:
@@ -161,15 +235,20 @@ def _process_entry(queue: Any, plan: WorkerPlan) -> None:
         sys.exit(1)
 
 
-def _run_processes(plan: WorkerPlan, n_workers: int, progress: Progress) -> WorkerOutcome:
+def _run_processes(
+    plan: WorkerPlan, n_workers: int, progress: Progress, devices: list[str] | None = None
+) -> WorkerOutcome:
+    """Start ``n_workers`` spawned processes running ``plan``; worker ``i`` starts with the
+    environment of its device (:func:`poptune.study._devices.assign`)."""
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [
         ctx.Process(target=_process_entry, args=(errors, plan), name=f"poptune-worker-{i}")
         for i in range(n_workers)
     ]
-    for p in procs:
-        p.start()
+    for p, device in zip(procs, assign(devices, n_workers), strict=True):
+        with environ(environment(device)):  # inherited by the process, before it runs
+            p.start()
     try:
         while any(p.is_alive() for p in procs):
             progress.refresh()
@@ -207,11 +286,17 @@ def _run_processes(plan: WorkerPlan, n_workers: int, progress: Progress) -> Work
 
 
 def _run_executor(
-    executor: Any, plan: WorkerPlan, n_workers: int, progress: Progress
+    executor: Any,
+    plan: WorkerPlan,
+    n_workers: int,
+    progress: Progress,
+    resources: Mapping[str, float] | None = None,
 ) -> WorkerOutcome:
     kwargs: dict[str, Any] = {}
     if type(executor).__module__.startswith("distributed"):
         kwargs["pure"] = False  # n identical tasks must run n times
+    if resources is not None:
+        kwargs["resources"] = dict(resources)  # e.g. {"GPU": 1}: one task per GPU
     futures = [executor.submit(worker_main, plan, **kwargs) for _ in range(n_workers)]
     try:
         while not all(f.done() for f in futures):

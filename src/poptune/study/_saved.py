@@ -35,7 +35,7 @@ from poptune.exceptions import (
 from poptune.parameters import Parameter
 from poptune.results import results_dataframe
 from poptune.stopping import StoppingRule
-from poptune.study._open import _StoredAlgorithm, config_of
+from poptune.study._open import LAYOUT_KEY, _StoredAlgorithm, config_of
 from poptune.trial import Trial, TrialStatus
 
 if TYPE_CHECKING:
@@ -148,6 +148,8 @@ def load(
         allow_pickle=allow_pickle,
         **options,
     )
+    if LAYOUT_KEY not in config:  # saved before checkpoints got a folder per study
+        study._legacy_checkpoints = True  # type: ignore[attr-defined]
     trials, interrupted = saved_trials(data)
     with study._writing():
         for trial in trials:  # saved ids are dense from 1: each is the next id (checked)

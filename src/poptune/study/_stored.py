@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,18 +15,25 @@ from poptune.trial import Trial
 __all__ = ["join_study", "load_study", "run_worker"]
 
 
-def load_study(storage: Storage | str, study_name: str) -> Study:
+def load_study(
+    storage: Storage | str,
+    study_name: str,
+    *,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+) -> Study:
     """Open a stored study read-only, for analysis (results, best result, trials).
 
     Args:
         storage: a database URL (``sqlite:///runs.db``, ``postgresql://...``) or a storage.
         study_name: the study's name.
+        checkpoint_dir: the ``checkpoint_dir`` the study ran with: then its trials'
+            ``checkpoint_path`` and ``load_checkpoint()``, and ``best_checkpoint()``, work.
 
     Raises:
         StudyNotFoundError: no study of that name in the storage.
         StorageError, ConfigurationError: the storage cannot be opened.
     """
-    return _open.read_only(Study, storage, study_name)
+    return _open.read_only(Study, storage, study_name, checkpoint_dir)
 
 
 def join_study(storage: Storage | str, study_name: str, **options: Any) -> Study:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from poptune._polling import Backoff
 from poptune.checkpoints import check_trial_names
 from poptune.exceptions import CheckpointError, PoptuneError, TrialFinishedError
+from poptune.study._failures import FailureLimit
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Objective",
+    "StaleNotice",
     "deadline_in",
     "final_segment_attempts",
     "iterate",
@@ -92,7 +94,9 @@ def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
 
 
 def iterate(study: Study) -> Iterator[Trial]:
-    """``for trial in study``: see ``Study.__iter__`` (WAIT backs off from 10 ms to 1 s)."""
+    """``for trial in study``: see ``Study.__iter__`` (WAIT backs off from 10 ms to 1 s). A
+    trial the loop handed out and nobody finalized is named in a warning: on WAIT when only
+    such trials are left (PBT's generation never ends), on DONE (any other algorithm)."""
     mine: set[int] = set()
     backoff = Backoff(0.01, 1.0)
     while True:
@@ -103,6 +107,14 @@ def iterate(study: Study) -> Iterator[Trial]:
             yield suggestion
             continue
         if suggestion is AlgorithmState.DONE:
+            forgotten = [t.id for t in study._history.unfinished if t.id in mine]
+            if forgotten:  # what PBT's WAIT below says, for an algorithm that never waits
+                logger.warning(
+                    "poptune: the algorithm is done, but trial(s) %s, which this loop handed "
+                    "out, were never finalized: they stay RUNNING and get_best_result() "
+                    "ignores them. Call study.finalize(trial) for every trial.",
+                    forgotten,
+                )
             return
         unfinished = study._history.unfinished
         if all(t.id in mine for t in unfinished):
@@ -134,9 +146,18 @@ def run_worker(
     max_trial_id: int | None = None,
     deadline: float | None = None,
     on_trial: Callable[[Trial, TrialStatus], None] | None = None,
+    *,
+    failures: FailureLimit | None = None,
+    announce: bool = True,
 ) -> int:
-    """Run trials until the algorithm is done, ``max_trial_id`` is reached or the
-    ``deadline`` (``time.monotonic()``) passes; return how many trials ran here.
+    """Run trials until the algorithm is done, ``max_trial_id`` is reached, the
+    ``deadline`` (``time.monotonic()``) passes or, after a trial of this worker failed, the
+    study shows ``failures.limit`` failures in a row (:mod:`poptune.study._failures`); return
+    how many trials ran here.
+
+    ``announce``: say which trials running elsewhere (or left RUNNING by a worker that died)
+    this worker waits for (:func:`poptune.study._liveness.announce_stale`); ``optimize``'s
+    workers leave that to the process that started them.
 
     On WAIT (a PBT generation finishing elsewhere) it polls with backoff, 10 ms to 0.5 s.
     DONE while trials run elsewhere (the last PBT generation, the last trials of a search) is
@@ -147,7 +168,7 @@ def run_worker(
     complete, not 3 of 4 members finished, when the last worker returns.
     """
     try:
-        return _loop(study, objective, max_trial_id, deadline, on_trial)
+        return _loop(study, objective, max_trial_id, deadline, on_trial, failures, announce)
     except KeyboardInterrupt:
         # Mark whatever this worker had started, even between steps; a second Ctrl-C (a
         # terminal sends one to every process, the parent may relay another) must not cut
@@ -193,10 +214,13 @@ def _loop(
     max_trial_id: int | None,
     deadline: float | None,
     on_trial: Callable[[Trial, TrialStatus], None] | None,
+    failures: FailureLimit | None,
+    announce: bool,
 ) -> int:
     ran = 0
     backoff = Backoff(0.01, 0.5)
     draining = _drain_backoff(study)
+    notice = StaleNotice(study) if announce else None
     while deadline is None or time.monotonic() < deadline:
         trial = study._suggest(max_trial_id)
         if trial is AlgorithmState.DONE:
@@ -205,10 +229,14 @@ def _loop(
             # The last generation: trials running elsewhere may still fail, and their worker
             # may be dead. Stay until they finish or go stale; the next _suggest reaps a
             # stale one and claims its retry (or the replacement of a final segment).
+            if notice is not None:
+                notice.check()
             draining.wait(deadline)
             continue
         draining.reset()
         if trial is AlgorithmState.WAIT:
+            if notice is not None:
+                notice.check()
             backoff.wait(deadline)
             continue
         assert isinstance(trial, Trial)
@@ -217,6 +245,8 @@ def _loop(
         ran += 1
         if on_trial is not None:
             on_trial(trial, status)
+        if status is TrialStatus.FAILED and failures is not None and failures.reached(study):
+            break
     return ran
 
 
@@ -267,3 +297,64 @@ def final_segment_attempts(study: Study, trial_id: int) -> int | None:
     if trial.generation is None or trial.generation < last:
         return None
     return 2
+
+
+class StaleNotice:
+    """Says which trials running elsewhere a worker waits for when they look abandoned.
+
+    A study run again after its worker was killed (SIGKILL, a lost machine) finds the trials
+    that worker was running still RUNNING. They are marked FAILED only once they have had no
+    heartbeat for ``grace_period`` seconds (a slow worker is not a dead one), so a resumed
+    study may wait that long; it says so, once per set of trials: which trials, that some sent
+    no heartbeat for a while, how long the grace period is and what happens then (queued again
+    with ``retry_failed_trials``, or left FAILED). Looked at most once per heartbeat interval.
+    """
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+        self.said: set[int] = set()
+        self.next = 0.0
+
+    def check(self) -> list[int]:
+        """While this worker waits (WAIT, or DONE with trials running elsewhere): announce (a
+        WARNING) the RUNNING trials of other workers, when some of them sent no heartbeat for
+        two intervals and none has passed the grace period yet (those are reaped now, and that
+        says so); return the ids announced."""
+        study = self.study
+        heartbeat, grace = study._heartbeat, study._grace
+        if grace is None or heartbeat is None:
+            return []
+        now = time.monotonic()
+        if now < self.next:
+            return []
+        self.next = now + heartbeat.interval
+        mine = study._handed_out
+        others = [t.id for t in study.history.unfinished
+                  if t.status is TrialStatus.RUNNING and t.id not in mine]  # fmt: skip
+        if not others or set(others) <= self.said:
+            return []
+        storage, sid = study._storage, study._study_id
+        quiet = min(2 * heartbeat.interval, (heartbeat.interval + grace) / 2)
+        if not storage.has_stale_trials(sid, quiet) or storage.has_stale_trials(sid, grace):
+            return []
+        self.said.update(others)
+        retries = study.retry_failed_trials
+        then = (
+            f"queued again (retry_failed_trials={retries})"
+            if retries
+            else "not run again unless the algorithm replaces it (pass retry_failed_trials=1 "
+            "to re-run a trial whose worker died)"
+        )
+        logger.warning(
+            "poptune: study %r: trial(s) %s are RUNNING in another worker and some sent no "
+            "heartbeat for over %g s: their worker may have died (e.g. an earlier run was "
+            "killed). This worker waits for them: a trial without a heartbeat for "
+            "grace_period=%g s is marked FAILED then, and %s. `poptune fail-stale` fails them "
+            "now by hand.",
+            study.name,
+            others,
+            quiet,
+            grace,
+            then,
+        )
+        return others

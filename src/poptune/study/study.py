@@ -1,7 +1,5 @@
-"""The Study: poptune's face, compatible with ``sherpa.Study``. It validates input, asks the
-algorithm for a suggestion inside a storage transaction that holds the study lock, records
-observations and final statuses, and answers questions; no algorithm logic. The bodies of its
-larger verbs live beside it in this package (see :class:`Study`'s "Driver seam")."""
+"""The Study: poptune's face, compatible with ``sherpa.Study``: validates input, asks the
+algorithm inside a transaction holding the study lock, records, answers (see "Driver seam")."""
 
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
 from poptune.checkpoints import CheckpointStore, check_location
 from poptune.exceptions import (
-    ConfigurationError,
     InvalidObservationError,
     InvalidStatusError,
     ReadOnlyStudyError,
@@ -33,6 +30,7 @@ from poptune.results import RESERVED_COLUMNS, best_result, best_trial, results_d
 from poptune.stopping import StoppingRule
 from poptune.storage import Storage, get_storage
 from poptune.study import _dashboard, _keras, _open, _optimize, _retry, _saved, _suggestion, _worker
+from poptune.study._best import BestResults, attached
 from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
@@ -49,7 +47,7 @@ _FINAL = {status.value: status for status in _FINISHED}
 _T = TypeVar("_T")
 
 
-class Study:
+class Study(BestResults):
     """A hyperparameter optimization study (``sherpa.Study`` compatible).
 
     Args:
@@ -159,14 +157,14 @@ class Study:
         self._study_id, self.seed = _open.create_or_join(self, config, seed)
         self._rng = SuggestionRNG(self.seed)
         self._history = History(self.parameters, self.lower_is_better)
-        # Guards the History: taken before the storage lock, never after it.
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the History: taken before the storage lock
         self._next_id: int | None = None  # next free id while a _writing() block is open
         self._read_only = False
         self._context = StudyContext(self)
         self._handed_out: set[int] = set()  # ids this object handed out (to mark on Ctrl-C)
-        # A Path for a local directory; a URL (or "database://") as a str; or None.
-        self.checkpoint_dir = check_location(directory, checkpoint_options, self._storage)
+        self.checkpoint_dir = check_location(  # a Path, a URL or "database://" (str), None
+            directory, checkpoint_options, self._storage
+        )
         self.keep_checkpoints: int | None = self._options.keep_checkpoints
         self._checkpoints: CheckpointStore | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -184,8 +182,7 @@ class Study:
             )
 
     def _rebind(self, storage: Storage, study_id: int) -> None:
-        """Work on the copy of this study in ``storage`` from now on (a fresh History, and
-        heartbeats there when that storage has them)."""
+        """Work on the copy of this study in ``storage`` from now on (a fresh History)."""
         with self._lock:
             self._storage, self._study_id = storage, study_id
             self._checkpoints = None  # a database's checkpoints follow the study
@@ -194,9 +191,8 @@ class Study:
             start_liveness(self)
 
     def _writing(self) -> WriteBlock:
-        """``with self._writing():`` the Study lock and the storage's study lock, the History
-        synced (a nested use joins the open block). Inside, :meth:`_append` hands out
-        consecutive ids: a storage shows a transaction's own inserts only once it commits."""
+        """``with self._writing():`` both locks, the History synced (nested uses join it);
+        inside, :meth:`_append` hands out consecutive ids (inserts show only once committed)."""
         return WriteBlock(self)
 
     def _append(self, make_trial: Callable[[int], _T], *, worker_id: str | None = None) -> _T:
@@ -347,17 +343,10 @@ class Study:
 
     @property
     def checkpoints(self) -> CheckpointStore:
-        """The :class:`~poptune.checkpoints.CheckpointStore` of ``checkpoint_dir`` (what
-        trials' checkpoint helpers use). Raises ConfigurationError without a checkpoint_dir."""
+        """The :class:`~poptune.checkpoints.CheckpointStore` of this study's own folder in
+        ``checkpoint_dir`` (:func:`poptune.study._open.checkpoint_store`: which, errors)."""
         if self._checkpoints is None:
-            if self.checkpoint_dir is None:
-                raise ConfigurationError(
-                    f"study {self.name!r} has no checkpoint_dir: pass Study(..., "
-                    "checkpoint_dir='checkpoints') to use trial checkpoints"
-                )
-            self._checkpoints = CheckpointStore(self.checkpoint_dir,
-                allow_pickle=self._options.allow_pickle, options=self._options.checkpoint_options,
-                storage=self._storage, study_id=self._study_id)  # fmt: skip
+            self._checkpoints = _open.checkpoint_store(self)
         return self._checkpoints
 
     def should_trial_stop(self, trial: Trial | int) -> bool:
@@ -410,7 +399,7 @@ class Study:
         trial = self.history.get(trial_id)
         if trial is None:
             raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {self.name!r}")
-        return trial
+        return attached(self, trial)  # its checkpoint_path and load_checkpoint() work
 
     def schedule(self, trial: Trial | int) -> list[dict[str, Any]]:
         """The hyperparameter schedule that produced ``trial``: its lineage, oldest segment
@@ -461,8 +450,13 @@ class Study:
         n_workers: int = 1,
         executor: Any = None,
         show_progress: bool = True,
+        *,
+        max_consecutive_failures: int | None = 5,
+        devices: int | Sequence[str | int] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
-        """Run ``objective(trial)`` on trials until the algorithm is done.
+        """Run ``objective(trial)`` on trials until the algorithm is done; log a summary (a
+        WARNING naming the first error when a trial failed).
 
         The objective trains; it reports with ``trial.report(value, iteration=...,
         **context)`` and/or returns a final value, and may call ``trial.should_stop()``. The
@@ -480,14 +474,21 @@ class Study:
                 ``n_workers`` worker tasks, which connect to the study's storage URL (use one
                 they can reach: PostgreSQL, or SQLite on a shared disk).
             show_progress: a progress bar on stderr when it is a terminal.
+            max_consecutive_failures: stop once this many trials failed in a row (default
+                5; None or 0: carry on). devices: a device per worker process, round-robin
+                (``["cuda:0", "cuda:1"]`` or a GPU count; ``trial.device``). resources: with an
+                executor, every task's ``submit`` resources (``{"GPU": 1}``). See
+                ``docs/topics/failures-and-checkpoints.md`` and ``docs/topics/devices.md``.
 
         Raises:
+            TrialsFailingError: ``max_consecutive_failures`` trials failed in a row.
             ConfigurationError: bad arguments.
             KeyboardInterrupt: after Ctrl-C, once running trials are marked FAILED with
                 ``meta['interrupted']``; run the study again to resume it.
         """
         _optimize.optimize(self, objective, n_trials, timeout, n_workers, executor,
-                           show_progress, join=Study.join)  # fmt: skip
+                           show_progress, join=Study.join, resources=resources, devices=devices,
+                           max_consecutive_failures=max_consecutive_failures)  # fmt: skip
 
     @classmethod
     def join(cls, storage: Storage | str, study_name: str, **options: Any) -> Study:
