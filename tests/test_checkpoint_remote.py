@@ -351,7 +351,8 @@ def test_locations_and_options_are_checked_where_the_study_is_made(tmp_path):
         Study(_params(), pbt, False, checkpoint_dir="memory://x", checkpoint_options=[1])
     local = Study(_params(), pbt, False, checkpoint_dir=f"file://{tmp_path}/c")
     assert local.checkpoint_dir == Path(f"{tmp_path}/c")  # a file:// URL is a local directory
-    assert local.get_suggestion().save_checkpoint({"w": 1}) == tmp_path / "c" / "1"
+    saved = local.get_suggestion().save_checkpoint({"w": 1})
+    assert saved == tmp_path / "c" / local.name / "1"  # the study's own folder in it
 
 
 def test_two_poptune_workers_share_checkpoints_in_the_database(tmp_path):
