@@ -8,10 +8,16 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
+
+import poptune as pt
+
+from . import objectives
 
 nbformat = pytest.importorskip("nbformat", reason='pip install "poptune[test]"')
 nbclient = pytest.importorskip("nbclient", reason='pip install "poptune[test]"')
@@ -155,3 +161,117 @@ def test_the_committed_notebook_has_no_outputs_and_reads_its_size_from_the_envir
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert "POPTUNE_TUTORIAL_SIZE" in nb.cells[1].source
     assert any("study.optimize(objective, n_workers=2)" in c.source for c in nb.cells)
+
+
+# -- the displays, without a kernel -------------------------------------------------------------
+def _pbt(**kw):
+    algorithm = pt.algorithms.PopulationBasedTraining(num_generations=2, population_size=3)
+    return pt.Study([pt.Continuous("lr", [1e-4, 1e-2], "log")], algorithm, False, seed=0, **kw)
+
+
+def test_repr_is_short_and_pretty_is_three_lines():
+    study = _pbt(study_name="short")
+    assert repr(study) == "Study('short', PopulationBasedTraining, maximize, trials=0)"
+    study.optimize(objectives.quadratic, show_progress=False)
+    from IPython.lib.pretty import pretty
+
+    lines = pretty(study).splitlines()
+    algorithm = "PopulationBasedTraining (population 3 × 2 generations)"
+    assert lines[0] == f"Study 'short': maximize, {algorithm}"
+    assert lines[1] == "  6 trial(s) (6 COMPLETED)" and lines[2].startswith("  best: ")
+
+
+def test_the_html_summary_escapes_user_data():
+    evil = "<script>alert(1)</script>"
+    params = [pt.Choice("opt", [evil, "sgd"]), pt.Continuous("lr", [1e-4, 1e-2], "log")]
+    study = pt.Study(params, pt.algorithms.RandomSearch(4), True, seed=0, study_name="a<b>&c")
+    study.add_trial({"opt": evil, "lr": 0.001})
+    study.optimize(objectives.quadratic, show_progress=False)
+    html = study._repr_html_()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "a&lt;b&gt;&amp;c" in html and "<b>" not in html
+    assert "5 trial(s) (5 COMPLETED)" in html and html.count("<tr>") == 6  # header + 5 last
+    assert "storage: <code>memory</code>" in html
+
+
+def test_the_summary_never_shows_a_password():
+    from poptune.study import _notebook
+
+    fake = types.SimpleNamespace(_storage=types.SimpleNamespace(url="postgresql://u:s3cret@h/db"))
+    assert _notebook._storage(fake) == "postgresql://u:***@h/db"
+
+
+def test_show_dashboard_embeds_the_live_dashboard_and_reuses_it():
+    pytest.importorskip("uvicorn", reason='pip install "poptune[dashboard]"')
+    study = _pbt(study_name="dash")
+    try:
+        frame = study.show_dashboard(height=300)
+        again = study.show_dashboard()
+        assert frame.url == study.dashboard_url == again.url and str(frame) == frame.url
+        assert frame._repr_html_().startswith(
+            f'<iframe src="{frame.url}" width="100%" height="300"'
+        )
+        with pytest.raises(pt.ConfigurationError, match="height must be an int >= 1, got 0"):
+            study.show_dashboard(height=0)
+    finally:
+        study.close()
+    assert study.dashboard_url is None
+
+
+def test_displays_import_no_ipython_and_the_bar_no_tqdm_outside_a_terminal():
+    code = (
+        "import sys, poptune as pt\n"
+        "from tests import objectives\n"
+        "s = pt.Study([pt.Continuous('lr', [1e-4, 1e-2], 'log')], pt.algorithms.RandomSearch(3),"
+        " True, seed=0)\n"
+        "s.optimize(objectives.quadratic)\n"
+        "repr(s); s._repr_html_()\n"
+        "print(sorted(m for m in ('IPython', 'tqdm') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    env.pop("POPTUNE_PROGRESS", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]" and result.stderr == ""  # stderr is a pipe: no bar
+
+
+# -- the progress bar -----------------------------------------------------------------------------
+def test_the_total_is_what_the_algorithm_plans():
+    from poptune.study._progress import planned_trials
+
+    assert planned_trials(pt.algorithms.PopulationBasedTraining(5, 4)) == 20
+    assert planned_trials(pt.algorithms.RandomSearch(7)) == 7
+    assert planned_trials(pt.algorithms.Repeat(pt.algorithms.RandomSearch(3), num_times=2)) == 6
+    assert planned_trials(pt.algorithms.RandomSearch()) is None
+
+
+@pytest.mark.parametrize(("n_trials", "shown"), [(None, "6/6"), (2, "2/2")])
+def test_the_bar_counts_to_its_total(n_trials, shown, capsys, monkeypatch):
+    monkeypatch.setenv("POPTUNE_PROGRESS", "1")  # stderr is no terminal under pytest
+    _pbt(study_name="bar").optimize(objectives.quadratic, n_trials=n_trials)
+    err = capsys.readouterr().err
+    assert "bar: 100%" in err and f"| {shown} " in err
+
+
+def test_a_resumed_study_starts_its_bar_where_it_stopped(capsys, monkeypatch):
+    study = _pbt(study_name="resume")
+    study.optimize(objectives.quadratic, n_trials=3, show_progress=False)
+    monkeypatch.setenv("POPTUNE_PROGRESS", "1")
+    study.optimize(objectives.quadratic)
+    err = capsys.readouterr().err
+    assert "| 3/6 " in err and "| 6/6 " in err
+
+
+def test_the_bar_is_off_when_not_wanted(monkeypatch):
+    from poptune.study import _progress
+
+    tty = types.SimpleNamespace(isatty=lambda: True)
+    monkeypatch.setattr(sys, "stderr", tty)
+    monkeypatch.delenv("POPTUNE_PROGRESS", raising=False)
+    assert _progress.wanted(True) and not _progress.wanted(False)
+    monkeypatch.setenv("POPTUNE_PROGRESS", "0")
+    assert not _progress.wanted(True)
+    monkeypatch.setattr(sys, "stderr", types.SimpleNamespace(isatty=lambda: False))
+    monkeypatch.setenv("POPTUNE_PROGRESS", "")
+    assert not _progress.wanted(True) and not _progress.in_notebook()

@@ -52,15 +52,18 @@ def wanted(enabled: bool) -> bool:
 def planned_trials(algorithm: Any) -> int | None:
     """How many trials ``algorithm`` plans in all: population x generations for PBT, its
     ``max_num_trials``, or None when it plans no number (a wrapper's inner algorithm is
-    asked through its ``algorithm`` attribute)."""
-    for _ in range(4):  # Repeat(Chain(...)) and the like
+    asked through its ``algorithm`` attribute, times ``num_times`` for ``Repeat``)."""
+    times = 1
+    for _ in range(4):  # a wrapper of a wrapper at most
         population = getattr(algorithm, "population_size", None)
         generations = getattr(algorithm, "num_generations", None)
         if isinstance(population, int) and isinstance(generations, int):
-            return population * generations
+            return times * population * generations
         limit = getattr(algorithm, "max_num_trials", None)
         if isinstance(limit, int):
-            return limit
+            return times * limit
+        repeats = getattr(algorithm, "num_times", 1)
+        times *= repeats if isinstance(repeats, int) else 1
         algorithm = getattr(algorithm, "algorithm", None)
         if algorithm is None:
             break
