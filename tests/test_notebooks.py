@@ -275,3 +275,16 @@ def test_the_bar_is_off_when_not_wanted(monkeypatch):
     monkeypatch.setattr(sys, "stderr", types.SimpleNamespace(isatty=lambda: False))
     monkeypatch.setenv("POPTUNE_PROGRESS", "")
     assert not _progress.wanted(True) and not _progress.in_notebook()
+
+
+def test_without_ipywidgets_a_notebook_gets_the_text_bar(monkeypatch):
+    from tqdm import notebook
+
+    from poptune.study import _progress
+
+    monkeypatch.setattr(notebook, "IProgress", None)
+    bar = _progress._bar(True, total=3, unit="trial", desc="x")
+    try:
+        assert type(bar).__module__ == "tqdm.std" and bar.total == 3
+    finally:
+        bar.close()

@@ -72,12 +72,10 @@ def planned_trials(algorithm: Any) -> int | None:
 
 def _bar(notebook: bool, **options: Any) -> Any:
     if notebook:
-        try:
-            from tqdm.notebook import tqdm as notebook_bar
+        from tqdm import notebook as widgets
 
-            return notebook_bar(**options)
-        except ImportError:  # no ipywidgets: the text bar, in the cell's output
-            pass
+        if getattr(widgets, "IProgress", None) is not None:  # else no ipywidgets: text
+            return widgets.tqdm(**options)
     from tqdm.std import tqdm as text_bar
 
     return text_bar(file=sys.stderr, dynamic_ncols=True, **options)

@@ -90,8 +90,13 @@ def ship(objective: Any, *, remote: bool) -> ShippedObjective:
     problem = _by_reference_problem(objective, remote)
     if problem is None:
         return ShippedObjective(name, pickle.dumps(objective), by_value=False)
-    import cloudpickle
-
+    try:
+        import cloudpickle
+    except ImportError:
+        raise ConfigurationError(
+            f"objective {name} cannot be sent to worker processes by name ({problem}) and "
+            "cloudpickle, which sends it by value, is not installed: pip install cloudpickle"
+        ) from None
     try:
         payload = cloudpickle.dumps(objective)
     except Exception as exc:  # noqa: BLE001 - any failure means the same to the user

@@ -467,7 +467,8 @@ class Study(NotebookDisplay):
             executor: a ``dask.distributed.Client`` (anything with ``submit``) running
                 ``n_workers`` worker tasks, which connect to the study's storage URL (use one
                 they can reach: PostgreSQL, or SQLite on a shared disk).
-            show_progress: a progress bar (notebook widget, or terminal; see ``_progress``).
+            show_progress: a progress bar: a widget in Jupyter, text in a terminal, none
+                elsewhere; ``POPTUNE_PROGRESS=0`` or ``1`` in the environment forces it.
 
         Raises:
             ConfigurationError: bad arguments, or an objective that cannot be sent.
