@@ -192,3 +192,35 @@ def test_a_closure_runs_on_dask(tmp_path):
     trials = study.trials
     assert len(trials) == 4 and all(t.status is TrialStatus.COMPLETED for t in trials)
     assert all(t.observations[1].objective == scale * t.parameters["lr"] for t in trials)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_an_interactive_session_leaves_no_temporary_folder(tmp_path):
+    """A real Ctrl-C (to the whole process group, as a terminal sends it) while two workers
+    run a lambda of an in-memory study: the run stops, and its temporary folder goes."""
+    import signal
+    import time
+
+    script = (
+        "import time, poptune as pt\n"
+        "study = pt.Study([pt.Continuous('lr', [1e-4, 1e-2], 'log')],\n"
+        "                 pt.algorithms.RandomSearch(400), True, seed=0)\n"
+        "study.optimize(lambda t: time.sleep(0.2) or t.parameters['lr'], n_workers=2,\n"
+        "               show_progress=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    err = tmp_path / "err.txt"
+    with open(err, "w") as sink:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                                stderr=sink, env=env, cwd=tmp_path,
+                                start_new_session=True)  # fmt: skip
+        deadline = time.time() + 120
+        while "temporary SQLite file" not in err.read_text() and time.time() < deadline:
+            time.sleep(0.2)
+        folder = _temporary_folder(err.read_text())
+        time.sleep(3)  # the workers have started and run trials
+        assert folder.exists()
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err.read_text()
+    assert not folder.exists()
