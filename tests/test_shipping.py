@@ -224,3 +224,24 @@ def test_ctrl_c_in_an_interactive_session_leaves_no_temporary_folder(tmp_path):
         proc.wait(timeout=120)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err.read_text()
     assert not folder.exists()
+
+
+def test_the_dashboard_of_an_in_memory_study_follows_it_to_its_temporary_home(monkeypatch):
+    pytest.importorskip("uvicorn", reason='pip install "poptune[dashboard]"')
+    seen = []
+
+    def workers_in_this_process(plan, n_workers, progress):
+        _optimize.worker_main(plan)
+        seen.append(study._dashboard.data.study_summary(study.name)["counts"]["COMPLETED"])
+        return _optimize.WorkerOutcome(n_workers, n_workers, [])
+
+    monkeypatch.setattr(_optimize, "_run_processes", workers_in_this_process)
+    study = random_study(5, study_name="followed")
+    try:
+        study.show_dashboard()
+        study.optimize(objectives.quadratic, n_workers=2, show_progress=False)
+        assert seen == [5]  # live, while the study was in the temporary SQLite file
+        data = study._dashboard.data
+        assert data.storage is study._storage and data.study_summary("followed")["trials"] == 5
+    finally:
+        study.close()

@@ -190,13 +190,23 @@ def _culprit(objective: Any, dumps: Any) -> str:
     return "it "
 
 
+def _follow(study: Study, storage: Storage) -> None:
+    """Point the dashboard this study object runs (``show_dashboard``, ``dashboard_port``) at
+    ``storage``, so that it shows the run live while the study lives in its temporary home."""
+    data = getattr(study._dashboard, "data", None)
+    if data is not None and hasattr(data, "forget"):
+        data.storage = storage
+        data.forget(study.name)
+
+
 class TemporaryHome:
     """Where the worker processes of an ``optimize`` call find the study.
 
     :meth:`url` is the storage's own URL, or, for a study kept in memory, that of a temporary
     SQLite copy (logged) which the study then works on. :meth:`close` (after the workers
     ended: success, failure or Ctrl-C) copies the study back into its memory storage and
-    removes the temporary folder; should that copy fail, the folder is kept and its path
+    removes the temporary folder (a dashboard this study object runs follows it there and
+    back); should that copy fail, the folder is kept and its path
     logged, as it then holds the only copy of the run.
     """
 
@@ -228,6 +238,7 @@ class TemporaryHome:
                                 config=config)  # fmt: skip
             self.memory = study._storage
             study._rebind(get_storage(url), new_id)
+            _follow(study, study._storage)
         return url
 
     def close(self) -> None:
@@ -241,6 +252,7 @@ class TemporaryHome:
                 memory.delete_study(study.name)
                 new_id = copy_study(shared, study._study_id, memory, name=study.name)
                 study._rebind(memory, new_id)
+                _follow(study, memory)
         except BaseException:
             logger.warning(
                 "poptune: study %r could not be copied back into memory; it is kept in %s",
