@@ -279,9 +279,13 @@ def test_worker_processes_run_pbt_on_a_database(db_url, tmp_path):
 
 
 def test_objectives_for_workers_must_be_picklable(tmp_path):
+    """(A lambda or closure goes by value: tests/test_shipping.py; a lock cannot go.)"""
+    import threading
+
+    lock = threading.Lock()
     study = random_study(4, storage=f"sqlite:///{tmp_path / 'x.db'}", study_name="x")
-    with pytest.raises(ConfigurationError, match="define it at module level"):
-        study.optimize(lambda trial: 1.0, n_workers=2, show_progress=False)
+    with pytest.raises(ConfigurationError, match="cannot be sent to worker processes"):
+        study.optimize(lambda trial: lock.locked() or 1.0, n_workers=2, show_progress=False)
     assert study.trials == []
 
 

@@ -105,7 +105,10 @@ def test_the_look_leaves_a_memory_study_untouched(monkeypatch):
     study = Study(PARAMS, algorithms.GridSearch(num_grid_points=2), True, seed=0)
     study.optimize(objectives.quadratic, show_progress=False)
     state = study._storage.get_algorithm_state(study._study_id)
-    monkeypatch.setattr(_optimize, "shared_url", lambda s: pytest.fail("copied the study"))
+    no_copy = lambda self: pytest.fail("copied the study")  # noqa: E731
+    monkeypatch.setattr(_optimize.TemporaryHome, "url", no_copy)
+        _optimize.TemporaryHome, "url", lambda self: pytest.fail("copied the study")
+    )
     study.optimize(objectives.quadratic, n_workers=2, show_progress=False)
     assert study._storage.get_algorithm_state(study._study_id) == state
     assert len(study.trials) == 2

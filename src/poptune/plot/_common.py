@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -58,7 +60,18 @@ def _check_study(study: Any, function: str) -> StudyLike:
 def _new_figure(figsize: tuple[float, float]) -> Figure:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=figsize, layout="constrained")
+    figure = Figure(figsize=figsize, layout="constrained")
+    # Shown inline as a notebook cell's value even without pyplot (which registers a PNG
+    # printer for figures only once it is imported): IPython asks the object for a PNG.
+    figure._repr_png_ = functools.partial(_png, figure)  # type: ignore[attr-defined]
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (what a notebook displays)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def _check_axes(ax: Any, function: str) -> Axes:

@@ -12,23 +12,17 @@ import copy
 import logging
 import multiprocessing
 import os
-import pickle
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from poptune._validation import check_callable, check_int, check_positive, reject
 from poptune.algorithms.base import SherpaAlgorithm
-from poptune.exceptions import ConfigurationError, PoptuneError
-from poptune.storage import copy_study, get_storage
+from poptune.exceptions import PoptuneError
 from poptune.study._devices import (
     ENV_ASSIGNED,
     ENV_DEVICE,
@@ -43,8 +37,8 @@ from poptune.study._failures import (
     check_limit,
     conclude,
 )
-from poptune.study._open import config_of
 from poptune.study._progress import Progress
+from poptune.study._shipping import ShippedObjective, TemporaryHome, load_objective, ship
 from poptune.study._suggestion import new_trial
 from poptune.study._worker import Objective, deadline_in, run_worker
 from poptune.trial import AlgorithmState
@@ -52,7 +46,7 @@ from poptune.trial import AlgorithmState
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["WorkerPlan", "nothing_to_do", "optimize", "shared_url", "worker_main"]
+__all__ = ["WorkerPlan", "nothing_to_do", "optimize", "worker_main"]
 
 logger = logging.getLogger("poptune")
 
@@ -65,7 +59,7 @@ class WorkerPlan:
         join: how a worker opens the study (``Study.join``).
         url: the study's database URL.
         study_name: the study's name.
-        objective: the user's objective.
+        objective: the user's objective, serialized (``_shipping.ShippedObjective``).
         max_trial_id: no trial above this id (``n_trials``), or None.
         timeout: seconds from the worker's start after which it starts no trial, or None.
         options: the caller's own Study settings (``WorkerOptions.as_kwargs()``).
@@ -75,7 +69,7 @@ class WorkerPlan:
     join: Callable[..., Study]
     url: str
     study_name: str
-    objective: Objective
+    objective: ShippedObjective | Objective
     max_trial_id: int | None
     timeout: float | None
     options: dict[str, Any]
@@ -113,20 +107,15 @@ def optimize(
     if resources is not None and (executor is None or not isinstance(resources, Mapping)):
         what = "a mapping such as {'GPU': 1}, given with an executor"
         reject("optimize", "resources", what, resources, wrong_type=executor is not None)
-    if executor is not None or n_workers > 1:
-        try:
-            pickle.dumps(objective)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure means the same
-            raise ConfigurationError(
-                f"objective {objective!r} cannot be sent to worker processes ({exc}); define "
-                "it at module level so it can be pickled"
-            ) from None
+    remote = executor is not None
+    shipped = ship(objective, remote=remote) if remote or n_workers > 1 else None
     study._check_writable()
     max_trial_id = study.history.n_trials + n_trials if n_trials is not None else None
     start = study.history.n_trials
     failures = None if limit is None else FailureLimit(start, limit)
     outcome: WorkerOutcome | None = None
     progress = Progress(study, n_trials, start, enabled=show_progress)
+    home = TemporaryHome(study)  # a study in memory: a temporary SQLite copy, removed after
     try:
         if executor is None and n_workers == 1:
             env = {} if device_list is None else {ENV_DEVICE: device_list[0],
@@ -136,7 +125,7 @@ def optimize(
                            on_trial=lambda trial, status: progress.refresh(),
                            failures=failures)  # fmt: skip
         elif not nothing_to_do(study, max_trial_id):
-            plan = WorkerPlan(join, shared_url(study), study.name, objective, max_trial_id,
+            plan = WorkerPlan(join, home.url(), study.name, shipped, max_trial_id,
                               timeout, study._options.as_kwargs(), failures)  # fmt: skip
             if executor is None:
                 outcome = _run_processes(plan, n_workers, progress, device_list)
@@ -150,6 +139,7 @@ def optimize(
         raise
     finally:
         progress.close()
+        home.close()
     conclude(study, start, limit)  # the summary; TrialsFailingError when failures stopped it
     if outcome is not None:
         judge(study, outcome, start, max_trial_id)
@@ -188,40 +178,15 @@ class _Undo(Exception):
     """Ends :func:`nothing_to_do`'s transaction, undoing it."""
 
 
-def shared_url(study: Study) -> str:
-    """A database URL other processes can open for ``study``; a study kept in memory is
-    copied to a temporary SQLite file first (logged), and this object then works on that
-    file (``Study._rebind``)."""
-    url = getattr(study._storage, "url", None)
-    if url is not None:
-        return str(url)
-    # The file is named for nothing the user chose: a study name like '../../x' must not
-    # become a path (issue 17).
-    directory = tempfile.mkdtemp(prefix="poptune-")
-    path = Path(directory) / "study.db"
-    logger.warning(
-        "poptune: study %r lives in memory; its worker processes share a temporary SQLite "
-        "file, %s (pass storage='sqlite:///...' to choose where it lives)",
-        study.name,
-        path,
-    )
-    url = f"sqlite:///{path}"
-    with study._lock:
-        config = config_of(study, strict=True, seed=study.seed)
-        new_id = copy_study(study._storage, study._study_id, url, name=study.name, config=config)
-        study._rebind(get_storage(url), new_id)
-    weakref.finalize(study, shutil.rmtree, directory, True)
-    return url
-
-
 def worker_main(plan: WorkerPlan) -> int:
     """Entry point of a worker process or task: join the study and run trials.
 
     Returns the number of trials this worker ran.
     """
     deadline = deadline_in(plan.timeout)
+    objective = load_objective(plan.objective)  # a failure: one line naming the objective
     study = plan.join(plan.url, plan.study_name, **plan.options)
-    return run_worker(study, plan.objective, plan.max_trial_id, deadline,
+    return run_worker(study, objective, plan.max_trial_id, deadline,
                       failures=plan.failures, announce=False)  # fmt: skip
 
 

@@ -33,6 +33,7 @@ from poptune.study import _dashboard, _keras, _open, _optimize, _retry, _saved, 
 from poptune.study._best import BestResults, attached
 from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
+from poptune.study._notebook import NotebookDisplay
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ _FINAL = {status.value: status for status in _FINISHED}
 _T = TypeVar("_T")
 
 
-class Study(BestResults):
+class Study(BestResults, NotebookDisplay):
     """A hyperparameter optimization study (``sherpa.Study`` compatible).
 
     Args:
@@ -436,12 +437,6 @@ class Study(BestResults):
             return shared
         return results_dataframe(history, self.lower_is_better)
 
-    def __repr__(self) -> str:
-        return (
-            f"Study(name={self.name!r}, algorithm={self.algorithm!r}, "
-            f"lower_is_better={self.lower_is_better}, trials={self._history.n_trials})"
-        )
-
     def optimize(
         self,
         objective: Callable[[Trial], Any],
@@ -465,15 +460,16 @@ class Study(BestResults):
 
         Args:
             objective: a function of one trial; with ``n_workers > 1`` or an executor it is
-                sent to other processes: define it at module level (picklable).
+                sent by name, or by value (cloudpickle: a notebook cell's, a lambda, a closure).
             n_trials: stop once this call has made this many trials (default: until DONE).
             timeout: seconds after which no new trial is started (running ones finish).
             n_workers: worker processes (spawn) sharing the study; a study kept in memory
-                moves to a temporary SQLite file first (logged).
+                lives in a temporary SQLite file while they run (logged; removed after).
             executor: a ``dask.distributed.Client`` (anything with ``submit``) running
                 ``n_workers`` worker tasks, which connect to the study's storage URL (use one
                 they can reach: PostgreSQL, or SQLite on a shared disk).
-            show_progress: a progress bar on stderr when it is a terminal.
+            show_progress: a progress bar: a widget in Jupyter, text in a terminal, none
+                elsewhere; ``POPTUNE_PROGRESS=0`` or ``1`` in the environment forces it.
             max_consecutive_failures: stop once this many trials failed in a row (default
                 5; None or 0: carry on). devices: a device per worker process, round-robin
                 (``["cuda:0", "cuda:1"]`` or a GPU count; ``trial.device``). resources: with an
@@ -482,7 +478,7 @@ class Study(BestResults):
 
         Raises:
             TrialsFailingError: ``max_consecutive_failures`` trials failed in a row.
-            ConfigurationError: bad arguments.
+            ConfigurationError: bad arguments, or an objective that cannot be sent.
             KeyboardInterrupt: after Ctrl-C, once running trials are marked FAILED with
                 ``meta['interrupted']``; run the study again to resume it.
         """
