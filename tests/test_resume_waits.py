@@ -107,8 +107,6 @@ def test_the_look_leaves_a_memory_study_untouched(monkeypatch):
     state = study._storage.get_algorithm_state(study._study_id)
     no_copy = lambda self: pytest.fail("copied the study")  # noqa: E731
     monkeypatch.setattr(_optimize.TemporaryHome, "url", no_copy)
-        _optimize.TemporaryHome, "url", lambda self: pytest.fail("copied the study")
-    )
     study.optimize(objectives.quadratic, n_workers=2, show_progress=False)
     assert study._storage.get_algorithm_state(study._study_id) == state
     assert len(study.trials) == 2
