@@ -159,7 +159,7 @@ def test_an_interactive_session_objective_runs_in_worker_processes(tmp_path):
 
 @pytest.mark.parametrize("how", ["failure", "interrupt"])
 def test_the_temporary_folder_goes_on_failure_and_ctrl_c(how, caplog, monkeypatch):
-    def workers_end_badly(plan, n_workers, progress):
+    def workers_end_badly(plan, n_workers, progress, *rest):
         assert Path(plan.url.removeprefix("sqlite:///")).exists()
         raise KeyboardInterrupt if how == "interrupt" else RuntimeError("the machine broke")
 
@@ -230,7 +230,7 @@ def test_the_dashboard_of_an_in_memory_study_follows_it_to_its_temporary_home(mo
     pytest.importorskip("uvicorn", reason='pip install "poptune[dashboard]"')
     seen = []
 
-    def workers_in_this_process(plan, n_workers, progress):
+    def workers_in_this_process(plan, n_workers, progress, *rest):
         _optimize.worker_main(plan)
         seen.append(study._dashboard.data.study_summary(study.name)["counts"]["COMPLETED"])
         return _optimize.WorkerOutcome(n_workers, n_workers, [])
