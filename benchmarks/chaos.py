@@ -393,7 +393,12 @@ def check(
                 final = max(allowed, 2) if g == GENERATIONS else 0
                 _check_chain(result, trials, firsts[0], final, f"generation {g} member {m}")
 
-    # 5. every load_from is a COMPLETED segment whose checkpoint exists
+    # 5. every load_from is a COMPLETED segment whose checkpoint exists (in the study's own
+    #    folder of checkpoint_dir)
+    from poptune.study._open import folder_name
+
+    folder = ckpt / folder_name(name)
+    saved = list(folder.iterdir()) if folder.is_dir() else []
     for t in trials.values():
         source = t.parameters.get("load_from")
         if not source:
@@ -401,7 +406,7 @@ def check(
         parent = trials.get(int(source))
         if parent is None or parent.status is not TrialStatus.COMPLETED:
             problems.append(f"trial {t.id} loads from trial {source}, which is not COMPLETED")
-        elif not any(f.name == source or f.name.startswith(source + ".") for f in ckpt.iterdir()):
+        elif not any(f.name == source or f.name.startswith(source + ".") for f in saved):
             problems.append(f"trial {t.id} loads checkpoint {source}, which does not exist")
         if t.meta.get("checkpoint_missing"):
             problems.append(f"trial {t.id} failed: its checkpoint was missing")
