@@ -166,7 +166,8 @@ def test_torch_example_with_two_workers_and_asynchronous_pbt(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    study = poptune.load_study(f"sqlite:///{tmp_path / 'study.db'}", "pbt-digits")
+    study = poptune.load_study(f"sqlite:///{tmp_path / 'study.db'}", "pbt-digits",
+                               checkpoint_dir=tmp_path / "models")  # fmt: skip
     trials = study.trials
     assert len(trials) == 9 and all(t.status == "COMPLETED" for t in trials)
     assert study.algorithm.synchronous is False
@@ -176,7 +177,8 @@ def test_torch_example_with_two_workers_and_asynchronous_pbt(tmp_path):
             assert by_id[int(t.load_from)].status == "COMPLETED"
     best = study.get_best_result()
     assert best["Objective"] > 0.5
-    assert (tmp_path / "models" / best["save_to"]).is_file()
+    folder = study.checkpoints.directory  # the study's own folder in checkpoint_dir
+    assert folder.parent == tmp_path / "models" and (folder / best["save_to"]).is_file()
     assert "The best found hyperparameter configuration is:" in result.stdout
 
 
@@ -187,7 +189,8 @@ def _pbt_checks(study: poptune.Study, out: Path, members: int, generations: int)
     assert all(t.status == "COMPLETED" for t in trials)
     assert any(t.explore for t in trials)  # some member was exploited and explored
     best = study.get_best_result()
-    assert (out / "models" / best["save_to"]).is_file()
+    folder = study.checkpoints.directory  # the study's own folder in checkpoint_dir
+    assert folder.parent == out / "models" and (folder / best["save_to"]).is_file()
 
 
 @pytest.fixture
@@ -200,10 +203,11 @@ def test_pytorch_example_tiny(tmp_path, tiny_env):
     torch = pytest.importorskip("torch", reason="pip install -e '.[torch]' torch==2.13.0")
     study = load_example("pbt_torch").main(["--tiny", "--quiet", "--output-dir", str(tmp_path)])
     _pbt_checks(study, tmp_path, 3, 2)
-    kept = [t for t in study.trials if (tmp_path / "models" / t.save_to).exists()]
+    folder = study.checkpoints.directory
+    kept = [t for t in study.trials if (folder / t.save_to).exists()]
     assert len(kept) >= 3  # the rest were garbage-collected (keep_checkpoints=2)
     for trial in kept:  # each segment trained with its own (perturbed) values
-        saved = torch.load(tmp_path / "models" / trial.save_to, weights_only=True)
+        saved = torch.load(folder / trial.save_to, weights_only=True)
         group = saved["optimizers"][0]["param_groups"][0]
         assert group["initial_lr"] == trial.parameters["learning_rate"]
         assert group["weight_decay"] == trial.parameters["weight_decay"]

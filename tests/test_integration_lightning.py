@@ -16,6 +16,7 @@ pl = pytest.importorskip(
 )
 
 from poptune import ConfigurationError, Continuous, Study, algorithms  # noqa: E402
+from poptune.checkpoints import CheckpointStore  # noqa: E402
 from poptune.exceptions import MissingDependencyError  # noqa: E402
 from poptune.integrations import HyperparameterNotAppliedError  # noqa: E402
 from poptune.integrations.lightning import PoptuneCallback  # noqa: E402
@@ -130,6 +131,8 @@ class FakeTrial:
         self.load_from = load_from
         self.load_path = tmp_path / load_from if load_from else None
         self.checkpoint_path = tmp_path / str(id)
+        self.checkpoint_store = CheckpointStore(tmp_path)  # what the integration saves through
+        self.save_to = str(id)
         self.reports: list[tuple[float, int, dict]] = []
         self.stop_after = stop_after
 

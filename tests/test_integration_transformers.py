@@ -18,6 +18,7 @@ transformers = pytest.importorskip(
 pytest.importorskip("accelerate", reason="Trainer needs accelerate")
 
 from poptune import ConfigurationError, Continuous, Study, algorithms  # noqa: E402
+from poptune.checkpoints import CheckpointStore  # noqa: E402
 from poptune.exceptions import MissingDependencyError  # noqa: E402
 from poptune.integrations import HyperparameterNotAppliedError  # noqa: E402
 from poptune.integrations.transformers import (  # noqa: E402
@@ -118,6 +119,8 @@ class FakeTrial:
         self.load_path = tmp_path / "ckpt" / load_from if load_from else None
         self.checkpoint_path = tmp_path / "ckpt" / str(id)
         self.checkpoint_path.parent.mkdir(exist_ok=True)
+        self.checkpoint_store = CheckpointStore(tmp_path / "ckpt")  # what the integration uses
+        self.save_to = str(id)
         self.reports: list = []
         self.stop_after = stop_after
 
