@@ -45,9 +45,7 @@ from poptune._version import __version__
 from poptune.dashboard import run_dashboard
 from poptune.exceptions import ConfigurationError, CorruptRowError, PoptuneError
 from poptune.storage import Storage, resolve
-from poptune.study import Study, load_study, run_worker
-from poptune.study._devices import check_device
-from poptune.study._devices import environment as device_environment
+from poptune.study import Study, load_study, run_worker, worker_environment
 from poptune.trial import TrialStatus
 
 __all__ = ["main"]
@@ -376,7 +374,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
         if folder not in sys.path:
             sys.path.insert(0, folder)
     if args.device is not None:  # before the objective's module can initialize CUDA
-        os.environ.update(device_environment(check_device("poptune worker", args.device)))
+        os.environ.update(worker_environment(args.device))
     objective = _import_objective(args.objective)
     ran = run_worker(
         _storage(args.storage, write=True),

@@ -5,7 +5,8 @@ verbs and are the only code that uses its private members (the *driver seam* wri
 :class:`Study`'s docstring).
 """
 
+from poptune.study._devices import worker_environment
 from poptune.study._stored import join_study, load_study, run_worker
 from poptune.study.study import Study
 
-__all__ = ["Study", "join_study", "load_study", "run_worker"]
+__all__ = ["Study", "join_study", "load_study", "run_worker", "worker_environment"]

@@ -41,6 +41,7 @@ __all__ = [
     "check_devices",
     "environment",
     "environ",
+    "worker_environment",
 ]
 
 #: The device the objective should use, as that process names it.
@@ -115,6 +116,17 @@ def environment(device: str | None) -> dict[str, str]:
     else:
         env[ENV_DEVICE] = device
     return env
+
+
+def worker_environment(device: Any, owner: str = "poptune worker") -> dict[str, str]:
+    """The environment variables a worker process given ``device`` sets before its objective
+    can initialize CUDA (``poptune worker --device``): :func:`environment` of the device
+    :func:`check_device` accepts.
+
+    Raises:
+        ConfigurationError: ``device`` is not a device (see :func:`check_device`).
+    """
+    return environment(check_device(owner, device))
 
 
 @contextmanager
