@@ -61,3 +61,26 @@ def forget_storages() -> None:
             if close is not None:
                 close()
         storage._CACHE.clear()
+
+
+# -- the dashboard's browser tests: Debian's Chromium, driven by Playwright (never downloaded)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for one test module (the module checks Playwright and CHROMIUM)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield chromium
+        chromium.close()

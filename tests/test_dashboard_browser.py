@@ -25,18 +25,9 @@ playwright_api = pytest.importorskip(
 
 import poptune  # noqa: E402
 from poptune.dashboard import start_dashboard  # noqa: E402
-from tests.conftest import forget_storages  # noqa: E402
+from tests.conftest import CHROMIUM, forget_storages  # noqa: E402
 from tests.dashboard_feeder import XSS_CHOICE, XSS_CONTEXT, XSS_NAME, make_study  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ROOT = Path(__file__).resolve().parent.parent
 TABS = {
     "trials": "#trials tbody tr",
@@ -96,14 +87,6 @@ def server(url, feeder):
     dashboard = start_dashboard(url, port=0, allow_stop=True, banner=False)
     yield dashboard
     dashboard.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 class Page:

@@ -25,13 +25,10 @@ playwright_api = pytest.importorskip(
 
 import poptune  # noqa: E402
 from poptune.dashboard import start_dashboard  # noqa: E402
-from tests.conftest import forget_storages  # noqa: E402
+from tests.conftest import CHROMIUM, forget_storages  # noqa: E402
 from tests.dashboard_feeder import XSS_NAME, make_study  # noqa: E402
 from tests.test_population_view import population_study  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]  # fmt: skip
 POPULATION, GENERATIONS = 64, 100
 
 pytestmark = pytest.mark.skipif(
@@ -59,14 +56,6 @@ def server(url):
     dashboard = start_dashboard(url, port=0, banner=False)
     yield dashboard
     dashboard.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
