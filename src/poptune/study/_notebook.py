@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from poptune.exceptions import ConfigurationError
 from poptune.study import _dashboard
 from poptune.study._progress import planned_trials
 
@@ -201,8 +202,6 @@ class NotebookDisplay:
             ConfigurationError: the port cannot be bound, or a bad height.
         """
         if not isinstance(height, int) or isinstance(height, bool) or height < 1:
-            from poptune.exceptions import ConfigurationError
-
             raise ConfigurationError(f"show_dashboard: height must be an int >= 1, got {height!r}")
         if self._dashboard is None:
             _dashboard.restart(self, port, host, allow_stop=False)
