@@ -195,6 +195,10 @@ def test_best_params_value_trial_and_checkpoint(tmp_path):
     assert reread.best_checkpoint() == path
     assert reread.best_trial.load_checkpoint()["trial"] == best["Trial-ID"]
     assert reread.get_trial(1).checkpoint_path == tmp_path / "ckpt" / "best" / "1"
+    # what the integrations use of a trial's store is there for a trial read from a study
+    store = study.best_trial.checkpoint_store
+    assert store.path("1") == tmp_path / "ckpt" / "best" / "1"
+    assert store.save_path(study.best_trial) == path
 
 
 def test_best_answers_when_there_is_none(tmp_path):

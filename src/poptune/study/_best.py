@@ -33,19 +33,15 @@ __all__ = [
 
 
 class _OwnCheckpoint:
-    """A store whose ``load`` of a finished trial reads that trial's own checkpoint."""
+    """The study's store, except that ``load`` of a finished trial reads that trial's own
+    checkpoint; everything else (``save``, ``save_path``, ``save_with``, ``path``, ...) is the
+    store's own."""
 
     def __init__(self, store: CheckpointStore) -> None:
         self.store = store
 
-    def save_path(self, trial: Trial) -> Path:
-        return self.store.save_path(trial)
-
-    def load_path(self, trial: Trial) -> Path | None:
-        return self.store.load_path(trial)
-
-    def save(self, trial: Trial, obj: Any) -> Path:
-        return self.store.save(trial, obj)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
     def load(self, trial: Trial, weights_only: bool | None = None) -> Any:
         if not trial.is_finished:
