@@ -105,7 +105,16 @@ def _hover(page, generation: int, lane: int) -> str:
     x, y = page.evaluate(_CELL_XY, [generation, lane])
     page.mouse.move(x - 40, y - 40)
     page.mouse.move(x, y, steps=4)
-    page.wait_for_selector("#population-plot .hoverlayer .hovertext", timeout=10_000)
+    # The way there crosses other cells: wait for the label of this one (Plotly may still be
+    # showing a cell passed on the way), then read it.
+    page.wait_for_function(
+        """([lane, generation]) => {
+          const box = document.querySelector('#population-plot .hoverlayer .hovertext');
+          const want = new RegExp(`member ${lane} · generation ${generation}(?![0-9])`);
+          return box !== null && want.test(box.textContent); }""",
+        arg=[lane, generation],
+        timeout=10_000,
+    )
     return page.evaluate(
         """() => { const box = document.querySelector('#population-plot .hoverlayer .hovertext');
           const lines = Array.from(box.querySelectorAll('tspan.line'), (t) => t.textContent);
