@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -56,6 +55,7 @@ from typing import Any
 import numpy as np
 
 import poptune
+from benchmarks.harness import mean_and_se, mean_se, table
 from benchmarks.problems import (
     PF_LR_RANGE,
     TOY_FOUNDERS,
@@ -222,20 +222,14 @@ def run_one(problem: Problem, ranking: str | None, workers: int, seed: int) -> d
 
 
 # -- the table --------------------------------------------------------------------------------
-def mean_se(values: list[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return mean, se
-
-
 def cell(values: list[float], digits: int) -> str:
-    mean, se = mean_se(values)
-    return f"{mean:.{digits}f} ± {se:.{digits}f}"
+    return mean_se(values, digits)
 
 
 def verdict(diff: list[float]) -> str:
     """'better' / 'worse' when the paired difference is more than 2 standard errors from 0."""
-    mean, se = mean_se(diff)
+    mean, se = mean_and_se(diff)
+    se = 0.0 if math.isnan(se) else se
     if mean > 2 * se:
         return "better"
     if mean < -2 * se:
@@ -310,17 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{cpu:.0f} s of CPU. Means ± standard errors over seeds 0-{seeds - 1}; difference = "
         "equal_progress − latest, paired by seed; higher scores are better.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
+        *table(header, rows),
         "",
         "For reference, synchronous PBT on the same problems and seeds (a generation barrier, "
         "so every member is compared at equal progress and the worker count changes nothing "
         "the algorithm decides):",
         "",
-        "| problem | score, synchronous | exploits % | best model's segments |",
-        "|---|---|---|---|",
-        *("| " + " | ".join(row) + " |" for row in sync_rows),
+        *table(["problem", "score, synchronous", "exploits %", "best model's segments"], sync_rows),
     ]
     text = "\n".join(lines)
     print(text)

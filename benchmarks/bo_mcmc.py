@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from benchmarks.harness import mean_se
 from benchmarks.problems import PROBLEMS
 
 BUDGETS = {"branin": 30, "hartmann6": 50}
@@ -77,12 +78,6 @@ def suggestion_cost(problem: str, mode: str, n_past: int, seed: int) -> float:
     cpu = time.process_time() - start
     assert trial.meta.get("phase") == "model", trial.meta
     return cpu
-
-
-def mean_se(values: Sequence[float]) -> str:
-    mean = statistics.fmean(values)
-    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-    return f"{mean:.3f} ± {se:.3f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

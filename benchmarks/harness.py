@@ -125,15 +125,25 @@ def spread(values: Sequence[float], digits: int = 3) -> str:
     return f"{fmt(med(values), digits)} [{fmt(min(values), digits)}–{fmt(max(values), digits)}]"
 
 
-def mean_se(values: Sequence[float], digits: int = 3) -> str:
-    """``mean ± standard error`` (just the value for one sample)."""
+def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and its standard error of the finite ``values`` (NaN for none; the standard
+    error is NaN for one value)."""
     values = [v for v in values if math.isfinite(v)]
     if not values:
-        return "–"
+        return math.nan, math.nan
     if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    se = statistics.stdev(values) / len(values) ** 0.5
-    return f"{statistics.fmean(values):.{digits}f} ± {se:.{digits}f}"
+        return values[0], math.nan
+    return statistics.fmean(values), statistics.stdev(values) / len(values) ** 0.5
+
+
+def mean_se(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± standard error`` (just the value for one sample)."""
+    mean, se = mean_and_se(values)
+    if not math.isfinite(mean):
+        return "–"
+    if not math.isfinite(se):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
 def ratio(a: float, b: float) -> str:
