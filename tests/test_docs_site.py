@@ -96,8 +96,10 @@ def test_the_site_builds_strict_with_every_nav_page(site):
     assert not list(site.rglob("*.py"))
 
 
-def test_every_relative_link_and_image_resolves():
+def test_every_relative_link_and_image_resolves_and_code_blocks_close():
     files = [README, *sorted(DOCS.rglob("*.md"))]
+    unclosed = [p.name for p in files if len(re.findall(r"(?m)^\s*```", p.read_text())) % 2]
+    assert unclosed == [], "a code block is never closed"
     broken = []
     for path in files:
         for target in _links(path):
