@@ -88,10 +88,11 @@ def test_the_site_builds_strict_with_every_nav_page(site):
         assert built.is_file(), built
     on_disk = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     assert on_disk == set(pages), on_disk ^ set(pages)
-    # The pages still to come are named in mkdocs.yml, commented out, and not created here.
+    # The pages still to come: in the nav once they exist, a commented-out nav line until then.
     text = (ROOT / "mkdocs.yml").read_text()
     for page in PLANNED:
-        assert re.search(rf"^\s*# - [^\n]*: {re.escape(page)}$", text, re.MULTILINE), page
+        commented = re.search(rf"^\s*# - [^\n]*: {re.escape(page)}$", text, re.MULTILINE)
+        assert page in pages or (commented and not (DOCS / page).exists()), page
     # Scripts and the griffe extension in docs/ are not pages of the site.
     assert not list(site.rglob("*.py"))
 
