@@ -1,4 +1,4 @@
-"""The house rules of the README's architecture section, checked against the code.
+"""The house rules of the architecture (README, docs/architecture.md), checked against the code.
 
 Each rule here is one a reader of the README relies on; a change that breaks one either
 fixes the code or changes the README on purpose (and this file with it).

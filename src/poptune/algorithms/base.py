@@ -15,7 +15,7 @@ counters in ``self``: whatever it needs to remember goes into ``history.state`` 
 stored with the study), so that any worker in any process can make the next suggestion and a
 resumed study carries on exactly.
 
-SHERPA's protocol works both ways (see the README, "Porting a SHERPA algorithm"):
+SHERPA's protocol works both ways (see docs/algorithms/custom.md, "Porting a SHERPA algorithm"):
 
 * every algorithm answers SHERPA's stand-alone call :meth:`Algorithm.get_suggestion`
   ``(parameters, results=None, lower_is_better=True)``, reading SHERPA's results DataFrame;

@@ -1,5 +1,5 @@
 """What :class:`~poptune.storage.sql.SQLStorage` does differently on PostgreSQL: its measured
-optimizations (README, "Performance"). SQLite never imports this module.
+optimizations (docs/topics/performance.md). SQLite never imports this module.
 
 * **Few round trips** (psycopg 3, whose pipeline mode sends several statements and waits
   once; :class:`Pipelined`): a transaction opens with one round trip (``BEGIN``, the lock, and
@@ -18,8 +18,8 @@ optimizations (README, "Performance"). SQLite never imports this module.
   the server closed (restart, ``pg_terminate_backend``) has its socket readable and is
   replaced; one idle for longer than :data:`PING_AFTER_S` is pinged first (what
   ``pool_pre_ping`` did on every checkout, and still does for drivers other than psycopg 3).
-* **Bounded waits, frozen holders, lost connections** (README, "Locks, frozen workers and lost
-  connections"): every session runs with ``lock_timeout`` (a wait for the study lock that
+* **Bounded waits, frozen holders, lost connections** (docs/topics/concurrency.md):
+  every session runs with ``lock_timeout`` (a wait for the study lock that
   times out is rolled back and tried again) and ``idle_in_transaction_session_timeout`` (the
   server ends a session that holds a transaction open without a word, e.g. a worker stopped
   by ``SIGSTOP``, which releases its lock). A transaction knows its id

@@ -128,8 +128,8 @@ class SQLStorage(StudyRows, Storage):
             is opened ``immutable=1`` instead.
         lock_timeout: seconds one wait for a study's lock lasts (PostgreSQL ``lock_timeout``,
             SQLite ``busy_timeout``) before it is rolled back and tried again with backoff;
-            default 10, or ``?lock_timeout=`` in the URL (README: "Locks, frozen workers and
-            lost connections").
+            default 10, or ``?lock_timeout=`` in the URL (docs/topics/concurrency.md,
+            "Locks, frozen workers and lost connections").
         stall_timeout: PostgreSQL: seconds a poptune session may sit in an open transaction
             without sending anything before the server ends it, which releases the lock of a
             frozen holder (``idle_in_transaction_session_timeout``); default 60, or

@@ -71,7 +71,7 @@ class Study(BestResults, NotebookDisplay):
             database URL, the path of an SQLite file, or a :class:`~poptune.storage.Storage`
             (see :func:`poptune.storage.resolve`).
         study_name: the study's name in the storage; one that exists is joined (parameters,
-            algorithm, direction must match). Default: a re-run resumes (README, "Persistence").
+            algorithm, direction must match). Default: a re-run resumes (docs/topics/storage.md).
         heartbeat_interval: seconds between the heartbeats a worker writes for the trials it
             runs, on storages shared by processes (SQL); None: none. Default 10.
         grace_period: seconds without a heartbeat after which a RUNNING trial is marked

@@ -120,7 +120,7 @@ class PopulationBasedTraining(Algorithm):
     a GP bandit); the parameters outside ``hyperparameters`` are set back to the donor's; then
     ``explore_fn(config, donor_config)``, when given, returns the configuration to use, which
     is checked against the parameters. Overriding :meth:`explore` in a subclass is possible
-    (its signature may still change before the README documents it as public); the three
+    (its signature may still change before the docs document it as public); the three
     arguments are the public way. Founders (generation 1) are not passed to ``explore_fn``.
 
     Args:
@@ -178,7 +178,7 @@ class PopulationBasedTraining(Algorithm):
             trained, along the lineage) both have reached, each scored by its segment at
             that progress; a truncation donor is drawn by the others' latest COMPLETED
             segments, the weights it copies. See :mod:`poptune.algorithms.pbt.asynchronous`
-            and the README for the measured trade-off. Synchronous mode compares a
+            and docs/algorithms/pbt-async.md for the measured trade-off. Synchronous mode compares a
             generation, whose members have all trained equally long: either value means the
             same there.
 
