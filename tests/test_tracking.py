@@ -273,8 +273,8 @@ def mlflow_server(tmp_path_factory):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGTERM)
         try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
+            server.wait(10)
+        except subprocess.TimeoutExpired:  # it may linger over open connections
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(30)
         log.close()

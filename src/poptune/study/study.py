@@ -111,7 +111,7 @@ class Study(BestResults, NotebookDisplay):
     ``_next_id``, and ``_append(make_trial)`` / ``_insert`` inside an open block: the one
     "lock, sync, next id, insert" path of every new trial; ``_suggest(max_trial_id)``
     (``_worker``); ``_heartbeat``, ``_grace``, ``_next_recovery`` (``_liveness``);
-    ``_check_writable()`` and ``_trial_id(trial)``.
+    ``_check_writable()``, ``_trial_id(trial)``; ``_callbacks`` (``callbacks.Callbacks``).
     """
 
     def __init__(
