@@ -374,6 +374,22 @@ def test_mlflow_the_sherpa_loop_and_a_resumed_study_keep_one_parent(tmp_path, ml
 
 
 @pytest.mark.slow
+def test_mlflow_without_nesting_trial_runs_are_top_level(mlflow_server):
+    from poptune.integrations.mlflow import MLflowCallback
+
+    experiment = f"flat-{uuid.uuid4().hex[:8]}"
+    callback = MLflowCallback(mlflow_server, experiment_name=experiment, nested=False)
+    study = Study(PARAMS, algorithms.RandomSearch(2), True, seed=0, study_name="flat",
+                  callbacks=[callback])  # fmt: skip
+    study.optimize(lambda t: t.parameters["lr"], show_progress=False)
+    assert _runs(callback.client, experiment, "flat", "study") == []
+    runs = _runs(callback.client, experiment, "flat", "trial")
+    assert sorted(r.info.run_name for r in runs) == ["trial-1", "trial-2"]
+    assert all("mlflow.parentRunId" not in r.data.tags for r in runs)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+@pytest.mark.slow
 def test_mlflow_processes_creating_the_parent_at_once_settle_on_one(mlflow_server):
     from poptune.integrations.mlflow import MLflowCallback
 
