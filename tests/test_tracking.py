@@ -119,6 +119,22 @@ def test_callbacks_fire_in_the_worker_processes_and_the_study_hooks_here(tmp_pat
         assert len({line["pid"] for line in mine}) == 1  # one process ran the trial
 
 
+def test_callbacks_travel_to_dask_tasks(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="pip install 'poptune[dask]'")
+    journal = tmp_path / "journal.jsonl"
+    study = pbt_study(tmp_path, "dask", generations=2, population=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:  # fmt: skip
+        with distributed.Client(cluster) as client:
+            study.optimize(segment, n_workers=2, executor=client, show_progress=False,
+                           callbacks=[Journal(journal)])  # fmt: skip
+    lines = read_journal(journal)
+    ends = {line["trial"]: line for line in lines if line["hook"] == "trial_end"}
+    assert sorted(ends) == [t.id for t in study.trials] == [1, 2, 3, 4]
+    assert all(line["pid"] != os.getpid() for line in ends.values())
+    assert [lines[0]["hook"], lines[-1]["hook"]] == ["study_start", "study_end"]
+
+
 def test_callbacks_of_one_optimize_call_are_for_that_call_only(tmp_path):
     journal = tmp_path / "journal.jsonl"
     study = Study(PARAMS, algorithms.RandomSearch(2), True, seed=0)
