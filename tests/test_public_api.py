@@ -28,6 +28,7 @@ def test_public_names_are_pinned():
         "Storage",
         "StorageError",
         "Study",
+        "StudyCallback",
         "StudyMismatchError",
         "StudyNotFoundError",
         "Trial",

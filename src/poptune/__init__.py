@@ -56,6 +56,7 @@ _LAZY = {
     "StoppingRule": "poptune.stopping",
     "Storage": "poptune.storage",
     "Study": "poptune.study",
+    "StudyCallback": "poptune.study.callbacks",
     "Trial": "poptune.trial",
     "TrialStatus": "poptune.trial",
     "load_study": "poptune.study",
@@ -76,6 +77,7 @@ if typing.TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imp
     from poptune.stopping import StoppingRule
     from poptune.storage import MemoryStorage, Storage
     from poptune.study import Study, load_study
+    from poptune.study.callbacks import StudyCallback
     from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
 
 
@@ -121,6 +123,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "Study",
+    "StudyCallback",
     "StudyMismatchError",
     "StudyNotFoundError",
     "Trial",

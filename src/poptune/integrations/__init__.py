@@ -1,4 +1,5 @@
-"""Training-framework integrations: checkpoint plumbing and hyperparameters for PBT.
+"""Training-framework integrations: checkpoint plumbing and hyperparameters for PBT, and
+experiment tracking (study callbacks, :mod:`poptune.study.callbacks`).
 
 One module per framework, each importing its framework only when it is itself imported
 (``import poptune`` never imports this package):
@@ -10,6 +11,10 @@ One module per framework, each importing its framework only when it is itself im
   ``Trainer.fit``, reporting a monitored metric per epoch and stopping when the trial should.
 * :mod:`poptune.integrations.transformers` — a Hugging Face ``TrainerCallback`` and
   ``training_arguments(trial, ...)`` for ``Trainer``.
+* :mod:`poptune.integrations.mlflow` — a study callback logging each trial as an MLflow run
+  (params, a metric per iteration, PBT tags) nested under one parent run per study.
+* :mod:`poptune.integrations.tensorboard` — a study callback writing TensorBoard event files
+  per trial (scalars per iteration, hparams at the end).
 
 Without the framework installed, importing its module raises
 :class:`~poptune.exceptions.MissingDependencyError` with the command that installs it.

@@ -7,6 +7,7 @@ verbs and are the only code that uses its private members (the *driver seam* wri
 
 from poptune.study._devices import worker_environment
 from poptune.study._stored import join_study, load_study, run_worker
+from poptune.study.callbacks import StudyCallback
 from poptune.study.study import Study
 
-__all__ = ["Study", "join_study", "load_study", "run_worker", "worker_environment"]
+__all__ = ["Study", "StudyCallback", "join_study", "load_study", "run_worker", "worker_environment"]

@@ -41,6 +41,7 @@ from poptune.study._progress import Progress
 from poptune.study._shipping import ShippedObjective, TemporaryHome, load_objective, ship
 from poptune.study._suggestion import new_trial
 from poptune.study._worker import Objective, deadline_in, run_worker
+from poptune.study.callbacks import check_callbacks
 from poptune.trial import AlgorithmState
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class WorkerPlan:
         timeout: seconds from the worker's start after which it starts no trial, or None.
         options: the caller's own Study settings (``WorkerOptions.as_kwargs()``).
         failures: when to stop after failed trials (``max_consecutive_failures``), or None.
+        callbacks: the study callbacks every worker runs, serialized (after
+            ``on_study_start`` ran in the calling process: :mod:`poptune.study.callbacks`).
     """
 
     join: Callable[..., Study]
@@ -74,6 +77,7 @@ class WorkerPlan:
     timeout: float | None
     options: dict[str, Any]
     failures: FailureLimit | None = None
+    callbacks: tuple[ShippedObjective, ...] = ()
 
 
 def optimize(
@@ -89,12 +93,14 @@ def optimize(
     max_consecutive_failures: int | None = DEFAULT_MAX_CONSECUTIVE_FAILURES,
     devices: int | Sequence[str | int] | None = None,
     resources: Mapping[str, float] | None = None,
+    callbacks: Sequence[Any] | None = None,
 ) -> None:
     """See :meth:`poptune.Study.optimize`; ``join`` opens the study in a worker process.
 
     Ends with the call's summary, or raises TrialsFailingError
     (:mod:`poptune.study._failures`); ``devices``: :mod:`poptune.study._devices`;
-    ``resources``: passed to the executor's ``submit`` for every worker task."""
+    ``resources``: passed to the executor's ``submit`` for every worker task;
+    ``callbacks``: this call's own, beside the study's (:mod:`poptune.study.callbacks`)."""
     check_callable("optimize", "objective", objective)
     check_int("optimize", "n_trials", n_trials, 1, allow_none=True)
     check_positive("optimize", "timeout", timeout, allow_none=True)
@@ -109,40 +115,45 @@ def optimize(
         reject("optimize", "resources", what, resources, wrong_type=executor is not None)
     remote = executor is not None
     shipped = ship(objective, remote=remote) if remote or n_workers > 1 else None
+    extra = check_callbacks("optimize", callbacks)
     study._check_writable()
-    max_trial_id = study.history.n_trials + n_trials if n_trials is not None else None
-    start = study.history.n_trials
-    failures = None if limit is None else FailureLimit(start, limit)
-    outcome: WorkerOutcome | None = None
-    progress = Progress(study, n_trials, start, enabled=show_progress)
-    home = TemporaryHome(study)  # a study in memory: a temporary SQLite copy, removed after
-    try:
-        if executor is None and n_workers == 1:
-            env = {} if device_list is None else {ENV_DEVICE: device_list[0],
-                                                  ENV_ASSIGNED: device_list[0]}  # fmt: skip
-            with environ(env):
-                run_worker(study, objective, max_trial_id, deadline_in(timeout),
-                           on_trial=lambda trial, status: progress.refresh(),
-                           failures=failures)  # fmt: skip
-        elif not nothing_to_do(study, max_trial_id):
-            plan = WorkerPlan(join, home.url(), study.name, shipped, max_trial_id,
-                              timeout, study._options.as_kwargs(), failures)  # fmt: skip
-            if executor is None:
-                outcome = _run_processes(plan, n_workers, progress, device_list)
-            else:
-                outcome = _run_executor(executor, plan, n_workers, progress, resources)
-    except KeyboardInterrupt:
-        logger.warning(
-            "poptune: interrupted; running trials were marked FAILED (meta 'interrupted'). "
-            "Nothing else is lost: run the study again to resume it."
-        )
-        raise
-    finally:
-        progress.close()
-        home.close()
-    conclude(study, start, limit)  # the summary; TrialsFailingError when failures stopped it
-    if outcome is not None:
-        judge(study, outcome, start, max_trial_id)
+    with study._callbacks.added(extra) as every:  # this call's callbacks, for this call
+        max_trial_id = study.history.n_trials + n_trials if n_trials is not None else None
+        start = study.history.n_trials
+        failures = None if limit is None else FailureLimit(start, limit)
+        outcome: WorkerOutcome | None = None
+        progress = Progress(study, n_trials, start, enabled=show_progress)
+        home = TemporaryHome(study)  # a study in memory: a temporary SQLite copy, removed after
+        study._callbacks.study_started(study)
+        try:
+            if executor is None and n_workers == 1:
+                env = {} if device_list is None else {ENV_DEVICE: device_list[0],
+                                                      ENV_ASSIGNED: device_list[0]}  # fmt: skip
+                with environ(env):
+                    run_worker(study, objective, max_trial_id, deadline_in(timeout),
+                               on_trial=lambda trial, status: progress.refresh(),
+                               failures=failures)  # fmt: skip
+            elif not nothing_to_do(study, max_trial_id):
+                sent = tuple(ship(c, remote=remote, kind="callback") for c in every)
+                plan = WorkerPlan(join, home.url(), study.name, shipped, max_trial_id,
+                                  timeout, study._options.as_kwargs(), failures, sent)  # fmt: skip
+                if executor is None:
+                    outcome = _run_processes(plan, n_workers, progress, device_list)
+                else:
+                    outcome = _run_executor(executor, plan, n_workers, progress, resources)
+        except KeyboardInterrupt:
+            logger.warning(
+                "poptune: interrupted; running trials were marked FAILED (meta 'interrupted'). "
+                "Nothing else is lost: run the study again to resume it."
+            )
+            raise
+        finally:
+            progress.close()
+            home.close()
+            study._callbacks.study_ended(study)
+        conclude(study, start, limit)  # the summary; TrialsFailingError when failures stopped it
+        if outcome is not None:
+            judge(study, outcome, start, max_trial_id)
 
 
 def nothing_to_do(study: Study, max_trial_id: int | None) -> bool:
@@ -186,6 +197,7 @@ def worker_main(plan: WorkerPlan) -> int:
     deadline = deadline_in(plan.timeout)
     objective = load_objective(plan.objective)  # a failure: one line naming the objective
     study = plan.join(plan.url, plan.study_name, **plan.options)
+    study._callbacks.items.extend(load_objective(c) for c in plan.callbacks)
     return run_worker(study, objective, plan.max_trial_id, deadline,
                       failures=plan.failures, announce=False)  # fmt: skip
 

@@ -50,6 +50,7 @@ class ShippedObjective:
     name: str
     payload: bytes
     by_value: bool
+    kind: str = "objective"  # or "callback": what messages call it
 
     def load(self) -> Objective:
         """The objective, in the worker. Raises ConfigurationError (one line) when it cannot
@@ -59,7 +60,7 @@ class ShippedObjective:
         except Exception as exc:  # noqa: BLE001 - whatever it is, one line naming it
             how = "by value (cloudpickle)" if self.by_value else "by reference (module:name)"
             raise ConfigurationError(
-                f"objective {self.name} could not be loaded in worker process {os.getpid()} "
+                f"{self.kind} {self.name} could not be loaded in worker process {os.getpid()} "
                 f"(sent {how}): {_first_line(exc)}"
             ) from None
         return objective  # type: ignore[no-any-return]
@@ -79,22 +80,23 @@ def describe(objective: Any) -> str:
     return f"{name!r} (from {module})"
 
 
-def ship(objective: Any, *, remote: bool) -> ShippedObjective:
+def ship(objective: Any, *, remote: bool, kind: str = "objective") -> ShippedObjective:
     """Serialize ``objective`` for worker processes (``remote=False``: spawned on this
     machine, which re-import the script being run) or Dask tasks (``remote=True``).
 
     By reference when every module it names can be imported by name there; by value
     (cloudpickle) otherwise. Raises ConfigurationError (one line, naming the objective and the
-    value at fault) when neither works."""
+    value at fault) when neither works. ``kind``: what it is called in messages (a study
+    callback travels the same way)."""
     name = describe(objective)
     problem = _by_reference_problem(objective, remote)
     if problem is None:
-        return ShippedObjective(name, pickle.dumps(objective), by_value=False)
+        return ShippedObjective(name, pickle.dumps(objective), False, kind)
     try:
         import cloudpickle
     except ImportError:
         raise ConfigurationError(
-            f"objective {name} cannot be sent to worker processes by name ({problem}) and "
+            f"{kind} {name} cannot be sent to worker processes by name ({problem}) and "
             "cloudpickle, which sends it by value, is not installed: pip install cloudpickle"
         ) from None
     try:
@@ -102,12 +104,12 @@ def ship(objective: Any, *, remote: bool) -> ShippedObjective:
     except Exception as exc:  # noqa: BLE001 - any failure means the same to the user
         culprit = _culprit(objective, cloudpickle.dumps)
         raise ConfigurationError(
-            f"objective {name} cannot be sent to worker processes: {culprit}cannot be "
+            f"{kind} {name} cannot be sent to worker processes: {culprit}cannot be "
             f"pickled ({_first_line(exc)}); create it inside the objective, or run with "
             "n_workers=1 and no executor"
         ) from None
-    logger.debug("poptune: objective %s is sent by value (%s)", name, problem)
-    return ShippedObjective(name, payload, by_value=True)
+    logger.debug("poptune: %s %s is sent by value (%s)", kind, name, problem)
+    return ShippedObjective(name, payload, True, kind)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,18 +7,24 @@ noted in its state is written back whatever it answered.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from poptune.algorithms.base import Suggestion, protocol_name
 from poptune.checkpoints import check_parameter_names
-from poptune.exceptions import ConfigurationError, InvalidParameterError
+from poptune.exceptions import (
+    ConfigurationError,
+    InvalidObservationError,
+    InvalidParameterError,
+    UnknownTrialError,
+)
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["new_trial", "queued_parameters", "unpack"]
+__all__ = ["new_trial", "queued_parameters", "trial_id", "unpack"]
 
 
 def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | AlgorithmState:
@@ -72,3 +78,22 @@ def queued_parameters(study: Study, trial: Trial | Mapping[str, Any]) -> dict[st
         params[p.name] = p.validate_value(params[p.name])
     check_parameter_names(params, "add_trial")
     return params
+
+
+def trial_id(study: Study, trial: Trial | int) -> int:
+    """``Study._trial_id``: the id of ``trial`` (a Trial or an int). A Trial this study did
+    not hand out must carry every study parameter. Raises InvalidObservationError (one is
+    missing) or UnknownTrialError (neither a Trial nor an int)."""
+    if isinstance(trial, Trial):
+        if trial._context is study._context:  # handed out by this study: checked then
+            return trial.id
+        params = trial.parameters
+        for name in study._history.parameter_names:
+            if name not in params:
+                raise InvalidObservationError(
+                    f"trial {trial.id} has no value for study parameter {name!r}"
+                )
+        return trial.id
+    if isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
+        return int(trial)
+    raise UnknownTrialError(f"expected a Trial or a trial id, got {trial!r}")

@@ -96,7 +96,22 @@ def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
 def iterate(study: Study) -> Iterator[Trial]:
     """``for trial in study``: see ``Study.__iter__`` (WAIT backs off from 10 ms to 1 s). A
     trial the loop handed out and nobody finalized is named in a warning: on WAIT when only
-    such trials are left (PBT's generation never ends), on DONE (any other algorithm)."""
+    such trials are left (PBT's generation never ends), on DONE (any other algorithm). The
+    study callbacks' ``on_study_start`` fires as the loop begins, ``on_study_end`` when it
+    ends (or raises), not when it is left with ``break``."""
+    study._callbacks.study_started(study)
+    left = False
+    try:
+        yield from _iterate(study)
+    except GeneratorExit:  # the loop was left (break): the study has not ended
+        left = True
+        raise
+    finally:
+        if not left:
+            study._callbacks.study_ended(study)
+
+
+def _iterate(study: Study) -> Iterator[Trial]:
     mine: set[int] = set()
     backoff = Backoff(0.01, 1.0)
     while True:

@@ -4,7 +4,6 @@ algorithm inside a transaction holding the study lock, records, answers (see "Dr
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import socket
 import threading
@@ -18,7 +17,6 @@ from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
 from poptune.checkpoints import CheckpointStore, check_location
 from poptune.exceptions import (
-    InvalidObservationError,
     InvalidStatusError,
     ReadOnlyStudyError,
     UnknownTrialError,
@@ -34,6 +32,7 @@ from poptune.study._best import BestResults, attached
 from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.study._notebook import NotebookDisplay
+from poptune.study.callbacks import Callbacks, check_callbacks
 from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
 
 if TYPE_CHECKING:
@@ -93,6 +92,8 @@ class Study(BestResults, NotebookDisplay):
             rebuild a custom algorithm, stopping rule or PBT hook, here and in this study's
             workers; those of the objects passed here are trusted (see :mod:`poptune._config`).
         allow_pickle: let checkpoints be pickles (default False: reading one runs code).
+        callbacks: :class:`~poptune.StudyCallback` s told of every trial this object (and
+            the workers of its ``optimize``) runs (:mod:`poptune.study.callbacks`).
 
     Raises:
         InvalidParameterError: duplicate or reserved parameter names.
@@ -110,7 +111,7 @@ class Study(BestResults, NotebookDisplay):
     ``_next_id``, and ``_append(make_trial)`` / ``_insert`` inside an open block: the one
     "lock, sync, next id, insert" path of every new trial; ``_suggest(max_trial_id)``
     (``_worker``); ``_heartbeat``, ``_grace``, ``_next_recovery`` (``_liveness``);
-    ``_check_writable()`` and ``_trial_id(trial)``.
+    ``_check_writable()``, ``_trial_id(trial)``; ``_callbacks`` (``callbacks.Callbacks``).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class Study(BestResults, NotebookDisplay):
         trusted_modules: Sequence[str] | None = None,
         allow_pickle: bool = False,
         checkpoint_options: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Any] | None = None,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
         algorithm, lower_is_better, seed = _open.check_arguments(
@@ -172,6 +174,7 @@ class Study(BestResults, NotebookDisplay):
         self.retry_failed_trials: int = self._options.retry_failed_trials
         start_liveness(self)  # sets _heartbeat, _grace and _next_recovery
         self._dashboard: Any = None
+        self._callbacks = Callbacks(check_callbacks("Study", callbacks))
         if dashboard_port is not None and not disable_dashboard:
             self._dashboard = _dashboard.start_for_study(self, dashboard_port)
 
@@ -228,7 +231,7 @@ class Study(BestResults, NotebookDisplay):
                 self._heartbeat.start()
             trial._context = self._context
             self._handed_out.add(trial.id)
-            return trial
+        return self._callbacks.trial_started(self, trial)  # outside the lock
 
     def __iter__(self) -> Iterator[Trial]:
         """Yield trials until the algorithm is DONE. On WAIT, if trials handed out elsewhere
@@ -271,19 +274,7 @@ class Study(BestResults, NotebookDisplay):
         return requeue(self, trial_id, max_attempts)
 
     def _trial_id(self, trial: Trial | int) -> int:
-        if isinstance(trial, Trial):
-            if trial._context is self._context:  # handed out by this study: checked then
-                return trial.id
-            params = trial.parameters
-            for name in self._history.parameter_names:
-                if name not in params:
-                    raise InvalidObservationError(
-                        f"trial {trial.id} has no value for study parameter {name!r}"
-                    )
-            return trial.id
-        if isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
-            return int(trial)
-        raise UnknownTrialError(f"expected a Trial or a trial id, got {trial!r}")
+        return _suggestion.trial_id(self, trial)
 
     def add_observation(
         self,
@@ -310,7 +301,9 @@ class Study(BestResults, NotebookDisplay):
         value = check_objective(objective, tid)
         it = check_iteration(iteration, tid)
         ctx = check_context(context, tid, self._reserved_context) if context else None
-        self._storage.add_observation(self._study_id, tid, Observation(it, value, ctx or {}))
+        observation = Observation(it, value, ctx or {})
+        self._storage.add_observation(self._study_id, tid, observation)
+        self._callbacks.observed(self, trial, observation)
 
     def finalize(
         self,
@@ -337,6 +330,7 @@ class Study(BestResults, NotebookDisplay):
                 "'FAILED' or 'STOPPED'"
             )
         self._storage.finish_trial(self._study_id, tid, final, None if meta is None else dict(meta))
+        self._callbacks.finished(self, tid, final)
         if self.keep_checkpoints is not None:
             with self._lock:  # the GC's trigger; what it deletes is decided in checkpoints.py
                 where = (self._storage, self._study_id, self._history, self.keep_checkpoints)
@@ -449,6 +443,7 @@ class Study(BestResults, NotebookDisplay):
         max_consecutive_failures: int | None = 5,
         devices: int | Sequence[str | int] | None = None,
         resources: Mapping[str, float] | None = None,
+        callbacks: Sequence[Any] | None = None,
     ) -> None:
         """Run ``objective(trial)`` on trials until the algorithm is done; log a summary (a
         WARNING naming the first error when a trial failed).
@@ -475,6 +470,7 @@ class Study(BestResults, NotebookDisplay):
                 (``["cuda:0", "cuda:1"]`` or a GPU count; ``trial.device``). resources: with an
                 executor, every task's ``submit`` resources (``{"GPU": 1}``). See
                 ``docs/topics/failures-and-checkpoints.md`` and ``docs/topics/devices.md``.
+            callbacks: more callbacks, for this call only (as :class:`Study`'s).
 
         Raises:
             TrialsFailingError: ``max_consecutive_failures`` trials failed in a row.
@@ -484,7 +480,8 @@ class Study(BestResults, NotebookDisplay):
         """
         _optimize.optimize(self, objective, n_trials, timeout, n_workers, executor,
                            show_progress, join=Study.join, resources=resources, devices=devices,
-                           max_consecutive_failures=max_consecutive_failures)  # fmt: skip
+                           max_consecutive_failures=max_consecutive_failures,
+                           callbacks=callbacks)  # fmt: skip
 
     @classmethod
     def join(cls, storage: Storage | str, study_name: str, **options: Any) -> Study:
