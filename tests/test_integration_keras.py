@@ -255,3 +255,11 @@ def test_without_keras_the_module_names_the_install_command(monkeypatch):
     monkeypatch.delitem(sys.modules, "poptune.integrations.keras")
     with pytest.raises(MissingDependencyError, match=r'pip install "poptune\[keras\]"'):
         importlib.import_module("poptune.integrations.keras")
+
+
+def test_a_loss_scale_optimizer_is_reached_through_to_the_one_it_wraps():
+    inner = keras.optimizers.SGD(0.1, momentum=0.5)
+    wrapped = keras.optimizers.LossScaleOptimizer(inner)
+    applied = pk.apply_hyperparameters(wrapped, {"learning_rate": 0.03, "momentum": 0.8})
+    assert applied == {"learning_rate": 0.03, "momentum": 0.8}
+    assert float(inner.learning_rate) == pytest.approx(0.03) and inner.momentum == 0.8

@@ -10,6 +10,9 @@ One module per framework, each importing its framework only when it is itself im
   ``Trainer.fit``, reporting a monitored metric per epoch and stopping when the trial should.
 * :mod:`poptune.integrations.transformers` — a Hugging Face ``TrainerCallback`` and
   ``training_arguments(trial, ...)`` for ``Trainer``.
+* :mod:`poptune.integrations.keras` — Keras 3: a ``Callback`` loading and saving whole
+  ``.keras`` models through the study's checkpoints, the trial's hyperparameters set on the
+  optimizer after loading and read back; ``save_model``/``load_model`` for SHERPA's loop.
 
 Without the framework installed, importing its module raises
 :class:`~poptune.exceptions.MissingDependencyError` with the command that installs it.
