@@ -241,6 +241,8 @@ def test_study_keras_callback_gains_the_checkpoints(tmp_path):
             for got, saved in zip(recorder.weights, donor.get_weights(), strict=True):
                 np.testing.assert_array_equal(got, saved)
     assert len(study.trials) == 4
+    with pytest.raises(ConfigurationError, match="mapping applies with checkpoints=True"):
+        study.keras_callback(study.trials[0], "loss", mapping={"lr": "learning_rate"})
 
 
 def test_an_unlogged_monitor_names_what_keras_logged(tmp_path):

@@ -23,15 +23,17 @@ def epoch_callback(
     should_stop: Callable[[], bool],
     objective_name: str,
     names: Sequence[str],
-    segment: Any = None,
+    pbt_trial: Any = None,
+    mapping: Mapping[str, str | None] | None = None,
 ) -> Any:
     """A ``keras.callbacks.Callback`` calling ``report(logs[objective_name], epoch, context)``
     at each epoch end (``context`` = the ``names`` taken from ``logs``), then setting
     ``model.stop_training`` when ``should_stop()`` says so.
 
-    With a ``segment``, ``segment.begin(model)`` runs when ``fit`` begins (it loads the
-    checkpoint and returns what it loaded: its ``epoch``, the epochs trained so far, offsets
-    the epochs reported) and ``segment.end(model, epochs)`` when it ends.
+    With a ``pbt_trial``, PBT's checkpoints (:class:`poptune.integrations.keras.Segment`):
+    when ``fit`` begins its ``load_from`` checkpoint is loaded into the model and its
+    hyperparameters applied by ``mapping`` (the epochs trained so far offset the epochs
+    reported); when ``fit`` ends the model is saved as its ``save_to``.
 
     Raises MissingDependencyError (no Keras 3) or, at an epoch end, ConfigurationError naming
     a metric Keras did not log."""
@@ -46,6 +48,13 @@ def epoch_callback(
             f"{caller}: objective_name must be a metric name (str), got {objective_name!r}"
         )
     names = list(names)
+    segment = None
+    if pbt_trial is not None:
+        from poptune.integrations.keras import Segment  # Keras is imported by now
+
+        segment = Segment(pbt_trial, mapping)
+    elif mapping is not None:
+        raise ConfigurationError(f"{caller}: mapping applies with checkpoints=True")
     for name in names:
         if not isinstance(name, str):
             raise ConfigurationError(

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from poptune._keras import epoch_callback
-from poptune.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
@@ -32,18 +31,12 @@ def callback(
     def report(value: float, epoch: int, context: dict[str, float | None]) -> None:
         study.add_observation(trial_id, value, epoch, context)
 
-    segment = None
-    if checkpoints:
-        from poptune.integrations.keras import Segment
-
-        segment = Segment(study.get_trial(trial_id), mapping)
-    elif mapping is not None:
-        raise ConfigurationError("keras_callback: mapping applies with checkpoints=True")
     return epoch_callback(
         "keras_callback",
         report,
         lambda: study.should_trial_stop(trial_id),
         objective_name,
         names,
-        segment,
+        study.get_trial(trial_id) if checkpoints else None,
+        mapping,
     )
