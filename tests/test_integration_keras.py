@@ -265,3 +265,21 @@ def test_a_loss_scale_optimizer_is_reached_through_to_the_one_it_wraps():
     applied = pk.apply_hyperparameters(wrapped, {"learning_rate": 0.03, "momentum": 0.8})
     assert applied == {"learning_rate": 0.03, "momentum": 0.8}
     assert float(inner.learning_rate) == pytest.approx(0.03) and inner.momentum == 0.8
+
+
+def test_checkpoints_kept_in_the_database_go_through_the_store(tmp_path):
+    study = pbt_study("database://", population=2, generations=2,
+                      storage=f"sqlite:///{tmp_path / 'study.db'}")  # fmt: skip
+    recorders = {}
+    for trial in study:
+        recorders[trial.id] = recorder = Recorder()
+        callbacks = [pk.PoptuneCallback(trial, "accuracy"), recorder]
+        build(lr=0.9).fit(X, Y, epochs=1, verbose=0, callbacks=callbacks)
+        study.finalize(trial)
+    assert not list(tmp_path.glob("*.keras")) and study.checkpoints.names() == ["1", "2", "3", "4"]
+    for trial in study.trials:
+        assert recorders[trial.id].lr == pytest.approx(trial.parameters["learning_rate"], rel=1e-6)
+        if trial.load_from:
+            donor = pk.read_model(study, trial.load_from)
+            for got, saved in zip(recorders[trial.id].weights, donor.get_weights(), strict=True):
+                np.testing.assert_array_equal(got, saved)
