@@ -233,3 +233,27 @@ def test_transformers_example_tiny(tmp_path, tiny_env, monkeypatch):
     study = module.main(["--tiny", "--quiet", "--output-dir", str(tmp_path)])
     _pbt_checks(study, tmp_path, 2, 2)
     assert all(t.last_observation.iteration == 4 * t.generation for t in study.trials)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras 3.15
+def test_keras_example_tiny_with_two_workers(tmp_path, tiny_env, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    pytest.importorskip("torch", reason="pip install -e '.[keras]' torch==2.13.0")
+    pytest.importorskip("keras", reason="pip install -e '.[keras]' torch==2.13.0")
+    from poptune.integrations.keras import read_model
+
+    module = load_example("pbt_keras")
+    study = module.main(
+        ["--tiny", "--quiet", "--workers", "2", "--epochs", "2", "--output-dir", str(tmp_path)]
+    )
+    _pbt_checks(study, tmp_path, 2, 2)
+    assert (tmp_path / "study.db").is_file()  # the two worker processes shared it
+    assert all(t.last_observation.iteration == 2 * t.generation for t in study.trials)
+    assert all("val_loss" in t.last_observation.context for t in study.trials)
+    folder = study.checkpoints.directory
+    for trial in [t for t in study.trials if (folder / t.save_to).exists()]:
+        model = read_model(study, trial.save_to)  # each segment trained with its own values
+        assert float(model.optimizer.learning_rate) == pytest.approx(
+            trial.parameters["learning_rate"], rel=1e-6
+        )
+        assert model.optimizer.momentum == pytest.approx(trial.parameters["momentum"])

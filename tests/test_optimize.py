@@ -295,7 +295,7 @@ def test_dask_local_cluster(tmp_path):
     study = pbt_study(generations=3, population=4, storage=url, study_name="dask",
                       checkpoint_dir=tmp_path / "ckpt")  # fmt: skip
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:  # fmt: skip
+                                  dashboard_address=":0") as cluster:  # fmt: skip
         with distributed.Client(cluster) as client:
             study.optimize(objectives.pbt_weights, n_workers=2, executor=client,
                            show_progress=False)  # fmt: skip
@@ -310,7 +310,7 @@ def test_a_lost_dask_worker_has_its_trial_retried(tmp_path, monkeypatch):
     study = Study(PARAMS, algorithms.RandomSearch(6), True, storage=url, study_name="lost",
                   heartbeat_interval=0.2, grace_period=1.0, retry_failed_trials=1)  # fmt: skip
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:  # fmt: skip
+                                  dashboard_address=":0") as cluster:  # fmt: skip
         with distributed.Client(cluster) as client:
             study.optimize(objectives.dies_once, n_workers=2, executor=client,
                            show_progress=False)  # fmt: skip

@@ -186,7 +186,7 @@ def test_a_closure_runs_on_dask(tmp_path):
 
     study = random_study(4)  # in memory: a temporary SQLite file the local workers reach
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:  # fmt: skip
+                                  dashboard_address=":0") as cluster:  # fmt: skip
         with distributed.Client(cluster) as client:
             study.optimize(objective, n_workers=2, executor=client, show_progress=False)
     trials = study.trials

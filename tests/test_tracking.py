@@ -124,7 +124,7 @@ def test_callbacks_travel_to_dask_tasks(tmp_path):
     journal = tmp_path / "journal.jsonl"
     study = pbt_study(tmp_path, "dask", generations=2, population=2)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:  # fmt: skip
+                                  dashboard_address=":0") as cluster:  # fmt: skip
         with distributed.Client(cluster) as client:
             study.optimize(segment, n_workers=2, executor=client, show_progress=False,
                            callbacks=[Journal(journal)])  # fmt: skip

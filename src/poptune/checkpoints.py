@@ -391,6 +391,20 @@ class CheckpointStore:
         except FileNotFoundError:
             raise self._missing(trial, name) from None
 
+    def read_with(self, name: str, read: Callable[[IO[bytes]], _T]) -> _T:
+        """``read(fh)`` on stored checkpoint ``name`` (a seekable binary file): a checkpoint
+        in a framework's own format, e.g. the best trial's Keras model after the study.
+
+        Raises:
+            CheckpointError: a bad name, or no such checkpoint.
+        """
+        where = self.path(name)
+        try:
+            with self._backend.read(str(name)) as fh:
+                return read(fh)
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {where} does not exist") from None
+
     def save(self, trial: Trial, obj: Any) -> Path | str:
         """Write ``obj`` as ``trial``'s checkpoint, atomically; return its location.
 

@@ -15,6 +15,9 @@ One module per framework, each importing its framework only when it is itself im
   (params, a metric per iteration, PBT tags) nested under one parent run per study.
 * :mod:`poptune.integrations.tensorboard` — a study callback writing TensorBoard event files
   per trial (scalars per iteration, hparams at the end).
+* :mod:`poptune.integrations.keras` — Keras 3: a ``Callback`` loading and saving whole
+  ``.keras`` models through the study's checkpoints, the trial's hyperparameters set on the
+  optimizer after loading and read back; ``save_model``/``load_model`` for SHERPA's loop.
 
 Without the framework installed, importing its module raises
 :class:`~poptune.exceptions.MissingDependencyError` with the command that installs it.

@@ -73,8 +73,12 @@ def check_callback_arguments(
         )
 
 
-def optimizer_keys(mapping: Mapping[str, str | None] | None = None) -> dict[str, str]:
-    """:data:`DEFAULT_OPTIMIZER_KEYS` updated by ``mapping``.
+def optimizer_keys(
+    mapping: Mapping[str, str | None] | None = None,
+    defaults: Mapping[str, str] = DEFAULT_OPTIMIZER_KEYS,
+) -> dict[str, str]:
+    """``defaults`` (:data:`DEFAULT_OPTIMIZER_KEYS`; the Keras integration has its own)
+    updated by ``mapping``.
 
     Args:
         mapping: ``{parameter name: param-group key}`` added to the defaults (or replacing
@@ -84,7 +88,7 @@ def optimizer_keys(mapping: Mapping[str, str | None] | None = None) -> dict[str,
     Raises:
         ArgumentTypeError: ``mapping`` is not a dict of str to str or None.
     """
-    keys = dict(DEFAULT_OPTIMIZER_KEYS)
+    keys = dict(defaults)
     if mapping is None:
         return keys
     if not isinstance(mapping, Mapping):

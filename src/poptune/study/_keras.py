@@ -3,7 +3,7 @@ study's trial."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from poptune._keras import epoch_callback
@@ -14,9 +14,19 @@ if TYPE_CHECKING:
 __all__ = ["callback"]
 
 
-def callback(study: Study, trial_id: int, objective_name: str, names: Sequence[str]) -> Any:
+def callback(
+    study: Study,
+    trial_id: int,
+    objective_name: str,
+    names: Sequence[str],
+    checkpoints: bool = False,
+    mapping: Mapping[str, str | None] | None = None,
+) -> Any:
     """A ``keras.callbacks.Callback`` reporting ``logs[objective_name]`` (and the ``names``
-    as context) for ``trial_id`` at each epoch end; see ``Study.keras_callback``."""
+    as context) for ``trial_id`` at each epoch end; with ``checkpoints``, loading the trial's
+    ``load_from`` checkpoint into the model (hyperparameters applied through ``mapping``) when
+    ``fit`` begins and saving ``save_to`` when it ends (:mod:`poptune.integrations.keras`).
+    See ``Study.keras_callback``."""
 
     def report(value: float, epoch: int, context: dict[str, float | None]) -> None:
         study.add_observation(trial_id, value, epoch, context)
@@ -27,4 +37,6 @@ def callback(study: Study, trial_id: int, objective_name: str, names: Sequence[s
         lambda: study.should_trial_stop(trial_id),
         objective_name,
         names,
+        study.get_trial(trial_id) if checkpoints else None,
+        mapping,
     )

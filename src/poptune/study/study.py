@@ -359,18 +359,22 @@ class Study(BestResults, NotebookDisplay):
             return bool(self.stopping_rule.should_trial_stop(current, self._history))
 
     def keras_callback(
-        self, trial: Trial | int, objective_name: str, context_names: Sequence[str] = ()
-    ) -> Any:
+        self, trial: Trial | int, objective_name: str, context_names: Sequence[str] = (), *,
+        checkpoints: bool = False, mapping: Mapping[str, str | None] | None = None,
+    ) -> Any:  # fmt: skip
         """A Keras callback recording an observation at every epoch end (SHERPA's):
         ``iteration`` = the epoch number Keras gives (0-based, as SHERPA; pass
         ``initial_epoch`` to ``fit`` to continue a PBT member's count), ``objective`` =
         ``logs[objective_name]`` (e.g. ``'val_accuracy'``), ``context`` = the ``logs`` values
         named in ``context_names``. When :meth:`should_trial_stop` then says so, it sets
-        ``model.stop_training``.
+        ``model.stop_training``. ``checkpoints=True``: PBT's checkpoints, as the Keras
+        integration's callback (load into the model and apply the hyperparameters by
+        ``mapping`` at ``fit``'s start, save at its end; the epoch count goes on).
 
         Raises MissingDependencyError (no Keras 3) or, at an epoch end, ConfigurationError (a
         name is not among the metrics Keras logged)."""
-        return _keras.callback(self, self._trial_id(trial), objective_name, list(context_names))
+        tid = self._trial_id(trial)
+        return _keras.callback(self, tid, objective_name, list(context_names), checkpoints, mapping)
 
     def request_stop(self, trial: Trial | int) -> None:
         """Ask that a running trial stop: :meth:`should_trial_stop` then answers True."""
