@@ -440,13 +440,7 @@ def test_cli_dashboard_serves_and_reports_errors_in_one_line(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "missing.db" in bad.stderr
-    no_study = subprocess.run(
-        [sys.executable, "-m", "poptune", "dashboard", str(db), "--study", "zz"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert no_study.returncode == 1 and "'zz'" in no_study.stderr
+    # (--study naming a study not created yet: served, waiting for it; test_dashboard_long_runs)
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "poptune", "dashboard", f"sqlite:///{db}", "--port", str(port),
