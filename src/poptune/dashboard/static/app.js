@@ -419,7 +419,7 @@
       : trials.length < answer.total ? (pbt ? `the best trial's lineage and the newest trials (${trials.length} of ${answer.total})`
         : `the ${trials.length} best and newest of ${answer.total} trials`) : "";
     Plotly.react("curves-plot", traces, {
-      margin: { t: 30, r: 20 }, showlegend: !many, hovermode: "closest",
+      margin: { t: 30, r: 20 }, showlegend: pbt || !many, hovermode: "closest", // members: always named
       legend: { title: { text: pbt ? "member" : "trial" }, font: { size: 11 } },
       xaxis: { title: { text: "iteration" } }, yaxis: { title: { text: "objective" } },
       title: { text: title, font: { size: 13 } },
