@@ -204,8 +204,9 @@
 
   function renderWaiting(name) {
     crumbs.replaceChildren(el("a", { href: "#/" }, "studies"), " / ", name);
-    if (!document.getElementById("waiting")) {
-      view.replaceChildren(el("h1", {}, name), el("p", { id: "waiting", class: "muted" },
+    const shown = document.getElementById("waiting");
+    if (!shown || shown.dataset.study !== name) {
+      view.replaceChildren(el("h1", {}, name), el("p", { id: "waiting", class: "muted", "data-study": name },
         `Waiting for study ${name}: it does not exist in this storage yet. `,
         "This page shows it as soon as it is created."));
     }
