@@ -10,6 +10,11 @@ view is shown at scale instead: a generated PBT study of 64 members x 100 genera
 (``tests/test_population_view.py``'s ``population_study``: PBT's bookkeeping, no training),
 saved as ``population_lanes.png`` (the dashboard, hovering a cell) and
 ``population_lanes_plot.png`` (``poptune.plot.population_lanes``).
+
+The images of docs/topics/dashboard-long-runs.md (``dashboard_detail.png``,
+``dashboard_curves_members.png``, ``dashboard_parallel_colorbar.png``,
+``dashboard_log_ticks.png``, ``dashboard_waiting.png``) come from its browser tests:
+``POPTUNE_SCREENSHOTS=docs/images python -m pytest tests/test_dashboard_long_runs.py``.
 """
 
 from __future__ import annotations

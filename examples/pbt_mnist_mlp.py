@@ -206,6 +206,7 @@ def run_parallel(args: argparse.Namespace, output_dir: Path, model_dir: Path) ->
         study_name="pbt-digits",
         checkpoint_dir=model_dir,
         dashboard_port=args.dashboard_port,
+        keep_dashboard=args.keep_dashboard,  # close() then serves on until Ctrl-C
     )
     study.optimize(train_segment, n_workers=args.workers, show_progress=not args.quiet)
     study.save(output_dir)
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> sherpa.Study:
         lower_is_better=False,
         seed=args.seed,
         dashboard_port=args.dashboard_port,
+        keep_dashboard=args.keep_dashboard,  # close() then serves on until Ctrl-C
     )
 
     for trial in study:
@@ -309,14 +311,7 @@ def _report(
     print(f"\nResults saved in {output_dir} (results.csv, study.json)")
     print(f"Lineage figure: {output_dir / 'pbt_lineage.png'}")
     print(f"Total time: {time.perf_counter() - started:.1f} s")
-    if study.dashboard_url is not None and args.keep_dashboard:
-        print(f"Dashboard still at {study.dashboard_url} - Ctrl-C to end")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-    study.close()
+    study.close()  # with --keep-dashboard: prints the URL, serves on until Ctrl-C
     return study
 
 

@@ -33,6 +33,7 @@ TABS = {
     "trials": "#trials tbody tr",
     "curves": "#curves-plot .main-svg",
     "parallel": "#parallel-plot .main-svg",
+    "population": "#population-plot .main-svg",
     "lineage": "#lineage-plot .main-svg",
     "schedules": "#schedule-plot .main-svg",
 }

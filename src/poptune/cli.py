@@ -404,8 +404,9 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     storage = _storage(spec, write=args.allow_stop)
     name = args.study
-    if name is not None:
-        storage.get_study_id(name)  # a missing study: one clear line, before serving
+    if name is not None and name not in storage.list_studies():  # served anyway: its page waits
+        out.write(f"waiting for study {name!r}: not in this storage yet, its page shows it once "
+                  "created\n")  # fmt: skip
     run_dashboard(
         storage, port=args.port, host=args.host, allow_stop=args.allow_stop, study_name=name,
         banner=out,
@@ -485,7 +486,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("storage", help=storage_help + ", or a directory written by Study.save")
     p.add_argument("--port", type=int, default=8880, help="TCP port (default 8880; 0: any free)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--study", help="the study whose page the printed URL opens")
+    p.add_argument("--study", help="the study whose page the printed URL opens (one that does "
+                   "not exist yet is waited for)")  # fmt: skip
     p.add_argument("--allow-stop", action="store_true",
                    help="enable the Stop buttons (the dashboard's only write)")  # fmt: skip
     p.set_defaults(run=_dashboard)

@@ -150,6 +150,7 @@ class DashboardServer:
         quiet_uvicorn()
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self.keep = False  # start_dashboard(keep=True): serve on at exit until Ctrl-C
 
     # -- running ---------------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> DashboardServer:
@@ -180,11 +181,16 @@ class DashboardServer:
         self._run()
 
     def _warm_up(self) -> None:
-        """Read every study once in the background, so that the first page opened does not
-        wait for a large study's first read (about a second for 16,000 trials)."""
+        """Read every study once and compress Plotly.js in the background, so that the first
+        page opened waits for neither (about a second each for 16,000 trials and for the
+        compression)."""
 
         def read() -> None:
             try:
+                from poptune.dashboard._assets import asset
+                from poptune.dashboard.app import plotly_js_path
+
+                _ = asset(plotly_js_path(), "text/javascript").compressed  # compressed once, now
                 self.data.studies()
             except Exception as exc:  # the page will show the error; nothing to do here
                 logger.debug("dashboard warm-up failed: %s", exc)
@@ -199,8 +205,26 @@ class DashboardServer:
 
         asyncio.run(serve())
 
+    def keep_serving(self, out: TextIO | None = None) -> None:
+        """Serve on until Ctrl-C (SIGINT) or until the server ends, then :meth:`stop`: what a
+        dashboard started with ``keep=True`` does once the script's work is done (at its
+        :func:`atexit`, or ``Study.close``). Prints where it serves to ``out`` (default
+        standard output) first. Returns at once when the server is not running."""
+        atexit.unregister(self.keep_serving)
+        if self.running:
+            stream = sys.stdout if out is None else out
+            stream.write(f"poptune dashboard still serving at {self.url} (Ctrl-C stops it)\n")
+            stream.flush()
+            try:
+                while self.running:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+        self.stop()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and wait (at most ``timeout`` seconds) for the server to end."""
+        atexit.unregister(self.keep_serving)
         self._server.should_exit = True
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -239,6 +263,7 @@ def start_dashboard(
     allow_stop: bool = False,
     study_name: str | None = None,
     banner: TextIO | bool = True,
+    keep: bool = False,
 ) -> DashboardServer:
     """Start a dashboard over ``storage`` in a background thread and return it.
 
@@ -252,6 +277,9 @@ def start_dashboard(
             the storage is shown either way).
         banner: True (default) prints the banner with the URL to standard output, a file
             object prints it there, False prints nothing.
+        keep: True keeps serving once the script's work is done: at the interpreter's exit
+            (or :meth:`DashboardServer.keep_serving`) it prints the URL and waits until
+            Ctrl-C. Default False: the dashboard ends with the script.
 
     Raises:
         MissingDependencyError: the ``dashboard`` extra is not installed.
@@ -260,6 +288,10 @@ def start_dashboard(
     server = DashboardServer(
         storage, host=host, port=port, allow_stop=allow_stop, study_name=study_name
     ).start()
+    server.keep = bool(keep)
+    if keep:
+        atexit.unregister(server.stop)
+        atexit.register(server.keep_serving)
     _print_banner(server, banner)
     logger.info("poptune dashboard at %s", server.url)
     return server

@@ -258,9 +258,14 @@ class DashboardData:
         the ``recent`` newest other trials (running ones first), each with at most
         ``max_points`` observations (evenly spaced, always the first, the last and the best).
 
-        Returns ``{'version': v, 'total': n, 'trials': [{'id', 'status', 'best',
-        'observations': [[iteration, objective], ...]}, ...]}`` where ``total`` counts the
-        trials with an observation.
+        In a PBT study the ``top`` are the best trial and its ancestors (newest first), so
+        that its lineage is drawn as one line from its founder on.
+
+        Returns ``{'version': v, 'total': n, 'trials': [{'id', 'status', 'best', 'member',
+        'generation', 'parent', 'start', 'observations': [[iteration, objective], ...]},
+        ...]}`` where ``total`` counts the trials with an observation and ``start`` is the
+        parent's last observation ``[iteration, objective]`` (None without one), where a
+        PBT trial's curve continues its parent's.
 
         Raises:
             StudyNotFoundError: no such study.
@@ -274,6 +279,8 @@ class DashboardData:
             def compute() -> dict[str, Any]:
                 observed = [t for t in view.history if t.observations]
                 ranked = _sorted(view, observed, "best", not view.lower_is_better)[:top]
+                if ranked and is_pbt(view.history, view.history.parameter_names):
+                    ranked = _lines_of(view, ranked[0], top)
                 chosen = {t.id for t in ranked}
                 rest = [t for t in observed if t.id not in chosen]
                 rest.sort(key=lambda t: (not t.is_finished, t.id), reverse=True)
@@ -442,12 +449,31 @@ def _curve(view: _StudyView, trial: Trial, max_points: int) -> dict[str, Any]:
             keep.add(best.iteration)
         iterations = sorted(keep)
     best_obs = trial.best_observation(view.lower_is_better)
+    parent = parent_id(trial)
+    before = None if parent is None else view.history.get(parent)
+    start = None if before is None else before.last_observation
     return {
         "id": trial.id,
         "status": trial.status.value,
+        "member": trial.member,
+        "generation": trial.generation,
+        "parent": parent,
+        "start": None if start is None else [start.iteration, _number(start.objective)],
         "best": None if best_obs is None else _number(best_obs.objective),
         "observations": [[it, _number(observed[it].objective)] for it in iterations],
     }
+
+
+def _lines_of(view: _StudyView, best: Trial, most: int) -> list[Trial]:
+    """``best`` and its ancestors with observations, newest first, at most ``most``."""
+    line: list[Trial] = []
+    current: Trial | None = best
+    while current is not None and len(line) < most:
+        if current.observations:
+            line.append(current)
+        parent = parent_id(current)
+        current = None if parent is None else view.history.get(parent)
+    return line
 
 
 def _sort_value(view: _StudyView, trial: Trial, key: str) -> Any:

@@ -17,7 +17,9 @@ API (every answer JSON; errors ``{"error": "..."}`` with 400, 403, 404 or 409)::
     POST /api/studies/{name}/trials/{id}/stop        only with allow_stop; header X-Poptune: stop
 
 The page (``/``) is static HTML and JavaScript from :mod:`poptune.dashboard`'s ``static``
-folder; Plotly.js is served from the installed ``plotly`` package (no CDN).
+folder; Plotly.js is served from the installed ``plotly`` package (no CDN), gzip-compressed
+once per process, at a versioned URL (``/api/info``'s ``plotly``) that browsers cache for good
+(:mod:`poptune.dashboard._assets`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from poptune._validation import check_choice, reject
 from poptune._version import __version__
+from poptune.dashboard._assets import asset, response_for
 from poptune.dashboard._data import (
     CURVES_POINTS,
     CURVES_RECENT,
@@ -175,6 +178,7 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
             'the dashboard needs starlette and uvicorn: pip install "poptune[dashboard]"'
         ) from None
     plotly_js = plotly_js_path()
+    plotly_url = f"static/plotly-{asset(plotly_js, 'text/javascript').tag}.min.js"
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -202,7 +206,8 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
         return endpoint
 
     def info(request: Request) -> dict[str, Any]:
-        return {"poptune": __version__, "allow_stop": data.allow_stop, "storage": data.label}
+        return {"poptune": __version__, "allow_stop": data.allow_stop, "storage": data.label,
+                "plotly": plotly_url}  # fmt: skip
 
     def studies(request: Request) -> list[dict[str, Any]]:
         return data.studies()
@@ -273,10 +278,12 @@ def create_app(data: DashboardData, *, trusted_hosts: list[str] | None = None) -
     }
 
     def static(request: Request) -> Response:
-        entry = files.get(request.path_params["file"])
+        name = request.path_params["file"]
+        versioned = name == plotly_url.removeprefix("static/")
+        entry = files.get("plotly.min.js" if versioned else name)
         if entry is None:
-            return error(404, f"no static file {request.path_params['file']!r}")
-        return FileResponse(entry[0], media_type=entry[1])
+            return error(404, f"no static file {name!r}")
+        return response_for(request, asset(*entry), immutable=versioned)
 
     def not_found(request: Request, exc: Exception) -> Response:
         return error(404, f"no such page: {request.url.path}")

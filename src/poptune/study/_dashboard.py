@@ -18,17 +18,20 @@ from poptune.study._open import read_only
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["load", "open_for_dashboard", "restart", "run", "start_for_study"]
+__all__ = ["close_for_study", "load", "open_for_dashboard", "restart", "run", "start_for_study"]
 
 logger = logging.getLogger("poptune.dashboard")
 
 
-def start_for_study(study: Study, port: int, host: str = "127.0.0.1") -> Any:
-    """``Study(dashboard_port=...)``: start the dashboard, or warn and go on without it (a
-    training script should not die because the port is taken or the extra is missing)."""
+def start_for_study(study: Study, port: int, host: str = "127.0.0.1", keep: bool = False) -> Any:
+    """``Study(dashboard_port=..., keep_dashboard=...)``: start the dashboard, or warn and go
+    on without it (a training script should not die because the port is taken or the extra
+    is missing)."""
 
     try:
-        return start_dashboard(study._storage, port=port, host=host, study_name=study.name)
+        return start_dashboard(
+            study._storage, port=port, host=host, study_name=study.name, keep=keep
+        )
     except (ConfigurationError, MissingDependencyError) as exc:
         logger.warning("poptune: dashboard not started: %s", exc)
         return None
@@ -41,9 +44,22 @@ def restart(study: Study, port: int, host: str, allow_stop: bool) -> str:
         study._dashboard.stop()
         study._dashboard = None
     study._dashboard = start_dashboard(
-        study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name
-    )
+        study._storage, port=port, host=host, allow_stop=allow_stop, study_name=study.name,
+        keep=getattr(study, "keep_dashboard", False),
+    )  # fmt: skip
     return str(study._dashboard.url)
+
+
+def close_for_study(study: Study) -> None:
+    """``Study.close``: stop the dashboard this object started; one started with
+    ``keep_dashboard=True`` first serves on, printing its URL, until Ctrl-C."""
+    server, study._dashboard = study._dashboard, None
+    if server is None:
+        return
+    if server.keep:
+        server.keep_serving()
+    else:
+        server.stop()
 
 
 def load(

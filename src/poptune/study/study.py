@@ -62,6 +62,8 @@ class Study(BestResults, NotebookDisplay):
             in :attr:`dashboard_url`. If it cannot start (port taken, extra missing) a warning
             is logged and the study goes on without it. Default None: no dashboard.
         disable_dashboard: True ignores ``dashboard_port`` (SHERPA's switch).
+        keep_dashboard: keep the dashboard serving once the work is done: :meth:`close` (or
+            the script's end) prints its URL and waits until Ctrl-C. Default False.
         output_dir: default directory of :meth:`save`.
         seed: makes the study reproducible: every suggestion draws from a generator derived
             from ``(seed, trial id)``. Default: drawn from ``poptune.rng`` (seed that
@@ -136,6 +138,7 @@ class Study(BestResults, NotebookDisplay):
         allow_pickle: bool = False,
         checkpoint_options: Mapping[str, Any] | None = None,
         callbacks: Sequence[Any] | None = None,
+        keep_dashboard: bool = False,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
         algorithm, lower_is_better, seed = _open.check_arguments(
@@ -149,6 +152,7 @@ class Study(BestResults, NotebookDisplay):
         self.lower_is_better = lower_is_better
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.dashboard_port, self.disable_dashboard = dashboard_port, disable_dashboard
+        self.keep_dashboard = bool(keep_dashboard)
         algorithm.setup(self.parameters, self.lower_is_better)
 
         self._storage = get_storage(storage)
@@ -176,7 +180,7 @@ class Study(BestResults, NotebookDisplay):
         self._dashboard: Any = None
         self._callbacks = Callbacks(check_callbacks("Study", callbacks))
         if dashboard_port is not None and not disable_dashboard:
-            self._dashboard = _dashboard.start_for_study(self, dashboard_port)
+            self._dashboard = _dashboard.start_for_study(self, dashboard_port, keep=keep_dashboard)
 
     def _check_writable(self) -> None:
         if self._read_only:
@@ -586,9 +590,7 @@ class Study(BestResults, NotebookDisplay):
         closed object still answers questions. Garbage collection stops the heartbeat too."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
-        if self._dashboard is not None:
-            self._dashboard.stop()
-            self._dashboard = None
+        _dashboard.close_for_study(self)
 
     def __enter__(self) -> Study:
         return self

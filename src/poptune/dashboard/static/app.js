@@ -15,6 +15,9 @@
   const STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "STOPPED"];
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
     "#7f7f7f", "#bcbd22", "#17becf"];
+  // learning curves of a PBT population: one colour per member, distinct up to 20 members
+  const MEMBER_COLOURS = [...PALETTE, "#393b79", "#e7969c", "#637939", "#7b4173", "#3182bd",
+    "#e6550d", "#31a354", "#756bb1", "#843c39", "#636363"];
   const RAMP = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39",
     "#fde725"];
   const PLOT_CONFIG = { displaylogo: false, responsive: true };
@@ -70,7 +73,11 @@
   function api(path, options) {
     return fetch(path, options).then(async (response) => {
       const body = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      if (!response.ok) {
+        const err = new Error(body.error || `HTTP ${response.status}`);
+        err.status = response.status;
+        throw err;
+      }
       return body;
     });
   }
@@ -145,7 +152,18 @@
   async function pollStudy(name) {
     let study = state.study;
     if (!study || study.name !== name) {
-      const meta = await api(studyApi(name));
+      let meta;
+      try {
+        // waiting for it: ask the study list (a 404 a second would fill the console)
+        if (state.waiting === name && !(await api("api/studies")).some((s) => s.name === name)) return;
+        meta = await api(studyApi(name));
+      } catch (err) {
+        if (err.status !== 404) throw err;
+        state.waiting = name;
+        renderWaiting(name); // not created yet: say so, and look again on the next polls
+        return;
+      }
+      state.waiting = null;
       study = state.study = { name, meta, trials: new Map(), version: 0, lineage: null,
         answer: null, query: null, seen: -1, fresh: true };
       renderStudyFrame();
@@ -182,6 +200,17 @@
       }
     }
     document.body.dataset.version = String(version);
+  }
+
+  function renderWaiting(name) {
+    crumbs.replaceChildren(el("a", { href: "#/" }, "studies"), " / ", name);
+    const shown = document.getElementById("waiting");
+    if (!shown || shown.dataset.study !== name) {
+      view.replaceChildren(el("h1", {}, name), el("p", { id: "waiting", class: "muted", "data-study": name },
+        `Waiting for study ${name}: it does not exist in this storage yet. `,
+        "This page shows it as soon as it is created."));
+    }
+    document.body.dataset.view = "waiting";
   }
 
   // -- the study list ----------------------------------------------------------------------------
@@ -238,17 +267,20 @@
 
   // Plotly (3 MB of script) loads when a plot is first shown, not before the table.
   let plotlyLoading = null;
+  // Its URL names its version (cached for good, served gzip-compressed): /api/info has it.
   function loadPlotly() {
     if (!plotlyLoading) {
-      plotlyLoading = new Promise((resolve, reject) => {
-        const script = el("script", { src: "static/plotly.min.js" });
+      const info = state.info ? Promise.resolve(state.info) : api("api/info").then((i) => (state.info = i));
+      plotlyLoading = info.then((i) => new Promise((resolve, reject) => {
+        const script = el("script", { src: i.plotly || "static/plotly.min.js" });
         script.addEventListener("load", resolve);
         script.addEventListener("error", () => {
           plotlyLoading = null;
-          reject(new Error("cannot load static/plotly.min.js"));
+          reject(new Error("cannot load Plotly.js"));
         });
         document.head.append(script);
-      });
+      }));
+      plotlyLoading.catch(() => { plotlyLoading = null; });
     }
     return plotlyLoading;
   }
@@ -264,7 +296,7 @@
     const renderers = { trials: renderTrials, curves: renderCurves, parallel: renderParallel,
       population: renderPopulation, lineage: renderLineage, schedules: renderSchedules };
     renderers[tab]();
-    if (state.selected !== null) renderDetail(state.selected, false);
+    if (state.selected !== null) renderDetail(state.selected, "refresh"); // live: the study changed
   }
 
   function parameterNames() { return state.study.meta.parameters.map((p) => p.name); }
@@ -322,7 +354,7 @@
     }, label)), allowStop ? el("th", {}, "") : null);
     const body = answer.trials.map((t) => el("tr", {
       class: "clickable" + (state.selected === t.id ? " selected" : ""), "data-trial": t.id,
-      onclick: () => renderDetail(t.id, true),
+      onclick: () => renderDetail(t.id, true, true),
     }, columns.map(([k, , isParam]) => {
       const v = isParam ? t.parameters[k] : t[k];
       if (k === "status") return el("td", { class: `status status-${v}` }, v + (t.stop_requested && !["COMPLETED", "FAILED", "STOPPED"].includes(v) ? " (stop requested)" : ""));
@@ -367,26 +399,71 @@
     }
   }
 
-  // learning curves: objective per iteration, one line per trial (the best and the newest)
+  // learning curves: objective per iteration. A PBT study: one line per population member
+  // (legend: the members), each trial's segment starting at its parent's last point, so a
+  // member's line runs on through its generations and an exploit shows as a jump from the
+  // donor's curve. Otherwise one line per trial (the best and the newest).
   function renderCurves() {
     const answer = state.study.answer;
     if (!answer || answer.tab !== "curves") { state.dirty = true; return; }
     const trials = answer.trials;
     ensurePlot("curves-plot");
-    const many = trials.length > 30;
-    const traces = trials.map((t) => ({
+    const pbt = state.study.meta.pbt;
+    const traces = pbt ? memberCurves(trials) : trials.map((t) => ({
       type: "scatter", mode: t.observations.length > 1 ? "lines+markers" : "markers",
       name: `trial ${t.id}`, x: t.observations.map((o) => o[0]), y: t.observations.map((o) => o[1]),
       customdata: t.observations.map(() => t.id), marker: { size: 4 }, line: { width: 1.5 },
       hovertemplate: `trial ${t.id}<br>iteration %{x}<br>objective %{y}<extra></extra>`,
     }));
+    const many = traces.length > 30;
     const title = !trials.length ? "no observations yet"
-      : trials.length < answer.total ? `the ${trials.length} best and newest of ${answer.total} trials` : "";
+      : trials.length < answer.total ? (pbt ? `the best trial's lineage and the newest trials (${trials.length} of ${answer.total})`
+        : `the ${trials.length} best and newest of ${answer.total} trials`) : "";
     Plotly.react("curves-plot", traces, {
-      margin: { t: 30, r: 20 }, showlegend: !many,
+      margin: { t: 30, r: 20 }, showlegend: pbt || !many, hovermode: "closest", // members: always named
+      legend: { title: { text: pbt ? "member" : "trial" }, font: { size: 11 } },
       xaxis: { title: { text: "iteration" } }, yaxis: { title: { text: "objective" } },
-      title: { text: title },
+      title: { text: title, font: { size: 13 } },
     }, PLOT_CONFIG).then(() => bindClick("curves-plot"));
+  }
+
+  // one trace per member: its trials in order, each segment from its parent's last point
+  function memberCurves(trials) {
+    const members = new Map();
+    for (const t of trials) {
+      const key = t.member === null || t.member === undefined ? `trial ${t.id}` : t.member;
+      if (!members.has(key)) members.set(key, []);
+      members.get(key).push(t);
+    }
+    const keys = Array.from(members.keys()).sort((a, b) =>
+      (typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b))));
+    return keys.map((key, i) => {
+      const x = [], y = [], ids = [];
+      let lastId = null;
+      for (const t of members.get(key).sort((a, b) => (a.generation ?? 0) - (b.generation ?? 0) || a.id - b.id)) {
+        if (x.length && !(t.start && t.parent === lastId)) { x.push(null); y.push(null); ids.push(null); }
+        if (t.start && !(x.length && t.parent === lastId)) { x.push(t.start[0]); y.push(t.start[1]); ids.push(t.parent); }
+        for (const [it, value] of t.observations) { x.push(it); y.push(value); ids.push(t.id); }
+        lastId = t.id;
+      }
+      const name = typeof key === "number" ? `member ${key}` : key;
+      return { type: "scatter", mode: "lines+markers", name, meta: "member", x, y, customdata: ids,
+        marker: { size: 3 }, line: { width: 1.8, color: MEMBER_COLOURS[i % MEMBER_COLOURS.length] },
+        connectgaps: false,
+        hovertemplate: `${esc(name)} · trial %{customdata}<br>iteration %{x}<br>objective %{y}<extra></extra>` };
+    });
+  }
+
+  // Ticks of a log axis: one label per decade when the values span two or more (Plotly's
+  // own put 2 and 5 between the decades, crammed into each other), else a few 1-2-5 ticks.
+  // linear: no change (an empty object) when `log` is false.
+  function logTicks(values, log) {
+    if (!log) return {};
+    const positive = values.filter((v) => typeof v === "number" && v > 0);
+    if (!positive.length) return { type: "log" };
+    const decades = Math.log10(Math.max(...positive)) - Math.log10(Math.min(...positive));
+    if (decades >= 1.5) return { type: "log", dtick: 1, tickformat: ".0e", minor: { dtick: "D1", showgrid: false } };
+    return { type: "log", dtick: "D2", tickformat: "~g" };
   }
 
   // parallel coordinates, drawn with SVG lines (no WebGL needed)
@@ -415,6 +492,16 @@
       line: { color: RAMP[i], width: 1.5 }, opacity: 0.75, showlegend: false,
       hovertemplate: "trial %{customdata}<extra></extra>", connectgaps: false,
     }));
+    // the colour scale: an invisible trace carrying the ramp's colour bar, in objective units
+    if (trials.length) {
+      const stops = RAMP.map((c, i) => [i / (RAMP.length - 1), c]);
+      traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], meta: "colour-scale",
+        hoverinfo: "skip", showlegend: false,
+        marker: { color: [lo, hi], cmin: lo, cmax: hi === lo ? lo + 1 : hi, colorscale: stops,
+          reversescale: lower, showscale: true, size: 0.1,
+          colorbar: { title: { text: `objective (best)<br>${lower ? "lower" : "higher"} is better`, side: "right" },
+            thickness: 14, len: 0.9, x: 1.0, xanchor: "left" } } });
+    }
     const shapes = axes.map((_, i) => ({ type: "line", x0: i, x1: i, y0: 0, y1: 1,
       line: { color: "#333", width: 1 } }));
     const annotations = [];
@@ -428,7 +515,7 @@
     const title = !trials.length ? "no observations yet"
       : answer.total > answer.trials.length ? `the ${answer.trials.length} best of ${answer.total} trials` : "";
     Plotly.react("parallel-plot", traces, {
-      margin: { t: 50, r: 60, l: 30 }, shapes, annotations, hovermode: "closest",
+      margin: { t: 50, r: 130, l: 30 }, shapes, annotations, hovermode: "closest",
       xaxis: { visible: false, range: [-0.2, axes.length - 0.6] },
       yaxis: { visible: false, range: [-0.05, 1.12] },
       title: { text: title },
@@ -446,8 +533,11 @@
     const log = p.scale === "log";
     const f = (v) => (log ? Math.log10(v) : v);
     const [a, b] = [f(p.range[0]), f(p.range[1])];
-    return { name, norm: (t) => (b > a ? (f(t.parameters[name]) - a) / (b - a) : 0.5),
-      ticks: [[0, fmt(p.range[0])], [1, fmt(p.range[1])]] };
+    const ticks = [[0, fmt(p.range[0])], [1, fmt(p.range[1])]];
+    if (log && b - a >= 1.5) { // a label per decade between the ends (not crammed: >= 2 decades apart)
+      for (let k = Math.ceil(a + 0.25); k <= Math.floor(b - 0.25); k++) ticks.push([(k - a) / (b - a), fmt(10 ** k)]);
+    }
+    return { name, norm: (t) => (b > a ? (f(t.parameters[name]) - a) / (b - a) : 0.5), ticks };
   }
 
   // Population lanes: one lane per member (y), one column per generation (x), colour = the
@@ -568,7 +658,7 @@
         if (typeof tid !== "number") return;
         state.lanes.focus = tid;
         renderPopulation();
-        renderDetail(tid, true);
+        renderDetail(tid, true, true);
       });
     });
   }
@@ -730,7 +820,8 @@
       margin: { t: 30, r: 20 }, hovermode: "closest",
       title: { text: best !== null ? `black line: the schedule that produced the best trial (${best})` : "" },
       xaxis: { title: { text: "generation" }, dtick: 1 },
-      yaxis: { title: { text: esc(state.param) }, type: param && param.scale === "log" ? "log" : "-" },
+      yaxis: { title: { text: esc(state.param) }, type: "-",
+        ...logTicks(traces.flatMap((t) => t.y), param && param.scale === "log") },
     }, PLOT_CONFIG).then(() => bindClick("schedule-plot"));
   }
 
@@ -750,12 +841,15 @@
       const point = event.points && event.points[0];
       const data = point && point.customdata;
       const tid = Array.isArray(data) ? data[1] : data;
-      if (typeof tid === "number") renderDetail(tid, true);
+      if (typeof tid === "number") renderDetail(tid, true, true);
     });
   }
 
-  // one trial: parameters, schedule, stop
-  async function renderDetail(id, fetchNow) {
+  // one trial: parameters, schedule, stop. fetchNow: true (a click: fetch and show it),
+  // "refresh" (the study changed: fetch, redraw if the trial changed, keep the scroll
+  // position), false (show it if another is shown). scroll: bring it into view (a click in
+  // a long table put it thousands of pixels down); it stays within the window (style.css).
+  async function renderDetail(id, fetchNow, scroll) {
     state.selected = id;
     const holder = document.getElementById("detail");
     if (!holder) return;
@@ -767,7 +861,13 @@
     try {
       trial = await api(`${studyApi(state.study.name)}/trials/${id}`);
     } catch (err) { showError(err.message); return; }
+    if (state.selected !== id) return; // another trial was clicked meanwhile
+    const text = JSON.stringify(trial);
+    const shown = document.getElementById("trial-detail");
+    if (fetchNow === "refresh" && shown && holder.dataset.trial === String(id) && holder.dataset.json === text) return;
+    const keep = shown && holder.dataset.trial === String(id) ? shown.scrollTop : 0;
     holder.dataset.trial = String(id);
+    holder.dataset.json = text;
     const names = parameterNames();
     const schedule = trial.schedule.map((s, i) => el("tr", {},
       el("td", { class: "num" }, i + 1), el("td", { class: "num" }, s.trial),
@@ -776,8 +876,12 @@
       names.map((n) => el("td", { class: "num" }, fmt(s.parameters[n]))),
       el("td", {}, s.load_from ? `trial ${s.load_from}` : "fresh"), el("td", {}, s.explore)));
     const allowStop = state.info && state.info.allow_stop;
-    holder.replaceChildren(el("div", { class: "detail", id: "trial-detail", "data-trial": id },
-      el("h2", {}, `Trial ${id} `, el("span", { class: `status status-${trial.status}` }, trial.status),
+    const close = el("button", { class: "close", id: "detail-close", title: "close",
+      onclick: () => { state.selected = null; holder.replaceChildren(); delete holder.dataset.trial;
+        document.querySelectorAll("tr.selected").forEach((r) => r.classList.remove("selected")); } }, "×");
+    const box = el("div", { class: "detail", id: "trial-detail", "data-trial": id, "data-status": trial.status },
+      close,
+      el("h2", {}, `Trial ${id} `, el("span", { class: `status status-${trial.status}`, id: "detail-status" }, trial.status),
         " ", allowStop ? stopButton(trial) : ""),
       el("p", {}, `last objective ${fmt(trial.last)} · best ${fmt(trial.best)} · ${trial.iterations} observations`),
       trial.meta.error ? el("pre", {}, String(trial.meta.error)) : "",
@@ -785,7 +889,10 @@
       el("h2", {}, "Schedule (the segments that trained this model)"),
       el("table", { id: "schedule-table" }, el("thead", {}, el("tr", {},
         ["segment", "trial", "generation", "iterations", ...names, "weights from", "explore"]
-          .map((h) => el("th", {}, h)))), el("tbody", {}, schedule))));
+          .map((h) => el("th", {}, h)))), el("tbody", {}, schedule)));
+    holder.replaceChildren(box);
+    box.scrollTop = keep;
+    if (scroll) box.scrollIntoView({ block: "nearest" });
   }
 
   // the context (extra metrics) of the trial's last observation, if any
