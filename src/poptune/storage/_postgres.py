@@ -52,6 +52,7 @@ from poptune.storage._statements import (
     PG_ADD_OBS_ASYNC,
     PG_ANALYZE,
     PG_FINISH,
+    PG_FINISH_OBS,
     PG_OBS_AT,
     PG_PING,
     PG_UNSTALL,
@@ -125,7 +126,10 @@ class Postgres:
         self.alone: dict[sa.TextClause, tuple[sa.TextClause, bool]] = {
             INS_OBS_RUNNING: (PG_ADD_OBS if sync_observations else PG_ADD_OBS_ASYNC, False),
             FINISH: (PG_FINISH, True),
+            PG_FINISH_OBS: (PG_FINISH_OBS, True),
         }
+        #: A trial's last observation and final status as one write (outside transactions).
+        self.finish_with_obs = PG_FINISH_OBS
         self._engine: sa.Engine | None = None
         self._compiled: dict[int, str] = {}  # id of a statement -> its SQL for psycopg
 
@@ -294,6 +298,9 @@ class Postgres:
         committed before it was lost."""
         stmt = write.statements[0][0]
         key = {"sid": sid, "tid": params["tid"]}
+        if stmt is PG_FINISH_OBS:  # made if the status is set (the observation came with it)
+            rows = channel.query((TRIAL_STATUS, key))[0][0]
+            return bool(rows) and rows[0][0] == params["status"]
         if stmt is INS_OBS_RUNNING:
             rows = channel.query((PG_OBS_AT, {**key, "it": params["it"]}))[0][0]
             if not rows:
