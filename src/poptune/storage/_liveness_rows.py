@@ -1,6 +1,6 @@
 """Liveness rows of :class:`~poptune.storage.sql.SQLStorage` (a mixin it inherits): a
 worker's heartbeat, the trials it runs, and looking for and failing the trials whose worker
-stopped beating (:mod:`poptune.study._liveness` is the caller)."""
+stopped beating (the callers are the study package's liveness functions)."""
 
 from __future__ import annotations
 
