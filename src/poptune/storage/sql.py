@@ -16,7 +16,9 @@
   channel sends each statement at once (:class:`~poptune.storage._transaction.Direct`) or
   pipelines it (:class:`~poptune.storage._postgres.Pipelined`).
 * **PostgreSQL's measured optimizations** are in :mod:`poptune.storage._postgres` (never
-  imported for SQLite); all SQL text is in :mod:`poptune.storage._statements`.
+  imported for SQLite); all SQL text is in :mod:`poptune.storage._statements`. SQLite's
+  per-trial statements run on kept raw sqlite3 connections (:mod:`poptune.storage.
+  _sqlite_fast`); SQLAlchemy keeps the schema, migrations, URLs and study-level statements.
 * **Dead workers are looked for without the lock**: one read per heartbeat interval
   (:meth:`SQLStorage.has_stale_trials`); only a stale trial found takes the lock to fail it.
 * Values are stored as JSON text, never pickled. **Every row read is checked**

@@ -6,7 +6,8 @@ processes, in Dask tasks and under ``poptune worker``. The objective is
 ``trial.report(value, iteration=..., **context)``, ask ``trial.should_stop()``, and return a
 final value. The loop finalizes the trial:
 
-* COMPLETED when it returned normally (its return value, if not None, is reported first);
+* COMPLETED when it returned normally (its return value, if not None, is recorded with the
+  final status in one storage write: :func:`finalize_with_value`);
 * STOPPED when ``trial.should_stop()`` said so and the objective then returned;
 * FAILED when it raised (the exception is recorded in ``trial.meta['error']`` and the study
   goes on), when its checkpoint to start from is missing (``CheckpointError``: never a silent
