@@ -144,7 +144,8 @@ def test_sqlite_trials_go_through_one_kept_raw_connection(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # poptune's own wait
+    assert storage._fast.busy_timeout == 10.0  # lock_timeout
     storage.close()
     assert storage._fast._idle == []
     assert study.get_suggestion() is not None  # reopens after close()

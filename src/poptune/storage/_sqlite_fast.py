@@ -26,8 +26,10 @@ corrupt file) sees what it saw before.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,11 +73,32 @@ class FastChannel:
         self.where = where
 
     def run(self, sql: str, params: Any) -> sqlite3.Cursor:
-        """Execute ``sql`` on the channel's cursor; a driver error is raised as SQLAlchemy's."""
+        """Execute ``sql`` on the channel's cursor; a driver error is raised as SQLAlchemy's.
+        A statement that finds the database locked (``BEGIN IMMEDIATE``, an autocommit
+        heartbeat) is tried again every 0.25-2 ms for up to the busy timeout, then raises
+        ``database is locked`` as SQLite's own busy wait would (which, once a wait lasts,
+        sleeps 10-100 ms at a time: far longer than a trial's transaction holds the lock)."""
         try:
             return self.cursor.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise self.conn.wrap(exc, sql, params) from exc
+            return self._wait(sql, params, exc)
         except sqlite3.Error as exc:
             raise self.conn.wrap(exc, sql, params) from exc
+
+    def _wait(self, sql: str, params: Any, exc: sqlite3.OperationalError) -> sqlite3.Cursor:
+        deadline, delay = time.monotonic() + self.conn.busy_timeout, 0.00025
+        while time.monotonic() < deadline:
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.002)
+            try:
+                return self.cursor.execute(sql, params)
+            except sqlite3.OperationalError as again:
+                if not _busy(again):
+                    raise self.conn.wrap(again, sql, params) from again
+                exc = again
+        raise self.conn.wrap(exc, sql, params) from exc
 
     def send(self, stmt: sa.TextClause, params: dict[str, Any]) -> None:
         """A write whose answer is not needed."""
@@ -97,13 +120,25 @@ class FastChannel:
         self.run(COMMIT, ())
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code), where waiting can help: not
+    SQLITE_BUSY_SNAPSHOT (517), which SQLite's own busy wait does not wait out either."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:  # Python < 3.11
+        return "locked" in str(exc)
+    return code & 0xFF in (5, 6) and code != 517
+
+
 class RawConnection:
     """A kept ``sqlite3`` connection and its channel."""
 
-    __slots__ = ("channel", "dbapi", "dialect", "generation", "invalid")
+    __slots__ = ("busy_timeout", "channel", "dbapi", "dialect", "generation", "invalid")
 
-    def __init__(self, dbapi: sqlite3.Connection, dialect: Any, where: str, generation: int):
+    def __init__(self, dbapi: sqlite3.Connection, dialect: Any, where: str, generation: int,
+                 busy_timeout: float = 0.0) -> None:  # fmt: skip
         self.dbapi = dbapi
+        #: Seconds a write that finds the database locked is tried again (see FastChannel).
+        self.busy_timeout = busy_timeout
         #: SQLAlchemy's dialect of the storage's engine (its ``name`` is ``'sqlite'``).
         self.dialect = dialect
         self.generation = generation
@@ -143,6 +178,7 @@ class RawPool:
         setup: Callable[[Any, Any], None],
         dialect: Any,
         where: str,
+        busy_timeout: float = 0.0,
     ) -> None:
         self._connect = connect
         self._setup = setup
@@ -152,6 +188,8 @@ class RawPool:
         self._lock = threading.Lock()
         self._generation = 0
         self._pid = os.getpid()
+        #: Seconds :class:`FastChannel` waits for a locked database (SQLite's own is off).
+        self.busy_timeout = busy_timeout
 
     def checkout(self) -> RawConnection:
         """An idle connection (the one used last), or a new one."""
@@ -170,12 +208,13 @@ class RawPool:
         try:
             dbapi.isolation_level = None  # autocommit: poptune's own BEGIN and COMMIT
             self._setup(dbapi, None)
+            dbapi.execute("PRAGMA busy_timeout=0")  # waits are FastChannel's
         except sqlite3.Error as exc:
             dbapi.close()
             raise sa.exc.DBAPIError.instance(
                 None, None, exc, sqlite3.Error, dialect=self._dialect
             ) from exc
-        return RawConnection(dbapi, self._dialect, self._where, self._generation)
+        return RawConnection(dbapi, self._dialect, self._where, self._generation, self.busy_timeout)
 
     def checkin(self, conn: RawConnection) -> None:
         """Keep ``conn`` for the next checkout; close it instead if it was invalidated, is
@@ -208,6 +247,7 @@ def fast_pool(
     """The :class:`RawPool` of a writable SQLite storage's ``engine``: connections opened with
     the engine's own arguments (its ``creator`` if one was given), set up by ``setup``."""
     creator = engine_kwargs.get("creator")
+    busy_timeout = float(engine_kwargs.get("connect_args", {}).get("timeout", 5.0))
     if creator is None:
         cargs, cparams = engine.dialect.create_connect_args(engine.url)
         cparams = {**cparams, **engine_kwargs.get("connect_args", {})}
@@ -215,4 +255,4 @@ def fast_pool(
         def creator() -> sqlite3.Connection:
             return sqlite3.connect(*cargs, **cparams)
 
-    return RawPool(creator, setup, engine.dialect, where)
+    return RawPool(creator, setup, engine.dialect, where, busy_timeout)
