@@ -14,6 +14,12 @@ optimizations (docs/topics/performance.md). SQLite never imports this module.
   only): the next flushed commit carries it. A final status also brings back the changes
   since the mirror's version, read with the lock held (the next suggestion, which usually
   follows, then has little left to apply while it holds the lock).
+* **Prepared statements on a kept connection**: every fixed statement is sent with psycopg's
+  ``prepare=True`` (parsed and planned once per connection, not re-sent as text), and the
+  pool hands out the connection used last (``pool_use_lifo``), so a worker keeps one
+  connection and its prepared statements. A trial's last observation and its final status,
+  recorded together by the worker loop, are one statement (:data:`~poptune.storage.
+  _statements.PG_FINISH_OBS`): one round trip and one commit.
 * **Pooled connections are checked without a round trip** (:func:`on_checkout`): a connection
   the server closed (restart, ``pg_terminate_backend``) has its socket readable and is
   replaced; one idle for longer than :data:`PING_AFTER_S` is pinged first (what
@@ -52,6 +58,7 @@ from poptune.storage._statements import (
     PG_ADD_OBS_ASYNC,
     PG_ANALYZE,
     PG_FINISH,
+    PG_FINISH_OBS,
     PG_OBS_AT,
     PG_PING,
     PG_UNSTALL,
@@ -106,6 +113,9 @@ class Postgres:
         self.psycopg = psycopg_with_pipeline(url)
         #: Other drivers have no checkout check of their own: they ping on every checkout.
         self.engine_kwargs: dict[str, Any] = {} if self.psycopg else {"pool_pre_ping": True}
+        # The connection used last is used next: a worker keeps one connection, and with it
+        # the statements psycopg prepared on it (each fixed statement prepared once).
+        self.engine_kwargs["pool_use_lifo"] = True
         # Bounded waits and holders: set on every session poptune opens (libpq ``options``).
         options = url.query.get("options", "")
         options = options[-1] if isinstance(options, tuple) else options
@@ -125,7 +135,10 @@ class Postgres:
         self.alone: dict[sa.TextClause, tuple[sa.TextClause, bool]] = {
             INS_OBS_RUNNING: (PG_ADD_OBS if sync_observations else PG_ADD_OBS_ASYNC, False),
             FINISH: (PG_FINISH, True),
+            PG_FINISH_OBS: (PG_FINISH_OBS, True),
         }
+        #: A trial's last observation and final status as one write (outside transactions).
+        self.finish_with_obs = PG_FINISH_OBS
         self._engine: sa.Engine | None = None
         self._compiled: dict[int, str] = {}  # id of a statement -> its SQL for psycopg
 
@@ -163,7 +176,10 @@ class Postgres:
             if len(statements) == 1:  # one statement: no pipeline needed (cheaper)
                 stmt, params = statements[0]
                 cursor = driver.cursor()
-                cursor.execute(stmt if isinstance(stmt, str) else self.sql(stmt), params)
+                if isinstance(stmt, str):
+                    cursor.execute(stmt, params)
+                else:  # every statement here is fixed text: prepared at its first use
+                    cursor.execute(self.sql(stmt), params, prepare=True)
                 return [cursor]
             with driver.pipeline():
                 commands = None  # one cursor for the plain commands (BEGIN, COMMIT...)
@@ -175,7 +191,7 @@ class Postgres:
                         cursors.append(commands)
                     else:
                         cursor = driver.cursor()
-                        cursor.execute(self.sql(stmt), params)
+                        cursor.execute(self.sql(stmt), params, prepare=True)
                         cursors.append(cursor)
         except self.psycopg.Error as exc:  # type: ignore[union-attr]
             dialect = conn.dialect
@@ -294,6 +310,9 @@ class Postgres:
         committed before it was lost."""
         stmt = write.statements[0][0]
         key = {"sid": sid, "tid": params["tid"]}
+        if stmt is PG_FINISH_OBS:  # made if the status is set (the observation came with it)
+            rows = channel.query((TRIAL_STATUS, key))[0][0]
+            return bool(rows) and rows[0][0] == params["status"]
         if stmt is INS_OBS_RUNNING:
             rows = channel.query((PG_OBS_AT, {**key, "it": params["it"]}))[0][0]
             if not rows:

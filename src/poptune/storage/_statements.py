@@ -99,6 +99,19 @@ PG_FINISH = sa.text(
     "AND (:needs_obs = 0 OR EXISTS (SELECT 1 FROM poptune_observations o "
     "WHERE o.study_id = :sid AND o.trial_id = :tid)) RETURNING v.version"
 )
+# A trial's last observation and its final status in one statement (one round trip, one
+# flushed commit): the final status is set only where the observation went in (FROM o).
+PG_FINISH_OBS = sa.text(
+    "WITH v AS (UPDATE poptune_studies SET version = version + 1 WHERE study_id = :sid "
+    "RETURNING version), o AS (INSERT INTO poptune_observations (study_id, trial_id, "
+    "iteration, objective, context, seq) SELECT t.study_id, t.trial_id, CAST(:it AS BIGINT), "
+    "CAST(:obj AS DOUBLE PRECISION), CAST(:ctx AS TEXT), v.version FROM poptune_trials t, v "
+    "WHERE t.study_id = :sid AND t.trial_id = :tid AND t.status IN ('QUEUED', 'RUNNING') "
+    "RETURNING seq) UPDATE poptune_trials t SET status = :status, finished_seq = v.version, "
+    "finished_at = :now, version = v.version, meta = COALESCE(CAST(:meta AS TEXT), t.meta) "
+    "FROM v, o WHERE t.study_id = :sid AND t.trial_id = :tid "
+    "AND t.status IN ('QUEUED', 'RUNNING') RETURNING v.version"
+)
 _CLAIM = (
     "UPDATE poptune_trials SET status = 'RUNNING', version = :v, heartbeat = {now}, "
     "worker = :worker WHERE study_id = :sid AND trial_id = :tid AND status = 'QUEUED'"

@@ -16,7 +16,9 @@
   channel sends each statement at once (:class:`~poptune.storage._transaction.Direct`) or
   pipelines it (:class:`~poptune.storage._postgres.Pipelined`).
 * **PostgreSQL's measured optimizations** are in :mod:`poptune.storage._postgres` (never
-  imported for SQLite); all SQL text is in :mod:`poptune.storage._statements`.
+  imported for SQLite); all SQL text is in :mod:`poptune.storage._statements`. SQLite's
+  per-trial statements run on kept raw sqlite3 connections (:mod:`poptune.storage.
+  _sqlite_fast`); SQLAlchemy keeps the schema, migrations, URLs and study-level statements.
 * **Dead workers are looked for without the lock**: one read per heartbeat interval
   (:meth:`SQLStorage.has_stale_trials`); only a stale trial found takes the lock to fail it.
 * Values are stored as JSON text, never pickled. **Every row read is checked**
@@ -59,6 +61,7 @@ from poptune.storage._connect import (
     read_only_connect,
     safe_url,
 )
+from poptune.storage._liveness_rows import LivenessRows
 from poptune.storage._mirror import (
     Changes,
     Mirror,
@@ -69,15 +72,14 @@ from poptune.storage._mirror import (
     read_snapshot,
     reads_after,
 )
+from poptune.storage._sqlite_fast import FastChannel, RawConnection, RawPool, fast_pool
 from poptune.storage._statements import (
     COMMIT,
     DIALECTS,
-    FAIL_STALE,
     FINISH,
     INS_OBS,
     INS_OBS_RUNNING,
     LOCK,
-    RUNNING_TRIALS_OF,
     SET_STATE,
     STOP,
     STUDY_STATE,
@@ -101,7 +103,7 @@ _NO_OBSERVATION = (
 )
 
 
-class SQLStorage(StudyRows, Storage):
+class SQLStorage(StudyRows, LivenessRows, Storage):
     """Studies in an SQLite file or a PostgreSQL database, shared by any number of processes.
 
     Args:
@@ -203,13 +205,17 @@ class SQLStorage(StudyRows, Storage):
                 f"the driver for {self._where!r} is not installed ({exc}); "
                 "pip install 'poptune[postgres]'"
             ) from None
+        #: SQLite, writable: the per-trial statements' kept raw connections.
+        self._fast: RawPool | None = None
         if self._pg is None:
             listener = on_connect_read_only if self.read_only else self._locks.sqlite_on_connect()
             sa.event.listen(self._engine, "connect", listener)
+            if not self.read_only:
+                self._fast = fast_pool(self._engine, kwargs, listener, self._where)
         else:
             self._pg.attach(self._engine)
         # Close the pooled connections when this storage is dropped (or at exit).
-        self._finalizer = weakref.finalize(self, self._engine.dispose)
+        self._finalizer = weakref.finalize(self, _dispose, self._engine, self._fast)
         self._local = threading.local()
         self._mirrors = Mirrors()
         if self.read_only:
@@ -223,7 +229,7 @@ class SQLStorage(StudyRows, Storage):
 
     def close(self) -> None:
         """Close the database connections (the storage reconnects if used again)."""
-        self._engine.dispose()
+        _dispose(self._engine, self._fast)
 
     # -- connections and transactions -------------------------------------------------------
     @contextmanager
@@ -242,8 +248,31 @@ class SQLStorage(StudyRows, Storage):
             # OperationalError and, e.g., "file is not a database", "no such column"
             raise StorageError(f"database error on {self._where}: {txn.first_line(exc)}") from exc
 
-    def _channel(self, conn: sa.Connection) -> Direct | Pipelined:
+    @contextmanager
+    def _hot_connection(self) -> Iterator[sa.Connection | RawConnection]:
+        """The connection of the per-trial statements: on a writable SQLite file a kept raw
+        one (:mod:`poptune.storage._sqlite_fast`), with the errors of :meth:`_connection`."""
+        if self._fast is None:
+            with self._connection() as conn:
+                yield conn
+            return
+        try:
+            conn = self._fast.checkout()
+        except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
+            raise connection_error(self._where, exc) from None
+        try:
+            yield conn
+        except sa.exc.IntegrityError:
+            raise
+        except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
+            raise StorageError(f"database error on {self._where}: {txn.first_line(exc)}") from exc
+        finally:
+            self._fast.checkin(conn)
+
+    def _channel(self, conn: sa.Connection | RawConnection) -> Direct | Pipelined | FastChannel:
         """How statements travel on ``conn``: pipelined where the driver can."""
+        if self._fast is not None and not isinstance(conn, sa.Connection):
+            return conn.channel
         if self._pg is not None:
             pipelined = self._pg.channel(conn, self._where)
             if pipelined is not None:
@@ -287,7 +316,7 @@ class SQLStorage(StudyRows, Storage):
                 raise StorageError("a transaction on one study cannot open one on another")
             yield tx
             return
-        with self._connection() as conn:
+        with self._hot_connection() as conn:
             try:
                 tx = self._open(conn, study_id, prefetch)
                 n_trials = tx.n_trials
@@ -408,7 +437,7 @@ class SQLStorage(StudyRows, Storage):
                 return self._mirrors.refresh(
                     study_id, lambda lo: read_locked(tx.channel, study_id, lo, upto)
                 )
-        with self._connection() as conn:
+        with self._hot_connection() as conn:
             channel = self._channel(conn)
             try:
                 with self._naming(study_id):
@@ -480,17 +509,17 @@ class SQLStorage(StudyRows, Storage):
         return None
 
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
-        context = dumps_context(observation.context)
-        params = {"sid": study_id, "tid": trial_id, "it": observation.iteration,
-                  "obj": observation.objective, "ctx": context}  # fmt: skip
-        write = Write(((INS_OBS_RUNNING, params),),
+        write = Write(((INS_OBS_RUNNING, _obs_params(study_id, trial_id, observation)),),
                        lambda m, v: m.record(trial_id, observation, v),
                        answered=True, guard=trial_id)  # fmt: skip
+        self._write_observation(study_id, write, trial_id, observation)
+
+    def _write_observation(self, sid: int, write: Write, tid: int, obs: Observation) -> None:
         try:
-            self._execute_write(study_id, write)
+            self._execute_write(sid, write)
         except sa.exc.IntegrityError:
             raise DuplicateIterationError(
-                f"trial {trial_id} already has an observation at iteration {observation.iteration}"
+                f"trial {tid} already has an observation at iteration {obs.iteration}"
             ) from None
 
     def finish_trial(
@@ -500,12 +529,29 @@ class SQLStorage(StudyRows, Storage):
         status: TrialStatus,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        meta_json = None if meta is None else dumps(meta, f"trial {trial_id}'s metadata")
-        params = {"sid": study_id, "tid": trial_id, "status": status.value, "now": time.time(),
-                  "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip
+        params = _final_params(study_id, trial_id, status, meta)
         write = Write(((FINISH, params),), lambda m, v: m.finish(trial_id, status, meta, v),
                        answered=True, guard=trial_id, refused=_NO_OBSERVATION)  # fmt: skip
         self._execute_write(study_id, write)
+
+    def finish_with_observation(
+        self, study_id: int, trial_id: int, observation: Observation, status: TrialStatus,
+        meta: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """One transaction (PostgreSQL: one statement); see the base class."""
+        obs = _obs_params(study_id, trial_id, observation)
+        final = _final_params(study_id, trial_id, status, meta)
+
+        def apply(mirror: Mirror, version: int) -> None:
+            mirror.record(trial_id, observation, version)
+            mirror.finish(trial_id, status, meta, version)
+
+        if self._pg is not None and self._tx(study_id) is None:
+            statements: tuple[Statement, ...] = ((self._pg.finish_with_obs, {**obs, **final}),)
+        else:
+            statements = ((INS_OBS_RUNNING, obs), (FINISH, final))
+        write = Write(statements, apply, answered=True, guard=trial_id)  # type: ignore[arg-type]
+        self._write_observation(study_id, write, trial_id, observation)
 
     @txn.retried(reads=False)
     def request_stop(self, study_id: int, trial_id: int) -> None:
@@ -513,49 +559,6 @@ class SQLStorage(StudyRows, Storage):
             self._check_running(study_id, trial_id, tx.channel)
             stop = (STOP, {"yes": True, "sid": study_id, "tid": trial_id})
             self._execute_write(study_id, Write((stop,), lambda m, v: m.stop(trial_id, v)))
-
-    # -- liveness ---------------------------------------------------------------------------
-    @txn.retried(reads=True)
-    def heartbeat(self, study_id: int, worker: str) -> int:
-        with self._raw_transaction(write=True) as conn:
-            params = {"sid": study_id, "worker": worker}
-            return int(conn.execute(self._sql.heartbeat, params).rowcount)
-
-    @txn.retried(reads=True)
-    def running_trials_of(self, study_id: int, worker: str) -> list[int]:
-        with self._connection() as conn:
-            rows = conn.execute(RUNNING_TRIALS_OF, {"sid": study_id, "worker": worker})
-            return [int(r[0]) for r in rows]
-
-    @txn.retried(reads=True)
-    def has_stale_trials(self, study_id: int, grace_period: float) -> bool:
-        # One read, no lock and no commit: workers look every heartbeat interval, and a
-        # locked transaction each time would queue them behind one another (all at once when
-        # they start together).
-        params = {"sid": study_id, "grace": grace_period}
-        with self._connection() as conn:
-            return bool(self._channel(conn).query((self._sql.any_stale, params))[0][0])
-
-    @txn.retried(reads=False)
-    def fail_stale_trials(self, study_id: int, grace_period: float) -> list[int]:
-        with self._transaction(study_id, prefetch=False) as tx:
-            params = {"sid": study_id, "grace": grace_period}
-            stale = tx.channel.query((self._sql.stale, params))[0][0]
-            now = time.time()
-            with self._naming(study_id):
-                failed = [(tid, {**decode_json(meta_json, "meta", tid), "heartbeat_lost": True})
-                          for tid, meta_json in stale]  # fmt: skip
-            if failed:
-                statements = [(FAIL_STALE, {"meta": dumps(meta, "trial metadata"), "now": now,
-                                            "sid": study_id, "tid": tid})
-                              for tid, meta in failed]  # fmt: skip
-
-                def apply(mirror: Mirror, version: int) -> None:
-                    for tid, meta in failed:
-                        mirror.finish(tid, TrialStatus.FAILED, meta, version)
-
-                self._execute_write(study_id, Write(statements, apply))
-        return [tid for tid, _ in failed]
 
     # -- algorithm state --------------------------------------------------------------------
     def get_algorithm_state(self, study_id: int) -> dict[str, Any]:
@@ -571,3 +574,23 @@ class SQLStorage(StudyRows, Storage):
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             tx.state = state
+
+
+def _obs_params(sid: int, tid: int, observation: Observation) -> dict[str, Any]:
+    return {"sid": sid, "tid": tid, "it": observation.iteration, "obj": observation.objective,
+            "ctx": dumps_context(observation.context)}  # fmt: skip
+
+
+def _final_params(
+    sid: int, tid: int, status: TrialStatus, meta: dict[str, Any] | None
+) -> dict[str, Any]:
+    meta_json = None if meta is None else dumps(meta, f"trial {tid}'s metadata")
+    return {"sid": sid, "tid": tid, "status": status.value, "now": time.time(),
+            "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip
+
+
+def _dispose(engine: sa.Engine, fast: RawPool | None) -> None:
+    """Close a storage's connections: the engine's pool and the kept raw ones."""
+    engine.dispose()
+    if fast is not None:
+        fast.close()

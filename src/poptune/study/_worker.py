@@ -6,7 +6,8 @@ processes, in Dask tasks and under ``poptune worker``. The objective is
 ``trial.report(value, iteration=..., **context)``, ask ``trial.should_stop()``, and return a
 final value. The loop finalizes the trial:
 
-* COMPLETED when it returned normally (its return value, if not None, is reported first);
+* COMPLETED when it returned normally (its return value, if not None, is recorded with the
+  final status in one storage write: :func:`finalize_with_value`);
 * STOPPED when ``trial.should_stop()`` said so and the objective then returned;
 * FAILED when it raised (the exception is recorded in ``trial.meta['error']`` and the study
   goes on), when its checkpoint to start from is missing (``CheckpointError``: never a silent
@@ -27,10 +28,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from poptune._polling import Backoff
+from poptune._validation import check_iteration, check_objective
 from poptune.checkpoints import check_trial_names
 from poptune.exceptions import CheckpointError, PoptuneError, TrialFinishedError
 from poptune.study._failures import FailureLimit
-from poptune.trial import AlgorithmState, Trial, TrialStatus
+from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
@@ -38,8 +40,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Objective",
     "StaleNotice",
+    "after_finalize",
     "deadline_in",
     "final_segment_attempts",
+    "finalize_with_value",
     "iterate",
     "mark_interrupted",
     "others_running",
@@ -76,21 +80,46 @@ def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
         return _fail(study, trial, error=error, traceback=tb,
                      checkpoint_missing=isinstance(exc, CheckpointError))  # fmt: skip
-    try:
-        if value is not None:
-            iteration = _final_iteration(trial)
-            study.add_observation(trial, value, iteration=iteration)
-    except PoptuneError as exc:
-        logger.warning("poptune: trial %d returned a bad value: %s", trial.id, exc)
-        return _fail(study, trial, error=f"{type(exc).__name__}: {exc}")
+    status = TrialStatus.STOPPED if trial._stop_seen else TrialStatus.COMPLETED
+    if value is not None:
+        try:  # the returned value and the final status: one write
+            finalize_with_value(study, trial, value, _final_iteration(trial), status)
+        except PoptuneError as exc:  # the value was refused: nothing was written
+            logger.warning("poptune: trial %d returned a bad value: %s", trial.id, exc)
+            return _fail(study, trial, error=f"{type(exc).__name__}: {exc}")
+        return status
     if not trial.observations:
         return _fail(study, trial, error="the objective returned None and reported nothing")
-    status = TrialStatus.STOPPED if trial._stop_seen else TrialStatus.COMPLETED
     try:
         study.finalize(trial, status)
     except TrialFinishedError:
         return trial.status
     return status
+
+
+def finalize_with_value(
+    study: Study, trial: Trial, value: Any, iteration: int, status: TrialStatus
+) -> None:
+    """``study.add_observation(trial, value, iteration)`` then ``study.finalize(trial,
+    status)``, as one storage write (:meth:`~poptune.storage.Storage.finish_with_observation`:
+    one transaction on the SQL storages). Raises what those raise; nothing is written when
+    the value is refused."""
+    study._check_writable()
+    objective = check_objective(value, trial.id)
+    observation = Observation(check_iteration(iteration, trial.id), objective, {})
+    study._storage.finish_with_observation(study._study_id, trial.id, observation, status)
+    study._callbacks.observed(study, trial, observation)
+    study._callbacks.finished(study, trial.id, status)
+    after_finalize(study)
+
+
+def after_finalize(study: Study) -> None:
+    """What follows a final status: with ``keep_checkpoints``, the checkpoints nothing needs
+    any more are deleted (what is deleted is decided in poptune.checkpoints)."""
+    if study.keep_checkpoints is not None:
+        with study._lock:
+            where = (study._storage, study._study_id, study._history, study.keep_checkpoints)
+            study.checkpoints.collect_after_finalize(*where, study.algorithm.pending_checkpoints)
 
 
 def iterate(study: Study) -> Iterator[Trial]:

@@ -335,10 +335,7 @@ class Study(BestResults, NotebookDisplay):
             )
         self._storage.finish_trial(self._study_id, tid, final, None if meta is None else dict(meta))
         self._callbacks.finished(self, tid, final)
-        if self.keep_checkpoints is not None:
-            with self._lock:  # the GC's trigger; what it deletes is decided in checkpoints.py
-                where = (self._storage, self._study_id, self._history, self.keep_checkpoints)
-                self.checkpoints.collect_after_finalize(*where, self.algorithm.pending_checkpoints)
+        _worker.after_finalize(self)
 
     @property
     def checkpoints(self) -> CheckpointStore:
