@@ -169,3 +169,29 @@ def test_sqlite_heartbeat_is_one_statement_and_waits_out_a_busy_database(tmp_pat
     assert beats == [1] and storage.lock_watch.stats()["timeouts"] >= 1
     blocker.close()
     storage.close()
+
+
+def test_a_postgres_session_that_lost_its_prepared_statements_is_replaced(tmp_path):
+    """psycopg remembers which statements it prepared on a session; when the server's copy is
+    gone (an error inside a pipeline can do that; DEALLOCATE here), the next write fails
+    with "prepared statement ... does not exist" (26000). The storage replaces that connection
+    and runs the write again: no error reaches the worker, nothing is written twice."""
+    storage = SQLStorage(make_url("postgres", tmp_path))
+    try:
+        sid = storage.create_study("prepared", CONFIG)
+        for tid in range(1, 9):  # enough executions for every fixed statement to be prepared
+            storage.insert_trial(sid, Trial(tid, {"x": tid}))
+            storage.add_observation(sid, tid, Observation(1, float(tid)))
+        with storage._engine.connect() as conn:  # the pool hands back the last one used (LIFO)
+            names = conn.exec_driver_sql("SELECT name FROM pg_prepared_statements").scalars()
+            names = list(names)
+            for name in names:  # one by one: psycopg would notice DEALLOCATE ALL
+                conn.exec_driver_sql(f'DEALLOCATE "{name}"')
+            conn.commit()
+        assert names  # the fixed statements were prepared on this session
+        storage.insert_trial(sid, Trial(9, {"x": 9}))
+        storage.finish_with_observation(sid, 9, Observation(1, 9.0), TrialStatus.COMPLETED)
+        assert _fresh_view(storage, sid)[9] == (TrialStatus.COMPLETED, {1: 9.0})
+        assert len(_fresh_view(storage, sid)) == 9
+    finally:
+        storage.close()

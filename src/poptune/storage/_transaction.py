@@ -256,10 +256,15 @@ def is_busy(exc: BaseException) -> bool:
 def is_lost(exc: BaseException | None) -> bool:
     """The connection under ``exc`` (or an error it was raised from) is gone, or may be: on
     PostgreSQL any operational error of the driver but a lock timeout (psycopg does not always
-    flag a connection the server ended mid-pipeline: "cannot exit pipeline mode while busy")."""
+    flag a connection the server ended mid-pipeline: "cannot exit pipeline mode while busy"),
+    and a prepared statement the server no longer has (``26000``: psycopg's cache of prepared
+    statements out of step with its session, as after an error inside a pipeline): such a
+    connection is replaced like a lost one, and its transaction, which failed, is run again."""
     seen = 0
     while exc is not None and seen < 4:
         if isinstance(exc, sa.exc.DisconnectionError):
+            return True
+        if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "26000":
             return True
         if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
             return True
