@@ -214,6 +214,9 @@ class LockWatch:
         self.held_max_s = 0.0
         self.timeouts = 0
         self._blocked_at: float | None = None  # time.monotonic() of the last timed-out wait
+        #: SQLite: called after a wait timed out, to end a frozen holder of the write lock
+        #: (:meth:`~poptune.storage._sqlite_locks.FrozenWriters.check`).
+        self.unstall: Callable[[], None] | None = None
 
     def held(self, seconds: float) -> None:
         with self._lock:
@@ -282,7 +285,9 @@ def acquire(
     ``busy_timeout``) is rolled back and tried again, with backoff from 20 ms to 1 s, for as
     long as it takes: never an error. Between tries, a channel that can (PostgreSQL's
     :class:`~poptune.storage._postgres.Pipelined`) ends sessions stalled in a transaction
-    (``unstall``), which is what releases a frozen holder's lock."""
+    (``unstall``), which is what releases a frozen holder's lock; on SQLite the watch's
+    ``unstall`` ends a frozen poptune holder (:mod:`poptune.storage._sqlite_locks`), or
+    raises StorageError naming a frozen holder that is not poptune's."""
     delay, since = 0.02, None
     while True:
         try:
@@ -292,7 +297,7 @@ def acquire(
                 raise
             rollback(channel.conn)
         watch.blocked()
-        unstall = getattr(channel, "unstall", None)
+        unstall = getattr(channel, "unstall", None) or watch.unstall
         if unstall is not None:
             unstall()
         if since is None:

@@ -69,6 +69,7 @@ from poptune.storage._mirror import (
     read_snapshot,
     reads_after,
 )
+from poptune.storage._sqlite_locks import FrozenWriters
 from poptune.storage._statements import (
     COMMIT,
     DIALECTS,
@@ -132,8 +133,11 @@ class SQLStorage(StudyRows, Storage):
             lost connections").
         stall_timeout: PostgreSQL: seconds a poptune session may sit in an open transaction
             without sending anything before the server ends it, which releases the lock of a
-            frozen holder (``idle_in_transaction_session_timeout``); default 60, or
-            ``?stall_timeout=`` in the URL. It must exceed the longest suggestion.
+            frozen holder (``idle_in_transaction_session_timeout``); SQLite: seconds a
+            poptune process on this machine may hold the write lock stopped or using no CPU
+            before a waiting worker ends it (``SIGKILL``; docs/topics/frozen-writer.md);
+            default 60, or ``?stall_timeout=`` in the URL. It must exceed the longest
+            suggestion.
 
     Raises:
         ConfigurationError: the URL is not an SQLite or PostgreSQL URL, or the driver is not
@@ -182,6 +186,9 @@ class SQLStorage(StudyRows, Storage):
                                       "check_same_thread": False}  # fmt: skip
             if self.read_only:
                 kwargs["creator"] = read_only_connect(parsed.database, parsed.query)
+            elif not parsed.query.get("uri"):  # a frozen poptune holder is ended
+                frozen = FrozenWriters(parsed.database, self._locks.stall_timeout)
+                self.lock_watch.unstall = frozen.check
         elif backend == "postgresql":
             # Imported here: SQLite never loads PostgreSQL's fast path (nor psycopg).
             from poptune.storage._postgres import Postgres
