@@ -36,20 +36,28 @@ pytestmark = pytest.mark.skipif(
     not Path("/proc/locks").exists(), reason="finding a lock's holder needs Linux /proc/locks"
 )
 
-# A holder of the write lock that stops itself: plain sqlite3 (foreign) or, with a second
-# argument, a process that opened the database through poptune's storage first.
+# A holder of the write lock that stops itself (or, "hang", sleeps): plain sqlite3 (foreign)
+# or, "poptune", a process that opened the database through poptune's storage first.
 HOLDER = textwrap.dedent(
     """
-    import os, signal, sqlite3, sys
-    path = sys.argv[1]
-    if len(sys.argv) > 2:
+    import os, signal, sqlite3, sys, time
+    path, how, kind = sys.argv[1:4]
+    if kind == "poptune":
         from poptune.storage.sql import SQLStorage
         storage = SQLStorage("sqlite:///" + path)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("UPDATE poptune_studies SET version = version + 1")
-    print("locked", flush=True)
-    os.kill(os.getpid(), signal.SIGSTOP)
+    open(path + ".locked", "w").close()
+    if how == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+    if how == "spin":  # working (a long suggestion) for 3 s, then done
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            pass
+        conn.execute("COMMIT")
+        sys.exit(0)
+    time.sleep(120)
     """
 )
 
@@ -64,11 +72,12 @@ def _end(proc: subprocess.Popen) -> None:
     proc.communicate(timeout=10)  # reaps it and closes its pipes
 
 
-def _holder(path: Path, *, poptune: bool) -> subprocess.Popen:
-    args = [sys.executable, "-c", HOLDER, str(path)] + (["poptune"] if poptune else [])
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+def _holder(path: Path, *, poptune: bool, how: str = "stop") -> subprocess.Popen:
+    kind = "poptune" if poptune else "sqlite3"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), how, kind])
+    locked = Path(f"{path}.locked")
     deadline = time.monotonic() + 30
-    while not _stopped(proc.pid):
+    while not (locked.exists() and (how != "stop" or _stopped(proc.pid))):
         assert proc.poll() is None, "the holder died before it froze"
         assert time.monotonic() < deadline, "the holder never froze"
         time.sleep(0.02)
@@ -141,12 +150,14 @@ def test_a_frozen_holder_that_is_not_poptune_is_named_never_killed(tmp_path):
     assert list(study.get_trial(trial.id).observations) == [1]
 
 
-def test_a_frozen_poptune_holder_is_killed_and_the_write_goes_on(tmp_path, caplog):
+@pytest.mark.parametrize("how", ["stop", "hang"])
+def test_a_frozen_poptune_holder_is_killed_and_the_write_goes_on(tmp_path, caplog, how):
+    """Stopped (SIGSTOP), or hanging (sleeping, using no CPU) while it holds the lock."""
     path = tmp_path / "p.db"
     url = f"sqlite:///{path}?lock_timeout=0.2&stall_timeout=1"
     study = _study(url)
     trial = study.get_suggestion()
-    holder = _holder(path, poptune=True)
+    holder = _holder(path, poptune=True, how=how)
     try:
         frozen = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="poptune"):
@@ -157,17 +168,35 @@ def test_a_frozen_poptune_holder_is_killed_and_the_write_goes_on(tmp_path, caplo
         holder.wait(timeout=10)
         assert holder.returncode == -signal.SIGKILL
         waited = done[0] - frozen
-        print(f"\nSQLite: write went through {waited:.2f} s after the holder froze "
+        print(f"\nSQLite: write went through {waited:.2f} s after the holder froze ({how}) "
               "(stall_timeout 1 s, lock_timeout 0.2 s)")  # fmt: skip
         assert waited >= 1.0
     finally:
         _end(holder)
     kills = [r for r in caplog.records if f"process {holder.pid} holds" in r.getMessage()]
     assert len(kills) == 1 and "SIGKILL" in kills[0].getMessage()
+    assert ("stopped" if how == "stop" else "under 1% of a CPU") in kills[0].getMessage()
     assert list(study.get_trial(trial.id).observations) == [1]
     conn = sqlite3.connect(path)  # the killed holder's uncommitted change is gone
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
+
+
+def test_a_holder_that_is_working_is_left_alone(tmp_path):
+    """A poptune holder using the CPU for three stall_timeouts is not frozen: the write
+    waits for it, and it commits and exits on its own."""
+    path = tmp_path / "s.db"
+    study = _study(f"sqlite:///{path}?lock_timeout=0.2&stall_timeout=1")
+    trial = study.get_suggestion()
+    holder = _holder(path, poptune=True, how="spin")
+    try:
+        thread, errors, _ = _observe_in_thread(study, trial, 3.0)
+        thread.join(30)
+        assert not thread.is_alive() and not errors, errors
+        assert holder.wait(timeout=10) == 0  # it finished, never killed
+    finally:
+        _end(holder)
+    assert list(study.get_trial(trial.id).observations) == [1]
 
 
 def test_workers_go_on_after_a_frozen_worker_is_killed(tmp_path):

@@ -11,8 +11,9 @@ out (``busy_timeout``) calls :meth:`FrozenWriters.check`, which (on Linux):
    rollback-journal mode the ``RESERVED`` byte of the database file (matched by device and
    inode);
 2. reads its state and CPU time (``/proc/<pid>/stat``): a holder that is stopped (``T``,
-   ``t``) or whose CPU time has not moved, while it held the lock, for longer than
-   ``stall_timeout`` seconds has stopped answering;
+   ``t``) or has used less than 1% of a CPU, while it held the lock, for longer than
+   ``stall_timeout`` seconds has stopped answering (as seen from the first wait that timed
+   out: the bound counts from there);
 3. ends it with ``SIGKILL`` if it is a poptune process of this database on this machine —
    the same user, and it holds the *marker*: a shared ``fcntl`` lock on the file
    ``<database>-poptune`` that every poptune storage writing to this database takes when it
@@ -138,8 +139,15 @@ def _same_user(pid: int) -> bool:
 
 class _Seen(NamedTuple):
     pid: int
-    cpu: int
+    cpu: int  # its CPU time (clock ticks) when last looked at
+    at: float  # time.monotonic() when last looked at
     since: float  # time.monotonic() since which it holds the lock without using the CPU
+
+
+#: A holder using less than this share of one CPU between two looks makes no progress (a
+#: process whose main thread hangs while a helper thread wakes now and then).
+_IDLE_CPU_SHARE = 0.01
+_TICK_S = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
 
 
 class FrozenWriters:
@@ -177,13 +185,16 @@ class FrozenWriters:
             if pid is None or pid == os.getpid() or stat is None:
                 self._seen = None  # free, held by this process, or gone meanwhile
                 return
-            if seen is None or seen.pid != pid or seen.cpu != stat[1]:
-                self._seen = _Seen(pid, stat[1], now)  # (again) making progress
+            if seen is None or seen.pid != pid:
+                self._seen = _Seen(pid, stat[1], now, now)
                 return
-            if now - seen.since <= self.stall_timeout:
+            used = (stat[1] - seen.cpu) * _TICK_S
+            since = now if used > _IDLE_CPU_SHARE * (now - seen.at) else seen.since
+            self._seen = seen = _Seen(pid, stat[1], now, since)
+            if now - since <= self.stall_timeout:
                 return
             self._seen = None
-        state = "stopped" if stat[0] in ("T", "t") else f"in state {stat[0]}, using no CPU"
+        state = "stopped" if stat[0] in ("T", "t") else "using under 1% of a CPU"
         stalled = (
             f"process {pid} holds the write lock of {self.database} and has been {state} "
             f"for {now - seen.since:.1f} s (stall_timeout {self.stall_timeout:g} s)"
