@@ -28,7 +28,6 @@ not available (not Linux) nothing is checked and the others wait for the holder 
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -38,6 +37,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from poptune.exceptions import StorageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no POSIX locks to look at, no marker to take
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["MARKER_SUFFIX", "FrozenWriters", "write_lock_holder"]
 
@@ -221,7 +225,7 @@ def mark(database: str) -> None:
     """Take this process's shared lock on ``database``'s marker file (once per process and
     database; quietly nothing where the file cannot be created)."""
     with _markers_lock:
-        if database in _markers:
+        if fcntl is None or database in _markers:
             return
         try:
             fd = os.open(database + MARKER_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)

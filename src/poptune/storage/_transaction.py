@@ -145,7 +145,8 @@ RETRIES = LOST_TRANSACTION_RETRIES
 
 
 class LockSettings(NamedTuple):
-    """How long one wait for a study's lock lasts and (PostgreSQL) how long a holder may stall."""
+    """How long one wait for a study's lock lasts and how long a holder may stall before it is
+    cut off (PostgreSQL: its session ended; SQLite: a poptune process killed)."""
 
     lock_timeout: float
     stall_timeout: float
