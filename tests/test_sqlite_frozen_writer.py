@@ -124,7 +124,23 @@ def test_the_write_lock_holder_is_found_in_proc_locks(tmp_path):
     other.execute("ROLLBACK")
     conn.close()
     other.close()
-    assert (tmp_path / ("h.db" + MARKER_SUFFIX)).exists()  # what poptune's writers lock
+
+
+def test_the_marker_is_held_while_a_storage_is_open_and_removed_after(tmp_path):
+    path = tmp_path / "m.db"
+    marker = tmp_path / ("m.db" + MARKER_SUFFIX)
+    a, b = SQLStorage(f"sqlite:///{path}"), SQLStorage(f"sqlite:///{path}")
+    assert marker.exists()
+    a.close()
+    assert marker.exists()  # b still holds it
+    b.close()
+    assert not marker.exists()  # a database closed cleanly leaves only its file
+    a.list_studies()  # a storage used again holds it again
+    assert marker.exists()
+    a.close()
+    assert not marker.exists()
+    SQLStorage(f"sqlite:///{path}", read_only=True).close()
+    assert not marker.exists()  # a read-only opening takes none
 
 
 def test_a_frozen_holder_that_is_not_poptune_is_named_never_killed(tmp_path):

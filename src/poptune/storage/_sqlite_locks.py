@@ -17,12 +17,13 @@ out (``busy_timeout``) calls :meth:`FrozenWriters.check`, which (on Linux):
 3. ends it with ``SIGKILL`` if it is a poptune process of this database on this machine —
    the same user, and it holds the *marker*: a shared ``fcntl`` lock on the file
    ``<database>-poptune`` that every poptune storage writing to this database takes when it
-   opens it (and the operating system drops when the process dies) — logging one warning
+   opens it (the operating system drops it when the process dies; the last storage closed
+   removes the file) — logging one warning
    naming the pid. A holder that is not poptune's (an ``sqlite3`` shell, another program) is
    never signalled: :class:`~poptune.exceptions.StorageError` names its pid instead.
 
 The killed worker's trial keeps its old heartbeat and is reaped as lost by the others
-(:mod:`poptune.study._liveness`), then retried or replaced as usual. Where ``/proc/locks`` is
+(the study package's liveness module), then retried or replaced as usual. Where ``/proc/locks`` is
 not available (not Linux) nothing is checked and the others wait for the holder to resume.
 """
 
@@ -43,7 +44,7 @@ try:
 except ImportError:  # Windows: no POSIX locks to look at, no marker to take
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["MARKER_SUFFIX", "FrozenWriters", "write_lock_holder"]
+__all__ = ["MARKER_SUFFIX", "FrozenWriters", "mark", "unmark", "write_lock_holder"]
 
 logger = logging.getLogger("poptune")
 
@@ -57,7 +58,7 @@ _PROC_LOCKS = "/proc/locks"
 
 # The marker files this process holds, by database path (kept open for its lifetime: closing
 # any descriptor of a file drops all of this process's locks on it).
-_markers: dict[str, int] = {}
+_markers: dict[str, list[int]] = {}  # database: [descriptor, holds]
 _markers_lock = threading.Lock()
 
 
@@ -168,7 +169,22 @@ class FrozenWriters:
         self.stall_timeout = stall_timeout
         self._lock = threading.Lock()
         self._seen: _Seen | None = None
-        mark(self.database)
+        self._held = False
+        self.hold()
+
+    def hold(self) -> None:
+        """Hold the database's marker (idempotent): when it opens a connection."""
+        with self._lock:
+            if not self._held:
+                mark(self.database)
+                self._held = True
+
+    def release(self) -> None:
+        """Let go of the marker (idempotent): when its storage is closed."""
+        with self._lock:
+            if self._held:
+                unmark(self.database)
+                self._held = False
 
     def check(self) -> None:
         """Called after a wait for the write lock timed out: end the holder if it is a
@@ -221,34 +237,74 @@ class FrozenWriters:
         )
 
 
-def mark(database: str) -> None:
-    """Take this process's shared lock on ``database``'s marker file (once per process and
-    database; quietly nothing where the file cannot be created)."""
-    with _markers_lock:
-        if fcntl is None or database in _markers:
-            return
+def _take(path: str) -> int | None:
+    """An open descriptor of the marker file ``path`` with this process's shared lock on it,
+    or None (it cannot be created or locked). The lock is on the file the path names now:
+    one that a last holder removed meanwhile is opened again."""
+    for _ in range(5):
         try:
-            fd = os.open(database + MARKER_SUFFIX, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError:
-            return
+            return None
         try:
             fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
-        except OSError:
-            os.close(fd)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except OSError:  # a last holder removing it holds it exclusively: try again
+            pass
+        os.close(fd)
+        time.sleep(0.01)
+    return None
+
+
+def mark(database: str) -> None:
+    """Hold ``database``'s marker (counted: once per process and database however many
+    storages hold it; quietly nothing where the file cannot be created)."""
+    with _markers_lock:
+        if fcntl is None:
             return
-        _markers[database] = fd
+        held = _markers.get(database)
+        if held is not None:
+            held[1] += 1
+            return
+        fd = _take(database + MARKER_SUFFIX)
+        if fd is not None:
+            _markers[database] = [fd, 1]
+
+
+def unmark(database: str) -> None:
+    """Let go of one hold of ``database``'s marker; the last one of this process drops its
+    lock, and removes the file when no other process holds it (a database closed cleanly
+    leaves no marker behind)."""
+    with _markers_lock:
+        held = _markers.get(database)
+        if held is None:
+            return
+        held[1] -= 1
+        if held[1] > 0:
+            return
+        fd = held[0]
+        del _markers[database]
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)  # nobody else holds it
+            os.unlink(database + MARKER_SUFFIX)
+        except OSError:
+            pass
+        os.close(fd)
 
 
 def _after_fork() -> None:
     # fcntl locks are not inherited: a forked child takes its own markers.
     global _markers_lock  # noqa: PLW0603 - the parent's lock may have been held at the fork
     _markers_lock = threading.Lock()
-    held = list(_markers)
-    for fd in _markers.values():
+    held = {database: count for database, (_, count) in _markers.items()}
+    for fd, _ in _markers.values():
         os.close(fd)
     _markers.clear()
-    for database in held:
-        mark(database)
+    for database, count in held.items():
+        fd = _take(database + MARKER_SUFFIX)
+        if fd is not None:
+            _markers[database] = [fd, count]
 
 
 if hasattr(os, "register_at_fork"):

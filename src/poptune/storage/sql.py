@@ -176,6 +176,7 @@ class SQLStorage(StudyRows, Storage):
         backend = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
         self._pg: Postgres | None = None
+        self._frozen: FrozenWriters | None = None
         if backend == "sqlite":
             if not parsed.database or parsed.database == ":memory:":
                 raise ConfigurationError(
@@ -187,8 +188,8 @@ class SQLStorage(StudyRows, Storage):
             if self.read_only:
                 kwargs["creator"] = read_only_connect(parsed.database, parsed.query)
             elif not parsed.query.get("uri"):  # a frozen poptune holder is ended
-                frozen = FrozenWriters(parsed.database, self._locks.stall_timeout)
-                self.lock_watch.unstall = frozen.check
+                self._frozen = FrozenWriters(parsed.database, self._locks.stall_timeout)
+                self.lock_watch.unstall = self._frozen.check
         elif backend == "postgresql":
             # Imported here: SQLite never loads PostgreSQL's fast path (nor psycopg).
             from poptune.storage._postgres import Postgres
@@ -213,10 +214,15 @@ class SQLStorage(StudyRows, Storage):
         if self._pg is None:
             listener = on_connect_read_only if self.read_only else self._locks.sqlite_on_connect()
             sa.event.listen(self._engine, "connect", listener)
+            if self._frozen is not None:  # held again by a storage used after close()
+                hold = self._frozen.hold
+                sa.event.listen(self._engine, "connect", lambda *_: hold())
         else:
             self._pg.attach(self._engine)
         # Close the pooled connections when this storage is dropped (or at exit).
         self._finalizer = weakref.finalize(self, self._engine.dispose)
+        if self._frozen is not None:
+            weakref.finalize(self, self._frozen.release)
         self._local = threading.local()
         self._mirrors = Mirrors()
         if self.read_only:
@@ -231,6 +237,8 @@ class SQLStorage(StudyRows, Storage):
     def close(self) -> None:
         """Close the database connections (the storage reconnects if used again)."""
         self._engine.dispose()
+        if self._frozen is not None:
+            self._frozen.release()
 
     # -- connections and transactions -------------------------------------------------------
     @contextmanager
