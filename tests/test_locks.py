@@ -180,10 +180,11 @@ def test_postgres_frozen_lock_holder_is_cut_off_and_the_others_go_on(tmp_path):
 
 
 def test_sqlite_frozen_lock_holder_stalls_nobody_into_failure(tmp_path):
-    """SQLite: no server can end a frozen holder, so the others wait (honestly: until it
-    resumes or dies) — but they wait without failing: no trial FAILED with 'database is
-    locked', no live worker's trial marked heartbeat_lost though nobody could write a
-    heartbeat for longer than the grace period; after SIGCONT everything goes on."""
+    """SQLite, a freeze shorter than ``stall_timeout`` (60 s here; a longer one ends the
+    holder: tests/test_sqlite_frozen_writer.py): the others wait until it resumes — but they
+    wait without failing: no trial FAILED with 'database is locked', no live worker's trial
+    marked heartbeat_lost though nobody could write a heartbeat for longer than the grace
+    period; after SIGCONT everything goes on."""
     url = make_url("sqlite", tmp_path) + "?lock_timeout=0.5"
     try:
         run = _freeze_run(url, tmp_path, freeze_s=5.0, interval=0.3, grace=3.0)

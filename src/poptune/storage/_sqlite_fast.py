@@ -256,3 +256,12 @@ def fast_pool(
             return sqlite3.connect(*cargs, **cparams)
 
     return RawPool(creator, setup, engine.dialect, where, busy_timeout)
+
+
+def dispose(engine: sa.Engine, *others: Any) -> None:
+    """Close a storage's connections: the engine's pool, then each of ``others`` that is not
+    None (the kept raw connections, the SQLite file's poptune marker: ``close()``)."""
+    engine.dispose()
+    for other in others:
+        if other is not None:
+            other.close()

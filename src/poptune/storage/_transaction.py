@@ -145,7 +145,8 @@ RETRIES = LOST_TRANSACTION_RETRIES
 
 
 class LockSettings(NamedTuple):
-    """How long one wait for a study's lock lasts and (PostgreSQL) how long a holder may stall."""
+    """How long one wait for a study's lock lasts and how long a holder may stall before it is
+    cut off (PostgreSQL: its session ended; SQLite: a poptune process killed)."""
 
     lock_timeout: float
     stall_timeout: float
@@ -214,6 +215,9 @@ class LockWatch:
         self.held_max_s = 0.0
         self.timeouts = 0
         self._blocked_at: float | None = None  # time.monotonic() of the last timed-out wait
+        #: SQLite: called after a wait timed out, to end a frozen holder of the write lock
+        #: (:meth:`~poptune.storage._sqlite_locks.FrozenWriters.check`).
+        self.unstall: Callable[[], None] | None = None
 
     def held(self, seconds: float) -> None:
         with self._lock:
@@ -287,7 +291,9 @@ def acquire(
     ``busy_timeout``) is rolled back and tried again, with backoff from 20 ms to 1 s, for as
     long as it takes: never an error. Between tries, a channel that can (PostgreSQL's
     :class:`~poptune.storage._postgres.Pipelined`) ends sessions stalled in a transaction
-    (``unstall``), which is what releases a frozen holder's lock."""
+    (``unstall``), which is what releases a frozen holder's lock; on SQLite the watch's
+    ``unstall`` ends a frozen poptune holder (:mod:`poptune.storage._sqlite_locks`), or
+    raises StorageError naming a frozen holder that is not poptune's."""
     delay, since = 0.02, None
     while True:
         try:
@@ -297,7 +303,7 @@ def acquire(
                 raise
             rollback(channel.conn)
         watch.blocked()
-        unstall = getattr(channel, "unstall", None)
+        unstall = getattr(channel, "unstall", None) or watch.unstall
         if unstall is not None:
             unstall()
         if since is None:

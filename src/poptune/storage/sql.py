@@ -72,7 +72,8 @@ from poptune.storage._mirror import (
     read_snapshot,
     reads_after,
 )
-from poptune.storage._sqlite_fast import FastChannel, RawConnection, RawPool, fast_pool
+from poptune.storage._sqlite_fast import FastChannel, RawConnection, RawPool, dispose, fast_pool
+from poptune.storage._sqlite_locks import FrozenWriters
 from poptune.storage._statements import (
     COMMIT,
     DIALECTS,
@@ -134,8 +135,11 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
             "Locks, frozen workers and lost connections").
         stall_timeout: PostgreSQL: seconds a poptune session may sit in an open transaction
             without sending anything before the server ends it, which releases the lock of a
-            frozen holder (``idle_in_transaction_session_timeout``); default 60, or
-            ``?stall_timeout=`` in the URL. It must exceed the longest suggestion.
+            frozen holder (``idle_in_transaction_session_timeout``); SQLite: seconds a
+            poptune process on this machine may hold the write lock stopped or using no CPU
+            before a waiting worker ends it (``SIGKILL``; docs/topics/frozen-writer.md);
+            default 60, or ``?stall_timeout=`` in the URL. It must exceed the longest
+            suggestion.
 
     Raises:
         ConfigurationError: the URL is not an SQLite or PostgreSQL URL, or the driver is not
@@ -174,6 +178,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         backend = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"}
         self._pg: Postgres | None = None
+        self._frozen: FrozenWriters | None = None
         if backend == "sqlite":
             if not parsed.database or parsed.database == ":memory:":
                 raise ConfigurationError(
@@ -184,6 +189,9 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                                       "check_same_thread": False}  # fmt: skip
             if self.read_only:
                 kwargs["creator"] = read_only_connect(parsed.database, parsed.query)
+            elif not parsed.query.get("uri"):  # a frozen poptune holder is ended
+                self._frozen = FrozenWriters(parsed.database, self._locks.stall_timeout)
+                self.lock_watch.unstall = self._frozen.check
         elif backend == "postgresql":
             # Imported here: SQLite never loads PostgreSQL's fast path (nor psycopg).
             from poptune.storage._postgres import Postgres
@@ -209,13 +217,15 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         self._fast: RawPool | None = None
         if self._pg is None:
             listener = on_connect_read_only if self.read_only else self._locks.sqlite_on_connect()
+            if self._frozen is not None:  # held again by a storage used after close()
+                listener = self._frozen.around(listener)
             sa.event.listen(self._engine, "connect", listener)
             if not self.read_only:
                 self._fast = fast_pool(self._engine, kwargs, listener, self._where)
         else:
             self._pg.attach(self._engine)
         # Close the pooled connections when this storage is dropped (or at exit).
-        self._finalizer = weakref.finalize(self, _dispose, self._engine, self._fast)
+        self._finalizer = weakref.finalize(self, dispose, self._engine, self._fast, self._frozen)
         self._local = threading.local()
         self._mirrors = Mirrors()
         if self.read_only:
@@ -229,7 +239,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
 
     def close(self) -> None:
         """Close the database connections (the storage reconnects if used again)."""
-        _dispose(self._engine, self._fast)
+        dispose(self._engine, self._fast, self._frozen)
 
     # -- connections and transactions -------------------------------------------------------
     @contextmanager
@@ -587,10 +597,3 @@ def _final_params(
     meta_json = None if meta is None else dumps(meta, f"trial {tid}'s metadata")
     return {"sid": sid, "tid": tid, "status": status.value, "now": time.time(),
             "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip
-
-
-def _dispose(engine: sa.Engine, fast: RawPool | None) -> None:
-    """Close a storage's connections: the engine's pool and the kept raw ones."""
-    engine.dispose()
-    if fast is not None:
-        fast.close()
