@@ -158,6 +158,7 @@ class Study(BestResults, NotebookDisplay):
         self._study_id, self.seed = _open.create_or_join(self, config, seed)
         self._rng = SuggestionRNG(self.seed)
         self._history = History(self.parameters, self.lower_is_better)
+        self._history.bind(self._storage, self._study_id)  # shares a MemoryStorage's indexes
         self._lock = threading.RLock()  # guards the History: taken before the storage lock
         self._next_id: int | None = None  # next free id while a _writing() block is open
         self._read_only = False
@@ -188,7 +189,7 @@ class Study(BestResults, NotebookDisplay):
             self._storage, self._study_id = storage, study_id
             self._checkpoints = None  # a database's checkpoints follow the study
             self._history = History(self.parameters, self.lower_is_better)
-            self._history.sync(storage, study_id)
+            self._history.bind(storage, study_id) or self._history.sync(storage, study_id)
             start_liveness(self)
 
     def _writing(self) -> WriteBlock:
