@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from poptune._trial_index import TrialIndex
 from poptune.exceptions import (
     DuplicateIterationError,
     NoObservationsError,
@@ -25,7 +26,6 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
-from poptune._trial_index import TrialIndex
 from poptune.storage.base import Storage
 from poptune.trial import _FINISHED, Observation, Trial, TrialStatus
 
