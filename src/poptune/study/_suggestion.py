@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from poptune._validation import checkpoint_fields_problem
 from poptune.algorithms.base import Suggestion, protocol_name
 from poptune.checkpoints import check_parameter_names
 from poptune.exceptions import ConfigurationError, InvalidParameterError
@@ -60,7 +61,9 @@ def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | 
                 f"{protocol_name(study.algorithm)} gave no value for parameter {parameter!r}: "
                 f"{params!r}"
             )
-    check_parameter_names(params, protocol_name(study.algorithm), ConfigurationError)
+    problem = checkpoint_fields_problem(params)  # the algorithm is named only in an error
+    if problem is not None:
+        raise ConfigurationError(f"{protocol_name(study.algorithm)}: {problem}")
     return params, meta
 
 
