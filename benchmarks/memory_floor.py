@@ -113,13 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     grown = measure(me, "poptune", "growth", n)
     print(f"growth: poptune random loop, {n} trials in one run")
     if isinstance(grown, dict):
-        ratio = grown["last_s"] / grown["first_s"]
-        pauses = grown["full_gc_pauses_s"]
-        longest = max(pauses, default=0.0) * 1e3
-        print(f"growth: first 10% {us(grown['first_s'])} us/trial, last 10% "
-              f"{us(grown['last_s'])} us/trial, last/first {ratio:.2f} (target <= "
-              f"{GROWTH_TARGET}); {len(pauses)} full GC collections, "
-              f"longest {longest:.1f} ms")  # fmt: skip
+        pauses, cpu_pauses = grown["full_gc_pauses_s"], grown["full_gc_pauses_cpu_s"]
+        for clock, a, b, gcs in (
+            ("cpu", grown["first_cpu_s"], grown["last_cpu_s"], cpu_pauses),
+            ("wall", grown["first_s"], grown["last_s"], pauses),
+        ):
+            shown = ", ".join(f"{p * 1e3:.1f}" for p in gcs) or "none"
+            print(f"growth: {clock}: first 10% {us(a)} us/trial, last 10% {us(b)} us/trial, "
+                  f"last/first {b / a:.2f} (target <= {GROWTH_TARGET}); full GC "
+                  f"collections (ms): {shown}")  # fmt: skip
     else:
         print(f"growth: {grown}")
     print()

@@ -40,14 +40,13 @@ def _poptune_study(algorithm: Any, seed: int) -> Any:
     return poptune.Study(space, algorithm, True, seed=seed, disable_dashboard=True)
 
 
-def _poptune_loop(study: Any, n: int, laps: list[float] | None = None) -> None:
-    clock = time.perf_counter
+def _poptune_loop(study: Any, n: int) -> None:
+    if n <= 0:
+        return
     for k, trial in enumerate(study, 1):
         p = trial.parameters
         study.add_observation(trial, value(p["lr"], p["units"], p["act"]), iteration=1)
         study.finalize(trial)
-        if laps is not None:
-            laps.append(clock())
         if k == n:
             return
 
@@ -73,30 +72,39 @@ def poptune_case(case: str, n: int, seed: int) -> dict[str, Any]:
 
 
 def _growth(n: int, seed: int) -> dict[str, Any]:
+    """One run of ``n`` trials: wall and CPU seconds per trial of its first and last 10%, and
+    the wall and CPU seconds of each full collection of the cyclic GC in it."""
     import poptune
 
-    pauses: list[float] = []
-    started = [0.0]
+    pauses: list[tuple[float, float]] = []
+    started = [0.0, 0.0]
 
     def meter(phase: str, info: dict[str, Any]) -> None:
         if info["generation"] != 2:
             return
         if phase == "start":
-            started[0] = time.perf_counter()
+            started[:] = [time.perf_counter(), time.process_time()]
         else:
-            pauses.append(time.perf_counter() - started[0])
+            pauses.append((time.perf_counter() - started[0], time.process_time() - started[1]))
 
     study = _poptune_study(poptune.algorithms.RandomSearch(), seed)
-    laps = [time.perf_counter()]
+    k = max(1, n // 10)
     gc.callbacks.append(meter)
     try:
-        _poptune_loop(study, n, laps)
+        first = _timed(lambda: _poptune_loop(study, k), k)
+        _poptune_loop(study, n - 2 * k)
+        last = _timed(lambda: _poptune_loop(study, k), k)
     finally:
         gc.callbacks.remove(meter)
-    k = max(1, n // 10)
-    first = (laps[k] - laps[0]) / k
-    last = (laps[n] - laps[n - k]) / k
-    return {"n": n, "first_s": first, "last_s": last, "full_gc_pauses_s": pauses}
+    return {
+        "n": n,
+        "first_s": first["wall_s"],
+        "last_s": last["wall_s"],
+        "first_cpu_s": first["cpu_s"],
+        "last_cpu_s": last["cpu_s"],
+        "full_gc_pauses_s": [wall for wall, _ in pauses],
+        "full_gc_pauses_cpu_s": [cpu for _, cpu in pauses],
+    }
 
 
 # -- Optuna ---------------------------------------------------------------------------------
