@@ -2,8 +2,11 @@
 is pinned in ``tests/data/golden/``. A change that alters what any algorithm suggests, in
 which order, or with which PBT bookkeeping, fails here.
 
-The files were written before the core was re-housed (issue 12); a deliberate change of
-behaviour regenerates them with ``POPTUNE_REGENERATE_GOLDEN=1 python -m pytest
+Each scenario runs on both random streams (``Study(rng_stream=...)``): stream 1, the
+per-suggestion generators that studies stored or saved before stream versions keep, against
+the files in ``golden/`` (written before the core was re-housed, issue 12, and unchanged since);
+stream 2, every new study's continuous generator, against ``golden/v2/``. A deliberate change
+of behaviour regenerates them with ``POPTUNE_REGENERATE_GOLDEN=1 python -m pytest
 tests/test_golden.py`` and says why in its commit.
 """
 
@@ -128,24 +131,37 @@ def _scenarios():
 SCENARIOS = _scenarios()
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_seeded_run_matches_golden_file(name):
+def golden_run(name: str, stream: int | None) -> list:
     make, concurrency, iterations = SCENARIOS[name]
     params = PARAMS
     if name == "grid_search":
         params = [PARAMS[1], Choice("activation", ["relu", "tanh"])]
         params.append(Continuous("learning_rate", [1e-3, 1e-1], "log"))
-    study = Study(params, make(), lower_is_better=True, seed=7, disable_dashboard=True)
+    study = Study(
+        params, make(), lower_is_better=True, seed=7, disable_dashboard=True, rng_stream=stream
+    )
     drive(study, concurrency=concurrency, iterations=iterations)
     got = fingerprint(study)
     got.append({"best": {k: _plain(v) for k, v in study.get_best_result().items()}})
-    path = GOLDEN / f"{name}.json"
+    return got
+
+
+@pytest.mark.parametrize("stream", [1, 2])
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_seeded_run_matches_golden_file(name, stream):
+    got = golden_run(name, stream)
+    path = GOLDEN / f"{name}.json" if stream == 1 else GOLDEN / "v2" / f"{name}.json"
     if REGENERATE:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     expected = json.loads(path.read_text())
     got = json.loads(json.dumps(got, sort_keys=True))
     assert _same(got, expected), _first_difference(got, expected)
+
+
+def test_a_new_study_draws_from_stream_2():
+    assert golden_run("random_search", None) == golden_run("random_search", 2)
+    assert golden_run("random_search", 1) != golden_run("random_search", 2)
 
 
 def _same(a, b) -> bool:

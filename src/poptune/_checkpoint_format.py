@@ -35,13 +35,15 @@ import json
 import math
 import pickle
 import sys
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import zipfile
 
 from poptune.exceptions import CheckpointError
 
@@ -139,6 +141,8 @@ def encode(obj: Any) -> _Encoder:
 
 def write(fh: IO[bytes], encoded: _Encoder) -> None:
     """Write an :func:`encode` d object to the binary file ``fh``."""
+    import zipfile  # here: a study that writes no checkpoint never imports it (bz2, lzma)
+
     index = {"format": FORMAT, "version": VERSION, "tree": encoded.tree}
     with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         zf.writestr(_INDEX, json.dumps(index, allow_nan=False))
@@ -168,6 +172,8 @@ def read(source: Path | IO[bytes], allow_pickle: bool, where: str | None = None)
     head = fh.read(4)
     fh.seek(0)
     if head[:2] == b"PK":
+        import zipfile
+
         with zipfile.ZipFile(fh) as zf:
             if _INDEX in zf.namelist():
                 return _read_own(zf, path)

@@ -4,8 +4,9 @@ The trials and indexes are read-only to them; ``state`` is the one writable part
 algorithm's JSON state, which the Study stores in the same transaction as the suggestion.
 
 It is synced incrementally from the storage (only trials changed since the last sync are
-re-indexed), so a suggestion costs the same at trial 10 and at trial 100,000. Algorithms
-never see a pandas DataFrame.
+re-indexed), so a suggestion costs the same at trial 10 and at trial 100,000; a History
+:meth:`~History.bind`-ed to a :class:`~poptune.storage.MemoryStorage` shares the storage's
+own indexes instead and syncing it reads nothing. Algorithms never see a pandas DataFrame.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from poptune._trial_index import TrialIndex
 from poptune.parameters import Parameter
 from poptune.storage.base import Storage
-from poptune.trial import _FINISHED, Trial, TrialStatus
+from poptune.trial import Trial
 
 __all__ = ["History"]
 
@@ -36,6 +38,8 @@ class History:
         "_by_generation",
         "_completed",
         "_indexed",
+        "_ix",
+        "_live",
         "_root",
         "_trials",
         "_unfinished",
@@ -55,11 +59,13 @@ class History:
         self._root: dict[str, Any] | None = None
         self.next_trial_id = 1
         self.version = 0
-        self._trials: dict[int, Trial] = {}
-        self._indexed: dict[int, TrialStatus] = {}
-        self._unfinished: dict[int, Trial] = {}
-        self._completed: list[Trial] = []
-        self._by_generation: dict[int, list[Trial]] = {}
+        self._adopt(TrialIndex(), bound=False)
+
+    def _adopt(self, ix: TrialIndex, bound: bool) -> None:
+        # The read paths use the containers directly (one attribute lookup each)
+        self._ix, self._live = ix, bound
+        self._trials, self._indexed, self._unfinished = ix.trials, ix.indexed, ix.unfinished
+        self._completed, self._by_generation = ix.completed, ix.by_generation
 
     @classmethod
     def from_trials(
@@ -77,46 +83,41 @@ class History:
         return history
 
     # -- syncing ---------------------------------------------------------------------------
+    def bind(self, storage: Storage, study_id: int) -> bool:
+        """Share the indexes ``storage`` keeps of the study, where it keeps them in this
+        process (:meth:`~poptune.storage.Storage.trial_index`: a MemoryStorage), and say whether
+        it does. A bound History follows every change at once, as the storage makes it (under
+        the study's lock); :meth:`sync` then only refreshes ``version`` and
+        ``next_trial_id``. Otherwise nothing changes and :meth:`sync` reads changes as usual.
+        Call it on a fresh History (what it indexed before is dropped)."""
+        ix = storage.trial_index(study_id)
+        if ix is None:
+            return False
+        self._adopt(ix, bound=True)
+        self.version = ix.version
+        self.next_trial_id = len(ix.trials) + 1
+        return True
+
     def sync(self, storage: Storage, study_id: int, refresh: bool = True) -> list[Trial]:
         """Pull the trials changed since the last sync and update the indexes
         (``refresh=False``: only this process's own changes, without a database read).
-        Returns the changed trials."""
+        Returns the changed trials (none for a :meth:`bind`-ed History, already current)."""
+        ix = self._ix
+        if self._live:
+            self.version = ix.version
+            self.next_trial_id = len(self._trials) + 1
+            return []
         changed, version = storage.changes_since(study_id, self.version, refresh)
         if changed:
+            index = ix.index
             for trial in changed:
-                self._index(trial)
+                index(trial)
         self.version = version
         self.next_trial_id = len(self._trials) + 1
         return changed
 
     def _index(self, trial: Trial) -> None:
-        tid = trial.id
-        previous = self._indexed.get(tid)
-        if previous is None:
-            generation = trial.parameters.get("generation")
-            if generation is not None:
-                self._by_generation.setdefault(generation, []).append(trial)
-        else:
-            old = self._trials[tid]
-            if old is not trial:  # a fresh copy from a database storage
-                gen = self._by_generation.get(trial.parameters.get("generation"))
-                if gen is not None:
-                    gen[:] = [trial if t.id == tid else t for t in gen]
-                if previous is TrialStatus.COMPLETED:
-                    self._completed[:] = [trial if t.id == tid else t for t in self._completed]
-        self._trials[tid] = trial
-        status = trial.status
-        if status is previous:
-            if tid in self._unfinished:
-                self._unfinished[tid] = trial
-            return
-        self._indexed[tid] = status
-        if status in _FINISHED:
-            self._unfinished.pop(tid, None)
-            if status is TrialStatus.COMPLETED:
-                self._completed.append(trial)
-        else:
-            self._unfinished[tid] = trial
+        self._ix.index(trial)
 
     def scoped(self, state: dict[str, Any]) -> History:
         """This history with ``state`` as its algorithm state: what a wrapped algorithm
@@ -165,8 +166,9 @@ class History:
         return len(self._trials)
 
     def __iter__(self) -> Iterator[Trial]:
-        """All trials in id order."""
-        return iter(self._trials.values())
+        """All trials in id order (as they were when the iteration began: a bound History's
+        trials may grow meanwhile, in another thread)."""
+        return iter(list(self._trials.values()))
 
     def __getitem__(self, trial_id: int) -> Trial:
         return self._trials[trial_id]

@@ -19,6 +19,11 @@ Contract, for every implementation:
   depend on shared state (unknown trial, finished trial, duplicate iteration, COMPLETED
   without observations) and raise the matching :mod:`poptune.exceptions` error without
   changing anything.
+* **Shared indexes.** ``trial_index(study_id)`` may return the
+  :class:`~poptune._trial_index.TrialIndex` the storage itself keeps of the study, updated in
+  the same locked step as every change (:class:`MemoryStorage`); a
+  :class:`~poptune.history.History` in the same process then shares it instead of replaying
+  ``changes_since``. Storages that keep none (database storages) return None.
 * **Returned objects** are owned by the storage for :class:`MemoryStorage` (no copies, for
   speed) and are fresh copies for database storages. Callers must treat them as read-only and
   change them only through the storage's methods.
@@ -39,6 +44,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from poptune._trial_index import TrialIndex
 from poptune.trial import Observation, Trial, TrialStatus
 
 __all__ = ["LOST_TRANSACTION_RETRIES", "Storage"]
@@ -170,6 +176,11 @@ class Storage(abc.ABC):
         ``refresh=False`` skips asking the database for other processes' changes (used right
         after this process's own write, whose effect is already known).
         """
+
+    def trial_index(self, study_id: int) -> TrialIndex | None:
+        """The indexes this storage keeps of the study in this process, always current (see
+        the module docstring, "Shared indexes"), or None (the default: it keeps none)."""
+        return None
 
     def iter_trials(self, study_id: int) -> Iterator[Trial]:
         """All trials of the study in id order."""

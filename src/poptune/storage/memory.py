@@ -1,4 +1,12 @@
-"""In-memory storage: the default for a study that lives in one process."""
+"""In-memory storage: the default for a study that lives in one process.
+
+Each study keeps a :class:`~poptune._trial_index.TrialIndex`, updated at every change under
+the study's lock; the History of a Study in this process shares it (``History.bind``), so
+nothing is logged for it. ``changes_since`` (the dashboard, other readers) counts every change
+in ``version``; the log of which trial each change touched starts at the first
+``changes_since`` call, and a reader whose version is older than the log's start gets every
+trial (each once): a superset, which re-indexing takes in unchanged.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from poptune._trial_index import TrialIndex
 from poptune.exceptions import (
     DuplicateIterationError,
     NoObservationsError,
@@ -24,17 +33,33 @@ __all__ = ["MemoryStorage"]
 
 
 class _MemoryStudy:
-    __slots__ = ("changelog", "config", "lock", "name", "queue", "seq", "state", "trials")
+    __slots__ = (
+        "changelog", "config", "index", "lock", "log_base", "name", "queue", "seq", "state",
+        "trials",
+    )  # fmt: skip
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
         self.config = dict(config)
         self.trials: list[Trial] = []
-        self.changelog: list[int] = []  # trial id per change; version = len(changelog)
+        self.index = TrialIndex()  # index.version counts every change of the study
+        # Trial id per change since version ``log_base``; None until a reader asks for one.
+        self.changelog: list[int] | None = None
+        self.log_base = 0
         self.queue: deque[int] = deque()
         self.seq = 0
         self.state: dict[str, Any] = {}
         self.lock = threading.RLock()
+
+    def changed(self, trial: Trial, reindex: bool) -> None:
+        """Count a change of ``trial`` (``reindex``: its status is new)."""
+        index = self.index
+        index.version += 1
+        if reindex:
+            index.index(trial)
+        log = self.changelog
+        if log is not None:
+            log.append(trial.id)
 
 
 class MemoryStorage(Storage):
@@ -98,7 +123,7 @@ class MemoryStorage(Storage):
                     f"of study {study.name!r}"
                 )
             study.trials.append(trial)
-            study.changelog.append(trial.id)
+            study.changed(trial, True)
             if trial.status is TrialStatus.QUEUED:
                 study.queue.append(trial.id)
             # Restored trials carry their own sequence numbers.
@@ -114,7 +139,7 @@ class MemoryStorage(Storage):
                 trial = study.trials[study.queue.popleft() - 1]
                 if trial.status is TrialStatus.QUEUED:
                     trial.status = TrialStatus.RUNNING
-                    study.changelog.append(trial.id)
+                    study.changed(trial, True)
                     return trial
             return None
 
@@ -139,7 +164,7 @@ class MemoryStorage(Storage):
                 )
             study.seq += 1
             trial._record(observation, study.seq)
-            study.changelog.append(trial_id)
+            study.changed(trial, False)
 
     def finish_trial(
         self,
@@ -161,14 +186,14 @@ class MemoryStorage(Storage):
             trial.status = status
             if meta is not None:
                 trial.meta = dict(meta)
-            study.changelog.append(trial_id)
+            study.changed(trial, True)
 
     def request_stop(self, study_id: int, trial_id: int) -> None:
         study = self._study(study_id)
         with study.lock:
             trial = self._running(study, trial_id)
             trial.stop_requested = True
-            study.changelog.append(trial_id)
+            study.changed(trial, False)
 
     def get_trial(self, study_id: int, trial_id: int) -> Trial:
         study = self._study(study_id)
@@ -181,13 +206,20 @@ class MemoryStorage(Storage):
     ) -> tuple[list[Trial], int]:
         study = self._study(study_id)
         with study.lock:
+            now = study.index.version
             log = study.changelog
-            if version >= len(log):
-                return [], len(log)
+            if log is None:
+                study.changelog, study.log_base = [], now
+            if version >= now:
+                return [], now
             trials = study.trials
-            if version == 0:
-                return list(trials), len(log)
-            return [trials[i - 1] for i in dict.fromkeys(log[version:])], len(log)
+            if version == 0 or version < study.log_base or log is None:
+                return list(trials), now
+            start = version - study.log_base
+            return [trials[i - 1] for i in dict.fromkeys(log[start:])], now
+
+    def trial_index(self, study_id: int) -> TrialIndex:
+        return self._study(study_id).index
 
     # -- algorithm state -------------------------------------------------------------------
     def get_algorithm_state(self, study_id: int) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """The dashboard lifecycle of a Study: ``Study(dashboard_port=...)``, ``start_dashboard``,
 ``load_dashboard`` and ``run_dashboard``. (:mod:`poptune.dashboard` imports its extra,
-``poptune[dashboard]``, only when a server starts.)"""
+``poptune[dashboard]``, only when a server starts; this module imports
+:mod:`poptune.dashboard` itself only when one is asked for: it brings asyncio and the plot
+package, some 6,000 objects the cyclic GC would track in every study that starts no
+dashboard; see ``docs/topics/memory-floor.md``.)"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from poptune.dashboard import run_dashboard, start_dashboard
 from poptune.exceptions import ConfigurationError, MissingDependencyError, StudyNotFoundError
 from poptune.storage import resolve
 from poptune.study import _saved
@@ -21,6 +24,16 @@ if TYPE_CHECKING:
 __all__ = ["close_for_study", "load", "open_for_dashboard", "restart", "run", "start_for_study"]
 
 logger = logging.getLogger("poptune.dashboard")
+
+
+def start_dashboard(*args: Any, **kwargs: Any) -> Any:
+    """:func:`poptune.dashboard.start_dashboard`, the package imported now (see above)."""
+    return importlib.import_module("poptune.dashboard").start_dashboard(*args, **kwargs)
+
+
+def run_dashboard(*args: Any, **kwargs: Any) -> Any:
+    """:func:`poptune.dashboard.run_dashboard`, the package imported now (see above)."""
+    return importlib.import_module("poptune.dashboard").run_dashboard(*args, **kwargs)
 
 
 def start_for_study(study: Study, port: int, host: str = "127.0.0.1", keep: bool = False) -> Any:

@@ -28,7 +28,7 @@ from poptune._config import (
     object_from_config,
     trusting,
 )
-from poptune._rng import default_seed
+from poptune._rng import default_seed, stream_for
 from poptune._validation import (
     check_bool,
     check_instance,
@@ -193,6 +193,8 @@ def config_of(study: Study, strict: bool, seed: int | None) -> dict[str, Any]:
         "stopping_rule": None if rule is None else rule.to_config(),
         "seed": seed,
     }
+    if hasattr(study, "_rng"):  # a copy or a save keeps the random stream
+        config["rng_stream"] = study._rng.stream
     if hasattr(study, "_study_id"):  # a copy or a save keeps where the checkpoints are
         layout = checkpoint_layout(study)
         if layout is not None:
@@ -202,7 +204,9 @@ def config_of(study: Study, strict: bool, seed: int | None) -> dict[str, Any]:
 
 def create_or_join(study: Study, config: dict[str, Any], seed: int | None) -> tuple[int, int]:
     """Create ``study``'s study in its storage, or join the one stored under its name; return
-    its id and seed (:func:`_create_or_join`). First the modules of the objects the user passed
+    its id and seed (:func:`_create_or_join`), and set ``study._rng`` to the random stream of
+    the stored study (``config['rng_stream']`` for a new one, 1 for one stored without).
+    First the modules of the objects the user passed
     (those the ``config`` they wrote names, already imported) join ``study._options.
     trusted_modules``: a stored config naming them is rebuilt here and in the workers the
     study starts (see :mod:`poptune._config`).
@@ -217,7 +221,9 @@ def create_or_join(study: Study, config: dict[str, Any], seed: int | None) -> tu
     with trusting(trusted):
         if not study.name:  # no study_name given
             study.name = default_name(study._storage, config)
-        return _create_or_join(study._storage, study.name, config, seed)
+        study_id, chosen = _create_or_join(study._storage, study.name, config, seed)
+    study._rng = stream_for(chosen, config["rng_stream"])
+    return study_id, chosen
 
 
 def default_name(storage: Storage, config: Mapping[str, Any]) -> str:
@@ -276,6 +282,7 @@ def _create_or_join(
                 continue
         stored = storage.get_study_config(study_id)
         check_same(name, stored, config)
+        config["rng_stream"] = stored.get("rng_stream", 1)  # stored without one: stream 1
         return study_id, int(stored["seed"])
     raise StudyMismatchError(f"study {name!r} could not be created nor found")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import multiprocessing
 import os
 import signal
 import sys
@@ -217,6 +216,8 @@ def _run_processes(
 ) -> WorkerOutcome:
     """Start ``n_workers`` spawned processes running ``plan``; worker ``i`` starts with the
     environment of its device (:func:`poptune.study._devices.assign`)."""
+    import multiprocessing  # here: a study that starts no process never imports it
+
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [

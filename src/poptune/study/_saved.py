@@ -143,6 +143,7 @@ def load(
         stopping_rule=stopping_rule,
         output_dir=file.parent,
         seed=config["seed"],
+        rng_stream=config.get("rng_stream", 1),  # saved before streams had versions: 1
         study_name=data.get("name"),
         trusted_modules=trusted_modules,
         allow_pickle=allow_pickle,

@@ -19,7 +19,6 @@ import inspect
 import logging
 import os
 import pickle
-import pickletools
 import shutil
 import sys
 import tempfile
@@ -124,6 +123,8 @@ def _by_reference_problem(objective: Any, remote: bool) -> str | None:
         data = pickle.dumps(objective, protocol=2)
     except Exception as exc:  # noqa: BLE001 - a lambda, a closure, a local function...
         return _first_line(exc)
+    import pickletools  # here: only a study that ships an objective needs it
+
     for opcode, arg, _ in pickletools.genops(data):
         if opcode.name == "GLOBAL":
             problem = _unimportable(str(arg).split(" ", 1)[0], remote)

@@ -11,6 +11,7 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from poptune._validation import checkpoint_fields_problem
 from poptune.algorithms.base import Suggestion, protocol_name
 from poptune.checkpoints import check_parameter_names
 from poptune.exceptions import (
@@ -32,9 +33,13 @@ def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | Al
     than a trial above ``max_trial_id``."""
     if max_trial_id is not None and number > max_trial_id:
         return AlgorithmState.DONE
-    storage, sid, history = study._storage, study._study_id, study._history
-    history.state = storage.get_algorithm_state(sid)
-    result = study.algorithm.suggest(history, study._rng.at(number))
+    storage, sid, history, stream = study._storage, study._study_id, study._history, study._rng
+    history.state = state = storage.get_algorithm_state(sid)
+    generator = stream.begin(state, number)  # stream 2: its position, out of the state
+    try:
+        result = study.algorithm.suggest(history, generator)
+    finally:
+        stream.end(state, history.state)
     # What the algorithm noted is kept whatever it answered, on every storage.
     storage.set_algorithm_state(sid, history.state)
     if result is None or result is AlgorithmState.DONE:
@@ -62,7 +67,9 @@ def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | 
                 f"{protocol_name(study.algorithm)} gave no value for parameter {parameter!r}: "
                 f"{params!r}"
             )
-    check_parameter_names(params, protocol_name(study.algorithm), ConfigurationError)
+    problem = checkpoint_fields_problem(params)  # the algorithm is named only in an error
+    if problem is not None:
+        raise ConfigurationError(f"{protocol_name(study.algorithm)}: {problem}")
     return params, meta
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from poptune._rng import SuggestionRNG
+from poptune._rng import check_stream
 from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
 from poptune.checkpoints import CheckpointStore, check_location
@@ -65,9 +65,11 @@ class Study(BestResults, NotebookDisplay):
         keep_dashboard: keep the dashboard serving once the work is done: :meth:`close` (or
             the script's end) prints its URL and waits until Ctrl-C. Default False.
         output_dir: default directory of :meth:`save`.
-        seed: makes the study reproducible: every suggestion draws from a generator derived
-            from ``(seed, trial id)``. Default: drawn from ``poptune.rng`` (seed that
-            ``numpy.random.RandomState`` for SHERPA-style reproducibility).
+        seed: makes the study reproducible: the suggestions draw from one generator seeded
+            with it. Default: drawn from ``poptune.rng`` (seed that ``RandomState`` for
+            SHERPA-style reproducibility).
+        rng_stream: a new study's random stream (a stored one keeps its own): 2 (None, the
+            default: one generator advanced on) or 1 (one per ``(seed, trial id)``).
         storage: where trials live: None or ``"memory"`` (default, this process only), a
             database URL, the path of an SQLite file, or a :class:`~poptune.storage.Storage`
             (see :func:`poptune.storage.resolve`).
@@ -139,6 +141,7 @@ class Study(BestResults, NotebookDisplay):
         checkpoint_options: Mapping[str, Any] | None = None,
         callbacks: Sequence[Any] | None = None,
         keep_dashboard: bool = False,
+        rng_stream: int | None = None,
     ) -> None:
         self.parameters = _open.check_parameters(parameters)
         algorithm, lower_is_better, seed = _open.check_arguments(
@@ -161,9 +164,10 @@ class Study(BestResults, NotebookDisplay):
             (*RESERVED_COLUMNS, *algorithm.reserved_keys, *(p.name for p in self.parameters))
         )
         config = _open.config_of(self, strict=self._storage.requires_json, seed=seed)
-        self._study_id, self.seed = _open.create_or_join(self, config, seed)
-        self._rng = SuggestionRNG(self.seed)
+        config["rng_stream"] = check_stream(rng_stream)  # a stored study keeps its own
+        self._study_id, self.seed = _open.create_or_join(self, config, seed)  # sets _rng
         self._history = History(self.parameters, self.lower_is_better)
+        self._history.bind(self._storage, self._study_id)  # shares a MemoryStorage's indexes
         self._lock = threading.RLock()  # guards the History: taken before the storage lock
         self._next_id: int | None = None  # next free id while a _writing() block is open
         self._read_only = False
@@ -195,7 +199,7 @@ class Study(BestResults, NotebookDisplay):
             self._storage, self._study_id = storage, study_id
             self._checkpoints = None  # a database's checkpoints follow the study
             self._history = History(self.parameters, self.lower_is_better)
-            self._history.sync(storage, study_id)
+            self._history.bind(storage, study_id) or self._history.sync(storage, study_id)
             start_liveness(self)
 
     def _writing(self) -> WriteBlock:
