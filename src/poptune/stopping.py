@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -233,15 +233,16 @@ class _FinishedIndex:
     def _extend(self, trials: list[Trial]) -> None:
         # the storages' records, (objective, context, seq) by iteration: read in bulk, as
         # poptune.results does (an Observation object per value costs several times more)
-        records = [t._obs for t in trials if t._obs]
-        if not records:
-            return
+        records = list(map(attrgetter("_obs"), trials))
         counts = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
         total = int(counts.sum())
+        if not total:
+            return
         its = np.fromiter(chain.from_iterable(records), dtype=np.int64, count=total)
-        values = chain.from_iterable(r.values() for r in records)
+        values = chain.from_iterable(map(dict.values, records))
         objectives = np.fromiter(map(itemgetter(0), values), dtype=float, count=total)
-        ids = np.fromiter((t.id for t in trials if t._obs), dtype=np.int64, count=len(records))
+        ids = np.fromiter(map(attrgetter("id"), trials), dtype=np.int64, count=len(trials))
+        ids, counts = ids[counts > 0], counts[counts > 0]  # trials without observations
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         last = np.repeat(np.maximum.reduceat(its, starts), counts)
         new = (its, objectives, np.repeat(ids, counts), last)
