@@ -20,8 +20,12 @@ cache) and the ``k`` timed ones. Optuna runs in its own virtualenv
 (``benchmarks/peers/optuna.txt``), set up on demand in a full run; ``--quick`` (small sizes,
 ``k = 2``, for the smoke test) only uses it if it is already there.
 
-    python -m benchmarks.model_cost            # the full run (~10 min on 2 busy cores)
+    python -m benchmarks.model_cost            # the full run (~40 min on 2 busy cores)
     python -m benchmarks.model_cost --quick
+    python -m benchmarks.model_cost --only gp tpe rule       # the cost tables (~20 min)
+    python -m benchmarks.model_cost --only quality --quality branin 80 10
+
+Each table is printed as soon as it is measured.
 
 Prints Markdown tables (and writes JSON with ``--json PATH``). Absolute times on a shared
 machine drift: compare the ratio columns, measured side by side.
@@ -143,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the figures as JSON to this file")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="run only these sections (default: all)")  # fmt: skip
+    default = " ".join(map(str, QUALITY))
+    parser.add_argument("--quality", nargs=3, metavar=("PROBLEM", "EVALUATIONS", "SEEDS"),
+                        help=f"the quality section's run (default: {default})")  # fmt: skip
     args = parser.parse_args(argv)
     quick = args.quick
     sizes = QUICK_SIZES if quick else SIZES
@@ -168,6 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append("Optuna was not run (its virtualenv is not set up, or --no-peers).")
     lines.append(f"{problem}; mean of {k} suggestions after the given number of finished trials.")
     lines.append("")
+
+    def emit(more: list[str]) -> None:
+        """Print the lines so far (each table as soon as it is measured) and the JSON."""
+        print("\n".join([*lines, *more]), flush=True)
+        lines.clear()
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
 
     def peer(sampler: str, n_past: int) -> dict | None:
         if optuna is None:
@@ -211,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if old:
             header.append("poptune refit_every=1 CPU ms")
         header += [f"Optuna {label} CPU ms", f"Optuna {label} wall ms", "CPU ratio"]
-        lines += [*table(header, rows), ""]
+        emit([*table(header, rows), ""])
 
     rows = []
     for n_trials in (RULE_SIZES if not quick else QUICK_RULE_SIZES) if "rule" in args.only else ():
@@ -224,9 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = ["rule", "trials", "observations", "first call CPU ms", "first call wall ms",
               "second call CPU ms"]  # fmt: skip
     if rows:
-        lines += [*table(header, rows), ""]
+        emit([*table(header, rows), ""])
 
     q_problem, q_n, q_seeds = ("branin", 8, 2) if quick else QUALITY
+    if args.quality:
+        q_problem, q_n, q_seeds = args.quality[0], int(args.quality[1]), int(args.quality[2])
     rows = []
     for refit in (10, 1) if "quality" in args.only else ():
         got = quality(q_problem, q_n, range(q_seeds), refit)
@@ -237,11 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = ["algorithm", "option", "problem", "evaluations", "seeds",
               "best (mean ± s.e.)", "CPU ms / suggestion"]  # fmt: skip
     if rows:
-        lines += [*table(header, rows), ""]
-    print("\n".join(lines))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+        emit([*table(header, rows), ""])
     return 0
 
 
