@@ -532,3 +532,28 @@ def test_refitting_every_ten_suggestions_still_finds_the_optimum():
     gets as close to the minimum (0.397887) as refitting at every suggestion."""
     new = [best_found(BayesianOptimization(**FAST), BRANIN_BOX, branin, 70, s) for s in range(3)]
     assert max(new) < 0.45, new
+
+
+def test_a_study_saved_without_refit_every_loads_refitting_every_suggestion(tmp_path):
+    import json
+
+    from poptune.exceptions import StudyMismatchError
+
+    algo = BayesianOptimization(num_initial_data_points=2, refit_every=1, **FAST)
+    study = Study(BRANIN_BOX, algo, True, seed=0, output_dir=tmp_path)
+    run(study, branin, 3)
+    study.save()
+    file = tmp_path / "study.json"
+    data = json.loads(file.read_text())
+    del data["config"]["algorithm"]["refit_every"]  # as an earlier poptune saved it
+    file.write_text(json.dumps(data))
+    assert Study.load(tmp_path).algorithm.refit_every == 1
+    # a database written then: its config matches refit_every=1, not the new default
+    from poptune.study._open import check_same
+
+    stored = {"parameters": [p.to_dict() for p in BRANIN_BOX], "lower_is_better": True,
+              "algorithm": data["config"]["algorithm"]}  # fmt: skip
+    check_same("s", stored, {**stored, "algorithm": algo.to_config()})
+    given = BayesianOptimization(num_initial_data_points=2, **FAST).to_config()
+    with pytest.raises(StudyMismatchError, match="different algorithm"):
+        check_same("s", stored, {**stored, "algorithm": given})

@@ -103,7 +103,7 @@ class BayesianOptimization(Algorithm):
 
     Cost: the model is fitted on at most ``window`` completed trials — the most recent ones
     (by the order they finished) plus the ``window // 10`` best ones — so a suggestion costs
-    O(w³) with w = min(n, window) (plus O(n_candidates · w) to score the candidates and a
+    O(w³) with w = min(n, window) (plus O(n_candidates · w²) to score the candidates and a
     linear pass over the history), not O(n³) in the number of trials. The maximum-likelihood
     fit of the kernel hyperparameters, tens of O(w³) likelihood evaluations, is most of it;
     it is done every ``refit_every`` suggestions (and at every one while there are fewer
