@@ -125,6 +125,15 @@ def _scenarios():
             1,
             1,
         ),
+        # the defaults since refit_every: 50 random points, then the hyperparameters fitted
+        # at 50 and 60 and reused in between (bayesian.json: a config without it refits)
+        "bayesian_refit": (
+            lambda: algorithms.BayesianOptimization(
+                num_initial_data_points=50, max_num_trials=62, n_candidates=200
+            ),
+            1,
+            1,
+        ),
     }
 
 

@@ -114,3 +114,65 @@ def test_median_stopping_config_and_arguments(tmp_path):
         MedianStoppingRule(min_iterations=-1)
     with pytest.raises(ConfigurationError, match="min_trials must be an int >= 1, got 0"):
         MedianStoppingRule(min_trials=0)
+
+
+def reference_should_stop(trial, history, min_iterations=0, min_trials=1):
+    """MedianStoppingRule's documented decision, by a plain scan of the whole history."""
+    obs = trial.observations
+    if not obs or max(obs) < min_iterations:
+        return False
+    t, lower = max(obs), history.lower_is_better
+    pick = min if lower else max
+    best = pick(o.objective for o in obs.values())
+    values = []
+    for other in history:
+        seen = other.observations
+        before = [o.objective for i, o in seen.items() if i <= t]
+        if other.id != trial.id and seen and max(seen) >= t and before:
+            values.append(pick(before))
+    if len(values) < min_trials:
+        return False
+    values.sort()
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return best > median if lower else best < median
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_median_stopping_decides_as_a_plain_scan_on_random_histories(seed):
+    """Trials report any iterations in any order and finish in any order (one runs from the
+    start to the end, so the finished trials are never a prefix); every decision, for every
+    running trial, equals the plain scan's."""
+    rnd = random.Random(seed)
+    lower = seed % 2 == 0
+    settings = {"min_iterations": rnd.randint(0, 3), "min_trials": rnd.randint(1, 4)}
+    rule = MedianStoppingRule(**settings)
+    study = Study(X, RandomSearch(), lower, stopping_rule=rule, seed=seed)
+    running = [study.get_suggestion()]  # the long-running first trial
+    decisions = stops = 0
+    for _ in range(400):
+        while len(running) < rnd.randint(2, 8):
+            running.append(study.get_suggestion())
+        trial = rnd.choice(running)
+        it = rnd.randint(1, 15)
+        if it not in trial.observations:
+            study.add_observation(trial, round(rnd.gauss(0, 1), 2), iteration=it)  # ties too
+        if trial is not running[0] and rnd.random() < 0.2:
+            study.finalize(trial, rnd.choice(["COMPLETED", "STOPPED", "FAILED"]))
+            running.remove(trial)
+        for subject in running:
+            expected = reference_should_stop(subject, study.history, **settings)
+            assert rule.should_trial_stop(subject, study.history) is expected
+            decisions += 1
+            stops += expected
+    assert decisions > 1000 and 0 < stops < decisions  # both answers were tested
+
+
+def test_the_index_is_rebuilt_for_another_history_and_counts_late_finishers():
+    study, subject = median_study({1: 0.3, 2: 0.45})
+    rule = study.stopping_rule
+    assert rule.should_trial_stop(subject, study.history) is True
+    # a copy of the study's state in another History object: the index follows it
+    other = study.history.from_trials(X, False, list(study.history))
+    assert rule.should_trial_stop(subject, other) is True
+    assert rule._index.history is other

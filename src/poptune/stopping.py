@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import bisect
 import threading
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from poptune._config import config_type, init_config
 from poptune._validation import check_int
 from poptune.history import History
 from poptune.results import history_from_results
-from poptune.trial import Trial
+from poptune.trial import _FINISHED, Trial
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,13 +71,15 @@ class MedianStoppingRule(StoppingRule):
 
     A trial without observations is never stopped.
 
-    Cost: the observations of finished trials never change, so they are indexed once (sorted
-    iterations with running bests, and the trials ordered by their last iteration; an index
-    kept on the rule, rebuilt from the History whenever it sees another History object, so the
-    answer is always the one a full scan of the History gives). A call then costs
-    O(R log k + U·k): R the trials that reached ``t`` (each a binary search into its ``k``
-    observations), plus a direct look at the trials created since the oldest unfinished one
-    (U, typically the number of trials running at once), plus the median, O(R).
+    Cost: the observations of finished trials never change, so they are indexed once, as
+    they finish, into flat numpy arrays (an index kept on the rule, rebuilt from the History
+    whenever it sees another History object, so the answer is always the one a full scan of
+    the History gives; the first call indexes the whole history, about 100,000 observations
+    in ~10-20 ms). A call then costs one vectorised pass over the N indexed observations,
+    O(N) in numpy (cached per iteration until another trial finishes), plus a look at each
+    unfinished trial (U, typically the number running at once) and at the ids since the
+    oldest unfinished one (a set lookup each), plus the median, O(R log R) for the R trials
+    that count.
 
     Args:
         min_iterations: never stop a trial whose latest iteration is below this (int >= 0).
@@ -154,15 +157,11 @@ class MedianStoppingRule(StoppingRule):
             index = self._index
             if index is None or index.history is not history:
                 index = self._index = _FinishedIndex(history)
-            index.advance()
-            values = index.values_at(iteration, exclude)
-            tail = range(index.frozen + 1, history.n_trials + 1)
+            tail = index.advance()
+            values = index.values_at(iteration, exclude).tolist()
         lower = history.lower_is_better
-        for tid in tail:  # trials that may still change: looked at directly
-            if tid == exclude:
-                continue
-            other = history.get(tid)
-            if other is None:  # pragma: no cover - ids are dense
+        for other in tail:  # trials that may still change: looked at directly
+            if other.id == exclude:
                 continue
             value = _best_by(other, iteration, lower)
             if value is not None:
@@ -182,53 +181,93 @@ def _best_by(trial: Trial, iteration: int, lower: bool) -> float | None:
 
 
 class _FinishedIndex:
-    """Observations of the finished trials 1..``frozen`` (they never change), indexed.
+    """The observations of the finished trials (they never change), as flat numpy arrays.
 
-    ``order`` holds ``(last iteration, trial id)`` sorted, so the trials that reached an
-    iteration are a suffix of it; ``series[id]`` holds the trial's sorted iterations and the
-    running best objective at each.
+    ``iterations``, ``objectives`` and ``owner`` (the trial id) hold one entry per
+    observation, trial by trial; ``last`` the trial's last iteration, per observation. The
+    trials that reached ``t`` and their bests by ``t`` are then one vectorised pass
+    (:meth:`values_at`), cached per iteration until more trials finish. Trials are added as
+    they finish, whatever their order: ``dense`` is the id below which every trial is
+    indexed, ``indexed`` the ids above it that are.
     """
 
-    __slots__ = ("frozen", "history", "order", "series")
+    __slots__ = ("_arrays", "_cache", "_chunks", "dense", "history", "indexed")
 
     def __init__(self, history: History) -> None:
         self.history = history
-        self.frozen = 0
-        self.order: list[tuple[int, int]] = []
-        self.series: dict[int, tuple[list[int], list[float]]] = {}
+        self.dense = 0
+        self.indexed: set[int] = set()
+        self._chunks: list[Trial] = []  # finished trials not yet in the arrays
+        self._arrays: tuple[np.ndarray, ...] | None = None
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def advance(self) -> None:
+    def advance(self) -> list[Trial]:
+        """Index the trials finished since the last call; the unfinished ones (to look at
+        directly)."""
         history = self.history
-        lower = history.lower_is_better
-        n = history.n_trials
-        while self.frozen < n:
-            trial = history.get(self.frozen + 1)
-            if trial is None or not trial.is_finished:
-                break
-            self.frozen += 1
-            obs = trial.observations
-            if not obs:
+        tail: list[Trial] = []
+        indexed, chunks, get = self.indexed, self._chunks, history.get
+        for tid in range(self.dense + 1, history.n_trials + 1):
+            if tid in indexed:  # finished and indexed by an earlier call
+                if tid == self.dense + 1:
+                    self.dense = tid
+                    indexed.discard(tid)
                 continue
-            iterations = sorted(obs)
-            running: list[float] = []
-            best = 0.0
-            for i, it in enumerate(iterations):
-                value = obs[it].objective
-                if i == 0 or (value < best if lower else value > best):
-                    best = value
-                running.append(best)
-            self.series[trial.id] = (iterations, running)
-            bisect.insort(self.order, (iterations[-1], trial.id))
+            trial = get(tid)
+            if trial is None:  # pragma: no cover - ids are dense
+                continue
+            if trial.status in _FINISHED:
+                chunks.append(trial)
+                if tid == self.dense + 1:
+                    self.dense = tid
+                else:
+                    indexed.add(tid)
+            else:
+                tail.append(trial)
+        if self._chunks:
+            self._extend(self._chunks)
+            self._chunks = []
+            self._cache.clear()
+        return tail
 
-    def values_at(self, iteration: int, exclude: int | None) -> list[float]:
-        values: list[float] = []
-        order, series = self.order, self.series
-        for k in range(bisect.bisect_left(order, (iteration, 0)), len(order)):
-            tid = order[k][1]
-            if tid == exclude:
-                continue
-            iterations, running = series[tid]
-            j = bisect.bisect_right(iterations, iteration) - 1
-            if j >= 0:
-                values.append(running[j])
-        return values
+    def _extend(self, trials: list[Trial]) -> None:
+        # the storages' records, (objective, context, seq) by iteration: read in bulk, as
+        # poptune.results does (an Observation object per value costs several times more)
+        records = list(map(attrgetter("_obs"), trials))
+        counts = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
+        total = int(counts.sum())
+        if not total:
+            return
+        its = np.fromiter(chain.from_iterable(records), dtype=np.int64, count=total)
+        values = chain.from_iterable(map(dict.values, records))
+        objectives = np.fromiter(map(itemgetter(0), values), dtype=float, count=total)
+        ids = np.fromiter(map(attrgetter("id"), trials), dtype=np.int64, count=len(trials))
+        ids, counts = ids[counts > 0], counts[counts > 0]  # trials without observations
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        last = np.repeat(np.maximum.reduceat(its, starts), counts)
+        new = (its, objectives, np.repeat(ids, counts), last)
+        if self._arrays is not None:
+            new = tuple(np.concatenate([a, b]) for a, b in zip(self._arrays, new, strict=True))
+        self._arrays = new
+
+    def values_at(self, iteration: int, exclude: int | None) -> np.ndarray:
+        """The best objective by ``iteration`` of each indexed trial (but ``exclude``) that
+        reached it: observed at an iteration <= ``iteration`` and at one >= it."""
+        values: Any = self._cache.get(iteration)
+        if values is None:
+            if self._arrays is None:
+                return np.zeros(0)
+            its, objectives, owner, last = self._arrays
+            keep = (its <= iteration) & (last >= iteration)
+            owners, kept = owner[keep], objectives[keep]
+            if not len(kept):
+                values = np.zeros(0)
+                ids = np.zeros(0, dtype=np.int64)
+            else:
+                starts = np.flatnonzero(np.concatenate([[True], owners[1:] != owners[:-1]]))
+                best = np.minimum if self.history.lower_is_better else np.maximum
+                values, ids = best.reduceat(kept, starts), owners[starts]
+            self._cache[iteration] = (values, ids)
+        else:
+            values, ids = values
+        return values if exclude is None else values[ids != exclude]

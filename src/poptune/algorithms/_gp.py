@@ -281,6 +281,30 @@ def matern_hyperparameters(
     return MaternHyperparameters(amplitude, length_scale, noise)
 
 
+def hyperparameters_to_state(h: MaternHyperparameters) -> dict[str, Any]:
+    """``h`` as JSON values (floats round-trip exactly through JSON), for an algorithm's
+    state."""
+    return {
+        "amplitude": float(h.amplitude),
+        "length_scale": [float(v) for v in h.length_scale],
+        "noise": float(h.noise),
+    }
+
+
+def hyperparameters_from_state(state: Any, dim: int) -> MaternHyperparameters | None:
+    """The inverse of :func:`hyperparameters_to_state`; None unless ``state`` holds finite
+    positive values with ``dim`` length scales (then the caller fits afresh)."""
+    try:
+        amplitude, noise = float(state["amplitude"]), float(state["noise"])
+        length_scale = np.asarray(state["length_scale"], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    values = np.concatenate([[amplitude, noise], length_scale])
+    if length_scale.shape != (dim,) or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        return None
+    return MaternHyperparameters(amplitude, length_scale, noise)
+
+
 def matern52(r: np.ndarray, amplitude: float) -> np.ndarray:
     """The Matérn 5/2 kernel at scaled distances ``r``."""
     s = _SQRT5 * r

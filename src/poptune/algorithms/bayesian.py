@@ -13,10 +13,11 @@ from their posterior instead (:mod:`poptune.algorithms._gp_mcmc`) and the acquis
 averaged over the samples.
 
 Nothing is kept in the algorithm object but its configuration: the number of suggestions
-made lives in ``history.state`` and the model is refitted from the history at each
-suggestion, so any process sharing a study can make the next one and a resumed study goes on
-exactly. The encoding, the model and the acquisitions are in :mod:`poptune.algorithms._gp`
-(shared with PB2); this module is the algorithm: which trials the model sees, the batch's
+made and the last fitted kernel hyperparameters (``refit_every > 1``) live in
+``history.state`` and the model is rebuilt from the history at each suggestion, so any
+process sharing a study can make the next one and a resumed study goes on exactly. The
+encoding, the model and the acquisitions are in :mod:`poptune.algorithms._gp` (shared with
+PB2); this module is the algorithm: which trials the model sees, the batch's
 constant liar, the candidates and their polish, and SHERPA's ``GPyOpt``.
 """
 
@@ -44,6 +45,8 @@ from poptune.algorithms._gp import (
     Space,
     acquisition,
     acquisition_gradient,
+    hyperparameters_from_state,
+    hyperparameters_to_state,
     import_sklearn,
     matern_hyperparameters,
     maximize,
@@ -72,6 +75,10 @@ logger = logging.getLogger("poptune.bayes")
 _BATCH_STRATEGIES = ("constant_liar",)
 _HYPERPARAMETERS = ("fit", "mcmc")
 _MCMC_ACQUISITIONS = tuple(f"{kind}_MCMC" for kind in ACQUISITIONS)
+#: Below this many training points the kernel hyperparameters are refitted at every
+#: suggestion whatever ``refit_every`` says: there each point moves them most, and a fit
+#: costs little.
+REFIT_ALWAYS_BELOW = 50
 
 
 # -- the algorithm ---------------------------------------------------------------------------
@@ -96,11 +103,16 @@ class BayesianOptimization(Algorithm):
 
     Cost: the model is fitted on at most ``window`` completed trials — the most recent ones
     (by the order they finished) plus the ``window // 10`` best ones — so a suggestion costs
-    O(window³) for the Gaussian process (plus O(n_candidates · window) to score the
-    candidates and a linear pass over the history), not O(n³) in the number of trials.
+    O(w³) with w = min(n, window) (plus O(n_candidates · w²) to score the candidates and a
+    linear pass over the history), not O(n³) in the number of trials. The maximum-likelihood
+    fit of the kernel hyperparameters, tens of O(w³) likelihood evaluations, is most of it;
+    it is done every ``refit_every`` suggestions (and at every one while there are fewer
+    than 50 training points), the suggestions in between reusing the last fit's
+    hyperparameters (one O(w³) Cholesky factorization each).
 
-    Nothing but the configuration is kept in the object: the number of suggestions made is
-    in ``history.state`` and the model is refitted from the history at every suggestion,
+    Nothing but the configuration is kept in the object: the number of suggestions made and
+    the last fit are in ``history.state`` and the model is rebuilt from the history at every
+    suggestion,
     deterministically given the study's random generator, so several processes sharing a
     study (``storage=...``) can each make the next suggestion.
 
@@ -136,6 +148,12 @@ class BayesianOptimization(Algorithm):
         n_samples: hyperparameter samples kept (>= 1; default 10).
         n_burnin: chain steps discarded first, while the proposal adapts (>= 0; default 100).
         subsample_interval: steps between two kept samples (>= 1; default 10).
+        refit_every: fit the kernel hyperparameters by maximum likelihood at every
+            ``refit_every``-th model-based suggestion (>= 1; default 10) and reuse the last
+            fit's (kept in ``history.state``) in between, once there are 50 or more training
+            points. 1 refits at every suggestion, as before this option existed: a config
+            stored without it (a study saved by an earlier version) is rebuilt with 1, so it
+            goes on as it began. With ``'mcmc'`` the chain starts from the kept fit.
 
     Every suggestion's ``trial.meta['phase']`` says where it came from: ``'initial'``,
     ``'random'`` or ``'model'`` (then ``trial.meta['acquisition']`` is the acquisition
@@ -167,6 +185,7 @@ class BayesianOptimization(Algorithm):
         n_samples: int = N_SAMPLES,
         n_burnin: int = N_BURNIN,
         subsample_interval: int = SUBSAMPLE_INTERVAL,
+        refit_every: int = 10,
     ) -> None:
         owner = type(self).__name__
         if not (isinstance(num_initial_data_points, str) and num_initial_data_points == "infer"):
@@ -199,6 +218,7 @@ class BayesianOptimization(Algorithm):
         self.n_samples = check_int(owner, "n_samples", n_samples, 1)
         self.n_burnin = check_int(owner, "n_burnin", n_burnin, 0)
         self.subsample_interval = check_int(owner, "subsample_interval", subsample_interval, 1)
+        self.refit_every = check_int(owner, "refit_every", refit_every, 1)
         self.batch_strategy = check_choice(
             owner, "batch_strategy", batch_strategy, list(_BATCH_STRATEGIES)
         )
@@ -209,6 +229,18 @@ class BayesianOptimization(Algorithm):
         self.initial_data_points = _initial_points(owner, initial_data_points)
 
     # -- configuration ---------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> BayesianOptimization:
+        """Rebuild from a stored config; one without ``refit_every`` (written before it
+        existed) refits at every suggestion, as it did then."""
+        kwargs = {"refit_every": 1, **config}
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"cannot rebuild {cls.__name__} from {kwargs!r}: {exc}"
+            ) from None
+
     def setup(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
         super().setup(parameters, lower_is_better)
         import_sklearn(type(self).__name__)
@@ -267,7 +299,7 @@ class BayesianOptimization(Algorithm):
         X, y, _ = _training_data(history, space, self.window)
         if len(y) < 2:
             return None
-        fitted = matern_hyperparameters(X, y, rng)
+        fitted = self._fit(history.state, X, y, rng)
         y_mean = float(np.mean(y))
         y_std = float(np.std(y)) or 1.0
         yn = (y - y_mean) / y_std
@@ -354,6 +386,21 @@ class BayesianOptimization(Algorithm):
             len(X_pending),
         )
         return params, meta
+
+    def _fit(self, state: dict[str, Any], X: np.ndarray, y: np.ndarray, rng: Any) -> Any:
+        """The kernel hyperparameters for this suggestion: the kept fit while it is younger
+        than ``refit_every`` suggestions (and there are enough points), else a new fit."""
+        if self.refit_every == 1:
+            return matern_hyperparameters(X, y, rng)
+        n, kept = int(state.get("n", 0)), state.get("gp")
+        at = kept.get("at") if isinstance(kept, dict) else None
+        if len(y) >= REFIT_ALWAYS_BELOW and is_int(at) and 0 <= n - at < self.refit_every:
+            restored = hyperparameters_from_state(kept, X.shape[1])
+            if restored is not None:
+                return restored
+        fitted = matern_hyperparameters(X, y, rng)
+        state["gp"] = {"at": n, **hyperparameters_to_state(fitted)}
+        return fitted
 
     # -- SHERPA's GPyOpt.get_best_pred ------------------------------------------------------
     def _posterior_samples(
@@ -481,8 +528,8 @@ class GPyOpt(BayesianOptimization):
         max_concurrent: at most this many trials unfinished at once (WAIT beyond).
         verbosity: log each model-based suggestion at INFO level.
         max_num_trials: DONE after this many suggestions.
-        batch_strategy, window, n_candidates, n_restarts: keyword-only, as for
-            :class:`BayesianOptimization`.
+        batch_strategy, window, n_candidates, n_restarts, refit_every: keyword-only, as
+            for :class:`BayesianOptimization`.
         n_samples, n_burnin, subsample_interval: keyword-only, GPyOpt's ``GP_MCMC``
             arguments with GPyOpt's defaults (10, 100, 10) and meaning: the chain runs
             ``n_burnin + n_samples * subsample_interval`` steps and keeps every
@@ -513,6 +560,7 @@ class GPyOpt(BayesianOptimization):
         n_samples: int = N_SAMPLES,
         n_burnin: int = N_BURNIN,
         subsample_interval: int = SUBSAMPLE_INTERVAL,
+        refit_every: int = 10,
     ) -> None:
         self.model_type = check_choice("GPyOpt", "model_type", model_type, ["GP", "GP_MCMC"])
         mcmc = model_type == "GP_MCMC"
@@ -541,5 +589,6 @@ class GPyOpt(BayesianOptimization):
             n_samples=n_samples,
             n_burnin=n_burnin,
             subsample_interval=subsample_interval,
+            refit_every=refit_every,
         )
         self.acquisition_type = acquisition_type  # SHERPA's name, for the config
