@@ -139,14 +139,22 @@ def test_suggestions_are_always_valid_values():
 
 @pytest.mark.parametrize("acquisition", ["EI", "MPI", "LCB"])
 def test_each_acquisition_improves_on_a_simple_problem(acquisition):
-    params = [Continuous("x", [0.0, 1.0]), Continuous("y", [-2.0, 2.0])]
-    algo = BayesianOptimization(acquisition_type=acquisition, **FAST)
-    study = Study(params, algo, False, seed=1)  # maximise
-    trials = run(study, lambda p: -((p["x"] - 0.3) ** 2) - (p["y"] - 1.0) ** 2, 16)
-    best = max(trials, key=lambda t: t.observations[1].objective)
-    assert best.parameters["x"] == pytest.approx(0.3, abs=0.1)
-    assert best.parameters["y"] == pytest.approx(1.0, abs=0.2)
-    assert best.meta["phase"] == "model"
+    """Over five seeds, at least four find the optimum with a model-based suggestion (one
+    seed in ten sends LCB's 4 model suggestions to the boundary x = 0, on either random
+    stream: a single seed would test the stream's luck, not the acquisition)."""
+    found = []
+    for seed in range(5):
+        params = [Continuous("x", [0.0, 1.0]), Continuous("y", [-2.0, 2.0])]
+        algo = BayesianOptimization(acquisition_type=acquisition, **FAST)
+        study = Study(params, algo, False, seed=seed)  # maximise
+        trials = run(study, lambda p: -((p["x"] - 0.3) ** 2) - (p["y"] - 1.0) ** 2, 16)
+        best = max(trials, key=lambda t: t.observations[1].objective)
+        found.append(
+            best.parameters["x"] == pytest.approx(0.3, abs=0.1)
+            and best.parameters["y"] == pytest.approx(1.0, abs=0.2)
+            and best.meta["phase"] == "model"
+        )
+    assert sum(found) >= 4, found
 
 
 def test_the_initial_random_phase_has_the_inferred_length():
