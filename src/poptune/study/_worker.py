@@ -109,13 +109,14 @@ def finalize_with_value(
     observation = Observation(check_iteration(iteration, trial.id), objective, {})
     study._storage.finish_with_observation(study._study_id, trial.id, observation, status)
     study._callbacks.observed(study, trial, observation)
-    study._callbacks.finished(study, trial.id, status)
-    after_finalize(study)
+    after_finalize(study, trial.id, status)
 
 
-def after_finalize(study: Study) -> None:
-    """What follows a final status: with ``keep_checkpoints``, the checkpoints nothing needs
-    any more are deleted (what is deleted is decided in poptune.checkpoints)."""
+def after_finalize(study: Study, trial_id: int, status: TrialStatus) -> None:
+    """What follows a final status (``Study.finalize`` and :func:`finalize_with_value`): the
+    study callbacks' ``on_trial_end``; then, with ``keep_checkpoints``, the checkpoints
+    nothing needs any more are deleted (what is deleted is decided in poptune.checkpoints)."""
+    study._callbacks.finished(study, trial_id, status)
     if study.keep_checkpoints is not None:
         with study._lock:
             where = (study._storage, study._study_id, study._history, study.keep_checkpoints)

@@ -338,8 +338,7 @@ class Study(BestResults, NotebookDisplay):
                 "'FAILED' or 'STOPPED'"
             )
         self._storage.finish_trial(self._study_id, tid, final, None if meta is None else dict(meta))
-        self._callbacks.finished(self, tid, final)
-        _worker.after_finalize(self)
+        _worker.after_finalize(self, tid, final)
 
     @property
     def checkpoints(self) -> CheckpointStore:
