@@ -249,19 +249,23 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
             # One short error, the driver's kept as its cause (not 100+ lines of chain).
             raise connection_error(self._where, exc) from None
+        with self._database_errors(), connection as conn:
+            yield conn
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        """A database error in the block ("file is not a database", "no such column", ...) as
+        one StorageError naming the database; an IntegrityError passes (callers map it)."""
         try:
-            with connection as conn:
-                yield conn
+            yield
         except sa.exc.IntegrityError:
             raise
         except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
-            # OperationalError and, e.g., "file is not a database", "no such column"
             raise StorageError(f"database error on {self._where}: {txn.first_line(exc)}") from exc
 
     @contextmanager
     def _hot_connection(self) -> Iterator[sa.Connection | RawConnection]:
-        """The connection of the per-trial statements: on a writable SQLite file a kept raw
-        one (:mod:`poptune.storage._sqlite_fast`), with the errors of :meth:`_connection`."""
+        """The per-trial statements' connection: a kept raw one on a writable SQLite file."""
         if self._fast is None:
             with self._connection() as conn:
                 yield conn
@@ -271,11 +275,8 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
             raise connection_error(self._where, exc) from None
         try:
-            yield conn
-        except sa.exc.IntegrityError:
-            raise
-        except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
-            raise StorageError(f"database error on {self._where}: {txn.first_line(exc)}") from exc
+            with self._database_errors():
+                yield conn
         finally:
             self._fast.checkin(conn)
 
