@@ -116,3 +116,18 @@ PROBLEMS: dict[str, Any] = {
     "branin": (branin, {"x": (-5.0, 10.0), "y": (0.0, 15.0)}, 0.397887),
     "hartmann6": (hartmann6, {f"x{i}": (0.0, 1.0) for i in range(6)}, -3.32237),
 }
+
+
+def past_points(problem: str, n: int, seed: int) -> list[dict[str, float]]:
+    """``n`` points drawn uniformly from ``problem``'s box, the past trials of case 10 (the
+    same on every side)."""
+    _, box, _ = PROBLEMS[problem]
+    rng = np.random.default_rng([seed, n])
+    draws = rng.random((n, len(box)))
+    return [
+        {
+            name: float(lo + u * (hi - lo))
+            for (name, (lo, hi)), u in zip(box.items(), row, strict=True)
+        }
+        for row in draws
+    ]

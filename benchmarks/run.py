@@ -1,7 +1,7 @@
 """``python -m benchmarks``: every benchmark of poptune against its peers, one command, one page.
 
 Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinned
-``benchmarks/peers/<peer>.txt``) when they are missing, runs the seven cases — poptune and the
+``benchmarks/peers/<peer>.txt``) when they are missing, runs the ten cases — poptune and the
 peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
 ``docs/images/bench_*.png``::
 
@@ -14,7 +14,10 @@ Cases: 1 overhead and scale (vs Optuna, SHERPA), 2 throughput with worker proces
 Optuna), 3 PBT on the paper's toy problem (vs a numpy reference), 4 PBT on Ray's
 ``pbt_function`` problem (vs Ray Tune), 5 real training on digits (PBT vs random search, ASHA,
 BO), 6 TPE and BO on Branin and Hartmann-6 (vs Optuna's TPESampler and GPSampler), 7
-start-up: import, first trial, a read command (vs Optuna). A peer that cannot be installed or
+start-up: import, first trial, a read command (vs Optuna), 8-10 the hot paths near their
+floors: the SQL hot path (vs its own statements through bare sqlite3, Optuna's storages),
+in memory (steady state, growth, GC objects; vs Optuna), a model-based suggestion's cost as
+the study grows (vs Optuna's samplers). A peer that cannot be installed or
 crashes is reported on the page; the run goes on.
 """
 
@@ -35,23 +38,18 @@ from pathlib import Path
 from benchmarks.harness import Context, Section, log
 from benchmarks.peers import PEERS, REPO, VERSIONS_OF, Peer, installed_versions, setup
 
+#: number -> (the case's module in benchmarks/cases/, the peers it runs)
 CASES = {
-    1: ("overhead", ("optuna", "sherpa")),
-    2: ("throughput", ("optuna",)),
-    3: ("toy", ()),
-    4: ("pbt_function", ("ray",)),
-    5: ("digits", ()),
-    6: ("tpe", ("optuna",)),
-    7: ("startup", ("optuna",)),
-}
-MODULES = {
-    1: "benchmarks.cases.c1_overhead",
-    2: "benchmarks.cases.c2_throughput",
-    3: "benchmarks.cases.c3_toy",
-    4: "benchmarks.cases.c4_pbt_function",
-    5: "benchmarks.cases.c5_digits",
-    6: "benchmarks.cases.c6_tpe",
-    7: "benchmarks.cases.c7_startup",
+    1: ("c1_overhead", ("optuna", "sherpa")),
+    2: ("c2_throughput", ("optuna",)),
+    3: ("c3_toy", ()),
+    4: ("c4_pbt_function", ("ray",)),
+    5: ("c5_digits", ()),
+    6: ("c6_tpe", ("optuna",)),
+    7: ("c7_startup", ("optuna",)),
+    8: ("c8_sql_floor", ("optuna",)),
+    9: ("c9_memory_floor", ("optuna",)),
+    10: ("c10_model_cost", ("optuna",)),
 }
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -101,7 +99,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(SHERPA's and Ray's are used if present: see --setup-peers)",
     )
     parser.add_argument(
-        "--cases", default="1,2,3,4,5,6,7", help="cases to run, e.g. 1,3 (default: all)"
+        "--cases", default=",".join(map(str, CASES)), help="cases to run, e.g. 1,3 (default: all)"
     )
     parser.add_argument("--no-peers", action="store_true", help="run poptune only")
     parser.add_argument(
@@ -135,9 +133,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     try:
         args.case_numbers = [int(c) for c in args.cases.replace(" ", "").split(",") if c]
     except ValueError:
-        parser.error(f"--cases takes numbers 1-7 separated by commas, got {args.cases!r}")
+        parser.error(f"--cases takes numbers 1-10 separated by commas, got {args.cases!r}")
     if not args.case_numbers or any(c not in CASES for c in args.case_numbers):
-        parser.error(f"--cases takes numbers 1-7, got {args.cases!r}")
+        parser.error(f"--cases takes numbers 1-10, got {args.cases!r}")
     args.peer_names = [p for p in args.peers.replace(" ", "").split(",") if p]
     if any(p not in PEERS for p in args.peer_names):
         parser.error(f"--peers takes names among {', '.join(PEERS)}, got {args.peers!r}")
@@ -254,9 +252,11 @@ def render(
     out += ["", *HOW_TO_READ, "", "## Targets", ""]
     for section in sections:
         for target in section.targets:
-            out.append(target.line().replace("- Target: ", f"- Case {section.title[0]}: ", 1))
+            out.append(
+                target.line().replace("- Target: ", f"- Case {section.title.split('.')[0]}: ", 1)
+            )
         if section.error:
-            out.append(f"- Case {section.title[0]}: **failed** ({section.error})")
+            out.append(f"- Case {section.title.split('.')[0]}: **failed** ({section.error})")
     out.append("")
     for section in sections:
         out += section.markdown()
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for number in args.case_numbers:
         import importlib
 
-        module = importlib.import_module(MODULES[number])
+        module = importlib.import_module(f"benchmarks.cases.{CASES[number][0]}")
         log(f"case {number}: {module.TITLE}")
         case_start = time.monotonic()
         try:

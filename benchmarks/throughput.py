@@ -71,6 +71,8 @@ class WorkerReport:
     cpu_s: float = 0.0  # the worker's CPU time (user + system) from the barrier to its end
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    holds: list[float] = field(default_factory=list)  # "poptune-optimize": each lock hold, s
+    finals: list[float] = field(default_factory=list)  # and each final write's round trip, s
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,47 @@ def _poptune_loop(job: Job, index: int, barrier: Any, counter: Any, report: Work
     report.cpu_s += time.process_time()
 
 
+def _poptune_optimize_loop(
+    job: Job, index: int, barrier: Any, counter: Any, report: WorkerReport
+) -> None:
+    """``study.optimize`` (a trial's value and final status in one write), recording how long
+    each locked transaction held the study's lock (the storage's ``lock_watch``: from the
+    answer to the lock statement to the COMMIT's) and each final write's round trip; the
+    clock stops at the end of the last objective (case 8)."""
+    from poptune.storage.sql import SQLStorage
+
+    storage = SQLStorage(job.url)
+    study = make_poptune_study(storage, job.study_name, job.total, job.seed)
+    watch, held = storage.lock_watch, storage.lock_watch.held
+    watch.held = lambda s: (report.holds.append(s), held(s))[1]  # type: ignore[method-assign]
+    final = storage.finish_with_observation
+
+    def timed_final(*args: Any, **kwargs: Any) -> None:
+        t = time.perf_counter()
+        try:
+            final(*args, **kwargs)
+        finally:
+            report.finals.append(time.perf_counter() - t)
+
+    storage.finish_with_observation = timed_final  # type: ignore[method-assign]
+
+    def sleepy(trial: Any) -> float:
+        p = trial.parameters
+        time.sleep(job.sleep_s)
+        value = objective(p["lr"], p["units"], p["act"])
+        report.trials += 1
+        report.last = time.monotonic()
+        return value
+
+    gc.collect()
+    barrier.wait(timeout=SETUP_TIMEOUT_S)
+    report.start = report.last = time.monotonic()
+    report.cpu_s = -time.process_time()
+    study.optimize(sleepy, timeout=job.max_seconds, show_progress=False)
+    report.cpu_s += time.process_time()
+    study.close()
+
+
 #: Optuna's configurations: the RDB storage on the database's defaults ("optuna"), the RDB
 #: storage on SQLite with poptune's pragmas ("optuna-wal"), and JournalStorage on a file next
 #: to the run's SQLite file ("optuna-journal", Optuna's recommendation for several processes
@@ -201,7 +244,8 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
 def worker_main(job: Job, index: int, barrier: Any, counter: Any, reports: Any) -> None:
     """Entry point of a worker process: run the loop, put a :class:`WorkerReport`."""
     report = WorkerReport(index)
-    loop = _poptune_loop if job.library == "poptune" else _optuna_loop
+    loops = {"poptune": _poptune_loop, "poptune-optimize": _poptune_optimize_loop}
+    loop = loops.get(job.library, _optuna_loop)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -284,13 +328,14 @@ class PostgresBackend:
 
     @contextmanager
     def fresh(self, library: str) -> Iterator[str]:
-        name = f"poptune_bench_{os.getpid()}" + ("" if library == "poptune" else f"_{library}")
+        name = f"poptune_bench_{os.getpid()}"
+        name += "" if library.startswith("poptune") else f"_{library}"
         with self._admin() as conn:
             self._drop(conn, name)
             conn.execute(f'CREATE DATABASE "{name}"')
             self._created.add(name)
         # poptune maps postgresql:// to psycopg 3 itself; SQLAlchemy (Optuna) needs the driver.
-        driver = "postgresql" if library == "poptune" else "postgresql+psycopg"
+        driver = "postgresql" if library.startswith("poptune") else "postgresql+psycopg"
         url = self._url.set(drivername=driver, database=name)
         try:
             yield url.render_as_string(hide_password=False)
@@ -315,6 +360,8 @@ class Run:
     error: str | None = None
     cpu_s: float = math.nan  # the workers' CPU time, summed (not the database server's)
     warnings: list[str] = field(default_factory=list)
+    holds: list[float] = field(default_factory=list)  # every worker's, "poptune-optimize"
+    finals: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -329,7 +376,7 @@ class Run:
 def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
     """Create the study in the parent (so workers only join it); returns a closer that
     counts the completed trials stored and closes the parent's connections."""
-    if library == "poptune":
+    if library.startswith("poptune"):
         from poptune.storage import SQLStorage
 
         storage = SQLStorage(url)
@@ -413,6 +460,8 @@ def run_once(
         capped=trials < total,
         error=errors[0] if errors else None,
         warnings=[w for r in reports for w in r.warnings],
+        holds=[h for r in ok for h in r.holds],
+        finals=[f for r in ok for f in r.finals],
     )
 
 

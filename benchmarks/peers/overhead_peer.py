@@ -4,13 +4,25 @@ plus SHERPA's loop, run in whichever virtualenv has the library.
 
     python -m benchmarks.peers.overhead_peer --args '{"case": "optuna", "n": 1000,
         "seed": 1, "budget_s": 30}' --out result.json
+
+Case 9 (in memory near its floor) runs here too, with ``floor`` set: ``random`` (the ask/tell
+loop, RandomSearch / RandomSampler), ``tpe`` (the same loop with poptune's TPE and Optuna's
+default TPESampler), ``optimize`` (``study.optimize(objective, n_trials=n)``, one worker,
+random search), each timed as one stretch after a 200-trial warm-up, and ``growth``
+(poptune's random loop: its first and last 10% timed, the cyclic GC's full collections
+metered)::
+
+    python -m benchmarks.peers.overhead_peer --args '{"floor": "random", "library": "optuna",
+        "n": 2000, "seed": 1}' --out result.json
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
+import time
 from typing import Any
 
 from benchmarks import overhead
@@ -48,8 +60,18 @@ def sherpa_memory(n: int, seed: int) -> Laps:
 
 
 def run(
-    case: str, n: int, seed: int, budget_s: float, warmup: int = overhead.WARMUP_TRIALS
+    case: str = "",
+    n: int = 0,
+    seed: int = 1,
+    budget_s: float = 0.0,
+    warmup: int = overhead.WARMUP_TRIALS,
+    floor: str = "",
+    library: str = "",
 ) -> dict[str, Any]:
+    if floor:
+        return (
+            optuna_floor(floor, n, seed) if library == "optuna" else poptune_floor(floor, n, seed)
+        )
     chosen = overhead.CASES[case]
     caught: list[str] = []
     with overhead.GC_METER:
@@ -59,6 +81,122 @@ def run(
     out["stopped"] = result.n < n
     out["warnings"] = caught[:3]
     return out
+
+
+# -- case 9: in memory near its floor ----------------------------------------------------------
+def _timed(body: Any, n: int) -> dict[str, Any]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    body()
+    return {
+        "n": n,
+        "cpu_s": (time.process_time() - cpu) / n,
+        "wall_s": (time.perf_counter() - wall) / n,
+    }
+
+
+def _value(trial: Any) -> float:
+    p = trial.parameters
+    return objective(p["lr"], p["units"], p["act"])
+
+
+def _floor_study(algorithm: Any, seed: int) -> Any:
+    import poptune
+    from poptune import Choice, Continuous, Discrete
+
+    space = [
+        Continuous("lr", list(LR_RANGE), "log"),
+        Discrete("units", list(UNITS_RANGE)),
+        Choice("act", ACTIVATIONS),
+    ]
+    return poptune.Study(space, algorithm, True, seed=seed, disable_dashboard=True)
+
+
+def _floor_loop(study: Any, n: int) -> None:
+    if n <= 0:
+        return
+    for k, trial in enumerate(study, 1):
+        study.add_observation(trial, _value(trial), iteration=1)
+        study.finalize(trial)
+        if k == n:
+            return
+
+
+def poptune_floor(case: str, n: int, seed: int) -> dict[str, Any]:
+    import poptune
+
+    if case == "optimize":
+        study = _floor_study(poptune.algorithms.RandomSearch(), seed)
+        study.optimize(_value, n_trials=overhead.WARMUP_TRIALS, show_progress=False)
+        return _timed(lambda: study.optimize(_value, n_trials=n, show_progress=False), n)
+    if case == "growth":
+        return _growth(n, seed)
+    make = poptune.algorithms.TPE if case == "tpe" else poptune.algorithms.RandomSearch
+    study = _floor_study(make(), seed)
+    _floor_loop(study, overhead.WARMUP_TRIALS)
+    return _timed(lambda: _floor_loop(study, n), n)
+
+
+def _growth(n: int, seed: int) -> dict[str, Any]:
+    """One run of ``n`` trials: wall and CPU seconds per trial of its first and last 10%, and
+    the wall and CPU seconds of each full collection of the cyclic GC in it."""
+    import poptune
+
+    pauses: list[tuple[float, float]] = []
+    started = [0.0, 0.0]
+
+    def meter(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            started[:] = [time.perf_counter(), time.process_time()]
+        else:
+            pauses.append((time.perf_counter() - started[0], time.process_time() - started[1]))
+
+    study = _floor_study(poptune.algorithms.RandomSearch(), seed)
+    k = max(1, n // 10)
+    gc.callbacks.append(meter)
+    try:
+        first = _timed(lambda: _floor_loop(study, k), k)
+        _floor_loop(study, n - 2 * k)
+        last = _timed(lambda: _floor_loop(study, k), k)
+    finally:
+        gc.callbacks.remove(meter)
+    return {
+        "n": n,
+        "first_s": first["wall_s"],
+        "last_s": last["wall_s"],
+        "first_cpu_s": first["cpu_s"],
+        "last_cpu_s": last["cpu_s"],
+        "full_gc_pauses_s": [wall for wall, _ in pauses],
+        "full_gc_pauses_cpu_s": [cpu for _, cpu in pauses],
+    }
+
+
+def optuna_floor(case: str, n: int, seed: int) -> dict[str, Any]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if case == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    study = optuna.create_study(sampler=sampler)
+
+    def value(t: Any) -> float:
+        lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
+        units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
+        return objective(lr, units, t.suggest_categorical("act", ACTIVATIONS))
+
+    def loop(count: int) -> None:
+        for _ in range(count):
+            t = study.ask()
+            study.tell(t, value(t))
+
+    if case == "optimize":
+        study.optimize(value, n_trials=overhead.WARMUP_TRIALS)
+        return _timed(lambda: study.optimize(value, n_trials=n), n)
+    loop(overhead.WARMUP_TRIALS)
+    return _timed(lambda: loop(n), n)
 
 
 if __name__ == "__main__":

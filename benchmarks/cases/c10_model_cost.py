@@ -1,4 +1,5 @@
-"""What a model-based suggestion costs as a study grows, beside Optuna, in one run.
+"""Case 10: what a model-based suggestion costs as a study grows (issue 14, item 5), beside
+Optuna, in one run.
 
 * **Gaussian process.** poptune's ``BayesianOptimization`` (its defaults: ``refit_every=10``;
   and ``refit_every=1``, every suggestion refitting, as before the option) beside Optuna's
@@ -9,48 +10,34 @@
 * **TPE.** poptune's ``TPE`` beside Optuna's ``TPESampler``, likewise.
 * **MedianStoppingRule.** The first call (which indexes the history) and a second one, on a
   history of 1,000 and 10,000 finished trials of 1 to 20 iterations each.
-* **Quality** (full run only): the best value found on Hartmann-6 after 100 evaluations by
+* **Quality**: the best value found on Hartmann-6 after 100 evaluations by
   ``BayesianOptimization`` with ``refit_every=10`` and ``refit_every=1``, mean ± standard
   error over 10 seeds, and the CPU time per suggestion.
 
-The past trials are the same points on both sides (``model_cost_peer.past_points``), added as
+The past trials are the same points on both sides (``problems.past_points``), added as
 finished trials (``Study.add_trial`` / Optuna's ``add_trials``); then one untimed suggestion
 (poptune's algorithms make their one random one there, Optuna's GPSampler warms its kernel
-cache) and the ``k`` timed ones. Optuna runs in its own virtualenv
-(``benchmarks/peers/optuna.txt``), set up on demand in a full run; ``--quick`` (small sizes,
-``k = 2``, for the smoke test) only uses it if it is already there.
-
-    python -m benchmarks.model_cost            # the full run (~40 min on 2 busy cores)
-    python -m benchmarks.model_cost --quick
-    python -m benchmarks.model_cost --only gp tpe rule       # the cost tables (~20 min)
-    python -m benchmarks.model_cost --only quality --quality branin 80 10
-
-Each table is printed as soon as it is measured.
-
-Prints Markdown tables (and writes JSON with ``--json PATH``). Absolute times on a shared
-machine drift: compare the ratio columns, measured side by side.
+cache) and the ``k`` timed ones. poptune's side runs in the harness's process, Optuna's in its
+virtualenv (case 6's ``benchmarks/peers/tpe_peer.py`` with ``n_past`` set).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.harness import log, mean_se, ratio, table
-from benchmarks.peers import run_script, setup
-from benchmarks.peers.model_cost_peer import past_points
-from benchmarks.problems import PROBLEMS
+from benchmarks.harness import Context, Section, Target, fmt, log, mean_se, ratio, table
+from benchmarks.problems import PROBLEMS, past_points
 
+TITLE = "10. What a model-based suggestion costs as the study grows (vs Optuna's samplers)"
 SIZES, QUICK_SIZES = (50, 200, 500), (20, 40)
 RULE_SIZES, QUICK_RULE_SIZES = (1_000, 10_000), (200, 1_000)
-QUALITY = ("hartmann6", 100, 10)  # problem, evaluations, seeds
-SECTIONS = ("gp", "tpe", "rule", "quality")
+QUALITY, QUICK_QUALITY = ("hartmann6", 100, 10), ("branin", 8, 2)  # problem, evaluations, seeds
+PROBLEM = "branin"
+GP_TARGET, RULE_TARGET_MS = 0.5, 20.0  # at 500 past trials; the first call at 10,000 trials
 
 
 def _params(problem: str) -> list[Any]:
@@ -132,70 +119,40 @@ def quality(problem: str, n: int, seeds: Sequence[int], refit_every: int) -> dic
     return {"best": best, "cpu_s_per_suggestion": cpu / (n * len(seeds))}
 
 
-def _ms(values: Sequence[float] | None) -> str:
-    return f"{statistics.fmean(values) * 1e3:.1f}" if values else "–"
-
-
 def _mean(values: Sequence[float] | None) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.model_cost", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, k = 2 (smoke test)")
-    parser.add_argument("--no-peers", action="store_true", help="poptune's side only")
-    parser.add_argument("--json", help="also write the figures as JSON to this file")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="run only these sections (default: all)")  # fmt: skip
-    default = " ".join(map(str, QUALITY))
-    parser.add_argument("--quality", nargs=3, metavar=("PROBLEM", "EVALUATIONS", "SEEDS"),
-                        help=f"the quality section's run (default: {default})")  # fmt: skip
-    args = parser.parse_args(argv)
-    quick = args.quick
-    sizes = QUICK_SIZES if quick else SIZES
-    k = 2 if quick else 10
-    problem = "branin"
+def _ms(values: Sequence[float] | None) -> str:
+    return fmt(_mean(values) * 1e3)
+
+
+def run(ctx: Context) -> Section:
     from poptune import algorithms
     from poptune.algorithms._gp import import_sklearn
 
+    section = Section("model_cost", TITLE)
+    sizes, k = ctx.pick(SIZES, QUICK_SIZES), ctx.pick(10, 2)
     import_sklearn()  # imported before the timing, as Optuna's side imports torch
     import scipy.optimize  # noqa: F401
 
-    optuna = None
-    if not args.no_peers and {"gp", "tpe"} & set(args.only):
-        optuna = setup("optuna", install=not quick, log=log)
-        if not optuna.ok:
-            log(f"Optuna: {optuna.error}")
-            optuna = None
-    results: dict[str, Any] = {"quick": quick, "k": k, "problem": problem}
-    lines = ["# Model-based cost per suggestion", ""]
-    if optuna is not None:
-        lines.append(f"Optuna {optuna.versions.get('optuna', '?')} (its own virtualenv).")
-    else:
-        lines.append("Optuna was not run (its virtualenv is not set up, or --no-peers).")
-    lines.append(f"{problem}; mean of {k} suggestions after the given number of finished trials.")
-    lines.append("")
-
-    def emit(more: list[str]) -> None:
-        """Print the lines so far (each table as soon as it is measured) and the JSON."""
-        print("\n".join([*lines, *more]), flush=True)
-        lines.clear()
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(results, f, indent=1)
+    optuna = ctx.peer("optuna") is not None
+    if not optuna:
+        section.notes.append(ctx.peer_note("optuna"))
 
     def peer(sampler: str, n_past: int) -> dict | None:
-        if optuna is None:
+        if not optuna:
             return None
-        got = run_script(
-            str(optuna.python),
-            "model_cost_peer",
-            {"sampler": sampler, "problem": problem, "n_past": n_past, "k": k},
-            1800,
-            log,
-        )
+        args = {"sampler": sampler, "problem": PROBLEM, "n_past": n_past, "k": k}
+        got = ctx.run_peer("optuna", "tpe_peer", args, 1800)
+        if not got.ok:
+            section.notes.append(f"Optuna {sampler} at {n_past} past trials: {got.error}")
         return got.result if got.ok else None
 
+    section.lines += [
+        f"{PROBLEM}; mean of {k} suggestions (CPU and wall ms each) after the given number of "
+        "finished trials (the same points on both sides).",
+    ]
     for title, ours, old, sampler, label in (
         (
             "Gaussian process",
@@ -206,57 +163,75 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         ("TPE", lambda: algorithms.TPE(n_startup_trials=1), None, "tpe", "TPESampler"),
     ):
-        if sampler not in args.only:
-            continue
-        rows = []
+        rows, last_ratio = [], math.nan
         for n_past in sizes:
-            log(f"{title}: {n_past} past trials")
-            mine = poptune_cost(ours(), problem, n_past, k)
-            before = poptune_cost(old(), problem, n_past, k) if old else None
-            theirs = peer(sampler, n_past)
-            results[f"{sampler}_{n_past}"] = {"poptune": mine, "refit_every_1": before,
-                                              "optuna": theirs}  # fmt: skip
+            log(f"  {title}: {n_past} past trials")
+            mine = poptune_cost(ours(), PROBLEM, n_past, k)
+            before = poptune_cost(old(), PROBLEM, n_past, k) if old else None
+            theirs = peer(sampler, n_past) or {}
             row = [title, str(n_past), _ms(mine["cpu_s"]), _ms(mine["wall_s"])]
-            if old:
-                row.append(_ms(before["cpu_s"]) if before else "–")
-            row += [_ms(theirs and theirs["cpu_s"]), _ms(theirs and theirs["wall_s"])]
-            row.append(ratio(_mean(mine["cpu_s"]), _mean(theirs and theirs["cpu_s"])))
+            row += [_ms(before["cpu_s"])] if before else []
+            row += [_ms(theirs.get("cpu_s")), _ms(theirs.get("wall_s"))]
+            last_ratio = _mean(mine["cpu_s"]) / _mean(theirs.get("cpu_s"))
+            row.append(ratio(_mean(mine["cpu_s"]), _mean(theirs.get("cpu_s"))))
             rows.append(row)
         header = ["model", "past trials", "poptune CPU ms", "poptune wall ms"]
-        if old:
-            header.append("poptune refit_every=1 CPU ms")
+        header += ["poptune refit_every=1 CPU ms"] if old else []
         header += [f"Optuna {label} CPU ms", f"Optuna {label} wall ms", "CPU ratio"]
-        emit([*table(header, rows), ""])
+        section.lines += ["", *table(header, rows)]
+        if old:
+            section.targets.append(
+                Target(
+                    f"BayesianOptimization at {sizes[-1]} past trials ≤ {GP_TARGET:g}× "
+                    "GPSampler's CPU per suggestion",
+                    None if math.isnan(last_ratio) else last_ratio <= GP_TARGET,
+                    fmt(last_ratio, 2) if not math.isnan(last_ratio) else "not measured",
+                )
+            )
 
     rows = []
-    for n_trials in (RULE_SIZES if not quick else QUICK_RULE_SIZES) if "rule" in args.only else ():
-        log(f"MedianStoppingRule: {n_trials} trials")
+    for n_trials in ctx.pick(RULE_SIZES, QUICK_RULE_SIZES):
+        log(f"  MedianStoppingRule: {n_trials} trials")
         got = rule_cost(n_trials)
-        results[f"median_{n_trials}"] = got
-        rows.append(["MedianStoppingRule", str(n_trials), str(int(got["observations"])),
-                     f"{got['first_cpu_s'] * 1e3:.1f}", f"{got['first_wall_s'] * 1e3:.1f}",
-                     f"{got['second_cpu_s'] * 1e3:.2f}"])  # fmt: skip
+        first_ms = got["first_cpu_s"] * 1e3
+        rows.append(
+            [
+                "MedianStoppingRule",
+                str(n_trials),
+                str(int(got["observations"])),
+                fmt(got["first_cpu_s"] * 1e3),
+                fmt(got["first_wall_s"] * 1e3),
+                fmt(got["second_cpu_s"] * 1e3),
+            ]
+        )
+    section.targets.append(
+        Target(
+            f"MedianStoppingRule's first call at {rows[-1][1]} trials ≤ {RULE_TARGET_MS:g} ms CPU",
+            first_ms <= RULE_TARGET_MS,
+            f"{rows[-1][3]} ms",
+        )
+    )
     header = ["rule", "trials", "observations", "first call CPU ms", "first call wall ms",
               "second call CPU ms"]  # fmt: skip
-    if rows:
-        emit([*table(header, rows), ""])
+    section.lines += ["", *table(header, rows)]
 
-    q_problem, q_n, q_seeds = ("branin", 8, 2) if quick else QUALITY
-    if args.quality:
-        q_problem, q_n, q_seeds = args.quality[0], int(args.quality[1]), int(args.quality[2])
+    problem, n, seeds = ctx.pick(QUALITY, QUICK_QUALITY)
+    seeds = ctx.seeds_or(seeds, seeds)
     rows = []
-    for refit in (10, 1) if "quality" in args.only else ():
-        got = quality(q_problem, q_n, range(q_seeds), refit)
-        results[f"quality_refit_{refit}"] = got
-        rows.append(["BayesianOptimization", f"refit_every={refit}", q_problem, str(q_n),
-                     str(q_seeds), mean_se(got["best"], 4),
-                     f"{got['cpu_s_per_suggestion'] * 1e3:.0f}"])  # fmt: skip
+    for refit in (10, 1):
+        got = quality(problem, n, range(seeds), refit)
+        rows.append(
+            [
+                "BayesianOptimization",
+                f"refit_every={refit}",
+                problem,
+                str(n),
+                str(seeds),
+                mean_se(got["best"], 4),
+                fmt(got["cpu_s_per_suggestion"] * 1e3),
+            ]
+        )
     header = ["algorithm", "option", "problem", "evaluations", "seeds",
               "best (mean ± s.e.)", "CPU ms / suggestion"]  # fmt: skip
-    if rows:
-        emit([*table(header, rows), ""])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    section.lines += ["", *table(header, rows)]
+    return section

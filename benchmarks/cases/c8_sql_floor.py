@@ -1,0 +1,338 @@
+"""Case 8: how close poptune's SQL hot path is to its floor (issue 14, item 3), side by side.
+
+1. **Per trial, one process, an SQLite file** (RandomSearch, three parameters, a trivial
+   objective): poptune through ``study.optimize`` (the worker loop: a suggestion, then the
+   returned value and the final status in one write) and through an ask/tell loop
+   (``add_observation`` + ``finalize``, two writes); CPU (``time.process_time``) and wall
+   milliseconds per trial, after a warm-up study.
+2. **Its own statements replayed through bare sqlite3.** The same optimize run is repeated
+   with every ``sqlite3`` cursor recording what it executes (SQL text and parameters, as they
+   reached the driver: SQLAlchemy's and poptune's raw connections alike), on a file whose
+   state before the loop was copied (``sqlite3`` backup). The recorded statements are then
+   executed in order on the copy, through one bare ``sqlite3`` connection with poptune's
+   pragmas: what the database work of a trial costs with no library around it.
+3. **Optuna** (RandomSampler, ask/tell; case 1's ``overhead_peer`` in its virtualenv):
+   JournalStorage(JournalFileBackend), its recommendation for several processes on one
+   machine; the RDB storage on SQLite's defaults; and the RDB storage with poptune's pragmas.
+4. **Throughput, 8 worker processes × a 50 ms objective** (case 2's ``throughput.run_once``
+   with ``study.optimize`` workers) on a fresh SQLite file and a fresh PostgreSQL database:
+   trials per second as a percentage of the ideal (workers / 50 ms), and how long the study's
+   lock was held: each locked transaction, from the answer to its lock statement to the
+   answer to its COMMIT (the storage's ``lock_watch``), per trial (summed) and per transaction
+   (mean, p95). On PostgreSQL a trial's last write is one statement that takes the lock inside
+   the server: its round trip (an upper bound of its hold, waits included) is shown beside.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import throughput
+from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
+from benchmarks.overhead import objective as trivial_objective
+from benchmarks.throughput import make_poptune_study
+
+TITLE = "8. The SQL hot path near its floor (vs its own statements through bare sqlite3)"
+SEED = 12345
+SLEEP_S = throughput.SLEEP_S
+TARGET_JOURNAL_RATIO = 0.3
+TARGET_REPLAY_RATIO = 2.0
+TARGET_EFFICIENCY = 0.90
+OPTUNA_CASES = (
+    ("optuna-journal", "Optuna JournalStorage(JournalFileBackend)"),
+    ("optuna-sqlite", "Optuna RDB, SQLite defaults"),
+    ("optuna-sqlite-wal", "Optuna RDB, SQLite WAL + synchronous=NORMAL"),
+)
+#: trials per one-process case, worker processes, 50 ms trials per worker
+SIZES, QUICK_SIZES = (2000, 8, 100), (300, 8, 15)
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+
+
+@dataclass
+class PerTrial:
+    label: str
+    cpu_ms: float = math.nan
+    wall_ms: float = math.nan
+    n: int = 0
+    note: str = ""
+
+    def row(self) -> list[str]:
+        return [self.label, fmt(self.cpu_ms), fmt(self.wall_ms), str(self.n or "–"), self.note]
+
+
+# -- 1. poptune in one process ----------------------------------------------------------------
+def _objective(trial: Any) -> float:
+    p = trial.parameters
+    return trivial_objective(p["lr"], p["units"], p["act"])
+
+
+def _new_study(path: Path, n: int, name: str = "floor") -> Any:
+    from poptune.storage.sql import SQLStorage
+
+    return make_poptune_study(SQLStorage(f"sqlite:///{path.as_posix()}"), name, n, SEED)
+
+
+def _per_trial(label: str, cpu: float, wall: float, n: int, note: str = "") -> PerTrial:
+    return PerTrial(label, 1e3 * cpu / n, 1e3 * wall / n, n, note)
+
+
+def poptune_optimize(path: Path, n: int) -> PerTrial:
+    study = _new_study(path, n)
+    cpu, wall = time.process_time(), time.perf_counter()
+    study.optimize(_objective, show_progress=False)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    done = study.history.n_completed
+    study.close()
+    return _per_trial("poptune, SQLite file, study.optimize", cpu, wall, done)
+
+
+def poptune_ask_tell(path: Path, n: int) -> PerTrial:
+    study = _new_study(path, n)
+    cpu, wall = time.process_time(), time.perf_counter()
+    done = 0
+    for trial in study:
+        study.add_observation(trial, _objective(trial), iteration=1)
+        study.finalize(trial)
+        done += 1
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    study.close()
+    label = "poptune, SQLite file, ask/tell (add_observation + finalize)"
+    return _per_trial(label, cpu, wall, done)
+
+
+# -- 2. recording poptune's statements and replaying them -------------------------------------
+RECORDED: list[tuple[str, Any]] = []
+_RECORDING = [False]
+
+
+class _RecordingCursor(sqlite3.Cursor):
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        if _RECORDING[0]:
+            kept = dict(parameters) if isinstance(parameters, dict) else tuple(parameters)
+            RECORDED.append((sql, kept))
+        return super().execute(sql, parameters)
+
+
+class _RecordingConnection(sqlite3.Connection):
+    def cursor(self, factory: Any = _RecordingCursor) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        return self.cursor().execute(sql, parameters)
+
+
+def record(path: Path, copy: Path, n: int) -> list[tuple[str, Any]]:
+    """Run the optimize case with every sqlite3 connection recording what it executes; the
+    file's state before the loop is copied to ``copy`` (for the replay)."""
+    connect = sqlite3.connect
+
+    def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        kwargs.setdefault("factory", _RecordingConnection)
+        return connect(*args, **kwargs)
+
+    sqlite3.connect = sqlite3.dbapi2.connect = recording_connect  # type: ignore[misc]
+    try:
+        study = _new_study(path, n)
+        src, dst = connect(str(path)), connect(str(copy))
+        src.backup(dst)
+        src.close()
+        dst.close()
+        RECORDED.clear()
+        _RECORDING[0] = True
+        try:
+            study.optimize(_objective, show_progress=False)
+        finally:
+            _RECORDING[0] = False
+        study.close()
+    finally:
+        sqlite3.connect = sqlite3.dbapi2.connect = connect  # type: ignore[misc]
+    return list(RECORDED)
+
+
+def replay(copy: Path, statements: list[tuple[str, Any]], n: int) -> PerTrial:
+    """Execute ``statements`` in order on ``copy`` through one bare sqlite3 connection."""
+    conn = sqlite3.connect(str(copy), isolation_level=None, timeout=10.0)
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+    cursor, failed = conn.cursor(), 0
+    cpu, wall = time.process_time(), time.perf_counter()
+    for sql, params in statements:
+        try:
+            cursor.execute(sql, params)
+            if cursor.description:
+                cursor.fetchall()
+        except sqlite3.Error:
+            failed += 1  # what failed when recorded fails again (a ROLLBACK with nothing open)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    conn.close()
+    begins = sum(sql.startswith("BEGIN") for sql, _ in statements)
+    note = f"{len(statements) / n:.1f} statements and {begins / n:.1f} transactions per trial"
+    note += f"; {failed} failed as when recorded" if failed else ""
+    return _per_trial("its statements replayed through bare sqlite3", cpu, wall, n, note)
+
+
+# -- 3. Optuna (its virtualenv) -------------------------------------------------------------------
+def optuna_rows(ctx: Context, n: int) -> list[PerTrial]:
+    if ctx.peer("optuna") is None:
+        note = ctx.peer_note("optuna")
+        return [PerTrial(label, note=note) for _, label in OPTUNA_CASES]
+    version = ctx.peers["optuna"].versions.get("optuna", "?")
+    rows = []
+    for case, label in OPTUNA_CASES:
+        rdb = case != "optuna-journal"  # 30-50 ms a trial: fewer trials, a short warm-up
+        args = {
+            "case": case,
+            "n": max(50, n // 10) if rdb else n,
+            "seed": SEED,
+            "budget_s": ctx.pick(60.0, 15.0),
+            "warmup": 20 if rdb else 200,
+        }
+        log(f"  {label} ...")
+        outcome = ctx.run_peer("optuna", "overhead_peer", args, 600.0)
+        if not outcome.ok:
+            rows.append(PerTrial(label, note=f"failed: {outcome.error}"))
+            continue
+        r = outcome.result
+        rows.append(PerTrial(label, r["cpu_total"], r["total"], r["n"], f"Optuna {version}"))
+    return rows
+
+
+# -- 4. throughput with the lock's hold times -------------------------------------------------
+def _p95(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _ms(values: Sequence[float]) -> str:
+    if not values:
+        return "–"
+    return f"{fmt(1e3 * statistics.fmean(values))} / {fmt(1e3 * _p95(values))}"
+
+
+def throughput_rows(ctx: Context, workers: int, per_worker: int) -> list[list[str]]:
+    backends = [("SQLite", throughput.SQLiteBackend)]
+    if ctx.postgres_url:
+        backends.append(("PostgreSQL", lambda: throughput.PostgresBackend(ctx.postgres_url)))
+    rows = []
+    for label, make in backends:
+        log(f"  throughput: {label}, {workers} workers x {SLEEP_S * 1e3:g} ms ...")
+        try:
+            backend = make()
+        except Exception as exc:  # noqa: BLE001 - an unreachable server is a row, not a crash
+            rows.append([label, "", "0", *["–"] * 5, f"{type(exc).__name__}: {exc}"[:200]])
+            continue
+        try:
+            run = throughput.run_once(
+                backend, "poptune-optimize", workers, workers * per_worker, SLEEP_S, SEED, 30.0
+            )
+        finally:
+            backend.close()
+        efficiency = run.rate / (workers / SLEEP_S) if run.trials else math.nan
+        per_trial = 1e3 * sum(run.holds) / run.trials if run.trials else math.nan
+        error = (run.error or "").splitlines()[0][:200] if run.error else ""
+        rows.append(
+            [
+                label,
+                f"{workers} × {SLEEP_S * 1e3:g} ms",
+                str(run.trials),
+                fmt(run.rate),
+                fmt(100 * efficiency),
+                fmt(per_trial),
+                _ms(run.holds),
+                _ms(run.finals),
+                error,
+            ]
+        )
+    return rows
+
+
+def run(ctx: Context) -> Section:
+    section = Section("sql_floor", TITLE)
+    n, workers, per_worker = ctx.pick(SIZES, QUICK_SIZES)
+    with tempfile.TemporaryDirectory(prefix="poptune-floor-") as tmp:
+        d = Path(tmp)
+        log("  warming up ...")
+        poptune_optimize(d / "warm.db", min(200, n))
+        rows = [poptune_optimize(d / "optimize.db", n), poptune_ask_tell(d / "asktell.db", n)]
+        log("  recording its statements, replaying them through bare sqlite3 ...")
+        statements = record(d / "recorded.db", d / "replay.db", n)
+        rows.append(replay(d / "replay.db", statements, n))
+    rows += optuna_rows(ctx, n)
+    tp_rows = throughput_rows(ctx, workers, per_worker)
+    mine, asked, replayed, journal = rows[0], rows[1], rows[2], rows[3]
+    section.lines += [
+        f"{n:,} trials per one-process case (after a {min(200, n)}-trial warm-up study); "
+        "RandomSearch, 3 parameters, trivial objective. The replay runs the statements one "
+        "optimize run sent to sqlite3 (recorded at the driver) on a copy of the file as it "
+        "was before that run, through one bare sqlite3 connection with poptune's pragmas. "
+        "Optuna runs case 1's ask/tell loop (RandomSampler): JournalStorage "
+        f"on {n:,} trials, its RDB storage on {max(50, n // 10):,} (30-50 ms a trial).",
+        "",
+        *table(
+            ["case", "CPU ms/trial", "wall ms/trial", "trials", "notes"], [r.row() for r in rows]
+        ),
+        "",
+        *table(
+            ["ratio (CPU per trial)", "measured", "target"],
+            [
+                [
+                    "poptune optimize / Optuna JournalStorage",
+                    ratio(mine.cpu_ms, journal.cpu_ms),
+                    f"≤ {TARGET_JOURNAL_RATIO:g}",
+                ],
+                [
+                    "poptune optimize / its statements through bare sqlite3",
+                    ratio(mine.cpu_ms, replayed.cpu_ms),
+                    f"≤ {TARGET_REPLAY_RATIO:g}",
+                ],
+                [
+                    "poptune ask/tell / Optuna JournalStorage",
+                    ratio(asked.cpu_ms, journal.cpu_ms),
+                    "",
+                ],
+            ],
+        ),  # fmt: skip
+        "",
+        f"Throughput: {workers} worker processes × a {SLEEP_S * 1e3:g} ms objective, "
+        f"{per_worker} trials each, `study.optimize` (case 2's workers and databases). Lock "
+        "held: from the answer to the lock statement to the COMMIT's, summed over a trial's "
+        "locked transactions; on PostgreSQL the final write is one statement whose lock is "
+        "held inside the server, shown as its round trip.",
+        "",
+        *table(
+            [
+                "storage",
+                "workers × objective",
+                "trials",
+                "trials/s",
+                "% of ideal",
+                "lock held per trial, ms",
+                "per locked transaction, ms (mean / p95)",
+                "final write round trip, ms (mean / p95)",
+                "notes",
+            ],
+            tp_rows,
+        ),  # fmt: skip
+    ]
+    for got, peer, goal in (
+        (mine, journal, TARGET_JOURNAL_RATIO),
+        (mine, replayed, TARGET_REPLAY_RATIO),
+    ):
+        what = f"poptune optimize ≤ {goal:g}× {peer.label}'s CPU per trial"
+        value = got.cpu_ms / peer.cpu_ms if math.isfinite(peer.cpu_ms) else math.nan
+        met = None if not math.isfinite(value) else value <= goal
+        section.targets.append(Target(what, met, fmt(value, 2) if met is not None else peer.note))
+    for row in tp_rows:
+        what = f"≥ {TARGET_EFFICIENCY:.0%} of ideal at {row[1] or 'the given workers'} on {row[0]}"
+        eff = float(row[4].replace(",", "")) / 100 if row[4] != "–" else math.nan
+        met = None if not math.isfinite(eff) else eff >= TARGET_EFFICIENCY
+        section.targets.append(Target(what, met, f"{row[4]}%" if met is not None else row[-1]))
+    return section

@@ -1,0 +1,154 @@
+"""Case 9: poptune in memory near its floor (issue 14, item 4), beside Optuna, in one run.
+
+Each figure comes from a fresh process (case 1's ``benchmarks/peers/overhead_peer.py`` with
+``floor`` set, in the library's virtualenv):
+
+* steady-state CPU and wall time per trial of poptune and Optuna in memory, after a 200-trial
+  warm-up, and their ratio: an ask/tell loop with random search (Optuna's RandomSampler), the
+  same loop with TPE (Optuna's default TPESampler), and ``study.optimize`` with one worker;
+* the last 10% of a long poptune run (100,000 trials) against its first 10%, in the same run,
+  with the cyclic GC's full collections (count and longest pause);
+* the objects Python's cyclic GC tracks once a library is ready to run a study, against numpy
+  alone (poptune's import itself is lazy: it is counted ready, with Study and RandomSearch).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from benchmarks import peers
+from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
+
+TITLE = "9. In memory near its floor: steady state, growth over 100,000 trials, GC objects"
+SIZES = {"random": 20_000, "tpe": 1_000, "optimize": 20_000, "growth": 100_000}
+QUICK_SIZES = {"random": 2_000, "tpe": 100, "optimize": 1_000, "growth": 10_000}
+CPU_RATIO_TARGET = 0.05
+GROWTH_TARGET = 1.2
+TIMEOUT_S = 900.0
+
+#: What each library runs before ``len(gc.get_objects())`` is read (a bare interpreter).
+READY = {
+    "numpy": "import numpy",
+    "poptune": "import numpy, poptune\n"
+    "poptune.Study, poptune.algorithms.RandomSearch, poptune.Continuous",
+    "optuna": "import optuna\noptuna.create_study",
+}
+
+
+def gc_objects(python: str, library: str) -> int | None:
+    """Tracked objects in a fresh ``python`` once :data:`READY` ``[library]`` ran."""
+    code = READY[library] + "\nimport gc\nprint(len(gc.get_objects()))\n"
+    try:
+        done = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=300,
+            env=peers.child_env(), cwd=peers.REPO,
+        )  # fmt: skip
+        return int(done.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError):
+        return None
+
+
+def us(seconds: float) -> str:
+    return fmt(seconds * 1e6)
+
+
+def run(ctx: Context) -> Section:
+    section = Section("memory_floor", TITLE)
+    sizes = ctx.pick(SIZES, QUICK_SIZES)
+    optuna = ctx.peer("optuna") is not None
+    why = "" if optuna else ctx.peer_note("optuna")
+    if not optuna:
+        section.notes.append(why)
+
+    def measure(library: str, case: str) -> dict[str, Any] | None:
+        args = {"floor": case, "library": library, "n": sizes[case], "seed": 1}
+        log(f"  memory floor: {library} {case}, n = {sizes[case]:,}")
+        outcome = ctx.run_peer(library, "overhead_peer", args, TIMEOUT_S)
+        if not outcome.ok:
+            section.notes.append(f"{library} {case} failed: {outcome.error}")
+        return outcome.result if outcome.ok else None
+
+    rows, ratios = [], {}
+    for case in ("random", "tpe", "optimize"):
+        mine = measure("poptune", case)
+        theirs = measure("optuna", case) if optuna else None
+        row = [case, f"{sizes[case]:,}"]
+        for key in ("cpu_s", "wall_s"):
+            a = mine[key] if mine else float("nan")
+            b = theirs[key] if theirs else float("nan")
+            row += [us(a), us(b), ratio(a, b)]
+            ratios[(case, key)] = a / b if mine and theirs else float("nan")
+        rows.append(row)
+    section.lines += [
+        "Steady state per trial in memory, µs (after a 200-trial warm-up, one timed stretch; "
+        "CPU = `time.process_time`); ratio = poptune / Optuna. random: the ask/tell loop "
+        "(RandomSearch / RandomSampler); tpe: the same with TPE / TPESampler; optimize: "
+        "`study.optimize`, one worker, random search.",
+        "",
+        *table(
+            [
+                "case",
+                "n",
+                "poptune CPU",
+                "Optuna CPU",
+                "CPU ratio",
+                "poptune wall",
+                "Optuna wall",
+                "wall ratio",
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
+    cpu_ratio = ratios[("random", "cpu_s")]
+    section.targets.append(
+        Target(
+            f"random loop: poptune's CPU per trial ≤ {CPU_RATIO_TARGET:g}× Optuna's",
+            None if cpu_ratio != cpu_ratio else cpu_ratio <= CPU_RATIO_TARGET,
+            fmt(cpu_ratio, 2) if cpu_ratio == cpu_ratio else why or "not measured",
+        )
+    )
+
+    n = sizes["growth"]
+    grown = measure("poptune", "growth")
+    rows = []
+    if grown:
+        for clock, a, b, pauses in (
+            ("CPU", grown["first_cpu_s"], grown["last_cpu_s"], grown["full_gc_pauses_cpu_s"]),
+            ("wall", grown["first_s"], grown["last_s"], grown["full_gc_pauses_s"]),
+        ):
+            shown = ", ".join(f"{p * 1e3:.1f}" for p in pauses) or "none"
+            rows.append([clock, us(a), us(b), fmt(b / a, 2), shown])
+        growth = grown["last_cpu_s"] / grown["first_cpu_s"]
+        section.targets.append(
+            Target(
+                f"in a {n:,}-trial run, the last 10% ≤ {GROWTH_TARGET:g}× the first 10% (CPU)",
+                growth <= GROWTH_TARGET,
+                f"{fmt(growth, 2)}×",
+            )
+        )
+    section.lines += [
+        "",
+        f"Growth: poptune's random loop, {n:,} trials in one run, µs per trial.",
+        "",
+        *table(
+            ["clock", "first 10%", "last 10%", "last / first", "full GC collections (ms)"], rows
+        ),  # fmt: skip
+    ]
+
+    counts = {lib: gc_objects(ctx.python, lib) for lib in ("numpy", "poptune")}
+    if optuna:
+        counts["optuna"] = gc_objects(ctx.peers["optuna"].python or "", "optuna")
+    base = counts["numpy"]
+    rows = []
+    for lib, count in counts.items():
+        extra = f"{count - base:+,}" if count and base and lib != "numpy" else ""
+        rows.append([lib, f"{count:,}" if count is not None else "n/a", extra])
+    section.lines += [
+        "",
+        "Objects the cyclic GC tracks once a library is ready to run a study (a fresh "
+        "interpreter; numpy alone for reference).",
+        "",
+        *table(["library", "GC-tracked objects", "over numpy alone"], rows),
+    ]
+    return section

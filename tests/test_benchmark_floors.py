@@ -1,0 +1,102 @@
+"""Smoke tests of the floor cases of ``python -m benchmarks`` (8: the SQL hot path, 9: in
+memory, 10: a model-based suggestion's cost): each runs at tiny sizes, poptune alone, and its
+section has every row and target line. Only the rows are checked, never a speed (timings on a
+shared machine mean nothing in a test)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("numpy")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.cases import c8_sql_floor, c9_memory_floor, c10_model_cost  # noqa: E402
+from benchmarks.harness import Context  # noqa: E402
+
+NUMBER = r"[\d,]+(\.\d+)?"
+
+
+def quick_context(tmp_path: Path, postgres_url: str = "") -> Context:
+    return Context(
+        quick=True,
+        repeats=None,
+        seeds=None,
+        peers={},
+        no_peers=True,
+        images=tmp_path / "images",
+        image_link="images",
+        postgres_url=postgres_url,
+    )
+
+
+def cells(lines: list[str], first: str) -> list[list[str]]:
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith(f"| {first}")]
+    return [[c.strip() for c in row] for row in rows]
+
+
+def test_case_8_prints_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(c8_sql_floor, "QUICK_SIZES", (60, 2, 3))
+    url = os.environ.get("POPTUNE_TEST_POSTGRES_URL", "")
+    section = c8_sql_floor.run(quick_context(tmp_path, postgres_url=url))
+    text = "\n".join(section.lines)
+    for row in (
+        "| poptune, SQLite file, study.optimize |",
+        "| poptune, SQLite file, ask/tell (add_observation + finalize) |",
+        "| its statements replayed through bare sqlite3 |",
+        "| Optuna JournalStorage(JournalFileBackend) |",
+        "| Optuna RDB, SQLite defaults |",
+        "| Optuna RDB, SQLite WAL + synchronous=NORMAL |",
+        "| poptune optimize / Optuna JournalStorage |",
+        "| poptune optimize / its statements through bare sqlite3 |",
+        "| SQLite | 2 × 50 ms | 6 |",
+    ):
+        assert row in text, text
+    replay = next(line for line in section.lines if "replayed through bare" in line)
+    assert "statements and 2.0 transactions per trial" in replay  # recorded, then replayed
+    if url:
+        assert "| PostgreSQL | 2 × 50 ms |" in text
+    journal, replayed = section.targets[:2]
+    assert journal.met is None and "--no-peers" in journal.detail  # no Optuna, no verdict
+    assert replayed.met is not None
+
+
+def test_case_9_prints_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = {"random": 300, "tpe": 30, "optimize": 100, "growth": 1_000}
+    monkeypatch.setattr(c9_memory_floor, "QUICK_SIZES", sizes)
+    section = c9_memory_floor.run(quick_context(tmp_path))
+    for case in ("random", "tpe", "optimize"):
+        (row,) = cells(section.lines, case)
+        assert re.fullmatch(NUMBER, row[2]) and row[3] == "–", row  # poptune's CPU; no Optuna
+    growth = cells(section.lines, "CPU") + cells(section.lines, "wall")
+    assert len(growth) == 2 and all(re.fullmatch(NUMBER, row[3]) for row in growth)
+    objects = {
+        row[0]: row for row in cells(section.lines, "numpy") + cells(section.lines, "poptune")
+    }
+    assert set(objects) == {"numpy", "poptune"} and objects["poptune"][2].startswith("+")
+    assert [t.met is None for t in section.targets] == [True, False]  # no Optuna: no ratio
+
+
+@pytest.mark.slow
+def test_case_10_prints_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(c10_model_cost, "QUICK_SIZES", (20, 40))
+    section = c10_model_cost.run(quick_context(tmp_path))
+    gp = cells(section.lines, "Gaussian process")
+    assert [row[1] for row in gp] == ["20", "40"]
+    for row in gp:  # poptune CPU, wall, refit_every=1 CPU: numbers; Optuna's: "–"
+        assert all(re.fullmatch(NUMBER, cell) for cell in row[2:5]), row
+        assert row[5:] == ["–", "–", "–"], row
+    tpe = cells(section.lines, "TPE")
+    assert [row[1] for row in tpe] == ["20", "40"]
+    rule = cells(section.lines, "MedianStoppingRule")
+    assert [row[1] for row in rule] == ["200", "1000"]
+    assert all(re.fullmatch(NUMBER, cell) for row in rule for cell in row[2:])
+    quality = cells(section.lines, "BayesianOptimization")
+    assert [row[1] for row in quality] == ["refit_every=10", "refit_every=1"]
+    assert all("±" in row[5] for row in quality)
+    assert len(section.targets) == 2 and section.targets[0].met is None
