@@ -4,9 +4,9 @@ and figure helpers, and a case's result (a section of ``docs/benchmarks.md``).""
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,10 +183,8 @@ def figure(ctx: Context, name: str, draw: Callable[[Any], None], alt: str) -> li
     return ["", f"![{alt}]({ctx.image_link}/{path.name})"]
 
 
-class Timer:
-    def __enter__(self) -> Timer:
-        self.start = time.monotonic()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.monotonic() - self.start
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

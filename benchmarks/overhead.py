@@ -163,13 +163,6 @@ class Case:
     run: CaseFunc
     install: str = ""
 
-    @property
-    def available(self) -> bool:
-        try:
-            return importlib.util.find_spec(self.library) is not None
-        except (ImportError, ValueError):
-            return False
-
 
 CASES: dict[str, Case] = {}
 
@@ -332,10 +325,6 @@ class Run:
     @property
     def growth(self) -> float:
         return self.last / self.first
-
-    @property
-    def growth_without_gc(self) -> float:
-        return (self.last - self.gc_last) / (self.first - self.gc_first)
 
 
 def summarize(seconds: Sequence[float], n: int, wall_s: float, stopped: bool = False) -> Run:

@@ -35,7 +35,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.harness import Context, Section, log
+from benchmarks.harness import Context, Section, log, usable_cpus
 from benchmarks.peers import PEERS, REPO, VERSIONS_OF, Peer, installed_versions, setup
 
 #: number -> (the case's module in benchmarks/cases/, the peers it runs)
@@ -185,13 +185,6 @@ def memory_gib() -> str:
     return "?"
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def load() -> str:
     try:
         return f"{os.getloadavg()[0]:.1f}"
@@ -226,7 +219,7 @@ def render(
         "",
         "## Machine and versions",
         "",
-        f"- {cpu_model()}; {os.cpu_count()} cores ({usable_cores()} usable), {memory_gib()} "
+        f"- {cpu_model()}; {os.cpu_count()} cores ({usable_cpus()} usable), {memory_gib()} "
         f"memory; {platform.system()} {platform.release()} {platform.machine()}",
         f"- load average (1 min): {load_start} at the start, {load()} at the end (other work "
         "on the machine makes the figures drift)",

@@ -304,7 +304,6 @@ class PostgresBackend:
         self._conninfo = self._url.set(drivername="postgresql").render_as_string(
             hide_password=False
         )
-        self.safe_url = self._url.render_as_string(hide_password=True)
         with self._admin() as conn:  # reachable? (raises otherwise)
             self.version = str(conn.execute("SHOW server_version").fetchone()[0])
             self.sync_commit = str(conn.execute("SHOW synchronous_commit").fetchone()[0])
@@ -463,10 +462,3 @@ def run_once(
         holds=[h for r in ok for h in r.holds],
         finals=[f for r in ok for f in r.finals],
     )
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

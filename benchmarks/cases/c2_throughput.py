@@ -12,8 +12,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchmarks.harness import Context, Section, Target, figure, fmt, log, med, ratio, spread, table
-from benchmarks.throughput import usable_cpus
+from benchmarks.harness import (
+    Context,
+    Section,
+    Target,
+    figure,
+    fmt,
+    log,
+    med,
+    ratio,
+    spread,
+    table,
+    usable_cpus,
+)
 
 TITLE = "2. Throughput: worker processes sharing one study (vs Optuna, same machine)"
 STORAGES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Context, Section, Target, figure, log, table
+from benchmarks.harness import Context, Section, Target, figure, log, mean_se, table
 from benchmarks.problems import (
     TOY_CHECKPOINTS,
     TOY_FOUNDERS,
@@ -182,12 +182,6 @@ def run(ctx: Context) -> Section:
     def at(source: str, variant: str, t: int) -> list[float]:
         return [r[t] for r in results[(source, variant)]]
 
-    def cell(values: list[float]) -> str:
-        if len(values) < 2:
-            return f"{values[0]:.3f}"
-        se = statistics.stdev(values) / len(values) ** 0.5
-        return f"{statistics.fmean(values):.3f} ± {se:.3f}"
-
     rows = []
     order = [("numpy", v) for v in VARIANTS] + [("poptune", v) for v in POPTUNE_VARIANTS]
     for source, variant in sorted(order, key=lambda sv: _rank(sv[1])):
@@ -197,7 +191,7 @@ def run(ctx: Context) -> Section:
             [
                 variant,
                 "numpy reference" if source == "numpy" else "poptune",
-                *[cell(at(source, variant, t)) for t in TOY_CHECKPOINTS],
+                *[mean_se(at(source, variant, t)) for t in TOY_CHECKPOINTS],
                 f"{min(last):.3f}–{max(last):.3f}",
                 ""
                 if source == "numpy"

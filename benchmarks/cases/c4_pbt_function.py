@@ -22,7 +22,17 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.harness import Context, Section, Target, figure, fmt, log, mean_se, table
+from benchmarks.harness import (
+    Context,
+    Section,
+    Target,
+    figure,
+    fmt,
+    log,
+    mean_and_se,
+    mean_se,
+    table,
+)
 
 TITLE = "4. PBT vs Ray Tune on Ray's `pbt_function` problem (moving optimum)"
 STEPS = 5
@@ -220,9 +230,6 @@ def run(ctx: Context) -> Section:
         shown = [lab for lab in LABELS if lab in runs]
         width = 0.8 / max(1, len(shown))
 
-        def se(v: list[float]) -> float:
-            return statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else 0.0
-
         for i, label in enumerate(shown):
             xs = [k + i * width for k in range(len(configs_shown))]
             for ax, key in ((axes[0], "final"), (axes[1], "cpu_s")):
@@ -231,7 +238,7 @@ def run(ctx: Context) -> Section:
                     xs,
                     [mean(v) for v in got],
                     width,
-                    yerr=[se(v) for v in got],
+                    yerr=[mean_and_se(v)[1] if len(v) > 1 else 0.0 for v in got],
                     label=label,
                     color=f"C{i}",
                     capsize=2,
