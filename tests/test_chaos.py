@@ -1,10 +1,10 @@
-"""The chaos suite (issue 17, small version; the soak is ``python -m benchmarks.soak``).
+"""The chaos suite (issue 17, small version; the soak is ``python -m tests.soak``).
 
 Real worker processes are SIGKILLed at chosen points (inside a suggestion's transaction, an
 observation's write or right after it was acknowledged, a finalize, halfway through a
 checkpoint write, the last generation, at random moments from outside) on SQLite and
 PostgreSQL, and PostgreSQL backends are terminated from the server. After every run
-:func:`benchmarks.chaos.check` asserts: no acknowledged observation lost, no trial started
+:func:`tests.chaos_harness.check` asserts: no acknowledged observation lost, no trial started
 twice (a re-run is a new trial with ``retry_of``), none left QUEUED or RUNNING, every PBT
 generation complete, every ``load_from`` a COMPLETED segment whose checkpoint exists, and no
 worker hung. Randomness is seeded: ``POPTUNE_CHAOS_SEED`` (default 17) shifts every run's
@@ -14,8 +14,8 @@ seed, which each failure message names.
 import os
 
 import pytest
-from benchmarks.chaos import run_once
 
+from tests.chaos_harness import run_once
 from tests.conftest import forget_storages, make_url
 
 BASE = int(os.environ.get("POPTUNE_CHAOS_SEED", "17")) * 1000

@@ -1,6 +1,6 @@
-"""The chaos soak: ``python -m benchmarks.soak --seed 1 --duration 600``.
+"""The chaos soak: ``python -m tests.soak --seed 1 --duration 600``.
 
-Repeats chaos runs (:mod:`benchmarks.chaos`: real worker processes SIGKILLed at random points,
+Repeats chaos runs (:mod:`tests.chaos_harness`: real worker processes SIGKILLed at random points,
 PostgreSQL backends terminated from the server) for ``--duration`` seconds, alternating SQLite
 and PostgreSQL (PostgreSQL when ``--postgres-url`` or ``POPTUNE_TEST_POSTGRES_URL`` names a
 database it may write to), and prints one line per run and the totals: runs, kills,
@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.chaos import RunResult, run_once
+from tests.chaos_harness import RunResult, run_once
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__)
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--duration", type=float, default=600.0,
                         help="seconds to keep starting runs (default 600)")  # fmt: skip

@@ -25,7 +25,7 @@ the last generation's COMPLETED unless every allowed attempt lost its worker); e
 ``load_from`` names a COMPLETED segment whose checkpoint file exists; and the run ended
 (no worker hung).
 
-``python -m benchmarks.soak`` repeats runs for a duration and prints the figures; the small
+``python -m tests.soak`` repeats runs for a duration and prints the figures; the small
 CI version is ``tests/test_chaos.py``.
 """
 
