@@ -85,6 +85,12 @@ class Section:
     wall_s: float = 0.0
     error: str | None = None
 
+    def not_evaluated(self, why: str) -> None:
+        """Judge no target (e.g. sizes too small to judge them): keep what was measured."""
+        for target in self.targets:
+            if target.met is not None:
+                target.met, target.detail = None, f"{why}; measured: {target.detail}"
+
     def markdown(self) -> list[str]:
         out = [f"## {self.title}", ""]
         if self.error:

@@ -1,7 +1,7 @@
 """``python -m benchmarks``: every benchmark of poptune against its peers, one command, one page.
 
 Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinned
-``benchmarks/peers/<peer>.txt``) when they are missing, runs the ten cases — poptune and the
+``benchmarks/peers/<peer>.txt``) when they are missing, runs the cases — poptune and the
 peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
 ``docs/images/bench_*.png``::
 
@@ -17,8 +17,11 @@ BO), 6 TPE and BO on Branin and Hartmann-6 (vs Optuna's TPESampler and GPSampler
 start-up: import, first trial, a read command (vs Optuna), 8-10 the hot paths near their
 floors: the SQL hot path (vs its own statements through bare sqlite3, Optuna's storages),
 in memory (steady state, growth, GC objects; vs Optuna), a model-based suggestion's cost as
-the study grows (vs Optuna's samplers). A peer that cannot be installed or
-crashes is reported on the page; the run goes on.
+the study grows (vs Optuna's samplers); poptune's own options, without peers: 11
+asynchronous PBT's two rankings, 12 BayesianOptimization's GP_MCMC beside plain GP, 13
+checkpoint I/O by where it lives, 14 asynchronous against synchronous PBT on parallel
+workers. A peer that cannot be installed or crashes is reported on the page; the run goes
+on. In a --quick run no target is judged (the sizes are not the targets' sizes).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ CASES = {
     8: ("c8_sql_floor", ("optuna",)),
     9: ("c9_memory_floor", ("optuna",)),
     10: ("c10_model_cost", ("optuna",)),
+    11: ("c11_async_ranking", ()),
+    12: ("c12_bo_mcmc", ()),
+    13: ("c13_checkpoint_io", ()),
+    14: ("c14_pbt_parallel", ()),
 }
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -119,10 +126,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--seeds",
         type=int,
-        help="seeds for cases 3, 4, 5 and 6 (default 50, 10, 5 and 20; 10 for case 6's "
-        "Gaussian-process samplers)",
+        help="seeds for the cases that run several (3-6, 10-12; default: each case's own)",
     )
-    parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2 and 7")
+    parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2, 7, 12, 13 and 14")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("POPTUNE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
@@ -133,9 +139,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     try:
         args.case_numbers = [int(c) for c in args.cases.replace(" ", "").split(",") if c]
     except ValueError:
-        parser.error(f"--cases takes numbers 1-10 separated by commas, got {args.cases!r}")
+        parser.error(
+            f"--cases takes numbers 1-{len(CASES)} separated by commas, got {args.cases!r}"
+        )
     if not args.case_numbers or any(c not in CASES for c in args.case_numbers):
-        parser.error(f"--cases takes numbers 1-10, got {args.cases!r}")
+        parser.error(f"--cases takes numbers 1-{len(CASES)}, got {args.cases!r}")
     args.peer_names = [p for p in args.peers.replace(" ", "").split(",") if p]
     if any(p not in PEERS for p in args.peer_names):
         parser.error(f"--peers takes names among {', '.join(PEERS)}, got {args.peers!r}")
@@ -297,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             section = Section(CASES[number][0], module.TITLE)
             section.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         section.wall_s = time.monotonic() - case_start
+        if args.quick:
+            section.not_evaluated("quick sizes")
         log(f"case {number} done in {section.wall_s:.0f} s")
         sections.append(section)
     page = render(args, argv, sections, peers, started, load_start)

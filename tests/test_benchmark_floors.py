@@ -100,3 +100,26 @@ def test_case_10_prints_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert [row[1] for row in quality] == ["refit_every=10", "refit_every=1"]
     assert all("±" in row[5] for row in quality)
     assert len(section.targets) == 2 and section.targets[0].met is None
+
+
+def test_a_quick_run_judges_no_target_but_keeps_the_measurement() -> None:
+    from benchmarks.harness import Section, Target
+
+    section = Section("x", "x")
+    section.targets += [Target("a", True, "0.2"), Target("b", None, "no peer")]
+    section.not_evaluated("quick sizes")
+    assert [t.met for t in section.targets] == [None, None]
+    assert section.targets[0].line() == ("- Target: a: not evaluated (quick sizes; measured: 0.2).")
+    assert section.targets[1].detail == "no peer"  # already unjudged: its reason stays
+
+
+def test_async_ranking_case_pairs_the_rankings_by_seed(tmp_path: Path) -> None:
+    from benchmarks.cases import c11_async_ranking
+
+    section = c11_async_ranking.run(quick_context(tmp_path))
+    rows = cells(section.lines, "toy-2")
+    assert [r[1] for r in rows[:2]] == ["1", "2"]  # 1 and 2 workers (population 2)
+    for row in rows[:2]:
+        assert " ± " in row[2] and " ± " in row[3]
+        assert row[5] in ("better", "worse", "same (within 2 s.e.)")
+    assert len(cells(section.lines, "pbt_function-4")) == 4  # 3 worker counts + synchronous

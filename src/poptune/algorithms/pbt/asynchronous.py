@@ -46,7 +46,7 @@ quantile_size` of the number ranked, so a member is never both top and bottom:
   other members ranked by those segments, the weights being handed on by their own score
   (drawing it by the score at equal progress copied weights that had trained less; on
   ``pbt_function`` with one worker and 8 members that scored 164 against 204 over 24
-  seeds, see ``benchmarks/async_ranking.py``). A member whose segment FAILED or was STOPPED
+  seeds, case 11 of ``python -m benchmarks``). A member whose segment FAILED or was STOPPED
   picks its donor the same way in both rankings.
 
 What is remembered lives in ``history.state['async']`` (JSON, one list entry per member):

@@ -1,4 +1,4 @@
-"""Asynchronous PBT's two rankings side by side: ``ranking='latest'`` against
+"""Case 11: asynchronous PBT's two rankings side by side: ``ranking='latest'`` against
 ``ranking='equal_progress'``, with 1, 2 and population-size workers.
 
 Problems (the benchmark page's own):
@@ -36,26 +36,21 @@ its standard error; "equal_progress is" says better/worse when that difference i
 two standard errors from 0. Synchronous PBT on the same problems and seeds is printed below
 for reference (with a barrier the worker count does not change its decisions).
 
-Run from the repository root::
-
-    python -m benchmarks.async_ranking            # 40 seeds (~15 s of CPU)
-    python -m benchmarks.async_ranking --quick    # 4 seeds, smaller problems
+``python -m benchmarks --cases 11`` runs 40 seeds (~15 s of CPU); ``--quick`` 4 seeds and
+smaller problems.
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import math
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import poptune
-from benchmarks.harness import mean_and_se, mean_se, table
+from benchmarks.harness import Context, Section, log, mean_and_se, mean_se, table
 from benchmarks.problems import (
     PF_LR_RANGE,
     TOY_FOUNDERS,
@@ -68,6 +63,7 @@ from benchmarks.problems import (
 from poptune import Continuous
 from poptune.algorithms import PopulationBasedTraining
 
+TITLE = '11. Asynchronous PBT: `ranking="latest"` against `"equal_progress"` (simulated workers)'
 RANKINGS = ("latest", "equal_progress")
 PF_STEPS = 5
 PF_QUANTILE = 0.25  # as case 4 (benchmarks/peers/pbt_function_peer.py)
@@ -222,10 +218,6 @@ def run_one(problem: Problem, ranking: str | None, workers: int, seed: int) -> d
 
 
 # -- the table --------------------------------------------------------------------------------
-def cell(values: list[float], digits: int) -> str:
-    return mean_se(values, digits)
-
-
 def verdict(diff: list[float]) -> str:
     """'better' / 'worse' when the paired difference is more than 2 standard errors from 0."""
     mean, se = mean_and_se(diff)
@@ -237,18 +229,13 @@ def verdict(diff: list[float]) -> str:
     return "same (within 2 s.e.)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=40)
-    parser.add_argument("--quick", action="store_true", help="4 seeds, smaller problems")
-    parser.add_argument("--markdown", help="also write the table to this file")
-    args = parser.parse_args(argv)
-    seeds = 4 if args.quick else args.seeds
-    if args.quick:
-        problems: list[Problem] = [Toy(2, 20), Toy(6, 10), PbtFunction(4, 10)]
-    else:
-        problems = [Toy(2, 50), Toy(6, 25), PbtFunction(4, 30), PbtFunction(8, 30)]
-    started = time.process_time()
+def run(ctx: Context) -> Section:
+    section = Section("async_ranking", TITLE)
+    seeds = ctx.seeds_or(40, 4)
+    problems: list[Problem] = ctx.pick(
+        [Toy(2, 50), Toy(6, 25), PbtFunction(4, 30), PbtFunction(8, 30)],
+        [Toy(2, 20), Toy(6, 10), PbtFunction(4, 10)],
+    )
     rows, sync_rows = [], []
     for problem in problems:
         digits = 4 if problem.name.startswith("toy") else 1
@@ -256,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         sync_rows.append(
             [
                 problem.name,
-                cell([x["score"] for x in sync], digits),
-                cell([100 * x["exploits"] for x in sync], 1),
-                cell([x["progress"] for x in sync], 1),
+                mean_se([x["score"] for x in sync], digits),
+                mean_se([100 * x["exploits"] for x in sync], 1),
+                mean_se([x["progress"] for x in sync], 1),
             ]
         )
         for workers in sorted({1, 2, problem.population}):
@@ -272,18 +259,15 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     problem.name,
                     str(workers),
-                    cell(scores["latest"], digits),
-                    cell(scores["equal_progress"], digits),
-                    cell(diff, digits),
+                    mean_se(scores["latest"], digits),
+                    mean_se(scores["equal_progress"], digits),
+                    mean_se(diff, digits),
                     verdict(diff),
-                    cell([100 * x["exploits"] for x in got["latest"]], 1),
-                    cell([100 * x["exploits"] for x in got["equal_progress"]], 1),
-                    cell([x["progress"] for x in got["latest"]], 1),
-                    cell([x["progress"] for x in got["equal_progress"]], 1),
+                    *[mean_se([100 * x["exploits"] for x in got[r]], 1) for r in RANKINGS],
+                    *[mean_se([x["progress"] for x in got[r]], 1) for r in RANKINGS],
                 ]
             )
-            print(f"{' | '.join(rows[-1])}", file=sys.stderr)
-    cpu = time.process_time() - started
+            log(f"  {' | '.join(rows[-1])}")
     header = [
         "problem",
         "workers",
@@ -296,13 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         "best model's segments (latest)",
         "best model's segments (equal_progress)",
     ]
-    lines = [
-        f"## Asynchronous PBT: ranking='latest' against 'equal_progress' ({seeds} seeds)",
-        "",
-        f"Python {sys.version.split()[0]}, poptune {poptune.__version__}; simulated workers "
-        f"(`python -m benchmarks.async_ranking{' --quick' if args.quick else ''}`), "
-        f"{cpu:.0f} s of CPU. Means ± standard errors over seeds 0-{seeds - 1}; difference = "
-        "equal_progress − latest, paired by seed; higher scores are better.",
+    section.lines += [
+        f"Simulated workers (see `benchmarks/cases/c11_async_ranking.py`). Means ± standard "
+        f"errors over seeds 0-{seeds - 1}; difference = equal_progress − latest, paired by "
+        "seed; higher scores are better.",
         "",
         *table(header, rows),
         "",
@@ -312,13 +293,4 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *table(["problem", "score, synchronous", "exploits %", "best model's segments"], sync_rows),
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return section
