@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +74,12 @@ class WorkerReport:
     holds: list[float] = field(default_factory=list)  # "poptune-optimize": each lock hold, s
     finals: list[float] = field(default_factory=list)  # and each final write's round trip, s
 
+    def lap(self) -> float:
+        """Count a finished trial; the time it ended."""
+        self.trials += 1
+        self.last = time.monotonic()
+        return self.last
+
 
 @dataclass(frozen=True)
 class Job:
@@ -106,44 +112,25 @@ def make_poptune_study(url: Any, study_name: str, total: int, seed: int) -> Any:
     )
 
 
-def _settle() -> None:
-    """End the start-up before the clock starts: collect the garbage of the imports.
-
-    Importing a library leaves tens of thousands of objects that CPython's collector has not
-    yet examined; its first full collection (~15 ms in one process) then runs a few hundred
-    trials into the loop. With every worker started at the same moment, all of them run it
-    at once, each blocking the study while it holds the study's lock: 0.2-0.3 s lost per
-    worker, a one-off of process start-up that a 5 s run would count as a 5% loss. Both
-    libraries' workers do this."""
-    gc.collect()
-
-
-def _poptune_loop(job: Job, index: int, barrier: Any, counter: Any, report: WorkerReport) -> None:
+def _poptune_loop(job: Job, index: int, counter: Any, report: WorkerReport) -> Callable:
+    """``for trial in study`` with ``add_observation`` and ``finalize`` (two writes)."""
     study = make_poptune_study(job.url, job.study_name, job.total, job.seed)
-    _settle()
-    barrier.wait(timeout=SETUP_TIMEOUT_S)
-    clock, sleep_s = time.monotonic, job.sleep_s
-    report.start = report.last = clock()
-    report.cpu_s = -time.process_time()
-    stop_at = report.start + job.max_seconds
-    for trial in study:
-        p = trial.parameters
-        if sleep_s:
-            time.sleep(sleep_s)
-        study.add_observation(
-            trial, objective=objective(p["lr"], p["units"], p["act"]), iteration=1
-        )
-        study.finalize(trial)
-        report.trials += 1
-        report.last = clock()
-        if report.last >= stop_at:
-            break
-    report.cpu_s += time.process_time()
+
+    def loop(stop_at: float) -> None:
+        for trial in study:
+            p = trial.parameters
+            if job.sleep_s:
+                time.sleep(job.sleep_s)
+            value = objective(p["lr"], p["units"], p["act"])
+            study.add_observation(trial, objective=value, iteration=1)
+            study.finalize(trial)
+            if report.lap() >= stop_at:
+                break
+
+    return loop
 
 
-def _poptune_optimize_loop(
-    job: Job, index: int, barrier: Any, counter: Any, report: WorkerReport
-) -> None:
+def _poptune_optimize_loop(job: Job, index: int, counter: Any, report: WorkerReport) -> Callable:
     """``study.optimize`` (a trial's value and final status in one write), recording how long
     each locked transaction held the study's lock (the storage's ``lock_watch``: from the
     answer to the lock statement to the COMMIT's) and each final write's round trip; the
@@ -169,17 +156,14 @@ def _poptune_optimize_loop(
         p = trial.parameters
         time.sleep(job.sleep_s)
         value = objective(p["lr"], p["units"], p["act"])
-        report.trials += 1
-        report.last = time.monotonic()
+        report.lap()
         return value
 
-    gc.collect()
-    barrier.wait(timeout=SETUP_TIMEOUT_S)
-    report.start = report.last = time.monotonic()
-    report.cpu_s = -time.process_time()
-    study.optimize(sleepy, timeout=job.max_seconds, show_progress=False)
-    report.cpu_s += time.process_time()
-    study.close()
+    def loop(stop_at: float) -> None:
+        study.optimize(sleepy, timeout=job.max_seconds, show_progress=False)
+
+    loop.close = study.close  # type: ignore[attr-defined]
+    return loop
 
 
 #: Optuna's configurations: the RDB storage on the database's defaults ("optuna"), the RDB
@@ -187,7 +171,6 @@ def _poptune_optimize_loop(
 #: to the run's SQLite file ("optuna-journal", Optuna's recommendation for several processes
 #: on one machine). The last two are SQLite-only.
 OPTUNA_CONFIGS = ("optuna", "optuna-wal", "optuna-journal")
-FILE_ONLY = ("optuna-wal", "optuna-journal")
 
 
 def optuna_storage(library: str, url: str) -> Any:
@@ -206,7 +189,8 @@ def optuna_storage(library: str, url: str) -> Any:
     raise ValueError(f"unknown Optuna configuration {library!r}")
 
 
-def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: WorkerReport) -> None:
+def _optuna_loop(job: Job, index: int, counter: Any, report: WorkerReport) -> Callable:
+    """ask/tell on a study the parent created, taking trials from the shared counter."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -216,40 +200,51 @@ def _optuna_loop(job: Job, index: int, barrier: Any, counter: Any, report: Worke
         sampler=optuna.samplers.RandomSampler(seed=job.seed + index),
         load_if_exists=True,
     )
-    _settle()
-    barrier.wait(timeout=SETUP_TIMEOUT_S)
-    clock, sleep_s, total = time.monotonic, job.sleep_s, job.total
-    report.start = report.last = clock()
-    report.cpu_s = -time.process_time()
-    stop_at = report.start + job.max_seconds
-    while True:
-        with counter.get_lock():  # hand out the fixed total on demand, like poptune does
-            if counter.value >= total:
+
+    def loop(stop_at: float) -> None:
+        while True:
+            with counter.get_lock():  # hand out the fixed total on demand, like poptune does
+                if counter.value >= job.total:
+                    break
+                counter.value += 1
+            t = study.ask()
+            lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
+            units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
+            act = t.suggest_categorical("act", ACTIVATIONS)
+            if job.sleep_s:
+                time.sleep(job.sleep_s)
+            study.tell(t, objective(lr, units, act))
+            if report.lap() >= stop_at:
                 break
-            counter.value += 1
-        t = study.ask()
-        lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
-        units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
-        act = t.suggest_categorical("act", ACTIVATIONS)
-        if sleep_s:
-            time.sleep(sleep_s)
-        study.tell(t, objective(lr, units, act))
-        report.trials += 1
-        report.last = clock()
-        if report.last >= stop_at:
-            break
-    report.cpu_s += time.process_time()
+
+    return loop
+
+
+LOOPS = {"poptune": _poptune_loop, "poptune-optimize": _poptune_optimize_loop}
 
 
 def worker_main(job: Job, index: int, barrier: Any, counter: Any, reports: Any) -> None:
-    """Entry point of a worker process: run the loop, put a :class:`WorkerReport`."""
+    """Entry point of a worker process: open the study, then (after collecting the imports'
+    garbage) wait at the barrier and run the loop on the clock; put a :class:`WorkerReport`.
+
+    The garbage collection ends the start-up before the clock starts: importing a library
+    leaves tens of thousands of objects that CPython's collector has not yet examined; its
+    first full collection (~15 ms in one process) then runs a few hundred trials into the
+    loop. With every worker started at the same moment, all of them run it at once, each
+    blocking the study while it holds the study's lock: 0.2-0.3 s lost per worker, a one-off
+    of process start-up that a 5 s run would count as a 5% loss."""
     report = WorkerReport(index)
-    loops = {"poptune": _poptune_loop, "poptune-optimize": _poptune_optimize_loop}
-    loop = loops.get(job.library, _optuna_loop)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            loop(job, index, barrier, counter, report)
+            loop = LOOPS.get(job.library, _optuna_loop)(job, index, counter, report)
+            gc.collect()
+            barrier.wait(timeout=SETUP_TIMEOUT_S)
+            report.start = report.last = time.monotonic()
+            report.cpu_s = -time.process_time()
+            loop(report.start + job.max_seconds)
+            report.cpu_s += time.process_time()
+            getattr(loop, "close", lambda: None)()
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which says so
             barrier.abort()
             report.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
