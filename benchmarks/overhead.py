@@ -12,7 +12,7 @@ library's real cost); a ``gc.callbacks`` meter measures how much of each window 
 This module only measures: ``benchmarks/cases/c1_overhead.py`` runs it (through
 ``benchmarks/peers/overhead_peer.py``, in each library's virtualenv), and the harness writes
 the page. Adding a configuration: write ``def case(n, seed) -> Laps`` and decorate it with
-:func:`register` (``storage=`` says which storage it runs on).
+:func:`register` (and add its name to case 1's ``CONFIGS``).
 """
 
 from __future__ import annotations
@@ -144,38 +144,17 @@ class Laps(list):
 CaseFunc = Callable[[int, int], Sequence[float]]
 
 
-@dataclass(frozen=True)
-class Case:
-    """One column of the table: a library in one configuration.
-
-    Attributes:
-        name: column label, e.g. ``"poptune"`` or ``"optuna"`` (later ``"poptune-sqlite"``).
-        library: the module whose presence and version matter (the case is skipped if it
-            cannot be imported).
-        storage: ``"memory"`` here; a storage case says which (``"sqlite"``).
-        run: ``run(n, seed)`` runs ``n`` trials and returns the per-trial seconds.
-        install: what to tell the user when ``library`` is missing.
-    """
-
-    name: str
-    library: str
-    storage: str
-    run: CaseFunc
-    install: str = ""
+#: name -> ``run(n, seed)``: one library in one configuration, ``n`` trials, per-trial seconds
+CASES: dict[str, CaseFunc] = {}
 
 
-CASES: dict[str, Case] = {}
-
-
-def register(
-    name: str, library: str, storage: str = "memory", install: str = ""
-) -> Callable[[CaseFunc], CaseFunc]:
-    """Decorator adding ``run(n, seed) -> per-trial seconds`` to :data:`CASES`."""
+def register(name: str) -> Callable[[CaseFunc], CaseFunc]:
+    """Decorator adding ``run(n, seed) -> per-trial seconds`` to :data:`CASES` as ``name``."""
 
     def decorate(run: CaseFunc) -> CaseFunc:
         if name in CASES:
             raise ValueError(f"benchmark case {name!r} is registered twice")
-        CASES[name] = Case(name, library, storage, run, install)
+        CASES[name] = run
         return run
 
     return decorate
@@ -228,26 +207,26 @@ def run_optuna(n: int, seed: int, storage: Any = None) -> Laps:
     return laps.finish()
 
 
-@register("poptune", library="poptune")
+@register("poptune")
 def poptune_memory(n: int, seed: int) -> Laps:
     return run_poptune(n, seed)
 
 
-@register("optuna", library="optuna", install="pip install optuna")
+@register("optuna")
 def optuna_memory(n: int, seed: int) -> Laps:
     return run_optuna(n, seed)
 
 
 # A fresh database file per run, in a temporary directory removed after the run; creating
 # the study (and the file's tables) happens before the timed loop.
-@register("poptune-sqlite", library="poptune", storage="sqlite")
+@register("poptune-sqlite")
 def poptune_sqlite(n: int, seed: int) -> Laps:
     with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
         url = f"sqlite:///{Path(tmp, 'poptune.db').as_posix()}"
         return run_poptune(n, seed, storage=url, study_name="overhead")
 
 
-@register("optuna-sqlite", library="optuna", storage="sqlite", install="pip install optuna")
+@register("optuna-sqlite")
 def optuna_sqlite(n: int, seed: int) -> Laps:
     """Optuna's RDB storage on SQLite's defaults (rollback journal, ``synchronous=FULL``)."""
     with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
@@ -291,14 +270,14 @@ def optuna_journal(path: str | Path) -> Any:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-@register("optuna-sqlite-wal", library="optuna", storage="sqlite", install="pip install optuna")
+@register("optuna-sqlite-wal")
 def optuna_sqlite_wal(n: int, seed: int) -> Laps:
     """Optuna's RDB storage on SQLite with poptune's pragmas (WAL, ``synchronous=NORMAL``)."""
     with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
         return run_optuna(n, seed, storage=optuna_rdb_with_pragmas(Path(tmp, "optuna.db")))
 
 
-@register("optuna-journal", library="optuna", storage="sqlite", install="pip install optuna")
+@register("optuna-journal")
 def optuna_journal_file(n: int, seed: int) -> Laps:
     """Optuna's JournalStorage on a file (shown in the SQLite table: a file on one disk)."""
     with tempfile.TemporaryDirectory(prefix="poptune-bench-", ignore_cleanup_errors=True) as tmp:
@@ -322,10 +301,6 @@ class Run:
     gc_last: float = math.nan
     collections: tuple[int, int, int] = (0, 0, 0)
 
-    @property
-    def growth(self) -> float:
-        return self.last / self.first
-
 
 def summarize(seconds: Sequence[float], n: int, wall_s: float, stopped: bool = False) -> Run:
     if len(seconds) != n and not (stopped and 0 < len(seconds) < n):
@@ -346,7 +321,7 @@ def summarize(seconds: Sequence[float], n: int, wall_s: float, stopped: bool = F
     return run
 
 
-def measure(case: Case, n: int, seed: int, caught: list[str], budget_s: float = math.inf) -> Run:
+def measure(case: str, n: int, seed: int, caught: list[str], budget_s: float = math.inf) -> Run:
     """Run ``case`` once with a clean heap; warnings are collected into ``caught``.
 
     With a finite ``budget_s`` the run stops at the first trial ending past it (if the case
@@ -361,7 +336,7 @@ def measure(case: Case, n: int, seed: int, caught: list[str], budget_s: float = 
             warnings.simplefilter("always")
             started = time.perf_counter()
             try:
-                seconds: Sequence[float] = case.run(n, seed)
+                seconds: Sequence[float] = CASES[case](n, seed)
             except BudgetSpent:
                 if Laps.current is None:  # pragma: no cover - raised by another Laps?
                     raise
@@ -369,7 +344,7 @@ def measure(case: Case, n: int, seed: int, caught: list[str], budget_s: float = 
             wall_s = time.perf_counter() - started
     finally:
         Laps.budget_s, Laps.current = math.inf, None
-    caught.extend(f"{case.name}: {r.category.__name__}: {r.message}" for r in records)
+    caught.extend(f"{case}: {r.category.__name__}: {r.message}" for r in records)
     run = summarize(seconds, n, wall_s, stopped)
     after = GC_METER.collections
     run.collections = (after[0] - before[0], after[1] - before[1], after[2] - before[2])

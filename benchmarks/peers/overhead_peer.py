@@ -30,7 +30,7 @@ from benchmarks.overhead import ACTIVATIONS, LR_RANGE, UNITS_RANGE, Laps, object
 from benchmarks.peers import serve
 
 
-@register("sherpa", library="sherpa", install="benchmarks/peers/sherpa.txt")
+@register("sherpa")
 def sherpa_memory(n: int, seed: int) -> Laps:
     """SHERPA 1.0.6's own loop (its only storage is in memory; MongoDB for parallel runs)."""
     import sherpa
@@ -72,11 +72,10 @@ def run(
         return (
             optuna_floor(floor, n, seed) if library == "optuna" else poptune_floor(floor, n, seed)
         )
-    chosen = overhead.CASES[case]
     caught: list[str] = []
     with overhead.GC_METER:
-        overhead.measure(chosen, warmup, seed, caught)  # imports, caches
-        result = overhead.measure(chosen, n, seed, caught, budget_s if budget_s else math.inf)
+        overhead.measure(case, warmup, seed, caught)  # imports, caches
+        result = overhead.measure(case, n, seed, caught, budget_s if budget_s else math.inf)
     out = dataclasses.asdict(result)
     out["stopped"] = result.n < n
     out["warnings"] = caught[:3]
