@@ -199,7 +199,7 @@ def test_the_bulk_index_decides_as_a_plain_scan_as_the_history_grows(seed, stora
     that finish between calls while new ones appear; a rule kept across calls (indexing
     incrementally) and a fresh one per call (its first call), with ``min_iterations`` and
     ``min_trials`` on both sides of the edge; a History bound to a MemoryStorage (trials changed
-    in place) and one synced from SQLite (fresh copies)."""
+    in place) and one synced from SQLite (fresh copies); iterations past 255 appearing late."""
     rnd = random.Random(seed)
     lower = seed % 2 == 1
     url = None if storage == "memory" else f"sqlite:///{tmp_path / 'study.db'}"
@@ -212,6 +212,8 @@ def test_the_bulk_index_decides_as_a_plain_scan_as_the_history_grows(seed, stora
             running.append(study.get_suggestion())
         trial = rnd.choice(running)
         it = rnd.choice([rnd.randint(1, 12), rnd.randint(1, 40)])  # gaps, out of order
+        if seed == 2 and step > 60 and rnd.random() < 0.2:
+            it = rnd.randint(250, 270)  # past 255: the index reads iterations another way
         if it not in trial.observations and rnd.random() < 0.9:
             study.add_observation(trial, round(rnd.gauss(0, 1), 1), iteration=it)  # ties too
         for done in [t for t in running[1:] if rnd.random() < 0.12]:  # some never observed
@@ -223,7 +225,7 @@ def test_the_bulk_index_decides_as_a_plain_scan_as_the_history_grows(seed, stora
         history = study.history
         for subject in running:
             subject = history[subject.id]
-            for t in (0, 1, 7, 13, 41, rnd.randint(1, 40)):
+            for t in (0, 1, 7, 13, 41, 256, rnd.randint(1, 40)):
                 expected = reference_values_at(history, t, subject.id)
                 assert sorted(kept.values_at(history, t, exclude=subject.id)) == expected
             obs = subject.observations
@@ -244,3 +246,26 @@ def test_the_bulk_index_decides_as_a_plain_scan_as_the_history_grows(seed, stora
                 subject, history
             )
     assert checks > 300
+
+
+@pytest.mark.parametrize("iterations", [[0, 1, 255], [255, 256], [-3, 0, 2], [1, 2, 3]])
+def test_the_index_reads_any_int_iteration(iterations):
+    """Iterations are any ints (0, negative, past 255): a History made from trials, as SHERPA's
+    results table gives one, against the plain scan at every iteration around them."""
+    from poptune.history import History
+    from poptune.trial import Observation, Trial, TrialStatus
+
+    rnd = random.Random(len(iterations))
+    trials = []
+    for tid in range(1, 40):
+        status = rnd.choice([TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.RUNNING])
+        trial = Trial(tid, {"x": 0.5}, status)
+        for it in rnd.sample(iterations, rnd.randint(1, len(iterations))):
+            trial._record(Observation(it, rnd.random()))
+        trials.append(trial)
+    history = History.from_trials(X, True, trials)
+    rule = MedianStoppingRule()
+    for t in sorted({i + d for i in iterations for d in (-1, 0, 1)}):
+        assert sorted(rule.values_at(history, t, exclude=1)) == reference_values_at(history, t, 1)
+    for trial in trials:
+        assert rule.should_trial_stop(trial, history) is reference_should_stop(trial, history)

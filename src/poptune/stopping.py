@@ -196,12 +196,13 @@ class _FinishedIndex:
     the ones that are.
     """
 
-    __slots__ = ("_arrays", "_cache", "_done", "dense", "history")
+    __slots__ = ("_arrays", "_cache", "_done", "_wide", "dense", "history")
 
     def __init__(self, history: History) -> None:
         self.history = history
         self.dense = 0
         self._done = np.zeros(0, dtype=bool)  # by id - 1: indexed (finished when looked at)
+        self._wide = False  # an iteration outside 0..255 was seen
         # (its, objectives) per observation; (ids, starts, first, last) per trial
         self._arrays: tuple[np.ndarray, ...] | None = None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -246,7 +247,16 @@ class _FinishedIndex:
         total = int(counts.sum())
         if not total:
             return
-        its = np.fromiter(chain.from_iterable(records), dtype=np.int64, count=total)
+        its = None
+        if not self._wide:  # iterations below 256 (most studies): read as bytes, in C
+            try:
+                its = np.frombuffer(bytearray(chain.from_iterable(records)), dtype=np.uint8)
+            except ValueError:  # one outside 0..255: never tried again on this index
+                self._wide = True
+        if its is None:
+            its = np.fromiter(chain.from_iterable(records), dtype=np.int64, count=total)
+        else:
+            its = its.astype(np.int64)
         values = chain.from_iterable(map(dict.values, records))
         objectives = np.fromiter(map(itemgetter(0), values), dtype=float, count=total)
         has = counts > 0  # trials without observations are left out
