@@ -265,7 +265,7 @@ def test_the_index_reads_any_int_iteration(iterations):
         trials.append(trial)
     history = History.from_trials(X, True, trials)
     rule = MedianStoppingRule()
-    for t in sorted({i + d for i in iterations for d in (-1, 0, 1)}):
+    for t in sorted({i + d for i in iterations for d in (-1, 0, 1)} | {-1000, 10**6}):
         assert sorted(rule.values_at(history, t, exclude=1)) == reference_values_at(history, t, 1)
     for trial in trials:
         assert rule.should_trial_stop(trial, history) is reference_should_stop(trial, history)

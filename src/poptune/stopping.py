@@ -203,7 +203,8 @@ class _FinishedIndex:
         self.dense = 0
         self._done = np.zeros(0, dtype=bool)  # by id - 1: indexed (finished when looked at)
         self._wide = False  # an iteration outside 0..255 was seen
-        # (its, objectives) per observation; (ids, starts, first, last) per trial
+        # (its, objectives) per observation; (ids, starts, first, last) per trial; the
+        # iterations are uint8 while every one is in 0..255, int64 once one is not
         self._arrays: tuple[np.ndarray, ...] | None = None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -255,8 +256,6 @@ class _FinishedIndex:
                 self._wide = True
         if its is None:
             its = np.fromiter(chain.from_iterable(records), dtype=np.int64, count=total)
-        else:
-            its = its.astype(np.int64)
         values = chain.from_iterable(map(dict.values, records))
         objectives = np.fromiter(map(itemgetter(0), values), dtype=float, count=total)
         has = counts > 0  # trials without observations are left out
@@ -281,10 +280,13 @@ class _FinishedIndex:
                 return np.zeros(0)
             its, objectives, ids, starts, first, last = self._arrays
             lower = self.history.lower_is_better
+            t: Any = iteration
+            if its.dtype == np.uint8:  # iterations in 0..255 (bytes): t as a type that holds
+                t = np.int16(min(max(iteration, -1), 256))  # it, the same comparisons
             # the observations after ``iteration`` can never be a trial's best by then
-            masked = np.where(its <= iteration, objectives, np.inf if lower else -np.inf)
+            masked = np.where(its <= t, objectives, np.inf if lower else -np.inf)
             best = (np.minimum if lower else np.maximum).reduceat(masked, starts)
-            counts = (first <= iteration) & (last >= iteration)
+            counts = (first <= t) & (last >= t)
             cached = self._cache[iteration] = (best[counts], ids[counts])
         values, owners = cached
         return values if exclude is None else values[owners != exclude]
