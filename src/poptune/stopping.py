@@ -74,12 +74,13 @@ class MedianStoppingRule(StoppingRule):
     Cost: the observations of finished trials never change, so they are indexed once, as
     they finish, into flat numpy arrays (an index kept on the rule, rebuilt from the History
     whenever it sees another History object, so the answer is always the one a full scan of
-    the History gives; the first call indexes the whole history, about 100,000 observations
-    in ~10-20 ms). A call then costs one vectorised pass over the N indexed observations,
-    O(N) in numpy (cached per iteration until another trial finishes), plus a look at each
-    unfinished trial (U, typically the number running at once) and at the ids since the
-    oldest unfinished one (a set lookup each), plus the median, O(R log R) for the R trials
-    that count.
+    the History gives). The first call indexes the whole history: every observation is read
+    once, in C (no Python code per observation or per trial), about 18 ms of CPU for 10,000
+    trials holding 104,000 observations on a busy 2-core machine. A call then costs one
+    vectorised pass over the N indexed observations, O(N) in numpy (cached per iteration
+    until another trial finishes), plus a look at each unfinished trial (U, typically the
+    number running at once), a numpy mask over the ids since the oldest unfinished one, and
+    the median, O(R) for the R trials that count.
 
     Args:
         min_iterations: never stop a trial whose latest iteration is below this (int >= 0).
@@ -249,6 +250,8 @@ class _FinishedIndex:
         if not total:
             return
         its = None
+        if not self._wide:  # a wide study shows it at once, mostly: spare the bytes' try
+            self._wide = any(min(r) < 0 or max(r) > 255 for r in (records[0], records[-1]) if r)
         if not self._wide:  # iterations below 256 (most studies): read as bytes, in C
             try:
                 its = np.frombuffer(bytearray(chain.from_iterable(records)), dtype=np.uint8)
