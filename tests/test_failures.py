@@ -220,3 +220,44 @@ def test_verbose_is_logged_not_printed_when_logging_shows_it(tmp_path, capsys, c
         _run_jobs(tmp_path, GOOD_SCRIPT, 2)
     assert capsys.readouterr().out == ""
     assert sum("submitted as job" in r.getMessage() for r in caplog.records) == 2
+
+
+def _failure_run_by_copy(history, start):
+    """The run by its definition: every trial, in id order, scanned back from the newest."""
+    run = []
+    for trial in reversed(history.trials):
+        if trial.id <= start or trial.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED):
+            break
+        if trial.status is TrialStatus.FAILED:
+            run.append(trial)
+    return run[::-1]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_failure_run_walks_back_from_the_newest_trial_as_a_full_scan_would(seed):
+    """failure_run reads only the trials after the last success; its answer (and the
+    limit's) must be the full scan's, for every ``start``, with unfinished trials among the
+    failures, as the study grows."""
+    import random
+
+    from poptune.study._failures import FailureLimit, failure_run
+
+    rnd = random.Random(seed)
+    study = Study([Continuous("x", [0, 1])], algorithms.RandomSearch(), True, seed=seed)
+    running = []
+    for _ in range(120):
+        running.append(study.get_suggestion())
+        if rnd.random() < 0.1:
+            continue  # left RUNNING
+        trial = running.pop(rnd.randrange(len(running)))
+        status = rnd.choice(["FAILED"] * 4 + ["COMPLETED", "STOPPED"])
+        if status != "FAILED":
+            study.add_observation(trial, rnd.random())
+        study.finalize(trial, status)
+        history = study.history
+        for start in {0, 1, rnd.randint(0, history.n_trials), history.n_trials}:
+            expected = _failure_run_by_copy(history, start)
+            assert [t.id for t in failure_run(history, start)] == [t.id for t in expected]
+            for limit in (1, 3, 5):
+                reached = FailureLimit(start, limit).reached(study)
+                assert reached is (len(expected) >= limit)

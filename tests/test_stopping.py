@@ -176,3 +176,98 @@ def test_the_index_is_rebuilt_for_another_history_and_counts_late_finishers():
     other = study.history.from_trials(X, False, list(study.history))
     assert rule.should_trial_stop(subject, other) is True
     assert rule._index.history is other
+
+
+def reference_values_at(history, t, exclude):
+    """Every other trial's best by iteration ``t``, by the rule's definition (a plain scan)."""
+    pick = min if history.lower_is_better else max
+    values = []
+    for other in history:
+        seen = other.observations
+        before = [o.objective for i, o in seen.items() if i <= t]
+        if other.id != exclude and seen and max(seen) >= t and before:
+            values.append(pick(before))
+    return sorted(values)
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_bulk_index_decides_as_a_plain_scan_as_the_history_grows(seed, storage, tmp_path):
+    """The index's bulk paths (ids looked at in numpy masks, a reduceat over every indexed
+    observation) against the plain scan: gaps in iterations, trials that finish with no
+    observation, unfinished trials anywhere among finished ones (the oldest one early), trials
+    that finish between calls while new ones appear; a rule kept across calls (indexing
+    incrementally) and a fresh one per call (its first call), with ``min_iterations`` and
+    ``min_trials`` on both sides of the edge; a History bound to a MemoryStorage (trials changed
+    in place) and one synced from SQLite (fresh copies); iterations past 255 appearing late."""
+    rnd = random.Random(seed)
+    lower = seed % 2 == 1
+    url = None if storage == "memory" else f"sqlite:///{tmp_path / 'study.db'}"
+    study = Study(X, RandomSearch(), lower, seed=seed, storage=url)
+    kept = MedianStoppingRule()
+    running = [study.get_suggestion()]  # the oldest unfinished trial stays to the end
+    checks = 0
+    for step in range(120):
+        for _ in range(rnd.choice([0, 0, 1, 3])):
+            running.append(study.get_suggestion())
+        trial = rnd.choice(running)
+        it = rnd.choice([rnd.randint(1, 12), rnd.randint(1, 40)])  # gaps, out of order
+        if seed == 2 and step > 60 and rnd.random() < 0.2:
+            it = rnd.randint(250, 270)  # past 255: the index reads iterations another way
+        if it not in trial.observations and rnd.random() < 0.9:
+            study.add_observation(trial, round(rnd.gauss(0, 1), 1), iteration=it)  # ties too
+        for done in [t for t in running[1:] if rnd.random() < 0.12]:  # some never observed
+            statuses = ["COMPLETED", "STOPPED", "FAILED"] if done.observations else ["FAILED"]
+            study.finalize(done, rnd.choice(statuses))
+            running.remove(done)
+        if step % 3:
+            continue
+        history = study.history
+        for subject in running:
+            subject = history[subject.id]
+            for t in (0, 1, 7, 13, 41, 256, rnd.randint(1, 40)):
+                expected = reference_values_at(history, t, subject.id)
+                assert sorted(kept.values_at(history, t, exclude=subject.id)) == expected
+            obs = subject.observations
+            if not obs:
+                assert kept.should_trial_stop(subject, history) is False
+                continue
+            t = max(obs)
+            counted = len(reference_values_at(history, t, subject.id))
+            settings = [{}, {"min_iterations": t}, {"min_iterations": t + 1}]
+            settings += [{"min_trials": max(counted, 1)}, {"min_trials": counted + 1}]
+            for setting in settings:
+                expected = reference_should_stop(subject, history, **setting)
+                assert MedianStoppingRule(**setting).should_trial_stop(subject, history) is (
+                    expected
+                )
+                checks += 1
+            assert kept.should_trial_stop(subject, history) is reference_should_stop(
+                subject, history
+            )
+    assert checks > 300
+
+
+@pytest.mark.parametrize("iterations", [[0, 1, 255], [255, 256], [-3, 0, 2], [1, 2, 3]])
+def test_the_index_reads_any_int_iteration(iterations):
+    """Iterations are any ints (0, negative, past 255): a History made from trials, as SHERPA's
+    results table gives one, against the plain scan at every iteration around them."""
+    from poptune.history import History
+    from poptune.trial import Observation, Trial, TrialStatus
+
+    rnd = random.Random(len(iterations))
+    trials = []
+    for tid in range(1, 40):
+        status = rnd.choice([TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.RUNNING])
+        trial = Trial(tid, {"x": 0.5}, status)
+        for it in rnd.sample(iterations, rnd.randint(1, len(iterations))):
+            trial._record(Observation(it, rnd.random()))
+        trials.append(trial)
+    trials[0]._obs.clear()  # so the index's look at the first and last trials misses any
+    trials[-1]._obs.clear()  # iteration past 255 (it then finds one while reading them all)
+    history = History.from_trials(X, True, trials)
+    rule = MedianStoppingRule()
+    for t in sorted({i + d for i in iterations for d in (-1, 0, 1)} | {-1000, 10**6}):
+        assert sorted(rule.values_at(history, t, exclude=1)) == reference_values_at(history, t, 1)
+    for trial in trials:
+        assert rule.should_trial_stop(trial, history) is reference_should_stop(trial, history)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from itertools import chain
+from itertools import chain, compress, repeat
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -74,12 +74,13 @@ class MedianStoppingRule(StoppingRule):
     Cost: the observations of finished trials never change, so they are indexed once, as
     they finish, into flat numpy arrays (an index kept on the rule, rebuilt from the History
     whenever it sees another History object, so the answer is always the one a full scan of
-    the History gives; the first call indexes the whole history, about 100,000 observations
-    in ~10-20 ms). A call then costs one vectorised pass over the N indexed observations,
+    the History gives). The first call indexes the whole history, reading every observation
+    once in C (no Python code per finished trial or observation): about 18 ms of CPU (the
+    least of repeated runs on a busy 2-core machine) for 10,000 trials holding 104,000
+    observations. A call then costs one vectorised pass over the N indexed observations,
     O(N) in numpy (cached per iteration until another trial finishes), plus a look at each
-    unfinished trial (U, typically the number running at once) and at the ids since the
-    oldest unfinished one (a set lookup each), plus the median, O(R log R) for the R trials
-    that count.
+    unfinished trial (U, typically the number running at once), a numpy mask over the ids
+    since the oldest unfinished one, and the median, O(R) for the R trials that count.
 
     Args:
         min_iterations: never stop a trial whose latest iteration is below this (int >= 0).
@@ -143,7 +144,7 @@ class MedianStoppingRule(StoppingRule):
         lower = history.lower_is_better
         own = [o.objective for o in obs.values()]
         best = min(own) if lower else max(own)
-        values = self.values_at(history, t, exclude=trial.id)
+        values = self._values_at(history, t, exclude=trial.id)
         if len(values) < self.min_trials:
             return False
         median = float(np.median(values))
@@ -153,20 +154,24 @@ class MedianStoppingRule(StoppingRule):
         self, history: History, iteration: int, exclude: int | None = None
     ) -> list[float]:
         """Best objective by ``iteration`` of every trial (but ``exclude``) that reached it."""
+        return self._values_at(history, iteration, exclude).tolist()
+
+    def _values_at(self, history: History, iteration: int, exclude: int | None) -> np.ndarray:
         with self._lock:
             index = self._index
             if index is None or index.history is not history:
                 index = self._index = _FinishedIndex(history)
             tail = index.advance()
-            values = index.values_at(iteration, exclude).tolist()
+            values = index.values_at(iteration, exclude)
         lower = history.lower_is_better
+        more = []
         for other in tail:  # trials that may still change: looked at directly
             if other.id == exclude:
                 continue
             value = _best_by(other, iteration, lower)
             if value is not None:
-                values.append(value)
-        return values
+                more.append(value)
+        return np.concatenate([values, more]) if more else values
 
 
 def _best_by(trial: Trial, iteration: int, lower: bool) -> float | None:
@@ -183,54 +188,60 @@ def _best_by(trial: Trial, iteration: int, lower: bool) -> float | None:
 class _FinishedIndex:
     """The observations of the finished trials (they never change), as flat numpy arrays.
 
-    ``iterations``, ``objectives`` and ``owner`` (the trial id) hold one entry per
-    observation, trial by trial; ``last`` the trial's last iteration, per observation. The
-    trials that reached ``t`` and their bests by ``t`` are then one vectorised pass
-    (:meth:`values_at`), cached per iteration until more trials finish. Trials are added as
-    they finish, whatever their order: ``dense`` is the id below which every trial is
-    indexed, ``indexed`` the ids above it that are.
+    ``its`` and ``objectives`` hold one entry per observation, trial by trial; ``ids``,
+    ``starts`` (where a trial's observations begin), ``first`` and ``last`` (its lowest and
+    highest iteration) one per trial with observations. The trials that reached ``t`` and
+    their bests by ``t`` are then one vectorised pass (:meth:`values_at`), cached per
+    iteration until more trials finish. Trials are added as they finish, whatever their
+    order: ``dense`` is the id up to which every trial is indexed, ``_done`` marks (by id - 1)
+    the ones that are.
     """
 
-    __slots__ = ("_arrays", "_cache", "_chunks", "dense", "history", "indexed")
+    __slots__ = ("_arrays", "_cache", "_done", "_wide", "dense", "history")
 
     def __init__(self, history: History) -> None:
         self.history = history
         self.dense = 0
-        self.indexed: set[int] = set()
-        self._chunks: list[Trial] = []  # finished trials not yet in the arrays
+        self._done = np.zeros(0, dtype=bool)  # by id - 1: indexed (finished when looked at)
+        self._wide = False  # an iteration outside 0..255 was seen
+        # (its, objectives) per observation; (ids, starts, first, last) per trial; the
+        # iterations are uint8 while every one is in 0..255, int64 once one is not
         self._arrays: tuple[np.ndarray, ...] | None = None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def advance(self) -> list[Trial]:
         """Index the trials finished since the last call; the unfinished ones (to look at
-        directly)."""
+        directly).
+
+        Only the ids above ``dense`` not yet indexed are looked at, in bulk (C-level maps,
+        numpy masks), not one by one in Python."""
         history = self.history
-        tail: list[Trial] = []
-        indexed, chunks, get = self.indexed, self._chunks, history.get
-        for tid in range(self.dense + 1, history.n_trials + 1):
-            if tid in indexed:  # finished and indexed by an earlier call
-                if tid == self.dense + 1:
-                    self.dense = tid
-                    indexed.discard(tid)
-                continue
-            trial = get(tid)
-            if trial is None:  # pragma: no cover - ids are dense
-                continue
-            if trial.status in _FINISHED:
-                chunks.append(trial)
-                if tid == self.dense + 1:
-                    self.dense = tid
-                else:
-                    indexed.add(tid)
-            else:
-                tail.append(trial)
-        if self._chunks:
-            self._extend(self._chunks)
-            self._chunks = []
+        n, dense, done = history.n_trials, self.dense, self._done
+        if n <= dense:
+            return []
+        if n > len(done):  # room for the new ids, doubling (a study grows a trial at a time)
+            grown = np.zeros(max(n, 2 * len(done)), dtype=bool)
+            grown[: len(done)] = done
+            done = self._done = grown
+        look = np.flatnonzero(~done[dense:n]) + (dense + 1)  # the ids to look at
+        # a plain History's own dict (History.get only wraps it); a subclass's get otherwise
+        get = history._trials.get if type(history).get is History.get else history.get
+        found = list(map(get, look.tolist()))
+        statuses = map(getattr, found, repeat("status"), repeat(None))  # None: no such trial
+        finished = np.fromiter(map(_FINISHED.__contains__, statuses), bool, count=len(found))
+        tail = list(compress(found, (~finished).tolist()))
+        if None in tail:  # pragma: no cover - ids are dense
+            tail = [t for t in tail if t is not None]
+        new = look[finished]
+        if len(new):
+            self._extend(list(compress(found, finished.tolist())), new)
             self._cache.clear()
+            done[new - 1] = True
+        gaps = np.flatnonzero(~done[dense:n])
+        self.dense = dense + (int(gaps[0]) if len(gaps) else n - dense)
         return tail
 
-    def _extend(self, trials: list[Trial]) -> None:
+    def _extend(self, trials: list[Trial], ids: np.ndarray) -> None:
         # the storages' records, (objective, context, seq) by iteration: read in bulk, as
         # poptune.results does (an Observation object per value costs several times more)
         records = list(map(attrgetter("_obs"), trials))
@@ -238,36 +249,47 @@ class _FinishedIndex:
         total = int(counts.sum())
         if not total:
             return
-        its = np.fromiter(chain.from_iterable(records), dtype=np.int64, count=total)
+        its = None
+        if not self._wide:  # a wide study shows it at once, mostly: spare the bytes' try
+            self._wide = any(min(r) < 0 or max(r) > 255 for r in (records[0], records[-1]) if r)
+        if not self._wide:  # iterations below 256 (most studies): read as bytes, in C
+            try:
+                its = np.frombuffer(bytearray(chain.from_iterable(records)), dtype=np.uint8)
+            except ValueError:  # one outside 0..255: never tried again on this index
+                self._wide = True
+        if its is None:
+            its = np.fromiter(chain.from_iterable(records), dtype=np.int64, count=total)
         values = chain.from_iterable(map(dict.values, records))
         objectives = np.fromiter(map(itemgetter(0), values), dtype=float, count=total)
-        ids = np.fromiter(map(attrgetter("id"), trials), dtype=np.int64, count=len(trials))
-        ids, counts = ids[counts > 0], counts[counts > 0]  # trials without observations
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        last = np.repeat(np.maximum.reduceat(its, starts), counts)
-        new = (its, objectives, np.repeat(ids, counts), last)
+        has = counts > 0  # trials without observations are left out
+        ids, counts = ids[has], counts[has]
+        starts = np.zeros(len(counts), dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        first, last = np.minimum.reduceat(its, starts), np.maximum.reduceat(its, starts)
         if self._arrays is not None:
-            new = tuple(np.concatenate([a, b]) for a, b in zip(self._arrays, new, strict=True))
-        self._arrays = new
+            old = self._arrays
+            starts += len(old[0])
+            new = (its, objectives, ids, starts, first, last)
+            self._arrays = tuple(np.concatenate([a, b]) for a, b in zip(old, new, strict=True))
+        else:
+            self._arrays = (its, objectives, ids, starts, first, last)
 
     def values_at(self, iteration: int, exclude: int | None) -> np.ndarray:
         """The best objective by ``iteration`` of each indexed trial (but ``exclude``) that
         reached it: observed at an iteration <= ``iteration`` and at one >= it."""
-        values: Any = self._cache.get(iteration)
-        if values is None:
+        cached = self._cache.get(iteration)
+        if cached is None:
             if self._arrays is None:
                 return np.zeros(0)
-            its, objectives, owner, last = self._arrays
-            keep = (its <= iteration) & (last >= iteration)
-            owners, kept = owner[keep], objectives[keep]
-            if not len(kept):
-                values = np.zeros(0)
-                ids = np.zeros(0, dtype=np.int64)
-            else:
-                starts = np.flatnonzero(np.concatenate([[True], owners[1:] != owners[:-1]]))
-                best = np.minimum if self.history.lower_is_better else np.maximum
-                values, ids = best.reduceat(kept, starts), owners[starts]
-            self._cache[iteration] = (values, ids)
-        else:
-            values, ids = values
-        return values if exclude is None else values[ids != exclude]
+            its, objectives, ids, starts, first, last = self._arrays
+            lower = self.history.lower_is_better
+            t: Any = iteration
+            if its.dtype == np.uint8:  # iterations in 0..255 (bytes): t as a type that holds
+                t = np.int16(min(max(iteration, -1), 256))  # it, the same comparisons
+            # the observations after ``iteration`` can never be a trial's best by then
+            masked = np.where(its <= t, objectives, np.inf if lower else -np.inf)
+            best = (np.minimum if lower else np.maximum).reduceat(masked, starts)
+            counts = (first <= t) & (last >= t)
+            cached = self._cache[iteration] = (best[counts], ids[counts])
+        values, owners = cached
+        return values if exclude is None else values[owners != exclude]

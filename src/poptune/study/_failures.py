@@ -55,14 +55,21 @@ def check_limit(owner: str, value: Any) -> int | None:
 
 def failure_run(history: History, start: int) -> list[Trial]:
     """The FAILED trials with ids above ``start`` since the last COMPLETED or STOPPED one (in
-    id order), oldest first; QUEUED and RUNNING trials are skipped."""
+    id order), oldest first; QUEUED and RUNNING trials are skipped.
+
+    It walks back from the newest id and stops at the first success: the cost is the run and
+    the unfinished trials among it, not the study (no copy of ``history.trials``), so a worker
+    that asks after every failure pays the same at trial 10 and at trial 100,000."""
     run: list[Trial] = []
-    for trial in reversed(history.trials):
-        if trial.id <= start:
+    get = history.get
+    for tid in range(history.n_trials, start, -1):  # a study's ids are 1..n_trials
+        trial = get(tid)
+        if trial is None:  # pragma: no cover - ids are dense
+            continue
+        status = trial.status
+        if status in _SUCCESS:
             break
-        if trial.status in _SUCCESS:
-            break
-        if trial.status is TrialStatus.FAILED:
+        if status is TrialStatus.FAILED:
             run.append(trial)
     run.reverse()
     return run
