@@ -46,6 +46,44 @@ def objective(lr: float, units: int, act: str) -> float:
     return (math.log10(lr) + 3.0) ** 2 + units / 256.0 + (0.0 if act == "relu" else 0.1)
 
 
+def trial_value(trial: Any) -> float:
+    """:func:`objective` of a poptune (or SHERPA) trial's parameters."""
+    p = trial.parameters
+    return objective(p["lr"], p["units"], p["act"])
+
+
+def optuna_value(t: Any) -> float:
+    """Sample the three parameters on an Optuna trial and return :func:`objective` of them."""
+    lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
+    units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
+    return objective(lr, units, t.suggest_categorical("act", ACTIVATIONS))
+
+
+def poptune_space() -> list[Any]:
+    """The three parameters as poptune parameters."""
+    from poptune import Choice, Continuous, Discrete
+
+    return [
+        Continuous("lr", list(LR_RANGE), "log"),
+        Discrete("units", list(UNITS_RANGE)),
+        Choice("act", ACTIVATIONS),
+    ]
+
+
+def poptune_study(total: int, seed: int, **study_kwargs: Any) -> Any:
+    """A poptune study of the three parameters, ``RandomSearch(max_num_trials=total)``
+    (``study_kwargs``: storage and study name)."""
+    import poptune
+
+    return poptune.Study(
+        poptune_space(),
+        poptune.algorithms.RandomSearch(max_num_trials=total),
+        lower_is_better=True,
+        seed=seed,
+        **study_kwargs,
+    )
+
+
 # -- measuring -------------------------------------------------------------------------------
 class GCMeter:
     """Cumulative time spent in Python's cyclic garbage collector (through ``gc.callbacks``)."""
@@ -162,27 +200,11 @@ def register(name: str) -> Callable[[CaseFunc], CaseFunc]:
 
 def run_poptune(n: int, seed: int, **study_kwargs: Any) -> Laps:
     """n trials of a fresh poptune study (``study_kwargs``: storage and study name)."""
-    import poptune
-    from poptune import Choice, Continuous, Discrete
-
-    study = poptune.Study(
-        [
-            Continuous("lr", list(LR_RANGE), "log"),
-            Discrete("units", list(UNITS_RANGE)),
-            Choice("act", ACTIVATIONS),
-        ],
-        poptune.algorithms.RandomSearch(max_num_trials=n),
-        lower_is_better=True,
-        seed=seed,
-        **study_kwargs,
-    )
+    study = poptune_study(n, seed, **study_kwargs)
     laps = Laps()
     lap = laps.start()
     for trial in study:
-        p = trial.parameters
-        study.add_observation(
-            trial, objective=objective(p["lr"], p["units"], p["act"]), iteration=1
-        )
+        study.add_observation(trial, objective=trial_value(trial), iteration=1)
         study.finalize(trial)
         lap()
     return laps.finish()
@@ -199,10 +221,7 @@ def run_optuna(n: int, seed: int, storage: Any = None) -> Laps:
     lap = laps.start()
     for _ in range(n):
         t = study.ask()
-        lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
-        units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
-        act = t.suggest_categorical("act", ACTIVATIONS)
-        study.tell(t, objective(lr, units, act))
+        study.tell(t, optuna_value(t))
         lap()
     return laps.finish()
 

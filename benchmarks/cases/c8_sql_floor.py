@@ -37,8 +37,7 @@ from typing import Any
 
 from benchmarks import throughput
 from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
-from benchmarks.overhead import objective as trivial_objective
-from benchmarks.throughput import make_poptune_study
+from benchmarks.overhead import poptune_study, trial_value
 
 TITLE = "8. The SQL hot path near its floor (vs its own statements through bare sqlite3)"
 SEED = 12345
@@ -69,15 +68,11 @@ class PerTrial:
 
 
 # -- 1. poptune in one process ----------------------------------------------------------------
-def _objective(trial: Any) -> float:
-    p = trial.parameters
-    return trivial_objective(p["lr"], p["units"], p["act"])
-
-
 def _new_study(path: Path, n: int, name: str = "floor") -> Any:
     from poptune.storage.sql import SQLStorage
 
-    return make_poptune_study(SQLStorage(f"sqlite:///{path.as_posix()}"), name, n, SEED)
+    storage = SQLStorage(f"sqlite:///{path.as_posix()}")
+    return poptune_study(n, SEED, storage=storage, study_name=name)
 
 
 def _per_trial(label: str, cpu: float, wall: float, n: int, note: str = "") -> PerTrial:
@@ -87,7 +82,7 @@ def _per_trial(label: str, cpu: float, wall: float, n: int, note: str = "") -> P
 def poptune_optimize(path: Path, n: int) -> PerTrial:
     study = _new_study(path, n)
     cpu, wall = time.process_time(), time.perf_counter()
-    study.optimize(_objective, show_progress=False)
+    study.optimize(trial_value, show_progress=False)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     done = study.history.n_completed
     study.close()
@@ -99,7 +94,7 @@ def poptune_ask_tell(path: Path, n: int) -> PerTrial:
     cpu, wall = time.process_time(), time.perf_counter()
     done = 0
     for trial in study:
-        study.add_observation(trial, _objective(trial), iteration=1)
+        study.add_observation(trial, trial_value(trial), iteration=1)
         study.finalize(trial)
         done += 1
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -148,7 +143,7 @@ def record(path: Path, copy: Path, n: int) -> list[tuple[str, Any]]:
         RECORDED.clear()
         _RECORDING[0] = True
         try:
-            study.optimize(_objective, show_progress=False)
+            study.optimize(trial_value, show_progress=False)
         finally:
             _RECORDING[0] = False
         study.close()

@@ -50,7 +50,6 @@ def run(
                     "wall_s": result.wall_s,
                     "rate": result.rate,
                     "cpu_ms": result.cpu_ms_per_trial,
-                    "stored": result.stored,
                     "capped": result.capped,
                     "error": result.error.splitlines()[0] if result.error else None,
                     "storage": backend.describe(),
