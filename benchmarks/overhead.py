@@ -1,18 +1,9 @@
 """The per-trial overhead workload of case 1 (``python -m benchmarks --cases 1``): poptune's
-and its peers' loops, and how each trial is timed.
-
-The objective is trivial, so what is timed is the library: asking for a trial (sampling three
-parameters: a log-scale float, an int and a categorical), reporting its objective and
-finishing it, in memory and on an SQLite file (a fresh file per run). Each trial is timed
-with ``time.perf_counter``; trial i spans from the end of trial i-1 to the end of its own
-bookkeeping, so the time spent asking the library for the trial is included and nothing
-between trials is lost. Python's cyclic garbage collector stays enabled (it is part of a
-library's real cost); a ``gc.callbacks`` meter measures how much of each window it takes.
-
-This module only measures: ``benchmarks/cases/c1_overhead.py`` runs it (through
-``benchmarks/peers/overhead_peer.py``, in each library's virtualenv), and the harness writes
-the page. Adding a configuration: write ``def case(n, seed) -> Laps`` and decorate it with
-:func:`register` (and add its name to case 1's ``CONFIGS``).
+and its peers' loops on a trivial three-parameter problem, and how each trial is timed
+(:class:`Laps`; the method is in ``benchmarks/README.md`` and on the page). This module only
+measures: ``benchmarks/cases/c1_overhead.py`` runs it through
+``benchmarks/peers/overhead_peer.py`` in each library's virtualenv. A new configuration is a
+``def case(n, seed) -> Laps`` decorated with :func:`register` (and named in case 1's ``CONFIGS``).
 """
 
 from __future__ import annotations

@@ -1,25 +1,8 @@
-"""The throughput workload of case 2 (``python -m benchmarks --cases 2``): several worker
-processes sharing one study, poptune beside Optuna.
-
-Every worker is a separate process (``multiprocessing``, start method *spawn*) that opens the
-shared study, waits at a barrier until all workers (and the parent) are ready, then loops::
-
-    for trial in study:                       # poptune, RandomSearch
-        objective(...)                        # trivial, or time.sleep(0.05) first
-        study.add_observation(trial, objective=..., iteration=1)
-        study.finalize(trial)
-
-Optuna's workers do the same with ask/tell (``RandomSampler``, ``create_study(...,
-load_if_exists=True)`` on a study the parent created), taking trials from a shared counter so
-that both libraries split a fixed total of trials between their workers on demand.
-
-The wall time runs from the barrier's release (process start-up, imports and a garbage
-collection after them are not counted) to the end of the last ``finalize``/``tell`` of any
-worker; trials/s = trials / wall time. For the 50 ms objective, efficiency = measured
-trials/s / ideal, ideal = workers / 0.05 s. Storages: a fresh SQLite file and a fresh
-PostgreSQL database for every run. This module only measures: ``benchmarks/cases/
-c2_throughput.py`` runs it (through ``benchmarks/peers/throughput_peer.py``) and the harness
-writes the page.
+"""The throughput workload of case 2 (``python -m benchmarks --cases 2``): worker processes
+(spawned) sharing one study on a fresh SQLite file or PostgreSQL database, poptune beside
+Optuna, timed from a barrier after every worker opened the study to the last trial (the
+method is in ``benchmarks/README.md`` and on the page). This module only measures:
+``benchmarks/cases/c2_throughput.py`` runs it through ``benchmarks/peers/throughput_peer.py``.
 """
 
 from __future__ import annotations

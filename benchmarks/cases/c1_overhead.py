@@ -1,12 +1,7 @@
 """Case 1: per-trial library overhead and its growth with the number of trials, poptune beside
-Optuna (in memory and on SQLite) and SHERPA (in memory, its only single-process storage).
-
-Every run is a fresh process (``benchmarks/peers/overhead_peer.py`` with the library's
-python) doing a 200-trial warm-up and then ``n`` timed trials of ``benchmarks/overhead.py``'s
-loop; the libraries alternate run by run (poptune, Optuna, SHERPA, poptune, ...). A run that
-would take longer than the per-run budget stops there and reports the trials it got through;
-it is not repeated, nor run at larger sizes.
-"""
+Optuna (in memory and on SQLite) and SHERPA (in memory); the method is the page text below
+(each run a fresh ``benchmarks/peers/overhead_peer.py`` process, ``benchmarks/overhead.py``'s
+loop)."""
 
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
-"""Case 1 (per-trial overhead), one run of one library: the same timed loop as
-``benchmarks/overhead.py`` (its cases, its :class:`Laps` timing, a 200-trial warm-up first),
-plus SHERPA's loop, run in whichever virtualenv has the library.
-
-    python -m benchmarks.peers.overhead_peer --args '{"case": "optuna", "n": 1000,
-        "seed": 1, "budget_s": 30}' --out result.json
-
-Case 9 (in memory near its floor) runs here too, with ``floor`` set: ``random`` (the ask/tell
-loop, RandomSearch / RandomSampler), ``tpe`` (the same loop with poptune's TPE and Optuna's
-default TPESampler), ``optimize`` (``study.optimize(objective, n_trials=n)``, one worker,
-random search), each timed as one stretch after a 200-trial warm-up, and ``growth``
-(poptune's random loop: its first and last 10% timed, the cyclic GC's full collections
-metered)::
-
-    python -m benchmarks.peers.overhead_peer --args '{"floor": "random", "library": "optuna",
-        "n": 2000, "seed": 1}' --out result.json
+"""Case 1 (per-trial overhead), one run of one library: ``benchmarks/overhead.py``'s timed loop
+(its cases, its :class:`Laps` timing, a warm-up first), plus SHERPA's loop, in whichever
+virtualenv has the library. With ``floor`` set it runs case 9's in-memory floor instead
+(``random``, ``tpe``, ``optimize``, ``growth``: see :mod:`benchmarks.cases.c9_memory_floor`).
 """
 
 from __future__ import annotations

@@ -13,10 +13,6 @@ segment), the best accuracy ever reported, the steps trained and the budget of s
 member ``short`` of it was cut off, by Ray's ``time_budget_s``), the wall time and the CPU
 time of the process with all its descendants (Ray's raylet, GCS and workers); library
 start-up — ``import``, ``ray.init`` — is in neither and is reported apart.
-
-    python -m benchmarks.peers.pbt_function_peer --args '{"library": "ray", "configs":
-        [["pbt", 4]], "generations": 30, "steps": 5, "seeds": [0], "time_budget_s": 300}'
-        --out result.json
 """
 
 from __future__ import annotations
