@@ -9,10 +9,7 @@ measures: ``benchmarks/cases/c1_overhead.py`` runs it through
 from __future__ import annotations
 
 import gc
-import importlib
-import importlib.util
 import math
-import sys
 import tempfile
 import time
 import warnings
@@ -20,9 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
-
-if importlib.util.find_spec("poptune") is None:  # a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 # -- the problem -----------------------------------------------------------------------------
 LR_RANGE = (1e-5, 1e-1)

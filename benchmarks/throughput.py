@@ -8,11 +8,9 @@ method is in ``benchmarks/README.md`` and on the page). This module only measure
 from __future__ import annotations
 
 import gc
-import importlib.util
 import math
 import multiprocessing as mp
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -24,13 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if importlib.util.find_spec("poptune") is None:  # a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-if importlib.util.find_spec("benchmarks") is None:  # run as a file, not with -m
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 # -- the problem: overhead.py's three parameters and trivial objective ----------------------
-from benchmarks.overhead import (  # noqa: E402
+from benchmarks.overhead import (
     ACTIVATIONS,
     LR_RANGE,
     UNITS_RANGE,
