@@ -1,13 +1,7 @@
-"""Case 6: model-based search beside Optuna's, both with their defaults, on Branin (30
-evaluations) and Hartmann-6 (50), one study per seed: poptune's TPE beside Optuna's
-``TPESampler``, poptune's ``BayesianOptimization`` beside Optuna's ``GPSampler``; random
-search as the floor.
-
-The figure of merit is the best value found by the last evaluation, mean ± standard error
-over seeds (at least 10 in a full run), and the wall and CPU time a suggestion takes.
-poptune's side runs in the harness's process; Optuna's in its virtualenv
-(``benchmarks/peers/tpe_peer.py``, which defines both objectives).
-"""
+"""Case 6: model-based search beside Optuna's, both with their defaults, one study per seed:
+poptune's TPE beside ``TPESampler``, ``BayesianOptimization`` beside ``GPSampler``, random
+search as the floor (the method: the page text below). poptune's side runs in the harness's
+process, Optuna's in its virtualenv (``benchmarks/peers/tpe_peer.py``)."""
 
 from __future__ import annotations
 
@@ -16,6 +10,7 @@ import time
 from typing import Any
 
 from benchmarks.harness import Context, Section, Target, log, mean_se, table
+from benchmarks.peers import preimport
 from benchmarks.problems import PROBLEMS
 
 TITLE = "6. Model-based search: TPE and Bayesian optimization beside Optuna's samplers"
@@ -40,22 +35,12 @@ PAIRS = (("poptune TPE", "Optuna TPESampler"), ("poptune BayesianOptimization", 
 POPTUNE_IMPORTS = ("sklearn.gaussian_process", "scipy.optimize")
 
 
-def warm_up(modules: tuple[str, ...]) -> None:
-    import importlib
-
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
-
-
 def poptune_run(algorithm: str, problem: str, n: int, seeds: list[int]) -> dict[str, Any]:
     from poptune import Continuous, Study, algorithms
 
     objective, box, _ = PROBLEMS[problem]
     params = [Continuous(k, [lo, hi]) for k, (lo, hi) in box.items()]
-    warm_up(POPTUNE_IMPORTS)
+    preimport(*POPTUNE_IMPORTS)
     best, seconds, cpu = [], 0.0, 0.0
     for seed in seeds:
         study = Study(
