@@ -1,26 +1,12 @@
-"""Case 8: how close poptune's SQL hot path is to its floor (issue 14, item 3), side by side.
-
-1. **Per trial, one process, an SQLite file** (RandomSearch, three parameters, a trivial
-   objective): poptune through ``study.optimize`` (the worker loop: a suggestion, then the
-   returned value and the final status in one write) and through an ask/tell loop
-   (``add_observation`` + ``finalize``, two writes); CPU (``time.process_time``) and wall
-   milliseconds per trial, after a warm-up study.
-2. **Its own statements replayed through bare sqlite3.** The same optimize run is repeated
-   with every ``sqlite3`` cursor recording what it executes (SQL text and parameters, as they
-   reached the driver: SQLAlchemy's and poptune's raw connections alike), on a file whose
-   state before the loop was copied (``sqlite3`` backup). The recorded statements are then
-   executed in order on the copy, through one bare ``sqlite3`` connection with poptune's
-   pragmas: what the database work of a trial costs with no library around it.
-3. **Optuna** (RandomSampler, ask/tell; case 1's ``overhead_peer`` in its virtualenv):
-   JournalStorage(JournalFileBackend), its recommendation for several processes on one
-   machine; the RDB storage on SQLite's defaults; and the RDB storage with poptune's pragmas.
-4. **Throughput, 8 worker processes × a 50 ms objective** (case 2's ``throughput.run_once``
-   with ``study.optimize`` workers) on a fresh SQLite file and a fresh PostgreSQL database:
-   trials per second as a percentage of the ideal (workers / 50 ms), and how long the study's
-   lock was held: each locked transaction, from the answer to its lock statement to the
-   answer to its COMMIT (the storage's ``lock_watch``), per trial (summed) and per transaction
-   (mean, p95). On PostgreSQL a trial's last write is one statement that takes the lock inside
-   the server: its round trip (an upper bound of its hold, waits included) is shown beside.
+"""Case 8: how close poptune's SQL hot path is to its floor (issue 14, item 3), side by side;
+the method is the page text below. ``study.optimize`` writes a trial's value and final status
+in one write, the ask/tell loop (``add_observation`` + ``finalize``) in two. The replay: the
+optimize run is repeated with every ``sqlite3`` cursor recording what it executes (SQL and
+parameters as they reached the driver, from SQLAlchemy's and poptune's raw connections alike)
+on a file whose state before the loop was copied (``sqlite3`` backup); the statements are then
+executed in order on the copy through one bare connection with poptune's pragmas. The lock's
+hold is the storage's ``lock_watch``: from the answer to a locked transaction's lock statement
+to the answer to its COMMIT.
 """
 
 from __future__ import annotations
