@@ -6,12 +6,11 @@ process, Optuna's in its virtualenv (``benchmarks/peers/tpe_peer.py``)."""
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from benchmarks.harness import Context, Section, Target, log, mean_se, table
 from benchmarks.peers import preimport
-from benchmarks.problems import PROBLEMS
+from benchmarks.problems import poptune_search
 
 TITLE = "6. Model-based search: TPE and Bayesian optimization beside Optuna's samplers"
 BUDGETS = {"branin": 30, "hartmann6": 50}
@@ -36,29 +35,16 @@ POPTUNE_IMPORTS = ("sklearn.gaussian_process", "scipy.optimize")
 
 
 def poptune_run(algorithm: str, problem: str, n: int, seeds: list[int]) -> dict[str, Any]:
-    from poptune import Continuous, Study, algorithms
+    from poptune import algorithms
 
-    objective, box, _ = PROBLEMS[problem]
-    params = [Continuous(k, [lo, hi]) for k, (lo, hi) in box.items()]
     preimport(*POPTUNE_IMPORTS)
-    best, seconds, cpu = [], 0.0, 0.0
-    for seed in seeds:
-        study = Study(
-            params, getattr(algorithms, algorithm)(), True, seed=seed, disable_dashboard=True
-        )
-        values = []
-        for _ in range(n):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            trial = study.get_suggestion()
-            seconds += time.perf_counter() - start
-            cpu += time.process_time() - start_cpu
-            value = objective(trial.parameters)
-            study.add_observation(trial, value)
-            study.finalize(trial)
-            values.append(value)
-        best.append(min(values))
+    runs = [poptune_search(problem, getattr(algorithms, algorithm)(), n, s) for s in seeds]
     per = n * len(seeds)
-    return {"best": best, "s_per_suggestion": seconds / per, "cpu_s_per_suggestion": cpu / per}
+    return {
+        "best": [best for best, _, _ in runs],
+        "s_per_suggestion": sum(wall for _, wall, _ in runs) / per,
+        "cpu_s_per_suggestion": sum(cpu for _, _, cpu in runs) / per,
+    }
 
 
 def within_2se(mine: list[float], theirs: list[float]) -> tuple[bool, float]:
