@@ -1,27 +1,15 @@
 """The per-trial overhead workload of case 1 (``python -m benchmarks --cases 1``): poptune's
-and its peers' loops, and how each trial is timed.
-
-The objective is trivial, so what is timed is the library: asking for a trial (sampling three
-parameters: a log-scale float, an int and a categorical), reporting its objective and
-finishing it, in memory and on an SQLite file (a fresh file per run). Each trial is timed
-with ``time.perf_counter``; trial i spans from the end of trial i-1 to the end of its own
-bookkeeping, so the time spent asking the library for the trial is included and nothing
-between trials is lost. Python's cyclic garbage collector stays enabled (it is part of a
-library's real cost); a ``gc.callbacks`` meter measures how much of each window it takes.
-
-This module only measures: ``benchmarks/cases/c1_overhead.py`` runs it (through
-``benchmarks/peers/overhead_peer.py``, in each library's virtualenv), and the harness writes
-the page. Adding a configuration: write ``def case(n, seed) -> Laps`` and decorate it with
-:func:`register` (and add its name to case 1's ``CONFIGS``).
+and its peers' loops on a trivial three-parameter problem, and how each trial is timed
+(:class:`Laps`; the method is in ``benchmarks/README.md`` and on the page). This module only
+measures: ``benchmarks/cases/c1_overhead.py`` runs it through
+``benchmarks/peers/overhead_peer.py`` in each library's virtualenv. A new configuration is a
+``def case(n, seed) -> Laps`` decorated with :func:`register` (and named in case 1's ``CONFIGS``).
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
-import importlib.util
 import math
-import sys
 import tempfile
 import time
 import warnings
@@ -29,9 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
-
-if importlib.util.find_spec("poptune") is None:  # a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 # -- the problem -----------------------------------------------------------------------------
 LR_RANGE = (1e-5, 1e-1)
@@ -44,6 +29,44 @@ WARMUP_TRIALS = 200
 def objective(lr: float, units: int, act: str) -> float:
     """A trivial objective; both libraries call it once per trial."""
     return (math.log10(lr) + 3.0) ** 2 + units / 256.0 + (0.0 if act == "relu" else 0.1)
+
+
+def trial_value(trial: Any) -> float:
+    """:func:`objective` of a poptune (or SHERPA) trial's parameters."""
+    p = trial.parameters
+    return objective(p["lr"], p["units"], p["act"])
+
+
+def optuna_value(t: Any) -> float:
+    """Sample the three parameters on an Optuna trial and return :func:`objective` of them."""
+    lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
+    units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
+    return objective(lr, units, t.suggest_categorical("act", ACTIVATIONS))
+
+
+def poptune_space() -> list[Any]:
+    """The three parameters as poptune parameters."""
+    from poptune import Choice, Continuous, Discrete
+
+    return [
+        Continuous("lr", list(LR_RANGE), "log"),
+        Discrete("units", list(UNITS_RANGE)),
+        Choice("act", ACTIVATIONS),
+    ]
+
+
+def poptune_study(total: int, seed: int, **study_kwargs: Any) -> Any:
+    """A poptune study of the three parameters, ``RandomSearch(max_num_trials=total)``
+    (``study_kwargs``: storage and study name)."""
+    import poptune
+
+    return poptune.Study(
+        poptune_space(),
+        poptune.algorithms.RandomSearch(max_num_trials=total),
+        lower_is_better=True,
+        seed=seed,
+        **study_kwargs,
+    )
 
 
 # -- measuring -------------------------------------------------------------------------------
@@ -162,27 +185,11 @@ def register(name: str) -> Callable[[CaseFunc], CaseFunc]:
 
 def run_poptune(n: int, seed: int, **study_kwargs: Any) -> Laps:
     """n trials of a fresh poptune study (``study_kwargs``: storage and study name)."""
-    import poptune
-    from poptune import Choice, Continuous, Discrete
-
-    study = poptune.Study(
-        [
-            Continuous("lr", list(LR_RANGE), "log"),
-            Discrete("units", list(UNITS_RANGE)),
-            Choice("act", ACTIVATIONS),
-        ],
-        poptune.algorithms.RandomSearch(max_num_trials=n),
-        lower_is_better=True,
-        seed=seed,
-        **study_kwargs,
-    )
+    study = poptune_study(n, seed, **study_kwargs)
     laps = Laps()
     lap = laps.start()
     for trial in study:
-        p = trial.parameters
-        study.add_observation(
-            trial, objective=objective(p["lr"], p["units"], p["act"]), iteration=1
-        )
+        study.add_observation(trial, objective=trial_value(trial), iteration=1)
         study.finalize(trial)
         lap()
     return laps.finish()
@@ -199,10 +206,7 @@ def run_optuna(n: int, seed: int, storage: Any = None) -> Laps:
     lap = laps.start()
     for _ in range(n):
         t = study.ask()
-        lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
-        units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
-        act = t.suggest_categorical("act", ACTIVATIONS)
-        study.tell(t, objective(lr, units, act))
+        study.tell(t, optuna_value(t))
         lap()
     return laps.finish()
 

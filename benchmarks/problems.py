@@ -4,6 +4,7 @@ the peers' virtualenvs import this module too)."""
 from __future__ import annotations
 
 import math
+import time
 import zlib
 from typing import Any
 
@@ -131,3 +132,29 @@ def past_points(problem: str, n: int, seed: int) -> list[dict[str, float]]:
         }
         for row in draws
     ]
+
+
+def problem_study(problem: str, algorithm: Any, seed: int) -> Any:
+    """A fresh poptune study (minimising) of ``problem``'s box with ``algorithm``."""
+    from poptune import Continuous, Study
+
+    params = [Continuous(k, [lo, hi]) for k, (lo, hi) in PROBLEMS[problem][1].items()]
+    return Study(params, algorithm, True, seed=seed, disable_dashboard=True)
+
+
+def poptune_search(problem: str, algorithm: Any, n: int, seed: int) -> tuple[float, float, float]:
+    """``n`` evaluations of ``problem`` by a fresh poptune study with ``algorithm``: the best
+    value, and the wall and CPU seconds its suggestions took (``get_suggestion`` alone)."""
+    objective = PROBLEMS[problem][0]
+    study = problem_study(problem, algorithm, seed)
+    best, wall, cpu = math.inf, 0.0, 0.0
+    for _ in range(n):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        trial = study.get_suggestion()
+        wall += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
+        value = objective(trial.parameters)
+        study.add_observation(trial, value)
+        study.finalize(trial)
+        best = min(best, value)
+    return best, wall, cpu

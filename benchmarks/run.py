@@ -1,26 +1,9 @@
 """``python -m benchmarks``: every benchmark of poptune against its peers, one command, one page.
 
-Sets up the peers' virtualenvs (``benchmarks/peers/.venv-<peer>``, from the pinned
-``benchmarks/peers/<peer>.txt``) when they are missing, runs the cases — poptune and the
-peers alternately, several times — and writes ``docs/benchmarks.md`` with its figures in
-``docs/images/bench_*.png``::
-
-    python -m benchmarks                    # the whole page (~1.5 hours on 2 cores, estimated)
-    python -m benchmarks --quick            # a smoke run (~2-3 minutes), written to a temp dir
-    python -m benchmarks --cases 3,5 --no-peers --output /tmp/bench/benchmarks.md
-    python -m benchmarks --setup-only       # just create the peers' virtualenvs
-
-Cases: 1 overhead and scale (vs Optuna, SHERPA), 2 throughput with worker processes (vs
-Optuna), 3 PBT on the paper's toy problem (vs a numpy reference), 4 PBT on Ray's
-``pbt_function`` problem (vs Ray Tune), 5 real training on digits (PBT vs random search, ASHA,
-BO), 6 TPE and BO on Branin and Hartmann-6 (vs Optuna's TPESampler and GPSampler), 7
-start-up: import, first trial, a read command (vs Optuna), 8-10 the hot paths near their
-floors: the SQL hot path (vs its own statements through bare sqlite3, Optuna's storages),
-in memory (steady state, growth, GC objects; vs Optuna), a model-based suggestion's cost as
-the study grows (vs Optuna's samplers); poptune's own options, without peers: 11
-asynchronous PBT's two rankings, 12 BayesianOptimization's GP_MCMC beside plain GP, 13
-checkpoint I/O by where it lives, 14 asynchronous against synchronous PBT on parallel
-workers. A peer that cannot be installed or crashes is reported on the page; the run goes
+Sets up the peers' virtualenvs when they are missing (:mod:`benchmarks.peers`), runs the cases
+of :data:`CASES` (``benchmarks/cases/``; what each measures: ``benchmarks/README.md``) and
+writes ``docs/benchmarks.md`` with its figures in ``docs/images/bench_*.png``; ``--help`` lists
+the options. A peer that cannot be installed or crashes is reported on the page; the run goes
 on. In a --quick run no target is judged (the sizes are not the targets' sizes).
 """
 

@@ -1,35 +1,16 @@
-"""The throughput workload of case 2 (``python -m benchmarks --cases 2``): several worker
-processes sharing one study, poptune beside Optuna.
-
-Every worker is a separate process (``multiprocessing``, start method *spawn*) that opens the
-shared study, waits at a barrier until all workers (and the parent) are ready, then loops::
-
-    for trial in study:                       # poptune, RandomSearch
-        objective(...)                        # trivial, or time.sleep(0.05) first
-        study.add_observation(trial, objective=..., iteration=1)
-        study.finalize(trial)
-
-Optuna's workers do the same with ask/tell (``RandomSampler``, ``create_study(...,
-load_if_exists=True)`` on a study the parent created), taking trials from a shared counter so
-that both libraries split a fixed total of trials between their workers on demand.
-
-The wall time runs from the barrier's release (process start-up, imports and a garbage
-collection after them are not counted) to the end of the last ``finalize``/``tell`` of any
-worker; trials/s = trials / wall time. For the 50 ms objective, efficiency = measured
-trials/s / ideal, ideal = workers / 0.05 s. Storages: a fresh SQLite file and a fresh
-PostgreSQL database for every run. This module only measures: ``benchmarks/cases/
-c2_throughput.py`` runs it (through ``benchmarks/peers/throughput_peer.py``) and the harness
-writes the page.
+"""The throughput workload of case 2 (``python -m benchmarks --cases 2``): worker processes
+(spawned) sharing one study on a fresh SQLite file or PostgreSQL database, poptune beside
+Optuna, timed from a barrier after every worker opened the study to the last trial (the
+method is in ``benchmarks/README.md`` and on the page). This module only measures:
+``benchmarks/cases/c2_throughput.py`` runs it through ``benchmarks/peers/throughput_peer.py``.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib.util
 import math
 import multiprocessing as mp
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -41,19 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if importlib.util.find_spec("poptune") is None:  # a checkout that was not pip-installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-if importlib.util.find_spec("benchmarks") is None:  # run as a file, not with -m
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 # -- the problem: overhead.py's three parameters and trivial objective ----------------------
-from benchmarks.overhead import (  # noqa: E402
+from benchmarks.overhead import (
     ACTIVATIONS,
     LR_RANGE,
     UNITS_RANGE,
     objective,
     optuna_journal,
     optuna_rdb_with_pragmas,
+    poptune_study,
+    trial_value,
 )
 
 SLEEP_S = 0.05  # the "50 ms" objective
@@ -70,7 +48,6 @@ class WorkerReport:
     last: float = math.nan  # time.monotonic() at the end of its last trial
     cpu_s: float = 0.0  # the worker's CPU time (user + system) from the barrier to its end
     error: str | None = None
-    warnings: list[str] = field(default_factory=list)
     holds: list[float] = field(default_factory=list)  # "poptune-optimize": each lock hold, s
     finals: list[float] = field(default_factory=list)  # and each final write's round trip, s
 
@@ -94,34 +71,15 @@ class Job:
     max_seconds: float
 
 
-def make_poptune_study(url: Any, study_name: str, total: int, seed: int) -> Any:
-    import poptune
-    from poptune import Choice, Continuous, Discrete
-
-    return poptune.Study(
-        [
-            Continuous("lr", list(LR_RANGE), "log"),
-            Discrete("units", list(UNITS_RANGE)),
-            Choice("act", ACTIVATIONS),
-        ],
-        poptune.algorithms.RandomSearch(max_num_trials=total),
-        lower_is_better=True,
-        seed=seed,
-        storage=url,
-        study_name=study_name,
-    )
-
-
 def _poptune_loop(job: Job, index: int, counter: Any, report: WorkerReport) -> Callable:
     """``for trial in study`` with ``add_observation`` and ``finalize`` (two writes)."""
-    study = make_poptune_study(job.url, job.study_name, job.total, job.seed)
+    study = poptune_study(job.total, job.seed, storage=job.url, study_name=job.study_name)
 
     def loop(stop_at: float) -> None:
         for trial in study:
-            p = trial.parameters
             if job.sleep_s:
                 time.sleep(job.sleep_s)
-            value = objective(p["lr"], p["units"], p["act"])
+            value = trial_value(trial)
             study.add_observation(trial, objective=value, iteration=1)
             study.finalize(trial)
             if report.lap() >= stop_at:
@@ -138,7 +96,7 @@ def _poptune_optimize_loop(job: Job, index: int, counter: Any, report: WorkerRep
     from poptune.storage.sql import SQLStorage
 
     storage = SQLStorage(job.url)
-    study = make_poptune_study(storage, job.study_name, job.total, job.seed)
+    study = poptune_study(job.total, job.seed, storage=storage, study_name=job.study_name)
     watch, held = storage.lock_watch, storage.lock_watch.held
     watch.held = lambda s: (report.holds.append(s), held(s))[1]  # type: ignore[method-assign]
     final = storage.finish_with_observation
@@ -153,9 +111,8 @@ def _poptune_optimize_loop(job: Job, index: int, counter: Any, report: WorkerRep
     storage.finish_with_observation = timed_final  # type: ignore[method-assign]
 
     def sleepy(trial: Any) -> float:
-        p = trial.parameters
         time.sleep(job.sleep_s)
-        value = objective(p["lr"], p["units"], p["act"])
+        value = trial_value(trial)
         report.lap()
         return value
 
@@ -234,7 +191,7 @@ def worker_main(job: Job, index: int, barrier: Any, counter: Any, reports: Any) 
     blocking the study while it holds the study's lock: 0.2-0.3 s lost per worker, a one-off
     of process start-up that a 5 s run would count as a 5% loss."""
     report = WorkerReport(index)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True):  # kept out of the workers' output
         warnings.simplefilter("always")
         try:
             loop = LOOPS.get(job.library, _optuna_loop)(job, index, counter, report)
@@ -249,16 +206,12 @@ def worker_main(job: Job, index: int, barrier: Any, counter: Any, reports: Any) 
             barrier.abort()
             report.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             report.error += "\n" + traceback.format_exc(limit=-3)
-    report.warnings = [f"{w.category.__name__}: {w.message}" for w in caught]
     reports.put(report)
 
 
 # -- storages ---------------------------------------------------------------------------------
 class SQLiteBackend:
     """A fresh database file per run, in one temporary directory for the whole benchmark."""
-
-    name = "sqlite"
-    label = "SQLite"
 
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="poptune-tp-", ignore_cleanup_errors=True)
@@ -284,9 +237,6 @@ class SQLiteBackend:
 class PostgresBackend:
     """A fresh database per run: ``poptune_bench_<pid>`` (``..._optuna`` for Optuna), created
     before the run and dropped after it through the admin URL."""
-
-    name = "postgres"
-    label = "PostgreSQL"
 
     def __init__(self, admin_url: str) -> None:
         import psycopg
@@ -349,11 +299,9 @@ class PostgresBackend:
 class Run:
     trials: int
     wall_s: float
-    stored: int  # completed trials found in the database afterwards
     capped: bool  # stopped by --max-seconds before the total
     error: str | None = None
     cpu_s: float = math.nan  # the workers' CPU time, summed (not the database server's)
-    warnings: list[str] = field(default_factory=list)
     holds: list[float] = field(default_factory=list)  # every worker's, "poptune-optimize"
     finals: list[float] = field(default_factory=list)
 
@@ -367,37 +315,21 @@ class Run:
         return 1e3 * self.cpu_s / self.trials if self.trials else math.nan
 
 
-def precreate(library: str, url: str, name: str, total: int, seed: int) -> Any:
-    """Create the study in the parent (so workers only join it); returns a closer that
-    counts the completed trials stored and closes the parent's connections."""
+def precreate(library: str, url: str, name: str, total: int, seed: int) -> Callable[[], None]:
+    """Create the study in the parent (so workers only join it); returns what closes the
+    parent's connections."""
     if library.startswith("poptune"):
         from poptune.storage import SQLStorage
 
         storage = SQLStorage(url)
-        study = make_poptune_study(storage, name, total, seed)
-
-        def close() -> int:
-            try:
-                return study.history.n_completed
-            finally:
-                storage.close()
-
-        return close
+        poptune_study(total, seed, storage=storage, study_name=name)
+        return storage.close
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = optuna_storage(library, url)
     optuna.create_study(study_name=name, storage=rdb, sampler=optuna.samplers.RandomSampler(seed))
-
-    def close_optuna() -> int:
-        try:
-            study = optuna.load_study(study_name=name, storage=rdb)
-            return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        finally:
-            if hasattr(rdb, "engine"):
-                rdb.engine.dispose()
-
-    return close_optuna
+    return rdb.engine.dispose if hasattr(rdb, "engine") else lambda: None
 
 
 def run_once(
@@ -441,7 +373,7 @@ def run_once(
             if p.is_alive():
                 p.kill()
                 p.join()
-        stored = close()
+        close()
     errors = [r.error for r in reports if r.error]
     ok = [r for r in reports if not math.isnan(r.start)]
     trials = sum(r.trials for r in reports)
@@ -449,11 +381,9 @@ def run_once(
     return Run(
         trials=trials,
         wall_s=wall,
-        stored=stored,
         cpu_s=sum(r.cpu_s for r in ok),
         capped=trials < total,
         error=errors[0] if errors else None,
-        warnings=[w for r in reports for w in r.warnings],
         holds=[h for r in ok for h in r.holds],
         finals=[f for r in ok for f in r.finals],
     )

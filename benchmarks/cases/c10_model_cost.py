@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.harness import Context, Section, Target, fmt, log, mean_se, ratio, table
-from benchmarks.problems import PROBLEMS, past_points
+from benchmarks.problems import PROBLEMS, past_points, poptune_search, problem_study
 
 TITLE = "10. What a model-based suggestion costs as the study grows (vs Optuna's samplers)"
 SIZES, QUICK_SIZES = (50, 200, 500), (20, 40)
@@ -40,18 +40,10 @@ PROBLEM = "branin"
 GP_TARGET, RULE_TARGET_MS = 0.5, 20.0  # at 500 past trials; the first call at 10,000 trials
 
 
-def _params(problem: str) -> list[Any]:
-    from poptune import Continuous
-
-    return [Continuous(k, [lo, hi]) for k, (lo, hi) in PROBLEMS[problem][1].items()]
-
-
 def poptune_cost(algorithm: Any, problem: str, n_past: int, k: int, seed: int = 0) -> dict:
     """CPU and wall seconds of each of ``k`` suggestions after ``n_past`` finished trials."""
-    from poptune import Study
-
     objective = PROBLEMS[problem][0]
-    study = Study(_params(problem), algorithm, True, seed=seed, disable_dashboard=True)
+    study = problem_study(problem, algorithm, seed)
     for p in past_points(problem, n_past, seed):
         study.add_trial(p)
         trial = study.get_suggestion()
@@ -99,22 +91,14 @@ def rule_cost(n_trials: int, seed: int = 0) -> dict[str, float]:
 
 
 def quality(problem: str, n: int, seeds: Sequence[int], refit_every: int) -> dict[str, Any]:
-    from poptune import Study, algorithms
+    from poptune import algorithms
 
-    objective = PROBLEMS[problem][0]
     best, cpu = [], 0.0
     for seed in seeds:
         algorithm = algorithms.BayesianOptimization(refit_every=refit_every)
-        study = Study(_params(problem), algorithm, True, seed=seed, disable_dashboard=True)
-        values = []
-        for _ in range(n):
-            start = time.process_time()
-            trial = study.get_suggestion()
-            cpu += time.process_time() - start
-            values.append(objective(trial.parameters))
-            study.add_observation(trial, values[-1])
-            study.finalize(trial)
-        best.append(min(values))
+        value, _, seconds = poptune_search(problem, algorithm, n, seed)
+        best.append(value)
+        cpu += seconds
         log(f"  quality refit_every={refit_every} seed {seed}: best {best[-1]:.4f}")
     return {"best": best, "cpu_s_per_suggestion": cpu / (n * len(seeds))}
 

@@ -14,13 +14,11 @@ sets the seeds, ``--repeats`` the studies per cost cell); ``--quick`` 2 seeds, s
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
-from typing import Any
 
 from benchmarks.harness import Context, Section, log, mean_se, table
-from benchmarks.problems import PROBLEMS
+from benchmarks.problems import PROBLEMS, poptune_search, problem_study
 
 TITLE = "12. Bayesian optimization: GP_MCMC beside plain GP (fitted kernel hyperparameters)"
 BUDGETS = {"branin": 30, "hartmann6": 50}
@@ -28,41 +26,15 @@ COST_SIZES = (20, 50, 100)
 MODES = {"GP (fit)": "fit", "GP_MCMC": "mcmc"}
 
 
-def _params(problem: str) -> list[Any]:
-    from poptune import Continuous
-
-    _, box, _ = PROBLEMS[problem]
-    return [Continuous(k, [lo, hi]) for k, (lo, hi) in box.items()]
-
-
-def best_after(problem: str, mode: str, n: int, seed: int) -> tuple[float, float]:
-    """The best value after ``n`` evaluations and the CPU seconds spent suggesting."""
-    from poptune import Study, algorithms
-
-    objective = PROBLEMS[problem][0]
-    algorithm = algorithms.BayesianOptimization(max_num_trials=n, hyperparameters=mode)
-    study = Study(_params(problem), algorithm, True, seed=seed, disable_dashboard=True)
-    best, cpu = math.inf, 0.0
-    for _ in range(n):
-        start = time.process_time()
-        trial = study.get_suggestion()
-        cpu += time.process_time() - start
-        value = objective(trial.parameters)
-        study.add_observation(trial, objective=value)
-        study.finalize(trial)
-        best = min(best, value)
-    return best, cpu
-
-
 def suggestion_cost(problem: str, mode: str, n_past: int, seed: int) -> float:
     """CPU seconds of the first model-based suggestion after ``n_past`` random trials."""
-    from poptune import Study, algorithms
+    from poptune import algorithms
 
     objective = PROBLEMS[problem][0]
     algorithm = algorithms.BayesianOptimization(
         num_initial_data_points=n_past, hyperparameters=mode
     )
-    study = Study(_params(problem), algorithm, True, seed=seed, disable_dashboard=True)
+    study = problem_study(problem, algorithm, seed)
     for _ in range(n_past):
         trial = study.get_suggestion()
         study.add_observation(trial, objective=objective(trial.parameters))
@@ -75,6 +47,8 @@ def suggestion_cost(problem: str, mode: str, n_past: int, seed: int) -> float:
 
 
 def run(ctx: Context) -> Section:
+    from poptune import algorithms
+
     section = Section("bo_mcmc", TITLE)
     seeds = list(range(ctx.seeds_or(20, 2)))
     repeats = ctx.repeats_or(5, 1)
@@ -84,9 +58,12 @@ def run(ctx: Context) -> Section:
     for problem, n in budgets.items():
         cells, best = [], {}
         for name, mode in MODES.items():
-            runs = [best_after(problem, mode, n, s) for s in seeds]
-            best[mode] = [b for b, _ in runs]
-            ms = 1e3 * sum(c for _, c in runs) / (n * len(seeds))
+            runs = []
+            for s in seeds:
+                algorithm = algorithms.BayesianOptimization(max_num_trials=n, hyperparameters=mode)
+                runs.append(poptune_search(problem, algorithm, n, s))
+            best[mode] = [b for b, _, _ in runs]
+            ms = 1e3 * sum(c for _, _, c in runs) / (n * len(seeds))
             cells.append(f"{mean_se(best[mode])} ({ms:.0f} ms)")
             log(f"  {problem} {name}: {cells[-1]}")
         diff = [b - a for a, b in zip(best["fit"], best["mcmc"], strict=True)]

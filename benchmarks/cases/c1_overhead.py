@@ -1,12 +1,7 @@
 """Case 1: per-trial library overhead and its growth with the number of trials, poptune beside
-Optuna (in memory and on SQLite) and SHERPA (in memory, its only single-process storage).
-
-Every run is a fresh process (``benchmarks/peers/overhead_peer.py`` with the library's
-python) doing a 200-trial warm-up and then ``n`` timed trials of ``benchmarks/overhead.py``'s
-loop; the libraries alternate run by run (poptune, Optuna, SHERPA, poptune, ...). A run that
-would take longer than the per-run budget stops there and reports the trials it got through;
-it is not repeated, nor run at larger sizes.
-"""
+Optuna (in memory and on SQLite) and SHERPA (in memory); the method is the page text below
+(each run a fresh ``benchmarks/peers/overhead_peer.py`` process, ``benchmarks/overhead.py``'s
+loop)."""
 
 from __future__ import annotations
 
@@ -18,22 +13,15 @@ from benchmarks.harness import Context, Section, Target, figure, fmt, log, med, 
 TITLE = "1. Per-trial overhead and scale (trivial objective; vs Optuna and SHERPA)"
 SIZES = {"memory": (1_000, 10_000, 100_000), "sqlite": (1_000, 10_000)}
 QUICK_SIZES = {"memory": (1_000, 5_000), "sqlite": (1_000,)}
-#: The configurations run on each storage, poptune's first: overhead.py's case names. On a
-#: file, Optuna runs with its defaults (RDB on SQLite's defaults), with poptune's SQLite
-#: pragmas, and with JournalStorage (its recommendation for several processes on one machine).
+#: The configurations run on each storage, poptune's first: overhead.py's case names, each
+#: starting with its library's name. On a file, Optuna runs with its defaults (RDB on SQLite's
+#: defaults), with poptune's SQLite pragmas, and with JournalStorage (its recommendation for
+#: several processes on one machine).
 CONFIGS = {
     "memory": ("poptune", "optuna", "sherpa"),
     "sqlite": ("poptune-sqlite", "optuna-sqlite", "optuna-sqlite-wal", "optuna-journal"),
 }
-LIBRARY = {
-    "poptune": "poptune",
-    "optuna": "optuna",
-    "sherpa": "sherpa",
-    "poptune-sqlite": "poptune",
-    "optuna-sqlite": "optuna",
-    "optuna-sqlite-wal": "optuna",
-    "optuna-journal": "optuna",
-}
+LIBRARIES = ("poptune", "optuna", "sherpa")
 LABEL = {
     "poptune": "poptune (MemoryStorage)",
     "optuna": "Optuna (InMemoryStorage)",
@@ -61,7 +49,7 @@ def run(ctx: Context) -> Section:
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (config, n) -> runs
     failed: dict[str, str] = {}
     capped: dict[str, int] = {}  # config -> the size whose run hit the budget
-    usable = {lib: lib == "poptune" or ctx.peer(lib) is not None for lib in set(LIBRARY.values())}
+    usable = {lib: lib == "poptune" or ctx.peer(lib) is not None for lib in LIBRARIES}
     for lib in ("optuna", "sherpa"):
         if not usable[lib]:
             section.notes.append(ctx.peer_note(lib))
@@ -69,7 +57,7 @@ def run(ctx: Context) -> Section:
         for n in ns:
             for r in range(repeats):
                 for config in CONFIGS[storage]:
-                    lib = LIBRARY[config]
+                    lib = config.split("-")[0]
                     if not usable[lib] or config in failed:
                         continue
                     if config in capped and (capped[config] < n or runs.get((config, n))):
@@ -201,7 +189,9 @@ def run(ctx: Context) -> Section:
         what = f"poptune {STORAGE_TITLE[storage]} ≤ {goal:g}× {LABEL[peer]}'s CPU per trial"
         if not peer_ns:
             reason = (
-                f"it failed: {failed[peer]}" if peer in failed else ctx.peer_note(LIBRARY[peer])
+                f"it failed: {failed[peer]}"
+                if peer in failed
+                else ctx.peer_note(peer.split("-")[0])
             )
             section.targets.append(Target(what, None, reason))
         else:

@@ -1,11 +1,7 @@
 """Case 2: trials per second with 1–8 worker processes sharing one study, on SQLite and on
-PostgreSQL, a trivial and a 50 ms objective, poptune beside Optuna on the same storage.
-
-Each run is ``benchmarks/throughput.py``'s ``run_once`` in a fresh process of the library's
-virtualenv (``benchmarks/peers/throughput_peer.py``): a fresh database, the workers spawned,
-timed from a barrier after they opened the study to the last trial. poptune and Optuna
-alternate run by run.
-"""
+PostgreSQL, poptune beside Optuna; the method is the page text below (each run
+``benchmarks/throughput.py``'s ``run_once`` in a fresh ``benchmarks/peers/throughput_peer.py``
+process)."""
 
 from __future__ import annotations
 

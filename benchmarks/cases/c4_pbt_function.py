@@ -1,19 +1,8 @@
-"""Case 4: PBT against Ray Tune on Ray's own ``pbt_function`` problem (a learning-rate
-schedule whose optimum moves as the model trains; re-implemented from its description in
-:mod:`benchmarks.problems`).
-
-Population 4 and 8, the same budget for every library (``generations`` × 5 training
-iterations per member, a perturbation every 5 iterations): Ray Tune's PBT and PB2 against
-poptune's PBT and PB2 (synchronous, poptune's default; asynchronous PBT as an extra row).
-Seeds 100, 101, … (10 in a full run): for each seed, every configuration of one library in
-one fresh process, poptune's then Ray's (A B A B). Scores, wall and CPU times are means ±
-standard errors over the seeds.
-
-Equal budgets: a Ray run whose time budget (``TuneConfig.time_budget_s``) stopped a member
-before the last segment is *not comparable* with a full run: it is left out of its row's
-means, the row says how many were cut off and at how many steps, and a row with no full run
-has no ratio.
-"""
+"""Case 4: PBT and PB2 against Ray Tune's on Ray's own ``pbt_function`` problem (a
+learning-rate schedule whose optimum moves as the model trains; re-implemented in
+:mod:`benchmarks.problems`), at equal budgets; both sides run
+``benchmarks/peers/pbt_function_peer.py``. The method (seeds, budgets, what a cut-off Ray run
+means) is the page text below."""
 
 from __future__ import annotations
 
@@ -154,7 +143,10 @@ def run(ctx: Context) -> Section:
                 if errors:
                     note += f" ({errors} trial error(s))"
                 versus = label != "Ray Tune" and bool(ray_full) and bool(finals)
-
+                ratios = [
+                    rat(label, config, key) if versus else ("" if label == "Ray Tune" else "–")
+                    for key in ("final", "wall_s", "cpu_s")
+                ]
                 rows.append(
                     [
                         str(p),
@@ -165,15 +157,7 @@ def run(ctx: Context) -> Section:
                         mean_se(values(label, config, "best"), 1),
                         mean_se(values(label, config, "wall_s"), 2),
                         mean_se(values(label, config, "cpu_s"), 2),
-                        rat(label, config, "final")
-                        if versus
-                        else ("" if label == "Ray Tune" else "–"),
-                        rat(label, config, "wall_s")
-                        if versus
-                        else ("" if label == "Ray Tune" else "–"),
-                        rat(label, config, "cpu_s")
-                        if versus
-                        else ("" if label == "Ray Tune" else "–"),
+                        *ratios,
                     ]
                 )
     section.lines += [

@@ -1,22 +1,16 @@
-"""Case 6: model-based search beside Optuna's, both with their defaults, on Branin (30
-evaluations) and Hartmann-6 (50), one study per seed: poptune's TPE beside Optuna's
-``TPESampler``, poptune's ``BayesianOptimization`` beside Optuna's ``GPSampler``; random
-search as the floor.
-
-The figure of merit is the best value found by the last evaluation, mean ± standard error
-over seeds (at least 10 in a full run), and the wall and CPU time a suggestion takes.
-poptune's side runs in the harness's process; Optuna's in its virtualenv
-(``benchmarks/peers/tpe_peer.py``, which defines both objectives).
-"""
+"""Case 6: model-based search beside Optuna's, both with their defaults, one study per seed:
+poptune's TPE beside ``TPESampler``, ``BayesianOptimization`` beside ``GPSampler``, random
+search as the floor (the method: the page text below). poptune's side runs in the harness's
+process, Optuna's in its virtualenv (``benchmarks/peers/tpe_peer.py``)."""
 
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 from benchmarks.harness import Context, Section, Target, log, mean_se, table
-from benchmarks.problems import PROBLEMS
+from benchmarks.peers import preimport
+from benchmarks.problems import poptune_search
 
 TITLE = "6. Model-based search: TPE and Bayesian optimization beside Optuna's samplers"
 BUDGETS = {"branin": 30, "hartmann6": 50}
@@ -40,40 +34,17 @@ PAIRS = (("poptune TPE", "Optuna TPESampler"), ("poptune BayesianOptimization", 
 POPTUNE_IMPORTS = ("sklearn.gaussian_process", "scipy.optimize")
 
 
-def warm_up(modules: tuple[str, ...]) -> None:
-    import importlib
-
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
-
-
 def poptune_run(algorithm: str, problem: str, n: int, seeds: list[int]) -> dict[str, Any]:
-    from poptune import Continuous, Study, algorithms
+    from poptune import algorithms
 
-    objective, box, _ = PROBLEMS[problem]
-    params = [Continuous(k, [lo, hi]) for k, (lo, hi) in box.items()]
-    warm_up(POPTUNE_IMPORTS)
-    best, seconds, cpu = [], 0.0, 0.0
-    for seed in seeds:
-        study = Study(
-            params, getattr(algorithms, algorithm)(), True, seed=seed, disable_dashboard=True
-        )
-        values = []
-        for _ in range(n):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            trial = study.get_suggestion()
-            seconds += time.perf_counter() - start
-            cpu += time.process_time() - start_cpu
-            value = objective(trial.parameters)
-            study.add_observation(trial, value)
-            study.finalize(trial)
-            values.append(value)
-        best.append(min(values))
+    preimport(*POPTUNE_IMPORTS)
+    runs = [poptune_search(problem, getattr(algorithms, algorithm)(), n, s) for s in seeds]
     per = n * len(seeds)
-    return {"best": best, "s_per_suggestion": seconds / per, "cpu_s_per_suggestion": cpu / per}
+    return {
+        "best": [best for best, _, _ in runs],
+        "s_per_suggestion": sum(wall for _, wall, _ in runs) / per,
+        "cpu_s_per_suggestion": sum(cpu for _, _, cpu in runs) / per,
+    }
 
 
 def within_2se(mine: list[float], theirs: list[float]) -> tuple[bool, float]:

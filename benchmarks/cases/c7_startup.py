@@ -1,12 +1,7 @@
-"""Case 7: start-up. What a fresh process pays before its first trial, poptune beside Optuna:
-the import alone (beside ``import numpy``, which both need), the import plus an in-memory
-study and one trial, and a whole "list the studies" command on a 100-trial SQLite file.
-
+"""Case 7: start-up, poptune beside Optuna: what a fresh process pays before its first trial.
 Every sample is a fresh child process of the library's own python
-(``benchmarks/peers/startup_peer.py``); libraries alternate sample by sample. Import rows are
-timed inside the child (wall and CPU of the import statement); whole-process rows from outside
-(wall, and the child's CPU from its rusage), beside ``python -c pass``, the floor under them.
-"""
+(``benchmarks/peers/startup_peer.py``, which says what each row times); libraries alternate
+sample by sample (the method: the page text below)."""
 
 from __future__ import annotations
 

@@ -1,26 +1,12 @@
-"""Case 8: how close poptune's SQL hot path is to its floor (issue 14, item 3), side by side.
-
-1. **Per trial, one process, an SQLite file** (RandomSearch, three parameters, a trivial
-   objective): poptune through ``study.optimize`` (the worker loop: a suggestion, then the
-   returned value and the final status in one write) and through an ask/tell loop
-   (``add_observation`` + ``finalize``, two writes); CPU (``time.process_time``) and wall
-   milliseconds per trial, after a warm-up study.
-2. **Its own statements replayed through bare sqlite3.** The same optimize run is repeated
-   with every ``sqlite3`` cursor recording what it executes (SQL text and parameters, as they
-   reached the driver: SQLAlchemy's and poptune's raw connections alike), on a file whose
-   state before the loop was copied (``sqlite3`` backup). The recorded statements are then
-   executed in order on the copy, through one bare ``sqlite3`` connection with poptune's
-   pragmas: what the database work of a trial costs with no library around it.
-3. **Optuna** (RandomSampler, ask/tell; case 1's ``overhead_peer`` in its virtualenv):
-   JournalStorage(JournalFileBackend), its recommendation for several processes on one
-   machine; the RDB storage on SQLite's defaults; and the RDB storage with poptune's pragmas.
-4. **Throughput, 8 worker processes × a 50 ms objective** (case 2's ``throughput.run_once``
-   with ``study.optimize`` workers) on a fresh SQLite file and a fresh PostgreSQL database:
-   trials per second as a percentage of the ideal (workers / 50 ms), and how long the study's
-   lock was held: each locked transaction, from the answer to its lock statement to the
-   answer to its COMMIT (the storage's ``lock_watch``), per trial (summed) and per transaction
-   (mean, p95). On PostgreSQL a trial's last write is one statement that takes the lock inside
-   the server: its round trip (an upper bound of its hold, waits included) is shown beside.
+"""Case 8: how close poptune's SQL hot path is to its floor (issue 14, item 3), side by side;
+the method is the page text below. ``study.optimize`` writes a trial's value and final status
+in one write, the ask/tell loop (``add_observation`` + ``finalize``) in two. The replay: the
+optimize run is repeated with every ``sqlite3`` cursor recording what it executes (SQL and
+parameters as they reached the driver, from SQLAlchemy's and poptune's raw connections alike)
+on a file whose state before the loop was copied (``sqlite3`` backup); the statements are then
+executed in order on the copy through one bare connection with poptune's pragmas. The lock's
+hold is the storage's ``lock_watch``: from the answer to a locked transaction's lock statement
+to the answer to its COMMIT.
 """
 
 from __future__ import annotations
@@ -37,8 +23,7 @@ from typing import Any
 
 from benchmarks import throughput
 from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
-from benchmarks.overhead import objective as trivial_objective
-from benchmarks.throughput import make_poptune_study
+from benchmarks.overhead import poptune_study, trial_value
 
 TITLE = "8. The SQL hot path near its floor (vs its own statements through bare sqlite3)"
 SEED = 12345
@@ -69,15 +54,11 @@ class PerTrial:
 
 
 # -- 1. poptune in one process ----------------------------------------------------------------
-def _objective(trial: Any) -> float:
-    p = trial.parameters
-    return trivial_objective(p["lr"], p["units"], p["act"])
-
-
 def _new_study(path: Path, n: int, name: str = "floor") -> Any:
     from poptune.storage.sql import SQLStorage
 
-    return make_poptune_study(SQLStorage(f"sqlite:///{path.as_posix()}"), name, n, SEED)
+    storage = SQLStorage(f"sqlite:///{path.as_posix()}")
+    return poptune_study(n, SEED, storage=storage, study_name=name)
 
 
 def _per_trial(label: str, cpu: float, wall: float, n: int, note: str = "") -> PerTrial:
@@ -87,7 +68,7 @@ def _per_trial(label: str, cpu: float, wall: float, n: int, note: str = "") -> P
 def poptune_optimize(path: Path, n: int) -> PerTrial:
     study = _new_study(path, n)
     cpu, wall = time.process_time(), time.perf_counter()
-    study.optimize(_objective, show_progress=False)
+    study.optimize(trial_value, show_progress=False)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     done = study.history.n_completed
     study.close()
@@ -99,7 +80,7 @@ def poptune_ask_tell(path: Path, n: int) -> PerTrial:
     cpu, wall = time.process_time(), time.perf_counter()
     done = 0
     for trial in study:
-        study.add_observation(trial, _objective(trial), iteration=1)
+        study.add_observation(trial, trial_value(trial), iteration=1)
         study.finalize(trial)
         done += 1
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -148,7 +129,7 @@ def record(path: Path, copy: Path, n: int) -> list[tuple[str, Any]]:
         RECORDED.clear()
         _RECORDING[0] = True
         try:
-            study.optimize(_objective, show_progress=False)
+            study.optimize(trial_value, show_progress=False)
         finally:
             _RECORDING[0] = False
         study.close()

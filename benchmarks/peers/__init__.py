@@ -15,6 +15,7 @@ FILE; the harness never parses stdout, which libraries fill with logs.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -184,7 +185,6 @@ class Outcome:
     ok: bool
     result: Any = None
     error: str | None = None
-    wall_s: float = 0.0
 
 
 def child_env() -> dict[str, str]:
@@ -205,23 +205,21 @@ def run_script(
         out = Path(tmp, "out.json")
         cmd = [python, "-m", f"benchmarks.peers.{module}", "--args", json.dumps(args)]
         cmd += ["--out", str(out)]
-        started = time.monotonic()
         try:
             done = subprocess.run(
                 cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout_s
             )
         except subprocess.TimeoutExpired:
-            return Outcome(False, error=f"timed out after {timeout_s:.0f} s", wall_s=timeout_s)
-        wall = time.monotonic() - started
+            return Outcome(False, error=f"timed out after {timeout_s:.0f} s")
         try:
             payload = json.loads(out.read_text())
         except (OSError, ValueError):
             error = first_error_line(done.stderr or done.stdout)
-            return Outcome(False, error=f"exit {done.returncode}: {error}", wall_s=wall)
+            return Outcome(False, error=f"exit {done.returncode}: {error}")
     if not payload.get("ok"):
         log(f"    {module} failed: {payload.get('traceback', '')[-1500:]}")
-        return Outcome(False, error=payload.get("error", "failed"), wall_s=wall)
-    return Outcome(True, payload.get("result"), wall_s=wall)
+        return Outcome(False, error=payload.get("error", "failed"))
+    return Outcome(True, payload.get("result"))
 
 
 def serve(run: Callable[..., Any]) -> None:
@@ -235,6 +233,16 @@ def serve(run: Callable[..., Any]) -> None:
         text = f"{type(exc).__name__}: {exc}".strip().splitlines()
         payload = {"ok": False, "error": text[0][:400], "traceback": traceback.format_exc()}
     out.write_text(json.dumps(payload))
+
+
+def preimport(*modules: str) -> None:
+    """Import ``modules`` (those that are installed) before a timing, so that it leaves out
+    what a library imports on first use."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
 
 
 # -- CPU time of a process tree ---------------------------------------------------------------

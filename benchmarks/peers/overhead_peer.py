@@ -1,19 +1,7 @@
-"""Case 1 (per-trial overhead), one run of one library: the same timed loop as
-``benchmarks/overhead.py`` (its cases, its :class:`Laps` timing, a 200-trial warm-up first),
-plus SHERPA's loop, run in whichever virtualenv has the library.
-
-    python -m benchmarks.peers.overhead_peer --args '{"case": "optuna", "n": 1000,
-        "seed": 1, "budget_s": 30}' --out result.json
-
-Case 9 (in memory near its floor) runs here too, with ``floor`` set: ``random`` (the ask/tell
-loop, RandomSearch / RandomSampler), ``tpe`` (the same loop with poptune's TPE and Optuna's
-default TPESampler), ``optimize`` (``study.optimize(objective, n_trials=n)``, one worker,
-random search), each timed as one stretch after a 200-trial warm-up, and ``growth``
-(poptune's random loop: its first and last 10% timed, the cyclic GC's full collections
-metered)::
-
-    python -m benchmarks.peers.overhead_peer --args '{"floor": "random", "library": "optuna",
-        "n": 2000, "seed": 1}' --out result.json
+"""Case 1 (per-trial overhead), one run of one library: ``benchmarks/overhead.py``'s timed loop
+(its cases, its :class:`Laps` timing, a warm-up first), plus SHERPA's loop, in whichever
+virtualenv has the library. With ``floor`` set it runs case 9's in-memory floor instead
+(``random``, ``tpe``, ``optimize``, ``growth``: see :mod:`benchmarks.cases.c9_memory_floor`).
 """
 
 from __future__ import annotations
@@ -26,7 +14,16 @@ import time
 from typing import Any
 
 from benchmarks import overhead
-from benchmarks.overhead import ACTIVATIONS, LR_RANGE, UNITS_RANGE, Laps, objective, register
+from benchmarks.overhead import (
+    ACTIVATIONS,
+    LR_RANGE,
+    UNITS_RANGE,
+    Laps,
+    optuna_value,
+    poptune_space,
+    register,
+    trial_value,
+)
 from benchmarks.peers import serve
 
 
@@ -50,10 +47,7 @@ def sherpa_memory(n: int, seed: int) -> Laps:
     laps = Laps()
     lap = laps.start()
     for trial in study:
-        p = trial.parameters
-        study.add_observation(
-            trial, iteration=1, objective=objective(p["lr"], p["units"], p["act"])
-        )
+        study.add_observation(trial, iteration=1, objective=trial_value(trial))
         study.finalize(trial)
         lap()
     return laps.finish()
@@ -93,28 +87,17 @@ def _timed(body: Any, n: int) -> dict[str, Any]:
     }
 
 
-def _value(trial: Any) -> float:
-    p = trial.parameters
-    return objective(p["lr"], p["units"], p["act"])
-
-
 def _floor_study(algorithm: Any, seed: int) -> Any:
     import poptune
-    from poptune import Choice, Continuous, Discrete
 
-    space = [
-        Continuous("lr", list(LR_RANGE), "log"),
-        Discrete("units", list(UNITS_RANGE)),
-        Choice("act", ACTIVATIONS),
-    ]
-    return poptune.Study(space, algorithm, True, seed=seed, disable_dashboard=True)
+    return poptune.Study(poptune_space(), algorithm, True, seed=seed, disable_dashboard=True)
 
 
 def _floor_loop(study: Any, n: int) -> None:
     if n <= 0:
         return
     for k, trial in enumerate(study, 1):
-        study.add_observation(trial, _value(trial), iteration=1)
+        study.add_observation(trial, trial_value(trial), iteration=1)
         study.finalize(trial)
         if k == n:
             return
@@ -125,8 +108,8 @@ def poptune_floor(case: str, n: int, seed: int) -> dict[str, Any]:
 
     if case == "optimize":
         study = _floor_study(poptune.algorithms.RandomSearch(), seed)
-        study.optimize(_value, n_trials=overhead.WARMUP_TRIALS, show_progress=False)
-        return _timed(lambda: study.optimize(_value, n_trials=n, show_progress=False), n)
+        study.optimize(trial_value, n_trials=overhead.WARMUP_TRIALS, show_progress=False)
+        return _timed(lambda: study.optimize(trial_value, n_trials=n, show_progress=False), n)
     if case == "growth":
         return _growth(n, seed)
     make = poptune.algorithms.TPE if case == "tpe" else poptune.algorithms.RandomSearch
@@ -181,19 +164,14 @@ def optuna_floor(case: str, n: int, seed: int) -> dict[str, Any]:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(sampler=sampler)
 
-    def value(t: Any) -> float:
-        lr = t.suggest_float("lr", LR_RANGE[0], LR_RANGE[1], log=True)
-        units = t.suggest_int("units", UNITS_RANGE[0], UNITS_RANGE[1])
-        return objective(lr, units, t.suggest_categorical("act", ACTIVATIONS))
-
     def loop(count: int) -> None:
         for _ in range(count):
             t = study.ask()
-            study.tell(t, value(t))
+            study.tell(t, optuna_value(t))
 
     if case == "optimize":
-        study.optimize(value, n_trials=overhead.WARMUP_TRIALS)
-        return _timed(lambda: study.optimize(value, n_trials=n), n)
+        study.optimize(optuna_value, n_trials=overhead.WARMUP_TRIALS)
+        return _timed(lambda: study.optimize(optuna_value, n_trials=n), n)
     loop(overhead.WARMUP_TRIALS)
     return _timed(lambda: loop(n), n)
 

@@ -1,39 +1,42 @@
-"""Case 4 (PBT on a moving optimum, Ray Tune's ``pbt_function`` problem), one library, every
-configuration asked for, in one process: Ray Tune's PBT and PB2 (in Ray's virtualenv, one
-``ray.init`` for all of them) or poptune's PBT and PB2.
-
-Each configuration: ``population`` members, ``generations`` segments of ``steps`` training
-steps each (the same budget for both libraries), learning rate uniform in [1e-4, 0.02], a
-perturbation after every segment, quantile 25%, resample probability 0.25 (PBT); the problem
-is :func:`benchmarks.problems.pf_step`. Both libraries report once per segment (Ray: one
-``training_iteration`` = one segment, with a checkpoint; poptune: one trial = one segment).
-(Reporting every step instead, Ray's PBT with population 8 took 83 s in one run here.)
-Result per configuration: the final score (the best member's accuracy after the last
-segment), the best accuracy ever reported, the steps trained and the budget of steps (a
-member ``short`` of it was cut off, by Ray's ``time_budget_s``), the wall time and the CPU
-time of the process with all its descendants (Ray's raylet, GCS and workers); library
-start-up — ``import``, ``ray.init`` — is in neither and is reported apart.
-
-    python -m benchmarks.peers.pbt_function_peer --args '{"library": "ray", "configs":
-        [["pbt", 4]], "generations": 30, "steps": 5, "seeds": [0], "time_budget_s": 300}'
-        --out result.json
+"""Case 4 (PBT on Ray Tune's ``pbt_function`` problem), one library, every configuration asked
+for, in one process: Ray Tune's PBT and PB2 (in Ray's virtualenv, one ``ray.init`` for all of
+them) or poptune's. Both libraries report once per segment (Ray: one ``training_iteration``
+with a checkpoint; reporting every step instead, Ray's PBT with population 8 took 83 s in one
+run here). Per configuration: :func:`_result`'s figures; library start-up (``import``,
+``ray.init``) is in neither time and is reported apart. The method: case 4's page text.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tempfile
 import time
 from typing import Any
 
-from benchmarks.peers import serve, tree_cpu_seconds
+from benchmarks.peers import preimport, serve, tree_cpu_seconds
 from benchmarks.problems import PF_LR_RANGE, pf_train
 
 QUANTILE = 0.25
 RESAMPLE = 0.25
 METRIC = "mean_accuracy"
+
+
+def _result(
+    finals: list[float], best: list[float], iterations: int, wall_s: float, cpu_s: float,
+    budget_steps: int, errors: int, short: int,
+) -> dict[str, Any]:  # fmt: skip
+    """One run's figures, the same on both sides (``short``: members cut off by the budget)."""
+    return {
+        "final": max(finals) if finals else None,
+        "best": max(best) if best else None,
+        "iterations": iterations,
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "budget_steps": budget_steps,
+        "errors": errors,
+        "short": short,
+    }
 
 
 # -- Ray Tune -----------------------------------------------------------------------------
@@ -133,17 +136,9 @@ def run_ray(
                     if not result.metrics
                     or result.metrics.get("training_iteration", 0) < generations
                 )
+                budget = population * generations * steps
                 out["runs"][f"{algorithm}-{population}"] = [
-                    {
-                        "final": max(finals) if finals else None,
-                        "best": max(best) if best else None,
-                        "iterations": iterations,
-                        "wall_s": wall,
-                        "cpu_s": cpu,
-                        "budget_steps": population * generations * steps,
-                        "errors": errors,
-                        "short": short,
-                    }
+                    _result(finals, best, iterations, wall, cpu, budget, errors, short)
                 ]
     finally:
         ray.shutdown()
@@ -164,11 +159,7 @@ def run_poptune(
 
     # Imports outside the timed runs, as Ray's are: poptune saves checkpoints with torch.save
     # when PyTorch is there, and its PB2 fits scikit-learn's GaussianProcessRegressor.
-    for module in ("torch", "sklearn.gaussian_process", "scipy.optimize"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
+    preimport("torch", "sklearn.gaussian_process", "scipy.optimize")
     out: dict[str, Any] = {"startup_s": time.perf_counter() - started, "runs": {}}
 
     seed = 0
@@ -222,17 +213,9 @@ def run_poptune(
                     last[m] = trial
             finals = [t.observations[max(t.observations)].objective for t in last.values()]
             failed = sum(1 for t in study.trials if t.status != "COMPLETED")
+            budget = population * generations * steps
             out["runs"].setdefault(f"{algorithm}-{population}", []).append(
-                {
-                    "final": max(finals) if finals else None,
-                    "best": max(best) if best else None,
-                    "iterations": iterations,
-                    "wall_s": wall,
-                    "cpu_s": cpu,
-                    "budget_steps": population * generations * steps,
-                    "errors": failed,
-                    "short": 0,
-                }
+                _result(finals, best, iterations, wall, cpu, budget, failed, 0)
             )
     return out
 

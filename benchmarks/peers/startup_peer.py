@@ -1,16 +1,11 @@
-"""Case 7 (start-up), either side: what a fresh Python process pays before its first trial.
-
-Run with a library's python, it starts ``reps`` fresh child processes of that same python and
-times one thing in each:
+"""Case 7 (start-up), either side: with a library's python, ``reps`` fresh child processes of
+that python, each timing one thing:
 
 * ``import:<module>`` - the import alone, timed inside the child (wall and CPU);
 * ``first_trial`` - the import, an in-memory study and one random-search trial, inside the child;
 * ``cli_studies`` - the whole process of the library's "list the studies" command on an
   SQLite file ``prepare`` wrote (wall from here, CPU from the child's rusage);
 * ``python`` - the whole process of ``python -c pass`` (the floor under every whole-process row).
-
-    python -m benchmarks.peers.startup_peer --args '{"lib": "poptune", "what": "import:poptune",
-        "reps": 3, "workdir": "/tmp/x"}' --out result.json
 """
 
 from __future__ import annotations

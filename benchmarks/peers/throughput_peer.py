@@ -1,13 +1,6 @@
 """Case 2 (throughput), runs of one library: ``benchmarks/throughput.py``'s ``run_once`` for
-each worker count asked for — that many spawned processes sharing one study on a fresh SQLite
-file or a fresh PostgreSQL database (``poptune_bench_<pid>``, created and dropped by that
-module), run in whichever virtualenv has the library (the workers are spawned with that
-virtualenv's python).
-
-    python -m benchmarks.peers.throughput_peer --args '{"library": "optuna", "storage":
-        "sqlite", "workers": [1, 2], "total": 500, "sleep_s": 0.0, "seed": 1, "max_seconds": 5,
-        "postgres_url": "postgresql://postgres@127.0.0.1:5432/postgres"}' --out result.json
-"""
+each worker count asked for, in whichever virtualenv has the library (the protocol: the
+package's docstring)."""
 
 from __future__ import annotations
 
@@ -50,7 +43,6 @@ def run(
                     "wall_s": result.wall_s,
                     "rate": result.rate,
                     "cpu_ms": result.cpu_ms_per_trial,
-                    "stored": result.stored,
                     "capped": result.capped,
                     "error": result.error.splitlines()[0] if result.error else None,
                     "storage": backend.describe(),

@@ -3,17 +3,11 @@ defaults on Branin or Hartmann-6, one study per seed; the best value found by ea
 wall and CPU seconds a suggestion took. poptune's side (``TPE``, ``BayesianOptimization``)
 runs in the harness's own process, on the same objectives (``benchmarks.problems``).
 
-    python -m benchmarks.peers.tpe_peer --args '{"problem": "branin", "n": 30,
-        "seeds": [0, 1], "sampler": "gp"}' --out result.json
-
 Case 10 (what a suggestion costs) runs here too, with ``n_past`` set: the CPU and wall time
 of each of ``k`` suggestions once a study holds ``n_past`` completed trials (the same points
 on both sides, ``problems.past_points``, added with ``study.add_trials``), after one untimed
 ask (GPSampler warms its kernel-parameter cache there); each is told its value before the
-next (the tell is not timed)::
-
-    python -m benchmarks.peers.tpe_peer --args '{"problem": "branin", "sampler": "gp",
-        "n_past": 50, "k": 3}' --out result.json
+next (the tell is not timed).
 
 ``GPSampler`` needs PyTorch and SciPy, and greenlet to run its optimizer restarts batched
 (without greenlet Optuna warns and runs them one after the other); the virtualenv has all
