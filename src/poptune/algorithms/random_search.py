@@ -7,6 +7,7 @@ import numpy as np
 from poptune._validation import check_int
 from poptune.algorithms.base import Algorithm, SuggestResult
 from poptune.history import History
+from poptune.parameters import uniform_makers
 from poptune.trial import AlgorithmState
 
 __all__ = ["RandomSearch"]
@@ -33,4 +34,14 @@ class RandomSearch(Algorithm):
         if self.max_num_trials is not None and n >= self.max_num_trials:
             return AlgorithmState.DONE
         state["n"] = n + 1
-        return {p.name: p.sample(rng) for p in history.parameters}
+        parameters = history.parameters
+        if type(rng) is np.random.Generator:
+            plan = self.__dict__.get("_poptune_plan")
+            if plan is None or plan[0] is not parameters:
+                makers = uniform_makers(parameters)
+                plan = self.__dict__["_poptune_plan"] = (parameters, makers)
+            makers = plan[1]
+            if makers is not None:  # one draw each: drawn together, the same numbers
+                draws = rng.random(len(makers)).tolist()
+                return {p.name: f(u) for p, f, u in zip(parameters, makers, draws, strict=True)}
+        return {p.name: p.sample(rng) for p in parameters}
