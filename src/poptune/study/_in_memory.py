@@ -87,7 +87,9 @@ def suggest(study: Study, max_trial_id: int | None) -> Trial | AlgorithmState | 
                 history.next_trial_id = len(record.trials) + 1
         trial._context = study._context
         study._handed_out.add(number)
-    return study._callbacks.trial_started(study, trial)
+    if study._callbacks.items:
+        study._callbacks.trial_started(study, trial)
+    return trial
 
 
 def _ask(study: Study, record: Any, history: Any, number: int) -> Any:
@@ -103,6 +105,7 @@ def _ask(study: Study, record: Any, history: Any, number: int) -> Any:
             if pending is not None:  # another Study object's stream moved last
                 record.settle()
             generator = stream.begin(state, number)
+            stream.hold()  # from now on its position is written when the state is read
         try:
             result = study.algorithm.suggest(history, generator)
         finally:

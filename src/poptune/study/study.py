@@ -277,8 +277,7 @@ class Study(BestResults, NotebookDisplay):
             )
         return requeue(self, trial_id, max_attempts)
 
-    def _trial_id(self, trial: Trial | int) -> int:
-        return _suggestion.trial_id(self, trial)
+    _trial_id = _suggestion.trial_id  # the id of a Trial or an int, checked
 
     def add_observation(
         self,
