@@ -100,7 +100,12 @@ class _MemoryStudy:
         self, trial_id: int, iteration: int, objective: float, context: dict[str, Any] | None
     ) -> None:
         """Record an observation of trial ``trial_id`` (the caller holds ``lock``)."""
-        trial = self.running(trial_id)
+        trials = self.trials
+        trial = (
+            trials[trial_id - 1] if type(trial_id) is int and 0 < trial_id <= len(trials) else None
+        )
+        if trial is None or trial.status in _FINISHED:
+            trial = self.running(trial_id)  # raises the error that fits
         obs = trial._obs
         if iteration in obs:
             raise DuplicateIterationError(
@@ -115,7 +120,12 @@ class _MemoryStudy:
 
     def finish(self, trial_id: int, status: TrialStatus, meta: dict[str, Any] | None) -> None:
         """Give trial ``trial_id`` its final status (the caller holds ``lock``)."""
-        trial = self.running(trial_id)
+        trials = self.trials
+        trial = (
+            trials[trial_id - 1] if type(trial_id) is int and 0 < trial_id <= len(trials) else None
+        )
+        if trial is None or trial.status in _FINISHED:
+            trial = self.running(trial_id)  # raises the error that fits
         if status is TrialStatus.COMPLETED and not trial._obs:
             raise NoObservationsError(
                 f"trial {trial_id} has no observation: call add_observation() before "

@@ -73,7 +73,16 @@ def suggest(study: Study, max_trial_id: int | None) -> Trial | AlgorithmState | 
                 return _DONE
             study._next_id = number
             try:
-                result = _ask(study, record, history, number)
+                stream = study._rng
+                if record.pending is stream:  # stream 2, moved last by this generator: as _ask
+                    history.state = record.state
+                    try:
+                        result = study.algorithm.suggest(history, stream.generator)
+                    finally:
+                        record.pending = stream
+                    record.state = history.state
+                else:
+                    result = _ask(study, record, history, number)
                 if result is None or result is _DONE:
                     return _DONE
                 if result is _WAIT:

@@ -302,7 +302,7 @@ class Study(BestResults, NotebookDisplay):
         self._check_writable()
         tid = self._trial_id(trial)
         value = check_objective(objective, tid)
-        it = check_iteration(iteration, tid)
+        it = iteration if type(iteration) is int else check_iteration(iteration, tid)
         ctx = check_context(context, tid, self._reserved_context) if context else None
         if not _in_memory.observe(self, tid, it, value, ctx):  # else: recorded there
             observation = Observation(it, value, ctx or {})
