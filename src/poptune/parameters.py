@@ -247,7 +247,8 @@ class Continuous(_Numeric):
             value = math.exp(self._log_low + u * self._log_span)
         else:
             value = self.low + u * (self.high - self.low)
-        return min(max(value, self.low), self.high)
+        # min(max(value, low), high), without the two calls (NaN stays NaN, as there)
+        return self.low if value < self.low else self.high if value > self.high else value
 
     def validate_value(self, value: Any) -> float:
         if not _is_real(value) or not math.isfinite(value):
@@ -298,7 +299,7 @@ class Discrete(_Numeric):
             value = int(round(math.exp(self._log_low + u * self._log_span)))
         else:
             value = self.low + int(u * (self.high - self.low + 1))
-        return min(max(value, self.low), self.high)
+        return self.low if value < self.low else self.high if value > self.high else value
 
     def validate_value(self, value: Any) -> int:
         if not _is_real(value) or not math.isfinite(value) or int(value) != value:

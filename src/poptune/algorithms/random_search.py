@@ -38,10 +38,17 @@ class RandomSearch(Algorithm):
         if type(rng) is np.random.Generator:
             plan = self.__dict__.get("_poptune_plan")
             if plan is None or plan[0] is not parameters:
-                makers = uniform_makers(parameters)
-                plan = self.__dict__["_poptune_plan"] = (parameters, makers)
-            makers = plan[1]
+                names = [p.name for p in parameters]
+                plan = self.__dict__["_poptune_plan"] = (
+                    parameters,
+                    names,
+                    uniform_makers(parameters),
+                )
+            _, names, makers = plan
             if makers is not None:  # one draw each: drawn together, the same numbers
-                draws = rng.random(len(makers)).tolist()
-                return {p.name: f(u) for p, f, u in zip(parameters, makers, draws, strict=True)}
+                suggestion = {}
+                draws = rng.random(len(names)).tolist()
+                for name, make, u in zip(names, makers, draws, strict=True):
+                    suggestion[name] = make(u)
+                return suggestion
         return {p.name: p.sample(rng) for p in parameters}
