@@ -39,6 +39,8 @@ STREAMS = (1, 2)
 STATE_KEY = "_rng_stream"
 
 _MASK64 = (1 << 64) - 1
+#: A StudyStream's last written position while it is held back: equal to no stored one.
+_UNWRITTEN = ["unwritten"]
 
 #: Module-level generator (SHERPA's ``sherpa.rng``): a study created without ``seed=``
 #: draws its seed from it, so ``poptune.rng.seed(0)`` makes a script reproducible.
@@ -147,6 +149,11 @@ class StudyStream:
                 }
             self._token = token
         return self.generator
+
+    def hold(self) -> None:
+        """The generator moves on without its position being written (a MemoryStorage writes
+        it when its state is read, with :meth:`end`): no stored position is this one's now."""
+        self._token = _UNWRITTEN
 
     def end(self, state: dict, new_state: dict) -> None:
         """Record where the stream is now in ``state`` (the dict :meth:`begin` read) and in

@@ -31,6 +31,29 @@ class TrialIndex:
         self.by_generation: dict[int, list[Trial]] = {}
         self.version = 0
 
+    def add(self, trial: Trial) -> None:
+        """Take in ``trial``, whose id is not indexed yet (what :meth:`index` does then)."""
+        tid = trial.id
+        generation = trial.parameters.get("generation")
+        if generation is not None:
+            self.by_generation.setdefault(generation, []).append(trial)
+        self.trials[tid] = trial
+        self.indexed[tid] = status = trial.status
+        if status in _FINISHED:
+            if status is TrialStatus.COMPLETED:
+                self.completed.append(trial)
+        else:
+            self.unfinished[tid] = trial
+
+    def finished(self, trial: Trial) -> None:
+        """Take in the final status of ``trial``, indexed (this object) while unfinished
+        (what :meth:`index` does then)."""
+        tid = trial.id
+        self.indexed[tid] = status = trial.status
+        self.unfinished.pop(tid, None)
+        if status is TrialStatus.COMPLETED:
+            self.completed.append(trial)
+
     def index(self, trial: Trial) -> None:
         """Take in ``trial`` as it is now (new, changed in place, or a fresh copy of one)."""
         tid = trial.id

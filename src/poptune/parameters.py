@@ -238,12 +238,17 @@ class Continuous(_Numeric):
             self._log_span = math.log(self.high) - self._log_low
 
     def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> float:
-        u = (_rng.rng if rng is None else rng).random()  # None: poptune.rng, looked up now
+        # None: poptune.rng, looked up now
+        return self._from_uniform((_rng.rng if rng is None else rng).random())
+
+    def _from_uniform(self, u: float) -> float:
+        """The value :meth:`sample` gives for the uniform draw ``u`` in [0, 1)."""
         if self.scale == "log":
             value = math.exp(self._log_low + u * self._log_span)
         else:
             value = self.low + u * (self.high - self.low)
-        return min(max(value, self.low), self.high)
+        # min(max(value, low), high), without the two calls (NaN stays NaN, as there)
+        return self.low if value < self.low else self.high if value > self.high else value
 
     def validate_value(self, value: Any) -> float:
         if not _is_real(value) or not math.isfinite(value):
@@ -285,12 +290,16 @@ class Discrete(_Numeric):
             self._log_span = math.log(self.high + 0.5) - self._log_low
 
     def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> int:
-        u = (_rng.rng if rng is None else rng).random()  # None: poptune.rng, looked up now
+        # None: poptune.rng, looked up now
+        return self._from_uniform((_rng.rng if rng is None else rng).random())
+
+    def _from_uniform(self, u: float) -> int:
+        """The value :meth:`sample` gives for the uniform draw ``u`` in [0, 1)."""
         if self.scale == "log":
             value = int(round(math.exp(self._log_low + u * self._log_span)))
         else:
             value = self.low + int(u * (self.high - self.low + 1))
-        return min(max(value, self.low), self.high)
+        return self.low if value < self.low else self.high if value > self.high else value
 
     def validate_value(self, value: Any) -> int:
         if not _is_real(value) or not math.isfinite(value) or int(value) != value:
@@ -338,8 +347,11 @@ class _Categorical(Parameter):
         self.range = values
 
     def sample(self, rng: np.random.Generator | np.random.RandomState | None = None) -> Any:
+        return self._from_uniform((_rng.rng if rng is None else rng).random())
+
+    def _from_uniform(self, u: float) -> Any:
+        """The value :meth:`sample` gives for the uniform draw ``u`` in [0, 1)."""
         values = self.range
-        u = (_rng.rng if rng is None else rng).random()
         return values[min(int(u * len(values)), len(values) - 1)]
 
     def index(self, value: Any) -> int:
@@ -390,6 +402,19 @@ class Ordinal(_Categorical):
     """
 
     type = "ordinal"
+
+
+#: The ``sample`` methods that draw one ``random()`` and map it with ``_from_uniform``.
+_ONE_DRAW = (Continuous.sample, Discrete.sample, _Categorical.sample)
+
+
+def uniform_makers(parameters: Sequence[Parameter]) -> list[Any] | None:
+    """Each parameter's ``_from_uniform``, where every one samples by one ``random()`` draw
+    mapped by it (so ``rng.random(len(parameters))`` gives what sampling each in turn gives);
+    None where one samples otherwise (a subclass with its own ``sample``)."""
+    if not all(type(p).sample in _ONE_DRAW for p in parameters):
+        return None
+    return [p._from_uniform for p in parameters]  # type: ignore[attr-defined]
 
 
 _TYPES: dict[str, type[Parameter]] = {

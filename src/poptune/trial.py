@@ -195,7 +195,7 @@ class Trial:
     ) -> None:
         self.id = id
         self.parameters: dict[str, Any] = dict(parameters)
-        self.status = TrialStatus(status)
+        self.status = status if type(status) is TrialStatus else TrialStatus(status)
         self.meta: dict[str, Any] = dict(meta) if meta else {}
         # iteration -> (objective, context items or None, seq): plain tuples of atoms, which
         # the cyclic garbage collector stops tracking (a dict inside would keep them tracked),

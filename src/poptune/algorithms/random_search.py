@@ -7,6 +7,7 @@ import numpy as np
 from poptune._validation import check_int
 from poptune.algorithms.base import Algorithm, SuggestResult
 from poptune.history import History
+from poptune.parameters import uniform_makers
 from poptune.trial import AlgorithmState
 
 __all__ = ["RandomSearch"]
@@ -33,4 +34,21 @@ class RandomSearch(Algorithm):
         if self.max_num_trials is not None and n >= self.max_num_trials:
             return AlgorithmState.DONE
         state["n"] = n + 1
-        return {p.name: p.sample(rng) for p in history.parameters}
+        parameters = history.parameters
+        if type(rng) is np.random.Generator:
+            plan = self.__dict__.get("_poptune_plan")
+            if plan is None or plan[0] is not parameters:
+                names = [p.name for p in parameters]
+                plan = self.__dict__["_poptune_plan"] = (
+                    parameters,
+                    names,
+                    uniform_makers(parameters),
+                )
+            _, names, makers = plan
+            if makers is not None:  # one draw each: drawn together, the same numbers
+                suggestion = {}
+                draws = rng.random(len(names)).tolist()
+                for name, make, u in zip(names, makers, draws, strict=True):
+                    suggestion[name] = make(u)
+                return suggestion
+        return {p.name: p.sample(rng) for p in parameters}

@@ -34,8 +34,8 @@ __all__ = ["MemoryStorage"]
 
 class _MemoryStudy:
     __slots__ = (
-        "changelog", "config", "index", "lock", "log_base", "name", "queue", "seq", "state",
-        "trials",
+        "changelog", "config", "index", "live", "lock", "log_base", "name", "pending", "queue",
+        "seq", "state", "trials",
     )  # fmt: skip
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
@@ -49,7 +49,18 @@ class _MemoryStudy:
         self.queue: deque[int] = deque()
         self.seq = 0
         self.state: dict[str, Any] = {}
+        # A random stream (poptune._rng.StudyStream) that has moved on since its position was
+        # last written into ``state``: written when someone else reads the state (settle).
+        self.pending: Any = None
         self.lock = threading.RLock()
+        self.live = True  # False once deleted (a Study's short path then takes the long one)
+
+    def settle(self) -> None:
+        """Write the pending stream's position into ``state`` (what its ``end`` would have
+        written after the suggestion that moved it last)."""
+        stream, self.pending = self.pending, None
+        if stream is not None:
+            stream.end(self.state, self.state)
 
     def changed(self, trial: Trial, reindex: bool) -> None:
         """Count a change of ``trial`` (``reindex``: its status is new)."""
@@ -60,6 +71,77 @@ class _MemoryStudy:
         log = self.changelog
         if log is not None:
             log.append(trial.id)
+
+    def add_new(self, trial: Trial) -> None:
+        """Append ``trial`` (the next id) and index it; the caller holds ``lock``."""
+        self.trials.append(trial)
+        index = self.index
+        index.version += 1
+        index.add(trial)
+        log = self.changelog
+        if log is not None:
+            log.append(trial.id)
+        if trial.status is TrialStatus.QUEUED:
+            self.queue.append(trial.id)
+
+    def running(self, trial_id: int) -> Trial:
+        """The unfinished trial ``trial_id``; UnknownTrialError or TrialFinishedError."""
+        trials = self.trials
+        if type(trial_id) is not int or not 0 < trial_id <= len(trials):
+            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {self.name!r}")
+        trial = trials[trial_id - 1]
+        if trial.status in _FINISHED:
+            raise TrialFinishedError(
+                f"trial {trial_id} was already finalized with status {trial.status.value}"
+            )
+        return trial
+
+    def observe(
+        self, trial_id: int, iteration: int, objective: float, context: dict[str, Any] | None
+    ) -> None:
+        """Record an observation of trial ``trial_id`` (the caller holds ``lock``)."""
+        trials = self.trials
+        trial = (
+            trials[trial_id - 1] if type(trial_id) is int and 0 < trial_id <= len(trials) else None
+        )
+        if trial is None or trial.status in _FINISHED:
+            trial = self.running(trial_id)  # raises the error that fits
+        obs = trial._obs
+        if iteration in obs:
+            raise DuplicateIterationError(
+                f"trial {trial_id} already has an observation at iteration {iteration}"
+            )
+        self.seq = seq = self.seq + 1
+        obs[iteration] = (objective, tuple(context.items()) if context else None, seq)
+        self.index.version += 1
+        log = self.changelog
+        if log is not None:
+            log.append(trial_id)
+
+    def finish(self, trial_id: int, status: TrialStatus, meta: dict[str, Any] | None) -> None:
+        """Give trial ``trial_id`` its final status (the caller holds ``lock``)."""
+        trials = self.trials
+        trial = (
+            trials[trial_id - 1] if type(trial_id) is int and 0 < trial_id <= len(trials) else None
+        )
+        if trial is None or trial.status in _FINISHED:
+            trial = self.running(trial_id)  # raises the error that fits
+        if status is TrialStatus.COMPLETED and not trial._obs:
+            raise NoObservationsError(
+                f"trial {trial_id} has no observation: call add_observation() before "
+                "finalizing it as COMPLETED, or finalize it as FAILED"
+            )
+        self.seq += 1
+        trial.finished_seq = self.seq
+        trial.status = status
+        if meta is not None:
+            trial.meta = dict(meta)
+        index = self.index
+        index.version += 1
+        index.finished(trial)
+        log = self.changelog
+        if log is not None:
+            log.append(trial_id)
 
 
 class MemoryStorage(Storage):
@@ -107,6 +189,7 @@ class MemoryStorage(Storage):
     def delete_study(self, name: str) -> None:
         with self._lock:
             study_id = self.get_study_id(name)
+            self._studies[study_id].live = False
             self._studies[study_id] = None  # type: ignore[call-overload]
             del self._by_name[name]
 
@@ -122,10 +205,7 @@ class MemoryStorage(Storage):
                     f"trial id {trial.id} is not the next id {len(study.trials) + 1} "
                     f"of study {study.name!r}"
                 )
-            study.trials.append(trial)
-            study.changed(trial, True)
-            if trial.status is TrialStatus.QUEUED:
-                study.queue.append(trial.id)
+            study.add_new(trial)
             # Restored trials carry their own sequence numbers.
             if trial._obs or trial.finished_seq:
                 top = max([rec[2] for rec in trial._obs.values()] + [trial.finished_seq])
@@ -144,27 +224,13 @@ class MemoryStorage(Storage):
             return None
 
     def _running(self, study: _MemoryStudy, trial_id: int) -> Trial:
-        if type(trial_id) is not int or not 0 < trial_id <= len(study.trials):
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study.name!r}")
-        trial = study.trials[trial_id - 1]
-        if trial.status in _FINISHED:
-            raise TrialFinishedError(
-                f"trial {trial_id} was already finalized with status {trial.status.value}"
-            )
-        return trial
+        return study.running(trial_id)
 
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
         study = self._study(study_id)
         with study.lock:
-            trial = self._running(study, trial_id)
-            if observation.iteration in trial._obs:
-                raise DuplicateIterationError(
-                    f"trial {trial_id} already has an observation at iteration "
-                    f"{observation.iteration}"
-                )
-            study.seq += 1
-            trial._record(observation, study.seq)
-            study.changed(trial, False)
+            study.observe(trial_id, observation.iteration, observation.objective,
+                          observation.context)  # fmt: skip
 
     def finish_trial(
         self,
@@ -175,18 +241,7 @@ class MemoryStorage(Storage):
     ) -> None:
         study = self._study(study_id)
         with study.lock:
-            trial = self._running(study, trial_id)
-            if status is TrialStatus.COMPLETED and not trial._obs:
-                raise NoObservationsError(
-                    f"trial {trial_id} has no observation: call add_observation() before "
-                    "finalizing it as COMPLETED, or finalize it as FAILED"
-                )
-            study.seq += 1
-            trial.finished_seq = study.seq
-            trial.status = status
-            if meta is not None:
-                trial.meta = dict(meta)
-            study.changed(trial, True)
+            study.finish(trial_id, status, meta)
 
     def request_stop(self, study_id: int, trial_id: int) -> None:
         study = self._study(study_id)
@@ -223,7 +278,18 @@ class MemoryStorage(Storage):
 
     # -- algorithm state -------------------------------------------------------------------
     def get_algorithm_state(self, study_id: int) -> dict[str, Any]:
-        return self._study(study_id).state
+        study = self._study(study_id)
+        with study.lock:
+            if study.pending is not None:
+                study.settle()
+            return study.state
 
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
-        self._study(study_id).state = state
+        study = self._study(study_id)
+        with study.lock:
+            study.pending = None  # ``state`` carries its own position
+            study.state = state
+
+    def memory_study(self, study_id: int) -> _MemoryStudy:
+        """The study's own record (the short path of a Study in memory works on it)."""
+        return self._study(study_id)

@@ -30,6 +30,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from poptune.storage.base import Storage
+from poptune.study._in_memory import record_of
 from poptune.study._retry import once
 from poptune.study._worker import final_segment_attempts
 from poptune.trial import Trial
@@ -102,7 +103,9 @@ def blocked_within(storage: Storage, seconds: float) -> bool:
 
 def start_liveness(study: Study) -> None:
     """Give ``study`` a heartbeat (started with its first trial), on storages shared by
-    processes and unless ``heartbeat_interval`` is None; set its liveness members."""
+    processes and unless ``heartbeat_interval`` is None; set its liveness members, and
+    ``_mem``: the record the short path of a study in memory works on (None: it has none,
+    e.g. because it has a heartbeat; :mod:`poptune.study._in_memory`)."""
     study._heartbeat, study._grace, study._next_recovery = None, None, 0.0
     options = study._options
     interval = options.heartbeat_interval
@@ -110,6 +113,7 @@ def start_liveness(study: Study) -> None:
         study._heartbeat = Heartbeat(study._storage, study._study_id, study.worker_id, interval)
         weakref.finalize(study, study._heartbeat.stop)
         study._grace = float(options.grace_period)  # type: ignore[arg-type]
+    study._mem = record_of(study)
 
 
 def requeue(study: Study, trial_id: int, max_attempts: int | None) -> Trial | None:

@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from poptune._validation import checkpoint_fields_problem
+from poptune._validation import CHECKPOINT_FIELDS, checkpoint_fields_problem
 from poptune.algorithms.base import Suggestion, protocol_name
 from poptune.checkpoints import check_parameter_names
 from poptune.exceptions import (
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from poptune.study.study import Study
 
 __all__ = ["new_trial", "queued_parameters", "trial_id", "unpack"]
+
+_CHECKPOINT_FIELDS = frozenset(CHECKPOINT_FIELDS)
 
 
 def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | AlgorithmState:
@@ -67,9 +69,10 @@ def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | 
                 f"{protocol_name(study.algorithm)} gave no value for parameter {parameter!r}: "
                 f"{params!r}"
             )
-    problem = checkpoint_fields_problem(params)  # the algorithm is named only in an error
-    if problem is not None:
-        raise ConfigurationError(f"{protocol_name(study.algorithm)}: {problem}")
+    if not _CHECKPOINT_FIELDS.isdisjoint(params):  # checked where given
+        problem = checkpoint_fields_problem(params)  # the algorithm is named only in an error
+        if problem is not None:
+            raise ConfigurationError(f"{protocol_name(study.algorithm)}: {problem}")
     return params, meta
 
 

@@ -148,7 +148,8 @@ def _iterate(study: Study) -> Iterator[Trial]:
         suggestion = study.get_suggestion()
         if isinstance(suggestion, Trial):
             mine.add(suggestion.id)
-            backoff.reset()
+            if backoff.delay != backoff.first:  # it waited: the next wait is short again
+                backoff.reset()
             yield suggestion
             continue
         if suggestion is AlgorithmState.DONE:

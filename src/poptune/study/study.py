@@ -3,7 +3,6 @@ algorithm inside a transaction holding the study lock, records, answers (see "Dr
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
@@ -12,15 +11,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import poptune.study._in_memory as _in_memory
 from poptune._rng import check_stream
 from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
 from poptune.checkpoints import CheckpointStore, check_location
-from poptune.exceptions import (
-    InvalidStatusError,
-    ReadOnlyStudyError,
-    UnknownTrialError,
-)
+from poptune.exceptions import InvalidStatusError, ReadOnlyStudyError, UnknownTrialError
 from poptune.history import History
 from poptune.lineage import schedule as lineage_schedule
 from poptune.parameters import Parameter
@@ -39,8 +35,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Study"]
-
-logger = logging.getLogger("poptune")
 
 _FINAL = {status.value: status for status in _FINISHED}
 
@@ -114,8 +108,8 @@ class Study(BestResults, NotebookDisplay):
     study_id)``, the one way to move the study (``_optimize``); ``_writing()`` with
     ``_next_id``, and ``_append(make_trial)`` / ``_insert`` inside an open block: the one
     "lock, sync, next id, insert" path of every new trial; ``_suggest(max_trial_id)``
-    (``_worker``); ``_heartbeat``, ``_grace``, ``_next_recovery`` (``_liveness``);
-    ``_check_writable()``, ``_trial_id(trial)``; ``_callbacks`` (``callbacks.Callbacks``).
+    (``_worker``); ``_heartbeat``, ``_grace``, ``_next_recovery`` (``_liveness``); ``_mem``
+    (``_in_memory``'s short path); ``_check_writable()``, ``_trial_id(trial)``; ``_callbacks``.
     """
 
     def __init__(
@@ -180,7 +174,7 @@ class Study(BestResults, NotebookDisplay):
         self._checkpoints: CheckpointStore | None = None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.retry_failed_trials: int = self._options.retry_failed_trials
-        start_liveness(self)  # sets _heartbeat, _grace and _next_recovery
+        start_liveness(self)  # sets _heartbeat, _grace, _next_recovery and _mem
         self._dashboard: Any = None
         self._callbacks = Callbacks(check_callbacks("Study", callbacks))
         if dashboard_port is not None and not disable_dashboard:
@@ -230,6 +224,8 @@ class Study(BestResults, NotebookDisplay):
     def _suggest(self, max_trial_id: int | None) -> Trial | AlgorithmState:
         """``get_suggestion``, answering DONE rather than make a trial above ``max_trial_id``."""
         self._check_writable()
+        if self._mem is not None and (found := _in_memory.suggest(self, max_trial_id)) is not None:
+            return found
         with self._lock:
             recover_lost_trials(self)
             trial = _retry.claim_or_suggest(self, max_trial_id)
@@ -281,8 +277,7 @@ class Study(BestResults, NotebookDisplay):
             )
         return requeue(self, trial_id, max_attempts)
 
-    def _trial_id(self, trial: Trial | int) -> int:
-        return _suggestion.trial_id(self, trial)
+    _trial_id = _suggestion.trial_id  # the id of a Trial or an int, checked
 
     def add_observation(
         self,
@@ -307,11 +302,12 @@ class Study(BestResults, NotebookDisplay):
         self._check_writable()
         tid = self._trial_id(trial)
         value = check_objective(objective, tid)
-        it = check_iteration(iteration, tid)
+        it = iteration if type(iteration) is int else check_iteration(iteration, tid)
         ctx = check_context(context, tid, self._reserved_context) if context else None
-        observation = Observation(it, value, ctx or {})
-        self._storage.add_observation(self._study_id, tid, observation)
-        self._callbacks.observed(self, trial, observation)
+        if not _in_memory.observe(self, tid, it, value, ctx):  # else: recorded there
+            observation = Observation(it, value, ctx or {})
+            self._storage.add_observation(self._study_id, tid, observation)
+            self._callbacks.observed(self, trial, observation)
 
     def finalize(
         self,
@@ -337,8 +333,10 @@ class Study(BestResults, NotebookDisplay):
                 f"trial {tid}: unknown final status {status!r}; expected 'COMPLETED', "
                 "'FAILED' or 'STOPPED'"
             )
-        self._storage.finish_trial(self._study_id, tid, final, None if meta is None else dict(meta))
-        _worker.after_finalize(self, tid, final)
+        if not _in_memory.finish(self, tid, final, meta):  # else: finished there
+            meta = None if meta is None else dict(meta)
+            self._storage.finish_trial(self._study_id, tid, final, meta)
+            _worker.after_finalize(self, tid, final)
 
     @property
     def checkpoints(self) -> CheckpointStore:
@@ -390,6 +388,7 @@ class Study(BestResults, NotebookDisplay):
         """The study's :class:`~poptune.history.History`, synced now."""
         with self._lock:
             self._history.sync(self._storage, self._study_id)
+            _in_memory.settle(self)  # the random stream's position in its state, as stored
         return self._history
 
     @property
