@@ -6,8 +6,7 @@ study in the message of a corrupt row."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -32,6 +31,23 @@ if TYPE_CHECKING:
 __all__ = ["StudyRows"]
 
 
+class _Naming:
+    """``StudyRows._naming``'s block (a class: it is entered on every suggestion)."""
+
+    __slots__ = ("rows", "study_id")
+
+    def __init__(self, rows: StudyRows, study_id: int) -> None:
+        self.rows = rows
+        self.study_id = study_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if kind is not None and issubclass(kind, CorruptRowError):
+            raise CorruptRowError(f"{self.rows._study_label(self.study_id)}: {exc}") from None
+
+
 class StudyRows:
     """Study-level methods of SQLStorage (see there); uses its ``_connection``,
     ``_raw_transaction``, ``_where``, ``_pg`` and ``_mirrors``."""
@@ -46,13 +62,9 @@ class StudyRows:
     def _raw_transaction(self, write: bool) -> Any:  # pragma: no cover - SQLStorage's
         raise NotImplementedError
 
-    @contextmanager
-    def _naming(self, study_id: int) -> Iterator[None]:
+    def _naming(self, study_id: int) -> _Naming:
         """A CorruptRowError raised in the block names the study (and this database)."""
-        try:
-            yield
-        except CorruptRowError as exc:
-            raise CorruptRowError(f"{self._study_label(study_id)}: {exc}") from None
+        return _Naming(self, study_id)
 
     def _study_label(self, study_id: int) -> str:
         try:

@@ -27,6 +27,7 @@ from poptune.exceptions import ConfigurationError, StorageError
 from poptune.storage._mirror import Apply
 from poptune.storage._statements import COMMIT, ROLLBACK, SQLITE_PRAGMAS, Dialect, Statement
 from poptune.storage.base import LOST_TRANSACTION_RETRIES
+from poptune.trial import Observation, TrialStatus
 
 if TYPE_CHECKING:
     from poptune.storage._postgres import Pipelined
@@ -34,16 +35,25 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT", "DEFAULT_STALL_TIMEOUT", "RETRIES", "STOP_BEFORE_COMMIT_ENV",
     "Direct", "LockSettings", "LockWatch", "TransactionLost", "Tx", "Write", "acquire",
-    "commit", "dumps", "dumps_context", "is_busy", "is_lost", "raise_if_lost", "retried",
+    "commit", "dumps", "dumps_context", "final_params", "is_busy", "is_lost", "obs_params",
+    "raise_if_lost", "retried",
 ]  # fmt: skip
 
 logger = logging.getLogger("poptune")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Kept encoders: ``json.dumps`` with options builds a new JSONEncoder at every call.
+_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+# NaN and infinities are allowed in context (a diverged loss); Python's json reads them back
+_ENCODE_CONTEXT = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def dumps(value: Any, what: str) -> str:
+    if type(value) is dict and not value:
+        return "{}"
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        return _ENCODE(value)
     except (TypeError, ValueError) as exc:
         raise StorageError(f"{what} cannot be stored as JSON: {exc} (value: {value!r})") from None
 
@@ -51,8 +61,7 @@ def dumps(value: Any, what: str) -> str:
 def dumps_context(context: Mapping[str, Any]) -> str | None:
     if not context:
         return None
-    # NaN and infinities are allowed in context (a diverged loss); Python's json reads them back
-    return json.dumps(context, separators=(",", ":"))
+    return _ENCODE_CONTEXT(context)
 
 
 class Direct:
@@ -411,3 +420,18 @@ def first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return text[0] if text else type(orig).__name__
+
+
+def obs_params(sid: int, tid: int, observation: Observation) -> dict[str, Any]:
+    """An observation's parameters (INS_OBS_RUNNING and the like)."""
+    return {"sid": sid, "tid": tid, "it": observation.iteration, "obj": observation.objective,
+            "ctx": dumps_context(observation.context)}  # fmt: skip
+
+
+def final_params(
+    sid: int, tid: int, status: TrialStatus, meta: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A final status's parameters (FINISH and the like)."""
+    meta_json = None if meta is None else dumps(meta, f"trial {tid}'s metadata")
+    return {"sid": sid, "tid": tid, "status": status.value, "now": time.time(),
+            "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip

@@ -53,6 +53,7 @@ from poptune.exceptions import (
     TrialFinishedError,
     UnknownTrialError,
 )
+from poptune.storage import _sqlite_fast as fast
 from poptune.storage import _transaction as txn
 from poptune.storage._connect import (
     canonical_url,
@@ -317,16 +318,20 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         # PostgreSQL the changes come with the lock, in the same round trip.
         return self._transaction(study_id, prefetch=True)  # type: ignore[return-value]
 
-    @contextmanager
-    def _transaction(self, study_id: int, prefetch: bool) -> Iterator[Tx]:
+    def _transaction(self, study_id: int, prefetch: bool) -> AbstractContextManager[Tx]:
         """This thread's transaction on the study: the one open, or a new one (which commits
-        at the end, then applies its writes to the mirror)."""
+        at the end, then applies its writes to the mirror; SQLite: a FastTransaction)."""
         tx: Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
             if tx.sid != study_id:
                 raise StorageError("a transaction on one study cannot open one on another")
-            yield tx
-            return
+            return fast.Joined(tx)
+        if self._fast is not None:
+            return fast.FastTransaction(self, study_id)
+        return self._new_transaction(study_id, prefetch)
+
+    @contextmanager
+    def _new_transaction(self, study_id: int, prefetch: bool) -> Iterator[Tx]:
         with self._hot_connection() as conn:
             try:
                 tx = self._open(conn, study_id, prefetch)
@@ -364,7 +369,8 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 statements += reads_after(study_id, base.db_version)
         if self._pg is not None:
             statements.append(self._pg.xid)  # the last answer: the transaction's id
-        answers = txn.acquire(channel, statements, self.lock_watch, self._where)
+        run = (lambda: channel.lock(study_id)) if type(channel) is FastChannel else None
+        answers = txn.acquire(channel, statements, self.lock_watch, self._where, run)
         if not answers[1][0]:
             raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
         version, state_json, n_trials = answers[1][0][0]
@@ -520,7 +526,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         return None
 
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
-        write = Write(((INS_OBS_RUNNING, _obs_params(study_id, trial_id, observation)),),
+        write = Write(((INS_OBS_RUNNING, txn.obs_params(study_id, trial_id, observation)),),
                        lambda m, v: m.record(trial_id, observation, v),
                        answered=True, guard=trial_id)  # fmt: skip
         self._write_observation(study_id, write, trial_id, observation)
@@ -540,7 +546,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         status: TrialStatus,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        params = _final_params(study_id, trial_id, status, meta)
+        params = txn.final_params(study_id, trial_id, status, meta)
         write = Write(((FINISH, params),), lambda m, v: m.finish(trial_id, status, meta, v),
                        answered=True, guard=trial_id, refused=_NO_OBSERVATION)  # fmt: skip
         self._execute_write(study_id, write)
@@ -550,8 +556,8 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         meta: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """One transaction (PostgreSQL: one statement); see the base class."""
-        obs = _obs_params(study_id, trial_id, observation)
-        final = _final_params(study_id, trial_id, status, meta)
+        obs = txn.obs_params(study_id, trial_id, observation)
+        final = txn.final_params(study_id, trial_id, status, meta)
 
         def apply(mirror: Mirror, version: int) -> None:
             mirror.record(trial_id, observation, version)
@@ -585,16 +591,3 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             tx.state = state
-
-
-def _obs_params(sid: int, tid: int, observation: Observation) -> dict[str, Any]:
-    return {"sid": sid, "tid": tid, "it": observation.iteration, "obj": observation.objective,
-            "ctx": dumps_context(observation.context)}  # fmt: skip
-
-
-def _final_params(
-    sid: int, tid: int, status: TrialStatus, meta: dict[str, Any] | None
-) -> dict[str, Any]:
-    meta_json = None if meta is None else dumps(meta, f"trial {tid}'s metadata")
-    return {"sid": sid, "tid": tid, "status": status.value, "now": time.time(),
-            "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip
