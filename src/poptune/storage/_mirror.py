@@ -271,6 +271,11 @@ class Mirrors:
                 mirror = self._mirrors[study_id] = Mirror()
             return mirror
 
+    def complete(self, study_id: int, version: int) -> Mirror | None:
+        """The study's mirror if it is complete up to ``version`` (nothing to read), else None."""
+        mirror = self._mirrors.get(study_id)
+        return mirror if mirror is not None and mirror.db_version >= version else None
+
     def drop(self, study_id: int) -> None:
         """Forget a study (deleted)."""
         with self.lock:

@@ -35,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from poptune.exceptions import StorageError
+from poptune.exceptions import StorageError, StudyNotFoundError
 from poptune.storage import _transaction as txn
 from poptune.storage._connect import connection_error
 from poptune.storage._statements import COMMIT, DIALECTS, LOCK, SET_STATE, Statement
@@ -125,10 +125,10 @@ class FastChannel:
     def commit(self) -> None:
         self.run(COMMIT, ())
 
-    def lock(self, study_id: int) -> list[tuple[Sequence[Any], int]]:
-        """``BEGIN IMMEDIATE`` and the study's lock: the answers of ``query`` for the two."""
+    def lock(self, study_id: int) -> list[Any]:
+        """``BEGIN IMMEDIATE`` and the study's lock: the study's (version, state, n_trials)."""
         self.run(_BEGIN_WRITE, ())
-        return [((), -1), (self.run(_LOCK_SQL, {"sid": study_id}).fetchall(), 1)]
+        return self.run(_LOCK_SQL, {"sid": study_id}).fetchall()
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -262,7 +262,7 @@ class Joined:
 class FastTransaction:
     """``SQLStorage._transaction`` on a writable SQLite file, where no transaction is open in
     this thread: a kept raw connection checked out, ``BEGIN IMMEDIATE`` and the study's lock
-    (``storage._open``), the block, the algorithm state and trial count written if they
+    (as ``storage._open`` takes it), the block, the algorithm state and trial count written if they
     changed, ``COMMIT``, the connection checked in, then the mirror given the writes. A
     failure rolls back (a lost connection is :class:`~poptune.storage._transaction.
     TransactionLost`) and a database error other than an IntegrityError is one StorageError,
@@ -275,17 +275,21 @@ class FastTransaction:
         self.sid = study_id
 
     def __enter__(self) -> txn.Tx:
-        storage = self.storage
+        storage, sid = self.storage, self.sid
         try:
             self.conn = conn = storage._fast.checkout()
         except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
             raise connection_error(storage._where, exc) from None
-        try:
-            tx = storage._open(conn, self.sid, False)
+        channel, watch = conn.channel, storage.lock_watch
+        try:  # what storage._open does, for this one channel
+            rows = txn.acquire(channel, [], watch, storage._where, lambda: channel.lock(sid))
+            if not rows:
+                raise StudyNotFoundError(f"no study with id {sid!r} in {storage}")
         except BaseException as exc:
             self._abort(exc)
             raise
-        self.tx, self.n_trials = tx, tx.n_trials
+        version, state_json, self.n_trials = rows[0]
+        self.tx = tx = txn.Tx(channel, sid, version, state_json, self.n_trials, watch)
         storage._local.tx = tx
         return tx
 

@@ -47,10 +47,8 @@ from sqlalchemy.engine import make_url
 from poptune.exceptions import (
     ConfigurationError,
     DuplicateIterationError,
-    NoObservationsError,
     StorageError,
     StudyNotFoundError,
-    TrialFinishedError,
     UnknownTrialError,
 )
 from poptune.storage import _sqlite_fast as fast
@@ -68,7 +66,6 @@ from poptune.storage._mirror import (
     Mirror,
     Mirrors,
     decode_json,
-    decode_status,
     read_locked,
     read_snapshot,
     reads_after,
@@ -85,7 +82,6 @@ from poptune.storage._statements import (
     SET_STATE,
     STOP,
     STUDY_STATE,
-    TRIAL_STATUS,
     Statement,
 )
 from poptune.storage._study_rows import StudyRows
@@ -369,8 +365,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 statements += reads_after(study_id, base.db_version)
         if self._pg is not None:
             statements.append(self._pg.xid)  # the last answer: the transaction's id
-        run = (lambda: channel.lock(study_id)) if type(channel) is FastChannel else None
-        answers = txn.acquire(channel, statements, self.lock_watch, self._where, run)
+        answers = txn.acquire(channel, statements, self.lock_watch, self._where)
         if not answers[1][0]:
             raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
         version, state_json, n_trials = answers[1][0][0]
@@ -402,42 +397,23 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
             if alone is not None:
                 return self._pg.run_alone(self, study_id, write, alone)
         with self._transaction(study_id, prefetch=False) as tx:
-            channel = tx.channel
-            *first, (last, params) = write.statements
-            for stmt, p in first:
-                p["v"] = tx.version
-                channel.send(stmt, p)
-            params["v"] = tx.version
-            if not write.answered:
-                channel.send(last, params)
-            elif not channel.query((last, params))[0][1]:
-                self._check_running(study_id, write.guard, channel, write.refused)
-                return False
-            tx.on_commit.append(write.apply)
-        return True
+            return self._write_in(tx, write)
 
-    def _check_running(
-        self, study_id: int, trial_id: int | None, channel: Direct | Pipelined,
-        refused: str | None = None,
-    ) -> None:  # fmt: skip
-        """Raise unless the trial exists and is not finished (nothing if ``trial_id`` is None);
-        then, with ``refused``, raise :class:`NoObservationsError` for it."""
-        if trial_id is None:
-            return
-        if type(trial_id) is not int:
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
-        rows = channel.query((TRIAL_STATUS, {"sid": study_id, "tid": trial_id}))[0][0]
-        if not rows:
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
-        status = rows[0][0]
-        with self._naming(study_id):
-            finished = decode_status(status, trial_id).is_finished
-        if finished:
-            raise TrialFinishedError(
-                f"trial {trial_id} was already finalized with status {rows[0][0]}"
-            )
-        if refused is not None:
-            raise NoObservationsError(f"trial {trial_id} {refused}")
+    def _write_in(self, tx: Tx, write: Write) -> bool:
+        """``_execute_write`` in the open transaction ``tx``."""
+        channel = tx.channel
+        *first, (last, params) = write.statements
+        for stmt, p in first:
+            p["v"] = tx.version
+            channel.send(stmt, p)
+        params["v"] = tx.version
+        if not write.answered:
+            channel.send(last, params)
+        elif not channel.query((last, params))[0][1]:
+            self._check_running(tx.sid, write.guard, channel, write.refused)
+            return False
+        tx.on_commit.append(write.apply)
+        return True
 
     # -- the mirror -------------------------------------------------------------------------
     def _refresh_mirror(self, study_id: int) -> Mirror:
@@ -450,6 +426,9 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         tx = self._tx(study_id)
         if tx is not None:
             upto = tx.version - 1
+            mirror = self._mirrors.complete(study_id, upto)
+            if mirror is not None:  # nothing to read (the usual case: synced as it opened)
+                return mirror
             with self._naming(study_id):
                 return self._mirrors.refresh(
                     study_id, lambda lo: read_locked(tx.channel, study_id, lo, upto)
@@ -468,13 +447,19 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 raise
 
     # -- trials -----------------------------------------------------------------------------
-    @txn.retried(reads=True)
     def changes_since(
         self, study_id: int, version: int, refresh: bool = True
     ) -> tuple[list[Trial], int]:
+        if refresh and self._tx(study_id) is None:  # a read: run again after a lost connection
+            return self._changes_read(study_id, version)
         with self._mirrors.lock:
             mirror = self._refresh_mirror(study_id) if refresh else self._mirrors.get(study_id)
             return mirror.since(version)
+
+    @txn.retried(reads=True)
+    def _changes_read(self, study_id: int, version: int) -> tuple[list[Trial], int]:
+        with self._mirrors.lock:
+            return self._refresh_mirror(study_id).since(version)
 
     @txn.retried(reads=True)
     def get_trial(self, study_id: int, trial_id: int) -> Trial:
@@ -508,7 +493,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 }))  # fmt: skip
             tx.n_trials += 1
             tx.analyze = self._pg is not None and self._pg.wants_analyze(trial.id)
-            self._execute_write(study_id, Write(statements, lambda m, v: m.insert(trial, v)))
+            self._write_in(tx, Write(statements, lambda m, v: m.insert(trial, v)))
         return trial
 
     @txn.retried(reads=False)
@@ -587,7 +572,14 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
             return tx.state
         return self._study_json(study_id, STUDY_STATE)
 
-    @txn.retried(reads=False)
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
+        tx = self._tx(study_id)
+        if tx is not None:
+            tx.state = state
+            return
+        self._state_alone(study_id, state)
+
+    @txn.retried(reads=False)
+    def _state_alone(self, study_id: int, state: dict[str, Any]) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             tx.state = state
