@@ -265,6 +265,9 @@ class Mirrors:
 
     def get(self, study_id: int) -> Mirror:
         """The study's mirror as it is (empty if none yet)."""
+        mirror = self._mirrors.get(study_id)  # one dict read: no lock needed to find it
+        if mirror is not None:
+            return mirror
         with self.lock:
             mirror = self._mirrors.get(study_id)
             if mirror is None:

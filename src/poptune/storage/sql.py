@@ -498,6 +498,10 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
 
     @txn.retried(reads=False)
     def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
+        tx = self._tx(study_id)
+        mirror = self._mirrors.complete(study_id, tx.version - 1) if tx is not None else None
+        if mirror is not None and not mirror.queued:  # synced in this transaction: none queued
+            return None
         with self._transaction(study_id, prefetch=True):
             with self._mirrors.lock:
                 mirror = self._refresh_mirror(study_id)
