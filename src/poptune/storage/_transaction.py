@@ -43,10 +43,30 @@ logger = logging.getLogger("poptune")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _kept_encoder(allow_nan: bool) -> Callable[[Any], str]:
+    """``json.dumps(value, allow_nan=allow_nan, separators=(",", ":"))`` without building an
+    encoder per call (what ``json.dumps`` with options does): the C encoder, made once, where
+    this Python has it and it writes what ``json.dumps`` writes; else a kept JSONEncoder.
+    The kept C encoder does not look for cycles (a cyclic value fails as RecursionError)."""
+    encoder = json.JSONEncoder(allow_nan=allow_nan, separators=(",", ":"))
+    try:
+        kept = json.encoder.c_make_encoder(  # type: ignore[attr-defined, misc]
+            None, encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+            False, False, allow_nan,
+        )  # fmt: skip
+        sample = {"a": [1.5, "é", None, True, 2], "b": {}}
+        if "".join(kept(sample, 0)) != encoder.encode(sample):
+            raise ValueError("not what json.dumps writes")
+    except Exception:  # noqa: BLE001 - no C encoder, or another signature: the plain one
+        return encoder.encode
+    join = "".join
+    return lambda value: join(kept(value, 0))
+
+
 # Kept encoders: ``json.dumps`` with options builds a new JSONEncoder at every call.
-_ENCODE = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+_ENCODE = _kept_encoder(allow_nan=False)
 # NaN and infinities are allowed in context (a diverged loss); Python's json reads them back
-_ENCODE_CONTEXT = json.JSONEncoder(separators=(",", ":")).encode
+_ENCODE_CONTEXT = _kept_encoder(allow_nan=True)
 
 
 def dumps(value: Any, what: str) -> str:
@@ -54,7 +74,7 @@ def dumps(value: Any, what: str) -> str:
         return "{}"
     try:
         return _ENCODE(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise StorageError(f"{what} cannot be stored as JSON: {exc} (value: {value!r})") from None
 
 
@@ -433,5 +453,5 @@ def final_params(
 ) -> dict[str, Any]:
     """A final status's parameters (FINISH and the like)."""
     meta_json = None if meta is None else dumps(meta, f"trial {tid}'s metadata")
-    return {"sid": sid, "tid": tid, "status": status.value, "now": time.time(),
+    return {"sid": sid, "tid": tid, "status": status._value_, "now": time.time(),
             "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip

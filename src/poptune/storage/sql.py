@@ -481,7 +481,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
             now, v = time.time(), tx.version
             finished = trial.status.is_finished
             statements = [(self._sql.insert_trial, {
-                "sid": study_id, "tid": trial.id, "status": trial.status.value, "params": params,
+                "sid": study_id, "tid": trial.id, "status": trial.status._value_, "params": params,
                 "meta": meta, "stop": trial.stop_requested, "fseq": v if finished else 0,
                 "now": now, "fat": now if finished else None,
                 "worker": worker if trial.status is TrialStatus.RUNNING else None,
