@@ -232,7 +232,7 @@ class Mirror:
         """An observation (numbered ``version``)."""
         trial = self.trials.get(trial_id)
         if trial is not None:
-            trial._record(observation._replace(seq=version))
+            trial._record(observation, version)
             self.touch(trial)
 
     def finish(
