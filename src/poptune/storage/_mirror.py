@@ -232,7 +232,7 @@ class Mirror:
         """An observation (numbered ``version``)."""
         trial = self.trials.get(trial_id)
         if trial is not None:
-            trial._record(observation._replace(seq=version))
+            trial._record(observation, version)
             self.touch(trial)
 
     def finish(
@@ -265,11 +265,19 @@ class Mirrors:
 
     def get(self, study_id: int) -> Mirror:
         """The study's mirror as it is (empty if none yet)."""
+        mirror = self._mirrors.get(study_id)  # one dict read: no lock needed to find it
+        if mirror is not None:
+            return mirror
         with self.lock:
             mirror = self._mirrors.get(study_id)
             if mirror is None:
                 mirror = self._mirrors[study_id] = Mirror()
             return mirror
+
+    def complete(self, study_id: int, version: int) -> Mirror | None:
+        """The study's mirror if it is complete up to ``version`` (nothing to read), else None."""
+        mirror = self._mirrors.get(study_id)
+        return mirror if mirror is not None and mirror.db_version >= version else None
 
     def drop(self, study_id: int) -> None:
         """Forget a study (deleted)."""

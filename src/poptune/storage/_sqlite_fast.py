@@ -35,9 +35,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from poptune.storage._statements import COMMIT, DIALECTS, Statement
+from poptune.exceptions import StorageError, StudyNotFoundError
+from poptune.storage import _transaction as txn
+from poptune.storage._connect import connection_error
+from poptune.storage._statements import COMMIT, DIALECTS, LOCK, SET_STATE, Statement
 
-__all__ = ["FastChannel", "RawConnection", "RawPool", "fast_pool"]
+__all__ = ["FastChannel", "FastTransaction", "Joined", "RawConnection", "RawPool", "fast_pool"]
+
+_LOCK_SQL = LOCK.text
+_BEGIN_WRITE = DIALECTS["sqlite"].begin_write
 
 
 class _Result:
@@ -118,6 +124,11 @@ class FastChannel:
 
     def commit(self) -> None:
         self.run(COMMIT, ())
+
+    def lock(self, study_id: int) -> list[Any]:
+        """``BEGIN IMMEDIATE`` and the study's lock: the study's (version, state, n_trials)."""
+        self.run(_BEGIN_WRITE, ())
+        return self.run(_LOCK_SQL, {"sid": study_id}).fetchall()
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -231,6 +242,92 @@ class RawPool:
             idle, self._idle = self._idle, []
         for conn in idle:
             _close(conn)
+
+
+class Joined:
+    """The transaction already open in this thread, as a ``with`` block (nothing at its end)."""
+
+    __slots__ = ("tx",)
+
+    def __init__(self, tx: txn.Tx) -> None:
+        self.tx = tx
+
+    def __enter__(self) -> txn.Tx:
+        return self.tx
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class FastTransaction:
+    """``SQLStorage._transaction`` on a writable SQLite file, where no transaction is open in
+    this thread: a kept raw connection checked out, ``BEGIN IMMEDIATE`` and the study's lock
+    (as ``storage._open`` takes it), the block, the algorithm state and trial count written if they
+    changed, ``COMMIT``, the connection checked in, then the mirror given the writes. A
+    failure rolls back (a lost connection is :class:`~poptune.storage._transaction.
+    TransactionLost`) and a database error other than an IntegrityError is one StorageError,
+    as in the generic path. A class, not a generator: it runs twice per trial."""
+
+    __slots__ = ("conn", "n_trials", "sid", "storage", "tx")
+
+    def __init__(self, storage: Any, study_id: int) -> None:
+        self.storage = storage
+        self.sid = study_id
+
+    def __enter__(self) -> txn.Tx:
+        storage, sid = self.storage, self.sid
+        try:
+            self.conn = conn = storage._fast.checkout()
+        except (sa.exc.DatabaseError, sa.exc.InterfaceError) as exc:
+            raise connection_error(storage._where, exc) from None
+        channel, watch = conn.channel, storage.lock_watch
+        try:  # what storage._open does, for this one channel
+            rows = txn.acquire(channel, [], watch, storage._where, lambda: channel.lock(sid))
+            if not rows:
+                raise StudyNotFoundError(f"no study with id {sid!r} in {storage}")
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        version, state_json, self.n_trials = rows[0]
+        self.tx = tx = txn.Tx(channel, sid, version, state_json, self.n_trials, watch)
+        storage._local.tx = tx
+        return tx
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        storage, tx = self.storage, self.tx
+        storage._local.tx = None
+        if kind is not None:
+            self._abort(exc)  # type: ignore[arg-type]
+            return
+        try:
+            state_json = tx.state_json
+            if tx.state is not None:
+                state_json = txn.dumps(tx.state, "the algorithm state")
+            if state_json != tx.state_json or tx.n_trials != self.n_trials:
+                tx.channel.run(SET_STATE.text, {"state": state_json, "n": tx.n_trials,
+                                                "sid": self.sid})  # fmt: skip
+            txn.commit(tx, None)
+        except BaseException as failure:
+            self._abort(failure)
+            raise
+        storage._fast.checkin(self.conn)
+        storage._mirrors.commit(self.sid, tx.version, tx.on_commit)
+
+    def _abort(self, exc: BaseException) -> None:
+        """Roll back and check the connection in; raise what ``exc`` becomes (a lost
+        connection, a database error as StorageError) or return (``exc`` goes on)."""
+        storage, conn = self.storage, self.conn
+        try:
+            txn.rollback(conn)  # type: ignore[arg-type]
+            txn.raise_if_lost(exc, storage._where, conn)  # type: ignore[arg-type]
+            if isinstance(exc, (sa.exc.DatabaseError, sa.exc.InterfaceError)) and not isinstance(
+                exc, sa.exc.IntegrityError
+            ):
+                raise StorageError(
+                    f"database error on {storage._where}: {txn.first_line(exc)}"
+                ) from exc
+        finally:
+            storage._fast.checkin(conn)
 
 
 def _close(conn: RawConnection) -> None:

@@ -1,19 +1,26 @@
 """The studies table of :class:`~poptune.storage.sql.SQLStorage` (a mixin it inherits):
 the schema check on opening (migrate, or for a read-only opening refuse what needs one),
-creating, finding, listing and deleting studies, reading their JSON columns, and naming a
-study in the message of a corrupt row."""
+creating, finding, listing and deleting studies, reading their JSON columns, naming a
+study in the message of a corrupt row, and saying why a guarded write changed nothing."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from poptune.exceptions import CorruptRowError, StorageError, StudyMismatchError, StudyNotFoundError
-from poptune.storage._mirror import check_config, decode_json
+from poptune.exceptions import (
+    CorruptRowError,
+    NoObservationsError,
+    StorageError,
+    StudyMismatchError,
+    StudyNotFoundError,
+    TrialFinishedError,
+    UnknownTrialError,
+)
+from poptune.storage._mirror import check_config, decode_json, decode_status
 from poptune.storage._schema import check_readable, migrate, read_version, schema_version
 from poptune.storage._statements import (
     CREATE_STUDY,
@@ -23,6 +30,7 @@ from poptune.storage._statements import (
     STUDY_CONFIG,
     STUDY_ID,
     STUDY_NAME,
+    TRIAL_STATUS,
 )
 from poptune.storage._transaction import dumps, retried
 
@@ -30,6 +38,23 @@ if TYPE_CHECKING:
     from poptune.storage._mirror import Mirrors
 
 __all__ = ["StudyRows"]
+
+
+class _Naming:
+    """``StudyRows._naming``'s block (a class: it is entered on every suggestion)."""
+
+    __slots__ = ("rows", "study_id")
+
+    def __init__(self, rows: StudyRows, study_id: int) -> None:
+        self.rows = rows
+        self.study_id = study_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if kind is not None and issubclass(kind, CorruptRowError):
+            raise CorruptRowError(f"{self.rows._study_label(self.study_id)}: {exc}") from None
 
 
 class StudyRows:
@@ -46,13 +71,9 @@ class StudyRows:
     def _raw_transaction(self, write: bool) -> Any:  # pragma: no cover - SQLStorage's
         raise NotImplementedError
 
-    @contextmanager
-    def _naming(self, study_id: int) -> Iterator[None]:
+    def _naming(self, study_id: int) -> _Naming:
         """A CorruptRowError raised in the block names the study (and this database)."""
-        try:
-            yield
-        except CorruptRowError as exc:
-            raise CorruptRowError(f"{self._study_label(study_id)}: {exc}") from None
+        return _Naming(self, study_id)
 
     def _study_label(self, study_id: int) -> str:
         try:
@@ -132,3 +153,27 @@ class StudyRows:
             for delete in DELETE_STUDY:
                 conn.execute(delete, {"sid": study_id})
         self._mirrors.drop(study_id)
+
+    # -- a guarded write that changed nothing ---------------------------------------------
+    def _check_running(
+        self, study_id: int, trial_id: int | None, channel: Any,
+        refused: str | None = None,
+    ) -> None:  # fmt: skip
+        """Raise unless the trial exists and is not finished (nothing if ``trial_id`` is None);
+        then, with ``refused``, raise :class:`NoObservationsError` for it."""
+        if trial_id is None:
+            return
+        if type(trial_id) is not int:
+            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
+        rows = channel.query((TRIAL_STATUS, {"sid": study_id, "tid": trial_id}))[0][0]
+        if not rows:
+            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
+        status = rows[0][0]
+        with self._naming(study_id):
+            finished = decode_status(status, trial_id).is_finished
+        if finished:
+            raise TrialFinishedError(
+                f"trial {trial_id} was already finalized with status {rows[0][0]}"
+            )
+        if refused is not None:
+            raise NoObservationsError(f"trial {trial_id} {refused}")

@@ -27,6 +27,7 @@ from poptune.exceptions import ConfigurationError, StorageError
 from poptune.storage._mirror import Apply
 from poptune.storage._statements import COMMIT, ROLLBACK, SQLITE_PRAGMAS, Dialect, Statement
 from poptune.storage.base import LOST_TRANSACTION_RETRIES
+from poptune.trial import Observation, TrialStatus
 
 if TYPE_CHECKING:
     from poptune.storage._postgres import Pipelined
@@ -34,25 +35,53 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT", "DEFAULT_STALL_TIMEOUT", "RETRIES", "STOP_BEFORE_COMMIT_ENV",
     "Direct", "LockSettings", "LockWatch", "TransactionLost", "Tx", "Write", "acquire",
-    "commit", "dumps", "dumps_context", "is_busy", "is_lost", "raise_if_lost", "retried",
+    "commit", "dumps", "dumps_context", "final_params", "is_busy", "is_lost", "obs_params",
+    "raise_if_lost", "retried",
 ]  # fmt: skip
 
 logger = logging.getLogger("poptune")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def dumps(value: Any, what: str) -> str:
+def _kept_encoder(allow_nan: bool) -> Callable[[Any], str]:
+    """``json.dumps(value, allow_nan=allow_nan, separators=(",", ":"))`` without building an
+    encoder per call (what ``json.dumps`` with options does): the C encoder, made once, where
+    this Python has it and it writes what ``json.dumps`` writes; else a kept JSONEncoder.
+    The kept C encoder does not look for cycles (a cyclic value fails as RecursionError)."""
+    encoder = json.JSONEncoder(allow_nan=allow_nan, separators=(",", ":"))
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        kept = json.encoder.c_make_encoder(  # type: ignore[attr-defined, misc]
+            None, encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+            False, False, allow_nan,
+        )  # fmt: skip
+        sample = {"a": [1.5, "é", None, True, 2], "b": {}}
+        if "".join(kept(sample, 0)) != encoder.encode(sample):
+            raise ValueError("not what json.dumps writes")
+    except Exception:  # noqa: BLE001 - no C encoder, or another signature: the plain one
+        return encoder.encode
+    join = "".join
+    return lambda value: join(kept(value, 0))
+
+
+# Kept encoders: ``json.dumps`` with options builds a new JSONEncoder at every call.
+_ENCODE = _kept_encoder(allow_nan=False)
+# NaN and infinities are allowed in context (a diverged loss); Python's json reads them back
+_ENCODE_CONTEXT = _kept_encoder(allow_nan=True)
+
+
+def dumps(value: Any, what: str) -> str:
+    if type(value) is dict and not value:
+        return "{}"
+    try:
+        return _ENCODE(value)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise StorageError(f"{what} cannot be stored as JSON: {exc} (value: {value!r})") from None
 
 
 def dumps_context(context: Mapping[str, Any]) -> str | None:
     if not context:
         return None
-    # NaN and infinities are allowed in context (a diverged loss); Python's json reads them back
-    return json.dumps(context, separators=(",", ":"))
+    return _ENCODE_CONTEXT(context)
 
 
 class Direct:
@@ -411,3 +440,18 @@ def first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip().splitlines()
     return text[0] if text else type(orig).__name__
+
+
+def obs_params(sid: int, tid: int, observation: Observation) -> dict[str, Any]:
+    """An observation's parameters (INS_OBS_RUNNING and the like)."""
+    return {"sid": sid, "tid": tid, "it": observation.iteration, "obj": observation.objective,
+            "ctx": dumps_context(observation.context)}  # fmt: skip
+
+
+def final_params(
+    sid: int, tid: int, status: TrialStatus, meta: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A final status's parameters (FINISH and the like)."""
+    meta_json = None if meta is None else dumps(meta, f"trial {tid}'s metadata")
+    return {"sid": sid, "tid": tid, "status": status._value_, "now": time.time(),
+            "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip

@@ -47,12 +47,11 @@ from sqlalchemy.engine import make_url
 from poptune.exceptions import (
     ConfigurationError,
     DuplicateIterationError,
-    NoObservationsError,
     StorageError,
     StudyNotFoundError,
-    TrialFinishedError,
     UnknownTrialError,
 )
+from poptune.storage import _sqlite_fast as fast
 from poptune.storage import _transaction as txn
 from poptune.storage._connect import (
     canonical_url,
@@ -67,7 +66,6 @@ from poptune.storage._mirror import (
     Mirror,
     Mirrors,
     decode_json,
-    decode_status,
     read_locked,
     read_snapshot,
     reads_after,
@@ -84,7 +82,6 @@ from poptune.storage._statements import (
     SET_STATE,
     STOP,
     STUDY_STATE,
-    TRIAL_STATUS,
     Statement,
 )
 from poptune.storage._study_rows import StudyRows
@@ -317,16 +314,20 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         # PostgreSQL the changes come with the lock, in the same round trip.
         return self._transaction(study_id, prefetch=True)  # type: ignore[return-value]
 
-    @contextmanager
-    def _transaction(self, study_id: int, prefetch: bool) -> Iterator[Tx]:
+    def _transaction(self, study_id: int, prefetch: bool) -> AbstractContextManager[Tx]:
         """This thread's transaction on the study: the one open, or a new one (which commits
-        at the end, then applies its writes to the mirror)."""
+        at the end, then applies its writes to the mirror; SQLite: a FastTransaction)."""
         tx: Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
             if tx.sid != study_id:
                 raise StorageError("a transaction on one study cannot open one on another")
-            yield tx
-            return
+            return fast.Joined(tx)
+        if self._fast is not None:
+            return fast.FastTransaction(self, study_id)
+        return self._new_transaction(study_id, prefetch)
+
+    @contextmanager
+    def _new_transaction(self, study_id: int, prefetch: bool) -> Iterator[Tx]:
         with self._hot_connection() as conn:
             try:
                 tx = self._open(conn, study_id, prefetch)
@@ -396,42 +397,23 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
             if alone is not None:
                 return self._pg.run_alone(self, study_id, write, alone)
         with self._transaction(study_id, prefetch=False) as tx:
-            channel = tx.channel
-            *first, (last, params) = write.statements
-            for stmt, p in first:
-                p["v"] = tx.version
-                channel.send(stmt, p)
-            params["v"] = tx.version
-            if not write.answered:
-                channel.send(last, params)
-            elif not channel.query((last, params))[0][1]:
-                self._check_running(study_id, write.guard, channel, write.refused)
-                return False
-            tx.on_commit.append(write.apply)
-        return True
+            return self._write_in(tx, write)
 
-    def _check_running(
-        self, study_id: int, trial_id: int | None, channel: Direct | Pipelined,
-        refused: str | None = None,
-    ) -> None:  # fmt: skip
-        """Raise unless the trial exists and is not finished (nothing if ``trial_id`` is None);
-        then, with ``refused``, raise :class:`NoObservationsError` for it."""
-        if trial_id is None:
-            return
-        if type(trial_id) is not int:
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
-        rows = channel.query((TRIAL_STATUS, {"sid": study_id, "tid": trial_id}))[0][0]
-        if not rows:
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {study_id}")
-        status = rows[0][0]
-        with self._naming(study_id):
-            finished = decode_status(status, trial_id).is_finished
-        if finished:
-            raise TrialFinishedError(
-                f"trial {trial_id} was already finalized with status {rows[0][0]}"
-            )
-        if refused is not None:
-            raise NoObservationsError(f"trial {trial_id} {refused}")
+    def _write_in(self, tx: Tx, write: Write) -> bool:
+        """``_execute_write`` in the open transaction ``tx``."""
+        channel = tx.channel
+        *first, (last, params) = write.statements
+        for stmt, p in first:
+            p["v"] = tx.version
+            channel.send(stmt, p)
+        params["v"] = tx.version
+        if not write.answered:
+            channel.send(last, params)
+        elif not channel.query((last, params))[0][1]:
+            self._check_running(tx.sid, write.guard, channel, write.refused)
+            return False
+        tx.on_commit.append(write.apply)
+        return True
 
     # -- the mirror -------------------------------------------------------------------------
     def _refresh_mirror(self, study_id: int) -> Mirror:
@@ -444,6 +426,9 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         tx = self._tx(study_id)
         if tx is not None:
             upto = tx.version - 1
+            mirror = self._mirrors.complete(study_id, upto)
+            if mirror is not None:  # nothing to read (the usual case: synced as it opened)
+                return mirror
             with self._naming(study_id):
                 return self._mirrors.refresh(
                     study_id, lambda lo: read_locked(tx.channel, study_id, lo, upto)
@@ -462,13 +447,19 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 raise
 
     # -- trials -----------------------------------------------------------------------------
-    @txn.retried(reads=True)
     def changes_since(
         self, study_id: int, version: int, refresh: bool = True
     ) -> tuple[list[Trial], int]:
+        if refresh and self._tx(study_id) is None:  # a read: run again after a lost connection
+            return self._changes_read(study_id, version)
         with self._mirrors.lock:
             mirror = self._refresh_mirror(study_id) if refresh else self._mirrors.get(study_id)
             return mirror.since(version)
+
+    @txn.retried(reads=True)
+    def _changes_read(self, study_id: int, version: int) -> tuple[list[Trial], int]:
+        with self._mirrors.lock:
+            return self._refresh_mirror(study_id).since(version)
 
     @txn.retried(reads=True)
     def get_trial(self, study_id: int, trial_id: int) -> Trial:
@@ -490,7 +481,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
             now, v = time.time(), tx.version
             finished = trial.status.is_finished
             statements = [(self._sql.insert_trial, {
-                "sid": study_id, "tid": trial.id, "status": trial.status.value, "params": params,
+                "sid": study_id, "tid": trial.id, "status": trial.status._value_, "params": params,
                 "meta": meta, "stop": trial.stop_requested, "fseq": v if finished else 0,
                 "now": now, "fat": now if finished else None,
                 "worker": worker if trial.status is TrialStatus.RUNNING else None,
@@ -502,11 +493,15 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 }))  # fmt: skip
             tx.n_trials += 1
             tx.analyze = self._pg is not None and self._pg.wants_analyze(trial.id)
-            self._execute_write(study_id, Write(statements, lambda m, v: m.insert(trial, v)))
+            self._write_in(tx, Write(statements, lambda m, v: m.insert(trial, v)))
         return trial
 
     @txn.retried(reads=False)
     def claim_queued_trial(self, study_id: int, worker: str | None = None) -> Trial | None:
+        tx = self._tx(study_id)
+        mirror = self._mirrors.complete(study_id, tx.version - 1) if tx is not None else None
+        if mirror is not None and not mirror.queued:  # synced in this transaction: none queued
+            return None
         with self._transaction(study_id, prefetch=True):
             with self._mirrors.lock:
                 mirror = self._refresh_mirror(study_id)
@@ -520,7 +515,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         return None
 
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
-        write = Write(((INS_OBS_RUNNING, _obs_params(study_id, trial_id, observation)),),
+        write = Write(((INS_OBS_RUNNING, txn.obs_params(study_id, trial_id, observation)),),
                        lambda m, v: m.record(trial_id, observation, v),
                        answered=True, guard=trial_id)  # fmt: skip
         self._write_observation(study_id, write, trial_id, observation)
@@ -540,7 +535,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         status: TrialStatus,
         meta: dict[str, Any] | None = None,
     ) -> None:
-        params = _final_params(study_id, trial_id, status, meta)
+        params = txn.final_params(study_id, trial_id, status, meta)
         write = Write(((FINISH, params),), lambda m, v: m.finish(trial_id, status, meta, v),
                        answered=True, guard=trial_id, refused=_NO_OBSERVATION)  # fmt: skip
         self._execute_write(study_id, write)
@@ -550,8 +545,8 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         meta: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         """One transaction (PostgreSQL: one statement); see the base class."""
-        obs = _obs_params(study_id, trial_id, observation)
-        final = _final_params(study_id, trial_id, status, meta)
+        obs = txn.obs_params(study_id, trial_id, observation)
+        final = txn.final_params(study_id, trial_id, status, meta)
 
         def apply(mirror: Mirror, version: int) -> None:
             mirror.record(trial_id, observation, version)
@@ -581,20 +576,14 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
             return tx.state
         return self._study_json(study_id, STUDY_STATE)
 
-    @txn.retried(reads=False)
     def set_algorithm_state(self, study_id: int, state: dict[str, Any]) -> None:
+        tx = self._tx(study_id)
+        if tx is not None:
+            tx.state = state
+            return
+        self._state_alone(study_id, state)
+
+    @txn.retried(reads=False)
+    def _state_alone(self, study_id: int, state: dict[str, Any]) -> None:
         with self._transaction(study_id, prefetch=False) as tx:
             tx.state = state
-
-
-def _obs_params(sid: int, tid: int, observation: Observation) -> dict[str, Any]:
-    return {"sid": sid, "tid": tid, "it": observation.iteration, "obj": observation.objective,
-            "ctx": dumps_context(observation.context)}  # fmt: skip
-
-
-def _final_params(
-    sid: int, tid: int, status: TrialStatus, meta: dict[str, Any] | None
-) -> dict[str, Any]:
-    meta_json = None if meta is None else dumps(meta, f"trial {tid}'s metadata")
-    return {"sid": sid, "tid": tid, "status": status.value, "now": time.time(),
-            "needs_obs": int(status is TrialStatus.COMPLETED), "meta": meta_json}  # fmt: skip
