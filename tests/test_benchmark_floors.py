@@ -95,7 +95,9 @@ def test_case_10_prints_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert [row[1] for row in tpe] == ["20", "40"]
     rule = cells(section.lines, "MedianStoppingRule")
     assert [row[1] for row in rule] == ["200", "1000"]
-    assert all(re.fullmatch(NUMBER, cell) for row in rule for cell in row[2:])
+    spread = rf"{NUMBER} \[{NUMBER}–{NUMBER}\]"  # median [min–max] over 2 fresh histories
+    assert all(re.fullmatch(NUMBER, row[2]) for row in rule)
+    assert all(re.fullmatch(spread, cell) for row in rule for cell in row[3:]), rule
     quality = cells(section.lines, "BayesianOptimization")
     assert [row[1] for row in quality] == ["refit_every=10", "refit_every=1"]
     assert all("±" in row[5] for row in quality)

@@ -82,6 +82,21 @@ class Problem:
         """A fresh study: asynchronous PBT with ``ranking``, or synchronous PBT (None)."""
         raise NotImplementedError
 
+    def pbt_study(
+        self, params: list[Continuous], ranking: str | None, seed: int, **pbt: Any
+    ) -> poptune.Study:
+        """The study both problems run; ``pbt``: the problem's own PBT keywords."""
+        self.checkpoints: dict[str, Any] = {}
+        algorithm = PopulationBasedTraining(
+            self.generations,
+            self.population,
+            resample_probability=RESAMPLE,
+            synchronous=ranking is None,
+            ranking=ranking or "latest",
+            **pbt,
+        )
+        return poptune.Study(params, algorithm, False, seed=seed, disable_dashboard=True)
+
     def train(self, trial: poptune.Trial, seed: int) -> tuple[float, Any]:
         """(the segment's objective, its checkpoint), from ``self.checkpoints``."""
         raise NotImplementedError
@@ -98,18 +113,9 @@ class Toy(Problem):
         self.checkpoints: dict[str, np.ndarray] = {}
 
     def study(self, ranking: str | None, seed: int) -> poptune.Study:
-        self.checkpoints = {}
         founders = [dict(f) for f in TOY_FOUNDERS] if self.population == 2 else None
-        algorithm = PopulationBasedTraining(
-            self.generations,
-            self.population,
-            resample_probability=RESAMPLE,
-            initial_population=founders,
-            synchronous=ranking is None,
-            ranking=ranking or "latest",
-        )
         params = [Continuous("h0", [0, 1]), Continuous("h1", [0, 1])]
-        return poptune.Study(params, algorithm, False, seed=seed, disable_dashboard=True)
+        return self.pbt_study(params, ranking, seed, initial_population=founders)
 
     def train(self, trial: poptune.Trial, seed: int) -> tuple[float, Any]:
         theta = self.checkpoints[trial.load_from] if trial.load_from else np.array(TOY_THETA0)
@@ -131,17 +137,8 @@ class PbtFunction(Problem):
         self.checkpoints: dict[str, dict[str, float]] = {}
 
     def study(self, ranking: str | None, seed: int) -> poptune.Study:
-        self.checkpoints = {}
-        algorithm = PopulationBasedTraining(
-            self.generations,
-            self.population,
-            quantile_fraction=PF_QUANTILE,
-            resample_probability=RESAMPLE,
-            synchronous=ranking is None,
-            ranking=ranking or "latest",
-        )
         params = [Continuous("lr", list(PF_LR_RANGE))]
-        return poptune.Study(params, algorithm, False, seed=seed, disable_dashboard=True)
+        return self.pbt_study(params, ranking, seed, quantile_fraction=PF_QUANTILE)
 
     def train(self, trial: poptune.Trial, seed: int) -> tuple[float, Any]:
         state = self.checkpoints.get(trial.load_from) or {"accuracy": 0.0, "step": 0}

@@ -62,50 +62,45 @@ class _MemoryStudy:
         if stream is not None:
             stream.end(self.state, self.state)
 
-    def changed(self, trial: Trial, reindex: bool) -> None:
-        """Count a change of ``trial`` (``reindex``: its status is new)."""
-        index = self.index
-        index.version += 1
-        if reindex:
-            index.index(trial)
+    def _count(self, trial_id: int) -> None:
+        """Count one change of trial ``trial_id``: the study's version, and its changelog when
+        a reader keeps one."""
+        self.index.version += 1
         log = self.changelog
         if log is not None:
-            log.append(trial.id)
+            log.append(trial_id)
+
+    def changed(self, trial: Trial, reindex: bool) -> None:
+        """Count a change of ``trial`` (``reindex``: its status is new)."""
+        if reindex:
+            self.index.index(trial)
+        self._count(trial.id)
 
     def add_new(self, trial: Trial) -> None:
         """Append ``trial`` (the next id) and index it; the caller holds ``lock``."""
         self.trials.append(trial)
-        index = self.index
-        index.version += 1
-        index.add(trial)
-        log = self.changelog
-        if log is not None:
-            log.append(trial.id)
+        self.index.add(trial)  # the index's short path for a trial it has not seen
+        self._count(trial.id)
         if trial.status is TrialStatus.QUEUED:
             self.queue.append(trial.id)
 
     def running(self, trial_id: int) -> Trial:
         """The unfinished trial ``trial_id``; UnknownTrialError or TrialFinishedError."""
         trials = self.trials
-        if type(trial_id) is not int or not 0 < trial_id <= len(trials):
-            raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {self.name!r}")
-        trial = trials[trial_id - 1]
-        if trial.status in _FINISHED:
+        if type(trial_id) is int and 0 < trial_id <= len(trials):
+            trial = trials[trial_id - 1]
+            if trial.status not in _FINISHED:
+                return trial
             raise TrialFinishedError(
                 f"trial {trial_id} was already finalized with status {trial.status.value}"
             )
-        return trial
+        raise UnknownTrialError(f"trial {trial_id!r} does not exist in study {self.name!r}")
 
     def observe(
         self, trial_id: int, iteration: int, objective: float, context: dict[str, Any] | None
     ) -> None:
         """Record an observation of trial ``trial_id`` (the caller holds ``lock``)."""
-        trials = self.trials
-        trial = (
-            trials[trial_id - 1] if type(trial_id) is int and 0 < trial_id <= len(trials) else None
-        )
-        if trial is None or trial.status in _FINISHED:
-            trial = self.running(trial_id)  # raises the error that fits
+        trial = self.running(trial_id)
         obs = trial._obs
         if iteration in obs:
             raise DuplicateIterationError(
@@ -113,19 +108,11 @@ class _MemoryStudy:
             )
         self.seq = seq = self.seq + 1
         obs[iteration] = (objective, tuple(context.items()) if context else None, seq)
-        self.index.version += 1
-        log = self.changelog
-        if log is not None:
-            log.append(trial_id)
+        self._count(trial_id)
 
     def finish(self, trial_id: int, status: TrialStatus, meta: dict[str, Any] | None) -> None:
         """Give trial ``trial_id`` its final status (the caller holds ``lock``)."""
-        trials = self.trials
-        trial = (
-            trials[trial_id - 1] if type(trial_id) is int and 0 < trial_id <= len(trials) else None
-        )
-        if trial is None or trial.status in _FINISHED:
-            trial = self.running(trial_id)  # raises the error that fits
+        trial = self.running(trial_id)
         if status is TrialStatus.COMPLETED and not trial._obs:
             raise NoObservationsError(
                 f"trial {trial_id} has no observation: call add_observation() before "
@@ -136,12 +123,8 @@ class _MemoryStudy:
         trial.status = status
         if meta is not None:
             trial.meta = dict(meta)
-        index = self.index
-        index.version += 1
-        index.finished(trial)
-        log = self.changelog
-        if log is not None:
-            log.append(trial_id)
+        self.index.finished(trial)
+        self._count(trial_id)
 
 
 class MemoryStorage(Storage):
@@ -223,9 +206,6 @@ class MemoryStorage(Storage):
                     return trial
             return None
 
-    def _running(self, study: _MemoryStudy, trial_id: int) -> Trial:
-        return study.running(trial_id)
-
     def add_observation(self, study_id: int, trial_id: int, observation: Observation) -> None:
         study = self._study(study_id)
         with study.lock:
@@ -246,7 +226,7 @@ class MemoryStorage(Storage):
     def request_stop(self, study_id: int, trial_id: int) -> None:
         study = self._study(study_id)
         with study.lock:
-            trial = self._running(study, trial_id)
+            trial = study.running(trial_id)
             trial.stop_requested = True
             study.changed(trial, False)
 
