@@ -2,8 +2,9 @@
 
 Sets up the peers' virtualenvs when they are missing (:mod:`benchmarks.peers`), runs the cases
 of :data:`CASES` (``benchmarks/cases/``; what each measures: ``benchmarks/README.md``) and
-writes ``docs/benchmarks.md`` with its figures in ``docs/images/bench_*.png``; ``--help`` lists
-the options. A peer that cannot be installed or crashes is reported on the page; the run goes
+writes ``docs/benchmarks.md`` with its figures in ``docs/images/bench_*.png`` (rewritten after
+every case, marked partial until the last, so a stopped run keeps what it measured); ``--help``
+lists the options. A peer that cannot be installed or crashes is reported on the page; the run goes
 on. In a --quick run no target is judged (the sizes are not the targets' sizes).
 """
 
@@ -190,6 +191,7 @@ def render(
     peers: dict[str, Peer],
     started: float,
     load_start: str,
+    cases_left: int = 0,
 ) -> str:
     mine = installed_versions(sys.executable, VERSIONS_OF["poptune"])
     command = "python -m benchmarks" + ("" if not argv else " " + shlex.join(argv))
@@ -202,6 +204,11 @@ def render(
         + (
             " (**--quick: small sizes, one repeat — a smoke run, not figures to quote**)"
             if args.quick
+            else ""
+        )
+        + (
+            f" (**in progress: {cases_left} more case(s) to run — a partial page**)"
+            if cases_left
             else ""
         )
         + ". Compare libraries by the ratios measured side by side in one run: absolute "
@@ -274,8 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         image_link="images",
         postgres_url=args.postgres_url,
     )
-    sections = []
-    for number in args.case_numbers:
+    sections: list[Section] = []
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for done, number in enumerate(args.case_numbers, 1):
         import importlib
 
         module = importlib.import_module(f"benchmarks.cases.{CASES[number][0]}")
@@ -292,9 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             section.not_evaluated("quick sizes")
         log(f"case {number} done in {section.wall_s:.0f} s")
         sections.append(section)
-    page = render(args, argv, sections, peers, started, load_start)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(page, encoding="utf-8")
+        # The page so far, after every case: a long run that is stopped keeps what it measured.
+        left = len(args.case_numbers) - done
+        page = render(args, argv, sections, peers, started, load_start, left)
+        output.write_text(page, encoding="utf-8")
     log(f"wrote {output} (figures in {ctx.images}) in {(time.monotonic() - started) / 60:.1f} min")
     print(output)
     return 0

@@ -106,3 +106,41 @@ def test_tree_cpu_seconds_counts_a_child_that_has_exited() -> None:
     before = tree_cpu_seconds()
     subprocess.run([sys.executable, "-c", "sum(range(20_000_000))"], check=True)
     assert tree_cpu_seconds() - before > 0.05
+
+
+def test_a_stopped_run_keeps_the_cases_it_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page is rewritten after every case: a run stopped in its second case (Ctrl-C, a
+    time limit) leaves the first case's section on the page, marked partial; a finished run
+    drops the mark."""
+    import types
+
+    from benchmarks import run
+    from benchmarks.harness import Section
+
+    def case(name: str, body: Any) -> None:
+        module = types.ModuleType(f"benchmarks.cases.{name}")
+        module.TITLE = f"{name}. A case"  # type: ignore[attr-defined]
+        module.run = body  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+
+    def finished(ctx: Context) -> Section:
+        return Section("finished", "1. A case", lines=["first case's figure: 42"])
+
+    def stopped(ctx: Context) -> Section:
+        raise KeyboardInterrupt
+
+    case("finished", finished)
+    case("stopped", stopped)
+    monkeypatch.setattr(run, "CASES", {1: ("finished", ()), 2: ("stopped", ())})
+    page = tmp_path / "page.md"
+    with pytest.raises(KeyboardInterrupt):
+        run.main(["--cases", "1,2", "--no-peers", "--output", str(page)])
+    text = page.read_text()
+    assert "first case's figure: 42" in text
+    assert "in progress: 1 more case(s) to run" in text
+
+    assert run.main(["--cases", "1", "--no-peers", "--output", str(page)]) == 0
+    text = page.read_text()
+    assert "first case's figure: 42" in text and "in progress" not in text
