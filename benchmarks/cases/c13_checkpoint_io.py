@@ -121,8 +121,8 @@ def run(ctx: Context) -> Section:
                 _drop_postgres(handle)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     section.lines += [
-        f"{mb:.0f} MB state, median of {repeats}; measured under load, load average "
-        f"{load:.1f} ({os.cpu_count()} CPUs).",
+        f"{mb:.0f} MB state, median of {repeats}; load average {load:.1f} at the end of the "
+        f"case ({os.cpu_count()} CPUs).",
         "",
         *table(["where", "write (MB/s)", "read (MB/s)", "write (s)", "read (s)"], rows),
     ]
