@@ -165,3 +165,57 @@ def test_a_tampered_database_cannot_run_code(tmp_path):
         pt.Study.join(url, "evil")
     assert not marker.exists()
     forget_storages()
+
+
+def test_dashboard_study_waits_for_an_sqlite_file_not_created_yet(tmp_path):
+    """``poptune dashboard FILE --study NAME`` started before the run: it says it waits,
+    creates nothing, and serves the study once the run has created the file."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    db = tmp_path / "later.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "poptune", "dashboard", str(db), "--port", str(port),
+         "--study", "later"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = server.stdout.readline()
+        assert f"waiting for {str(db)!r}" in first, (first, server.poll())
+        time.sleep(1.0)
+        assert server.poll() is None and not db.exists()  # still waiting; nothing created
+        study = pt.Study([pt.Continuous("x", [0, 1])], pt.algorithms.RandomSearch(), True,
+                         storage=str(db) if db.exists() else f"sqlite:///{db}",
+                         study_name="later")  # fmt: skip
+        trial = study.get_suggestion()
+        study.add_observation(trial, 0.25)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies/later", timeout=5
+                ) as answer:
+                    body = json.loads(answer.read())
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.stderr.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert "later" in json.dumps(body)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)  # and closes its pipes
+        forget_storages()
+
+
+def test_dashboard_study_in_a_missing_folder_is_an_error(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder" / "runs.db"
+    code, _ = run("dashboard", str(missing), "--study", "s", "--port", "0")
+    assert code == 1
+    assert "no-such-folder" in capsys.readouterr().err
+    assert not missing.parent.exists()

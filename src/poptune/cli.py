@@ -402,8 +402,8 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
         Study.run_dashboard(spec, port=args.port, host=args.host, allow_stop=args.allow_stop,
                             banner=out)  # fmt: skip
         return 0
-    storage = _storage(spec, write=args.allow_stop)
     name = args.study
+    storage = _storage(spec, write=args.allow_stop) if name is None else _wait_for(spec, args, out)
     if name is not None and name not in storage.list_studies():  # served anyway: its page waits
         out.write(f"waiting for study {name!r}: not in this storage yet, its page shows it once "
                   "created\n")  # fmt: skip
@@ -412,6 +412,41 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
         banner=out,
     )  # fmt: skip
     return 0
+
+
+#: How often ``dashboard --study`` looks for an SQLite file that does not exist yet, seconds.
+WAIT_POLL_S = 0.25
+
+
+def _wait_for(spec: str, args: argparse.Namespace, out: TextIO) -> Storage:
+    """``dashboard --study NAME``'s storage: an SQLite file that does not exist yet (or has no
+    poptune tables yet) is waited for, as the study is (the run that creates it may start
+    after the dashboard); nothing is created. Any other spec opens as the other commands do."""
+    import time
+
+    from poptune.exceptions import StorageError
+    from poptune.storage._schema import NoTablesError
+
+    if "://" in spec and not spec.startswith("sqlite:///"):
+        return _storage(spec, write=args.allow_stop)
+    file = Path(spec[len("sqlite:///") :].split("?", 1)[0] if "://" in spec else spec)
+    if not file.parent.is_dir():  # a mistyped folder would be waited for forever
+        raise StorageError(
+            f"no SQLite database file at {str(file)!r}: no folder {str(file.parent)!r}"
+        )
+    told = False
+    while True:
+        try:
+            return _storage(spec, write=args.allow_stop)
+        except StorageError as exc:
+            if file.is_file() and not isinstance(exc, NoTablesError):
+                raise
+        if not told:
+            out.write(f"waiting for {str(file)!r}: no poptune database there yet; the dashboard "
+                      f"starts once a study creates it (Ctrl-C to stop)\n")  # fmt: skip
+            out.flush()
+            told = True
+        time.sleep(WAIT_POLL_S)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -487,7 +522,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8880, help="TCP port (default 8880; 0: any free)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--study", help="the study whose page the printed URL opens (one that does "
-                   "not exist yet is waited for)")  # fmt: skip
+                   "not exist yet is waited for, and so is an SQLite file that does not exist "
+                   "yet)")  # fmt: skip
     p.add_argument("--allow-stop", action="store_true",
                    help="enable the Stop buttons (the dashboard's only write)")  # fmt: skip
     p.set_defaults(run=_dashboard)

@@ -242,11 +242,16 @@ def read_version(conn: sa.Connection, where: str) -> int:
         ) from None
 
 
+class NoTablesError(StorageError):
+    """A read-only opening found no poptune tables (e.g. an SQLite file a study is creating
+    right now: ``poptune dashboard FILE --study NAME`` waits for them)."""
+
+
 def check_readable(version: int, where: str) -> None:
     """Raise StorageError unless a database at schema ``version`` can be read as it is (a
     read-only opening creates and migrates nothing), saying what to do."""
     if version == 0:
-        raise StorageError(
+        raise NoTablesError(
             f"{where} holds no poptune tables: not a poptune database (nothing was changed; "
             "storing a study there creates them)"
         )
