@@ -219,3 +219,43 @@ def test_dashboard_study_in_a_missing_folder_is_an_error(tmp_path, capsys):
     assert code == 1
     assert "no-such-folder" in capsys.readouterr().err
     assert not missing.parent.exists()
+
+
+def test_worker_callbacks_are_told_of_its_trials(tmp_path, capsys):
+    """``poptune worker --callback MODULE:NAME`` (repeatable): a class is made with no
+    arguments, a function is called for its callback; each is told of the worker's trials."""
+    (tmp_path / "cli_worker_hooks.py").write_text(
+        "import poptune\n"
+        "EVENTS = []\n"
+        "def objective(trial):\n"
+        "    return trial.parameters['x']\n"
+        "class Ends(poptune.StudyCallback):\n"
+        "    def on_trial_end(self, study, trial, status):\n"
+        "        EVENTS.append(('end', trial.id, status.value))\n"
+        "class _Starts:\n"
+        "    def on_trial_start(self, study, trial):\n"
+        "        EVENTS.append(('start', trial.id))\n"
+        "def starts():\n"
+        "    return _Starts()\n"
+    )
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    pt.Study([pt.Continuous("x", [0, 1])], pt.algorithms.RandomSearch(max_num_trials=3), True,
+             storage=url, study_name="w")  # fmt: skip
+    forget_storages()
+    code, out = run("worker", url, "w", "cli_worker_hooks:objective", "--path", str(tmp_path),
+                    "--callback", "cli_worker_hooks:Ends",
+                    "--callback", "cli_worker_hooks:starts")  # fmt: skip
+    assert code == 0 and "worker ran 3 trial(s)" in out
+    import cli_worker_hooks
+
+    events = cli_worker_hooks.EVENTS
+    assert sorted(e for e in events if e[0] == "end") == [
+        ("end", i, "COMPLETED") for i in (1, 2, 3)
+    ]
+    assert sorted(e for e in events if e[0] == "start") == [("start", i) for i in (1, 2, 3)]
+    code, _ = run("worker", url, "w", "cli_worker_hooks:objective", "--path", str(tmp_path),
+                  "--callback", "cli_worker_hooks:EVENTS")  # fmt: skip
+    assert code == 1 and "cli_worker_hooks:EVENTS" in capsys.readouterr().err
+    code, _ = run("worker", url, "w", "cli_worker_hooks:objective", "--callback", "nocolon")
+    assert code == 1 and "module:name" in capsys.readouterr().err
+    forget_storages()

@@ -8,7 +8,7 @@
     poptune export STORAGE STUDY --format csv|json [--output FILE]
     poptune delete STORAGE STUDY [--yes]
     poptune worker STORAGE STUDY module:function [--n-trials N] [--timeout S] [--device D]
-                   [--checkpoint-dir DIR] [--retry-failed-trials N] ...
+                   [--checkpoint-dir DIR] [--retry-failed-trials N] [--callback M:N] ...
     poptune dashboard STORAGE [--port 8880] [--host 127.0.0.1] [--study S] [--allow-stop]
     poptune fail-stale STORAGE STUDY [--older-than SECONDS] [--yes]
 
@@ -355,6 +355,22 @@ def _import_objective(spec: str) -> Any:
     return target
 
 
+def _import_callback(spec: str) -> Any:
+    """``--callback MODULE:NAME``: a callback class (made with no arguments), a function that
+    returns a callback (called with none), or a callback object, as it is."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigurationError(f"--callback must be given as module:name, got {spec!r}")
+    target = import_path(spec, "cannot import callback")
+    from poptune.study.callbacks import HOOKS
+
+    if isinstance(target, type) or not any(callable(getattr(target, h, None)) for h in HOOKS):
+        if not callable(target):
+            raise ConfigurationError(f"--callback {spec!r} is neither a callback nor callable")
+        target = target()
+    return target
+
+
 def _options(pairs: list[str]) -> dict[str, Any] | None:
     """``--checkpoint-option KEY=VALUE`` as a dict; a VALUE that is JSON (true, 3) is parsed."""
     options: dict[str, Any] = {}
@@ -376,6 +392,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
     if args.device is not None:  # before the objective's module can initialize CUDA
         os.environ.update(worker_environment(args.device))
     objective = _import_objective(args.objective)
+    callbacks = [_import_callback(spec) for spec in args.callback]
     ran = run_worker(
         _storage(args.storage, write=True),
         args.study,
@@ -390,6 +407,7 @@ def _worker(args: argparse.Namespace, out: TextIO) -> int:
         trusted_modules=args.trust_module,
         allow_pickle=args.allow_pickle,
         checkpoint_options=_options(args.checkpoint_option),
+        callbacks=callbacks or None,
     )
     out.write(f"worker ran {ran} trial(s) of study {args.study!r}\n")
     return 0
@@ -516,6 +534,10 @@ def _parser() -> argparse.ArgumentParser:
                    "only for checkpoint files you trust")  # fmt: skip
     p.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
                    help="a module the stored algorithm may import (repeatable)")  # fmt: skip
+    p.add_argument("--callback", action="append", default=[], metavar="MODULE:NAME",
+                   help="a StudyCallback told of this worker's trials: a class (made with "
+                   "no arguments), a function returning one, or a callback object "
+                   "(repeatable)")  # fmt: skip
     p.set_defaults(run=_worker)
     p = sub.add_parser("dashboard", help="serve the live web dashboard of a storage's studies")
     p.add_argument("storage", help=storage_help + ", or a directory written by Study.save")
