@@ -33,12 +33,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from poptune._cli_files import check_output, write_atomically
 from poptune._config import import_path
 from poptune._sherpa_alias import run_script
 from poptune._version import __version__
@@ -161,7 +161,7 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     storage = _storage(args.storage)
     target = None if args.output in (None, "-") else Path(args.output)
     if target is not None:  # refuse before reading the study: a mistake costs nothing
-        _check_output(target, storage, force=args.force)
+        check_output(target, storage, force=args.force)
     study = load_study(storage, args.study)
     if args.format == "csv":
         text = study.results.to_csv(index=False)
@@ -178,8 +178,8 @@ def _export(args: argparse.Namespace, out: TextIO) -> int:
     if target is None:
         out.write(text if text.endswith("\n") else text + "\n")
     else:
-        _check_output(target, storage, force=args.force)  # again: it may have appeared since
-        _write_atomically(target, text)
+        check_output(target, storage, force=args.force)  # again: it may have appeared since
+        write_atomically(target, text)
         out.write(f"wrote {target}\n")
     return 0
 
@@ -252,97 +252,6 @@ def _fail_stale(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"marked FAILED (no heartbeat for {older:g} s, meta heartbeat_lost): trial(s) "
               f"{', '.join(map(str, failed))} of study {args.study!r}\n")  # fmt: skip
     return 0
-
-
-# -- files the CLI writes -------------------------------------------------------------------
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_SQLITE_SIBLINGS = ("-wal", "-shm", "-journal")
-
-
-def _sqlite_file(storage: Storage) -> Path | None:
-    """The file of an SQLite storage (None for any other storage)."""
-    url = getattr(storage, "url", None)
-    if not isinstance(url, str) or not url.startswith("sqlite"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
-def _is_sqlite_database(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
-    except OSError:
-        return False
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if os.path.samefile(a, b):
-            return True
-    except OSError:  # one of them does not exist
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def _check_output(path: Path, storage: Storage, *, force: bool) -> None:
-    """Refuse an output path that would overwrite a study, or an existing file without
-    ``force``; a missing directory is one clear error."""
-    database = _sqlite_file(storage)
-    if database is not None:
-        for sibling in ("", *_SQLITE_SIBLINGS):
-            if _same_file(path, Path(str(database) + sibling)):
-                which = f"file ({sibling[1:]})" if sibling else "file"
-                raise PoptuneError(
-                    f"--output {str(path)!r} is the storage's own {which}: export never "
-                    "overwrites a study"
-                )
-    for sibling in _SQLITE_SIBLINGS:  # the WAL of some other database
-        if path.name.endswith(sibling) and _is_sqlite_database(
-            path.with_name(path.name[: -len(sibling)])
-        ):
-            raise PoptuneError(f"--output {str(path)!r} belongs to an SQLite database: refused")
-    if path.is_dir():
-        raise PoptuneError(f"--output {str(path)!r} is a directory: name a file")
-    if _is_sqlite_database(path):
-        raise PoptuneError(
-            f"--output {str(path)!r} is an SQLite database: export never overwrites one "
-            "(not even with --force)"
-        )
-    if path.exists() and not force:
-        raise PoptuneError(f"--output {str(path)!r} exists: pass --force to overwrite it")
-    parent = path.parent
-    if not parent.is_dir():
-        raise PoptuneError(f"cannot write {str(path)!r}: no directory {str(parent)!r}")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory, renamed
-    into place: a reader (or a crash) never sees half a file."""
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
 
 
 def _import_objective(spec: str) -> Any:
