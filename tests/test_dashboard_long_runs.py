@@ -360,9 +360,12 @@ def test_keep_dashboard_serves_after_the_work_until_ctrl_c(tmp_path, ending):
     script = tmp_path / "kept.py"
     script.write_text(KEEP_SCRIPT)
     db = f"sqlite:///{tmp_path / 'kept.db'}"
+    # Ctrl-C as in a terminal: a test run started in the background (``cmd &``) ignores
+    # SIGINT, and a child would inherit that and never see the signal this test sends.
     process = subprocess.Popen(
         [sys.executable, str(script), db, ending], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         lines = []
