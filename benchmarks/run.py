@@ -191,9 +191,10 @@ def render(
     peers: dict[str, Peer],
     started: float,
     load_start: str,
+    mine: dict[str, str],
     cases_left: int = 0,
 ) -> str:
-    mine = installed_versions(sys.executable, VERSIONS_OF["poptune"])
+    """The page; ``mine``: the versions on poptune's side (read once per run)."""
     command = "python -m benchmarks" + ("" if not argv else " " + shlex.join(argv))
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     total = time.monotonic() - started
@@ -283,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sections: list[Section] = []
     output.parent.mkdir(parents=True, exist_ok=True)
+    mine = installed_versions(sys.executable, VERSIONS_OF["poptune"])  # a subprocess: once
     for done, number in enumerate(args.case_numbers, 1):
         import importlib
 
@@ -302,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections.append(section)
         # The page so far, after every case: a long run that is stopped keeps what it measured.
         left = len(args.case_numbers) - done
-        page = render(args, argv, sections, peers, started, load_start, left)
+        page = render(args, argv, sections, peers, started, load_start, mine, left)
         output.write_text(page, encoding="utf-8")
     log(f"wrote {output} (figures in {ctx.images}) in {(time.monotonic() - started) / 60:.1f} min")
     print(output)
