@@ -44,8 +44,9 @@ from poptune._sherpa_alias import run_script
 from poptune._version import __version__
 from poptune.dashboard import run_dashboard
 from poptune.exceptions import ConfigurationError, CorruptRowError, PoptuneError
-from poptune.storage import Storage, resolve
+from poptune.storage import Storage, resolve, sqlite_file
 from poptune.study import Study, load_study, run_worker, worker_environment
+from poptune.study.callbacks import is_callback
 from poptune.trial import TrialStatus
 
 __all__ = ["main"]
@@ -254,11 +255,16 @@ def _fail_stale(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _import_objective(spec: str) -> Any:
+def _import_spec(spec: str, what: str, form: str, error: type[PoptuneError]) -> Any:
+    """The object a ``module:name`` command-line spec names (``error`` for a malformed one)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise PoptuneError(f"objective must be given as module:function, got {spec!r}")
-    target = import_path(spec, "cannot import objective")
+        raise error(f"{what} must be given as {form}, got {spec!r}")
+    return import_path(spec, f"cannot import {what.lstrip('-')}")
+
+
+def _import_objective(spec: str) -> Any:
+    target = _import_spec(spec, "objective", "module:function", PoptuneError)
     if not callable(target):
         raise PoptuneError(f"objective {spec!r} is not callable")
     return target
@@ -267,13 +273,8 @@ def _import_objective(spec: str) -> Any:
 def _import_callback(spec: str) -> Any:
     """``--callback MODULE:NAME``: a callback class (made with no arguments), a function that
     returns a callback (called with none), or a callback object, as it is."""
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigurationError(f"--callback must be given as module:name, got {spec!r}")
-    target = import_path(spec, "cannot import callback")
-    from poptune.study.callbacks import HOOKS
-
-    if isinstance(target, type) or not any(callable(getattr(target, h, None)) for h in HOOKS):
+    target = _import_spec(spec, "--callback", "module:name", ConfigurationError)
+    if isinstance(target, type) or not is_callback(target):
         if not callable(target):
             raise ConfigurationError(f"--callback {spec!r} is neither a callback nor callable")
         target = target()
@@ -354,9 +355,9 @@ def _wait_for(spec: str, args: argparse.Namespace, out: TextIO) -> Storage:
     from poptune.exceptions import StorageError
     from poptune.storage._schema import NoTablesError
 
-    if "://" in spec and not spec.startswith("sqlite:///"):
+    file = sqlite_file(spec)
+    if file is None:  # not an SQLite file: nothing to wait for
         return _storage(spec, write=args.allow_stop)
-    file = Path(spec[len("sqlite:///") :].split("?", 1)[0] if "://" in spec else spec)
     if not file.parent.is_dir():  # a mistyped folder would be waited for forever
         raise StorageError(
             f"no SQLite database file at {str(file)!r}: no folder {str(file.parent)!r}"

@@ -37,6 +37,17 @@ _EXPECTED = (
 )
 
 
+def sqlite_file(spec: str) -> Path | None:
+    """The file an SQLite storage spec names: a path (no ``://``) as it is, an ``sqlite:///``
+    URL without its ``?options``; None for any other spec (PostgreSQL, ``sqlite://`` in
+    memory). Only reads the text: the file need not exist."""
+    if "://" not in spec:
+        return Path(spec)
+    if spec.startswith(_SQLITE):
+        return Path(spec[len(_SQLITE) :].split("?", 1)[0])
+    return None
+
+
 def resolve(
     spec: Storage | str | os.PathLike[str] | None,
     *,
@@ -101,10 +112,9 @@ def resolve(
         from poptune.storage._connect import canonical_url  # sqlalchemy once a URL is used
 
         url = canonical_url(url)  # postgres:// and postgresql:// name one storage
-    if must_exist and url.startswith(_SQLITE):
-        file = url[len(_SQLITE) :].split("?", 1)[0]  # without ?lock_timeout=... options
-        if not Path(file).is_file():
-            raise StorageError(f"no SQLite database file at {file!r}")
+    file = sqlite_file(url) if must_exist else None  # without ?lock_timeout=... options
+    if file is not None and not file.is_file():
+        raise StorageError(f"no SQLite database file at {str(file)!r}")
     key = (url, os.getpid(), read_only)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)

@@ -86,6 +86,11 @@ class StudyCallback:
         """The ``optimize`` call or the loop ended (calling process)."""
 
 
+def is_callback(obj: Any) -> bool:
+    """Whether ``obj`` has at least one of the hooks (:data:`HOOKS`) a callback needs."""
+    return any(callable(getattr(obj, hook, None)) for hook in HOOKS)
+
+
 def check_callbacks(owner: str, callbacks: Any) -> list[Any]:
     """``callbacks`` as a list, checked: None or an iterable of objects with at least one
     hook. Raises ConfigurationError naming the bad value."""
@@ -96,7 +101,7 @@ def check_callbacks(owner: str, callbacks: Any) -> list[Any]:
         reject(owner, "callbacks", what, callbacks, wrong_type=True)
     found = list(callbacks)
     for callback in found:
-        if not any(callable(getattr(callback, hook, None)) for hook in HOOKS):
+        if not is_callback(callback):
             what = f"callbacks: objects with at least one of {', '.join(HOOKS)}"
             reject(owner, "callbacks", what, callback, wrong_type=True)
     return found
