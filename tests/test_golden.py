@@ -165,7 +165,16 @@ def test_seeded_run_matches_golden_file(name, stream):
         path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     expected = json.loads(path.read_text())
     got = json.loads(json.dumps(got, sort_keys=True))
-    assert _same(got, expected), _first_difference(got, expected)
+    assert _same(got, expected, FIT_REL_TOL.get(name, 1e-9)), _first_difference(got, expected)
+
+
+def test_fit_tolerance_still_catches_another_suggestion():
+    expected = json.loads((GOLDEN / "bayesian_refit.json").read_text())
+    changed = json.loads(json.dumps(expected))
+    entry = next(e for e in changed if e.get("meta", {}).get("phase") == "model")
+    entry["parameters"]["learning_rate"] *= 1.01  # a suggestion 1% away: not CPU noise
+    assert _same(expected, expected, FIT_REL_TOL["bayesian_refit"])
+    assert not _same(changed, expected, FIT_REL_TOL["bayesian_refit"])
 
 
 def test_a_new_study_draws_from_stream_2():
@@ -173,18 +182,27 @@ def test_a_new_study_draws_from_stream_2():
     assert golden_run("random_search", 1) != golden_run("random_search", 2)
 
 
-def _same(a, b) -> bool:
-    """Equal, except that floats need only agree to 1e-9 relative: BLAS picks its kernels by
-    CPU, so a Gaussian process's acquisition differs in the last digits between machines. Any
-    real change (another suggestion, order, status, bookkeeping) differs far more than that."""
+#: Scenarios whose floats may differ between CPUs by more than 1e-9 relative: those that fit
+#: a Gaussian process's kernel hyperparameters (L-BFGS-B). BLAS picks its kernels by CPU, the
+#: gradient's last digits differ, and the fit stops at a point up to ~4e-4 relative away (an
+#: AMD EPYC against the machine that wrote the files). Another suggestion, order, status or
+#: any bookkeeping still differs far more than 1e-3, and everything but floats stays exact.
+FIT_REL_TOL = {"bayesian_refit": 1e-3}
+
+
+def _same(a, b, rel_tol: float = 1e-9) -> bool:
+    """Equal, except that floats need only agree to ``rel_tol`` relative: BLAS picks its
+    kernels by CPU, so a Gaussian process's acquisition differs in the last digits between
+    machines. Any real change (another suggestion, order, status, bookkeeping) differs far
+    more than that."""
     if isinstance(a, float) or isinstance(b, float):
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+            return math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-12)
         return False
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(_same(a[k], b[k], rel_tol) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(_same(x, y, rel_tol) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
 
 
