@@ -205,6 +205,7 @@ BUILT_IN_CONFIGS = [
             "prior_weight": 2.0,
             "window": 100,
             "max_num_trials": 30,
+            "multivariate": True,  # stored since the option exists; without it: False
         },
     ),  # fmt: skip
 ]

@@ -2,15 +2,19 @@
 
 TPE models p(x | y) instead of p(y | x): the completed trials are split by a quantile of
 their objective into a *good* group (the best ``gamma`` fraction) and a *bad* group, one
-density per group is fitted to each parameter independently — ``l(x)`` to the good values,
-``g(x)`` to the bad ones — and the next configuration is the candidate drawn from ``l``
-with the largest ``l(x) / g(x)`` (which maximises expected improvement under the model).
+density is fitted per group — ``l(x)`` to the good configurations, ``g(x)`` to the bad ones —
+and the next configuration is the candidate drawn from ``l`` with the largest ``l(x) / g(x)``
+(which maximises expected improvement under the model).
 
-Written from the paper's description. Each density is a Parzen estimator: for a numeric
-parameter a mixture of Gaussians truncated to the range (in log space for log scale), one
-per observed value with a bandwidth equal to the larger of the distances to its neighbours
-(clipped), plus one wide *prior* component centred on the range; for a Choice or Ordinal a
-categorical distribution whose counts start at ``prior_weight / n_values`` per value.
+Written from the paper's description. Each density is a Parzen estimator. Multivariate (the
+default): a mixture with one component per configuration, a product of one kernel per
+parameter (a Gaussian truncated to the range with the normal reference bandwidth; for a
+Choice or Ordinal most of the mass on the configuration's value), plus a wide *prior*
+component. Independent (the paper's): one mixture per parameter — for a numeric parameter
+Gaussians truncated to the range (in log space for log scale), one per observed value with a
+bandwidth equal to the larger of the distances to its neighbours (clipped), plus the prior;
+for a Choice or Ordinal a categorical distribution whose counts start at
+``prior_weight / n_values`` per value.
 
 Nothing is kept in the algorithm object between suggestions: the number of suggestions made
 is in ``history.state`` and the densities are refitted from the history each time, so any
@@ -25,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from poptune._validation import check_fraction, check_int, check_number
+from poptune._validation import check_bool, check_fraction, check_int, check_number
 from poptune.algorithms.base import Algorithm, Suggestion, SuggestResult
+from poptune.exceptions import ConfigurationError
 from poptune.history import History
 from poptune.parameters import Continuous, Discrete, Parameter
 from poptune.trial import AlgorithmState
@@ -42,18 +47,24 @@ class TPE(Algorithm):
     The first ``n_startup_trials`` suggestions are random (the same draws as
     :class:`RandomSearch`). After that, the completed trials — each one's best objective,
     respecting ``lower_is_better``, at most the ``window`` that finished last — are split:
-    the ``min(ceil(gamma * n), max_good)`` best are *good*, the others *bad*. For every
-    parameter a density ``l`` is fitted to the good values and ``g`` to the bad ones;
-    ``n_ei_candidates`` configurations are drawn from ``l`` and the one with the largest
-    ``log l(x) - log g(x)`` (summed over the parameters) is suggested.
+    the ``min(ceil(gamma * n), max_good)`` best are *good*, the others *bad*. A density ``l``
+    is fitted to the good configurations and ``g`` to the bad ones; ``n_ei_candidates``
+    configurations are drawn from ``l`` and the one with the largest ``log l(x) - log g(x)``
+    is suggested.
 
-    Densities: Continuous and Discrete parameters use truncated Gaussian mixtures over the
+    Densities (``multivariate=True``, the default): one mixture component per configuration,
+    a product of one kernel per parameter, plus a prior component of weight
+    ``prior_weight``; a candidate draws every parameter from one component, so values that
+    were good together are proposed together. Numeric kernels are Gaussians truncated to the
     range (log space for log scale; a Discrete over ``[low - 0.5, high + 0.5]``, its draws
-    rounded and its density the mass of the value's bin), one component per observation with
-    a bandwidth from the distances to its neighbours, plus a prior component centred on the
-    range with the range's width as bandwidth and weight ``prior_weight``. Choice and
-    Ordinal parameters use the observed frequencies with ``prior_weight`` spread over the
-    values.
+    rounded and its density the mass of the value's bin) with the normal reference bandwidth
+    ``1.06 · std · m^(-1/(d + 4))`` (m configurations, d parameters; clipped to
+    ``[width / min(100, m + 1), width]``), the prior's centred with the range's width; a
+    Choice's or an Ordinal's puts ``(1 + prior_weight / k) / (1 + prior_weight)`` on its own
+    value, the prior's is uniform. ``multivariate=False`` is the paper's independent TPE: one
+    mixture per parameter, its components' bandwidths from the distances to their
+    neighbours, Choice and Ordinal as observed frequencies with ``prior_weight`` spread over
+    the values, the log ratios summed over the parameters.
 
     Parallel workers (*constant liar*): trials still running count as bad observations, so
     workers asking at once are steered away from each other's points.
@@ -70,6 +81,8 @@ class TPE(Algorithm):
         prior_weight: weight of the prior component in both densities (> 0).
         window: the most completed trials (the most recently finished) used (>= 2).
         max_num_trials: DONE after this many suggestions; None (default) never ends.
+        multivariate: the joint density (default True) or one per parameter (False). A TPE
+            stored without this argument (before it existed) is rebuilt with False.
 
     Every suggestion's ``trial.meta['phase']`` is ``'random'`` or ``'model'`` (then
     ``trial.meta['log_ratio']`` is the chosen ``log l(x) - log g(x)``).
@@ -88,6 +101,7 @@ class TPE(Algorithm):
         prior_weight: float = 1.0,
         window: int = 1000,
         max_num_trials: int | None = None,
+        multivariate: bool = True,
     ) -> None:
         owner = "TPE"
         self.n_startup_trials = check_int(owner, "n_startup_trials", n_startup_trials, 1)
@@ -97,6 +111,16 @@ class TPE(Algorithm):
         self.prior_weight = check_number(owner, "prior_weight", prior_weight, 0.0, min_open=True)
         self.window = check_int(owner, "window", window, 2)
         self.max_num_trials = check_int(owner, "max_num_trials", max_num_trials, 1, True)
+        self.multivariate = check_bool(owner, "multivariate", multivariate)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TPE:
+        """Rebuild a stored TPE; one stored before ``multivariate`` existed has none and goes
+        on with the independent TPE it ran with (``multivariate=False``)."""
+        try:
+            return cls(**{"multivariate": False, **config})
+        except TypeError as exc:
+            raise ConfigurationError(f"cannot rebuild TPE from {config!r}: {exc}") from None
 
     def n_good(self, n: int) -> int:
         """How many of ``n`` completed trials are good: ``min(ceil(gamma * n), max_good)``."""
@@ -128,6 +152,13 @@ class TPE(Algorithm):
         good = [configs[i] for i in order[:n_good]]
         bad = [configs[i] for i in order[n_good:]]
         bad += _running(history)  # the constant liar: running trials count as bad
+        if self.multivariate:
+            params, score = _joint_candidates(
+                parameters, good, bad, self.n_ei_candidates, self.prior_weight, rng
+            )
+            best = int(np.argmax(score))
+            chosen = {p.name: params[j][best] for j, p in enumerate(parameters)}
+            return chosen, {"phase": "model", "log_ratio": float(score[best])}
         score = np.zeros(self.n_ei_candidates)
         columns: list[list[Any]] = []
         for p in parameters:
@@ -300,3 +331,121 @@ def _phi(z: np.ndarray) -> np.ndarray:
     )
     erf = 1.0 - poly * np.exp(-x * x)
     return 0.5 * (1.0 + np.sign(z) * erf)
+
+
+# -- multivariate TPE ------------------------------------------------------------------------
+def _joint_candidates(
+    parameters: Sequence[Parameter],
+    good: list[dict[str, Any]],
+    bad: list[dict[str, Any]],
+    n: int,
+    prior_weight: float,
+    rng: np.random.Generator,
+) -> tuple[list[list[Any]], np.ndarray]:
+    """Multivariate TPE: ``l`` and ``g`` are mixtures of product kernels, one component per
+    configuration (every parameter at once) plus a prior component; ``n`` configurations
+    drawn from ``l`` (one component each, then every parameter from that component) and
+    their ``log l - log g``, as columns per parameter."""
+    dims = len(parameters)
+    l_weights = _component_weights(len(good), prior_weight)
+    g_weights = _component_weights(len(bad), prior_weight)
+    component = rng.choice(len(l_weights), size=n, p=l_weights)
+    log_l = np.tile(np.log(l_weights), (n, 1))
+    log_g = np.tile(np.log(g_weights), (n, 1))
+    columns = []
+    for p in parameters:
+        l_kernels = _Kernels(p, [c[p.name] for c in good], dims, prior_weight)
+        g_kernels = _Kernels(p, [c[p.name] for c in bad], dims, prior_weight)
+        values, x = l_kernels.sample(component, rng)
+        columns.append(values)
+        log_l += l_kernels.log_density(x)
+        log_g += g_kernels.log_density(x)
+    return columns, _logsumexp(log_l) - _logsumexp(log_g)
+
+
+def _component_weights(m: int, prior_weight: float) -> np.ndarray:
+    weights = np.append(np.ones(m), prior_weight)
+    return weights / weights.sum()
+
+
+def _logsumexp(a: np.ndarray) -> np.ndarray:
+    top = a.max(axis=1)
+    return top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+
+
+class _Kernels:
+    """One parameter's kernels in a multivariate TPE density: one per configuration and,
+    last, the prior's. A numeric parameter's are Gaussians truncated to the internal domain
+    (log space for log scale; a Discrete's over its bins), centred on the values, with the
+    normal reference bandwidth for ``dims`` dimensions (``1.06 · std · m^(-1/(dims + 4))``,
+    clipped to ``[width / min(100, m + 1), width]``); the prior's is centred on the domain
+    with its width. A Choice's or an Ordinal's put ``(1 + prior_weight / k) / (1 +
+    prior_weight)`` on their value and spread the rest; the prior's is uniform."""
+
+    def __init__(self, p: Parameter, values: list[Any], dims: int, prior_weight: float):
+        self.p, m = p, len(values)
+        self.numeric = isinstance(p, (Continuous, Discrete))
+        if not self.numeric:
+            k = len(p.range)
+            own = np.zeros((m + 1, k))
+            own[np.arange(m), [p.index(v) for v in values]] = 1.0  # type: ignore[attr-defined]
+            self.prob = (own + prior_weight / k) / (1.0 + prior_weight)
+            self.prob[m] = 1.0 / k
+            return
+        self.log_scale = p.scale == "log"
+        self.discrete = isinstance(p, Discrete)
+        half = 0.5 if self.discrete else 0.0
+        low, high = p.low - half, p.high + half
+        if self.log_scale:
+            low = math.log(low) if low > 0 else math.log(p.low)
+            high = math.log(high)
+        self.low, self.high, width = low, high, high - low
+        points = self.encode(values)
+        spread = float(np.std(points)) if m > 1 else width
+        sigma = 1.06 * spread * max(m, 1) ** (-1.0 / (dims + 4))
+        sigma = min(max(sigma, width / min(100.0, m + 1.0)), width)
+        self.mu = np.append(points, 0.5 * (low + high))
+        self.sigma = np.append(np.full(m, sigma), width)
+        mass = _phi((high - self.mu) / self.sigma) - _phi((low - self.mu) / self.sigma)
+        self.log_mass = np.log(np.maximum(mass, 1e-12))
+
+    def encode(self, values: Any) -> np.ndarray:
+        arr = np.asarray(values, dtype=float)
+        return np.log(arr) if self.log_scale else arr
+
+    def sample(self, component: np.ndarray, rng: np.random.Generator) -> tuple[list[Any], Any]:
+        """A value from each candidate's component: (the values, what :meth:`log_density`
+        takes)."""
+        p = self.p
+        if not self.numeric:
+            u = rng.random(len(component))[:, None]
+            index = (u > np.cumsum(self.prob[component], axis=1)).sum(axis=1)
+            index = np.minimum(index, len(p.range) - 1)
+            return [p.range[int(i)] for i in index], index
+        mu, sigma = self.mu[component], self.sigma[component]
+        x = mu + sigma * rng.standard_normal(len(component))
+        for _ in range(100):  # rejection: each component keeps >= a third of its mass
+            outside = (x < self.low) | (x > self.high)
+            if not outside.any():
+                break
+            x[outside] = mu[outside] + sigma[outside] * rng.standard_normal(int(outside.sum()))
+        x = np.clip(x, self.low, self.high)
+        if not self.discrete:
+            values = np.clip(np.exp(x) if self.log_scale else x, p.low, p.high)
+            return [float(v) for v in values], self.encode(values)
+        ints = np.clip(np.rint(np.exp(x) if self.log_scale else x), p.low, p.high).astype(int)
+        return [int(v) for v in ints], ints
+
+    def log_density(self, x: Any) -> np.ndarray:
+        """``log`` of every kernel at every candidate: an (n, m + 1) array."""
+        if not self.numeric:
+            return np.log(self.prob[:, x].T)
+        if not self.discrete:
+            z = (x[:, None] - self.mu[None, :]) / self.sigma[None, :]
+            return -0.5 * z * z - np.log(math.sqrt(2 * math.pi) * self.sigma) - self.log_mass
+        a, b = x - 0.5, x + 0.5
+        if self.log_scale:
+            a, b = np.log(np.maximum(a, math.exp(self.low))), np.log(b)
+        upper = _phi((b[:, None] - self.mu[None, :]) / self.sigma[None, :])
+        lower = _phi((a[:, None] - self.mu[None, :]) / self.sigma[None, :])
+        return np.log(np.maximum(upper - lower, 1e-12)) - self.log_mass
