@@ -56,10 +56,23 @@ class Context:
         return f"{name} was not run: {peer.error}"
 
     def run_peer(self, peer: str, module: str, args: dict[str, Any], timeout_s: float) -> Outcome:
-        """Run a peer script with ``peer``'s python (``"poptune"``: the harness's python)."""
+        """Run case ``module``'s ``peer(**args)`` in a fresh process of ``peer``'s python
+        (``"poptune"``: the harness's python)."""
         python = self.python if peer == "poptune" else self.peers[peer].python
         assert python is not None
         return run_script(python, module, args, timeout_s, log)
+
+    def result(
+        self, section: Section, what: str, peer: str, module: str, args: dict[str, Any],
+        timeout_s: float,
+    ) -> Any:  # fmt: skip
+        """:meth:`run_peer`'s result, or None after noting on ``section`` that ``what`` failed
+        (and why)."""
+        out = self.run_peer(peer, module, args, timeout_s)
+        if not out.ok:
+            section.notes.append(f"{what} failed: {out.error}")
+            log(f"  {what}: FAILED {out.error}")
+        return out.result if out.ok else None
 
 
 @dataclass
@@ -158,7 +171,21 @@ def ratio(a: float, b: float) -> str:
     return fmt(a / b, 2)
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def gap_and_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """mean(a) − mean(b) and the standard error of that difference (independent samples; a
+    sample of one adds no variance)."""
+
+    def var(v: Sequence[float]) -> float:
+        return statistics.variance(v) / len(v) if len(v) > 1 else 0.0
+
+    return statistics.fmean(a) - statistics.fmean(b), (var(a) + var(b)) ** 0.5
+
+
+def table(header: str | Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table; ``header``: the column names, or one string of them joined by
+    ``" | "``."""
+    if isinstance(header, str):
+        header = header.split(" | ")
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out
@@ -187,6 +214,25 @@ def figure(ctx: Context, name: str, draw: Callable[[Any], None], alt: str) -> li
     finally:
         plt.close("all")
     return ["", f"![{alt}]({ctx.image_link}/{path.name})"]
+
+
+def style(
+    ax: Any, xlabel: str = "", ylabel: str = "", title: str = "", *, logx: bool = False,
+    logy: bool = False, grid: str = "both", legend: float | None = None, **legend_kw: Any,
+) -> None:  # fmt: skip
+    """Label a matplotlib ``ax``, set log scales, a light grid (``grid``: the axis, ``""`` for
+    none) and (``legend``: its font size) a legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if grid:
+        ax.grid(True, axis=grid, which="both" if logx or logy else "major", alpha=0.3)
+    if legend is not None:
+        ax.legend(fontsize=legend, **legend_kw)
 
 
 def usable_cpus() -> int:

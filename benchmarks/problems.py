@@ -75,10 +75,6 @@ def pf_train(accuracy: float, lr: float, seed: int, member: str, start: int, ste
     return out
 
 
-def finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
 # -- optimisation test functions (case 6: TPE beside Optuna's TPESampler) ---------------------
 _ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
 _A = np.array(
@@ -120,18 +116,11 @@ PROBLEMS: dict[str, Any] = {
 
 
 def past_points(problem: str, n: int, seed: int) -> list[dict[str, float]]:
-    """``n`` points drawn uniformly from ``problem``'s box, the past trials of case 10 (the
-    same on every side)."""
-    _, box, _ = PROBLEMS[problem]
-    rng = np.random.default_rng([seed, n])
-    draws = rng.random((n, len(box)))
-    return [
-        {
-            name: float(lo + u * (hi - lo))
-            for (name, (lo, hi)), u in zip(box.items(), row, strict=True)
-        }
-        for row in draws
-    ]
+    """``n`` uniform points in ``problem``'s box: case 10's past trials (the same on every side)."""
+    box = PROBLEMS[problem][1]
+    lo, hi = np.array(list(box.values())).T
+    draws = np.random.default_rng([seed, n]).random((n, len(box)))
+    return [dict(zip(box, map(float, lo + u * (hi - lo)), strict=True)) for u in draws]
 
 
 def problem_study(problem: str, algorithm: Any, seed: int) -> Any:

@@ -157,24 +157,22 @@ def prepare_peers(args: argparse.Namespace) -> dict[str, Peer]:
     return peers
 
 
-def cpu_model() -> str:
+def proc_field(path: str, key: str) -> str | None:
+    """The value of the first line of ``/proc`` file ``path`` starting with ``key``."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path(path).read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+        return None
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith(key)), None)
+
+
+def cpu_model() -> str:
+    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown CPU"
 
 
 def memory_gib() -> str:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                return f"{int(line.split()[1]) / 2**20:.0f} GiB"
-    except OSError:
-        pass
-    return "?"
+    total = proc_field("/proc/meminfo", "MemTotal")  # "24571220 kB"
+    return f"{int(total.split()[0]) / 2**20:.0f} GiB" if total else "?"
 
 
 def load() -> str:

@@ -1,25 +1,14 @@
 """Case 10: what a model-based suggestion costs as a study grows (issue 14, item 5), beside
-Optuna, in one run.
-
-* **Gaussian process.** poptune's ``BayesianOptimization`` (its defaults: ``refit_every=10``;
-  and ``refit_every=1``, every suggestion refitting, as before the option) beside Optuna's
-  ``GPSampler`` (its defaults, PyTorch CPU build and greenlet) on Branin, after 50, 200 and
-  500 completed trials: the CPU time (``time.process_time``, every thread) and the wall time
-  of each of the next ``k`` suggestions (each evaluated and finished before the next),
-  mean per suggestion. ``k`` is one refit cycle (10), so the mean holds one fit.
-* **TPE.** poptune's ``TPE`` beside Optuna's ``TPESampler``, likewise.
-* **MedianStoppingRule.** The first call (which indexes the history) and a second one, on a
-  history of 1,000 and 10,000 finished trials of 1 to 20 iterations each: median [min–max]
-  over 7 fresh histories (seeds 0-6), the target judged on the median.
-* **Quality**: the best value found on Hartmann-6 after 100 evaluations by
-  ``BayesianOptimization`` with ``refit_every=10`` and ``refit_every=1``, mean ± standard
-  error over 10 seeds, and the CPU time per suggestion.
-
-The past trials are the same points on both sides (``problems.past_points``), added as
-finished trials (``Study.add_trial`` / Optuna's ``add_trials``); then one untimed suggestion
-(poptune's algorithms make their one random one there, Optuna's GPSampler warms its kernel
-cache) and the ``k`` timed ones. poptune's side runs in the harness's process, Optuna's in its
-virtualenv (case 6's ``benchmarks/peers/tpe_peer.py`` with ``n_past`` set).
+Optuna: ``BayesianOptimization`` (default ``refit_every=10``; ``refit_every=1`` refits every
+suggestion, as before the option) beside ``GPSampler``, ``TPE`` beside ``TPESampler``,
+``MedianStoppingRule``'s first call (it indexes the history) and a second, and ``refit_every``'s
+cost in quality. The method is the page text in :func:`run`; beyond it: past trials are added
+as finished trials (``Study.add_trial`` / ``add_trials``), then one untimed suggestion (poptune's
+one random one; GPSampler warms its kernel cache) and ``k`` timed ones (one refit cycle, so the
+mean holds one fit), each evaluated and told, untimed, before the next; CPU time is
+``time.process_time`` (every thread); the rule's trials have 1 to 20 iterations. poptune runs
+in the harness's process, Optuna (defaults, PyTorch CPU build, greenlet) in its virtualenv
+(:func:`peer`).
 """
 
 from __future__ import annotations
@@ -27,21 +16,12 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.harness import (
-    Context,
-    Section,
-    Target,
-    fmt,
-    log,
-    mean_se,
-    med,
-    ratio,
-    spread,
-    table,
-)
+from benchmarks.harness import Context, Section, Target, fmt, log, mean_se, ratio, spread, table
+from benchmarks.peers import preimport
 from benchmarks.problems import PROBLEMS, past_points, poptune_search, problem_study
 
 TITLE = "10. What a model-based suggestion costs as the study grows (vs Optuna's samplers)"
@@ -51,27 +31,79 @@ RULE_HISTORIES = 7  # fresh histories per size (2 in a quick run)
 QUALITY, QUICK_QUALITY = ("hartmann6", 100, 10), ("branin", 8, 2)  # problem, evaluations, seeds
 PROBLEM = "branin"
 GP_TARGET, RULE_TARGET_MS = 0.5, 20.0  # at 500 past trials; the first call at 10,000 trials
+#: (row label, poptune algorithm, options, old way's ``refit_every`` or None, peer's sampler)
+MODELS = (
+    ("Gaussian process", "BayesianOptimization", {"num_initial_data_points": 1}, 1, "gp"),
+    ("TPE", "TPE", {"n_startup_trials": 1}, None, "tpe"),
+)
+RULE_TIMES = ("first_cpu_s", "first_wall_s", "second_cpu_s")
+RULE_HEADER = (
+    "rule | trials | observations (median) | first call CPU ms | first call wall ms | "
+    "second call CPU ms"
+)
+QUALITY_HEADER = (
+    "algorithm | option | problem | evaluations | seeds | best (mean ± s.e.) | CPU ms / suggestion"
+)
 
 
-def poptune_cost(algorithm: Any, problem: str, n_past: int, k: int, seed: int = 0) -> dict:
-    """CPU and wall seconds of each of ``k`` suggestions after ``n_past`` finished trials."""
-    objective = PROBLEMS[problem][0]
-    study = problem_study(problem, algorithm, seed)
-    for p in past_points(problem, n_past, seed):
-        study.add_trial(p)
-        trial = study.get_suggestion()
-        study.add_observation(trial, objective(trial.parameters))
-        study.finalize(trial)
+def _cost(k: int, ask: Callable[[], Any], tell: Callable[[Any], None]) -> dict[str, list[float]]:
+    """CPU and wall seconds of each of ``k`` ``ask()`` after an untimed one, each told."""
     cpu, wall = [], []
     for i in range(k + 1):
         start, start_cpu = time.perf_counter(), time.process_time()
-        trial = study.get_suggestion()
-        if i:  # the first one is the untimed warm-up (a random suggestion)
+        asked = ask()
+        if i:  # the first one is the untimed warm-up
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
+        tell(asked)
+    return {"cpu_s": cpu, "wall_s": wall}
+
+
+def poptune_cost(algorithm: Any, problem: str, n_past: int, k: int, seed: int = 0) -> dict:
+    """:func:`_cost` of poptune's ``algorithm`` after ``n_past`` finished trials."""
+    objective = PROBLEMS[problem][0]
+    study = problem_study(problem, algorithm, seed)
+
+    def tell(trial: Any) -> None:
         study.add_observation(trial, objective(trial.parameters))
         study.finalize(trial)
-    return {"cpu_s": cpu, "wall_s": wall}
+
+    for p in past_points(problem, n_past, seed):
+        study.add_trial(p)
+        tell(study.get_suggestion())
+    return _cost(k, study.get_suggestion, tell)
+
+
+def peer(sampler: str, problem: str, n_past: int, k: int, seed: int = 0) -> dict[str, Any]:
+    """Optuna's side: :func:`_cost` of ``TPESampler`` (``"tpe"``) or ``GPSampler`` (``"gp"``),
+    and the first distinct warnings."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if sampler == "gp":  # what GPSampler imports on first use, outside the timing
+        preimport("greenlet", "scipy.optimize", "torch")
+    objective, box, _ = PROBLEMS[problem]
+    distributions = {name: FloatDistribution(lo, hi) for name, (lo, hi) in box.items()}
+    make = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}[sampler]
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        study = optuna.create_study(sampler=make(seed=seed))
+        past = past_points(problem, n_past, seed)
+        study.add_trials(
+            [create_trial(params=p, distributions=distributions, value=objective(p)) for p in past]
+        )
+
+        def ask() -> tuple[Any, dict[str, float]]:
+            trial = study.ask()
+            return trial, {
+                name: trial.suggest_float(name, lo, hi) for name, (lo, hi) in box.items()
+            }
+
+        out: dict[str, Any] = _cost(k, ask, lambda asked: study.tell(asked[0], objective(asked[1])))
+    caught = sorted({f"{r.category.__name__}: {r.message}" for r in records})
+    return {**out, "warnings": caught[:3]}
 
 
 def rule_cost(n_trials: int, seed: int = 0) -> dict[str, float]:
@@ -103,19 +135,6 @@ def rule_cost(n_trials: int, seed: int = 0) -> dict[str, float]:
     return out
 
 
-def quality(problem: str, n: int, seeds: Sequence[int], refit_every: int) -> dict[str, Any]:
-    from poptune import algorithms
-
-    best, cpu = [], 0.0
-    for seed in seeds:
-        algorithm = algorithms.BayesianOptimization(refit_every=refit_every)
-        value, _, seconds = poptune_search(problem, algorithm, n, seed)
-        best.append(value)
-        cpu += seconds
-        log(f"  quality refit_every={refit_every} seed {seed}: best {best[-1]:.4f}")
-    return {"best": best, "cpu_s_per_suggestion": cpu / (n * len(seeds))}
-
-
 def _mean(values: Sequence[float] | None) -> float:
     return statistics.fmean(values) if values else math.nan
 
@@ -137,107 +156,71 @@ def run(ctx: Context) -> Section:
     if not optuna:
         section.notes.append(ctx.peer_note("optuna"))
 
-    def peer(sampler: str, n_past: int) -> dict | None:
-        if not optuna:
-            return None
+    def optuna_cost(sampler: str, n_past: int) -> dict | None:
         args = {"sampler": sampler, "problem": PROBLEM, "n_past": n_past, "k": k}
-        got = ctx.run_peer("optuna", "tpe_peer", args, 1800)
-        if not got.ok:
-            section.notes.append(f"Optuna {sampler} at {n_past} past trials: {got.error}")
-        return got.result if got.ok else None
+        what = f"Optuna {sampler} at {n_past} past trials"
+        return ctx.result(section, what, "optuna", "c10_model_cost", args, 1800) if optuna else None
 
     section.lines += [
         f"{PROBLEM}; mean of {k} suggestions (CPU and wall ms each) after the given number of "
         "finished trials (the same points on both sides).",
     ]
-    for title, ours, old, sampler, label in (
-        (
-            "Gaussian process",
-            lambda: algorithms.BayesianOptimization(num_initial_data_points=1),
-            lambda: algorithms.BayesianOptimization(num_initial_data_points=1, refit_every=1),
-            "gp",
-            "GPSampler",
-        ),
-        ("TPE", lambda: algorithms.TPE(n_startup_trials=1), None, "tpe", "TPESampler"),
-    ):
-        rows, last_ratio = [], math.nan
+    for title, name, options, old, sampler in MODELS:
+        rows, last_ratio, label = [], math.nan, f"{sampler.upper()}Sampler"
+        make = getattr(algorithms, name)
         for n_past in sizes:
             log(f"  {title}: {n_past} past trials")
-            mine = poptune_cost(ours(), PROBLEM, n_past, k)
-            before = poptune_cost(old(), PROBLEM, n_past, k) if old else None
-            theirs = peer(sampler, n_past) or {}
+            mine = poptune_cost(make(**options), PROBLEM, n_past, k)
+            before = old and poptune_cost(make(**options, refit_every=old), PROBLEM, n_past, k)
+            theirs = optuna_cost(sampler, n_past) or {}
             row = [title, str(n_past), _ms(mine["cpu_s"]), _ms(mine["wall_s"])]
             row += [_ms(before["cpu_s"])] if before else []
             row += [_ms(theirs.get("cpu_s")), _ms(theirs.get("wall_s"))]
             last_ratio = _mean(mine["cpu_s"]) / _mean(theirs.get("cpu_s"))
-            row.append(ratio(_mean(mine["cpu_s"]), _mean(theirs.get("cpu_s"))))
-            rows.append(row)
-        header = ["model", "past trials", "poptune CPU ms", "poptune wall ms"]
-        header += ["poptune refit_every=1 CPU ms"] if old else []
-        header += [f"Optuna {label} CPU ms", f"Optuna {label} wall ms", "CPU ratio"]
+            rows.append([*row, ratio(_mean(mine["cpu_s"]), _mean(theirs.get("cpu_s")))])
+        header = "model | past trials | poptune CPU ms | poptune wall ms"
+        header += " | poptune refit_every=1 CPU ms" if old else ""
+        header += f" | Optuna {label} CPU ms | Optuna {label} wall ms | CPU ratio"
         section.lines += ["", *table(header, rows)]
         if old:
-            section.targets.append(
-                Target(
-                    f"BayesianOptimization at {sizes[-1]} past trials ≤ {GP_TARGET:g}× "
-                    "GPSampler's CPU per suggestion",
-                    None if math.isnan(last_ratio) else last_ratio <= GP_TARGET,
-                    fmt(last_ratio, 2) if not math.isnan(last_ratio) else "not measured",
-                )
-            )
+            what = f"BayesianOptimization at {sizes[-1]} past trials ≤ {GP_TARGET:g}× GPSampler's"
+            measured = not math.isnan(last_ratio)
+            verdict = last_ratio <= GP_TARGET if measured else None
+            detail = fmt(last_ratio, 2) if measured else "not measured"
+            section.targets.append(Target(f"{what} CPU per suggestion", verdict, detail))
 
     rows, histories = [], ctx.pick(RULE_HISTORIES, 2)
     for n_trials in ctx.pick(RULE_SIZES, QUICK_RULE_SIZES):
         log(f"  MedianStoppingRule: {n_trials} trials, {histories} fresh histories")
         runs = [rule_cost(n_trials, seed) for seed in range(histories)]
-        first_ms = med([r["first_cpu_s"] for r in runs]) * 1e3
-        rows.append(
-            [
-                "MedianStoppingRule",
-                str(n_trials),
-                fmt(med([r["observations"] for r in runs]), 6),
-                *(
-                    spread([r[key] * 1e3 for r in runs])
-                    for key in ("first_cpu_s", "first_wall_s", "second_cpu_s")
-                ),
-            ]  # fmt: skip
-        )
-    section.targets.append(
-        Target(
-            f"MedianStoppingRule's first call at {rows[-1][1]} trials ≤ {RULE_TARGET_MS:g} ms CPU "
-            f"(median of {histories} fresh histories)",
-            first_ms <= RULE_TARGET_MS,
-            f"{rows[-1][3]} ms",
-        )
-    )
-    header = ["rule", "trials", "observations (median)", "first call CPU ms",
-              "first call wall ms", "second call CPU ms"]  # fmt: skip
+        first_ms = statistics.median([r["first_cpu_s"] for r in runs]) * 1e3
+        observations = fmt(statistics.median([r["observations"] for r in runs]), 6)
+        times = [spread([r[key] * 1e3 for r in runs]) for key in RULE_TIMES]
+        rows.append(["MedianStoppingRule", str(n_trials), observations, *times])
+    what = f"MedianStoppingRule's first call at {rows[-1][1]} trials ≤ {RULE_TARGET_MS:g} ms CPU"
+    what += f" (median of {histories} fresh histories)"
+    section.targets.append(Target(what, first_ms <= RULE_TARGET_MS, f"{rows[-1][3]} ms"))
     section.lines += [
         "",
         f"MedianStoppingRule: median [min–max] over {histories} fresh histories (seeds "
         f"0–{histories - 1}), each timed once: the first call's time varies run to run with "
         "allocation and garbage collection, so one timing is not a figure.",
         "",
-        *table(header, rows),
+        *table(RULE_HEADER, rows),
     ]
 
     problem, n, seeds = ctx.pick(QUALITY, QUICK_QUALITY)
     seeds = ctx.seeds_or(seeds, seeds)
     rows = []
-    for refit in (10, 1):
-        got = quality(problem, n, range(seeds), refit)
-        rows.append(
-            [
-                "BayesianOptimization",
-                f"refit_every={refit}",
-                problem,
-                str(n),
-                str(seeds),
-                mean_se(got["best"], 4),
-                fmt(got["cpu_s_per_suggestion"] * 1e3),
-            ]
-        )
-    header = ["algorithm", "option", "problem", "evaluations", "seeds",
-              "best (mean ± s.e.)", "CPU ms / suggestion"]  # fmt: skip
-    section.lines += ["", *table(header, rows)]
+    for refit in (10, 1):  # quality: the best value found, and the CPU time per suggestion
+        best, cpu = [], 0.0
+        for seed in range(seeds):
+            algorithm = algorithms.BayesianOptimization(refit_every=refit)
+            value, _, seconds = poptune_search(problem, algorithm, n, seed)
+            best.append(value)
+            cpu += seconds
+            log(f"  quality refit_every={refit} seed {seed}: best {value:.4f}")
+        row = ["BayesianOptimization", f"refit_every={refit}", problem, str(n), str(seeds)]
+        rows.append([*row, mean_se(best, 4), fmt(cpu / (n * seeds) * 1e3)])
+    section.lines += ["", *table(QUALITY_HEADER, rows)]
     return section

@@ -1,28 +1,19 @@
-"""Case 13: what a checkpoint costs where it lives: MB/s writing and reading one training state.
-
-The state is a dict of float32 arrays (50 MB in all; 5 with ``--quick``), saved with
-``trial.save_checkpoint`` and read with ``trial.load_checkpoint`` (poptune's pickle-free
-format) through a study whose ``checkpoint_dir`` is each backend in turn:
-
-* ``directory``: a local directory (the reference: a temporary file, fsync, rename);
-* ``sqlite``: ``"database://"`` in the study's SQLite file (chunks in their own transactions,
-  then the head row);
-* ``postgres``: ``"database://"`` in a PostgreSQL database (``--postgres-url``; it creates and
-  drops its own database ``poptune_ckpt_<pid>``; skipped when the server cannot be reached).
-
-Each backend writes and reads ``--repeats`` times (default 3; 1 with ``--quick``); the median
-is reported, with the load average (figures on a shared machine are "measured under load").
-The database chunks are the default size (``checkpoint_options={"chunk_bytes": ...}`` sets
-another).
+"""Case 13: what a checkpoint costs where it lives: MB/s saving and loading a training state
+(poptune's pickle-free format) through each ``checkpoint_dir``: a directory (the reference: a
+temporary file, fsync, rename), ``"database://"`` in SQLite (chunks in their own transactions, then
+the head row) and in PostgreSQL. The method is the page text in :func:`run`; its load average
+because figures on a shared machine are "measured under load".
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +21,7 @@ import numpy as np
 import poptune as pt
 from benchmarks.harness import Context, Section, log, table
 
+DB = "database://"  # checkpoints in the study's own database
 TITLE = "13. What a checkpoint costs where it lives (MB/s writing and reading a training state)"
 
 
@@ -40,15 +32,17 @@ def state_of(mb: float) -> dict[str, Any]:
     return {f"layer{i}": rng.standard_normal(per, dtype=np.float32) for i in range(10)}
 
 
-def _study(storage: str | None, checkpoint_dir: str, options: dict[str, Any] | None) -> pt.Study:
-    return pt.Study([pt.Continuous("lr", [0.1, 1.0])], pt.algorithms.RandomSearch(10**6), True,
-                    storage=storage, study_name=f"ckpt-{uuid.uuid4().hex[:6]}",
-                    checkpoint_dir=checkpoint_dir, checkpoint_options=options,
-                    heartbeat_interval=None)  # fmt: skip
+def _study(storage: str | None, checkpoint_dir: str) -> pt.Study:
+    """A fresh study whose checkpoints live in ``checkpoint_dir``, in chunks of the default size
+    (``checkpoint_options={"chunk_bytes": ...}`` sets another)."""
+    params, algorithm = [pt.Continuous("lr", [0.1, 1.0])], pt.algorithms.RandomSearch(10**6)
+    where = {"storage": storage, "checkpoint_dir": checkpoint_dir}
+    name = f"ckpt-{uuid.uuid4().hex[:6]}"
+    return pt.Study(params, algorithm, True, study_name=name, heartbeat_interval=None, **where)
 
 
 def measure(study: pt.Study, state: dict[str, Any], repeats: int) -> tuple[float, float]:
-    """Median seconds to save ``state`` and to load it back."""
+    """Median seconds to save ``state`` (``trial.save_checkpoint``) and to load it back."""
     saving = study.get_suggestion()
     writes, reads = [], []
     for _ in range(repeats):
@@ -64,32 +58,34 @@ def measure(study: pt.Study, state: dict[str, Any], repeats: int) -> tuple[float
     return statistics.median(writes), statistics.median(reads)
 
 
-def _postgres(url: str) -> tuple[str, Any] | str:
-    """(the database's URL, a handle to drop it), or why there is none."""
+@contextlib.contextmanager
+def postgres_database(url: str, notes: list[str]) -> Iterator[str | None]:
+    """A fresh database ``poptune_ckpt_<pid>`` on the server at ``url`` (dropped afterwards):
+    its URL, or None (and why, added to ``notes``) when the server cannot be reached."""
     import sqlalchemy as sa
 
+    from poptune.storage import _CACHE, _CACHE_LOCK
+
     name = f"poptune_ckpt_{os.getpid()}"
-    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
-                             isolation_level="AUTOCOMMIT")  # fmt: skip
+    driver_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = sa.create_engine(driver_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE {name}")
     except Exception as exc:  # noqa: BLE001 - no server: the case is skipped, saying why
-        return f"postgres: skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-    return url.rsplit("/", 1)[0] + f"/{name}", (admin, name)
-
-
-def _drop_postgres(handle: Any) -> None:
-    admin, name = handle
-    from poptune.storage import _CACHE, _CACHE_LOCK
-
-    with _CACHE_LOCK:  # close the study's connections before dropping its database
-        for cached in _CACHE.values():
-            getattr(cached, "close", lambda: None)()
-        _CACHE.clear()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+        notes.append(f"postgres: skipped ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+        yield None
+        return
+    try:
+        yield url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with _CACHE_LOCK:  # close the study's connections before dropping its database
+            for cached in _CACHE.values():
+                getattr(cached, "close", lambda: None)()
+            _CACHE.clear()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
 
 
 def run(ctx: Context) -> Section:
@@ -98,32 +94,23 @@ def run(ctx: Context) -> Section:
     state = state_of(ctx.pick(50.0, 5.0))
     mb = sum(a.nbytes for a in state.values()) / 1e6
     rows = []
-    with tempfile.TemporaryDirectory(prefix="poptune-ckpt-bench-") as tmp:
-        cases: list[tuple[str, Any]] = [
-            ("directory", lambda: _study(None, f"{tmp}/ckpt", None)),
-            ("sqlite", lambda: _study(f"sqlite:///{tmp}/study.db", "database://", None)),
-        ]
-        found = _postgres(ctx.postgres_url)
-        handle = None
-        if isinstance(found, str):
-            section.notes.append(found)
-        else:
-            pg_url, handle = found
-            cases.append(("postgres", lambda: _study(pg_url, "database://", None)))
-        try:
-            for name, make in cases:
-                write, read = measure(make(), state, repeats)
-                rows.append([name, f"{mb / write:.1f}", f"{mb / read:.1f}"])
-                rows[-1] += [f"{write:.2f}", f"{read:.2f}"]
-                log(f"  {name}: write {mb / write:.1f} MB/s, read {mb / read:.1f} MB/s")
-        finally:
-            if handle is not None:
-                _drop_postgres(handle)
+    with (
+        tempfile.TemporaryDirectory(prefix="poptune-ckpt-bench-") as tmp,
+        postgres_database(ctx.postgres_url, section.notes) as pg_url,
+    ):
+        backends = {"directory": (None, f"{tmp}/ckpt"), "sqlite": (f"sqlite:///{tmp}/study.db", DB)}
+        if pg_url is not None:
+            backends["postgres"] = (pg_url, DB)
+        for name, (storage, checkpoint_dir) in backends.items():
+            write, read = measure(_study(storage, checkpoint_dir), state, repeats)
+            rates = [f"{mb / write:.1f}", f"{mb / read:.1f}"]
+            rows.append([name, *rates, f"{write:.2f}", f"{read:.2f}"])
+            log(f"  {name}: write {rates[0]} MB/s, read {rates[1]} MB/s")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     section.lines += [
         f"{mb:.0f} MB state, median of {repeats}; load average {load:.1f} at the end of the "
         f"case ({os.cpu_count()} CPUs).",
         "",
-        *table(["where", "write (MB/s)", "read (MB/s)", "write (s)", "read (s)"], rows),
+        *table("where | write (MB/s) | read (MB/s) | write (s) | read (s)", rows),
     ]
     return section

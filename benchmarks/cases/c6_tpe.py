@@ -1,24 +1,29 @@
-"""Case 6: model-based search beside Optuna's, both with their defaults, one study per seed:
-poptune's TPE beside ``TPESampler``, ``BayesianOptimization`` beside ``GPSampler``, random
-search as the floor (the method: the page text below). poptune's side runs in the harness's
-process, Optuna's in its virtualenv (``benchmarks/peers/tpe_peer.py``)."""
+"""Case 6: model-based search beside Optuna's (TPE beside ``TPESampler``, ``BayesianOptimization``
+beside ``GPSampler``, random search as the floor): as good a best value, at what cost a suggestion?
+The method is the page text in :func:`run`. One study per seed; poptune's side runs in the
+harness's process, Optuna's in its virtualenv (:func:`peer`; ``benchmarks/peers/optuna.txt``),
+which has greenlet for ``GPSampler``'s batched optimizer restarts (without it Optuna warns and
+runs them one after the other).
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
+import time
+import warnings
 from typing import Any
 
-from benchmarks.harness import Context, Section, Target, log, mean_se, table
+from benchmarks.harness import Context, Section, Target, gap_and_se, log, mean_se, table
 from benchmarks.peers import preimport
-from benchmarks.problems import poptune_search
+from benchmarks.problems import PROBLEMS, poptune_search
 
 TITLE = "6. Model-based search: TPE and Bayesian optimization beside Optuna's samplers"
 BUDGETS = {"branin": 30, "hartmann6": 50}
 #: Seeds in a full run: TPE and random search are cheap; the Gaussian-process samplers cost
 #: up to a second a suggestion on 2 cores, so they get 10 (``--seeds`` sets both).
 SEEDS, GP_SEEDS = 20, 10
-#: (library, algorithm) -> its row label; poptune's algorithms by class name, Optuna's by
-#: ``tpe_peer``'s ``sampler`` argument.
+#: (library, algorithm: poptune's class name, or :func:`peer`'s ``sampler``) -> row label
 ALGORITHMS = {
     ("poptune", "TPE"): "poptune TPE",
     ("optuna", "tpe"): "Optuna TPESampler",
@@ -28,10 +33,19 @@ ALGORITHMS = {
 }
 GP_BASED = (("poptune", "BayesianOptimization"), ("optuna", "gp"))
 PAIRS = (("poptune TPE", "Optuna TPESampler"), ("poptune BayesianOptimization", "Optuna GPSampler"))
-
-
 #: What each side's model-based algorithms import on first use, imported before the timing.
 POPTUNE_IMPORTS = ("sklearn.gaussian_process", "scipy.optimize")
+OPTUNA_GP_IMPORTS = ("greenlet", "scipy.optimize", "torch")
+PER_SUGGESTION = ("s_per_suggestion", "cpu_s_per_suggestion")  # seconds: wall, CPU
+HEADER = (
+    "problem | evaluations | algorithm | seeds | best value (mean ± s.e.) | "
+    "wall ms / suggestion | CPU ms / suggestion"
+)
+
+
+def summary(best: list[float], wall_s: float, cpu_s: float, asked: int) -> dict[str, Any]:
+    """One algorithm's figures, both sides: each study's best, wall and CPU s per suggestion."""
+    return {"best": best, "s_per_suggestion": wall_s / asked, "cpu_s_per_suggestion": cpu_s / asked}
 
 
 def poptune_run(algorithm: str, problem: str, n: int, seeds: list[int]) -> dict[str, Any]:
@@ -39,22 +53,8 @@ def poptune_run(algorithm: str, problem: str, n: int, seeds: list[int]) -> dict[
 
     preimport(*POPTUNE_IMPORTS)
     runs = [poptune_search(problem, getattr(algorithms, algorithm)(), n, s) for s in seeds]
-    per = n * len(seeds)
-    return {
-        "best": [best for best, _, _ in runs],
-        "s_per_suggestion": sum(wall for _, wall, _ in runs) / per,
-        "cpu_s_per_suggestion": sum(cpu for _, _, cpu in runs) / per,
-    }
-
-
-def within_2se(mine: list[float], theirs: list[float]) -> tuple[bool, float]:
-    """Whether mean(mine) − mean(theirs) ≤ 2 standard errors of the difference (minimising)."""
-
-    def se2(v: list[float]) -> float:
-        return (statistics.stdev(v) ** 2 / len(v)) if len(v) > 1 else 0.0
-
-    gap = statistics.fmean(mine) - statistics.fmean(theirs)
-    return gap <= 2 * (se2(mine) + se2(theirs)) ** 0.5, gap
+    best, wall, cpu = zip(*runs, strict=True)
+    return summary(list(best), sum(wall), sum(cpu), n * len(seeds))
 
 
 def run(ctx: Context) -> Section:
@@ -71,35 +71,19 @@ def run(ctx: Context) -> Section:
             if library == "poptune":
                 got[label] = poptune_run(algorithm, problem, n, chosen)
             elif optuna_ok:
-                out = ctx.run_peer(
-                    "optuna",
-                    "tpe_peer",
-                    {"problem": problem, "n": n, "seeds": chosen, "sampler": algorithm},
-                    1800,
-                )
-                if out.ok:
-                    got[label] = out.result
-                    for warning in out.result.get("warnings", []):
-                        section.notes.append(f"{label} on {problem} warned: {warning[:200]}")
-                else:
-                    section.notes.append(f"{label} on {problem} failed: {out.error}")
-            if label in got:
-                res = got[label]
-                log(
-                    f"  model-based {problem:<9} {label:<28} "
-                    f"best {statistics.fmean(res['best']):.3f}"
-                )
-                rows.append(
-                    [
-                        problem,
-                        str(n),
-                        label,
-                        str(len(res["best"])),
-                        mean_se(res["best"]),
-                        f"{res['s_per_suggestion'] * 1e3:.1f}",
-                        f"{res.get('cpu_s_per_suggestion', float('nan')) * 1e3:.1f}",
-                    ]
-                )
+                args = {"problem": problem, "n": n, "seeds": chosen, "sampler": algorithm}
+                res = ctx.result(section, f"{label} on {problem}", "optuna", "c6_tpe", args, 1800)
+                if res is None:
+                    continue
+                got[label] = res
+                for warning in res.get("warnings", []):
+                    section.notes.append(f"{label} on {problem} warned: {warning[:200]}")
+            else:
+                continue
+            best = got[label]["best"]
+            log(f"  model-based {problem:<9} {label:<28} best {statistics.fmean(best):.3f}")
+            ms = [f"{got[label].get(k, math.nan) * 1e3:.1f}" for k in PER_SUGGESTION]
+            rows.append([problem, str(n), label, str(len(best)), mean_se(best), *ms])
         results[problem] = got
     if not optuna_ok:
         section.notes.append(ctx.peer_note("optuna"))
@@ -108,46 +92,53 @@ def run(ctx: Context) -> Section:
         "(minimum: Branin 0.398, Hartmann-6 −3.322); wall and CPU ms per suggestion (asking "
         "only: for the Gaussian-process samplers, fitting the model and maximising the "
         "acquisition; the libraries those import on first use — scikit-learn and SciPy, "
-        "PyTorch — are imported before the timing). Every algorithm with its defaults; "
-        "Optuna's GPSampler runs with "
-        "PyTorch (CPU build) and greenlet, as Optuna recommends. Seeds 0, 1, …; the cost at "
-        "a few dozen trials says nothing of the cost at hundreds (see the README's statement "
-        "of each algorithm's cost).",
+        "PyTorch — are imported before the timing). Every algorithm with its defaults; Optuna's "
+        "GPSampler runs with PyTorch (CPU build) and greenlet, as Optuna recommends. Seeds 0, "
+        "1, …; the cost at a few dozen trials says nothing of the cost at hundreds (see the "
+        "README's statement of each algorithm's cost).",
         "",
-        *table(
-            [
-                "problem",
-                "evaluations",
-                "algorithm",
-                "seeds",
-                "best value (mean ± s.e.)",
-                "wall ms / suggestion",
-                "CPU ms / suggestion",
-            ],
-            rows,
-        ),
+        *table(HEADER, rows),
     ]
     for problem, got in results.items():
-        mine = got["poptune TPE"]["best"]
+        mine = statistics.fmean(got["poptune TPE"]["best"])
         floor = statistics.fmean(got["poptune RandomSearch"]["best"])
-        section.targets.append(
-            Target(
-                f"{problem}: poptune's TPE beats random search (mean best)",
-                statistics.fmean(mine) < floor,
-                f"{statistics.fmean(mine):.3f} vs {floor:.3f}",
-            )
-        )
+        what = f"{problem}: poptune's TPE beats random search (mean best)"
+        section.targets.append(Target(what, mine < floor, f"{mine:.3f} vs {floor:.3f}"))
         for ours, theirs in PAIRS:
             if theirs not in got:
                 continue
             a, b = got[ours]["best"], got[theirs]["best"]
-            ok, gap = within_2se(a, b)
-            section.targets.append(
-                Target(
-                    f"{problem}: {ours} within 2 standard errors of {theirs} (mean best)",
-                    ok,
-                    f"{statistics.fmean(a):.3f} vs {statistics.fmean(b):.3f} "
-                    f"({len(a)} and {len(b)} seeds)",
-                )
-            )
+            gap, se = gap_and_se(a, b)  # minimising: within if gap ≤ 2 standard errors
+            what = f"{problem}: {ours} within 2 standard errors of {theirs} (mean best)"
+            detail = f"{statistics.fmean(a):.3f} vs {statistics.fmean(b):.3f}"
+            detail += f" ({len(a)} and {len(b)} seeds)"
+            section.targets.append(Target(what, gap <= 2 * se, detail))
     return section
+
+
+def peer(problem: str, n: int, seeds: list[int], sampler: str) -> dict[str, Any]:
+    """Optuna's side: ``TPESampler`` (``"tpe"``) or ``GPSampler`` (``"gp"``); :func:`summary`'s
+    figures and the first distinct warnings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective, box, _ = PROBLEMS[problem]
+    if sampler == "gp":
+        preimport(*OPTUNA_GP_IMPORTS)
+    make = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}[sampler]
+    best, seconds, cpu, caught = [], 0.0, 0.0, []
+    for seed in seeds:
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            study, values = optuna.create_study(sampler=make(seed=seed)), []
+            for _ in range(n):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                trial = study.ask()
+                p = {k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in box.items()}
+                seconds += time.perf_counter() - start
+                cpu += time.process_time() - start_cpu
+                values.append(objective(p))
+                study.tell(trial, values[-1])
+        caught += [f"{r.category.__name__}: {r.message}" for r in records]
+        best.append(min(values))
+    return {**summary(best, seconds, cpu, n * len(best)), "warnings": sorted(set(caught))[:3]}

@@ -1,25 +1,36 @@
-"""Case 7: start-up, poptune beside Optuna: what a fresh process pays before its first trial.
-Every sample is a fresh child process of the library's own python
-(``benchmarks/peers/startup_peer.py``, which says what each row times); libraries alternate
-sample by sample (the method: the page text below)."""
+"""Case 7: start-up beside Optuna: what a fresh process pays before its first trial, and does
+``import poptune`` stay within 1.3x ``import numpy``? The method is the page text in :func:`run`.
+Every sample is a fresh child of the library's own python (:func:`peer`, run with that python):
+``import:<module>`` and ``first_trial`` (one random-search trial) are timed inside it;
+``cli_studies`` (``prepare`` writes its SQLite file) and ``python`` are the whole process, wall
+from the parent and CPU from the child's rusage.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Context, Section, Target, fmt, log, mean_se, ratio, table
 
 TITLE = "7. Start-up: import, first trial, a read command (vs Optuna)"
-ROWS = (  # (label, measurement, libraries)
-    ("`python -c pass` (whole process)", "python", ("poptune", "optuna")),
-    ("`import numpy`", "import:numpy", ("poptune", "optuna")),
-    ("`import <library>`", "import:{lib}", ("poptune", "optuna")),
-    ("import + in-memory study + 1 trial", "first_trial", ("poptune", "optuna")),
-    ("list the studies of a 100-trial SQLite file (whole process)", "cli_studies",
-     ("poptune", "optuna")),
-)  # fmt: skip
+LIBS, KINDS = ("poptune", "optuna"), ("wall", "cpu")
+ROWS = (  # (label, measurement; "{lib}": the library's name)
+    ("`python -c pass` (whole process)", "python"),
+    ("`import numpy`", "import:numpy"),
+    ("`import <library>`", "import:{lib}"),
+    ("import + in-memory study + 1 trial", "first_trial"),
+    ("list the studies of a 100-trial SQLite file (whole process)", "cli_studies"),
+)
+HEADER = " | poptune wall | poptune CPU | Optuna wall | Optuna CPU | poptune / Optuna (wall)"
 MAX_IMPORT_RATIO = 1.3
 
 
@@ -30,72 +41,47 @@ def run(ctx: Context) -> Section:
     if "optuna" not in libs:
         section.notes.append(ctx.peer_note("optuna"))
     workdir = tempfile.mkdtemp(prefix="poptune-bench-startup-")
-    for lib in libs:
-        out = ctx.run_peer(lib, "startup_peer", {"lib": lib, "what": "prepare", "reps": 0,
-                                                   "workdir": workdir}, 300)  # fmt: skip
-        if not out.ok:
-            section.notes.append(f"{lib}: preparing the SQLite file failed: {out.error}")
+
+    def measure(lib: str, what: str, reps: int, failed: str) -> Any:
+        """:func:`peer`'s samples, or None after noting that ``failed`` failed."""
+        args = {"lib": lib, "what": what, "reps": reps, "workdir": workdir}
+        return ctx.result(section, failed, lib, "c7_startup", args, 300)
+
+    for lib in list(libs):
+        if measure(lib, "prepare", 0, f"{lib}: preparing the SQLite file") is None:
             libs.remove(lib)
-    samples: dict[tuple[str, str], dict[str, list[float]]] = {}
+    samples = {(lib, what): {"wall": [], "cpu": []} for lib in LIBS for _, what in ROWS}  # ms
     for _ in range(reps):  # alternate: one sample of each row and library per round
-        for _label, what, row_libs in ROWS:
+        for _label, what in ROWS:
             for lib in libs:
-                if lib not in row_libs:
-                    continue
                 key = what.format(lib=lib)
-                out = ctx.run_peer(lib, "startup_peer", {"lib": lib, "what": key, "reps": 1,
-                                                           "workdir": workdir}, 300)  # fmt: skip
-                got = samples.setdefault((lib, what), {"wall": [], "cpu": []})
-                if out.ok:
-                    got["wall"] += out.result["wall"]
-                    got["cpu"] += out.result["cpu"]
-                else:
-                    section.notes.append(f"{lib} {key}: {out.error}")
+                got = measure(lib, key, 1, f"{lib} {key}")
+                for kind in KINDS if got else ():
+                    samples[lib, what][kind] += [v * 1e3 for v in got[kind]]
+
+    def wall(lib: str, what: str) -> float:
+        """The mean wall ms of ``lib``'s samples of ``what`` (NaN for none)."""
+        got = samples[lib, what]["wall"]
+        return statistics.fmean(got) if got else math.nan
+
     rows = []
-    for label, what, _ in ROWS:
-        row = [label]
-        for lib in ("poptune", "optuna"):
-            got = samples.get((lib, what))
-            if got is None or not got["wall"]:
-                row += ["–", "–"]
-                continue
-            row += [mean_se([w * 1e3 for w in got["wall"]], 1),
-                    mean_se([c * 1e3 for c in got["cpu"]], 1)]  # fmt: skip
-        mine, peer = samples.get(("poptune", what)), samples.get(("optuna", what))
-        row.append(
-            ratio(statistics.fmean(mine["wall"]), statistics.fmean(peer["wall"]))
-            if mine and peer and mine["wall"] and peer["wall"] else "–"
-        )  # fmt: skip
-        rows.append(row)
-        log(f"  startup {label[:40]:<40} {' | '.join(row[1:])}")
+    for label, what in ROWS:
+        cells = [mean_se(samples[lib, what][kind], 1) for lib in LIBS for kind in KINDS]
+        rows.append([label, *cells, ratio(wall("poptune", what), wall("optuna", what))])
+        log(f"  startup {label[:40]:<40} {' | '.join(rows[-1][1:])}")
     section.lines += [
         f"Milliseconds, mean ± standard error over {reps} fresh processes per row and library "
         "(alternating). Import rows are timed inside the child; whole-process rows include the "
         "interpreter's own start-up (the first row).",
         "",
-        *table(
-            [
-                "",
-                "poptune wall",
-                "poptune CPU",
-                "Optuna wall",
-                "Optuna CPU",
-                "poptune / Optuna (wall)",
-            ],
-            rows,
-        ),  # fmt: skip
+        *table(HEADER, rows),
     ]
-    mine = _mean(samples, "poptune", "import:{lib}")
-    numpy = _mean(samples, "poptune", "import:numpy")
-    section.targets.append(
-        Target(
-            f"`import poptune` ≤ {MAX_IMPORT_RATIO}× `import numpy` (same python, same run)",
-            None if ctx.quick or not (mine and numpy) else mine <= MAX_IMPORT_RATIO * numpy,
-            f"{fmt(mine * 1e3)} ms vs {fmt(numpy * 1e3)} ms: {ratio(mine, numpy)}×"
-            if mine and numpy
-            else "not measured",
-        )
-    )
+    mine, numpy = wall("poptune", "import:{lib}"), wall("poptune", "import:numpy")
+    measured = math.isfinite(mine) and math.isfinite(numpy)
+    what = f"`import poptune` ≤ {MAX_IMPORT_RATIO}× `import numpy` (same python, same run)"
+    verdict = None if ctx.quick or not measured else mine <= MAX_IMPORT_RATIO * numpy
+    detail = f"{fmt(mine)} ms vs {fmt(numpy)} ms: {ratio(mine, numpy)}×"
+    section.targets.append(Target(what, verdict, detail if measured else "not measured"))
     section.notes.append(
         "`import poptune` loads only the exceptions and a name table: every other name "
         "(Study, the algorithms, storages) is imported when first used, so the 'first trial' "
@@ -104,6 +90,93 @@ def run(ctx: Context) -> Section:
     return section
 
 
-def _mean(samples: dict[tuple[str, str], dict[str, list[float]]], lib: str, what: str) -> Any:
-    got = samples.get((lib, what))
-    return statistics.fmean(got["wall"]) if got and got["wall"] else None
+# -- the peer side: with a library's python, ``reps`` fresh children timing one thing ----------
+_TIMED = """\
+import json, time
+w, c = time.perf_counter(), time.process_time()
+{body}
+print(json.dumps([time.perf_counter() - w, time.process_time() - c]))
+"""
+
+FIRST_TRIAL = {
+    "poptune": """\
+import poptune
+study = poptune.Study([poptune.Continuous("x", [0.0, 1.0])],
+                      poptune.algorithms.RandomSearch(max_num_trials=1), lower_is_better=True)
+trial = study.get_suggestion()
+study.add_observation(trial, objective=trial.parameters["x"], iteration=1)
+study.finalize(trial)""",
+    "optuna": """\
+import optuna
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.create_study(sampler=optuna.samplers.RandomSampler())
+study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=1)""",
+}
+
+CLI = {
+    "poptune": [sys.executable, "-m", "poptune.cli", "studies", "{db}"],
+    "optuna": [
+        sys.executable, "-c",
+        "import sys; from optuna.cli import main; "
+        "sys.argv = ['optuna', 'studies', '--storage', 'sqlite:///{db}']; sys.exit(main())",
+    ],
+}  # fmt: skip
+
+PREPARE = {
+    "poptune": """\
+import poptune
+study = poptune.Study([poptune.Continuous("x", [0.0, 1.0])],
+                      poptune.algorithms.RandomSearch(max_num_trials=100), lower_is_better=True,
+                      storage="sqlite:///{db}", study_name="startup", seed=0)
+for trial in study:
+    study.add_observation(trial, objective=trial.parameters["x"], iteration=1)
+    study.finalize(trial)""",
+    "optuna": """\
+import optuna
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.create_study(storage="sqlite:///{db}", study_name="startup",
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=100)""",
+}
+
+
+def _timed_inside(body: str) -> tuple[float, float]:
+    """Wall and CPU seconds of ``body``, timed inside a fresh child."""
+    code = _TIMED.format(body=body)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    wall, cpu = json.loads(out.stdout.strip().splitlines()[-1])
+    return wall, cpu
+
+
+def _whole(argv: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of the whole child process ``argv``."""
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    cpu0, wall0 = children_cpu(), time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True)
+    return time.perf_counter() - wall0, children_cpu() - cpu0
+
+
+def peer(lib: str, what: str, reps: int, workdir: str) -> dict[str, Any]:
+    """``reps`` samples (wall and CPU seconds) of ``what`` (the module's docstring)."""
+    db = Path(workdir) / f"{lib}.db"
+    if what == "prepare":
+        db.unlink(missing_ok=True)
+        subprocess.run([sys.executable, "-c", PREPARE[lib].format(db=db)], check=True)
+        return {"db": str(db)}
+    samples = []
+    for _ in range(reps):
+        if what.startswith("import:"):
+            samples.append(_timed_inside(f"import {what.split(':', 1)[1]}"))
+        elif what == "first_trial":
+            samples.append(_timed_inside(FIRST_TRIAL[lib]))
+        elif what == "cli_studies":
+            samples.append(_whole([a.format(db=db) for a in CLI[lib]]))
+        elif what == "python":
+            samples.append(_whole([sys.executable, "-c", "pass"]))
+        else:
+            raise ValueError(f"c7_startup: unknown measurement {what!r}")
+    return {"wall": [s[0] for s in samples], "cpu": [s[1] for s in samples]}

@@ -21,20 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import throughput
+from benchmarks.cases.c1_overhead import poptune_study, trial_value
+from benchmarks.cases.c2_throughput import SLEEP_S, PostgresBackend, SQLiteBackend, run_once
 from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
-from benchmarks.overhead import poptune_study, trial_value
 
 TITLE = "8. The SQL hot path near its floor (vs its own statements through bare sqlite3)"
 SEED = 12345
-SLEEP_S = throughput.SLEEP_S
 TARGET_JOURNAL_RATIO = 0.3
 TARGET_REPLAY_RATIO = 2.0
 TARGET_EFFICIENCY = 0.90
-OPTUNA_CASES = (
+OPTUNA_CASES = (  # case 1's configurations on a file
     ("optuna-journal", "Optuna JournalStorage(JournalFileBackend)"),
-    ("optuna-sqlite", "Optuna RDB, SQLite defaults"),
-    ("optuna-sqlite-wal", "Optuna RDB, SQLite WAL + synchronous=NORMAL"),
+    ("optuna-rdb", "Optuna RDB, SQLite defaults"),
+    ("optuna-wal", "Optuna RDB, SQLite WAL + synchronous=NORMAL"),
 )
 #: trials per one-process case, worker processes, 50 ms trials per worker
 SIZES, QUICK_SIZES = (2000, 8, 100), (300, 8, 15)
@@ -177,7 +176,7 @@ def optuna_rows(ctx: Context, n: int) -> list[PerTrial]:
             "warmup": 20 if rdb else 200,
         }
         log(f"  {label} ...")
-        outcome = ctx.run_peer("optuna", "overhead_peer", args, 600.0)
+        outcome = ctx.run_peer("optuna", "c1_overhead", args, 600.0)
         if not outcome.ok:
             rows.append(PerTrial(label, note=f"failed: {outcome.error}"))
             continue
@@ -199,9 +198,9 @@ def _ms(values: Sequence[float]) -> str:
 
 
 def throughput_rows(ctx: Context, workers: int, per_worker: int) -> list[list[str]]:
-    backends = [("SQLite", throughput.SQLiteBackend)]
+    backends: list[tuple[str, Any]] = [("SQLite", SQLiteBackend)]
     if ctx.postgres_url:
-        backends.append(("PostgreSQL", lambda: throughput.PostgresBackend(ctx.postgres_url)))
+        backends.append(("PostgreSQL", lambda: PostgresBackend(ctx.postgres_url)))
     rows = []
     for label, make in backends:
         log(f"  throughput: {label}, {workers} workers x {SLEEP_S * 1e3:g} ms ...")
@@ -211,7 +210,7 @@ def throughput_rows(ctx: Context, workers: int, per_worker: int) -> list[list[st
             rows.append([label, "", "0", *["–"] * 5, f"{type(exc).__name__}: {exc}"[:200]])
             continue
         try:
-            run = throughput.run_once(
+            run = run_once(
                 backend, "poptune-optimize", workers, workers * per_worker, SLEEP_S, SEED, 30.0
             )
         finally:
@@ -219,19 +218,9 @@ def throughput_rows(ctx: Context, workers: int, per_worker: int) -> list[list[st
         efficiency = run.rate / (workers / SLEEP_S) if run.trials else math.nan
         per_trial = 1e3 * sum(run.holds) / run.trials if run.trials else math.nan
         error = (run.error or "").splitlines()[0][:200] if run.error else ""
-        rows.append(
-            [
-                label,
-                f"{workers} × {SLEEP_S * 1e3:g} ms",
-                str(run.trials),
-                fmt(run.rate),
-                fmt(100 * efficiency),
-                fmt(per_trial),
-                _ms(run.holds),
-                _ms(run.finals),
-                error,
-            ]
-        )
+        rate = [str(run.trials), fmt(run.rate), fmt(100 * efficiency), fmt(per_trial)]
+        times = [_ms(run.holds), _ms(run.finals), error]
+        rows.append([label, f"{workers} × {SLEEP_S * 1e3:g} ms", *rate, *times])
     return rows
 
 
@@ -257,28 +246,29 @@ def run(ctx: Context) -> Section:
         "Optuna runs case 1's ask/tell loop (RandomSampler): JournalStorage "
         f"on {n:,} trials, its RDB storage on {max(50, n // 10):,} (30-50 ms a trial).",
         "",
-        *table(
-            ["case", "CPU ms/trial", "wall ms/trial", "trials", "notes"], [r.row() for r in rows]
-        ),
+        *table("case | CPU ms/trial | wall ms/trial | trials | notes", [r.row() for r in rows]),
         "",
         *table(
-            ["ratio (CPU per trial)", "measured", "target"],
+            "ratio (CPU per trial) | measured | target",
             [
-                [
-                    "poptune optimize / Optuna JournalStorage",
-                    ratio(mine.cpu_ms, journal.cpu_ms),
-                    f"≤ {TARGET_JOURNAL_RATIO:g}",
-                ],
-                [
-                    "poptune optimize / its statements through bare sqlite3",
-                    ratio(mine.cpu_ms, replayed.cpu_ms),
-                    f"≤ {TARGET_REPLAY_RATIO:g}",
-                ],
-                [
-                    "poptune ask/tell / Optuna JournalStorage",
-                    ratio(asked.cpu_ms, journal.cpu_ms),
-                    "",
-                ],
+                [f"{a} / {b}", ratio(x.cpu_ms, y.cpu_ms), goal]
+                for a, x, b, y, goal in (
+                    (
+                        "poptune optimize",
+                        mine,
+                        "Optuna JournalStorage",
+                        journal,
+                        f"≤ {TARGET_JOURNAL_RATIO:g}",
+                    ),
+                    (
+                        "poptune optimize",
+                        mine,
+                        "its statements through bare sqlite3",
+                        replayed,
+                        f"≤ {TARGET_REPLAY_RATIO:g}",
+                    ),
+                    ("poptune ask/tell", asked, "Optuna JournalStorage", journal, ""),
+                )
             ],
         ),  # fmt: skip
         "",
@@ -289,19 +279,11 @@ def run(ctx: Context) -> Section:
         "held inside the server, shown as its round trip.",
         "",
         *table(
-            [
-                "storage",
-                "workers × objective",
-                "trials",
-                "trials/s",
-                "% of ideal",
-                "lock held per trial, ms",
-                "per locked transaction, ms (mean / p95)",
-                "final write round trip, ms (mean / p95)",
-                "notes",
-            ],
+            "storage | workers × objective | trials | trials/s | % of ideal | "
+            "lock held per trial, ms | per locked transaction, ms (mean / p95) | "
+            "final write round trip, ms (mean / p95) | notes",
             tp_rows,
-        ),  # fmt: skip
+        ),
     ]
     for got, peer, goal in (
         (mine, journal, TARGET_JOURNAL_RATIO),

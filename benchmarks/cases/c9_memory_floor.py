@@ -1,7 +1,6 @@
 """Case 9: poptune in memory near its floor (issue 14, item 4), beside Optuna, in one run.
 
-Each figure comes from a fresh process (case 1's ``benchmarks/peers/overhead_peer.py`` with
-``floor`` set, in the library's virtualenv):
+Each figure comes from a fresh process (:func:`peer`, in the library's virtualenv):
 
 * steady-state CPU and wall time per trial of poptune and Optuna in memory, after a 200-trial
   warm-up, and their ratio: an ask/tell loop with random search (Optuna's RandomSampler), the
@@ -14,12 +13,96 @@ Each figure comes from a fresh process (case 1's ``benchmarks/peers/overhead_pee
 
 from __future__ import annotations
 
+import gc
 import subprocess
+import time
 from typing import Any
 
 from benchmarks import peers
+from benchmarks.cases.c1_overhead import WARMUP_TRIALS, optuna_value, space, trial_value
 from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
 
+
+# -- the peer side ---------------------------------------------------------------------------
+def _timed(body: Any, n: int) -> dict[str, Any]:
+    cpu, wall = time.process_time(), time.perf_counter()
+    body()
+    return {"cpu_s": (time.process_time() - cpu) / n, "wall_s": (time.perf_counter() - wall) / n}
+
+
+def _loop(study: Any, n: int) -> None:
+    """``n`` trials of poptune's ask/tell loop."""
+    for k, trial in enumerate(study if n > 0 else (), 1):
+        study.add_observation(trial, trial_value(trial), iteration=1)
+        study.finalize(trial)
+        if k >= n:
+            return
+
+
+def _growth(study: Any, n: int) -> dict[str, Any]:
+    """One run of ``n`` trials: wall and CPU seconds per trial of its first and last 10%, and
+    the wall and CPU seconds of each full collection of the cyclic GC in it."""
+    pauses: list[tuple[float, float]] = []
+    started = [0.0, 0.0]
+
+    def meter(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] == 2 and phase == "start":
+            started[:] = [time.perf_counter(), time.process_time()]
+        elif info["generation"] == 2:
+            pauses.append((time.perf_counter() - started[0], time.process_time() - started[1]))
+
+    k = max(1, n // 10)
+    gc.callbacks.append(meter)
+    try:
+        first = _timed(lambda: _loop(study, k), k)
+        _loop(study, n - 2 * k)
+        last = _timed(lambda: _loop(study, k), k)
+    finally:
+        gc.callbacks.remove(meter)
+    return {
+        "first_s": first["wall_s"],
+        "last_s": last["wall_s"],
+        "first_cpu_s": first["cpu_s"],
+        "last_cpu_s": last["cpu_s"],
+        "full_gc_pauses_s": [wall for wall, _ in pauses],
+        "full_gc_pauses_cpu_s": [cpu for _, cpu in pauses],
+    }
+
+
+def peer(floor: str, library: str, n: int, seed: int) -> dict[str, Any]:
+    """Case ``floor`` (``random``, ``tpe``, ``optimize`` or ``growth``) of ``library``."""
+    if library == "optuna":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        samplers = optuna.samplers
+        sampler = samplers.TPESampler(seed=seed) if floor == "tpe" else samplers.RandomSampler(seed)
+        study = optuna.create_study(sampler=sampler)
+        if floor == "optimize":
+            study.optimize(optuna_value, n_trials=WARMUP_TRIALS)
+            return _timed(lambda: study.optimize(optuna_value, n_trials=n), n)
+
+        def loop(count: int) -> None:
+            for _ in range(count):
+                t = study.ask()
+                study.tell(t, optuna_value(t))
+
+        loop(WARMUP_TRIALS)
+        return _timed(lambda: loop(n), n)
+    import poptune
+
+    algorithm = poptune.algorithms.TPE() if floor == "tpe" else poptune.algorithms.RandomSearch()
+    study = poptune.Study(space(poptune), algorithm, True, seed=seed, disable_dashboard=True)
+    if floor == "growth":
+        return _growth(study, n)
+    if floor == "optimize":
+        study.optimize(trial_value, n_trials=WARMUP_TRIALS, show_progress=False)
+        return _timed(lambda: study.optimize(trial_value, n_trials=n, show_progress=False), n)
+    _loop(study, WARMUP_TRIALS)
+    return _timed(lambda: _loop(study, n), n)
+
+
+# -- the case --------------------------------------------------------------------------------
 TITLE = "9. In memory near its floor: steady state, growth over 100,000 trials, GC objects"
 SIZES = {"random": 20_000, "tpe": 1_000, "optimize": 20_000, "growth": 100_000}
 QUICK_SIZES = {"random": 2_000, "tpe": 100, "optimize": 1_000, "growth": 10_000}
@@ -64,10 +147,7 @@ def run(ctx: Context) -> Section:
     def measure(library: str, case: str) -> dict[str, Any] | None:
         args = {"floor": case, "library": library, "n": sizes[case], "seed": 1}
         log(f"  memory floor: {library} {case}, n = {sizes[case]:,}")
-        outcome = ctx.run_peer(library, "overhead_peer", args, TIMEOUT_S)
-        if not outcome.ok:
-            section.notes.append(f"{library} {case} failed: {outcome.error}")
-        return outcome.result if outcome.ok else None
+        return ctx.result(section, f"{library} {case}", library, "c9_memory_floor", args, TIMEOUT_S)
 
     rows, ratios = [], {}
     for case in ("random", "tpe", "optimize"):
@@ -75,8 +155,7 @@ def run(ctx: Context) -> Section:
         theirs = measure("optuna", case) if optuna else None
         row = [case, f"{sizes[case]:,}"]
         for key in ("cpu_s", "wall_s"):
-            a = mine[key] if mine else float("nan")
-            b = theirs[key] if theirs else float("nan")
+            a, b = (got[key] if got else float("nan") for got in (mine, theirs))
             row += [us(a), us(b), ratio(a, b)]
             ratios[(case, key)] = a / b if mine and theirs else float("nan")
         rows.append(row)
@@ -87,18 +166,10 @@ def run(ctx: Context) -> Section:
         "`study.optimize`, one worker, random search.",
         "",
         *table(
-            [
-                "case",
-                "n",
-                "poptune CPU",
-                "Optuna CPU",
-                "CPU ratio",
-                "poptune wall",
-                "Optuna wall",
-                "wall ratio",
-            ],
+            "case | n | poptune CPU | Optuna CPU | CPU ratio | poptune wall | Optuna wall | "
+            "wall ratio",
             rows,
-        ),  # fmt: skip
+        ),
     ]
     cpu_ratio = ratios[("random", "cpu_s")]
     section.targets.append(
@@ -131,9 +202,7 @@ def run(ctx: Context) -> Section:
         "",
         f"Growth: poptune's random loop, {n:,} trials in one run, µs per trial.",
         "",
-        *table(
-            ["clock", "first 10%", "last 10%", "last / first", "full GC collections (ms)"], rows
-        ),  # fmt: skip
+        *table("clock | first 10% | last 10% | last / first | full GC collections (ms)", rows),
     ]
 
     counts = {lib: gc_objects(ctx.python, lib) for lib in ("numpy", "poptune")}
@@ -149,6 +218,6 @@ def run(ctx: Context) -> Section:
         "Objects the cyclic GC tracks once a library is ready to run a study (a fresh "
         "interpreter; numpy alone for reference).",
         "",
-        *table(["library", "GC-tracked objects", "over numpy alone"], rows),
+        *table("library | GC-tracked objects | over numpy alone", rows),
     ]
     return section

@@ -5,11 +5,14 @@ Each peer (``optuna``, ``ray``, ``sherpa``) gets a virtualenv ``benchmarks/peers
 installed with ``--no-deps`` afterwards). A stamp in the virtualenv records the hash of those
 files, how long the setup took and when: a changed requirement file rebuilds the virtualenv.
 
-The peer side of every case is a small module here (``*_peer.py``) run as
-``<python> -m benchmarks.peers.<module> --args JSON --out FILE`` from the repository root, with
-the peer's python (poptune's side runs the same modules with the harness's own python). It
-writes ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "...", "traceback": ...}`` to
-FILE; the harness never parses stdout, which libraries fill with logs.
+The peer side of a case is the ``peer(**args)`` function of its module,
+``benchmarks/cases/<case>.py``, run as ``<python> -m benchmarks.peers <case> --args JSON --out
+FILE`` from the repository root with the peer's python (poptune's side runs the same function
+with the harness's own python), so one file defines a case. A case module that has a peer side
+imports only the standard library, numpy and ``benchmarks`` at its top; a library is imported
+inside the function that uses it. The run writes ``{"ok": true, "result": ...}`` or ``{"ok":
+false, "error": "...", "traceback": ...}`` to FILE; the harness never parses stdout, which
+libraries fill with logs.
 """
 
 from __future__ import annotations
@@ -198,12 +201,12 @@ def child_env() -> dict[str, str]:
 
 
 def run_script(
-    python: str, module: str, args: dict[str, Any], timeout_s: float, log: Callable[[str], None]
+    python: str, case: str, args: dict[str, Any], timeout_s: float, log: Callable[[str], None]
 ) -> Outcome:
-    """Run ``python -m benchmarks.peers.<module>`` with ``args``; never raises."""
+    """Run ``benchmarks.cases.<case>.peer(**args)`` in a fresh ``python``; never raises."""
     with tempfile.TemporaryDirectory(prefix="poptune-peer-") as tmp:
         out = Path(tmp, "out.json")
-        cmd = [python, "-m", f"benchmarks.peers.{module}", "--args", json.dumps(args)]
+        cmd = [python, "-m", "benchmarks.peers", case, "--args", json.dumps(args)]
         cmd += ["--out", str(out)]
         try:
             done = subprocess.run(
@@ -217,17 +220,18 @@ def run_script(
             error = first_error_line(done.stderr or done.stdout)
             return Outcome(False, error=f"exit {done.returncode}: {error}")
     if not payload.get("ok"):
-        log(f"    {module} failed: {payload.get('traceback', '')[-1500:]}")
+        log(f"    {case} failed: {payload.get('traceback', '')[-1500:]}")
         return Outcome(False, error=payload.get("error", "failed"))
     return Outcome(True, payload.get("result"))
 
 
-def serve(run: Callable[..., Any]) -> None:
-    """The peer script's side: parse ``--args``/``--out``, call ``run(**args)``, write JSON."""
-    argv = sys.argv[1:]
+def serve(argv: list[str]) -> None:
+    """The peer's side (``python -m benchmarks.peers CASE --args JSON --out FILE``): call the
+    case module's ``peer(**args)`` and write its result, or its error, to FILE as JSON."""
     args = json.loads(argv[argv.index("--args") + 1])
     out = Path(argv[argv.index("--out") + 1])
     try:
+        run = importlib.import_module(f"benchmarks.cases.{argv[0]}").peer
         payload: dict[str, Any] = {"ok": True, "result": run(**args)}
     except BaseException as exc:  # noqa: BLE001 - reported to the harness
         text = f"{type(exc).__name__}: {exc}".strip().splitlines()

@@ -199,7 +199,7 @@ class Trial:
         self.meta: dict[str, Any] = dict(meta) if meta else {}
         # iteration -> (objective, context items or None, seq): plain tuples of atoms, which
         # the cyclic garbage collector stops tracking (a dict inside would keep them tracked),
-        # so a study of 100k trials costs it one object per trial (benchmarks/overhead.py).
+        # so a study of 100k trials costs it one object per trial (benchmark case 1).
         self._obs: dict[int, _Record] = {}
         self.finished_seq = 0
         self.stop_requested = False
