@@ -144,3 +144,51 @@ def test_a_stopped_run_keeps_the_cases_it_finished(
     assert run.main(["--cases", "1", "--no-peers", "--output", str(page)]) == 0
     text = page.read_text()
     assert "first case's figure: 42" in text and "in progress" not in text
+
+
+# -- the peer protocol: one file per case, its peer side run in a library's virtualenv -------
+#: What the peers' virtualenvs lack (Optuna's has numpy and Optuna; Ray's and SHERPA's theirs).
+NOT_IN_EVERY_PEER = ("poptune", "optuna", "ray", "sherpa", "scipy", "sklearn", "torch",
+                     "pandas", "sqlalchemy", "psycopg", "matplotlib")  # fmt: skip
+PEER_SIDES = ("c1_overhead", "c2_throughput", "c4_pbt_function", "c6_tpe", "c7_startup",
+              "c9_memory_floor", "c10_model_cost")  # fmt: skip
+
+
+def test_every_peer_side_imports_with_only_numpy_and_the_standard_library() -> None:
+    """A case module with a ``peer`` is imported in every peer's virtualenv: it must import
+    with poptune and every other library hidden (each is imported inside its function)."""
+    code = (
+        "import importlib, pkgutil, sys\n"
+        f"for name in {NOT_IN_EVERY_PEER!r}:\n"
+        "    sys.modules[name] = None  # 'import name' raises ImportError\n"
+        "import benchmarks.cases as cases\n"
+        "names = sorted(m.name for m in pkgutil.iter_modules(cases.__path__))\n"
+        "sides = []\n"
+        "for name in names:\n"
+        "    try:\n"
+        "        module = importlib.import_module(f'benchmarks.cases.{name}')\n"
+        "    except ImportError:\n"
+        "        continue  # a case without a peer side may import poptune at its top\n"
+        "    if hasattr(module, 'peer'):\n"
+        "        sides.append(name)\n"
+        "print(','.join(sides))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120, check=True)  # fmt: skip
+    assert sorted(done.stdout.strip().split(",")) == sorted(PEER_SIDES), done.stderr
+
+
+def test_a_peer_side_runs_in_a_fresh_process_and_reports_its_result_or_its_error(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.peers import run_script
+
+    logged: list[str] = []
+    args = {"case": "poptune", "n": 20, "seed": 1, "warmup": 5}
+    out = run_script(sys.executable, "c1_overhead", args, 120, logged.append)
+    assert out.ok and out.result["n"] == 20 and out.result["cpu_total"] > 0, out.error
+    bad = run_script(sys.executable, "c1_overhead", {**args, "case": "nope"}, 120, logged.append)
+    assert not bad.ok and "nope" in (bad.error or ""), bad.error
+    missing = run_script(sys.executable, "c99_none", {}, 120, logged.append)
+    assert not missing.ok and "c99_none" in (missing.error or ""), missing.error

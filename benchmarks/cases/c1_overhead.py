@@ -210,6 +210,8 @@ def sherpa_loop(n: int, seed: int) -> Laps:
 def loop(config: str, n: int, seed: int) -> Laps:
     """``n`` timed trials of configuration ``config`` (a key of :data:`LABEL`); a file-backed
     one gets a fresh file in a temporary directory, its study created before the clock."""
+    if config not in LABEL:
+        raise ValueError(f"unknown case 1 configuration {config!r}; known: {', '.join(LABEL)}")
     in_memory = {"poptune": poptune_loop, "optuna": optuna_loop, "sherpa": sherpa_loop}
     if config in in_memory:
         return in_memory[config](n, seed)

@@ -519,7 +519,7 @@ def run(ctx: Context) -> Section:
             section.targets.append(Target(what, None, "that configuration was not run"))
             continue
         eff = med(got) / (workers / SLEEP_S)
-        detail = f"{eff:.0%} of ideal ({fmt(med(got))} trials/s)"
+        detail = f"{eff:.1%} of ideal ({fmt(med(got))} trials/s)"  # 89.96% is not 90%
         if eff < goal:
             detail += (
                 f"; on {usable_cpus()} cores the {workers} workers, the database server and "
