@@ -263,14 +263,7 @@ class _Mixture:
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         component = rng.choice(len(self.mu), size=n, p=self.weights)
-        mu, sigma = self.mu[component], self.sigma[component]
-        out = mu + sigma * rng.standard_normal(n)
-        for _ in range(100):  # rejection: each component keeps >= a third of its mass
-            outside = (out < self.low) | (out > self.high)
-            if not outside.any():
-                break
-            out[outside] = mu[outside] + sigma[outside] * rng.standard_normal(int(outside.sum()))
-        return np.clip(out, self.low, self.high)
+        return _truncated(self.mu[component], self.sigma[component], self.low, self.high, rng)
 
     def log_pdf(self, x: np.ndarray) -> np.ndarray:
         z = (x[:, None] - self.mu[None, :]) / self.sigma[None, :]
@@ -292,13 +285,8 @@ def _numeric_candidates(
     prior_weight: float,
     rng: np.random.Generator,
 ) -> tuple[list[Any], np.ndarray]:
-    log = p.scale == "log"
-    discrete = isinstance(p, Discrete)
-    half = 0.5 if discrete else 0.0
-    low, high = p.low - half, p.high + half
-    if log:
-        low = math.log(low) if low > 0 else math.log(p.low)
-        high = math.log(high)
+    log, discrete = p.scale == "log", isinstance(p, Discrete)
+    low, high = _domain(p)
 
     def encode(values: list[Any]) -> np.ndarray:
         arr = np.asarray(values, dtype=float)
@@ -319,6 +307,30 @@ def _numeric_candidates(
         b = np.log(b)
     ratio = l_model.log_mass(a, b) - g_model.log_mass(a, b)
     return [int(v) for v in ints], ratio
+
+
+def _domain(p: Continuous | Discrete) -> tuple[float, float]:
+    """A numeric parameter's internal domain: its range (a Discrete's widened by half a bin
+    each side), in log space for log scale."""
+    half = 0.5 if isinstance(p, Discrete) else 0.0
+    low, high = p.low - half, p.high + half
+    if p.scale == "log":
+        return (math.log(low) if low > 0 else math.log(p.low)), math.log(high)
+    return low, high
+
+
+def _truncated(
+    mu: np.ndarray, sigma: np.ndarray, low: float, high: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One draw of N(mu, sigma) per entry, truncated to ``[low, high]`` (rejection, then a
+    clip: each component keeps at least a third of its mass there)."""
+    out = mu + sigma * rng.standard_normal(len(mu))
+    for _ in range(100):
+        outside = (out < low) | (out > high)
+        if not outside.any():
+            break
+        out[outside] = mu[outside] + sigma[outside] * rng.standard_normal(int(outside.sum()))
+    return np.clip(out, low, high)
 
 
 def _phi(z: np.ndarray) -> np.ndarray:
@@ -392,13 +404,8 @@ class _Kernels:
             self.prob = (own + prior_weight / k) / (1.0 + prior_weight)
             self.prob[m] = 1.0 / k
             return
-        self.log_scale = p.scale == "log"
-        self.discrete = isinstance(p, Discrete)
-        half = 0.5 if self.discrete else 0.0
-        low, high = p.low - half, p.high + half
-        if self.log_scale:
-            low = math.log(low) if low > 0 else math.log(p.low)
-            high = math.log(high)
+        self.log_scale, self.discrete = p.scale == "log", isinstance(p, Discrete)
+        low, high = _domain(p)  # type: ignore[arg-type]
         self.low, self.high, width = low, high, high - low
         points = self.encode(values)
         spread = float(np.std(points)) if m > 1 else width
@@ -422,14 +429,7 @@ class _Kernels:
             index = (u > np.cumsum(self.prob[component], axis=1)).sum(axis=1)
             index = np.minimum(index, len(p.range) - 1)
             return [p.range[int(i)] for i in index], index
-        mu, sigma = self.mu[component], self.sigma[component]
-        x = mu + sigma * rng.standard_normal(len(component))
-        for _ in range(100):  # rejection: each component keeps >= a third of its mass
-            outside = (x < self.low) | (x > self.high)
-            if not outside.any():
-                break
-            x[outside] = mu[outside] + sigma[outside] * rng.standard_normal(int(outside.sum()))
-        x = np.clip(x, self.low, self.high)
+        x = _truncated(self.mu[component], self.sigma[component], self.low, self.high, rng)
         if not self.discrete:
             values = np.clip(np.exp(x) if self.log_scale else x, p.low, p.high)
             return [float(v) for v in values], self.encode(values)
