@@ -7,6 +7,7 @@ import math
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,26 @@ from benchmarks.peers import Outcome, Peer, run_script
 
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class Clock:
+    """The wall and CPU seconds (``time.process_time``) its ``with`` blocks took, summed."""
+
+    wall = cpu = 0.0
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = self.wall - time.perf_counter(), self.cpu - time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = self.wall + time.perf_counter(), self.cpu + time.process_time()
 
 
 @dataclass
@@ -32,6 +53,7 @@ class Context:
     image_link: str  # how the page links to that folder ("images")
     postgres_url: str
     python: str = sys.executable  # poptune's side
+    cpus: int = field(default_factory=usable_cpus)  # the CPUs this process may use
 
     def repeats_or(self, full: int, quick: int) -> int:
         return self.repeats if self.repeats is not None else (quick if self.quick else full)
@@ -42,10 +64,12 @@ class Context:
     def pick(self, full: Any, quick: Any) -> Any:
         return quick if self.quick else full
 
-    def peer(self, name: str) -> Peer | None:
-        """The peer if it can run, else None (:meth:`peer_note` says why)."""
-        peer = self.peers.get(name)
-        return peer if peer is not None and peer.ok else None
+    def usable(self, name: str, section: Section | None = None) -> bool:
+        """Whether peer ``name`` can run; if not, :meth:`peer_note` goes on ``section``'s notes."""
+        ok = name in self.peers and self.peers[name].ok
+        if section is not None and not ok:
+            section.notes.append(self.peer_note(name))
+        return ok
 
     def peer_note(self, name: str) -> str:
         if self.no_peers:
@@ -56,8 +80,7 @@ class Context:
         return f"{name} was not run: {peer.error}"
 
     def run_peer(self, peer: str, module: str, args: dict[str, Any], timeout_s: float) -> Outcome:
-        """Run case ``module``'s ``peer(**args)`` in a fresh process of ``peer``'s python
-        (``"poptune"``: the harness's python)."""
+        """Run ``module``'s ``peer(**args)`` in a fresh process of ``peer``'s python."""
         python = self.python if peer == "poptune" else self.peers[peer].python
         assert python is not None
         return run_script(python, module, args, timeout_s, log)
@@ -66,8 +89,7 @@ class Context:
         self, section: Section, what: str, peer: str, module: str, args: dict[str, Any],
         timeout_s: float,
     ) -> Any:  # fmt: skip
-        """:meth:`run_peer`'s result, or None after noting on ``section`` that ``what`` failed
-        (and why)."""
+        """:meth:`run_peer`'s result, or None after noting on ``section`` that ``what`` failed."""
         out = self.run_peer(peer, module, args, timeout_s)
         if not out.ok:
             section.notes.append(f"{what} failed: {out.error}")
@@ -97,6 +119,16 @@ class Section:
     notes: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     error: str | None = None
+
+    def target(self, what: str, met: bool | None, detail: str) -> None:
+        self.targets.append(Target(what, met, detail))
+
+    def target_of(
+        self, what: str, value: float, met: bool, detail: str, missing: str = "not measured"
+    ) -> None:
+        """A target judged by ``met`` if ``value`` is a number, else not (``missing``: why)."""
+        finite = math.isfinite(value)
+        self.target(what, met if finite else None, detail if finite else missing)
 
     def not_evaluated(self, why: str) -> None:
         """Judge no target (e.g. sizes too small to judge them): keep what was measured."""
@@ -130,8 +162,11 @@ def fmt(value: float, digits: int = 3) -> str:
         return "0"
     magnitude = math.floor(math.log10(abs(value)))
     decimals = max(0, digits - 1 - magnitude)
-    text = f"{value:,.{decimals}f}"
-    return text
+    return f"{value:,.{decimals}f}"
+
+
+def mean(values: Sequence[float] | None) -> float:
+    return statistics.fmean(values) if values else math.nan
 
 
 def spread(values: Sequence[float], digits: int = 3) -> str:
@@ -145,8 +180,7 @@ def spread(values: Sequence[float], digits: int = 3) -> str:
 
 
 def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
-    """The mean and its standard error of the finite ``values`` (NaN for none; the standard
-    error is NaN for one value)."""
+    """The mean and standard error of the finite ``values`` (NaN for none; s.e. NaN for one)."""
     values = [v for v in values if math.isfinite(v)]
     if not values:
         return math.nan, math.nan
@@ -172,8 +206,7 @@ def ratio(a: float, b: float) -> str:
 
 
 def gap_and_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """mean(a) − mean(b) and the standard error of that difference (independent samples; a
-    sample of one adds no variance)."""
+    """mean(a) − mean(b) and its standard error (independent samples; one adds no variance)."""
 
     def var(v: Sequence[float]) -> float:
         return statistics.variance(v) / len(v) if len(v) > 1 else 0.0
@@ -182,8 +215,7 @@ def gap_and_se(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
 
 
 def table(header: str | Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """A Markdown table; ``header``: the column names, or one string of them joined by
-    ``" | "``."""
+    """A Markdown table; ``header``: the column names, or them joined by ``" | "``."""
     if isinstance(header, str):
         header = header.split(" | ")
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -193,8 +225,7 @@ def table(header: str | Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
 
 # -- figures --------------------------------------------------------------------------------------
 def figure(ctx: Context, name: str, draw: Callable[[Any], None], alt: str) -> list[str]:
-    """Draw ``docs/images/bench_<name>.png`` with ``draw(plt)``; the Markdown lines to show it
-    (or a note if matplotlib is missing or the drawing fails)."""
+    """Draw ``bench_<name>.png`` with ``draw(plt)``: the lines that show it (or say why not)."""
     try:
         import matplotlib
 
@@ -220,8 +251,7 @@ def style(
     ax: Any, xlabel: str = "", ylabel: str = "", title: str = "", *, logx: bool = False,
     logy: bool = False, grid: str = "both", legend: float | None = None, **legend_kw: Any,
 ) -> None:  # fmt: skip
-    """Label a matplotlib ``ax``, set log scales, a light grid (``grid``: the axis, ``""`` for
-    none) and (``legend``: its font size) a legend."""
+    """Label ``ax``; log scales, a light grid on axis ``grid`` (``""``: none), a legend (size)."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -233,10 +263,3 @@ def style(
         ax.grid(True, axis=grid, which="both" if logx or logy else "major", alpha=0.3)
     if legend is not None:
         ax.legend(fontsize=legend, **legend_kw)
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1

@@ -4,11 +4,12 @@ the peers' virtualenvs import this module too)."""
 from __future__ import annotations
 
 import math
-import time
 import zlib
 from typing import Any
 
 import numpy as np
+
+from benchmarks.harness import Clock
 
 # -- the paper's toy problem (Jaderberg et al. 2017, Fig. 2) -----------------------------------
 TOY_THETA0 = (0.9, 0.9)
@@ -136,14 +137,12 @@ def poptune_search(problem: str, algorithm: Any, n: int, seed: int) -> tuple[flo
     value, and the wall and CPU seconds its suggestions took (``get_suggestion`` alone)."""
     objective = PROBLEMS[problem][0]
     study = problem_study(problem, algorithm, seed)
-    best, wall, cpu = math.inf, 0.0, 0.0
+    best, clock = math.inf, Clock()
     for _ in range(n):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        trial = study.get_suggestion()
-        wall += time.perf_counter() - start
-        cpu += time.process_time() - start_cpu
+        with clock:
+            trial = study.get_suggestion()
         value = objective(trial.parameters)
         study.add_observation(trial, value)
         study.finalize(trial)
         best = min(best, value)
-    return best, wall, cpu
+    return best, clock.wall, clock.cpu

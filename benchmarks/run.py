@@ -1,17 +1,14 @@
 """``python -m benchmarks``: every benchmark of poptune against its peers, one command, one page.
 
-Sets up the peers' virtualenvs when they are missing (:mod:`benchmarks.peers`), runs the cases
-of :data:`CASES` (``benchmarks/cases/``; what each measures: ``benchmarks/README.md``) and
-writes ``docs/benchmarks.md`` with its figures in ``docs/images/bench_*.png`` (rewritten after
-every case, marked partial until the last, so a stopped run keeps what it measured); ``--help``
-lists the options. A peer that cannot be installed or crashes is reported on the page; the run goes
-on. In a --quick run no target is judged (the sizes are not the targets' sizes).
+Sets up the missing peers' virtualenvs (:mod:`benchmarks.peers`), runs the cases of :data:`CASES`
+and writes ``docs/benchmarks.md``, rewritten after every case (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import os
 import platform
 import shlex
@@ -44,13 +41,11 @@ CASES = {
 }
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-#: Peers whose virtualenv --quick does not create (each takes over a minute to install; measured
-#: here: Optuna 23 s, SHERPA 71 s, Ray 75 s on a busy 2-core machine).
+#: Peers whose virtualenv --quick does not create (over a minute each to install here).
 QUICK_SKIPS_SETUP = ("sherpa", "ray")
 
 
-#: The page's method, in front of its figures (what makes the comparisons fair, and where each
-#: kind of figure is).
+#: The page's method, in front of its figures: what makes the comparisons fair.
 HOW_TO_READ = [
     "## How to read this page",
     "",
@@ -140,11 +135,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def prepare_peers(args: argparse.Namespace) -> dict[str, Peer]:
     if args.no_peers:
         return {}
-    wanted = [
-        p
-        for p in args.peer_names
-        if args.setup_only or any(p in CASES[c][1] for c in args.case_numbers)
-    ]
+    cases = [CASES[c][1] for c in args.case_numbers]
+    wanted = [p for p in args.peer_names if args.setup_only or any(p in c for c in cases)]
     peers = {}
     for name in wanted:
         install = not args.quick or args.setup_peers or name not in QUICK_SKIPS_SETUP
@@ -196,20 +188,14 @@ def render(
     command = "python -m benchmarks" + ("" if not argv else " " + shlex.join(argv))
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     total = time.monotonic() - started
+    quick = " (**--quick: small sizes, one repeat — a smoke run, not figures to quote**)"
+    partial = f" (**in progress: {cases_left} more case(s) to run — a partial page**)"
     out = [
         "# Benchmarks: poptune against Optuna, Ray Tune and SHERPA",
         "",
         f"Produced by `{command}` on {now} in {total / 60:.1f} minutes"
-        + (
-            " (**--quick: small sizes, one repeat — a smoke run, not figures to quote**)"
-            if args.quick
-            else ""
-        )
-        + (
-            f" (**in progress: {cases_left} more case(s) to run — a partial page**)"
-            if cases_left
-            else ""
-        )
+        + (quick if args.quick else "")
+        + (partial if cases_left else "")
         + ". Compare libraries by the ratios measured side by side in one run: absolute "
         "times on shared machines drift from run to run. `python -m benchmarks` reproduces "
         "this page (see `benchmarks/README.md`).",
@@ -228,25 +214,20 @@ def render(
     for name, peer in peers.items():
         if peer.ok:
             versions = ", ".join(f"{k} {v}" for k, v in peer.versions.items() if k != "python")
-            when = (
-                f"set up in this run in {peer.setup_s:.0f} s"
-                if peer.set_up_now
-                else f"set up on {peer.set_up_at} in {peer.setup_s:.0f} s"
-            )
+            when = "in this run" if peer.set_up_now else f"on {peer.set_up_at}"
             out.append(
                 f"- {name}: `benchmarks/peers/.venv-{name}` (Python "
-                f"{peer.versions.get('python', '?')}): {versions}; {when}"
+                f"{peer.versions.get('python', '?')}): {versions}; set up {when} in "
+                f"{peer.setup_s:.0f} s"
             )
         else:
             out.append(f"- **{name}: not available — {peer.error}**")
     out += ["", *HOW_TO_READ, "", "## Targets", ""]
     for section in sections:
-        for target in section.targets:
-            out.append(
-                target.line().replace("- Target: ", f"- Case {section.title.split('.')[0]}: ", 1)
-            )
+        case = f"- Case {section.title.split('.')[0]}: "
+        out += [target.line().replace("- Target: ", case, 1) for target in section.targets]
         if section.error:
-            out.append(f"- Case {section.title.split('.')[0]}: **failed** ({section.error})")
+            out.append(f"{case}**failed** ({section.error})")
     out.append("")
     for section in sections:
         out += section.markdown()
@@ -258,12 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     load_start = load()
-    if args.output is None:
-        if args.quick:
-            args.output = Path(tempfile.mkdtemp(prefix="poptune-bench-")) / "benchmarks.md"
-        else:
-            args.output = DEFAULT_OUTPUT
-    output = args.output.resolve()
+    if args.output is None and args.quick:
+        args.output = Path(tempfile.mkdtemp(prefix="poptune-bench-")) / "benchmarks.md"
+    output = (args.output or DEFAULT_OUTPUT).resolve()
     peers = prepare_peers(args)
     if args.setup_only:
         for name, peer in peers.items():
@@ -284,8 +262,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     mine = installed_versions(sys.executable, VERSIONS_OF["poptune"])  # a subprocess: once
     for done, number in enumerate(args.case_numbers, 1):
-        import importlib
-
         module = importlib.import_module(f"benchmarks.cases.{CASES[number][0]}")
         log(f"case {number}: {module.TITLE}")
         case_start = time.monotonic()

@@ -1,15 +1,11 @@
 """Case 10: what a model-based suggestion costs as a study grows (issue 14, item 5), beside
-Optuna: ``BayesianOptimization`` (default ``refit_every=10``; ``refit_every=1`` refits every
-suggestion, as before the option) beside ``GPSampler``, ``TPE`` beside ``TPESampler``,
-``MedianStoppingRule``'s first call (it indexes the history) and a second, and ``refit_every``'s
-cost in quality. The method is the page text in :func:`run`; beyond it: past trials are added
-as finished trials (``Study.add_trial`` / ``add_trials``), then one untimed suggestion (poptune's
-one random one; GPSampler warms its kernel cache) and ``k`` timed ones (one refit cycle, so the
-mean holds one fit), each evaluated and told, untimed, before the next; CPU time is
-``time.process_time`` (every thread); the rule's trials have 1 to 20 iterations. poptune runs
-in the harness's process, Optuna (defaults, PyTorch CPU build, greenlet) in its virtualenv
-(:func:`peer`).
-"""
+Optuna: ``BayesianOptimization`` (``refit_every`` 10, the default, and 1, as before the option)
+beside ``GPSampler``, ``TPE`` beside ``TPESampler``, ``MedianStoppingRule``'s first call (it
+indexes the history) and a second, and ``refit_every``'s cost in quality. The method is the page
+text in :func:`run`; beyond it: past trials are added as finished ones (``add_trial(s)``), then
+one untimed suggestion (poptune's random one; GPSampler warms its kernel cache) and ``k`` timed
+ones (one refit cycle), each told, untimed, before the next; CPU time is ``time.process_time``
+(every thread); the rule's trials have 1 to 20 iterations. Optuna runs in its virtualenv."""
 
 from __future__ import annotations
 
@@ -20,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmarks.harness import Context, Section, Target, fmt, log, mean_se, ratio, spread, table
+from benchmarks.harness import Context, Section, fmt, log, mean, mean_se, ratio, spread, table
 from benchmarks.peers import preimport
 from benchmarks.problems import PROBLEMS, past_points, poptune_search, problem_study
 
@@ -75,8 +71,7 @@ def poptune_cost(algorithm: Any, problem: str, n_past: int, k: int, seed: int = 
 
 
 def peer(sampler: str, problem: str, n_past: int, k: int, seed: int = 0) -> dict[str, Any]:
-    """Optuna's side: :func:`_cost` of ``TPESampler`` (``"tpe"``) or ``GPSampler`` (``"gp"``),
-    and the first distinct warnings."""
+    """Optuna's side: :func:`_cost` of its ``sampler`` ("tpe", "gp"), and the first warnings."""
     import optuna
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
@@ -135,12 +130,8 @@ def rule_cost(n_trials: int, seed: int = 0) -> dict[str, float]:
     return out
 
 
-def _mean(values: Sequence[float] | None) -> float:
-    return statistics.fmean(values) if values else math.nan
-
-
 def _ms(values: Sequence[float] | None) -> str:
-    return fmt(_mean(values) * 1e3)
+    return fmt(mean(values) * 1e3)
 
 
 def run(ctx: Context) -> Section:
@@ -152,9 +143,7 @@ def run(ctx: Context) -> Section:
     import_sklearn()  # imported before the timing, as Optuna's side imports torch
     import scipy.optimize  # noqa: F401
 
-    optuna = ctx.peer("optuna") is not None
-    if not optuna:
-        section.notes.append(ctx.peer_note("optuna"))
+    optuna = ctx.usable("optuna", section)
 
     def optuna_cost(sampler: str, n_past: int) -> dict | None:
         args = {"sampler": sampler, "problem": PROBLEM, "n_past": n_past, "k": k}
@@ -176,18 +165,16 @@ def run(ctx: Context) -> Section:
             row = [title, str(n_past), _ms(mine["cpu_s"]), _ms(mine["wall_s"])]
             row += [_ms(before["cpu_s"])] if before else []
             row += [_ms(theirs.get("cpu_s")), _ms(theirs.get("wall_s"))]
-            last_ratio = _mean(mine["cpu_s"]) / _mean(theirs.get("cpu_s"))
-            rows.append([*row, ratio(_mean(mine["cpu_s"]), _mean(theirs.get("cpu_s")))])
+            last_ratio = mean(mine["cpu_s"]) / mean(theirs.get("cpu_s"))
+            rows.append([*row, ratio(mean(mine["cpu_s"]), mean(theirs.get("cpu_s")))])
         header = "model | past trials | poptune CPU ms | poptune wall ms"
         header += " | poptune refit_every=1 CPU ms" if old else ""
         header += f" | Optuna {label} CPU ms | Optuna {label} wall ms | CPU ratio"
         section.lines += ["", *table(header, rows)]
         if old:
             what = f"BayesianOptimization at {sizes[-1]} past trials ≤ {GP_TARGET:g}× GPSampler's"
-            measured = not math.isnan(last_ratio)
-            verdict = last_ratio <= GP_TARGET if measured else None
-            detail = fmt(last_ratio, 2) if measured else "not measured"
-            section.targets.append(Target(f"{what} CPU per suggestion", verdict, detail))
+            what += " CPU per suggestion"
+            section.target_of(what, last_ratio, last_ratio <= GP_TARGET, fmt(last_ratio, 2))
 
     rows, histories = [], ctx.pick(RULE_HISTORIES, 2)
     for n_trials in ctx.pick(RULE_SIZES, QUICK_RULE_SIZES):
@@ -199,7 +186,7 @@ def run(ctx: Context) -> Section:
         rows.append(["MedianStoppingRule", str(n_trials), observations, *times])
     what = f"MedianStoppingRule's first call at {rows[-1][1]} trials ≤ {RULE_TARGET_MS:g} ms CPU"
     what += f" (median of {histories} fresh histories)"
-    section.targets.append(Target(what, first_ms <= RULE_TARGET_MS, f"{rows[-1][3]} ms"))
+    section.target(what, first_ms <= RULE_TARGET_MS, f"{rows[-1][3]} ms")
     section.lines += [
         "",
         f"MedianStoppingRule: median [min–max] over {histories} fresh histories (seeds "

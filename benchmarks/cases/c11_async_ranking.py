@@ -3,30 +3,27 @@ population-size workers: does ranking at equal progress change what it finds? Th
 text in :func:`run`, which leaves the rest to this docstring.
 
 Problems: ``toy-2``, case 3's toy problem as case 3 runs it, ``toy-6`` with random founders (h
-uniform in [0, 1]²), scored by the best Q any segment reached; ``pbt_function-4`` / ``-8``, Ray
-Tune's ``pbt_function`` as case 4 runs it, scored by the best member's accuracy after its last
-segment (case 4's "final score").
+uniform in [0, 1]²), scored by the best Q any segment reached; ``pbt_function-4`` / ``-8``, case 4's
+problem as it runs it, scored by the best member's accuracy after its last segment.
 
 **How the workers are simulated.** A discrete-event simulation, in one process, of W workers sharing
 one in-memory study: at time 0 every worker asks for a trial; one that gets a trial is busy for the
-segment's duration (uniform in [0.5, 1.5) time units, drawn from the seed, the member and the
-generation: both rankings see the same durations); when a segment ends (the earliest first, ties by
-worker index) its observation is reported and the trial finalized, then every idle worker asks again
-(one answered WAIT stays idle until the next segment ends). A segment trains when it is handed out:
-it depends only on its hyperparameters and the finished segment's checkpoint it loads, so this
-changes nothing the algorithm sees. This is the order of events of ``study.optimize(n_workers=W)``
-with those segment times, without processes or real time, so 40 seeds take seconds (~15 s of CPU).
+segment's duration (U(0.5, 1.5) time units, drawn from the seed, the member and the generation: both
+rankings see the same durations); when a segment ends (the earliest first, ties by worker index) its
+observation is reported and the trial finalized, then every idle worker asks again (one answered
+WAIT stays idle until the next segment ends). A segment trains when it is handed out: it depends
+only on its hyperparameters and the checkpoint it loads, so this changes nothing the algorithm sees.
+This is the order of events of ``study.optimize(n_workers=W)`` with those segment times, without
+processes or real time, so 40 seeds take seconds (~15 s of CPU).
 
 Decisions = segments after a member's first; exploits = those that copied a donor
 (``trial.meta['replaced']``). "Best model's segments" = how many segments the weights that hold the
-score were trained for (their lineage and themselves: it can exceed the number of generations, as a
-member that copies a donor trained further holds weights trained longer than its own segment count).
-"equal_progress is": see :func:`verdict`.
+score were trained for (their lineage's and their own: a member that copies a donor trained further
+can exceed the number of generations). "equal_progress is": see :func:`verdict`.
 """
 
 from __future__ import annotations
 
-import abc
 import heapq
 import math
 from typing import Any
@@ -52,7 +49,7 @@ HEADER = (
 
 
 # -- the problems -----------------------------------------------------------------------------
-class Problem(abc.ABC):
+class Problem:
     """A PBT problem: ``study(ranking, seed)``, a fresh study (asynchronous PBT with
     ``ranking``, or synchronous PBT for None); ``train(trial, seed)``, a segment's objective
     and checkpoint (the checkpoints it loads: ``self.checkpoints``, by ``save_to``);
@@ -64,13 +61,6 @@ class Problem(abc.ABC):
         self.name = f"{self.kind}-{population}"
         self.population, self.generations = population, generations
         self.checkpoints: dict[str, Any] = {}
-
-    @abc.abstractmethod
-    def study(self, ranking: str | None, seed: int) -> poptune.Study: ...
-    @abc.abstractmethod
-    def train(self, trial: poptune.Trial, seed: int) -> tuple[float, Any]: ...
-    @abc.abstractmethod
-    def score(self, study: poptune.Study) -> tuple[float, poptune.Trial]: ...
 
     def pbt_study(
         self, params: list[Continuous], ranking: str | None, seed: int, **pbt: Any

@@ -2,17 +2,15 @@
 ``'GP'``) against sampled from their posterior (``hyperparameters='mcmc'``, GPyOpt's ``'GP_MCMC'``
 with ``'EI_MCMC'``): what the chain buys and costs. The method is the page text in :func:`run`;
 every other argument is the default (EI; GPyOpt's n_samples=10, n_burnin=100, subsample_interval=10
-for the chain). Full run: ~5 min CPU on one core.
-"""
+for the chain). Full run: ~5 min CPU on one core."""
 
 from __future__ import annotations
 
 import statistics
-import time
-from typing import Any
 
-from benchmarks.harness import Context, Section, log, mean_se, table
+from benchmarks.harness import Clock, Context, Section, log, mean_se, table
 from benchmarks.problems import PROBLEMS, poptune_search, problem_study
+from poptune.algorithms import BayesianOptimization as BO
 
 TITLE = "12. Bayesian optimization: GP_MCMC beside plain GP (fitted kernel hyperparameters)"
 BUDGETS = {"branin": 30, "hartmann6": 50}
@@ -20,26 +18,18 @@ COST_SIZES = (20, 50, 100)
 MODES = {"GP (fit)": "fit", "GP_MCMC": "mcmc"}
 
 
-def bo(mode: str, **options: Any) -> Any:
-    """``BayesianOptimization`` with ``hyperparameters=mode`` ("fit" or "mcmc")."""
-    from poptune.algorithms import BayesianOptimization
-
-    return BayesianOptimization(hyperparameters=mode, **options)
-
-
 def suggestion_cost(problem: str, mode: str, n_past: int, seed: int) -> float:
     """CPU seconds of the first model-based suggestion after ``n_past`` random trials."""
     objective = PROBLEMS[problem][0]
-    study = problem_study(problem, bo(mode, num_initial_data_points=n_past), seed)
+    study = problem_study(problem, BO(hyperparameters=mode, num_initial_data_points=n_past), seed)
     for _ in range(n_past):
         trial = study.get_suggestion()
         study.add_observation(trial, objective=objective(trial.parameters))
         study.finalize(trial)
-    start = time.process_time()
-    trial = study.get_suggestion()
-    cpu = time.process_time() - start
+    with Clock() as clock:
+        trial = study.get_suggestion()
     assert trial.meta.get("phase") == "model", trial.meta
-    return cpu
+    return clock.cpu
 
 
 def run(ctx: Context) -> Section:
@@ -52,7 +42,10 @@ def run(ctx: Context) -> Section:
     for problem, n in budgets.items():
         cells, best = [], {}
         for name, mode in MODES.items():
-            runs = [poptune_search(problem, bo(mode, max_num_trials=n), n, s) for s in seeds]
+            runs = [
+                poptune_search(problem, BO(hyperparameters=mode, max_num_trials=n), n, s)
+                for s in seeds
+            ]
             best[mode] = [b for b, _, _ in runs]
             ms = 1e3 * sum(c for _, _, c in runs) / (n * len(seeds))
             cells.append(f"{mean_se(best[mode])} ({ms:.0f} ms)")

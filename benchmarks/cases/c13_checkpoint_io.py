@@ -1,9 +1,7 @@
 """Case 13: what a checkpoint costs where it lives: MB/s saving and loading a training state
 (poptune's pickle-free format) through each ``checkpoint_dir``: a directory (the reference: a
 temporary file, fsync, rename), ``"database://"`` in SQLite (chunks in their own transactions, then
-the head row) and in PostgreSQL. The method is the page text in :func:`run`; its load average
-because figures on a shared machine are "measured under load".
-"""
+the head row) and in PostgreSQL. The method is the page text in :func:`run` (and a load average)."""
 
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ import contextlib
 import os
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import poptune as pt
-from benchmarks.harness import Context, Section, log, table
+from benchmarks.harness import Clock, Context, Section, log, table
 
 DB = "database://"  # checkpoints in the study's own database
 TITLE = "13. What a checkpoint costs where it lives (MB/s writing and reading a training state)"
@@ -33,8 +30,7 @@ def state_of(mb: float) -> dict[str, Any]:
 
 
 def _study(storage: str | None, checkpoint_dir: str) -> pt.Study:
-    """A fresh study whose checkpoints live in ``checkpoint_dir``, in chunks of the default size
-    (``checkpoint_options={"chunk_bytes": ...}`` sets another)."""
+    """A fresh study whose checkpoints live in ``checkpoint_dir`` (chunks of the default size)."""
     params, algorithm = [pt.Continuous("lr", [0.1, 1.0])], pt.algorithms.RandomSearch(10**6)
     where = {"storage": storage, "checkpoint_dir": checkpoint_dir}
     name = f"ckpt-{uuid.uuid4().hex[:6]}"
@@ -46,22 +42,22 @@ def measure(study: pt.Study, state: dict[str, Any], repeats: int) -> tuple[float
     saving = study.get_suggestion()
     writes, reads = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        saving.save_checkpoint(state)
-        writes.append(time.perf_counter() - start)
+        with Clock() as write:
+            saving.save_checkpoint(state)
+        writes.append(write.wall)
         saving.report(1.0, iteration=len(writes))
         loader = pt.Trial(10**6, {"load_from": str(saving.id)})
-        start = time.perf_counter()
-        loaded = study.checkpoints.load(loader)
-        reads.append(time.perf_counter() - start)
+        with Clock() as read:
+            loaded = study.checkpoints.load(loader)
+        reads.append(read.wall)
         assert np.array_equal(loaded["layer0"], state["layer0"])
     return statistics.median(writes), statistics.median(reads)
 
 
 @contextlib.contextmanager
 def postgres_database(url: str, notes: list[str]) -> Iterator[str | None]:
-    """A fresh database ``poptune_ckpt_<pid>`` on the server at ``url`` (dropped afterwards):
-    its URL, or None (and why, added to ``notes``) when the server cannot be reached."""
+    """The URL of a fresh database ``poptune_ckpt_<pid>`` at ``url``, dropped afterwards; None
+    (and why, on ``notes``) when the server cannot be reached."""
     import sqlalchemy as sa
 
     from poptune.storage import _CACHE, _CACHE_LOCK

@@ -1,8 +1,7 @@
 """Case 1: per-trial library overhead and its growth with the number of trials, poptune beside
 Optuna (in memory and on an SQLite file) and SHERPA (in memory); the method is the page text
-in :func:`run`. Each run is :func:`peer` in a fresh process of the library's virtualenv: one
-configuration's :func:`loop`, each trial timed by :class:`Laps`. Cases 2, 8 and 9 reuse the
-problem (a trivial objective of three parameters), the study and Optuna's storages.
+in :func:`run`. Each run is :func:`peer` in a fresh process of the library's virtualenv, each
+trial timed by :class:`Laps`. Cases 2, 8 and 9 reuse the problem, the study and the storages.
 """
 
 from __future__ import annotations
@@ -16,19 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchmarks.harness import (
-    Context,
-    Section,
-    Target,
-    figure,
-    fmt,
-    log,
-    med,
-    ratio,
-    spread,
-    style,
-    table,
-)
+from benchmarks.harness import Context, Section, figure, fmt, log, med, ratio, spread, style, table
 
 TITLE = "1. Per-trial overhead and scale (trivial objective; vs Optuna and SHERPA)"
 
@@ -65,18 +52,15 @@ def space(lib: Any) -> list[Any]:
 
 
 def poptune_study(total: int, seed: int, **study_kwargs: Any) -> Any:
-    """A poptune study of the three parameters, ``RandomSearch(max_num_trials=total)``
-    (``study_kwargs``: storage and study name)."""
+    """A RandomSearch study of the three parameters (``study_kwargs``: storage, study name)."""
     import poptune
 
     algorithm = poptune.algorithms.RandomSearch(max_num_trials=total)
     return poptune.Study(space(poptune), algorithm, lower_is_better=True, seed=seed, **study_kwargs)
 
 
-#: The SQLite settings of poptune's SQLStorage (``poptune.storage._statements.SQLITE_PRAGMAS``:
-#: a write-ahead log, fsync at checkpoints only, a 60 s busy wait), given to Optuna's
-#: ``optuna-wal`` too so that both run at the same durability (``foreign_keys=ON``, poptune's
-#: fourth, is a cost Optuna's schema does not ask for).
+#: poptune's SQLite settings (``poptune.storage._statements.SQLITE_PRAGMAS``, less
+#: ``foreign_keys=ON``, which Optuna's schema does not ask for), given to ``optuna-wal``.
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -85,12 +69,9 @@ SQLITE_PRAGMAS = (
 
 
 def optuna_storage(config: str, url: str) -> Any:
-    """Optuna's storage in configuration ``config`` for the database ``url``: ``optuna-rdb``,
-    its RDB storage on the database's defaults (SQLite's: rollback journal,
-    ``synchronous=FULL``); ``optuna-wal``, the same on SQLite with :data:`SQLITE_PRAGMAS` set on
-    every connection (SQLAlchemy's ``creator``, in Optuna's ``engine_kwargs``);
-    ``optuna-journal``, ``JournalStorage(JournalFileBackend)`` on a file beside the SQLite file,
-    Optuna's recommendation for several processes on one machine."""
+    """Optuna's storage in configuration ``config`` (see :data:`LABEL`) for the database ``url``;
+    ``optuna-wal`` sets :data:`SQLITE_PRAGMAS` on every connection (SQLAlchemy's ``creator``),
+    ``optuna-journal`` keeps its journal beside the SQLite file."""
     import optuna
 
     if config == "optuna-rdb":
@@ -120,11 +101,11 @@ class BudgetSpent(Exception):
 
 
 class Laps(list):
-    """Per-trial seconds (the list: from the end of the previous trial to the end of this
-    one's bookkeeping, so nothing between trials is lost) and the process CPU seconds of the
-    loop. ``lap = laps.start()`` before the loop, ``lap()`` after every trial, ``finish()``
-    after it. With a finite :attr:`budget_s` (:func:`measure` sets it) ``lap()`` raises
-    :class:`BudgetSpent` at the first trial that ends past it; otherwise it checks nothing."""
+    """Per-trial seconds (the list: from the end of the previous trial to the end of this one's
+    bookkeeping, so nothing between trials is lost) and the loop's process CPU seconds.
+    ``laps, lap = Laps().start()`` before the loop, ``lap()`` after every trial, ``finish()``
+    after it; with a finite :attr:`budget_s` (:func:`measure` sets it), ``lap()`` raises
+    :class:`BudgetSpent` at the first trial that ends past it."""
 
     budget_s: ClassVar[float] = math.inf
     current: ClassVar[Laps | None] = None  # the Laps of the run in progress
@@ -135,14 +116,14 @@ class Laps(list):
         self.cpu_seconds = math.nan
         self._stamps: list[float] = []
 
-    def start(self) -> Callable[[], None]:
+    def start(self) -> tuple[Laps, Callable[[], None]]:
         stamps, clock = self._stamps, time.perf_counter
         add = stamps.append
         self._cpu0 = time.process_time()
         add(clock())
         limit = stamps[0] + Laps.budget_s
         if limit == math.inf:
-            return lambda: add(clock())
+            return self, lambda: add(clock())
 
         def lap() -> None:
             now = clock()
@@ -150,7 +131,7 @@ class Laps(list):
             if now > limit:
                 raise BudgetSpent
 
-        return lap
+        return self, lap
 
     def finish(self) -> Laps:
         if math.isnan(self.cpu_seconds):
@@ -164,8 +145,7 @@ class Laps(list):
 def poptune_loop(n: int, seed: int, **study_kwargs: Any) -> Laps:
     """``for trial in study`` + ``add_observation`` + ``finalize``, RandomSearch."""
     study = poptune_study(n, seed, **study_kwargs)
-    laps = Laps()
-    lap = laps.start()
+    laps, lap = Laps().start()
     for trial in study:
         study.add_observation(trial, objective=trial_value(trial), iteration=1)
         study.finalize(trial)
@@ -179,8 +159,7 @@ def optuna_loop(n: int, seed: int, storage: Any = None) -> Laps:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=seed))
-    laps = Laps()
-    lap = laps.start()
+    laps, lap = Laps().start()
     for _ in range(n):
         t = study.ask()
         study.tell(t, optuna_value(t))
@@ -198,8 +177,7 @@ def sherpa_loop(n: int, seed: int) -> Laps:
     sherpa.core.rng.seed(seed)
     algorithm = sherpa.algorithms.RandomSearch(max_num_trials=n)
     study = sherpa.Study(space(sherpa), algorithm, lower_is_better=True, disable_dashboard=True)
-    laps = Laps()
-    lap = laps.start()
+    laps, lap = Laps().start()
     for trial in study:
         study.add_observation(trial, iteration=1, objective=trial_value(trial))
         study.finalize(trial)
@@ -208,8 +186,7 @@ def sherpa_loop(n: int, seed: int) -> Laps:
 
 
 def loop(config: str, n: int, seed: int) -> Laps:
-    """``n`` timed trials of configuration ``config`` (a key of :data:`LABEL`); a file-backed
-    one gets a fresh file in a temporary directory, its study created before the clock."""
+    """``n`` timed trials of ``config`` (a key of :data:`LABEL`; on a file: a fresh one)."""
     if config not in LABEL:
         raise ValueError(f"unknown case 1 configuration {config!r}; known: {', '.join(LABEL)}")
     in_memory = {"poptune": poptune_loop, "optuna": optuna_loop, "sherpa": sherpa_loop}
@@ -223,16 +200,14 @@ def loop(config: str, n: int, seed: int) -> Laps:
 
 
 def measure(config: str, n: int, seed: int, budget_s: float = math.inf) -> dict[str, Any]:
-    """One run with a clean heap: ms per trial in all (wall and CPU) and in its first and
-    last 10% (wall); a run stopped by ``budget_s`` has fewer than ``n`` trials."""
+    """One run with a clean heap: ms per trial in all (wall, CPU) and its first and last 10%."""
     gc.collect()
     Laps.budget_s, Laps.current = budget_s, None
     try:
-        try:
-            seconds = loop(config, n, seed)
-        except BudgetSpent:
-            assert Laps.current is not None
-            seconds = Laps.current.finish()
+        seconds = loop(config, n, seed)
+    except BudgetSpent:
+        assert Laps.current is not None
+        seconds = Laps.current.finish()
     finally:
         Laps.budget_s, Laps.current = math.inf, None
     got = len(seconds)
@@ -250,8 +225,7 @@ def measure(config: str, n: int, seed: int, budget_s: float = math.inf) -> dict[
 
 
 def peer(case: str, n: int, seed: int, budget_s: float = 0.0, warmup: int = WARMUP_TRIALS) -> dict:
-    """One run of configuration ``case`` after an untimed ``warmup``-trial run in the same
-    process (imports, caches); ``budget_s`` (0: none) stops it early."""
+    """One run of ``case`` after an untimed ``warmup``-trial one; ``budget_s`` (0: none)."""
     measure(case, warmup, seed)
     return measure(case, n, seed, budget_s or math.inf)
 
@@ -275,10 +249,8 @@ LABEL = {
 }
 BUDGET_S, QUICK_BUDGET_S = 30.0, 4.0
 WARMUP, QUICK_WARMUP = 200, 50  # untimed trials before the timed ones, in the same process
-LIBRARIES = ("poptune", "optuna", "sherpa")
 STORAGE_TITLE = {"memory": "in memory", "sqlite": "on a file"}
-#: Targets (issue 14, items 3 and 4), in CPU time per trial: poptune over the peer's
-#: configuration named here, and the growth of poptune's last 10% of trials over its first.
+#: Targets (issue 14, items 3 and 4): poptune's CPU per trial over this peer configuration's.
 TARGET_PEER = {"memory": ("optuna", 0.05), "sqlite": ("optuna-journal", 0.3)}
 MAX_GROWTH_ACROSS, MAX_GROWTH_WITHIN = 1.5, 1.2
 
@@ -290,8 +262,7 @@ def run(ctx: Context) -> Section:
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (config, n) -> runs
     failed: dict[str, str] = {}
     capped: dict[str, int] = {}  # config -> the size whose run hit the budget
-    usable = {lib: lib == "poptune" or ctx.peer(lib) is not None for lib in LIBRARIES}
-    section.notes += [ctx.peer_note(lib) for lib in ("optuna", "sherpa") if not usable[lib]]
+    usable = {"poptune": True, **{lib: ctx.usable(lib, section) for lib in ("optuna", "sherpa")}}
     for storage, ns in sizes.items():
         for n in ns:
             for r in range(repeats):
@@ -392,25 +363,23 @@ def run(ctx: Context) -> Section:
             reason = ctx.peer_note(peer_config.split("-")[0])
             if peer_config in failed:
                 reason = f"it failed: {failed[peer_config]}"
-            section.targets.append(Target(what, None, reason))
+            section.target(what, None, reason)
         else:
             ratios = {n: cpu(mine, n) / cpu(peer_config, n) for n in peer_ns}
             detail = ", ".join(f"n = {n:,}: {fmt(v, 2)}" for n, v in ratios.items())
-            section.targets.append(Target(what, max(ratios.values()) <= goal, detail))
+            section.target(what, max(ratios.values()) <= goal, detail)
         if storage == "memory" and ns:
             lo, hi = min(ns), max(ns)
             across = cpu(mine, hi) / cpu(mine, lo)
             growth = med([x["last"] / x["first"] for x in runs[(mine, hi)]])
-            section.targets.append(
-                Target(
-                    f"poptune in memory flat in n (CPU ms/trial at n = {hi:,} ≤ "
-                    f"{MAX_GROWTH_ACROSS:g}× that at {lo:,}, and in the {hi:,}-trial study the "
-                    f"last 10% of trials ≤ {MAX_GROWTH_WITHIN:g}× the first 10%, in wall time)",
-                    across <= MAX_GROWTH_ACROSS and growth <= MAX_GROWTH_WITHIN,
-                    # two decimals: a growth of 1.23 must not read as the limit's 1.2
-                    f"{across:.2f}× from {lo:,} to {hi:,}; last/first 10% at {hi:,}: "
-                    f"{growth:.2f}× (median of the repeats; case 9 measures it in CPU time)",
-                )
+            section.target(
+                f"poptune in memory flat in n (CPU ms/trial at n = {hi:,} ≤ "
+                f"{MAX_GROWTH_ACROSS:g}× that at {lo:,}, and in the {hi:,}-trial study the "
+                f"last 10% of trials ≤ {MAX_GROWTH_WITHIN:g}× the first 10%, in wall time)",
+                across <= MAX_GROWTH_ACROSS and growth <= MAX_GROWTH_WITHIN,
+                # two decimals: a growth of 1.23 must not read as the limit's 1.2
+                f"{across:.2f}× from {lo:,} to {hi:,}; last/first 10% at {hi:,}: "
+                f"{growth:.2f}× (median of the repeats; case 9 measures it in CPU time)",
             )
     if any(math.isnan(med(ms(CONFIGS[s][0], n))) for s, ns in sizes.items() for n in ns):
         section.notes.append("some poptune runs did not complete (see the notes above)")

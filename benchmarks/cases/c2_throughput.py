@@ -1,7 +1,6 @@
-"""Case 2: trials per second with 1–8 worker processes (spawned) sharing one study of case
-1's problem, on SQLite and on PostgreSQL, poptune beside Optuna; the method is the page text
-in :func:`run`. :func:`run_once` is one run (case 8 reuses it with ``study.optimize``
-workers); each library's runs are :func:`peer` in a fresh process of its virtualenv."""
+"""Case 2: trials per second with 1–8 worker processes (spawned) sharing one study of case 1's
+problem, on SQLite and on PostgreSQL, poptune beside Optuna; the method is the page text in
+:func:`run`. :func:`run_once` is one run (case 8 reuses it); :func:`peer`, a library's runs."""
 
 from __future__ import annotations
 
@@ -20,20 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.cases.c1_overhead import optuna_storage, optuna_value, poptune_study, trial_value
-from benchmarks.harness import (
-    Context,
-    Section,
-    Target,
-    figure,
-    fmt,
-    log,
-    med,
-    ratio,
-    spread,
-    style,
-    table,
-    usable_cpus,
-)
+from benchmarks.harness import Context, Section, figure, fmt, log, med, ratio, spread, style, table
 
 TITLE = "2. Throughput: worker processes sharing one study (vs Optuna, same machine)"
 SLEEP_S = 0.05  # the "50 ms" objective
@@ -89,10 +75,9 @@ def _poptune_loop(job: Job, index: int, counter: Any, report: WorkerReport) -> C
 
 
 def _poptune_optimize_loop(job: Job, index: int, counter: Any, report: WorkerReport) -> Callable:
-    """``study.optimize`` (a trial's value and final status in one write), recording how long
-    each locked transaction held the study's lock (the storage's ``lock_watch``: from the
-    answer to the lock statement to the COMMIT's) and each final write's round trip; the
-    clock stops at the end of the last objective (case 8)."""
+    """``study.optimize`` (one write a trial), recording each locked transaction's hold of the
+    study's lock (``lock_watch``: from the answer to the lock statement to the COMMIT's) and each
+    final write's round trip; the clock stops at the end of the last objective (case 8)."""
     from poptune.storage.sql import SQLStorage
 
     storage = SQLStorage(job.url)
@@ -156,11 +141,10 @@ LOOPS = {"poptune": _poptune_loop, "poptune-optimize": _poptune_optimize_loop}
 
 
 def worker_main(job: Job, index: int, barrier: Any, counter: Any, reports: Any) -> None:
-    """A worker process: open the study, collect the imports' garbage, wait at the barrier,
-    run the loop on the clock; put a :class:`WorkerReport`. (Without the collection, every
-    worker ran CPython's first full one, ~15 ms, at the same moment a few hundred trials in,
-    each blocking the study while it held the lock: 0.2-0.3 s lost per worker, a one-off of
-    process start-up that a 5 s run would count as a 5% loss.)"""
+    """A worker process: open the study, collect the imports' garbage, wait at the barrier, run
+    the loop on the clock; put a :class:`WorkerReport`. (Without the collection every worker ran
+    CPython's first full one, ~15 ms, at once a few hundred trials in, blocking the study while
+    it held the lock: 0.2-0.3 s per worker, a 5% loss in a 5 s run.)"""
     import warnings
 
     report = WorkerReport(index)
@@ -209,8 +193,7 @@ SHOW = ("server_version", "synchronous_commit")
 
 
 class PostgresBackend:
-    """A fresh database per run: ``poptune_bench_<pid>`` (``..._<configuration>`` for
-    Optuna), created before the run and dropped after it through the admin URL."""
+    """A fresh database per run, ``poptune_bench_<pid>`` (``..._<configuration>`` for Optuna)."""
 
     def __init__(self, admin_url: str) -> None:
         import psycopg
@@ -280,8 +263,7 @@ class Run:
 
 
 def precreate(library: str, url: str, name: str, total: int, seed: int) -> Callable[[], None]:
-    """Create the study in the parent (so workers only join it); returns what closes the
-    parent's connections."""
+    """Create the study in the parent (workers only join it); returns what closes its storage."""
     if library.startswith("poptune"):
         from poptune.storage import SQLStorage
 
@@ -364,9 +346,8 @@ def peer(
             cpu_ms = 1e3 * run.cpu_s / run.trials if run.trials else math.nan
             error = run.error.splitlines()[0] if run.error else None
             res = {"workers": n, "trials": run.trials, "rate": run.rate, "cpu_ms": cpu_ms}
-            out.append(
-                {**res, "capped": run.capped, "error": error, "storage": backend.description}
-            )
+            res.update(capped=run.capped, error=error, storage=backend.description)
+            out.append(res)
     finally:
         backend.close()
     return out
@@ -374,9 +355,8 @@ def peer(
 
 # -- the case ------------------------------------------------------------------------------------
 STORAGES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
-#: What runs on each storage, poptune first; on SQLite, Optuna's RDB storage on SQLite's
-#: defaults and with poptune's pragmas, and its JournalStorage on a file (its recommendation
-#: for several processes on one machine; shown in the SQLite rows). See case 1's storages.
+#: What runs on each storage, poptune first; Optuna's configurations are case 1's (on SQLite
+#: its JournalStorage is a file beside the database's).
 CONFIGS = {
     "sqlite": ("poptune", "optuna-rdb", "optuna-wal", "optuna-journal"),
     "postgres": ("poptune", "optuna-rdb"),
@@ -399,9 +379,7 @@ def run(ctx: Context) -> Section:
     # 100 × 50 ms a worker (5 s): shorter runs weigh the start (every worker asking for its
     # first trial at once) more than a study ever does.
     sleep_per_worker, max_seconds = ctx.pick(100, 15), ctx.pick(8.0, 1.5)
-    optuna_ok = ctx.peer("optuna") is not None
-    if not optuna_ok:
-        section.notes.append(ctx.peer_note("optuna"))
+    optuna_ok = ctx.usable("optuna", section)
     runs: dict[tuple[str, str, int, str], list[dict[str, Any]]] = {}
     errors: dict[tuple[str, str], str] = {}  # (configuration, storage) -> first error
     described: dict[str, str] = {}
@@ -516,14 +494,14 @@ def run(ctx: Context) -> Section:
         )
         got = rates(storage, objective, workers, "poptune")
         if not got:
-            section.targets.append(Target(what, None, "that configuration was not run"))
+            section.target(what, None, "that configuration was not run")
             continue
         eff = med(got) / (workers / SLEEP_S)
         detail = f"{eff:.1%} of ideal ({fmt(med(got))} trials/s)"  # 89.96% is not 90%
         if eff < goal:
             detail += (
-                f"; on {usable_cpus()} cores the {workers} workers, the database server and "
+                f"; on {ctx.cpus} cores the {workers} workers, the database server and "
                 "the harness share the CPU"
             )
-        section.targets.append(Target(what, eff >= goal, detail))
+        section.target(what, eff >= goal, detail)
     return section

@@ -1,8 +1,6 @@
 """Case 3: PBT's quality on the paper's toy problem (Jaderberg et al. 2017, Fig. 2): does poptune's
 ``PopulationBasedTraining`` do as well as a plain numpy loop of the paper's procedure, and what do
-exploit and explore each add? Q and Q̂: :mod:`benchmarks.problems`; the method is the page text in
-:func:`run`.
-"""
+exploit and explore each add? Q and Q̂: :mod:`benchmarks.problems`; the method: :func:`run`."""
 
 from __future__ import annotations
 
@@ -12,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Context, Section, Target, figure, gap_and_se, log, mean_se, table
+from benchmarks.harness import Context, Section, figure, gap_and_se, log, mean_se, style, table
 from benchmarks.problems import (
     TOY_CHECKPOINTS,
     TOY_FOUNDERS,
@@ -104,11 +102,10 @@ def poptune_algorithm(variant: str) -> Any:
 
 def poptune_run(variant: str, seed: int) -> dict[int, float]:
     """One poptune study of ``variant``: best Q by each step of TOY_CHECKPOINTS."""
-    import poptune
-    from poptune import Continuous
+    from poptune import Continuous, Study
 
     params = [Continuous("h0", [0, 1]), Continuous("h1", [0, 1])]
-    study = poptune.Study(params, poptune_algorithm(variant), False, seed=seed)
+    study = Study(params, poptune_algorithm(variant), False, seed=seed)
     steps = TOY_STEPS if variant == "no PBT" else TOY_READY  # per segment
     thetas: dict[str, np.ndarray] = {}  # by checkpoint name, as poptune's tests do
     best_at: dict[int, float] = {}  # the best Q observed at each ready step
@@ -191,11 +188,9 @@ def run(ctx: Context) -> Section:
                 lows, highs = [min(v) for v in vals], [max(v) for v in vals]
                 ax.fill_between(ts, lows, highs, color=color, alpha=0.15)
         ax.axhline(1.2, color="k", linewidth=0.8, linestyle=":")
-        ax.set_xlabel("step")
-        ax.set_ylabel(f"best Q so far (mean over {seeds} seeds)")
-        ax.set_title("Toy problem: poptune against the numpy reference")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=2, loc="lower right")
+        ylabel = f"best Q so far (mean over {seeds} seeds)"
+        title = "Toy problem: poptune against the numpy reference"
+        style(ax, "step", ylabel, title, legend=7, ncol=2, loc="lower right")
 
     section.lines += figure(ctx, "toy", draw, "best Q against steps on the toy problem")
     for variant in ("PBT (sync)", "PBT (async)"):
@@ -204,5 +199,5 @@ def run(ctx: Context) -> Section:
         text += "not below the reference's by more than 2 standard errors)"
         detail = f"{mean('poptune', variant):.4f} against {mean('numpy', 'PBT'):.4f}, "
         detail += f"difference {diff:+.4f}, 2 standard errors {2 * se:.4f}"
-        section.targets.append(Target(text, diff >= -2 * se - 1e-3, detail))
+        section.target(text, diff >= -2 * se - 1e-3, detail)
     return section

@@ -1,9 +1,8 @@
 """Case 4: PBT and PB2 against Ray Tune's on Ray's own ``pbt_function`` problem (a learning-rate
 schedule whose optimum moves as the model trains; :mod:`benchmarks.problems`), at equal budgets.
 The method is the page text in :func:`run`; beyond it: per seed one process per library runs every
-configuration (Ray: one ``ray.init`` for all; :func:`peer`), then poptune's asynchronous PBT runs
-every seed in one process. Reporting every step instead, Ray's PBT with population 8 took 83 s here.
-"""
+configuration (Ray: one ``ray.init``; :func:`peer`), then poptune's asynchronous PBT runs every
+seed in one process. Reporting every step instead, Ray's PBT with population 8 took 83 s here."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Context, Section, Target, figure, fmt, log, mean_se, style, table
+from benchmarks.harness import Context, Section, figure, fmt, log, mean, mean_se, style, table
 from benchmarks.peers import preimport, tree_cpu_seconds
 from benchmarks.problems import PF_LR_RANGE, pf_train
 
@@ -66,9 +65,7 @@ def run(ctx: Context) -> Section:
     time_budget = ctx.pick(TIME_BUDGET_S, QUICK_TIME_BUDGET_S)
     limit = ctx.pick(CASE_LIMIT_S, QUICK_CASE_LIMIT_S)
     configs = [[a, p] for p in populations for a in ("pbt", "pb2")]
-    ray_ok = ctx.peer("ray") is not None
-    if not ray_ok:
-        section.notes.append(ctx.peer_note("ray"))
+    ray_ok = ctx.usable("ray", section)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}  # label -> config -> runs
     startup: dict[str, list[float]] = {}
     failures: list[str] = []  # noted after the seed limit's note
@@ -118,8 +115,7 @@ def run(ctx: Context) -> Section:
         return [x[key] for x in kept if x.get(key) is not None]
 
     def avg(label: str, config: str, key: str) -> float:
-        got = values(label, config, key)
-        return statistics.fmean(got) if got else math.nan
+        return mean(values(label, config, key))
 
     rows = []
     for algorithm, p in configs:
@@ -199,7 +195,7 @@ def run(ctx: Context) -> Section:
 
     if "Ray Tune" not in runs:
         reason = ctx.peer_note("ray") if not ray_ok else "Ray Tune's runs failed"
-        section.targets.append(Target(TARGET, None, reason))
+        section.target(TARGET, None, reason)
         return section
     parts, met, judged = [], True, 0
     for config in runs["Ray Tune"]:
@@ -217,7 +213,7 @@ def run(ctx: Context) -> Section:
         )
     verdict = met if judged and len(seeds) >= 10 and not ctx.quick else None
     tail = "" if len(seeds) >= 10 else f"; only {len(seeds)} seed(s): not judged"
-    section.targets.append(Target(TARGET, verdict, "; ".join(parts) + tail))
+    section.target(TARGET, verdict, "; ".join(parts) + tail)
     return section
 
 
@@ -324,7 +320,7 @@ def _poptune(
     configs: Configs, seeds: list[int], generations: int, steps: int, synchronous: bool = True
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    import poptune
+    from poptune import Continuous, Study
     from poptune.algorithms import PB2, PopulationBasedTraining
 
     # Imports outside the timed runs, as Ray's are: poptune saves checkpoints with torch.save
@@ -351,10 +347,8 @@ def _poptune(
             else:
                 algo = PB2(*sizes, parameter_range={"lr": list(PF_LR_RANGE)}, **common)
             folder = os.path.join(tmp, "checkpoints")
-            space = [poptune.Continuous("lr", list(PF_LR_RANGE))]
-            study = poptune.Study(
-                space, algo, lower_is_better=False, seed=seed, checkpoint_dir=folder
-            )
+            space = [Continuous("lr", list(PF_LR_RANGE))]
+            study = Study(space, algo, lower_is_better=False, seed=seed, checkpoint_dir=folder)
             study.optimize(segment, show_progress=False)
             wall, cpu = time.perf_counter() - t0, tree_cpu_seconds() - cpu0
             trials = [t for t in study.trials if t.observations]

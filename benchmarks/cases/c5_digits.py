@@ -8,12 +8,11 @@ from __future__ import annotations
 import copy
 import math
 import statistics
-import time
 from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import Context, Section, Target, figure, log, style, table
+from benchmarks.harness import Clock, Context, Section, figure, log, style, table
 
 TITLE = "5. Real training: MLP on digits (PyTorch CPU) — PBT vs random search, ASHA and BO"
 ALGORITHMS = ("PBT", "random search", "ASHA", "BO")
@@ -28,8 +27,7 @@ HEADER = (
 
 class Task:
     """The data (the 1,797 8×8 digits split 60/20/20: train / validation / test, stratified,
-    fixed; no algorithm sees the test set) and the training primitives; one instance per
-    process. ``epochs`` counts the epochs trained (reset per run)."""
+    fixed) and the training primitives; ``epochs`` counts the epochs trained (reset per run)."""
 
     def __init__(self) -> None:
         import torch
@@ -74,7 +72,7 @@ class Task:
 
     def save(self, model: Any, optimizer: Any, epochs: int) -> dict[str, Any]:
         """A checkpoint: copies of the states, the epochs trained and the accuracies."""
-        val, test = self.scores(model)
+        val, test = self.accuracy(model, self.val), self.accuracy(model, self.test)
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
         return {**copy.deepcopy(state), "epochs": epochs, "val": val, "test": test}
 
@@ -101,25 +99,14 @@ class Task:
             model.eval()
             return float((model(split[0]).argmax(dim=1) == split[1]).double().mean())
 
-    def scores(self, model: Any) -> tuple[float, float]:
-        """(validation accuracy, test accuracy)."""
-        return self.accuracy(model, self.val), self.accuracy(model, self.test)
-
-
-def study_of(algorithm: Any, seed: int) -> Any:
-    """A fresh study (maximising) of the learning rate and the momentum."""
-    import poptune
-    from poptune import Continuous
-
-    params = [Continuous("lr", list(LR_RANGE), "log"), Continuous("momentum", list(MOMENTUM_RANGE))]
-    return poptune.Study(params, algorithm, lower_is_better=False, seed=seed)
-
 
 def tune(task: Task, seed: int, algorithm: Any, plan: Any, budget: float = math.inf) -> list:
-    """Run a study of ``algorithm``: each trial from its ``load_from`` checkpoint (or fresh)
-    trains to ``plan(trial, epochs it has) = (its total epochs, the iteration it reports)``,
-    until a trial would overrun ``budget`` epochs in all. Returns (trial, checkpoint) pairs."""
-    study = study_of(algorithm, seed)
+    """(trial, checkpoint) pairs of a study (maximising) of ``algorithm``: each trial trains to
+    ``plan(trial, epochs it has) = (total epochs, iteration reported)`` until ``budget`` epochs."""
+    from poptune import Continuous, Study
+
+    params = [Continuous("lr", list(LR_RANGE), "log"), Continuous("momentum", list(MOMENTUM_RANGE))]
+    study = Study(params, algorithm, lower_is_better=False, seed=seed)
     checkpoints: dict[str, dict[str, Any]] = {}
     spent, out = 0, []
     for trial in study:
@@ -177,10 +164,10 @@ def run(ctx: Context) -> Section:
     for seed in range(seeds):
         for name in ALGORITHMS:  # the same seed for every algorithm, in turn
             task.epochs = 0
-            start, start_cpu = time.perf_counter(), time.process_time()
-            got = run_one(name, seed)
-            res = {"val": got["val"], "test": got["test"], "wall_s": time.perf_counter() - start}
-            res.update(cpu_s=time.process_time() - start_cpu, epochs=task.epochs)
+            with Clock() as clock:
+                got = run_one(name, seed)
+            res = {"val": got["val"], "test": got["test"], "wall_s": clock.wall}
+            res.update(cpu_s=clock.cpu, epochs=task.epochs)
             results[name].append(res)
             log(
                 f"  digits seed {seed} {name:<13} test {res['test']:.4f} val {res['val']:.4f}"
@@ -232,5 +219,5 @@ def run(ctx: Context) -> Section:
     pbt_mean = mean("PBT", "test")
     text = "PBT's mean test accuracy ≥ random search's at an equal number of epochs"
     detail = f"PBT {pbt_mean:.2%}, random search {rs_mean:.2%} over {seeds} seed(s)"
-    section.targets.append(Target(text, pbt_mean >= rs_mean, detail))
+    section.target(text, pbt_mean >= rs_mean, detail)
     return section

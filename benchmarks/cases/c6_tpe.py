@@ -1,27 +1,24 @@
 """Case 6: model-based search beside Optuna's (TPE beside ``TPESampler``, ``BayesianOptimization``
 beside ``GPSampler``, random search as the floor): as good a best value, at what cost a suggestion?
-The method is the page text in :func:`run`. One study per seed; poptune's side runs in the
-harness's process, Optuna's in its virtualenv (:func:`peer`; ``benchmarks/peers/optuna.txt``),
-which has greenlet for ``GPSampler``'s batched optimizer restarts (without it Optuna warns and
-runs them one after the other).
+The method is the page text in :func:`run`. One study per seed; poptune runs in the harness's
+process, Optuna in its virtualenv (:func:`peer`), whose greenlet lets ``GPSampler`` batch its
+optimizer restarts (without it Optuna warns and runs them one after the other).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
 import warnings
 from typing import Any
 
-from benchmarks.harness import Context, Section, Target, gap_and_se, log, mean_se, table
+from benchmarks.harness import Clock, Context, Section, gap_and_se, log, mean_se, table
 from benchmarks.peers import preimport
 from benchmarks.problems import PROBLEMS, poptune_search
 
 TITLE = "6. Model-based search: TPE and Bayesian optimization beside Optuna's samplers"
 BUDGETS = {"branin": 30, "hartmann6": 50}
-#: Seeds in a full run: TPE and random search are cheap; the Gaussian-process samplers cost
-#: up to a second a suggestion on 2 cores, so they get 10 (``--seeds`` sets both).
+#: Seeds in a full run (``--seeds`` sets both): fewer for the GP samplers' 1 s a suggestion.
 SEEDS, GP_SEEDS = 20, 10
 #: (library, algorithm: poptune's class name, or :func:`peer`'s ``sampler``) -> row label
 ALGORITHMS = {
@@ -61,7 +58,7 @@ def run(ctx: Context) -> Section:
     section = Section("tpe", TITLE)
     seeds = list(range(ctx.seeds_or(SEEDS, 2)))
     gp_seeds = list(range(ctx.seeds_or(GP_SEEDS, 2)))
-    optuna_ok = ctx.peer("optuna") is not None
+    optuna_ok = ctx.usable("optuna", section)
     rows, results = [], {}
     for problem, n in BUDGETS.items():
         n = ctx.pick(n, 15)
@@ -85,8 +82,6 @@ def run(ctx: Context) -> Section:
             ms = [f"{got[label].get(k, math.nan) * 1e3:.1f}" for k in PER_SUGGESTION]
             rows.append([problem, str(n), label, str(len(best)), mean_se(best), *ms])
         results[problem] = got
-    if not optuna_ok:
-        section.notes.append(ctx.peer_note("optuna"))
     section.lines += [
         "Best value found by the last evaluation, mean ± standard error over the seeds "
         "(minimum: Branin 0.398, Hartmann-6 −3.322); wall and CPU ms per suggestion (asking "
@@ -103,7 +98,7 @@ def run(ctx: Context) -> Section:
         mine = statistics.fmean(got["poptune TPE"]["best"])
         floor = statistics.fmean(got["poptune RandomSearch"]["best"])
         what = f"{problem}: poptune's TPE beats random search (mean best)"
-        section.targets.append(Target(what, mine < floor, f"{mine:.3f} vs {floor:.3f}"))
+        section.target(what, mine < floor, f"{mine:.3f} vs {floor:.3f}")
         for ours, theirs in PAIRS:
             if theirs not in got:
                 continue
@@ -112,13 +107,12 @@ def run(ctx: Context) -> Section:
             what = f"{problem}: {ours} within 2 standard errors of {theirs} (mean best)"
             detail = f"{statistics.fmean(a):.3f} vs {statistics.fmean(b):.3f}"
             detail += f" ({len(a)} and {len(b)} seeds)"
-            section.targets.append(Target(what, gap <= 2 * se, detail))
+            section.target(what, gap <= 2 * se, detail)
     return section
 
 
 def peer(problem: str, n: int, seeds: list[int], sampler: str) -> dict[str, Any]:
-    """Optuna's side: ``TPESampler`` (``"tpe"``) or ``GPSampler`` (``"gp"``); :func:`summary`'s
-    figures and the first distinct warnings."""
+    """Optuna's side (``sampler``: "tpe" or "gp"): :func:`summary`'s figures, first warnings."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -126,19 +120,18 @@ def peer(problem: str, n: int, seeds: list[int], sampler: str) -> dict[str, Any]
     if sampler == "gp":
         preimport(*OPTUNA_GP_IMPORTS)
     make = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}[sampler]
-    best, seconds, cpu, caught = [], 0.0, 0.0, []
+    best, clock, caught = [], Clock(), []
     for seed in seeds:
         with warnings.catch_warnings(record=True) as records:
             warnings.simplefilter("always")
             study, values = optuna.create_study(sampler=make(seed=seed)), []
             for _ in range(n):
-                start, start_cpu = time.perf_counter(), time.process_time()
-                trial = study.ask()
-                p = {k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in box.items()}
-                seconds += time.perf_counter() - start
-                cpu += time.process_time() - start_cpu
+                with clock:
+                    trial = study.ask()
+                    p = {k: trial.suggest_float(k, lo, hi) for k, (lo, hi) in box.items()}
                 values.append(objective(p))
                 study.tell(trial, values[-1])
         caught += [f"{r.category.__name__}: {r.message}" for r in records]
         best.append(min(values))
-    return {**summary(best, seconds, cpu, n * len(best)), "warnings": sorted(set(caught))[:3]}
+    figures = summary(best, clock.wall, clock.cpu, n * len(best))
+    return {**figures, "warnings": sorted(set(caught))[:3]}

@@ -1,9 +1,8 @@
 """Case 7: start-up beside Optuna: what a fresh process pays before its first trial, and does
 ``import poptune`` stay within 1.3x ``import numpy``? The method is the page text in :func:`run`.
-Every sample is a fresh child of the library's own python (:func:`peer`, run with that python):
-``import:<module>`` and ``first_trial`` (one random-search trial) are timed inside it;
-``cli_studies`` (``prepare`` writes its SQLite file) and ``python`` are the whole process, wall
-from the parent and CPU from the child's rusage.
+Every sample is a fresh child of the library's own python (:func:`peer`): ``import:<module>``
+and ``first_trial`` are timed inside it; ``cli_studies`` (on the file ``prepare`` writes) and
+``python`` are the whole process, wall from the parent and CPU from the child's rusage.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Context, Section, Target, fmt, log, mean_se, ratio, table
+from benchmarks.harness import Context, Section, fmt, log, mean, mean_se, ratio, table
 
 TITLE = "7. Start-up: import, first trial, a read command (vs Optuna)"
 LIBS, KINDS = ("poptune", "optuna"), ("wall", "cpu")
@@ -37,9 +35,7 @@ MAX_IMPORT_RATIO = 1.3
 def run(ctx: Context) -> Section:
     section = Section("startup", TITLE)
     reps = ctx.repeats_or(20, 3)
-    libs = ["poptune"] + (["optuna"] if ctx.peer("optuna") is not None else [])
-    if "optuna" not in libs:
-        section.notes.append(ctx.peer_note("optuna"))
+    libs = ["poptune"] + (["optuna"] if ctx.usable("optuna", section) else [])
     workdir = tempfile.mkdtemp(prefix="poptune-bench-startup-")
 
     def measure(lib: str, what: str, reps: int, failed: str) -> Any:
@@ -61,8 +57,7 @@ def run(ctx: Context) -> Section:
 
     def wall(lib: str, what: str) -> float:
         """The mean wall ms of ``lib``'s samples of ``what`` (NaN for none)."""
-        got = samples[lib, what]["wall"]
-        return statistics.fmean(got) if got else math.nan
+        return mean(samples[lib, what]["wall"])
 
     rows = []
     for label, what in ROWS:
@@ -81,7 +76,7 @@ def run(ctx: Context) -> Section:
     what = f"`import poptune` ≤ {MAX_IMPORT_RATIO}× `import numpy` (same python, same run)"
     verdict = None if ctx.quick or not measured else mine <= MAX_IMPORT_RATIO * numpy
     detail = f"{fmt(mine)} ms vs {fmt(numpy)} ms: {ratio(mine, numpy)}×"
-    section.targets.append(Target(what, verdict, detail if measured else "not measured"))
+    section.target(what, verdict, detail if measured else "not measured")
     section.notes.append(
         "`import poptune` loads only the exceptions and a name table: every other name "
         "(Study, the algorithms, storages) is imported when first used, so the 'first trial' "
@@ -144,8 +139,7 @@ def _timed_inside(body: str) -> tuple[float, float]:
     """Wall and CPU seconds of ``body``, timed inside a fresh child."""
     code = _TIMED.format(body=body)
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    wall, cpu = json.loads(out.stdout.strip().splitlines()[-1])
-    return wall, cpu
+    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def _whole(argv: list[str]) -> tuple[float, float]:

@@ -1,12 +1,8 @@
 """Case 8: how close poptune's SQL hot path is to its floor (issue 14, item 3), side by side;
-the method is the page text below. ``study.optimize`` writes a trial's value and final status
-in one write, the ask/tell loop (``add_observation`` + ``finalize``) in two. The replay: the
-optimize run is repeated with every ``sqlite3`` cursor recording what it executes (SQL and
-parameters as they reached the driver, from SQLAlchemy's and poptune's raw connections alike)
-on a file whose state before the loop was copied (``sqlite3`` backup); the statements are then
-executed in order on the copy through one bare connection with poptune's pragmas. The lock's
-hold is the storage's ``lock_watch``: from the answer to a locked transaction's lock statement
-to the answer to its COMMIT.
+the method is the page text in :func:`run`. ``study.optimize`` writes a trial's value and final
+status in one write, the ask/tell loop in two. The replay records what every ``sqlite3`` cursor
+executes (SQLAlchemy's and poptune's raw connections alike) in an optimize run, on a file whose
+state before the loop was copied (``sqlite3`` backup), then executes it in order on the copy.
 """
 
 from __future__ import annotations
@@ -15,7 +11,6 @@ import math
 import sqlite3
 import statistics
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +18,11 @@ from typing import Any
 
 from benchmarks.cases.c1_overhead import poptune_study, trial_value
 from benchmarks.cases.c2_throughput import SLEEP_S, PostgresBackend, SQLiteBackend, run_once
-from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
+from benchmarks.harness import Clock, Context, Section, fmt, log, ratio, table
 
 TITLE = "8. The SQL hot path near its floor (vs its own statements through bare sqlite3)"
 SEED = 12345
-TARGET_JOURNAL_RATIO = 0.3
-TARGET_REPLAY_RATIO = 2.0
-TARGET_EFFICIENCY = 0.90
+JOURNAL_TARGET, REPLAY_TARGET, EFFICIENCY_TARGET = 0.3, 2.0, 0.90  # CPU ratios; of ideal
 OPTUNA_CASES = (  # case 1's configurations on a file
     ("optuna-journal", "Optuna JournalStorage(JournalFileBackend)"),
     ("optuna-rdb", "Optuna RDB, SQLite defaults"),
@@ -53,39 +46,36 @@ class PerTrial:
 
 
 # -- 1. poptune in one process ----------------------------------------------------------------
-def _new_study(path: Path, n: int, name: str = "floor") -> Any:
+def _new_study(path: Path, n: int) -> Any:
     from poptune.storage.sql import SQLStorage
 
     storage = SQLStorage(f"sqlite:///{path.as_posix()}")
-    return poptune_study(n, SEED, storage=storage, study_name=name)
+    return poptune_study(n, SEED, storage=storage, study_name="floor")
 
 
-def _per_trial(label: str, cpu: float, wall: float, n: int, note: str = "") -> PerTrial:
-    return PerTrial(label, 1e3 * cpu / n, 1e3 * wall / n, n, note)
+def _per_trial(label: str, clock: Clock, n: int, note: str = "") -> PerTrial:
+    return PerTrial(label, 1e3 * clock.cpu / n, 1e3 * clock.wall / n, n, note)
 
 
 def poptune_optimize(path: Path, n: int) -> PerTrial:
     study = _new_study(path, n)
-    cpu, wall = time.process_time(), time.perf_counter()
-    study.optimize(trial_value, show_progress=False)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    with Clock() as clock:
+        study.optimize(trial_value, show_progress=False)
     done = study.history.n_completed
     study.close()
-    return _per_trial("poptune, SQLite file, study.optimize", cpu, wall, done)
+    return _per_trial("poptune, SQLite file, study.optimize", clock, done)
 
 
 def poptune_ask_tell(path: Path, n: int) -> PerTrial:
-    study = _new_study(path, n)
-    cpu, wall = time.process_time(), time.perf_counter()
-    done = 0
-    for trial in study:
-        study.add_observation(trial, trial_value(trial), iteration=1)
-        study.finalize(trial)
-        done += 1
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    study, done = _new_study(path, n), 0
+    with Clock() as clock:
+        for trial in study:
+            study.add_observation(trial, trial_value(trial), iteration=1)
+            study.finalize(trial)
+            done += 1
     study.close()
     label = "poptune, SQLite file, ask/tell (add_observation + finalize)"
-    return _per_trial(label, cpu, wall, done)
+    return _per_trial(label, clock, done)
 
 
 # -- 2. recording poptune's statements and replaying them -------------------------------------
@@ -110,8 +100,7 @@ class _RecordingConnection(sqlite3.Connection):
 
 
 def record(path: Path, copy: Path, n: int) -> list[tuple[str, Any]]:
-    """Run the optimize case with every sqlite3 connection recording what it executes; the
-    file's state before the loop is copied to ``copy`` (for the replay)."""
+    """What the optimize case executes in sqlite3; the file before the loop goes to ``copy``."""
     connect = sqlite3.connect
 
     def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
@@ -143,38 +132,32 @@ def replay(copy: Path, statements: list[tuple[str, Any]], n: int) -> PerTrial:
     for pragma in PRAGMAS:
         conn.execute(pragma)
     cursor, failed = conn.cursor(), 0
-    cpu, wall = time.process_time(), time.perf_counter()
-    for sql, params in statements:
-        try:
-            cursor.execute(sql, params)
-            if cursor.description:
-                cursor.fetchall()
-        except sqlite3.Error:
-            failed += 1  # what failed when recorded fails again (a ROLLBACK with nothing open)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    with Clock() as clock:
+        for sql, params in statements:
+            try:
+                cursor.execute(sql, params)
+                if cursor.description:
+                    cursor.fetchall()
+            except sqlite3.Error:
+                failed += 1  # what failed when recorded fails again (a ROLLBACK, none open)
     conn.close()
     begins = sum(sql.startswith("BEGIN") for sql, _ in statements)
     note = f"{len(statements) / n:.1f} statements and {begins / n:.1f} transactions per trial"
     note += f"; {failed} failed as when recorded" if failed else ""
-    return _per_trial("its statements replayed through bare sqlite3", cpu, wall, n, note)
+    return _per_trial("its statements replayed through bare sqlite3", clock, n, note)
 
 
 # -- 3. Optuna (its virtualenv) -------------------------------------------------------------------
 def optuna_rows(ctx: Context, n: int) -> list[PerTrial]:
-    if ctx.peer("optuna") is None:
+    if not ctx.usable("optuna"):
         note = ctx.peer_note("optuna")
         return [PerTrial(label, note=note) for _, label in OPTUNA_CASES]
     version = ctx.peers["optuna"].versions.get("optuna", "?")
     rows = []
     for case, label in OPTUNA_CASES:
         rdb = case != "optuna-journal"  # 30-50 ms a trial: fewer trials, a short warm-up
-        args = {
-            "case": case,
-            "n": max(50, n // 10) if rdb else n,
-            "seed": SEED,
-            "budget_s": ctx.pick(60.0, 15.0),
-            "warmup": 20 if rdb else 200,
-        }
+        args = {"case": case, "n": max(50, n // 10) if rdb else n, "seed": SEED}
+        args.update(budget_s=ctx.pick(60.0, 15.0), warmup=20 if rdb else 200)
         log(f"  {label} ...")
         outcome = ctx.run_peer("optuna", "c1_overhead", args, 600.0)
         if not outcome.ok:
@@ -237,7 +220,16 @@ def run(ctx: Context) -> Section:
         rows.append(replay(d / "replay.db", statements, n))
     rows += optuna_rows(ctx, n)
     tp_rows = throughput_rows(ctx, workers, per_worker)
-    mine, asked, replayed, journal = rows[0], rows[1], rows[2], rows[3]
+    mine, asked, replayed, journal = rows[:4]
+    compared = {  # the ratio's row: (poptune's row, the other row, the target)
+        "poptune optimize / Optuna JournalStorage": (mine, journal, JOURNAL_TARGET),
+        "poptune optimize / its statements through bare sqlite3": (mine, replayed, REPLAY_TARGET),
+        "poptune ask/tell / Optuna JournalStorage": (asked, journal, None),
+    }
+    ratio_rows = [
+        [what, ratio(x.cpu_ms, y.cpu_ms), f"≤ {goal:g}" if goal else ""]
+        for what, (x, y, goal) in compared.items()
+    ]
     section.lines += [
         f"{n:,} trials per one-process case (after a {min(200, n)}-trial warm-up study); "
         "RandomSearch, 3 parameters, trivial objective. The replay runs the statements one "
@@ -248,29 +240,7 @@ def run(ctx: Context) -> Section:
         "",
         *table("case | CPU ms/trial | wall ms/trial | trials | notes", [r.row() for r in rows]),
         "",
-        *table(
-            "ratio (CPU per trial) | measured | target",
-            [
-                [f"{a} / {b}", ratio(x.cpu_ms, y.cpu_ms), goal]
-                for a, x, b, y, goal in (
-                    (
-                        "poptune optimize",
-                        mine,
-                        "Optuna JournalStorage",
-                        journal,
-                        f"≤ {TARGET_JOURNAL_RATIO:g}",
-                    ),
-                    (
-                        "poptune optimize",
-                        mine,
-                        "its statements through bare sqlite3",
-                        replayed,
-                        f"≤ {TARGET_REPLAY_RATIO:g}",
-                    ),
-                    ("poptune ask/tell", asked, "Optuna JournalStorage", journal, ""),
-                )
-            ],
-        ),  # fmt: skip
+        *table("ratio (CPU per trial) | measured | target", ratio_rows),
         "",
         f"Throughput: {workers} worker processes × a {SLEEP_S * 1e3:g} ms objective, "
         f"{per_worker} trials each, `study.optimize` (case 2's workers and databases). Lock "
@@ -285,17 +255,12 @@ def run(ctx: Context) -> Section:
             tp_rows,
         ),
     ]
-    for got, peer, goal in (
-        (mine, journal, TARGET_JOURNAL_RATIO),
-        (mine, replayed, TARGET_REPLAY_RATIO),
-    ):
+    for got, peer, goal in list(compared.values())[:2]:
         what = f"poptune optimize ≤ {goal:g}× {peer.label}'s CPU per trial"
         value = got.cpu_ms / peer.cpu_ms if math.isfinite(peer.cpu_ms) else math.nan
-        met = None if not math.isfinite(value) else value <= goal
-        section.targets.append(Target(what, met, fmt(value, 2) if met is not None else peer.note))
+        section.target_of(what, value, value <= goal, fmt(value, 2), peer.note)
     for row in tp_rows:
-        what = f"≥ {TARGET_EFFICIENCY:.0%} of ideal at {row[1] or 'the given workers'} on {row[0]}"
+        what = f"≥ {EFFICIENCY_TARGET:.0%} of ideal at {row[1] or 'the given workers'} on {row[0]}"
         eff = float(row[4].replace(",", "")) / 100 if row[4] != "–" else math.nan
-        met = None if not math.isfinite(eff) else eff >= TARGET_EFFICIENCY
-        section.targets.append(Target(what, met, f"{row[4]}%" if met is not None else row[-1]))
+        section.target_of(what, eff, eff >= EFFICIENCY_TARGET, f"{row[4]}%", row[-1])
     return section

@@ -1,14 +1,8 @@
-"""Case 9: poptune in memory near its floor (issue 14, item 4), beside Optuna, in one run.
-
-Each figure comes from a fresh process (:func:`peer`, in the library's virtualenv):
-
-* steady-state CPU and wall time per trial of poptune and Optuna in memory, after a 200-trial
-  warm-up, and their ratio: an ask/tell loop with random search (Optuna's RandomSampler), the
-  same loop with TPE (Optuna's default TPESampler), and ``study.optimize`` with one worker;
-* the last 10% of a long poptune run (100,000 trials) against its first 10%, in the same run,
-  with the cyclic GC's full collections (count and longest pause);
-* the objects Python's cyclic GC tracks once a library is ready to run a study, against numpy
-  alone (poptune's import itself is lazy: it is counted ready, with Study and RandomSearch).
+"""Case 9: poptune in memory near its floor (issue 14, item 4), beside Optuna, in one run: the
+steady state per trial (random search, TPE, ``study.optimize``), the growth over a long run with
+the cyclic GC's full collections, and the objects that GC tracks once a library is ready to run
+a study (poptune's import is lazy: it counts as ready with Study and RandomSearch loaded). The
+method is the page text in :func:`run`; every figure comes from a fresh process (:func:`peer`).
 """
 
 from __future__ import annotations
@@ -20,14 +14,14 @@ from typing import Any
 
 from benchmarks import peers
 from benchmarks.cases.c1_overhead import WARMUP_TRIALS, optuna_value, space, trial_value
-from benchmarks.harness import Context, Section, Target, fmt, log, ratio, table
+from benchmarks.harness import Clock, Context, Section, fmt, log, ratio, table
 
 
 # -- the peer side ---------------------------------------------------------------------------
 def _timed(body: Any, n: int) -> dict[str, Any]:
-    cpu, wall = time.process_time(), time.perf_counter()
-    body()
-    return {"cpu_s": (time.process_time() - cpu) / n, "wall_s": (time.perf_counter() - wall) / n}
+    with Clock() as clock:
+        body()
+    return {"cpu_s": clock.cpu / n, "wall_s": clock.wall / n}
 
 
 def _loop(study: Any, n: int) -> None:
@@ -40,8 +34,7 @@ def _loop(study: Any, n: int) -> None:
 
 
 def _growth(study: Any, n: int) -> dict[str, Any]:
-    """One run of ``n`` trials: wall and CPU seconds per trial of its first and last 10%, and
-    the wall and CPU seconds of each full collection of the cyclic GC in it."""
+    """One run of ``n`` trials, per clock: s/trial of its first and last 10%, its full GC pauses."""
     pauses: list[tuple[float, float]] = []
     started = [0.0, 0.0]
 
@@ -60,12 +53,8 @@ def _growth(study: Any, n: int) -> dict[str, Any]:
     finally:
         gc.callbacks.remove(meter)
     return {
-        "first_s": first["wall_s"],
-        "last_s": last["wall_s"],
-        "first_cpu_s": first["cpu_s"],
-        "last_cpu_s": last["cpu_s"],
-        "full_gc_pauses_s": [wall for wall, _ in pauses],
-        "full_gc_pauses_cpu_s": [cpu for _, cpu in pauses],
+        "CPU": [first["cpu_s"], last["cpu_s"], [cpu for _, cpu in pauses]],
+        "wall": [first["wall_s"], last["wall_s"], [wall for wall, _ in pauses]],
     }
 
 
@@ -139,10 +128,7 @@ def us(seconds: float) -> str:
 def run(ctx: Context) -> Section:
     section = Section("memory_floor", TITLE)
     sizes = ctx.pick(SIZES, QUICK_SIZES)
-    optuna = ctx.peer("optuna") is not None
-    why = "" if optuna else ctx.peer_note("optuna")
-    if not optuna:
-        section.notes.append(why)
+    optuna = ctx.usable("optuna", section)
 
     def measure(library: str, case: str) -> dict[str, Any] | None:
         args = {"floor": case, "library": library, "n": sizes[case], "seed": 1}
@@ -172,32 +158,20 @@ def run(ctx: Context) -> Section:
         ),
     ]
     cpu_ratio = ratios[("random", "cpu_s")]
-    section.targets.append(
-        Target(
-            f"random loop: poptune's CPU per trial ≤ {CPU_RATIO_TARGET:g}× Optuna's",
-            None if cpu_ratio != cpu_ratio else cpu_ratio <= CPU_RATIO_TARGET,
-            fmt(cpu_ratio, 2) if cpu_ratio == cpu_ratio else why or "not measured",
-        )
-    )
+    what = f"random loop: poptune's CPU per trial ≤ {CPU_RATIO_TARGET:g}× Optuna's"
+    missing = "not measured" if optuna else ctx.peer_note("optuna")
+    section.target_of(what, cpu_ratio, cpu_ratio <= CPU_RATIO_TARGET, fmt(cpu_ratio, 2), missing)
 
     n = sizes["growth"]
     grown = measure("poptune", "growth")
     rows = []
     if grown:
-        for clock, a, b, pauses in (
-            ("CPU", grown["first_cpu_s"], grown["last_cpu_s"], grown["full_gc_pauses_cpu_s"]),
-            ("wall", grown["first_s"], grown["last_s"], grown["full_gc_pauses_s"]),
-        ):
+        for clock, (a, b, pauses) in grown.items():
             shown = ", ".join(f"{p * 1e3:.1f}" for p in pauses) or "none"
             rows.append([clock, us(a), us(b), fmt(b / a, 2), shown])
-        growth = grown["last_cpu_s"] / grown["first_cpu_s"]
-        section.targets.append(
-            Target(
-                f"in a {n:,}-trial run, the last 10% ≤ {GROWTH_TARGET:g}× the first 10% (CPU)",
-                growth <= GROWTH_TARGET,
-                f"{fmt(growth, 2)}×",
-            )
-        )
+        growth = grown["CPU"][1] / grown["CPU"][0]
+        what = f"in a {n:,}-trial run, the last 10% ≤ {GROWTH_TARGET:g}× the first 10% (CPU)"
+        section.target(what, growth <= GROWTH_TARGET, f"{fmt(growth, 2)}×")
     section.lines += [
         "",
         f"Growth: poptune's random loop, {n:,} trials in one run, µs per trial.",

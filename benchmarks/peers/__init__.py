@@ -1,18 +1,14 @@
 """The peers' virtualenvs and the protocol their benchmark scripts speak (stdlib only).
 
 Each peer (``optuna``, ``ray``, ``sherpa``) gets a virtualenv ``benchmarks/peers/.venv-<peer>``
-(gitignored), created on demand from the pinned ``<peer>.txt`` (and ``<peer>-nodeps.txt``,
-installed with ``--no-deps`` afterwards). A stamp in the virtualenv records the hash of those
-files, how long the setup took and when: a changed requirement file rebuilds the virtualenv.
+(gitignored), created on demand from the pinned ``<peer>.txt`` (then ``<peer>-nodeps.txt`` with
+``--no-deps``); a stamp in it records the hash of those files (a changed file rebuilds it), how
+long the setup took and when.
 
-The peer side of a case is the ``peer(**args)`` function of its module,
-``benchmarks/cases/<case>.py``, run as ``<python> -m benchmarks.peers <case> --args JSON --out
-FILE`` from the repository root with the peer's python (poptune's side runs the same function
-with the harness's own python), so one file defines a case. A case module that has a peer side
-imports only the standard library, numpy and ``benchmarks`` at its top; a library is imported
-inside the function that uses it. The run writes ``{"ok": true, "result": ...}`` or ``{"ok":
-false, "error": "...", "traceback": ...}`` to FILE; the harness never parses stdout, which
-libraries fill with logs.
+A case's peer side, the ``peer(**args)`` of ``benchmarks/cases/<case>.py`` (see
+``benchmarks/README.md``), runs as ``<python> -m benchmarks.peers <case> --args JSON --out FILE``
+and writes ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": ..., "traceback": ...}``
+to FILE; stdout, which libraries fill with logs, is never parsed.
 """
 
 from __future__ import annotations
@@ -50,8 +46,7 @@ def venv_dir(peer: str) -> Path:
 
 
 def venv_python(peer: str) -> Path:
-    d = venv_dir(peer)
-    return d / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    return venv_dir(peer) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def requirement_files(peer: str) -> list[Path]:
@@ -137,7 +132,7 @@ def setup(peer: str, install: bool, log: Callable[[str], None]) -> Peer:
             return result
         log(f"setting up {peer}'s virtualenv in {venv_dir(peer)} ...")
         started = time.monotonic()
-        error = _create(peer, log)
+        error = _create(peer)
         result.setup_s = time.monotonic() - started
         result.set_up_now = True
         if error:
@@ -158,7 +153,7 @@ def setup(peer: str, install: bool, log: Callable[[str], None]) -> Peer:
     return result
 
 
-def _create(peer: str, log: Callable[[str], None]) -> str | None:
+def _create(peer: str) -> str | None:
     d = venv_dir(peer)
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)
@@ -226,8 +221,7 @@ def run_script(
 
 
 def serve(argv: list[str]) -> None:
-    """The peer's side (``python -m benchmarks.peers CASE --args JSON --out FILE``): call the
-    case module's ``peer(**args)`` and write its result, or its error, to FILE as JSON."""
+    """``python -m benchmarks.peers CASE --args JSON --out FILE``: CASE's ``peer(**args)``."""
     args = json.loads(argv[argv.index("--args") + 1])
     out = Path(argv[argv.index("--out") + 1])
     try:
@@ -240,8 +234,7 @@ def serve(argv: list[str]) -> None:
 
 
 def preimport(*modules: str) -> None:
-    """Import ``modules`` (those that are installed) before a timing, so that it leaves out
-    what a library imports on first use."""
+    """Import the installed ``modules`` before a timing, which then leaves out first-use imports."""
     for module in modules:
         try:
             importlib.import_module(module)
@@ -250,20 +243,13 @@ def preimport(*modules: str) -> None:
 
 
 # -- CPU time of a process tree ---------------------------------------------------------------
-def tree_cpu_seconds(root: int | None = None) -> float:
-    """CPU seconds (user + system) used so far by process ``root`` (default: this one) and all
-    its descendants, including the descendants that have exited and been waited for (they
-    count in their parent's children's time). Ray's driver, raylet, GCS and workers are all
-    descendants of the driver. Linux reads ``/proc``; elsewhere this process and its waited
-    children only (``resource.getrusage``)."""
-    root = os.getpid() if root is None else root
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process and all its descendants, those
+    that exited and were waited for included (Ray's raylet, GCS and workers descend from its
+    driver). Linux reads ``/proc``; elsewhere: this process and its waited children only."""
+    root, ticks = os.getpid(), os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     stats: dict[int, tuple[int, float]] = {}  # pid -> (ppid, seconds)
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        names = []
-    for name in names:
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not name.isdigit():
             continue
         try:
