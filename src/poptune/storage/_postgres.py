@@ -7,6 +7,16 @@ optimizations (docs/topics/performance.md). SQLite never imports this module.
   held, so they see every commit before it), and its writes wait to travel with the
   ``COMMIT``, or with the next statement whose answer is needed. A suggestion is two round
   trips; a sync outside transactions is one (a ``REPEATABLE READ`` snapshot).
+* **A worker loop's trial is two round trips** (:meth:`Postgres.chained`): in
+  ``study.optimize``'s loop (and ``poptune worker``, Dask, process workers) a trial's value
+  and final status go in their own transaction (``BEGIN``, :data:`~poptune.storage.
+  _statements.PG_FINISH_OBS`, ``COMMIT``: committed before anything after it runs), followed
+  in the same round trip by the next suggestion's ``BEGIN``, lock and reads; that
+  transaction stays open for the suggestion, which then needs only its second round trip.
+  Anything the thread writes to the study meanwhile (an ``on_trial_end`` callback adding a
+  trial) runs in it, never waiting for a second lock; whatever is held when the loop ends
+  is rolled back. A round trip that fails is followed by the single-statement path, which
+  first looks whether the final write had committed.
 * **Single-statement writes** (any driver; :attr:`Postgres.alone`): an observation and a final
   status recorded outside a transaction are one statement each, a CTE that locks, numbers and
   writes. An observation's commit does not wait for the disk flush unless
@@ -43,17 +53,20 @@ import functools
 import json
 import select
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
-from poptune.exceptions import DuplicateIterationError, StorageError
+from poptune.exceptions import DuplicateIterationError, StorageError, StudyNotFoundError
 from poptune.storage._mirror import Changes, reads_after
 from poptune.storage._statements import (
     COMMIT,
     DIALECTS,
     FINISH,
     INS_OBS_RUNNING,
+    LOCK,
     PG_ADD_OBS,
     PG_ADD_OBS_ASYNC,
     PG_ANALYZE,
@@ -71,6 +84,7 @@ from poptune.storage._statements import (
 from poptune.storage._transaction import (
     RETRIES,
     LockSettings,
+    Tx,
     Write,
     acquire,
     first_line,
@@ -82,7 +96,7 @@ from poptune.storage._transaction import (
 if TYPE_CHECKING:
     from poptune.storage.sql import SQLStorage
 
-__all__ = ["ANALYZE_AT", "PING_AFTER_S", "Pipelined", "Postgres"]
+__all__ = ["ANALYZE_AT", "PING_AFTER_S", "Held", "Pipelined", "Postgres"]
 
 #: A pooled connection unused for longer than this (seconds) is pinged before use; a more
 #: recent one only has its socket checked, without a round trip.
@@ -227,6 +241,114 @@ class Postgres:
         version = rows[0][0]
         return version, (Changes(version, answers[1][0], answers[2][0]) if pull else None)
 
+    # -- a worker loop's trials, chained: a final write opens the next suggestion's lock ------
+    @contextmanager
+    def chained(self, storage: SQLStorage, study_id: int) -> Iterator[None]:
+        """The block of a worker loop (``run_worker``), where a suggestion follows each final
+        write: there, :meth:`finish_then_lock` sends a trial's last observation and final
+        status (their own transaction, committed) and the next suggestion's ``BEGIN``, lock and
+        reads in one round trip, and keeps that transaction open for the suggestion (a trial
+        is two round trips, not three). Whatever is held when the block ends is rolled back.
+        Only where statements are pipelined (psycopg 3)."""
+        local = storage._local
+        if self.psycopg is None or getattr(local, "chain", None) is not None:
+            yield
+            return
+        local.chain = study_id
+        try:
+            yield
+        finally:
+            local.chain = None
+            self.release(storage)
+
+    @staticmethod
+    def chains(storage: SQLStorage, study_id: int) -> bool:
+        """Whether this thread is in a :meth:`chained` block on the study."""
+        return getattr(storage._local, "chain", None) == study_id
+
+    @staticmethod
+    def holds(storage: SQLStorage, study_id: int) -> bool:
+        """Whether this thread holds the study's lock in a transaction a final write opened
+        (any write or suggestion on the study then runs in it: never a second lock)."""
+        held = getattr(storage._local, "held", None)
+        return held is not None and held.tx.sid == study_id
+
+    def take_held(self, storage: SQLStorage, study_id: int) -> Held | None:
+        """The transaction held for the study, handed over (a new transaction's); one held
+        for another study is rolled back."""
+        held = getattr(storage._local, "held", None)
+        if held is None:
+            return None
+        if held.tx.sid != study_id:
+            self.release(storage)
+            return None
+        storage._local.held = None
+        return held
+
+    @staticmethod
+    def release(storage: SQLStorage) -> None:
+        """Roll back the transaction held by this thread, if any (it wrote nothing yet)."""
+        held = getattr(storage._local, "held", None)
+        if held is None:
+            return
+        storage._local.held = None
+        try:
+            rollback(held.connection.conn)
+        finally:
+            held.connection.__exit__(None, None, None)
+
+    def finish_then_lock(self, storage: SQLStorage, study_id: int, write: Write) -> bool:
+        """In a :meth:`chained` block: the write :data:`PG_FINISH_OBS` in a transaction of its
+        own, then ``BEGIN``, the lock and the changes since the mirror's version (read with
+        the lock held), in one round trip; the open transaction is kept for the suggestion
+        that follows. Whether the write changed something (refused: nothing is held). If
+        anything fails (a lock wait that timed out, a lost connection, a duplicate
+        iteration), the write may or may not have committed: :meth:`run_alone` finds out
+        first and writes it only if not."""
+        stmt, params = write.statements[0]
+        with storage._mirrors.lock:
+            base = storage._mirrors.get(study_id)
+            lo = base.db_version
+        kept = _Kept(storage._connection())
+        begin = DIALECTS["postgresql"].begin_write
+        try:
+            channel = storage._channel(kept.conn)
+            answers = channel.query(
+                (begin, None), (stmt, params), (COMMIT, None),
+                (begin, None), (LOCK, {"sid": study_id}), *reads_after(study_id, lo), self.xid,
+            )  # fmt: skip
+        except Exception:
+            answers = None
+        except BaseException:
+            rollback(kept.conn)
+            kept.__exit__(None, None, None)
+            raise
+        if answers is None:  # out of the except block: the error is not this path's context
+            rollback(kept.conn)
+            kept.__exit__(None, None, None)
+            return self.run_alone(storage, study_id, write, self.alone[stmt], check_first=True)
+        try:
+            rows, locked = answers[1][0], answers[4][0]
+            if not rows or not locked:  # refused (the trial is not running), or no study
+                rollback(kept.conn)
+                if not locked:
+                    raise StudyNotFoundError(f"no study with id {study_id!r} in {storage}")
+                storage._check_running(study_id, write.guard, channel, write.refused)
+                kept.__exit__(None, None, None)
+                return False
+            version, state_json, n_trials = locked[0]
+            changes = Changes(version - 1, answers[5][0], answers[6][0])
+            with storage._naming(study_id):
+                storage._mirrors.commit(study_id, rows[0][0], (write.apply,), changes, base)
+        except BaseException:
+            rollback(kept.conn)
+            kept.__exit__(None, None, None)
+            raise
+        tx = Tx(channel, study_id, version, state_json, n_trials, storage.lock_watch,
+                answers[-1][0][0][0])  # fmt: skip
+        storage._local.held = Held(kept, tx)
+        return True
+
     def unstall(self, conn: sa.Connection) -> None:
         """End poptune's sessions stalled in a transaction longer than ``stall_timeout``
         (:data:`PG_UNSTALL`); best effort: a role that may not signal them is warned once."""
@@ -264,7 +386,7 @@ class Postgres:
 
     def run_alone(
         self, storage: SQLStorage, study_id: int, write: Write,
-        alone: tuple[sa.TextClause, bool],
+        alone: tuple[sa.TextClause, bool], *, check_first: bool = False,
     ) -> bool:  # fmt: skip
         """Run ``write`` as its single statement ``alone`` (see :attr:`alone`); whether it
         changed something. A wait for the lock that times out is tried again; after a lost
@@ -272,8 +394,9 @@ class Postgres:
         committed before the connection died,
         and finding its effect (the same observation there, the trial in the status set)
         counts as success, without a second write (the mirror then learns it on its next
-        refresh)."""
+        refresh). ``check_first``: look for that effect before the first try too."""
         (_, params), lost = write.statements[0], None
+        check = check_first
         for _attempt in range(RETRIES + 1):
             with storage._mirrors.lock:
                 base = storage._mirrors.get(study_id)
@@ -281,7 +404,7 @@ class Postgres:
             try:
                 with storage._connection() as conn:
                     channel = storage._channel(conn)
-                    if lost is not None and self._already_made(channel, write, params, study_id):
+                    if check and self._already_made(channel, write, params, study_id):
                         return True
                     version, changes = acquire(
                         channel, [], storage.lock_watch, storage._where,
@@ -294,7 +417,7 @@ class Postgres:
             except Exception as exc:
                 if isinstance(exc, DuplicateIterationError) or not is_lost(exc):
                     raise
-                lost = exc
+                lost, check = exc, True
                 time.sleep(0.1)
                 continue
             with storage._naming(study_id):
@@ -388,6 +511,31 @@ class Pipelined:
         batch = [*self.unsent, (COMMIT, None)]
         self.unsent.clear()
         self.postgres.pipeline(self.conn, self.driver, batch)
+
+
+class _Kept:
+    """A connection taken out of its context manager (``SQLStorage._connection``) and kept:
+    ``with`` gives it, and gives it back at the block's end."""
+
+    __slots__ = ("conn", "manager")
+
+    def __init__(self, manager: AbstractContextManager[sa.Connection]) -> None:
+        self.manager = manager
+        self.conn = manager.__enter__()
+
+    def __enter__(self) -> sa.Connection:
+        return self.conn
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return self.manager.__exit__(*exc)
+
+
+class Held(NamedTuple):
+    """A transaction a final write opened for the next suggestion (:meth:`Postgres.
+    finish_then_lock`): its kept connection and the transaction, lock held."""
+
+    connection: _Kept
+    tx: Tx
 
 
 def psycopg_with_pipeline(url: sa.URL) -> Any:

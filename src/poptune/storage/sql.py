@@ -38,7 +38,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -79,6 +79,7 @@ from poptune.storage._statements import (
     INS_OBS,
     INS_OBS_RUNNING,
     LOCK,
+    PG_FINISH_OBS,
     SET_STATE,
     STOP,
     STUDY_STATE,
@@ -309,6 +310,11 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 txn.rollback(conn)
                 raise
 
+    def _chained_trials(self, study_id: int) -> AbstractContextManager[None]:
+        """A worker loop's block: in it, a trial's final write also opens the transaction of
+        the suggestion that follows (PostgreSQL, pipelined: :meth:`Postgres.chained`)."""
+        return self._pg.chained(self, study_id) if self._pg is not None else nullcontext()
+
     def transaction(self, study_id: int) -> AbstractContextManager[None]:  # type: ignore[override]
         # Whoever opens the study's lock syncs next (a suggestion, a reap, add_trial): on
         # PostgreSQL the changes come with the lock, in the same round trip.
@@ -328,9 +334,11 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
 
     @contextmanager
     def _new_transaction(self, study_id: int, prefetch: bool) -> Iterator[Tx]:
-        with self._hot_connection() as conn:
+        # PostgreSQL, in a worker loop: the transaction a final write opened may be waiting
+        held = self._pg.take_held(self, study_id) if self._pg is not None else None
+        with held.connection if held is not None else self._hot_connection() as conn:
             try:
-                tx = self._open(conn, study_id, prefetch)
+                tx = held.tx if held is not None else self._open(conn, study_id, prefetch)
                 n_trials = tx.n_trials
                 self._local.tx = tx
                 yield tx
@@ -391,11 +399,14 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         lock held). Otherwise the write goes into the caller's transaction, or one of its own.
         Either way the mirror gets ``write.apply`` once the write commits."""
         self._check_writable()
-        if self._pg is not None and len(write.statements) == 1 and self._tx(study_id) is None:
+        pg = self._pg
+        if pg is not None and len(write.statements) == 1 and self._tx(study_id) is None:
             stmt, params = write.statements[0]
-            alone = self._pg.alone.get(stmt)
-            if alone is not None:
-                return self._pg.run_alone(self, study_id, write, alone)
+            alone = pg.alone.get(stmt)
+            if alone is not None and not pg.holds(self, study_id):
+                if stmt is PG_FINISH_OBS and pg.chains(self, study_id):
+                    return pg.finish_then_lock(self, study_id, write)
+                return pg.run_alone(self, study_id, write, alone)
         with self._transaction(study_id, prefetch=False) as tx:
             return self._write_in(tx, write)
 

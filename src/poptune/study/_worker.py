@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from poptune._polling import Backoff
@@ -84,6 +84,12 @@ def run_trial(study: Study, trial: Trial, objective: Objective) -> TrialStatus:
     if value is not None:
         try:  # the returned value and the final status: one write
             finalize_with_value(study, trial, value, _final_iteration(trial), status)
+        except TrialFinishedError as exc:  # e.g. reaped meanwhile: its status stands
+            logger.warning(
+                "poptune: trial %d's value is not recorded: %s (finalized elsewhere meanwhile, "
+                "e.g. as its heartbeat looked lost)", trial.id, exc,
+            )  # fmt: skip
+            return _fail(study, trial)
         except PoptuneError as exc:  # the value was refused: nothing was written
             logger.warning("poptune: trial %d returned a bad value: %s", trial.id, exc)
             return _fail(study, trial, error=f"{type(exc).__name__}: {exc}")
@@ -213,8 +219,10 @@ def run_worker(
     generation, its replacement runs here before this worker leaves. So the study is
     complete, not 3 of 4 members finished, when the last worker returns.
     """
+    chained = getattr(study._storage, "_chained_trials", None)  # PostgreSQL: 2 round trips
     try:
-        return _loop(study, objective, max_trial_id, deadline, on_trial, failures, announce)
+        with chained(study._study_id) if chained is not None else nullcontext():
+            return _loop(study, objective, max_trial_id, deadline, on_trial, failures, announce)
     except KeyboardInterrupt:
         # Mark whatever this worker had started, even between steps; a second Ctrl-C (a
         # terminal sends one to every process, the parent may relay another) must not cut
