@@ -271,3 +271,89 @@ def test_the_index_reads_any_int_iteration(iterations):
         assert sorted(rule.values_at(history, t, exclude=1)) == reference_values_at(history, t, 1)
     for trial in trials:
         assert rule.should_trial_stop(trial, history) is reference_should_stop(trial, history)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 40, 4096])
+@pytest.mark.parametrize("seed", range(4))
+def test_the_index_read_in_chunks_decides_as_a_plain_scan(seed, chunk, monkeypatch):
+    """The index reads a chunk of trials at a time (``_CHUNK`` observations; small here, so
+    trials fall on both sides of a cut and one outgrows a chunk): random histories against the
+    plain scan, with iterations rising (every trial's, or most) or in any order, negative ones
+    and ones past 255 seen first in a middle chunk, trials without observations, unfinished
+    trials among finished ones that then finish out of id order (the kept rule extends its
+    index), objectives as floats (ties too), ints and numpy scalars, either direction."""
+    import numpy as np
+
+    from poptune import stopping
+    from poptune.history import History
+    from poptune.trial import Observation, Trial, TrialStatus
+
+    monkeypatch.setattr(stopping, "_CHUNK", chunk)
+    rnd = random.Random(seed)
+    lower = seed % 2 == 0
+    kinds = [float, float, int, np.float64, np.int64]
+    statuses = [TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.FAILED]
+
+    def observe(trial, count):
+        wide = seed >= 2 and 1 < trial.id < 80 and rnd.random() < 0.15  # not trial 1 or 80
+        pool = range(-5, 300) if wide else range(0, 80)
+        iterations = rnd.sample([i for i in pool if i not in trial._obs], count)
+        if seed % 2 or rnd.random() < 0.6:
+            iterations.sort()  # as trials report: always (odd seeds) or mostly
+        for it in iterations:
+            value = rnd.choice(kinds)(rnd.choice([rnd.randint(-3, 3), round(rnd.gauss(0, 2), 1)]))
+            trial._record(Observation(it, value))
+
+    trials = []
+    for tid in range(1, 81):
+        unfinished = rnd.random() < 0.3
+        trial = Trial(tid, {"x": 0.5}, TrialStatus.RUNNING if unfinished else rnd.choice(statuses))
+        observe(trial, rnd.choice([0, 1, 2, 5, 12, 45]))
+        trials.append(trial)
+    history = History.from_trials(X, lower, trials)
+    kept = MedianStoppingRule()
+
+    def check():
+        ends = {f(t._obs) for t in rnd.sample(trials, 6) if t._obs for f in (min, max)}
+        for subject in rnd.sample(trials, 8):
+            for t in {-1, 0, 1, 7, 80, 256, max(subject._obs, default=3), *ends}:
+                expected = reference_values_at(history, t, subject.id)
+                assert sorted(kept.values_at(history, t, exclude=subject.id)) == expected
+            for rule in (kept, MedianStoppingRule(), MedianStoppingRule(min_trials=5)):
+                settings = {"min_trials": rule.min_trials}
+                expected = bool(reference_should_stop(subject, history, **settings))
+                assert bool(rule.should_trial_stop(subject, history)) is expected  # np.bool_ too
+
+    check()
+    running = [t for t in trials if not t.is_finished]
+    rnd.shuffle(running)
+    for k, trial in enumerate(running[: len(running) * 2 // 3]):  # out of id order
+        observe(trial, rnd.randint(0, 3))
+        trial.status = rnd.choice(statuses)
+        if k % 4 == 3:  # several finish between two calls
+            check()
+    check()
+
+
+def test_the_index_reads_objectives_as_numpy_does():
+    """Objectives are read as doubles the way ``numpy.fromiter`` reads them, also ones it
+    alone converts (a numeric str, None as NaN) and ints past 2**53."""
+    import numpy as np
+
+    from poptune.history import History
+    from poptune.stopping import _FinishedIndex
+    from poptune.trial import Observation, Trial, TrialStatus
+
+    values = [0.5, -0.0, 3, True, 2**53 + 1, -(2**70) - 1, np.float32(0.1), np.int64(-7)]
+    trials = []
+    for tid, extra in enumerate([[], ["0.25"], [None], [float("inf")]], start=1):
+        trial = Trial(tid, {"x": 0.5}, TrialStatus.COMPLETED)
+        for it, value in enumerate([*values, *extra], start=1):
+            trial._record(Observation(it, value))
+        trials.append(trial)
+    history = History.from_trials(X, True, trials)
+    index = _FinishedIndex(history)
+    index.advance()
+    records = (value[0] for trial in trials for value in trial._obs.values())
+    expected = np.fromiter(records, dtype=float)
+    assert index._arrays[1].tobytes() == expected.tobytes()
