@@ -246,7 +246,8 @@ def run(ctx: Context) -> Section:
         f"{per_worker} trials each, `study.optimize` (case 2's workers and databases). Lock "
         "held: from the answer to the lock statement to the COMMIT's, summed over a trial's "
         "locked transactions; on PostgreSQL the final write is one statement whose lock is "
-        "held inside the server, shown as its round trip.",
+        "held inside the server, sent in one round trip with the next suggestion's lock "
+        "(which that round trip waits for): its column is that round trip.",
         "",
         *table(
             "storage | workers × objective | trials | trials/s | % of ideal | "
