@@ -292,10 +292,7 @@ class Postgres:
         if held is None:
             return
         storage._local.held = None
-        try:
-            rollback(held.connection.conn)
-        finally:
-            held.connection.__exit__(None, None, None)
+        held.connection.close()
 
     def finish_then_lock(self, storage: SQLStorage, study_id: int, write: Write) -> bool:
         """In a :meth:`chained` block: the write :data:`PG_FINISH_OBS` in a transaction of its
@@ -320,30 +317,28 @@ class Postgres:
         except Exception:
             answers = None
         except BaseException:
-            rollback(kept.conn)
-            kept.__exit__(None, None, None)
+            kept.close()
             raise
         if answers is None:  # out of the except block: the error is not this path's context
-            rollback(kept.conn)
-            kept.__exit__(None, None, None)
+            kept.close()
             return self.run_alone(storage, study_id, write, self.alone[stmt], check_first=True)
+        rows, locked = answers[1][0], answers[4][0]
         try:
-            rows, locked = answers[1][0], answers[4][0]
-            if not rows or not locked:  # refused (the trial is not running), or no study
-                rollback(kept.conn)
-                if not locked:
-                    raise StudyNotFoundError(f"no study with id {study_id!r} in {storage}")
+            if not locked:
+                raise StudyNotFoundError(f"no study with id {study_id!r} in {storage}")
+            if not rows:  # refused (the trial is not running): raises why, as run_alone does
                 storage._check_running(study_id, write.guard, channel, write.refused)
-                kept.__exit__(None, None, None)
-                return False
-            version, state_json, n_trials = locked[0]
-            changes = Changes(version - 1, answers[5][0], answers[6][0])
-            with storage._naming(study_id):
-                storage._mirrors.commit(study_id, rows[0][0], (write.apply,), changes, base)
+            else:
+                version, state_json, n_trials = locked[0]
+                changes = Changes(version - 1, answers[5][0], answers[6][0])
+                with storage._naming(study_id):
+                    storage._mirrors.commit(study_id, rows[0][0], (write.apply,), changes, base)
         except BaseException:
-            rollback(kept.conn)
-            kept.__exit__(None, None, None)
+            kept.close()
             raise
+        if not rows:
+            kept.close()
+            return False
         tx = Tx(channel, study_id, version, state_json, n_trials, storage.lock_watch,
                 answers[-1][0][0][0])  # fmt: skip
         storage._local.held = Held(kept, tx)
@@ -528,6 +523,11 @@ class _Kept:
 
     def __exit__(self, *exc: Any) -> bool | None:
         return self.manager.__exit__(*exc)
+
+    def close(self) -> None:
+        """Roll back whatever is open on the connection, and give it back."""
+        rollback(self.conn)
+        self.manager.__exit__(None, None, None)
 
 
 class Held(NamedTuple):
