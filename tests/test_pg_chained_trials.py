@@ -9,8 +9,6 @@ worker processes)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -25,7 +23,7 @@ from poptune.storage.sql import SQLStorage
 from poptune.study.callbacks import StudyCallback
 
 from .conftest import forget_storages, make_url
-from .test_reconnect import _lost, _terminate_all
+from .test_reconnect import _lost, run_workers_terminating
 
 PARAMS = [Continuous("x", [0.0, 1.0])]
 
@@ -248,30 +246,8 @@ def test_four_optimize_workers_survive_every_connection_terminated(pg_url, tmp_p
     the server six times while they run: each exits 0 and every trial is COMPLETED once with
     one observation (a chained final lost mid-way is neither lost nor doubled)."""
     Study(PARAMS, algorithms.RandomSearch(160), True, storage=pg_url, study_name="chain", seed=0)
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    logs = [tmp_path / f"w{i}.log" for i in range(4)]
-    procs = [subprocess.Popen([sys.executable, str(script), pg_url, str(log)],
-                              stderr=subprocess.PIPE, text=True) for log in logs]  # fmt: skip
-    admin = _engine(pg_url)
-    terminated = []
-    try:
-        deadline = time.monotonic() + 60
-        while not all(log.exists() and log.read_text() for log in logs):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
-            time.sleep(0.05)
-        for _ in range(6):
-            terminated.append(_terminate_all(admin))
-            time.sleep(0.3)
-        errors = [p.communicate(timeout=120)[1] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        admin.dispose()
+    logs, terminated, codes, errors = run_workers_terminating(pg_url, WORKER, tmp_path, 0.3)
     assert sum(terminated) >= 6
-    codes = [p.returncode for p in procs]
     assert codes == [0] * 4, "\n".join(e[-3000:] for e, c in zip(errors, codes, strict=True) if c)
     status_rows, obs_rows = _rows(pg_url)
     assert len(status_rows) == 160

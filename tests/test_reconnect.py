@@ -55,6 +55,40 @@ def _terminate_all(admin: sa.Engine) -> int:
     return len(rows)
 
 
+def run_workers_terminating(
+    url: str, source: str, tmp_path, pause: float, workers: int = 4, rounds: int = 6
+) -> tuple[list, list[int], list[int], list[str]]:
+    """Run ``source`` (a script taking the URL and its log file) in ``workers`` processes;
+    once every one has logged a line, terminate every other connection to the database
+    ``rounds`` times, ``pause`` seconds apart; wait for them to exit (killed if a test step
+    fails). Returns their logs, the connections terminated per round, their exit codes and
+    their stderr."""
+    script = tmp_path / "worker.py"
+    script.write_text(source)
+    logs = [tmp_path / f"w{i}.log" for i in range(workers)]
+    procs = [subprocess.Popen([sys.executable, str(script), url, str(log)],
+                              stderr=subprocess.PIPE, text=True) for log in logs]  # fmt: skip
+    admin = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1),
+                             poolclass=sa.pool.NullPool)  # fmt: skip
+    terminated = []
+    try:
+        deadline = time.monotonic() + 60
+        while not all(log.exists() and log.read_text() for log in logs):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.05)
+        for _ in range(rounds):
+            terminated.append(_terminate_all(admin))
+            time.sleep(pause)
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        admin.dispose()
+    return logs, terminated, [p.returncode for p in procs], errors
+
+
 @pytest.fixture
 def pg_url(tmp_path):
     yield make_url("postgres", tmp_path)
@@ -67,32 +101,9 @@ def test_every_connection_terminated_again_and_again_workers_survive(pg_url, tmp
     with its two observations."""
     Study(PARAMS, algorithms.RandomSearch(TOTAL), True, storage=pg_url, study_name="reconnect",
           seed=0)  # fmt: skip
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    logs = [tmp_path / f"w{i}.log" for i in range(4)]
-    procs = [subprocess.Popen([sys.executable, str(script), pg_url, str(log)],
-                              stderr=subprocess.PIPE, text=True) for log in logs]  # fmt: skip
-    admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                             poolclass=sa.pool.NullPool)  # fmt: skip
-    terminated = []
-    try:
-        deadline = time.monotonic() + 60
-        while not all(log.exists() and log.read_text() for log in logs):
-            assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
-            time.sleep(0.05)
-        for _ in range(6):
-            terminated.append(_terminate_all(admin))
-            time.sleep(0.4)
-        errors = [p.communicate(timeout=120)[1] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        admin.dispose()
+    logs, terminated, codes, errors = run_workers_terminating(pg_url, WORKER, tmp_path, 0.4)
     print(f"\nconnections terminated per round: {terminated}")
     assert sum(terminated) >= 6  # the workers really lost connections
-    codes = [p.returncode for p in procs]
     assert codes == [0] * 4, "\n".join(e[-3000:] for e, c in zip(errors, codes, strict=True) if c)
     done = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
     assert sorted(done) == list(range(1, TOTAL + 1))  # every trial once: no duplicate, no loss
