@@ -46,6 +46,7 @@ class History:
         "lower_is_better",
         "next_trial_id",
         "parameter_names",
+        "parameter_set",
         "parameters",
         "state",
         "version",
@@ -54,6 +55,7 @@ class History:
     def __init__(self, parameters: Sequence[Parameter], lower_is_better: bool) -> None:
         self.parameters = list(parameters)
         self.parameter_names = [p.name for p in self.parameters]
+        self.parameter_set = frozenset(self.parameter_names)  # the same names, for subset tests
         self.lower_is_better = lower_is_better
         self.state: dict[str, Any] = {}
         self._root: dict[str, Any] | None = None

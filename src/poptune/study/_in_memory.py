@@ -22,10 +22,11 @@ where no callback is to be told and no checkpoint collected.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from poptune.storage.memory import MemoryStorage
-from poptune.study._suggestion import unpack
+from poptune.study._suggestion import checked_observation, final_status, trial_id, unpack
 from poptune.trial import AlgorithmState, Trial, TrialStatus
 
 if TYPE_CHECKING:
@@ -61,40 +62,45 @@ def suggest(study: Study, max_trial_id: int | None) -> Trial | AlgorithmState | 
     """``Study._suggest`` in memory: the algorithm's next trial inserted (its
     ``on_trial_start`` fired), WAIT or DONE; None where the general path must run."""
     record = study._mem
+    if study._read_only:
+        return None  # the general path raises why
     history = study._history
-    with study._lock:
-        with record.lock:
-            if record.queue or not record.live or study._next_id is not None:
-                return None
-            number = len(record.trials) + 1
-            history.version = record.index.version
-            history.next_trial_id = number
-            if max_trial_id is not None and number > max_trial_id:
+    with study._lock, record.lock:
+        if record.queue or not record.live or study._next_id is not None:
+            return None
+        trials, index = record.trials, record.index
+        number = len(trials) + 1
+        history.version = index.version
+        history.next_trial_id = number
+        if max_trial_id is not None and number > max_trial_id:
+            return _DONE
+        study._next_id = number
+        try:
+            stream = study._rng
+            if record.pending is stream:  # stream 2, moved last by this generator: as _ask
+                history.state = record.state
+                try:
+                    result = study.algorithm.suggest(history, stream.generator)
+                finally:
+                    record.pending = stream
+                record.state = history.state
+            else:
+                result = _ask(study, record, history, number)
+            if result is None or result is _DONE:
                 return _DONE
-            study._next_id = number
-            try:
-                stream = study._rng
-                if record.pending is stream:  # stream 2, moved last by this generator: as _ask
-                    history.state = record.state
-                    try:
-                        result = study.algorithm.suggest(history, stream.generator)
-                    finally:
-                        record.pending = stream
-                    record.state = history.state
-                else:
-                    result = _ask(study, record, history, number)
-                if result is None or result is _DONE:
-                    return _DONE
-                if result is _WAIT:
-                    return _WAIT
-                params, meta = unpack(study, result)
+            if result is _WAIT:
+                return _WAIT
+            params, meta = unpack(study, result)
+            if meta is None:
+                trial = Trial._running(number, params, study._context)
+            else:
                 trial = Trial(number, params, _RUNNING, meta)
-                record.add_new(trial)
-            finally:
-                study._next_id = None
-                history.version = record.index.version
-                history.next_trial_id = len(record.trials) + 1
-        trial._context = study._context
+                trial._context = study._context
+            record.add_new(trial)
+        finally:
+            study._next_id = None
+            history.version = index.version
+            history.next_trial_id = len(trials) + 1
         study._handed_out.add(number)
     if study._callbacks.items:
         study._callbacks.trial_started(study, trial)
@@ -130,26 +136,35 @@ def _ask(study: Study, record: Any, history: Any, number: int) -> Any:
 
 
 def observe(
-    study: Study, trial_id: int, iteration: int, objective: float, context: dict | None
+    study: Study,
+    trial: Trial | int,
+    objective: Any,
+    iteration: Any,
+    context: Mapping[str, Any] | None,
 ) -> bool:
-    """Record a checked observation on the storage's record, where nothing else is to be
-    done (no callback to tell): True; False where ``Study.add_observation`` records it."""
+    """``Study.add_observation`` on the storage's record, where nothing else is to be done
+    (writable, no callback to tell): checked and recorded, True (or its error raised); False
+    where ``Study.add_observation`` takes the general path."""
     record = study._mem
-    if record is None or not record.live or study._callbacks.items:
+    if study._read_only or not record.live or study._callbacks.items:
         return False
+    tid, value, it, ctx = checked_observation(study, trial, objective, iteration, context)
     with record.lock:
-        record.observe(trial_id, iteration, objective, context)
+        record.observe(tid, it, value, ctx)
     return True
 
 
-def finish(study: Study, trial_id: int, status: TrialStatus, meta: Any) -> bool:
-    """Give a trial its checked final status on the storage's record, where nothing follows
-    (no callback, no checkpoints to collect): True; False where ``Study.finalize`` does."""
+def finish(study: Study, trial: Trial | int, status: TrialStatus | str, meta: Any) -> bool:
+    """``Study.finalize`` on the storage's record, where nothing follows (writable, no
+    callback, no checkpoints to collect): checked and finished, True (or its error raised);
+    False where ``Study.finalize`` takes the general path."""
     record = study._mem
-    if record is None or not record.live or study._callbacks.items:
+    if study._read_only or not record.live or study._callbacks.items:
         return False
     if study.keep_checkpoints is not None:
         return False
+    tid = trial_id(study, trial)
+    final = final_status(tid, status)
     with record.lock:
-        record.finish(trial_id, status, meta)
+        record.finish(tid, final, meta)
     return True

@@ -11,21 +11,35 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from poptune._validation import CHECKPOINT_FIELDS, checkpoint_fields_problem
+from poptune._validation import (
+    CHECKPOINT_FIELDS,
+    check_context,
+    check_iteration,
+    check_objective,
+    checkpoint_fields_problem,
+)
 from poptune.algorithms.base import Suggestion, protocol_name
 from poptune.checkpoints import check_parameter_names
 from poptune.exceptions import (
     ConfigurationError,
     InvalidObservationError,
     InvalidParameterError,
+    InvalidStatusError,
     UnknownTrialError,
 )
-from poptune.trial import AlgorithmState, Trial, TrialStatus
+from poptune.trial import _FINISHED, AlgorithmState, Trial, TrialStatus
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
-__all__ = ["new_trial", "queued_parameters", "trial_id", "unpack"]
+__all__ = [
+    "checked_observation",
+    "final_status",
+    "new_trial",
+    "queued_parameters",
+    "trial_id",
+    "unpack",
+]
 
 _CHECKPOINT_FIELDS = frozenset(CHECKPOINT_FIELDS)
 
@@ -54,7 +68,11 @@ def new_trial(study: Study, number: int, max_trial_id: int | None) -> Trial | Al
 
 def unpack(study: Study, result: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A suggestion's parameters and meta, or ConfigurationError naming the algorithm."""
-    if isinstance(result, Suggestion):
+    if type(result) is dict:  # the common answer, checked in two set operations
+        if study._history.parameter_set <= result.keys() and _CHECKPOINT_FIELDS.isdisjoint(result):
+            return result, None
+        params, meta = result, None
+    elif isinstance(result, Suggestion):
         params, meta = result.parameters, result.meta
     elif isinstance(result, dict):
         params, meta = result, None
@@ -94,6 +112,8 @@ def trial_id(study: Study, trial: Trial | int) -> int:
     """``Study._trial_id``: the id of ``trial`` (a Trial or an int). A Trial this study did
     not hand out must carry every study parameter. Raises InvalidObservationError (one is
     missing) or UnknownTrialError (neither a Trial nor an int)."""
+    if type(trial) is Trial and trial._context is study._context:  # the common case, first
+        return trial.id
     if isinstance(trial, Trial):
         if trial._context is study._context:  # handed out by this study: checked then
             return trial.id
@@ -107,3 +127,39 @@ def trial_id(study: Study, trial: Trial | int) -> int:
     if isinstance(trial, numbers.Integral) and not isinstance(trial, bool):
         return int(trial)
     raise UnknownTrialError(f"expected a Trial or a trial id, got {trial!r}")
+
+
+def checked_observation(
+    study: Study,
+    trial: Trial | int,
+    objective: Any,
+    iteration: Any,
+    context: Mapping[str, Any] | None,
+) -> tuple[int, float, int, dict[str, Any] | None]:
+    """``Study.add_observation``'s arguments checked: the trial id, the objective as a finite
+    float, the iteration as an int, the context (None when empty); the errors it documents."""
+    tid = trial_id(study, trial)
+    # x - x is 0.0 for a finite float only: the common objective needs no call
+    if type(objective) is float and objective - objective == 0.0:
+        value = objective
+    else:
+        value = check_objective(objective, tid)
+    it = iteration if type(iteration) is int else check_iteration(iteration, tid)
+    ctx = check_context(context, tid, study._reserved_context) if context else None
+    return tid, value, it, ctx
+
+
+#: A final status by its value; TrialStatus is a str enum, so a member finds itself too.
+_FINAL = {status.value: status for status in _FINISHED}
+
+
+def final_status(tid: int, status: TrialStatus | str) -> TrialStatus:
+    """``Study.finalize``'s status checked: COMPLETED, FAILED or STOPPED (a member or its
+    value), else InvalidStatusError naming it."""
+    final = _FINAL.get(status)  # type: ignore[call-overload]
+    if final is None:
+        raise InvalidStatusError(
+            f"trial {tid}: unknown final status {status!r}; expected 'COMPLETED', "
+            "'FAILED' or 'STOPPED'"
+        )
+    return final

@@ -150,8 +150,9 @@ def iterate(study: Study) -> Iterator[Trial]:
 def _iterate(study: Study) -> Iterator[Trial]:
     mine: set[int] = set()
     backoff = Backoff(0.01, 1.0)
+    suggest = study.get_suggestion
     while True:
-        suggestion = study.get_suggestion()
+        suggestion = suggest()
         if isinstance(suggestion, Trial):
             mine.add(suggestion.id)
             if backoff.delay != backoff.first:  # it waited: the next wait is short again

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import poptune.study._in_memory as _in_memory
 from poptune._rng import check_stream
-from poptune._validation import check_context, check_iteration, check_objective
 from poptune.algorithms.base import Algorithm
 from poptune.checkpoints import CheckpointStore, check_location
 from poptune.exceptions import InvalidStatusError, ReadOnlyStudyError, UnknownTrialError
@@ -29,14 +28,12 @@ from poptune.study._context import StudyContext, WriteBlock
 from poptune.study._liveness import recover_lost_trials, requeue, start_liveness
 from poptune.study._notebook import NotebookDisplay
 from poptune.study.callbacks import Callbacks, check_callbacks
-from poptune.trial import _FINISHED, AlgorithmState, Observation, Trial, TrialStatus
+from poptune.trial import AlgorithmState, Observation, Trial, TrialStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Study"]
-
-_FINAL = {status.value: status for status in _FINISHED}
 
 _T = TypeVar("_T")
 
@@ -219,7 +216,8 @@ class Study(BestResults, NotebookDisplay):
         """The next trial to run, or ``AlgorithmState.WAIT`` / ``AlgorithmState.DONE``. Trials
         queued with :meth:`add_trial` come first. The suggestion is computed and recorded in
         one storage transaction holding the study lock."""
-        return self._suggest(None)
+        found = None if self._mem is None else _in_memory.suggest(self, None)
+        return self._suggest(None) if found is None else found
 
     def _suggest(self, max_trial_id: int | None) -> Trial | AlgorithmState:
         """``get_suggestion``, answering DONE rather than make a trial above ``max_trial_id``."""
@@ -299,15 +297,15 @@ class Study(BestResults, NotebookDisplay):
             InvalidObservationError: NaN/inf/non-numeric objective, non-int iteration, bad
                 context. DuplicateIterationError, UnknownTrialError, TrialFinishedError.
         """
+        if self._mem is not None and _in_memory.observe(self, trial, objective, iteration, context):
+            return  # checked and recorded on the in-memory short path
         self._check_writable()
-        tid = self._trial_id(trial)
-        value = check_objective(objective, tid)
-        it = iteration if type(iteration) is int else check_iteration(iteration, tid)
-        ctx = check_context(context, tid, self._reserved_context) if context else None
-        if not _in_memory.observe(self, tid, it, value, ctx):  # else: recorded there
-            observation = Observation(it, value, ctx or {})
-            self._storage.add_observation(self._study_id, tid, observation)
-            self._callbacks.observed(self, trial, observation)
+        tid, value, it, ctx = _suggestion.checked_observation(
+            self, trial, objective, iteration, context
+        )
+        observation = Observation(it, value, ctx or {})
+        self._storage.add_observation(self._study_id, tid, observation)
+        self._callbacks.observed(self, trial, observation)
 
     def finalize(
         self,
@@ -325,18 +323,14 @@ class Study(BestResults, NotebookDisplay):
             NoObservationsError: COMPLETED without an observation.
             UnknownTrialError, TrialFinishedError.
         """
+        if self._mem is not None and _in_memory.finish(self, trial, status, meta):
+            return  # checked and finished on the in-memory short path
         self._check_writable()
         tid = self._trial_id(trial)
-        final = _FINAL.get(status.value if isinstance(status, TrialStatus) else status)  # type: ignore[arg-type]
-        if final is None:
-            raise InvalidStatusError(
-                f"trial {tid}: unknown final status {status!r}; expected 'COMPLETED', "
-                "'FAILED' or 'STOPPED'"
-            )
-        if not _in_memory.finish(self, tid, final, meta):  # else: finished there
-            meta = None if meta is None else dict(meta)
-            self._storage.finish_trial(self._study_id, tid, final, meta)
-            _worker.after_finalize(self, tid, final)
+        final = _suggestion.final_status(tid, status)
+        meta = None if meta is None else dict(meta)
+        self._storage.finish_trial(self._study_id, tid, final, meta)
+        _worker.after_finalize(self, tid, final)
 
     @property
     def checkpoints(self) -> CheckpointStore:
