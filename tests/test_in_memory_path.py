@@ -109,6 +109,43 @@ def test_errors_are_the_general_paths_and_record_nothing():
     assert study.trials[0].status.value == "COMPLETED"
 
 
+@pytest.mark.parametrize("where", ["memory", "sqlite"])
+def test_the_arguments_are_checked_alike(where, tmp_path):
+    """What add_observation and finalize take and refuse, on the short path (memory) as on
+    the general one (a file): numpy and int objectives, a status as a member or a string, a
+    Trial from elsewhere by its id; NaN, inf, a bool, a float iteration, an unknown status."""
+    import numpy as np
+
+    from poptune import InvalidObservationError, InvalidStatusError, Trial, TrialStatus
+
+    storage = None if where == "memory" else f"sqlite:///{tmp_path / 'a.db'}"
+    study = make(storage, None if storage is None else "checks")
+    first, second, third = (study.get_suggestion() for _ in range(3))
+    study.add_observation(first, np.float32(0.5), iteration=np.int64(1))
+    study.add_observation(first, 2, iteration=2)
+    for bad in (float("nan"), float("inf"), True, "1.0"):
+        with pytest.raises(InvalidObservationError, match="objective must be a finite number"):
+            study.add_observation(first, bad, iteration=3)
+    with pytest.raises(InvalidObservationError):
+        study.add_observation(first, 1.0, iteration=3.5)
+    with pytest.raises(InvalidStatusError, match="'DONE'"):
+        study.finalize(first, "DONE")
+    study.finalize(first, TrialStatus.COMPLETED)
+    study.finalize(second.id, "FAILED", meta={"why": "test"})
+    copy = Trial(third.id, third.parameters)  # not handed out by this object: checked, by id
+    study.add_observation(copy, 1.5)
+    study.finalize(copy, "STOPPED")
+    got = {t.id: (t.status.value, [(o.iteration, o.objective) for o in t.observations.values()])
+           for t in study.trials}  # fmt: skip
+    assert got == {
+        first.id: ("COMPLETED", [(1, 0.5), (2, 2.0)]),
+        second.id: ("FAILED", []),
+        third.id: ("STOPPED", [(1, 1.5)]),
+    }
+    assert study.get_trial(second.id).meta == {"why": "test"}
+    assert type(study.get_trial(first.id).observations[1].objective) is float
+
+
 def test_a_deleted_study_is_not_found():
     storage = MemoryStorage()
     study = make(storage, "gone")

@@ -179,3 +179,44 @@ def test_public_names_are_sherpa_names():
     assert pt.Continuous is Continuous and pt.Parameter.grid is Parameter.grid
     p = pt.Continuous("lr", [0.1, 1])
     assert (p.name, p.range, p.scale) == ("lr", [0.1, 1.0], "linear")
+
+
+def test_uniform_makers_give_what_each_parameter_samples():
+    """RandomSearch maps one uniform draw per parameter through ``uniform_makers``: for every
+    kind and scale, the value (and its type) must be what the parameter's own mapping gives,
+    at both ends of [0, 1) too, or seeded studies would suggest other trials."""
+    from poptune.parameters import uniform_makers
+
+    params = [
+        pt.Continuous("a", [1e-5, 0.1], "log"),
+        pt.Continuous("b", [-3.0, 7.5]),
+        pt.Discrete("c", [1, 1000], "log"),
+        pt.Discrete("d", [-5, 17]),
+        pt.Choice("e", ["x", "y", 3]),
+        pt.Ordinal("f", [1, 2, 4, 8]),
+    ]
+    makers = uniform_makers(params)
+    draws = [*np.random.default_rng(0).random(20_000).tolist(), 0.0, 0.5, 1.0 - 2.0**-53]
+    for p, make in zip(params, makers, strict=True):
+        got = [make(u) for u in draws]
+        want = [p._from_uniform(u) for u in draws]
+        assert got == want, p.name
+        assert [type(v) for v in got] == [type(v) for v in want], p.name
+
+
+def test_uniform_makers_keep_a_subclass_mapping():
+    """A subclass that maps draws its own way keeps its mapping (and one with its own
+    ``sample`` is sampled by it: no makers at all)."""
+    from poptune.parameters import uniform_makers
+
+    class Halved(pt.Continuous):
+        def _from_uniform(self, u: float) -> float:
+            return super()._from_uniform(u) / 2
+
+    class Own(pt.Continuous):
+        def sample(self, rng=None):
+            return 1.0
+
+    (make,) = uniform_makers([Halved("h", [0.0, 1.0])])
+    assert make(0.5) == 0.25
+    assert uniform_makers([Own("o", [0.0, 1.0])]) is None
