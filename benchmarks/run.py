@@ -58,7 +58,7 @@ HOW_TO_READ = [
     "`BayesianOptimization` (case 6); Ray Tune runs with `reuse_actors=True`, its advice for "
     "PBT (case 4).",
     "- **Statistics.** Scores (cases 3–6) are means ± standard errors over at least 10 seeds "
-    "in a full run (case 5: see its seed count); timings (cases 1, 2, 7) are medians "
+    "in a full run (case 5: see its seed count); timings (cases 1, 2, 7, 9) are medians "
     "[min–max] over alternating repeats, or means ± standard errors where the table says so.",
     "- **Equal budgets.** A peer cut off by a time budget is not set against a full budget: "
     "its cell says how far it got, and its ratio is left out or marked *not comparable*.",
@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         help="seeds for the cases that run several (3-6, 10-12; default: each case's own)",
     )
-    parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2, 7, 12, 13 and 14")
+    parser.add_argument("--repeats", type=int, help="repeats for cases 1, 2, 7, 9, 12, 13 and 14")
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("POPTUNE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
