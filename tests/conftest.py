@@ -7,6 +7,7 @@ a fresh database and sets it). Without it they skip, saying so; in CI they alway
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -52,9 +53,22 @@ def db_url(request, tmp_path):
 
 
 def forget_storages() -> None:
-    """Close the storages Study(storage=url) cached in this process (tests reuse URLs)."""
-    from poptune import storage
+    """Close the storages Study(storage=url) cached in this process (tests reuse URLs).
 
+    First the Study objects a test dropped are collected (their finalizers stop their
+    heartbeats) and their heartbeat threads are waited for: a beat in flight while the pool is
+    disposed would check its connection into the old pool, whose connections are then only
+    garbage-collected, unclosed (psycopg warns, and warnings are errors here)."""
+    import gc
+
+    from poptune import storage
+    from poptune.study._liveness import Heartbeat
+
+    gc.collect()
+    for thread in threading.enumerate():
+        beat = getattr(getattr(thread, "_target", None), "__self__", None)  # Thread's own
+        if isinstance(beat, Heartbeat) and beat._stop.is_set():  # stopped: it ends at once
+            thread.join(5.0)
     with storage._CACHE_LOCK:
         for cached in storage._CACHE.values():
             close = getattr(cached, "close", None)

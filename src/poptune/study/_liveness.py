@@ -66,9 +66,14 @@ class Heartbeat:
                 )
                 self._thread.start()
 
-    def stop(self) -> None:
-        """Stop beating (the thread ends within one interval)."""
+    def stop(self, wait: float = 0.0) -> None:
+        """Stop beating: a waiting thread ends at once, one that is beating after that beat.
+        With ``wait`` (seconds), wait up to that long for it to end (never from the heartbeat
+        thread itself, nor from a garbage collection's finalizer, which passes none)."""
         self._stop.set()
+        thread = self._thread
+        if wait > 0 and thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
 
     @property
     def alive(self) -> bool:

@@ -579,10 +579,12 @@ class Study(BestResults, NotebookDisplay):
 
     def close(self) -> None:
         """Stop this object's heartbeat thread (its running trials then look abandoned after
-        ``grace_period``) and the dashboard it started. The study stays in its storage, and a
-        closed object still answers questions. Garbage collection stops the heartbeat too."""
+        ``grace_period``), waiting up to 10 s for a beat in flight, so that the heartbeat uses
+        the storage no more once this returns; and the dashboard it started. The study stays
+        in its storage, and a closed object still answers questions. Garbage collection stops
+        the heartbeat too (without waiting)."""
         if self._heartbeat is not None:
-            self._heartbeat.stop()
+            self._heartbeat.stop(wait=10.0)
         _dashboard.close_for_study(self)
 
     def __enter__(self) -> Study:
