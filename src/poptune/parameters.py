@@ -414,52 +414,7 @@ def uniform_makers(parameters: Sequence[Parameter]) -> list[Any] | None:
     None where one samples otherwise (a subclass with its own ``sample``)."""
     if not all(type(p).sample in _ONE_DRAW for p in parameters):
         return None
-    return [_maker(p) for p in parameters]
-
-
-def _maker(p: Any) -> Any:
-    """``p._from_uniform``, or where ``p``'s class keeps poptune's own, a function giving the
-    same values (the same float operations, in the same order) with the bounds bound in."""
-    own = type(p)._from_uniform
-    exp = math.exp
-    if own is _Categorical._from_uniform:
-        values = p.range
-        k = len(values)
-        return lambda u: values[min(int(u * k), k - 1)]
-    if own not in (Continuous._from_uniform, Discrete._from_uniform):
-        return p._from_uniform
-    low, high = p.low, p.high
-    if own is Continuous._from_uniform:
-        if p.scale == "log":
-            a, b = p._log_low, p._log_span
-
-            def continuous_log(u: float) -> float:
-                value = exp(a + u * b)
-                return low if value < low else high if value > high else value
-
-            return continuous_log
-        span = high - low
-
-        def continuous(u: float) -> float:
-            value = low + u * span
-            return low if value < low else high if value > high else value
-
-        return continuous
-    if p.scale == "log":
-        a, b = p._log_low, p._log_span
-
-        def discrete_log(u: float) -> int:
-            value = int(round(exp(a + u * b)))
-            return low if value < low else high if value > high else value
-
-        return discrete_log
-    n = high - low + 1
-
-    def discrete(u: float) -> int:
-        value = low + int(u * n)
-        return low if value < low else high if value > high else value
-
-    return discrete
+    return [p._from_uniform for p in parameters]  # type: ignore[attr-defined]
 
 
 _TYPES: dict[str, type[Parameter]] = {

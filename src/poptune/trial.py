@@ -56,7 +56,6 @@ class TrialStatus(str, enum.Enum):
 
 #: The finished (final) statuses: the one set every module asks.
 _FINISHED = frozenset({TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.STOPPED})
-_new_trial = object.__new__  # Trial._running's allocation (Trial has no __new__ of its own)
 
 
 class AlgorithmState(str, enum.Enum):
@@ -206,23 +205,6 @@ class Trial:
         self.stop_requested = False
         self._context: TrialContext | None = None  # set by whoever hands the trial out
         self._stop_seen = False
-
-    @classmethod
-    def _running(cls, id: int, parameters: dict[str, Any], context: Any) -> Trial:  # noqa: A002
-        """A new RUNNING trial with no meta handed out with ``context``: what
-        ``Trial(id, parameters, RUNNING)`` then ``trial._context = context`` make, without
-        the checks a caller of that constructor may need (the in-memory short path)."""
-        trial = _new_trial(cls)
-        trial.id = id
-        trial.parameters = dict(parameters)
-        trial.status = TrialStatus.RUNNING
-        trial.meta = {}
-        trial._obs = {}
-        trial.finished_seq = 0
-        trial.stop_requested = False
-        trial._context = context
-        trial._stop_seen = False
-        return trial
 
     # -- PBT bookkeeping, typed ---------------------------------------------------------
     @property

@@ -79,11 +79,8 @@ class _MemoryStudy:
     def add_new(self, trial: Trial) -> None:
         """Append ``trial`` (the next id) and index it; the caller holds ``lock``."""
         self.trials.append(trial)
-        index = self.index
-        index.add(trial)  # the index's short path for a trial it has not seen
-        index.version += 1  # _count, inlined on the three paths every trial takes
-        if self.changelog is not None:
-            self.changelog.append(trial.id)
+        self.index.add(trial)  # the index's short path for a trial it has not seen
+        self._count(trial.id)
         if trial.status is TrialStatus.QUEUED:
             self.queue.append(trial.id)
 
@@ -111,9 +108,7 @@ class _MemoryStudy:
             )
         self.seq = seq = self.seq + 1
         obs[iteration] = (objective, tuple(context.items()) if context else None, seq)
-        self.index.version += 1  # _count, inlined
-        if self.changelog is not None:
-            self.changelog.append(trial_id)
+        self._count(trial_id)
 
     def finish(self, trial_id: int, status: TrialStatus, meta: dict[str, Any] | None) -> None:
         """Give trial ``trial_id`` its final status (the caller holds ``lock``)."""
@@ -128,11 +123,8 @@ class _MemoryStudy:
         trial.status = status
         if meta is not None:
             trial.meta = dict(meta)
-        index = self.index
-        index.finished(trial)
-        index.version += 1  # _count, inlined
-        if self.changelog is not None:
-            self.changelog.append(trial_id)
+        self.index.finished(trial)
+        self._count(trial_id)
 
 
 class MemoryStorage(Storage):

@@ -62,8 +62,6 @@ def suggest(study: Study, max_trial_id: int | None) -> Trial | AlgorithmState | 
     """``Study._suggest`` in memory: the algorithm's next trial inserted (its
     ``on_trial_start`` fired), WAIT or DONE; None where the general path must run."""
     record = study._mem
-    if study._read_only:
-        return None  # the general path raises why
     history = study._history
     with study._lock, record.lock:
         if record.queue or not record.live or study._next_id is not None:
@@ -91,11 +89,8 @@ def suggest(study: Study, max_trial_id: int | None) -> Trial | AlgorithmState | 
             if result is _WAIT:
                 return _WAIT
             params, meta = unpack(study, result)
-            if meta is None:
-                trial = Trial._running(number, params, study._context)
-            else:
-                trial = Trial(number, params, _RUNNING, meta)
-                trial._context = study._context
+            trial = Trial(number, params, _RUNNING, meta)
+            trial._context = study._context
             record.add_new(trial)
         finally:
             study._next_id = None

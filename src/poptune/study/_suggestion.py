@@ -112,8 +112,6 @@ def trial_id(study: Study, trial: Trial | int) -> int:
     """``Study._trial_id``: the id of ``trial`` (a Trial or an int). A Trial this study did
     not hand out must carry every study parameter. Raises InvalidObservationError (one is
     missing) or UnknownTrialError (neither a Trial nor an int)."""
-    if type(trial) is Trial and trial._context is study._context:  # the common case, first
-        return trial.id
     if isinstance(trial, Trial):
         if trial._context is study._context:  # handed out by this study: checked then
             return trial.id
@@ -139,11 +137,7 @@ def checked_observation(
     """``Study.add_observation``'s arguments checked: the trial id, the objective as a finite
     float, the iteration as an int, the context (None when empty); the errors it documents."""
     tid = trial_id(study, trial)
-    # x - x is 0.0 for a finite float only: the common objective needs no call
-    if type(objective) is float and objective - objective == 0.0:
-        value = objective
-    else:
-        value = check_objective(objective, tid)
+    value = check_objective(objective, tid)
     it = iteration if type(iteration) is int else check_iteration(iteration, tid)
     ctx = check_context(context, tid, study._reserved_context) if context else None
     return tid, value, it, ctx

@@ -216,8 +216,7 @@ class Study(BestResults, NotebookDisplay):
         """The next trial to run, or ``AlgorithmState.WAIT`` / ``AlgorithmState.DONE``. Trials
         queued with :meth:`add_trial` come first. The suggestion is computed and recorded in
         one storage transaction holding the study lock."""
-        found = None if self._mem is None else _in_memory.suggest(self, None)
-        return self._suggest(None) if found is None else found
+        return self._suggest(None)
 
     def _suggest(self, max_trial_id: int | None) -> Trial | AlgorithmState:
         """``get_suggestion``, answering DONE rather than make a trial above ``max_trial_id``."""
