@@ -9,7 +9,7 @@ between the two (``docs/topics/memory-floor.md``).
 
 from __future__ import annotations
 
-from poptune.trial import _FINISHED, Trial, TrialStatus
+from poptune.trial import _COMPLETED, _FINISHED, Trial, TrialStatus
 
 __all__ = ["TrialIndex"]
 
@@ -40,7 +40,7 @@ class TrialIndex:
         self.trials[tid] = trial
         self.indexed[tid] = status = trial.status
         if status in _FINISHED:
-            if status is TrialStatus.COMPLETED:
+            if status is _COMPLETED:
                 self.completed.append(trial)
         else:
             self.unfinished[tid] = trial
@@ -51,7 +51,7 @@ class TrialIndex:
         tid = trial.id
         self.indexed[tid] = status = trial.status
         self.unfinished.pop(tid, None)
-        if status is TrialStatus.COMPLETED:
+        if status is _COMPLETED:
             self.completed.append(trial)
 
     def index(self, trial: Trial) -> None:
@@ -68,7 +68,7 @@ class TrialIndex:
                 gen = self.by_generation.get(trial.parameters.get("generation"))
                 if gen is not None:
                     gen[:] = [trial if t.id == tid else t for t in gen]
-                if previous is TrialStatus.COMPLETED:
+                if previous is _COMPLETED:
                     self.completed[:] = [trial if t.id == tid else t for t in self.completed]
         self.trials[tid] = trial
         status = trial.status
@@ -79,7 +79,7 @@ class TrialIndex:
         self.indexed[tid] = status
         if status in _FINISHED:
             self.unfinished.pop(tid, None)
-            if status is TrialStatus.COMPLETED:
+            if status is _COMPLETED:
                 self.completed.append(trial)
         else:
             self.unfinished[tid] = trial

@@ -27,7 +27,7 @@ from poptune.exceptions import (
     UnknownTrialError,
 )
 from poptune.storage.base import Storage
-from poptune.trial import _FINISHED, Observation, Trial, TrialStatus
+from poptune.trial import _COMPLETED, _FINISHED, _QUEUED, Observation, Trial, TrialStatus
 
 __all__ = ["MemoryStorage"]
 
@@ -81,7 +81,7 @@ class _MemoryStudy:
         self.trials.append(trial)
         self.index.add(trial)  # the index's short path for a trial it has not seen
         self._count(trial.id)
-        if trial.status is TrialStatus.QUEUED:
+        if trial.status is _QUEUED:
             self.queue.append(trial.id)
 
     def running(self, trial_id: int) -> Trial:
@@ -113,7 +113,7 @@ class _MemoryStudy:
     def finish(self, trial_id: int, status: TrialStatus, meta: dict[str, Any] | None) -> None:
         """Give trial ``trial_id`` its final status (the caller holds ``lock``)."""
         trial = self.running(trial_id)
-        if status is TrialStatus.COMPLETED and not trial._obs:
+        if status is _COMPLETED and not trial._obs:
             raise NoObservationsError(
                 f"trial {trial_id} has no observation: call add_observation() before "
                 "finalizing it as COMPLETED, or finalize it as FAILED"

@@ -27,14 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from poptune.storage.memory import MemoryStorage
 from poptune.study._suggestion import checked_observation, final_status, trial_id, unpack
-from poptune.trial import AlgorithmState, Trial, TrialStatus
+from poptune.trial import _RUNNING, AlgorithmState, Trial, TrialStatus
 
 if TYPE_CHECKING:
     from poptune.study.study import Study
 
 __all__ = ["finish", "observe", "record_of", "settle", "suggest"]
 
-_RUNNING = TrialStatus.RUNNING
 _DONE = AlgorithmState.DONE
 _WAIT = AlgorithmState.WAIT
 
