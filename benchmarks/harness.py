@@ -27,6 +27,22 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def quiet_threads(limit_s: float = 2.0, step_s: float = 0.02) -> float:
+    """Wait (at most ``limit_s``) until this process's other threads stop using CPU; their CPU
+    seconds while it waited. A timed stretch starts after it: numpy's OpenBLAS threads spin
+    for about 0.1 s of CPU on another core once numpy loads (in every library that imports
+    numpy), and ``time.process_time`` would add that start-up cost to the first trials."""
+    start = before = time.process_time() - time.thread_time()
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        time.sleep(step_s)
+        now = time.process_time() - time.thread_time()
+        if now - before < 1e-3:
+            break
+        before = now
+    return before - start
+
+
 class Clock:
     """The wall and CPU seconds (``time.process_time``) its ``with`` blocks took, summed."""
 

@@ -115,6 +115,28 @@ def test_a_quick_run_judges_no_target_but_keeps_the_measurement() -> None:
     assert section.targets[1].detail == "no peer"  # already unjudged: its reason stays
 
 
+def test_a_timed_stretch_waits_for_a_thread_that_still_spins() -> None:
+    """What numpy's OpenBLAS threads do after numpy loads (about 0.1 s of CPU on another core),
+    stood in for by a thread that spins for 0.3 s: ``quiet_threads`` returns once it stopped,
+    with the CPU it saw it spend; with no such thread it returns at its first look."""
+    import threading
+    import time
+
+    from benchmarks.harness import quiet_threads
+
+    def spin() -> None:
+        end = time.perf_counter() + 0.3
+        while time.perf_counter() < end:
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    seen = quiet_threads(limit_s=30.0)
+    spinner.join()
+    assert seen > 0.05
+    assert quiet_threads(limit_s=30.0) < 1e-3
+
+
 def test_async_ranking_case_pairs_the_rankings_by_seed(tmp_path: Path) -> None:
     from benchmarks.cases import c11_async_ranking
 

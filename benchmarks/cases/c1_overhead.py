@@ -15,7 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchmarks.harness import Context, Section, figure, fmt, log, med, ratio, spread, style, table
+from benchmarks.harness import (
+    Context,
+    Section,
+    figure,
+    fmt,
+    log,
+    med,
+    quiet_threads,
+    ratio,
+    spread,
+    style,
+    table,
+)
 
 TITLE = "1. Per-trial overhead and scale (trivial objective; vs Optuna and SHERPA)"
 
@@ -202,6 +214,7 @@ def loop(config: str, n: int, seed: int) -> Laps:
 def measure(config: str, n: int, seed: int, budget_s: float = math.inf) -> dict[str, Any]:
     """One run with a clean heap: ms per trial in all (wall, CPU) and its first and last 10%."""
     gc.collect()
+    quiet_threads()  # the start-up threads of numpy's OpenBLAS asleep (harness.quiet_threads)
     Laps.budget_s, Laps.current = budget_s, None
     try:
         seconds = loop(config, n, seed)

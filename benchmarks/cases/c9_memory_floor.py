@@ -14,11 +14,23 @@ from typing import Any
 
 from benchmarks import peers
 from benchmarks.cases.c1_overhead import WARMUP_TRIALS, optuna_value, space, trial_value
-from benchmarks.harness import Clock, Context, Section, fmt, log, med, ratio, spread, table
+from benchmarks.harness import (
+    Clock,
+    Context,
+    Section,
+    fmt,
+    log,
+    med,
+    quiet_threads,
+    ratio,
+    spread,
+    table,
+)
 
 
 # -- the peer side ---------------------------------------------------------------------------
 def _timed(body: Any, n: int) -> dict[str, Any]:
+    quiet_threads()  # the start-up threads of numpy's OpenBLAS asleep (harness.quiet_threads)
     with Clock() as clock:
         body()
     return {"cpu_s": clock.cpu / n, "wall_s": clock.wall / n}
