@@ -134,7 +134,7 @@ def test_a_timed_stretch_waits_for_a_thread_that_still_spins() -> None:
     seen = quiet_threads(limit_s=30.0)
     spinner.join()
     assert seen > 0.05
-    assert quiet_threads(limit_s=30.0) < 1e-3
+    assert quiet_threads(limit_s=30.0) < 0.01
 
 
 def test_async_ranking_case_pairs_the_rankings_by_seed(tmp_path: Path) -> None:

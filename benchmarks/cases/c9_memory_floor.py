@@ -170,8 +170,10 @@ def run(ctx: Context) -> Section:
     section.lines += [
         f"Per trial in memory, µs: median [min–max] of {repeats} fresh process(es) per library, "
         "poptune's and Optuna's alternating, each a 200-trial warm-up then one timed stretch "
-        "(CPU = `time.process_time`); ratio = poptune's median / Optuna's. random: the ask/tell "
-        "loop (RandomSearch / RandomSampler); tpe: the same with TPE / TPESampler; optimize: "
+        "(CPU = `time.process_time`), started once the process's other threads are idle "
+        "(numpy's OpenBLAS worker spins for about 0.1 s of CPU after numpy loads); ratio = "
+        "poptune's median / Optuna's. random: the ask/tell loop (RandomSearch / "
+        "RandomSampler); tpe: the same with TPE / TPESampler; optimize: "
         "`study.optimize`, one worker, random search. Both sides move from run to run (a "
         "process's CPU per trial varies by 10-30% here between runs of the same code): the "
         "median of alternating repeats is what a re-run should land near, not one stretch.",
