@@ -43,6 +43,35 @@ def test_returned_values_complete_the_trials():
     assert study.get_suggestion() is AlgorithmState.DONE
 
 
+def test_the_worker_loop_runs_inside_the_storages_trial_loop_block():
+    """``Storage.trial_loop`` is the hook a storage gets around a worker's loop (PostgreSQL
+    chains a trial's final write with the next suggestion in it): entered once, left once,
+    every trial run inside it; the base class's default changes nothing."""
+    from contextlib import contextmanager
+
+    from poptune.storage import MemoryStorage
+
+    events = []
+
+    class Watching(MemoryStorage):
+        @contextmanager
+        def trial_loop(self, study_id):
+            events.append(("enter", study_id))
+            yield
+            events.append(("exit", study_id))
+
+        def finish_with_observation(self, study_id, trial_id, *args, **kwargs):
+            events.append(("finish", trial_id))
+            return super().finish_with_observation(study_id, trial_id, *args, **kwargs)
+
+    study = random_study(3, storage=Watching())
+    study.optimize(objectives.quadratic, show_progress=False)
+    sid = study._study_id
+    assert events == [("enter", sid), ("finish", 1), ("finish", 2), ("finish", 3), ("exit", sid)]
+    with MemoryStorage().trial_loop(1):  # the default: a block that does nothing
+        pass
+
+
 def test_reported_values_and_context():
     study = random_study(3)
     study.optimize(objectives.reporting, show_progress=False)

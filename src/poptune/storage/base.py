@@ -24,6 +24,9 @@ Contract, for every implementation:
   the same locked step as every change (:class:`MemoryStorage`); a
   :class:`~poptune.history.History` in the same process then shares it instead of replaying
   ``changes_since``. Storages that keep none (database storages) return None.
+* **A worker's loop.** ``trial_loop(study_id)`` is the block a worker's loop of trials runs
+  in; a storage may use it to send a trial's final write with the next suggestion's opening
+  (:class:`SQLStorage` on PostgreSQL). The default does nothing.
 * **Returned objects** are owned by the storage for :class:`MemoryStorage` (no copies, for
   speed) and are fresh copies for database storages. Callers must treat them as read-only and
   change them only through the storage's methods.
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from poptune._trial_index import TrialIndex
@@ -181,6 +184,14 @@ class Storage(abc.ABC):
         """The indexes this storage keeps of the study in this process, always current (see
         the module docstring, "Shared indexes"), or None (the default: it keeps none)."""
         return None
+
+    def trial_loop(self, study_id: int) -> AbstractContextManager[None]:
+        """The block a worker's loop of trials runs in (``study.optimize``'s workers,
+        ``poptune worker``): inside it a storage may send a trial's final write together with
+        the opening of the next suggestion's transaction (PostgreSQL: one round trip fewer a
+        trial). The default does nothing; nothing a storage does here may change what is
+        stored."""
+        return nullcontext()
 
     def iter_trials(self, study_id: int) -> Iterator[Trial]:
         """All trials of the study in id order."""

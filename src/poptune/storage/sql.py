@@ -310,7 +310,7 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
                 txn.rollback(conn)
                 raise
 
-    def _chained_trials(self, study_id: int) -> AbstractContextManager[None]:
+    def trial_loop(self, study_id: int) -> AbstractContextManager[None]:
         """A worker loop's block: in it, a trial's final write also opens the transaction of
         the suggestion that follows (PostgreSQL, pipelined: :meth:`Postgres.chained`)."""
         return self._pg.chained(self, study_id) if self._pg is not None else nullcontext()

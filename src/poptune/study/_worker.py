@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from poptune._polling import Backoff
@@ -220,9 +220,8 @@ def run_worker(
     generation, its replacement runs here before this worker leaves. So the study is
     complete, not 3 of 4 members finished, when the last worker returns.
     """
-    chained = getattr(study._storage, "_chained_trials", None)  # PostgreSQL: 2 round trips
     try:
-        with chained(study._study_id) if chained is not None else nullcontext():
+        with study._storage.trial_loop(study._study_id):  # PostgreSQL: 2 round trips a trial
             return _loop(study, objective, max_trial_id, deadline, on_trial, failures, announce)
     except KeyboardInterrupt:
         # Mark whatever this worker had started, even between steps; a second Ctrl-C (a
