@@ -98,8 +98,49 @@ def test_case_4_gives_no_ratio_when_every_peer_run_was_cut_off(tmp_path: Path) -
     assert ray_rows and all("| not comparable |" in r for r in ray_rows)
     mine = [line for line in section.lines if "| poptune (sync) |" in line]
     assert mine and all(line.rstrip(" |").endswith("– | – | –") for line in mine)
-    (target,) = section.targets
-    assert target.met is None and "not comparable" in target.detail
+    assert len(section.targets) == 2  # "≥" and "within noise"
+    assert all(t.met is None and "not comparable" in t.detail for t in section.targets)
+
+
+def test_case_4_runs_pb2_asynchronously_too_and_judges_within_noise(tmp_path: Path) -> None:
+    """Ray's schedulers are asynchronous: poptune's asynchronous mode runs PB2 as well as PBT.
+    A mean below Ray's by less than 2 standard errors of the difference misses "≥" but is
+    within noise; one further below misses both."""
+
+    class Close(CannedContext):
+        def run_peer(
+            self, peer: str, module: str, args: dict[str, Any], timeout_s: float
+        ) -> Outcome:
+            self.calls.append((peer, args))
+            if peer == "ray":  # one seed a call: 100 or 104 (mean 102, s.e. 2/3 over 10)
+                score = 100.0 + 4.0 * (args["seeds"][0] % 2)
+                runs = {f"{a}-{p}": [pf_run(score, 50.0, 60.0)] for a, p in args["configs"]}
+            else:  # PBT: mean 101 (close below); PB2: mean 90 (far below); s.e. 2/3
+                runs = {
+                    f"{a}-{p}": [
+                        pf_run((101.0 if a == "pbt" else 90.0) + 2.0 * (-1) ** s, 0.5, 0.4)
+                        for s in args["seeds"]
+                    ]
+                    for a, p in args["configs"]
+                }
+            return Outcome(True, {"startup_s": 1.0, "runs": runs})
+
+    ctx = Close(tmp_path / "images")
+    section = c4_pbt_function.run(ctx)
+    async_configs = [
+        args["configs"] for peer, args in ctx.calls if args.get("synchronous") is False
+    ]
+    assert async_configs == [[["pbt", 4], ["pb2", 4], ["pbt", 8], ["pb2", 8]]]
+    assert len([line for line in section.lines if "| PB2 | poptune async |" in line]) == 2
+    strict, noise = section.targets
+    assert strict.met is False and "PBT-4: score" in strict.detail
+    assert noise.met is False
+    parts = dict(part.split(": ", 1) for part in noise.detail.split("; "))
+    assert set(parts) == {f"{a}-{p}{m}" for a in ("PBT", "PB2") for p in (4, 8)
+                          for m in ("", " async")}  # fmt: skip
+    assert all("(missed)" not in parts[k] for k in parts if k.startswith("PBT"))
+    assert all("(missed)" in parts[k] for k in parts if k.startswith("PB2"))
+    assert "difference -1.0" in parts["PBT-4"]
 
 
 def test_tree_cpu_seconds_counts_a_child_that_has_exited() -> None:

@@ -1,8 +1,9 @@
 """Case 4: PBT and PB2 against Ray Tune's on Ray's own ``pbt_function`` problem (a learning-rate
 schedule whose optimum moves as the model trains; :mod:`benchmarks.problems`), at equal budgets.
 The method is the page text in :func:`run`; beyond it: per seed one process per library runs every
-configuration (Ray: one ``ray.init``; :func:`peer`), then poptune's asynchronous PBT runs every
-seed in one process. Reporting every step instead, Ray's PBT with population 8 took 83 s here."""
+configuration (Ray: one ``ray.init``; :func:`peer`), then poptune's asynchronous PBT and PB2 run
+every seed in one process. Reporting every step instead, Ray's PBT with population 8 took 83 s
+here."""
 
 from __future__ import annotations
 
@@ -16,7 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Context, Section, figure, fmt, log, mean, mean_se, style, table
+from benchmarks.harness import (
+    Context,
+    Section,
+    figure,
+    fmt,
+    log,
+    mean,
+    mean_and_se,
+    mean_se,
+    style,
+    table,
+)
 from benchmarks.peers import preimport, tree_cpu_seconds
 from benchmarks.problems import PF_LR_RANGE, pf_train
 
@@ -36,6 +48,14 @@ METRIC, STATE = "mean_accuracy", "state.json"  # Ray's metric; its checkpoint's 
 TARGET = (
     "poptune's mean score ≥ Ray Tune's at ≤ 0.1× its wall time (each algorithm and population "
     "with comparable runs)"
+)
+#: The same comparison as a test: with 10 seeds a mean moves by several points from one set of
+#: seeds to the next (one member's noise is N(0, 2²) a step), so "≥" alone is a coin toss
+#: wherever the two libraries are close; below by more than 2 standard errors is not.
+NOISE_TARGET = (
+    "poptune's mean score not below Ray Tune's by more than 2 standard errors of the difference, "
+    "at ≤ 0.1× its wall time (poptune synchronous and asynchronous each; each algorithm and "
+    "population with comparable runs)"
 )
 PANELS = (  # (figure key, y label, title) per panel
     ("final", "final score (mean ± s.e.)", "Score (higher is better)"),
@@ -104,9 +124,9 @@ def run(ctx: Context) -> Section:
             ray_args = {"seeds": [seed], "time_budget_s": time_budget}
             record("Ray Tune", "ray", ray_args, time_budget * len(configs) + 300)
         last_seed_s = time.monotonic() - seed_start
-    pbt_only = [c for c in configs if c[0] == "pbt"]
-    async_args = {"configs": pbt_only, "seeds": seeds, "synchronous": False}
-    record("poptune async", "poptune", async_args, 900)
+    # Ray's PBT and PB2 are asynchronous (its default, ``synch=False``): poptune's asynchronous
+    # mode runs every configuration too, the comparison in the same mode.
+    record("poptune async", "poptune", {"seeds": seeds, "synchronous": False}, 900)
     section.notes += failures
 
     def values(label: str, config: str, key: str) -> list[float]:
@@ -159,12 +179,16 @@ def run(ctx: Context) -> Section:
         f"{mean_se(startup.get('Ray Tune', []), 2)} s); CPU time = the same span's CPU "
         "(user + system) of the process and every process under it (Ray's raylet, GCS and "
         "workers). poptune: `study.optimize` in one process with checkpoints on disk "
-        "(`checkpoint_dir`, `trial.save_checkpoint`), synchronous by default. Ray Tune: "
+        "(`checkpoint_dir`, `trial.save_checkpoint`), synchronous (its default) and "
+        "asynchronous (`synchronous=False`), the mode Ray's schedulers run in (`synch=False`, "
+        "their default). Ray Tune: "
         "function trainable, a checkpoint directory with every report, `reuse_actors=True` "
         "(Ray's advice for PBT), every member running at once on a fraction of the CPUs, "
         f"checkpoints kept, `time_budget_s={time_budget:g}` per fit. A run cut off by that "
         "budget is not comparable with a full one: it is left out of the means and its row "
-        "says so.",
+        "says so. With 10 seeds a mean moves by several points between sets of seeds, so the "
+        "second target below asks whether poptune is below Ray by more than 2 standard errors "
+        "of the difference; the first (≥) stays beside it.",
         "",
         "**The wall and CPU ratios measure framework overhead on a trivial function:** the "
         "`pbt_function` step is a few arithmetic operations, so these times are almost "
@@ -196,24 +220,41 @@ def run(ctx: Context) -> Section:
     if "Ray Tune" not in runs:
         reason = ctx.peer_note("ray") if not ray_ok else "Ray Tune's runs failed"
         section.target(TARGET, None, reason)
+        section.target(NOISE_TARGET, None, reason)
         return section
-    parts, met, judged = [], True, 0
-    for config in runs["Ray Tune"]:
-        mine, theirs = values("poptune", config, "final"), values("Ray Tune", config, "final")
-        if not theirs or not mine:
-            parts.append(f"{config.upper()}: not comparable (Ray cut off by its time budget)")
-            continue
-        judged += 1
-        wall = avg("poptune", config, "wall_s") / avg("Ray Tune", config, "wall_s")
-        ok = statistics.fmean(mine) >= statistics.fmean(theirs) and wall <= 0.1
-        met = met and ok
-        parts.append(
-            f"{config.upper()}: score {mean_se(mine, 1)} vs {mean_se(theirs, 1)}, wall ratio "
-            f"{fmt(wall, 2)}" + ("" if ok else " (missed)")
-        )
-    verdict = met if judged and len(seeds) >= 10 and not ctx.quick else None
     tail = "" if len(seeds) >= 10 else f"; only {len(seeds)} seed(s): not judged"
-    section.target(TARGET, verdict, "; ".join(parts) + tail)
+
+    def judge(what: str, labels: tuple[str, ...], within_noise: bool) -> None:
+        """Each label's mean score against Ray's, config by config: ``≥``, or not below by
+        more than 2 standard errors of the difference (``within_noise``)."""
+        parts, met, judged = [], True, 0
+        for config in runs["Ray Tune"]:
+            theirs = values("Ray Tune", config, "final")
+            for label in labels:
+                mine = values(label, config, "final")
+                name = config.upper() + (" async" if label == "poptune async" else "")
+                if not theirs or not mine:
+                    parts.append(f"{name}: not comparable (Ray cut off by its time budget)")
+                    continue
+                judged += 1
+                wall = avg(label, config, "wall_s") / avg("Ray Tune", config, "wall_s")
+                (a, se_a), (b, se_b) = mean_and_se(mine), mean_and_se(theirs)
+                two_se = 2 * math.hypot(se_a, se_b)
+                ok = (a - b >= -two_se if within_noise else a >= b) and wall <= 0.1
+                met = met and ok
+                score = (
+                    f"difference {a - b:+.1f}, 2 standard errors {two_se:.1f}"
+                    if within_noise
+                    else f"score {mean_se(mine, 1)} vs {mean_se(theirs, 1)}"
+                )
+                parts.append(
+                    f"{name}: {score}, wall ratio {fmt(wall, 2)}" + ("" if ok else " (missed)")
+                )
+        verdict = met if judged and len(seeds) >= 10 and not ctx.quick else None
+        section.target(what, verdict, "; ".join(parts) + tail)
+
+    judge(TARGET, ("poptune",), False)
+    judge(NOISE_TARGET, ("poptune", "poptune async"), True)
     return section
 
 
