@@ -302,6 +302,35 @@ def _runs(client, experiment_name, study_name, role):
     return list(client.search_runs([experiment.experiment_id], query, max_results=1000))
 
 
+def test_mlflow_a_trial_failed_by_another_worker_has_its_run_ended_at_study_end(
+    tmp_path, mlflow_server
+):
+    """A worker that fails another's lost trial does not go through its callback: the study's
+    end gives that trial's run its status, error and end (it stayed RUNNING before)."""
+    from poptune.integrations.mlflow import MLflowCallback
+
+    experiment = f"lost-{uuid.uuid4().hex[:8]}"
+    callback = MLflowCallback(mlflow_server, experiment_name=experiment)
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    study = Study(PARAMS, algorithms.RandomSearch(3), False, seed=0, storage=url,
+                  study_name="lost", callbacks=[callback])  # fmt: skip
+    other = Study.join(url, "lost")  # another worker, with no callback of its own
+    for trial in study:
+        if trial.id == 1:  # its worker "died": the other one fails it (as its reaper does)
+            other.finalize(trial.id, "FAILED", meta={"heartbeat_lost": True, "error": "lost"})
+            continue
+        study.add_observation(trial, 0.5, iteration=1)
+        study.finalize(trial)
+    client = callback.client
+    children = {int(r.data.tags["poptune.trial"]): r for r in _runs(client, experiment, "lost",
+                                                                     "trial")}  # fmt: skip
+    assert sorted(children) == [1, 2, 3]
+    lost = children[1]
+    assert lost.info.status == "FAILED" and lost.data.tags["poptune.status"] == "FAILED"
+    assert lost.data.tags["poptune.error"] == "lost" and lost.info.end_time
+    assert all(children[i].info.status == "FINISHED" for i in (2, 3))
+
+
 @pytest.mark.slow
 def test_mlflow_a_pbt_study_with_two_worker_processes(tmp_path, mlflow_server):
     from poptune.integrations.mlflow import MLflowCallback

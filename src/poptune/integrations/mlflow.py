@@ -37,8 +37,11 @@ keeps the oldest (the other is deleted), so all of them settle on one parent. Th
 a tracking server with a database backend (the answer of a search shows every run created
 before it), the setup meant for several processes; a file store (``./mlruns``) is for one.
 
-A trial whose worker died is failed by another worker without going through this callback:
-its run stays RUNNING in MLflow (its ``poptune.status`` tag too).
+A trial whose worker died is failed by another worker, which does not go through this
+callback; its run is ended when the study ends (``on_study_end``, in the process that calls
+``optimize`` or runs the loop): every run of the study that MLflow still shows RUNNING for a
+trial the study has finished gets that trial's status, error and end, as ``on_trial_end``
+would have given them.
 
 Raises :class:`~poptune.exceptions.MissingDependencyError` at import without MLflow
 (``pip install "poptune[mlflow]"``).
@@ -166,19 +169,42 @@ class MLflowCallback:
                 client.log_metric(run_id, _KEY.sub("_", key), float(value), stamp, step)
 
     def on_trial_end(self, study: Study, trial: Trial, status: TrialStatus) -> None:
-        run_id = self._run_of(study, trial)
+        self._end_run(self._run_of(study, trial), trial, status)
+        with self._lock:
+            self._runs.pop((study.name, trial.id), None)
+
+    def on_study_end(self, study: Study) -> None:
+        self._end_lost_runs(study)
+        if self.nested:
+            self.client.set_terminated(self.parent_run_id(study), status="FINISHED")
+
+    def _end_run(self, run_id: str, trial: Trial, status: TrialStatus) -> None:
+        """The run's final ``poptune.status`` (and ``poptune.error``) tags, then its end."""
         client = self.client
         client.set_tag(run_id, "poptune.status", status.value)
         error = trial.meta.get("error")
         if error:
             client.set_tag(run_id, "poptune.error", str(error)[:_TAG_LIMIT])
         client.set_terminated(run_id, status=_END.get(status, "FINISHED"))
-        with self._lock:
-            self._runs.pop((study.name, trial.id), None)
 
-    def on_study_end(self, study: Study) -> None:
-        if self.nested:
-            self.client.set_terminated(self.parent_run_id(study), status="FINISHED")
+    def _end_lost_runs(self, study: Study) -> None:
+        """End the runs MLflow still shows RUNNING for trials the study has finished: a trial
+        failed by another worker after its own died never reached ``on_trial_end``."""
+        experiment = self.experiment_id(study)
+        query = (
+            f"tags.`poptune.study_key` = '{_key(study.name)}' AND "
+            "tags.`poptune.role` = 'trial' AND tags.`poptune.status` = 'RUNNING'"
+        )
+        token = None
+        while True:
+            page = self.client.search_runs([experiment], query, max_results=500, page_token=token)
+            for run in page:
+                trial = study.history.get(int(run.data.tags.get("poptune.trial", 0)))
+                if trial is not None and trial.is_finished:
+                    self._end_run(str(run.info.run_id), trial, trial.status)
+            token = page.token
+            if not token:
+                return
 
     # -- finding (or making) experiments and runs ---------------------------------------------
     def experiment_id(self, study: Study) -> str:
