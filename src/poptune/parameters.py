@@ -352,7 +352,9 @@ class _Categorical(Parameter):
     def _from_uniform(self, u: float) -> Any:
         """The value :meth:`sample` gives for the uniform draw ``u`` in [0, 1)."""
         values = self.range
-        return values[min(int(u * len(values)), len(values) - 1)]
+        n = len(values)
+        i = int(u * n)  # n only where u * n rounds up to n (u a hair below 1)
+        return values[i] if i < n else values[n - 1]
 
     def index(self, value: Any) -> int:
         """Position of ``value`` in the range; raises InvalidParameterError if absent."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import call
+
 import numpy as np
 
 from poptune._validation import check_int
@@ -46,9 +48,6 @@ class RandomSearch(Algorithm):
                 )
             _, names, makers = plan
             if makers is not None:  # one draw each: drawn together, the same numbers
-                suggestion = {}
                 draws = rng.random(len(names)).tolist()
-                for name, make, u in zip(names, makers, draws, strict=True):
-                    suggestion[name] = make(u)
-                return suggestion
+                return dict(zip(names, map(call, makers, draws), strict=True))  # make(u) each
         return {p.name: p.sample(rng) for p in parameters}
