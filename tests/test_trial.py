@@ -46,9 +46,28 @@ def test_a_finished_trial_leaves_one_object_for_the_garbage_collector():
     for _ in range(3):  # nested tuples are untracked one level per collection
         gc.collect()
     trial = study.trials[-1]
+    # no meta dict for the full collections to visit (a search's trials have none), until read
+    assert sum(type(r) is dict for r in gc.get_referents(trial)) == 2  # parameters, observations
     assert not gc.is_tracked(trial._obs)
     assert not gc.is_tracked(trial.parameters)
     assert not gc.is_tracked(trial.meta)
+
+
+def test_meta_is_made_when_first_read_and_changes_in_place_stay():
+    import copy
+    import pickle
+
+    trial = Trial(1, {"x": 0.5})
+    assert (trial.parent, trial.member, trial.explore) == (None, None, "")
+    assert trial.meta == {}
+    trial.meta["member"] = 3
+    assert trial.member == 3 and trial.to_dict()["meta"] == {"member": 3}
+    trial.meta = {"parent": 2}
+    assert (trial.parent, trial.member) == (2, None)
+    for again in (pickle.loads(pickle.dumps(trial)), copy.deepcopy(trial)):
+        assert again.meta == {"parent": 2} and again.parent == 2
+    assert pickle.loads(pickle.dumps(Trial(2, {"x": 0.1}))).meta == {}
+    assert Trial.from_dict(Trial(3, {"x": 0.2}).to_dict()).meta == {}
 
 
 def test_history_scoped_shares_trials_but_not_state():
