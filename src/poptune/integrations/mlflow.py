@@ -191,10 +191,7 @@ class MLflowCallback:
         """End the runs MLflow still shows RUNNING for trials the study has finished: a trial
         failed by another worker after its own died never reached ``on_trial_end``."""
         experiment = self.experiment_id(study)
-        query = (
-            f"tags.`poptune.study_key` = '{_key(study.name)}' AND "
-            "tags.`poptune.role` = 'trial' AND tags.`poptune.status` = 'RUNNING'"
-        )
+        query = _query(study, "trial", "tags.`poptune.status` = 'RUNNING'")
         token = None
         while True:
             page = self.client.search_runs([experiment], query, max_results=500, page_token=token)
@@ -237,9 +234,7 @@ class MLflowCallback:
             if found is not None:
                 return found
             experiment = self.experiment_id(study)
-            query = (
-                f"tags.`poptune.study_key` = '{_key(study.name)}' AND tags.`poptune.role` = 'study'"
-            )
+            query = _query(study, "study")
             runs = self._search(experiment, query)
             if not runs:
                 tags = {**self.tags, **_study_tags(study), "poptune.role": "study"}
@@ -261,10 +256,7 @@ class MLflowCallback:
         if cached is not None:
             return cached
         experiment = self.experiment_id(study)
-        query = (
-            f"tags.`poptune.study_key` = '{_key(study.name)}' AND "
-            f"tags.`poptune.role` = 'trial' AND tags.`poptune.trial` = '{tid}'"
-        )
+        query = _query(study, "trial", f"tags.`poptune.trial` = '{tid}'")
         runs = self._search(experiment, query)
         return str(runs[0].info.run_id) if runs else None
 
@@ -299,6 +291,13 @@ class MLflowCallback:
 def _key(name: str) -> str:
     """A study name as a tag value safe inside a search filter (any name: quotes too)."""
     return hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def _query(study: Study, role: str, *conditions: str) -> str:
+    """The search filter for ``study``'s runs of ``role`` (``'study'``: its parent run,
+    ``'trial'``: its trials' runs) that also meet ``conditions``."""
+    tags = [f"tags.`poptune.study_key` = '{_key(study.name)}'", f"tags.`poptune.role` = '{role}'"]
+    return " AND ".join([*tags, *conditions])
 
 
 def _study_tags(study: Study) -> dict[str, str]:
