@@ -18,7 +18,7 @@ import sqlalchemy as sa
 import poptune as pt
 from poptune import Continuous, Study, TrialStatus, algorithms
 from poptune.storage._postgres import Postgres
-from poptune.storage._statements import LOCK, PG_FINISH_OBS
+from poptune.storage._statements import DIALECTS, PG_FINISH_OBS
 from poptune.storage.sql import SQLStorage
 from poptune.study.callbacks import StudyCallback
 
@@ -72,7 +72,7 @@ def _idle_in_transaction(url: str) -> int:
 
 def _is_chained(batch) -> bool:
     stmts = [s for s, _ in batch]
-    return PG_FINISH_OBS in stmts and LOCK in stmts
+    return PG_FINISH_OBS in stmts and DIALECTS["postgresql"].lock in stmts
 
 
 def test_a_trial_is_two_round_trips_and_its_final_commits_before_the_next_lock(pg_url, monkeypatch):

@@ -180,6 +180,44 @@ def test_a_commit_whose_answer_is_lost_is_not_run_twice(pg_url, monkeypatch, cap
     assert study.get_suggestion().id == 2 and _count_trials(pg_url) == 2
 
 
+def test_a_chained_suggestions_commit_whose_answer_is_lost_is_not_run_twice(
+    pg_url, monkeypatch, caplog
+):
+    """In ``study.optimize``'s loop the next suggestion runs in the transaction the final write
+    opened (its id read in that round trip): when that COMMIT's answer is lost, poptune asks
+    the server, learns it committed, and neither repeats the suggestion nor loses a trial."""
+    real_commit, real_take = Pipelined.commit, Postgres.take_held
+    commits, taken, lost = [], [], []
+
+    def take_held(self, storage, study_id):
+        held = real_take(self, storage, study_id)
+        taken.append(held is not None)
+        return held
+
+    def commit(self):
+        commits.append(1)
+        real_commit(self)
+        if any(taken) and not lost:  # the first COMMIT of a transaction a final write opened
+            lost.append(1)
+            raise _lost("COMMIT")
+
+    monkeypatch.setattr(Pipelined, "commit", commit)
+    monkeypatch.setattr(Postgres, "take_held", take_held)
+    baseline = Study(PARAMS, algorithms.RandomSearch(10), True, storage=SQLStorage(pg_url),
+                     study_name="baseline", seed=0, heartbeat_interval=None)  # fmt: skip
+    lost.append("not in the baseline")
+    baseline.optimize(lambda trial: trial.parameters["lr"], n_trials=3)
+    expected, commits[:], taken[:], lost[:] = len(commits), [], [], []
+    study = _study(pg_url)
+    study.optimize(lambda trial: trial.parameters["lr"], n_trials=3)
+    assert lost and "which had committed" in caplog.text
+    assert len(commits) == expected  # the lost COMMIT was not sent again
+    stored = pt.load_study(pg_url, "one")
+    assert [(t.id, t.status) for t in stored.trials] == [
+        (i, TrialStatus.COMPLETED) for i in (1, 2, 3)
+    ]
+
+
 def test_an_observation_and_final_status_whose_answer_is_lost_are_written_once(pg_url, monkeypatch):
     """A single-statement write (an observation, a final status) that committed before its
     connection died is recognized on the retry instead of failing as a duplicate."""

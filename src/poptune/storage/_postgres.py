@@ -39,7 +39,7 @@ optimizations (docs/topics/performance.md). SQLite never imports this module.
   times out is rolled back and tried again) and ``idle_in_transaction_session_timeout`` (the
   server ends a session that holds a transaction open without a word, e.g. a worker stopped
   by ``SIGSTOP``, which releases its lock). A transaction knows its id
-  (``pg_current_xact_id()``, read with the lock): if the connection dies during ``COMMIT``,
+  (``pg_current_xact_id()``, in the lock statement's row): if the connection dies during ``COMMIT``,
   :meth:`Postgres.outcome` asks the server whether it committed. A single-statement write
   (:meth:`Postgres.run_alone`) whose connection died is tried again, and recognizes its
   own earlier commit (the observation is there, the status is set) instead of repeating it.
@@ -66,7 +66,6 @@ from poptune.storage._statements import (
     DIALECTS,
     FINISH,
     INS_OBS_RUNNING,
-    LOCK,
     PG_ADD_OBS,
     PG_ADD_OBS_ASYNC,
     PG_ANALYZE,
@@ -76,7 +75,6 @@ from poptune.storage._statements import (
     PG_PING,
     PG_UNSTALL,
     PG_XACT_STATUS,
-    PG_XID,
     TRIAL_STATUS,
     Statement,
     every_statement,
@@ -139,8 +137,6 @@ class Postgres:
             "-c idle_in_transaction_session_timeout="
             f"{max(1, round(locks.stall_timeout * 1000))}",
         )))})  # fmt: skip
-        #: The statement whose answer is a transaction's id.
-        self.xid = (PG_XID, {})
         self.stall_timeout = locks.stall_timeout
         self._unstall_warned = False
         #: A write in a transaction -> the same write as one statement that takes the lock
@@ -307,12 +303,12 @@ class Postgres:
             base = storage._mirrors.get(study_id)
             lo = base.db_version
         kept = _Kept(storage._connection())
-        begin = DIALECTS["postgresql"].begin_write
+        begin, lock = DIALECTS["postgresql"].begin_write, DIALECTS["postgresql"].lock
         try:
             channel = storage._channel(kept.conn)
             answers = channel.query(
                 (begin, None), (stmt, params), (COMMIT, None),
-                (begin, None), (LOCK, {"sid": study_id}), *reads_after(study_id, lo), self.xid,
+                (begin, None), (lock, {"sid": study_id}), *reads_after(study_id, lo),
             )  # fmt: skip
         except Exception:
             answers = None
@@ -329,7 +325,7 @@ class Postgres:
             if not rows:  # refused (the trial is not running): raises why, as run_alone does
                 storage._check_running(study_id, write.guard, channel, write.refused)
             else:
-                version, state_json, n_trials = locked[0]
+                version, state_json, n_trials, xid = locked[0]
                 changes = Changes(version - 1, answers[5][0], answers[6][0])
                 with storage._naming(study_id):
                     storage._mirrors.commit(study_id, rows[0][0], (write.apply,), changes, base)
@@ -339,8 +335,7 @@ class Postgres:
         if not rows:
             kept.close()
             return False
-        tx = Tx(channel, study_id, version, state_json, n_trials, storage.lock_watch,
-                answers[-1][0][0][0])  # fmt: skip
+        tx = Tx(channel, study_id, version, state_json, n_trials, storage.lock_watch, xid)
         storage._local.held = Held(kept, tx)
         return True
 

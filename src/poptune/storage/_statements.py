@@ -171,6 +171,10 @@ class Dialect(NamedTuple):
     begin_write: str
     #: A read-only snapshot (PostgreSQL ``REPEATABLE READ``).
     begin_read: str
+    #: :data:`LOCK`; on PostgreSQL its row also holds the transaction's id (what
+    #: ``pg_current_xact_id()`` says, as text), asked for in the same statement rather than
+    #: a statement of its own.
+    lock: sa.TextClause
     insert_trial: sa.TextClause
     claim: sa.TextClause
     heartbeat: sa.TextClause
@@ -182,18 +186,20 @@ DIALECTS = {
     name: Dialect(
         begin_write=begin_write,
         begin_read=begin_read,
+        lock=lock,
         insert_trial=sa.text(_INS_TRIAL.format(now=now)),
         claim=sa.text(_CLAIM.format(now=now)),
         heartbeat=sa.text(_HEARTBEAT.format(now=now)),
         stale=sa.text(_STALE.format(now=now)),
         any_stale=sa.text(_ANY_STALE.format(now=now)),
     )
-    for name, begin_write, begin_read, now in (
-        ("sqlite", "BEGIN IMMEDIATE", "BEGIN", NOW_SQL["sqlite"]),
+    for name, begin_write, begin_read, lock, now in (
+        ("sqlite", "BEGIN IMMEDIATE", "BEGIN", LOCK, NOW_SQL["sqlite"]),
         (
             "postgresql",
             "BEGIN",
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            sa.text(f"{LOCK.text}, CAST(pg_current_xact_id() AS TEXT)"),
             NOW_SQL["postgresql"],
         ),
     )  # fmt: skip
@@ -214,8 +220,6 @@ PG_ANALYZE = "ANALYZE poptune_trials, poptune_observations"
 PG_PING = "SELECT 1"
 
 # -- PostgreSQL: stalled holders and lost connections (see poptune.storage._postgres) -------
-#: The transaction's id, read in the statements that take the lock.
-PG_XID = sa.text("SELECT CAST(pg_current_xact_id() AS TEXT)")
 #: What became of a transaction: 'committed', 'aborted' or 'in progress'.
 PG_XACT_STATUS = sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))")
 #: Ends the sessions of this application (poptune's) on this database that have sat in an

@@ -78,7 +78,6 @@ from poptune.storage._statements import (
     FINISH,
     INS_OBS,
     INS_OBS_RUNNING,
-    LOCK,
     PG_FINISH_OBS,
     SET_STATE,
     STOP,
@@ -364,25 +363,25 @@ class SQLStorage(StudyRows, LivenessRows, Storage):
         pipelined and ``prefetch``, the changes after the mirror's version come along."""
         self._check_writable()
         channel = self._channel(conn)
-        statements: list[Statement] = [(self._sql.begin_write, None), (LOCK, {"sid": study_id})]
+        statements: list[Statement] = [
+            (self._sql.begin_write, None), (self._sql.lock, {"sid": study_id}),
+        ]  # fmt: skip
         base = None
         if prefetch and channel.pipelined:
             # Executed after LOCK, so once the lock is held: they see every commit before it.
             with self._mirrors.lock:
                 base = self._mirrors.get(study_id)
                 statements += reads_after(study_id, base.db_version)
-        if self._pg is not None:
-            statements.append(self._pg.xid)  # the last answer: the transaction's id
         answers = txn.acquire(channel, statements, self.lock_watch, self._where)
         if not answers[1][0]:
             raise StudyNotFoundError(f"no study with id {study_id!r} in {self}")
-        version, state_json, n_trials = answers[1][0][0]
+        # On PostgreSQL the lock's row ends with the transaction's id.
+        version, state_json, n_trials, *xid = answers[1][0][0]
         if base is not None:
             changes = Changes(version - 1, answers[2][0], answers[3][0])
             with self._naming(study_id):
                 self._mirrors.catch_up(study_id, base, changes)
-        xid = answers[-1][0][0][0] if self._pg is not None else None
-        return Tx(channel, study_id, version, state_json, n_trials, self.lock_watch, xid)
+        return Tx(channel, study_id, version, state_json, n_trials, self.lock_watch, *xid)
 
     def _tx(self, study_id: int) -> Tx | None:
         tx: Tx | None = getattr(self._local, "tx", None)
