@@ -39,10 +39,11 @@ optimizations (docs/topics/performance.md). SQLite never imports this module.
   times out is rolled back and tried again) and ``idle_in_transaction_session_timeout`` (the
   server ends a session that holds a transaction open without a word, e.g. a worker stopped
   by ``SIGSTOP``, which releases its lock). A transaction knows its id
-  (``pg_current_xact_id()``, in the lock statement's row): if the connection dies during ``COMMIT``,
-  :meth:`Postgres.outcome` asks the server whether it committed. A single-statement write
-  (:meth:`Postgres.run_alone`) whose connection died is tried again, and recognizes its
-  own earlier commit (the observation is there, the status is set) instead of repeating it.
+  (``pg_current_xact_id()``, in the lock statement's row): if the connection dies during
+  ``COMMIT``, :meth:`Postgres.outcome` asks the server whether it committed. A
+  single-statement write (:meth:`Postgres.run_alone`) whose connection died is tried again,
+  and recognizes its own earlier commit (the observation is there, the status is set)
+  instead of repeating it.
 * **Statistics early** (:data:`ANALYZE_AT`): the worker that creates a study's 500th (5,000th,
   50,000th) trial runs ``ANALYZE`` on poptune's tables after its commit.
 """
