@@ -114,9 +114,9 @@ def test_every_connection_terminated_again_and_again_workers_survive(pg_url, tmp
     assert not any(t.meta.get("heartbeat_lost") for t in trials)
 
 
-def _study(url):
+def _study(url, name="one"):
     storage = SQLStorage(url)
-    return Study(PARAMS, algorithms.RandomSearch(10), True, storage=storage, study_name="one",
+    return Study(PARAMS, algorithms.RandomSearch(10), True, storage=storage, study_name=name,
                  seed=0, heartbeat_interval=None)  # fmt: skip
 
 
@@ -203,8 +203,7 @@ def test_a_chained_suggestions_commit_whose_answer_is_lost_is_not_run_twice(
 
     monkeypatch.setattr(Pipelined, "commit", commit)
     monkeypatch.setattr(Postgres, "take_held", take_held)
-    baseline = Study(PARAMS, algorithms.RandomSearch(10), True, storage=SQLStorage(pg_url),
-                     study_name="baseline", seed=0, heartbeat_interval=None)  # fmt: skip
+    baseline = _study(pg_url, "baseline")
     baseline.optimize(lambda trial: trial.parameters["lr"], n_trials=3)
     expected, commits[:], taken[:] = len(commits), [], []
     armed.append(True)

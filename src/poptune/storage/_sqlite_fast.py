@@ -38,11 +38,11 @@ import sqlalchemy as sa
 from poptune.exceptions import StorageError, StudyNotFoundError
 from poptune.storage import _transaction as txn
 from poptune.storage._connect import connection_error
-from poptune.storage._statements import COMMIT, DIALECTS, LOCK, SET_STATE, Statement
+from poptune.storage._statements import COMMIT, DIALECTS, SET_STATE, Statement
 
 __all__ = ["FastChannel", "FastTransaction", "Joined", "RawConnection", "RawPool", "fast_pool"]
 
-_LOCK_SQL = LOCK.text
+_LOCK_SQL = DIALECTS["sqlite"].lock.text
 _BEGIN_WRITE = DIALECTS["sqlite"].begin_write
 
 
